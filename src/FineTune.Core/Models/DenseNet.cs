@@ -1,0 +1,126 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace FineTune.Core.Models;
+
+/// <summary>
+/// torchvision's DenseNet (TorchVision .NET has none), with its module and parameter names so that
+/// torchvision checkpoints load unchanged.
+/// </summary>
+public sealed class DenseNet : Module<Tensor, Tensor>
+{
+    private readonly Sequential features;
+    private readonly Module<Tensor, Tensor> classifier;
+
+    private DenseNet(int growthRate, IReadOnlyList<int> blockConfig, int initialFeatures, int bottleneckSize, double dropRate, int numClasses)
+        : base(nameof(DenseNet))
+    {
+        var layers = new List<(string, Module<Tensor, Tensor>)>
+        {
+            ("conv0", Conv2d(3, initialFeatures, kernel_size: 7, stride: 2, padding: 3, bias: false)),
+            ("norm0", BatchNorm2d(initialFeatures)),
+            ("relu0", ReLU(inplace: true)),
+            ("pool0", MaxPool2d(kernel_size: 3, stride: 2, padding: 1)),
+        };
+        int channels = initialFeatures;
+        for (int i = 0; i < blockConfig.Count; i++)
+        {
+            layers.Add(($"denseblock{i + 1}", new DenseBlock(blockConfig[i], channels, bottleneckSize, growthRate, dropRate)));
+            channels += blockConfig[i] * growthRate;
+            if (i == blockConfig.Count - 1) continue;
+            layers.Add(($"transition{i + 1}", Sequential(
+                ("norm", BatchNorm2d(channels)),
+                ("relu", ReLU(inplace: true)),
+                ("conv", Conv2d(channels, channels / 2, kernel_size: 1, stride: 1, bias: false)),
+                ("pool", AvgPool2d(kernel_size: 2, stride: 2)))));
+            channels /= 2;
+        }
+        layers.Add(("norm5", BatchNorm2d(channels)));
+        features = Sequential(layers);
+        classifier = Linear(channels, numClasses);
+        RegisterComponents();
+
+        // torchvision's initialisation, so a fresh model trains like theirs.
+        foreach (var module in modules())
+        {
+            switch (module)
+            {
+                case Conv2d conv: init.kaiming_normal_(conv.weight); break;
+                case BatchNorm2d norm: init.constant_(norm.weight, 1); init.constant_(norm.bias, 0); break;
+                case Linear linear: init.constant_(linear.bias, 0); break;
+            }
+        }
+    }
+
+    public static DenseNet Create(int growthRate, IReadOnlyList<int> blockConfig, int initialFeatures,
+        int bottleneckSize = 4, double dropRate = 0, int numClasses = 1000) =>
+        new(growthRate, blockConfig, initialFeatures, bottleneckSize, dropRate, numClasses);
+
+    public override Tensor forward(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        var x = functional.relu(features.call(input));
+        x = functional.adaptive_avg_pool2d(x, [1, 1]).flatten(1);
+        return classifier.call(x).MoveToOuterDisposeScope();
+    }
+
+    private sealed class DenseBlock : Module<Tensor, Tensor>
+    {
+        private readonly List<DenseLayer> _layers = [];
+
+        public DenseBlock(int layerCount, int inputChannels, int bottleneckSize, int growthRate, double dropRate)
+            : base(nameof(DenseBlock))
+        {
+            for (int i = 0; i < layerCount; i++)
+            {
+                var layer = new DenseLayer(inputChannels + i * growthRate, growthRate, bottleneckSize, dropRate);
+                _layers.Add(layer);
+                register_module($"denselayer{i + 1}", layer);
+            }
+        }
+
+        public override Tensor forward(Tensor input)
+        {
+            using var scope = NewDisposeScope();
+            var collected = new List<Tensor> { input };
+            foreach (var layer in _layers)
+                collected.Add(layer.call(cat(collected, 1)));
+            return cat(collected, 1).MoveToOuterDisposeScope();
+        }
+    }
+
+    private sealed class DenseLayer : Module<Tensor, Tensor>
+    {
+        private readonly BatchNorm2d norm1;
+        private readonly Module<Tensor, Tensor> relu1;
+        private readonly Conv2d conv1;
+        private readonly BatchNorm2d norm2;
+        private readonly Module<Tensor, Tensor> relu2;
+        private readonly Conv2d conv2;
+        private readonly double _dropRate;
+
+        public DenseLayer(int inputChannels, int growthRate, int bottleneckSize, double dropRate) : base(nameof(DenseLayer))
+        {
+            norm1 = BatchNorm2d(inputChannels);
+            relu1 = ReLU(inplace: true);
+            conv1 = Conv2d(inputChannels, bottleneckSize * growthRate, kernel_size: 1, stride: 1, bias: false);
+            norm2 = BatchNorm2d(bottleneckSize * growthRate);
+            relu2 = ReLU(inplace: true);
+            conv2 = Conv2d(bottleneckSize * growthRate, growthRate, kernel_size: 3, stride: 1, padding: 1, bias: false);
+            _dropRate = dropRate;
+            RegisterComponents();
+        }
+
+        /// <param name="input">the block input and all earlier layers' outputs, concatenated on channels</param>
+        public override Tensor forward(Tensor input)
+        {
+            using var scope = NewDisposeScope();
+            var bottleneck = conv1.call(relu1.call(norm1.call(input)));
+            var output = conv2.call(relu2.call(norm2.call(bottleneck)));
+            if (_dropRate > 0) output = functional.dropout(output, _dropRate, training);
+            return output.MoveToOuterDisposeScope();
+        }
+    }
+}

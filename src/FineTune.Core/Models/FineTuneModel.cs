@@ -1,0 +1,103 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Models;
+
+/// <summary>What <see cref="FineTuneModel.Freeze"/> left trainable.</summary>
+public sealed record FreezeReport(
+    string Mode,
+    IReadOnlyList<string> TrainableStages,
+    long TrainableParameters,
+    long TotalParameters);
+
+/// <summary>
+/// A family's network with its classifier head sized to the dataset's classes, and the freezing rules of
+/// the fine-tune. Parameter names stay torchvision's, so the weights load in PyTorch as they are.
+/// </summary>
+public sealed class FineTuneModel : IDisposable
+{
+    private FineTuneModel(ModelFamily family, nn.Module<Tensor, Tensor> module, int numClasses)
+    {
+        Family = family;
+        Module = module;
+        NumClasses = numClasses;
+        Stages = ComputeStages(family, module);
+    }
+
+    public ModelFamily Family { get; }
+    public nn.Module<Tensor, Tensor> Module { get; }
+    public int NumClasses { get; }
+
+    /// <summary>Top-level prefixes of the backbone, input to output; <c>last:N</c> counts from the end.</summary>
+    public IReadOnlyList<string> Stages { get; }
+
+    /// <summary>
+    /// Builds the family and swaps its head for a fresh Linear(in, <paramref name="numClasses"/>). The
+    /// backbone is initialised after <c>manual_seed(seed)</c> and the head after a second
+    /// <c>manual_seed(seed)</c>, which is how the PyTorch reference reproduces both.
+    /// </summary>
+    public static FineTuneModel Create(ModelFamily family, int numClasses, long seed)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(numClasses, 1);
+        manual_seed(seed);
+        var module = family.CreateImageNetLayout();
+        var oldHead = ModuleSurgery.Find(module, family.HeadPath) as Linear
+            ?? throw new InvalidOperationException($"{family.Name}: '{family.HeadPath}' is not a Linear layer");
+        long inFeatures = oldHead.weight!.shape[1];
+        manual_seed(seed);
+        ModuleSurgery.Replace(module, family.HeadPath, nn.Linear(inFeatures, numClasses));
+        return new FineTuneModel(family, module, numClasses);
+    }
+
+    public Linear Head => (Linear)ModuleSurgery.Find(Module, Family.HeadPath);
+
+    public FreezeReport Freeze(FreezeMode mode)
+    {
+        var trainableStages = Stages.Skip(Math.Max(0, Stages.Count - mode.TrainableStages)).ToList();
+        long trainable = 0, total = 0;
+        foreach (var (name, parameter) in Module.named_parameters())
+        {
+            bool train = Family.IsHeadKey(name) || trainableStages.Any(stage => name.StartsWith(stage + ".", StringComparison.Ordinal));
+            parameter.requires_grad = train;
+            total += parameter.numel();
+            if (train) trainable += parameter.numel();
+        }
+        return new FreezeReport(mode.ToString(), trainableStages, trainable, total);
+    }
+
+    /// <summary>
+    /// Training mode, except for BatchNorm layers whose parameters are all frozen: they stay in eval mode so
+    /// their running statistics do not drift away from the pretrained ones.
+    /// </summary>
+    public void TrainMode()
+    {
+        Module.train();
+        foreach (var module in Module.modules())
+        {
+            if (module is BatchNorm2d or BatchNorm1d && !module.parameters().Any(p => p.requires_grad))
+                module.eval();
+        }
+    }
+
+    public void EvalMode() => Module.eval();
+
+    public Tensor Forward(Tensor batch) => Module.call(batch);
+
+    public void Dispose() => Module.Dispose();
+
+    private static IReadOnlyList<string> ComputeStages(ModelFamily family, nn.Module module)
+    {
+        var stages = new List<string>();
+        foreach (var (name, child) in module.named_children())
+        {
+            if (name == "features")
+            {
+                stages.AddRange(child.named_children().Where(c => c.module.parameters().Any()).Select(c => $"features.{c.name}"));
+                continue;
+            }
+            bool hasBackboneParameters = child.named_parameters().Any(p => !family.IsHeadKey($"{name}.{p.name}"));
+            if (hasBackboneParameters) stages.Add(name);
+        }
+        return stages;
+    }
+}

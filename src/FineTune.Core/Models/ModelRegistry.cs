@@ -1,0 +1,51 @@
+using TorchSharp;
+using static TorchSharp.torchvision.models;
+
+namespace FineTune.Core.Models;
+
+/// <summary>Every model family the service knows, by name.</summary>
+public static class ModelRegistry
+{
+    private static readonly Preprocessing Standard = Preprocessing.ImageNet();
+
+    private static readonly ModelFamily[] All =
+    [
+        new("resnet18", () => resnet18(), "fc", Standard),
+        new("resnet34", () => resnet34(), "fc", Standard),
+        new("resnet50", () => resnet50(), "fc", Standard),
+        new("resnet101", () => resnet101(), "fc", Standard),
+        new("resnet152", () => resnet152(), "fc", Standard),
+        new("resnext50_32x4d", () => resnext50_32x4d(), "fc", Standard),
+        new("wide_resnet50_2", () => wide_resnet50_2(), "fc", Standard),
+        new("vgg11", () => vgg11(), "classifier.6", Standard),
+        new("vgg11_bn", () => vgg11_bn(), "classifier.6", Standard),
+        new("vgg13", () => vgg13(), "classifier.6", Standard),
+        new("vgg13_bn", () => vgg13_bn(), "classifier.6", Standard),
+        new("vgg16", () => vgg16(), "classifier.6", Standard),
+        new("vgg16_bn", () => vgg16_bn(), "classifier.6", Standard),
+        new("vgg19", () => vgg19(), "classifier.6", Standard),
+        new("vgg19_bn", () => vgg19_bn(), "classifier.6", Standard),
+        new("mobilenet_v2", () => mobilenet_v2(1000), "classifier.1", Standard),
+        new("mobilenet_v3_small", mobilenet_v3_small, "classifier.3", Standard),
+        new("mobilenet_v3_large", mobilenet_v3_large, "classifier.3", Standard),
+        new("alexnet", () => alexnet(), "classifier.6", Standard),
+        new("googlenet", () => googlenet(), "fc", Standard, IgnoredCheckpointPrefixes: ["aux1.", "aux2."]),
+        new("inception_v3", () => inception_v3(), "fc", Preprocessing.ImageNet(resizeSize: 342, cropSize: 299)),
+        new("densenet121", () => DenseNet.Create(32, [6, 12, 24, 16], 64), "classifier", Standard),
+        new("densenet161", () => DenseNet.Create(48, [6, 12, 36, 24], 96), "classifier", Standard),
+        new("densenet169", () => DenseNet.Create(32, [6, 12, 32, 32], 64), "classifier", Standard),
+        new("densenet201", () => DenseNet.Create(32, [6, 12, 48, 32], 64), "classifier", Standard),
+    ];
+
+    public static IReadOnlyList<ModelFamily> Families => All;
+
+    public static ModelFamily Get(string name) =>
+        All.FirstOrDefault(f => f.Name == name)
+        ?? throw new UnknownModelFamilyException(name, All.Select(f => f.Name));
+}
+
+public sealed class UnknownModelFamilyException(string name, IEnumerable<string> known)
+    : ArgumentException($"unknown model family '{name}'; known: {string.Join(", ", known)}")
+{
+    public string Family { get; } = name;
+}

@@ -1,0 +1,20 @@
+namespace FineTune.Core.Models;
+
+public enum ChannelOrder { Rgb, Bgr }
+
+/// <summary>
+/// How an image becomes the input tensor a family's weights expect: resize the short side to
+/// <see cref="ResizeSize"/>, center-crop <see cref="CropSize"/>, scale 0–255 pixels by <see cref="Scale"/>,
+/// order the channels, then subtract <see cref="Mean"/> and divide by <see cref="Std"/> per channel.
+/// </summary>
+public sealed record Preprocessing(
+    int ResizeSize,
+    int CropSize,
+    ChannelOrder ChannelOrder,
+    float Scale,
+    IReadOnlyList<float> Mean,
+    IReadOnlyList<float> Std)
+{
+    public static Preprocessing ImageNet(int resizeSize = 256, int cropSize = 224) =>
+        new(resizeSize, cropSize, ChannelOrder.Rgb, 1f / 255f, [0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
+}

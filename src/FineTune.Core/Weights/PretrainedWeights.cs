@@ -1,0 +1,54 @@
+using FineTune.Core.Models;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Weights;
+
+/// <summary>Copies a checkpoint's tensors into a model after checking that every name and shape fits.</summary>
+public static class PretrainedWeights
+{
+    private const int MismatchesNamed = 5;
+
+    /// <summary>
+    /// Loads everything but the classifier head, which the fine-tune replaces: a checkpoint's head (any
+    /// number of classes, or none) is ignored. Fails, naming the first mismatching keys, when the rest does
+    /// not fit the family exactly.
+    /// </summary>
+    public static void LoadBackbone(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint) =>
+        Load(model, checkpoint, includeHead: false);
+
+    /// <summary>Loads a whole fine-tuned model, head included (a published or checkpointed run).</summary>
+    public static void LoadAll(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint) =>
+        Load(model, checkpoint, includeHead: true);
+
+    private static void Load(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint, bool includeHead)
+    {
+        var family = model.Family;
+        bool Wanted(string key) => includeHead || !family.IsHeadKey(key);
+        var target = model.Module.state_dict().Where(kv => Wanted(kv.Key)).ToDictionary();
+        var source = checkpoint
+            .Where(kv => Wanted(kv.Key) && !family.IgnoredPrefixes.Any(p => kv.Key.StartsWith(p, StringComparison.Ordinal)))
+            .ToDictionary();
+
+        // Checkpoints from before PyTorch 0.4.1 lack BatchNorm's step counter; it does not affect the output.
+        var missing = target.Keys.Where(k => !source.ContainsKey(k) && !k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
+        var unexpected = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
+        var wrongShape = source.Where(kv => target.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.shape))
+            .Select(kv => $"{kv.Key} (checkpoint [{string.Join(", ", kv.Value.shape)}], model [{string.Join(", ", target[kv.Key].shape)}])")
+            .ToList();
+        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
+        {
+            var problems = new List<string>();
+            if (missing.Count > 0) problems.Add($"missing {Describe(missing)}");
+            if (unexpected.Count > 0) problems.Add($"unexpected {Describe(unexpected)}");
+            if (wrongShape.Count > 0) problems.Add($"wrong shape {Describe(wrongShape)}");
+            throw new InvalidWeightsException($"checkpoint does not fit {family.Name}: {string.Join("; ", problems)}");
+        }
+
+        using var _ = no_grad();
+        foreach (var (key, tensor) in source)
+            target[key].copy_(tensor);
+    }
+
+    private static string Describe(List<string> keys) =>
+        string.Join(", ", keys.Take(MismatchesNamed)) + (keys.Count > MismatchesNamed ? $" and {keys.Count - MismatchesNamed} more" : "");
+}

@@ -1,0 +1,132 @@
+using System.Collections;
+using System.Text;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Weights;
+
+public enum StateDictFormat
+{
+    /// <summary>torch.save of a state dict (.pth/.pt): a zip archive holding a pickle.</summary>
+    PyTorch,
+    /// <summary>.safetensors: an 8-byte header length, a JSON header, raw tensor data.</summary>
+    Safetensors,
+    /// <summary>TorchSharp's own Module.save format.</summary>
+    TorchSharp,
+}
+
+/// <summary>Reads and writes state dicts (name → tensor) in the formats weights arrive in.</summary>
+public static class StateDictFile
+{
+    /// <summary>The format, told by the file's first bytes rather than its name.</summary>
+    public static StateDictFormat Detect(ReadOnlySpan<byte> head)
+    {
+        if (head.Length >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4)
+            return StateDictFormat.PyTorch;
+        if (head.Length >= 9 && head[8] == '{' && BitConverter.ToUInt64(head[..8]) < 100_000_000)
+            return StateDictFormat.Safetensors;
+        return StateDictFormat.TorchSharp;
+    }
+
+    public static Dictionary<string, Tensor> Read(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Read(stream);
+    }
+
+    /// <summary>Reads a whole state dict from a seekable stream. The caller owns the returned tensors.</summary>
+    public static Dictionary<string, Tensor> Read(Stream stream)
+    {
+        Span<byte> head = stackalloc byte[16];
+        int read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        stream.Position = 0;
+        try
+        {
+            return Detect(head[..read]) switch
+            {
+                StateDictFormat.PyTorch => FromPickle(PyTorchUnpickler.UnpickleStateDict(stream, leaveOpen: true)),
+                StateDictFormat.Safetensors => Safetensors.LoadStateDict(stream, leaveOpen: true),
+                _ => ReadTorchSharp(stream),
+            };
+        }
+        catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)
+        {
+            throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
+        }
+    }
+
+    public static void Write(IReadOnlyDictionary<string, Tensor> stateDict, string path, StateDictFormat format)
+    {
+        using var stream = File.Create(path);
+        Write(stateDict, stream, format);
+    }
+
+    public static void Write(IReadOnlyDictionary<string, Tensor> stateDict, Stream stream, StateDictFormat format)
+    {
+        var ordered = stateDict.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
+        try
+        {
+            switch (format)
+            {
+                case StateDictFormat.PyTorch:
+                    PyTorchPickler.PickleStateDict(stream, ordered, leaveOpen: true);
+                    break;
+                case StateDictFormat.Safetensors:
+                    Safetensors.SaveStateDict(stream, ordered, leaveOpen: true);
+                    break;
+                default:
+                    using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
+                        nn.Module.save_state_dict(writer, ordered);
+                    break;
+            }
+        }
+        finally
+        {
+            foreach (var (key, tensor) in ordered)
+                if (!ReferenceEquals(tensor, stateDict[key])) tensor.Dispose();
+        }
+    }
+
+    private static Dictionary<string, Tensor> FromPickle(Hashtable table)
+    {
+        var result = new Dictionary<string, Tensor>();
+        foreach (DictionaryEntry entry in table)
+        {
+            if (entry.Key is not string key || entry.Value is not Tensor tensor)
+                throw new InvalidWeightsException($"the pickle holds '{entry.Key}' of type {entry.Value?.GetType().Name ?? "null"}: only a state dict of tensors can be imported");
+            result[key] = tensor;
+        }
+        return result;
+    }
+
+    private static Dictionary<string, Tensor> ReadTorchSharp(Stream stream)
+    {
+        using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
+        long count = DecodeVarint(reader);
+        if (count < 0 || count > 1_000_000) throw new InvalidWeightsException($"implausible entry count {count}");
+        var result = new Dictionary<string, Tensor>((int)count);
+        for (long i = 0; i < count; i++)
+        {
+            string key = reader.ReadString();
+            result[key] = Tensor.Load(reader);
+        }
+        return result;
+    }
+
+    /// <summary>TorchSharp writes counts as LEB128 varints.</summary>
+    private static long DecodeVarint(BinaryReader reader)
+    {
+        long value = 0;
+        for (int shift = 0; shift < 64; shift += 7)
+        {
+            byte b = reader.ReadByte();
+            value |= (long)(b & 0x7f) << shift;
+            if ((b & 0x80) == 0) return value;
+        }
+        throw new InvalidWeightsException("malformed varint");
+    }
+}
+
+/// <summary>Weights that cannot be used: unreadable, or not fitting the model family.</summary>
+public sealed class InvalidWeightsException(string message, Exception? inner = null) : Exception(message, inner);

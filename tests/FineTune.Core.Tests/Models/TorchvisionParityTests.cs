@@ -1,0 +1,70 @@
+using FineTune.Core.Models;
+using FineTune.Core.Tests.Reference;
+using FineTune.Core.Weights;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Tests.Models;
+
+/// <summary>
+/// Each family against torchvision itself: PyTorch builds the model and its logits, we load its state dict
+/// and must produce the same logits; a state dict we write must load in PyTorch and do the same.
+/// </summary>
+public sealed class TorchvisionParityTests : IDisposable
+{
+    private const double Tolerance = 1e-4;
+    private readonly string _dir = Directory.CreateTempSubdirectory("parity-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    public static TheoryData<string> Families => new(ModelRegistry.Families.Select(f => f.Name));
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void TorchvisionCheckpointGivesTorchvisionLogits(string name)
+    {
+        var family = ModelRegistry.Get(name);
+        // Small inputs keep the big families fast; inception needs at least 75 pixels.
+        int size = name == "inception_v3" ? 80 : 64;
+        PythonReference.Run("export", name, _dir, size.ToString());
+
+        using var scope = NewDisposeScope();
+        using var model = LoadReference(family);
+        var io = StateDictFile.Read(Path.Combine(_dir, "io.pth"));
+
+        using (no_grad())
+        {
+            var logits = model.Forward(io["input"]);
+            Assert.Equal(io["logits"].shape, logits.shape);
+            double difference = (logits - io["logits"]).abs().max().item<float>();
+            Assert.True(difference <= Tolerance, $"{name}: max |Δlogit| = {difference}");
+        }
+    }
+
+    [Theory]
+    [InlineData("resnet18")]
+    [InlineData("densenet121")]
+    [InlineData("mobilenet_v3_small")]
+    [InlineData("googlenet")]
+    public void StateDictWeWriteGivesTheSameLogitsInPyTorch(string name)
+    {
+        var family = ModelRegistry.Get(name);
+        PythonReference.Run("export", name, _dir, "64");
+        using var scope = NewDisposeScope();
+        using var model = LoadReference(family);
+
+        var written = Path.Combine(_dir, "ours.pth");
+        StateDictFile.Write(model.Module.state_dict(), written, StateDictFormat.PyTorch);
+
+        double difference = double.Parse(PythonReference.Run("check", name, "1000", written, Path.Combine(_dir, "io.pth")),
+            System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(difference <= Tolerance, $"{name}: PyTorch on our state dict, max |Δlogit| = {difference}");
+    }
+
+    private FineTuneModel LoadReference(ModelFamily family)
+    {
+        var model = FineTuneModel.Create(family, numClasses: 1000, seed: 5);
+        PretrainedWeights.LoadAll(model, StateDictFile.Read(Path.Combine(_dir, "model.pth")));
+        model.EvalMode();
+        return model;
+    }
+}

@@ -1,0 +1,63 @@
+"""The PyTorch reference the C# side is checked against (Debian python3-torch 1.13, python3-torchvision 0.14).
+
+export FAMILY OUT SIZE   build torchvision's FAMILY with seed 0 and randomised BatchNorm state, then write
+                         OUT/model.pth (its state dict) and OUT/io.pth ({"input", "logits"}) in eval mode
+check FAMILY CLASSES STATE IO
+                         load STATE (a state dict written by C#) into torchvision's FAMILY with CLASSES
+                         outputs, and print the max abs difference of its logits on IO's input from IO's logits
+"""
+import sys
+
+import torch
+import torchvision
+
+torch.set_num_threads(2)
+
+
+def build(family, num_classes=1000):
+    models = torchvision.models
+    if family == "googlenet":
+        return models.googlenet(num_classes=num_classes, aux_logits=True, transform_input=False, init_weights=True)
+    if family == "inception_v3":
+        return models.inception_v3(num_classes=num_classes, aux_logits=True, transform_input=False, init_weights=True)
+    return getattr(models, family)(num_classes=num_classes)
+
+
+def export(family, out, size):
+    torch.manual_seed(0)
+    model = build(family)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                # Weights below 1 keep activations of the deep families (resnet152, inception) near unit
+                # scale, so an absolute tolerance on the logits means the same for every family.
+                m.weight.uniform_(0.2, 0.6)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(7)
+    model.eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = model(x)
+    print(float(logits.abs().max()))
+    torch.save(model.state_dict(), f"{out}/model.pth")
+    torch.save({"input": x, "logits": logits}, f"{out}/io.pth")
+
+
+def check(family, num_classes, state_path, io_path):
+    state = torch.load(state_path)
+    model = build(family, num_classes)
+    model.load_state_dict(state, strict=family != "googlenet")
+    model.eval()
+    io = torch.load(io_path)
+    with torch.no_grad():
+        logits = model(io["input"])
+    print(float((logits - io["logits"]).abs().max()))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "export":
+        export(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        check(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
