@@ -83,6 +83,29 @@ public sealed class FineTuneModel : IDisposable
 
     public Tensor Forward(Tensor batch) => Module.call(batch);
 
+    /// <summary>The backbone's output for <paramref name="batch"/>: what the head receives.</summary>
+    public Tensor Features(Tensor batch)
+    {
+        Tensor? captured = null;
+        var hook = Head.register_forward_pre_hook((_, input) =>
+        {
+            captured = input.alias().DetachFromDisposeScope();
+            return input;
+        });
+        try
+        {
+            using (NewDisposeScope())
+                Module.call(batch);
+        }
+        finally
+        {
+            hook.remove();
+        }
+        // Re-created here so that the result belongs to the caller's dispose scope, like any other op's.
+        using (captured)
+            return captured!.alias();
+    }
+
     public void Dispose() => Module.Dispose();
 
     private static IReadOnlyList<string> ComputeStages(ModelFamily family, nn.Module module)

@@ -12,8 +12,12 @@ public sealed record ModelFamily(
     Func<nn.Module<Tensor, Tensor>> CreateImageNetLayout,
     string HeadPath,
     Preprocessing Preprocessing,
-    IReadOnlyList<string>? IgnoredCheckpointPrefixes = null)
+    IReadOnlyList<string>? IgnoredCheckpointPrefixes = null,
+    Func<Dictionary<string, Tensor>>? BundledWeights = null)
 {
+    /// <summary>Whether pretrained weights ship with the app, so the family fine-tunes with no download.</summary>
+    public bool HasBundledWeights => BundledWeights is not null;
+
     /// <summary>Checkpoint keys under these prefixes exist in torchvision but not here (googlenet's aux heads).</summary>
     public IReadOnlyList<string> IgnoredPrefixes => IgnoredCheckpointPrefixes ?? [];
 

@@ -1,4 +1,4 @@
-using TorchSharp;
+using FineTune.Core.Weights;
 using static TorchSharp.torchvision.models;
 
 namespace FineTune.Core.Models;
@@ -8,8 +8,15 @@ public static class ModelRegistry
 {
     private static readonly Preprocessing Standard = Preprocessing.ImageNet();
 
+    private static readonly Lazy<float[]> CntkMeanImage = new(() => CntkResNet18.ReadMeanImage(CntkResNet18.PreprocessPath));
+
     private static readonly ModelFamily[] All =
     [
+        new(CntkResNet18.FamilyName, CntkResNet18.CreateLayout, "fc",
+            new Preprocessing(256, CntkResNet18.InputSize, ChannelOrder.Bgr, 1f, [0f, 0f, 0f], [1f, 1f, 1f]) { MeanImage = CntkMeanImage },
+            BundledWeights: () => CntkResNet18.ReadStateDict(CntkResNet18.ModelPath)),
+        new(CntkResNet18.RgbFamilyName, CntkResNet18.CreateLayout, "fc", Standard,
+            BundledWeights: () => FoldedCntkWeights()),
         new("resnet18", () => resnet18(), "fc", Standard),
         new("resnet34", () => resnet34(), "fc", Standard),
         new("resnet50", () => resnet50(), "fc", Standard),
@@ -38,6 +45,19 @@ public static class ModelRegistry
     ];
 
     public static IReadOnlyList<ModelFamily> Families => All;
+
+    private static Dictionary<string, TorchSharp.torch.Tensor> FoldedCntkWeights()
+    {
+        var native = CntkResNet18.ReadStateDict(CntkResNet18.ModelPath);
+        try
+        {
+            return CntkResNet18.FoldIntoRgbInput(native, CntkMeanImage.Value, Standard);
+        }
+        finally
+        {
+            foreach (var tensor in native.Values) tensor.Dispose();
+        }
+    }
 
     public static ModelFamily Get(string name) =>
         All.FirstOrDefault(f => f.Name == name)

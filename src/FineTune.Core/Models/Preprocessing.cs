@@ -5,7 +5,8 @@ public enum ChannelOrder { Rgb, Bgr }
 /// <summary>
 /// How an image becomes the input tensor a family's weights expect: resize the short side to
 /// <see cref="ResizeSize"/>, center-crop <see cref="CropSize"/>, scale 0–255 pixels by <see cref="Scale"/>,
-/// order the channels, then subtract <see cref="Mean"/> and divide by <see cref="Std"/> per channel.
+/// order the channels, subtract <see cref="MeanImage"/> where the family has one, then subtract
+/// <see cref="Mean"/> and divide by <see cref="Std"/> per channel.
 /// </summary>
 public sealed record Preprocessing(
     int ResizeSize,
@@ -15,6 +16,9 @@ public sealed record Preprocessing(
     IReadOnlyList<float> Mean,
     IReadOnlyList<float> Std)
 {
+    /// <summary>A per-pixel mean (CHW, CropSize × CropSize, after scaling and channel order), read when first needed.</summary>
+    public Lazy<float[]>? MeanImage { get; init; }
+
     public static Preprocessing ImageNet(int resizeSize = 256, int cropSize = 224) =>
         new(resizeSize, cropSize, ChannelOrder.Rgb, 1f / 255f, [0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
 }

@@ -16,7 +16,9 @@ public sealed class TorchvisionParityTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    public static TheoryData<string> Families => new(ModelRegistry.Families.Select(f => f.Name));
+    /// <summary>Every family torchvision has (the CNTK ResNet18 is checked against ONNX Runtime instead).</summary>
+    public static TheoryData<string> Families => new(ModelRegistry.Families
+        .Where(f => !f.Name.StartsWith(CntkResNet18.FamilyName, StringComparison.Ordinal)).Select(f => f.Name));
 
     [Theory]
     [MemberData(nameof(Families))]

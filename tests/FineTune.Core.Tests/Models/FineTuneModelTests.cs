@@ -1,0 +1,168 @@
+using FineTune.Core.Models;
+using FineTune.Core.Weights;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Tests.Models;
+
+public class FineTuneModelTests
+{
+    [Theory]
+    [InlineData("resnet18", "fc", 512)]
+    [InlineData("vgg11", "classifier.6", 4096)]
+    [InlineData("mobilenet_v3_small", "classifier.3", 1024)]
+    [InlineData("densenet121", "classifier", 1024)]
+    [InlineData("alexnet", "classifier.6", 4096)]
+    public void HeadIsReplacedBySizedLinearUnderTorchvisionNames(string name, string head, long inFeatures)
+    {
+        using var scope = NewDisposeScope();
+        using var model = FineTuneModel.Create(ModelRegistry.Get(name), numClasses: 3, seed: 1);
+        model.EvalMode();
+
+        using (no_grad())
+            Assert.Equal(new long[] { 2, 3 }, model.Forward(randn(2, 3, 64, 64)).shape);
+        var state = model.Module.state_dict();
+        Assert.Equal(new[] { 3, inFeatures }, state[$"{head}.weight"].shape);
+        Assert.Equal(new long[] { 3 }, state[$"{head}.bias"].shape);
+        Assert.Single(model.Module.named_modules(), m => m.name == head);
+    }
+
+    [Fact]
+    public void SameSeedGivesIdenticalModelsAndAnotherSeedDoesNot()
+    {
+        using var scope = NewDisposeScope();
+        var family = ModelRegistry.Get("resnet18");
+        using var a = FineTuneModel.Create(family, 4, seed: 42);
+        using var b = FineTuneModel.Create(family, 4, seed: 42);
+        using var c = FineTuneModel.Create(family, 4, seed: 43);
+        foreach (var (key, value) in a.Module.state_dict())
+            Assert.True(value.SameAs(b.Module.state_dict()[key]), key);
+        Assert.False(a.Head.weight!.SameAs(c.Head.weight!));
+    }
+
+    [Fact]
+    public void HeadInitialisationIsTorchsLinearUnderTheSeed()
+    {
+        using var scope = NewDisposeScope();
+        using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 5, seed: 9);
+        manual_seed(9);
+        using var expected = nn.Linear(512, 5);
+        Assert.True(model.Head.weight!.SameAs(expected.weight!));
+        Assert.True(model.Head.bias!.SameAs(expected.bias!));
+    }
+
+    [Fact]
+    public void HeadModeTrainsOnlyTheHead()
+    {
+        using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 5, seed: 1);
+        var report = model.Freeze(FreezeMode.Head);
+
+        Assert.Equal(512 * 5 + 5, report.TrainableParameters);
+        Assert.Equal(model.Module.parameters().Sum(p => p.numel()), report.TotalParameters);
+        Assert.Empty(report.TrainableStages);
+        Assert.All(model.Module.named_parameters(), p => Assert.Equal(p.name.StartsWith("fc."), p.parameter.requires_grad));
+    }
+
+    [Fact]
+    public void LastStagesModeTrainsTheLastStagesAndTheHead()
+    {
+        using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 5, seed: 1);
+        Assert.Equal(["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"], model.Stages);
+
+        var report = model.Freeze(FreezeMode.Parse("last:2"));
+
+        Assert.Equal(["layer3", "layer4"], report.TrainableStages);
+        Assert.All(model.Module.named_parameters(), p => Assert.Equal(
+            p.name.StartsWith("fc.") || p.name.StartsWith("layer3.") || p.name.StartsWith("layer4."), p.parameter.requires_grad));
+    }
+
+    [Fact]
+    public void FullModeTrainsEverything()
+    {
+        using var model = FineTuneModel.Create(ModelRegistry.Get("mobilenet_v2"), 5, seed: 1);
+        var report = model.Freeze(FreezeMode.Full);
+        Assert.Equal(report.TotalParameters, report.TrainableParameters);
+        Assert.Equal(model.Stages, report.TrainableStages);
+    }
+
+    [Fact]
+    public void StagesOfFeatureBasedFamiliesAreTheFeatureBlocksThenTheClassifierBody()
+    {
+        using var vgg = FineTuneModel.Create(ModelRegistry.Get("vgg11"), 2, seed: 1);
+        Assert.Equal("classifier", vgg.Stages[^1]);
+        Assert.StartsWith("features.", vgg.Stages[0]);
+        using var densenet = FineTuneModel.Create(ModelRegistry.Get("densenet121"), 2, seed: 1);
+        Assert.Equal(["features.conv0", "features.norm0", "features.denseblock1", "features.transition1",
+            "features.denseblock2", "features.transition2", "features.denseblock3", "features.transition3",
+            "features.denseblock4", "features.norm5"], densenet.Stages);
+    }
+
+    [Theory]
+    [InlineData("last:0")]
+    [InlineData("last:x")]
+    [InlineData("heads")]
+    [InlineData("")]
+    public void BadFreezeModesAreRejectedWithTheAllowedOnes(string text)
+    {
+        var error = Assert.Throws<FormatException>(() => FreezeMode.Parse(text));
+        Assert.Contains("head, last:N (N >= 1), full", error.Message);
+    }
+
+    [Fact]
+    public void FrozenBatchNormKeepsItsRunningStatisticsWhileTraining()
+    {
+        using var scope = NewDisposeScope();
+        using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 3, seed: 1);
+        model.Freeze(FreezeMode.Parse("last:1"));
+        var frozenBefore = model.Module.state_dict()["layer3.1.bn2.running_mean"].clone();
+        var trainableBefore = model.Module.state_dict()["layer4.1.bn2.running_mean"].clone();
+
+        model.TrainMode();
+        var optimizer = optim.SGD(model.Module.parameters().Where(p => p.requires_grad), 0.01, momentum: 0.9);
+        var loss = nn.functional.cross_entropy(model.Forward(randn(4, 3, 64, 64)), tensor(new long[] { 0, 1, 2, 0 }));
+        loss.backward();
+        optimizer.step();
+
+        Assert.True(model.Module.state_dict()["layer3.1.bn2.running_mean"].SameAs(frozenBefore), "a frozen BatchNorm's statistics moved");
+        Assert.False(model.Module.state_dict()["layer4.1.bn2.running_mean"].SameAs(trainableBefore), "a trainable BatchNorm's statistics did not move");
+        Assert.All(model.Module.modules().OfType<BatchNorm2d>(), bn => Assert.Equal(bn.parameters().Any(p => p.requires_grad), bn.training));
+    }
+
+    [Fact]
+    public void UnknownFamilyNamesTheKnownOnes()
+    {
+        var error = Assert.Throws<UnknownModelFamilyException>(() => ModelRegistry.Get("resnet19"));
+        Assert.Contains("resnet18", error.Message);
+        Assert.Contains("densenet201", error.Message);
+    }
+
+    [Fact]
+    public void CheckpointOfAnotherFamilyFailsNamingTheFirstMismatchingKeys()
+    {
+        using var scope = NewDisposeScope();
+        using var resnet = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 2, seed: 1);
+        using var other = FineTuneModel.Create(ModelRegistry.Get("resnet50"), 2, seed: 1);
+
+        var error = Assert.Throws<InvalidWeightsException>(() => PretrainedWeights.LoadBackbone(resnet, other.Module.state_dict()));
+
+        Assert.Contains("does not fit resnet18", error.Message);
+        Assert.Contains("unexpected layer1.0.conv3.weight", error.Message);
+        Assert.Contains("wrong shape layer1.0.conv1.weight (checkpoint [64, 64, 1, 1], model [64, 64, 3, 3])", error.Message);
+        Assert.Contains(" more", error.Message);
+    }
+
+    [Fact]
+    public void BackboneLoadIgnoresTheCheckpointHeadWhateverItsSize()
+    {
+        using var scope = NewDisposeScope();
+        var family = ModelRegistry.Get("resnet18");
+        using var source = FineTuneModel.Create(family, 1000, seed: 1);
+        using var target = FineTuneModel.Create(family, 7, seed: 2);
+        var head = target.Head.weight!.clone();
+
+        PretrainedWeights.LoadBackbone(target, source.Module.state_dict());
+
+        Assert.True(target.Head.weight!.SameAs(head));
+        Assert.True(target.Module.state_dict()["layer4.1.conv2.weight"].SameAs(source.Module.state_dict()["layer4.1.conv2.weight"]));
+    }
+}
