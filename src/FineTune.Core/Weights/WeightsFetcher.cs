@@ -1,0 +1,162 @@
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using FineTune.Core.Models;
+
+namespace FineTune.Core.Weights;
+
+/// <summary>Verified pretrained weights in the local cache.</summary>
+public sealed record FetchedWeights(string Path, string Sha256, long Length, string Source);
+
+/// <summary>
+/// The "fetch pretrained weights" step: brings weights from a source into the cache, verified.
+/// Sources: <c>bundled</c> (the family's weights that ship with the app), a local file path, or an
+/// http(s) URL on an allowed host. A download must be verified by the SHA-256 the job gives or, failing
+/// that, by torchvision's convention of a hash prefix in the file name (<c>resnet50-0676ba61.pth</c>).
+/// </summary>
+public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions options)
+{
+    public const string Bundled = "bundled";
+
+    public async Task<FetchedWeights> FetchAsync(ModelFamily family, string source, string? expectedSha256, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        string? expected = expectedSha256 is null ? null : NormaliseSha256(expectedSha256);
+        Directory.CreateDirectory(options.CacheDirectory);
+        if (expected is not null && CachedPath(expected) is { } hit)
+            return new FetchedWeights(hit, expected, new FileInfo(hit).Length, source);
+
+        if (source == Bundled) return await CacheBundledAsync(family, expected, cancellationToken);
+        if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
+            return await DownloadAsync(uri, expected, cancellationToken);
+        return await CacheLocalFileAsync(source, expected, cancellationToken);
+    }
+
+    private async Task<FetchedWeights> CacheBundledAsync(ModelFamily family, string? expected, CancellationToken cancellationToken)
+    {
+        if (family.BundledWeights is null)
+            throw new WeightsSourceException($"{family.Name} has no bundled weights; give a file or URL (families with bundled weights: {string.Join(", ", ModelRegistry.Families.Where(f => f.HasBundledWeights).Select(f => f.Name))})");
+        string temp = TempPath();
+        var state = family.BundledWeights();
+        try
+        {
+            StateDictFile.Write(state, temp, StateDictFormat.Safetensors);
+        }
+        finally
+        {
+            foreach (var tensor in state.Values) tensor.Dispose();
+        }
+        return await CommitAsync(temp, expected, $"{Bundled}:{family.Name}", ".safetensors", cancellationToken);
+    }
+
+    private async Task<FetchedWeights> CacheLocalFileAsync(string path, string? expected, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(path))
+            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', a file path, or an https URL)");
+        string temp = TempPath();
+        await using (var input = File.OpenRead(path))
+        await using (var output = File.Create(temp))
+            await input.CopyToAsync(output, cancellationToken);
+        return await CommitAsync(temp, expected, Path.GetFullPath(path), Path.GetExtension(path), cancellationToken);
+    }
+
+    private async Task<FetchedWeights> DownloadAsync(Uri uri, string? expected, CancellationToken cancellationToken)
+    {
+        if (uri.Scheme == "http" && !options.AllowHttp)
+            throw new WeightsSourceException($"{uri}: only https downloads are allowed");
+        if (!options.AllowedHosts.Any(h => string.Equals(h, uri.Host, StringComparison.OrdinalIgnoreCase)))
+            throw new WeightsSourceException($"{uri}: host '{uri.Host}' is not in the allowed hosts ({string.Join(", ", options.AllowedHosts)})");
+        string fileName = Path.GetFileName(uri.AbsolutePath);
+        string? namePrefix = TorchvisionHashPrefix(fileName);
+        if (expected is null && namePrefix is null)
+            throw new WeightsSourceException($"{uri}: cannot be verified: give its sha256, or use a file name with torchvision's hash suffix (name-<hex>.pth)");
+
+        string temp = TempPath();
+        try
+        {
+            using var response = await http.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+                throw new WeightsSourceException($"{uri}: the server answered {(int)response.StatusCode} {response.ReasonPhrase}");
+            if (response.Content.Headers.ContentLength > options.MaxBytes)
+                throw new WeightsSourceException($"{uri}: {response.Content.Headers.ContentLength} bytes is over the {options.MaxBytes}-byte limit");
+            await using var input = await response.Content.ReadAsStreamAsync(cancellationToken);
+            await using var output = File.Create(temp);
+            var buffer = new byte[1 << 16];
+            long total = 0;
+            for (int read; (read = await input.ReadAsync(buffer, cancellationToken)) > 0;)
+            {
+                total += read;
+                if (total > options.MaxBytes)
+                    throw new WeightsSourceException($"{uri}: download exceeded the {options.MaxBytes}-byte limit");
+                await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+            }
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        return await CommitAsync(temp, expected, uri.ToString(), Path.GetExtension(fileName), cancellationToken, namePrefix);
+    }
+
+    /// <summary>Verifies the temp file and moves it into the cache under its hash; a failing file is deleted.</summary>
+    private async Task<FetchedWeights> CommitAsync(string temp, string? expected, string source, string extension,
+        CancellationToken cancellationToken, string? expectedPrefix = null)
+    {
+        try
+        {
+            string actual;
+            await using (var stream = File.OpenRead(temp))
+                actual = Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+            if (expected is not null && actual != expected)
+                throw new WeightsSourceException($"{source}: SHA-256 is {actual}, the job expects {expected}");
+            if (expected is null && expectedPrefix is not null && !actual.StartsWith(expectedPrefix, StringComparison.Ordinal))
+                throw new WeightsSourceException($"{source}: SHA-256 is {actual}, which does not start with the file name's {expectedPrefix}");
+            string final = Path.Combine(options.CacheDirectory, actual + (string.IsNullOrEmpty(extension) ? ".weights" : extension));
+            if (CachedPath(actual) is { } existing)
+                return new FetchedWeights(existing, actual, new FileInfo(existing).Length, source);
+            try
+            {
+                File.Move(temp, final);
+            }
+            catch (IOException) when (File.Exists(final))
+            {
+                // Another run cached the same weights meanwhile: same hash, same bytes.
+            }
+            return new FetchedWeights(final, actual, new FileInfo(final).Length, source);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    private string? CachedPath(string sha256) =>
+        Directory.EnumerateFiles(options.CacheDirectory, sha256 + ".*").FirstOrDefault();
+
+    private string TempPath() => Path.Combine(options.CacheDirectory, $".incoming-{Guid.NewGuid():N}");
+
+    /// <summary>torchvision names its checkpoints <c>name-&lt;first hex digits of the SHA-256&gt;.ext</c>.</summary>
+    public static string? TorchvisionHashPrefix(string fileName)
+    {
+        var match = TorchvisionName().Match(fileName);
+        return match.Success ? match.Groups[1].Value.ToLowerInvariant() : null;
+    }
+
+    private static string NormaliseSha256(string value)
+    {
+        string hex = value.Trim().ToLowerInvariant();
+        if (hex.StartsWith("sha256:", StringComparison.Ordinal)) hex = hex[7..];
+        if (!Sha256Hex().IsMatch(hex))
+            throw new WeightsSourceException($"'{value}' is not a SHA-256 (64 hex digits)");
+        return hex;
+    }
+
+    [GeneratedRegex(@"-([0-9a-fA-F]{8,64})\.[A-Za-z0-9]+$")]
+    private static partial Regex TorchvisionName();
+
+    [GeneratedRegex("^[0-9a-f]{64}$")]
+    private static partial Regex Sha256Hex();
+}
+
+/// <summary>A weights source that cannot be used: not allowed, not found, or failing verification.</summary>
+public sealed class WeightsSourceException(string message) : Exception(message);

@@ -1,0 +1,216 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using FineTune.Core.Models;
+using FineTune.Core.Weights;
+
+namespace FineTune.Core.Tests.Weights;
+
+public sealed class WeightsFetcherTests : IAsyncLifetime
+{
+    private static readonly ModelFamily Resnet18 = ModelRegistry.Get("resnet18");
+    private readonly string _dir = Directory.CreateTempSubdirectory("fetch-").FullName;
+    private readonly byte[] _payload = RandomNumberGenerator.GetBytes(300_000);
+    private readonly HttpListener _server = new();
+    private readonly CancellationTokenSource _stop = new();
+    private int _requests;
+    private string _base = "";
+    private Task _serving = Task.CompletedTask;
+
+    private string PayloadSha => Convert.ToHexStringLower(SHA256.HashData(_payload));
+    private string Cache => Path.Combine(_dir, "cache");
+
+    public Task InitializeAsync()
+    {
+        int port = FreePort();
+        _base = $"http://127.0.0.1:{port}";
+        _server.Prefixes.Add(_base + "/");
+        _server.Start();
+        _serving = ServeAsync();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        _stop.Cancel();
+        _server.Stop();
+        await _serving.ContinueWith(_ => { });
+        _server.Close();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task TorchvisionNamedDownloadIsVerifiedCachedAndFetchedOnce()
+    {
+        var fetcher = NewFetcher();
+        string url = $"{_base}/models/resnet18-{PayloadSha[..8]}.pth";
+
+        var first = await fetcher.FetchAsync(Resnet18, url, null, default);
+        var second = await fetcher.FetchAsync(Resnet18, url, first.Sha256, default);
+
+        Assert.Equal(PayloadSha, first.Sha256);
+        Assert.Equal(_payload, await File.ReadAllBytesAsync(first.Path));
+        Assert.Equal(Path.Combine(Cache, PayloadSha + ".pth"), first.Path);
+        Assert.Equal(first.Path, second.Path);
+        Assert.Equal(1, _requests);
+    }
+
+    [Fact]
+    public async Task DownloadWithTheJobsSha256NeedsNoNameConvention()
+    {
+        var fetched = await NewFetcher().FetchAsync(Resnet18, $"{_base}/weights.safetensors", "SHA256:" + PayloadSha.ToUpperInvariant(), default);
+        Assert.Equal(PayloadSha, fetched.Sha256);
+    }
+
+    [Fact]
+    public async Task WrongHashPrefixIsRefusedAndNothingIsCached()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher().FetchAsync(Resnet18, $"{_base}/resnet18-00000000.pth", null, default));
+        Assert.Contains("does not start with the file name's 00000000", error.Message);
+        Assert.Empty(Directory.EnumerateFiles(Cache));
+    }
+
+    [Fact]
+    public async Task WrongSha256IsRefused()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher().FetchAsync(Resnet18, $"{_base}/w.pth", new string('a', 64), default));
+        Assert.Contains("the job expects aaaa", error.Message);
+        Assert.Empty(Directory.EnumerateFiles(Cache));
+    }
+
+    [Fact]
+    public async Task UnverifiableUrlIsRefusedBeforeDownloading()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher().FetchAsync(Resnet18, $"{_base}/weights.pth", null, default));
+        Assert.Contains("cannot be verified", error.Message);
+        Assert.Equal(0, _requests);
+    }
+
+    [Fact]
+    public async Task HostOutsideTheAllowListIsRefusedBeforeDownloading()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher(allowed: "download.pytorch.org").FetchAsync(Resnet18, $"{_base}/resnet18-{PayloadSha[..8]}.pth", null, default));
+        Assert.Contains("host '127.0.0.1' is not in the allowed hosts", error.Message);
+        Assert.Equal(0, _requests);
+    }
+
+    [Fact]
+    public async Task PlainHttpIsRefusedUnlessAllowed()
+    {
+        var fetcher = new WeightsFetcher(new HttpClient(), new WeightsFetchOptions { AllowedHosts = ["127.0.0.1"], CacheDirectory = Cache });
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            fetcher.FetchAsync(Resnet18, $"{_base}/resnet18-{PayloadSha[..8]}.pth", null, default));
+        Assert.Contains("only https", error.Message);
+    }
+
+    [Theory]
+    [InlineData("/resnet18-{0}.pth")]
+    [InlineData("/chunked/resnet18-{0}.pth")]
+    public async Task OversizedDownloadIsStoppedAndDiscarded(string path)
+    {
+        var fetcher = NewFetcher(maxBytes: 100_000);
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            fetcher.FetchAsync(Resnet18, _base + string.Format(path, PayloadSha[..8]), null, default));
+        Assert.Contains("100000-byte limit", error.Message);
+        Assert.Empty(Directory.EnumerateFiles(Cache));
+    }
+
+    [Fact]
+    public async Task MissingRemoteFileSaysWhatTheServerAnswered()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher().FetchAsync(Resnet18, $"{_base}/missing/resnet18-{PayloadSha[..8]}.pth", null, default));
+        Assert.Contains("404", error.Message);
+    }
+
+    [Fact]
+    public async Task LocalFileIsCachedByHashAndVerifiedWhenAHashIsGiven()
+    {
+        var file = Path.Combine(_dir, "mine.pth");
+        await File.WriteAllBytesAsync(file, _payload);
+        var fetcher = NewFetcher();
+
+        var fetched = await fetcher.FetchAsync(Resnet18, file, null, default);
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() => fetcher.FetchAsync(Resnet18, file, new string('b', 64), default));
+
+        Assert.Equal(PayloadSha, fetched.Sha256);
+        Assert.Contains("the job expects bbbb", error.Message);
+        Assert.Single(Directory.EnumerateFiles(Cache));
+    }
+
+    [Fact]
+    public async Task MissingLocalFileIsAClearError()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() => NewFetcher().FetchAsync(Resnet18, "/nope/w.pth", null, default));
+        Assert.Contains("'/nope/w.pth' does not exist", error.Message);
+    }
+
+    [Fact]
+    public async Task BundledWeightsAreMaterialisedOnceAsSafetensors()
+    {
+        var family = ModelRegistry.Get(CntkResNet18.FamilyName);
+        var fetcher = NewFetcher();
+
+        var first = await fetcher.FetchAsync(family, WeightsFetcher.Bundled, null, default);
+        var written = File.GetLastWriteTimeUtc(first.Path);
+        var again = await fetcher.FetchAsync(family, WeightsFetcher.Bundled, first.Sha256, default);
+
+        Assert.EndsWith(".safetensors", first.Path);
+        Assert.Equal(first.Path, again.Path);
+        Assert.Equal(written, File.GetLastWriteTimeUtc(again.Path));
+        using var model = FineTuneModel.Create(family, 3, seed: 0);
+        PretrainedWeights.LoadBackbone(model, StateDictFile.Read(first.Path));
+    }
+
+    [Fact]
+    public async Task FamilyWithoutBundledWeightsSaysWhichHaveThem()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() => NewFetcher().FetchAsync(Resnet18, WeightsFetcher.Bundled, null, default));
+        Assert.Contains("resnet18 has no bundled weights", error.Message);
+        Assert.Contains(CntkResNet18.FamilyName, error.Message);
+    }
+
+    private WeightsFetcher NewFetcher(string allowed = "127.0.0.1", long maxBytes = 10_000_000) => new(new HttpClient(), new WeightsFetchOptions
+    {
+        AllowedHosts = [allowed],
+        AllowHttp = true,
+        MaxBytes = maxBytes,
+        CacheDirectory = Cache,
+    });
+
+    private async Task ServeAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            HttpListenerContext context;
+            try { context = await _server.GetContextAsync(); }
+            catch (Exception) when (_stop.IsCancellationRequested) { return; }
+            Interlocked.Increment(ref _requests);
+            string path = context.Request.Url!.AbsolutePath;
+            var response = context.Response;
+            if (path.StartsWith("/missing/"))
+            {
+                response.StatusCode = 404;
+                response.Close();
+                continue;
+            }
+            response.SendChunked = path.StartsWith("/chunked/");
+            if (!response.SendChunked) response.ContentLength64 = _payload.Length;
+            try { await response.OutputStream.WriteAsync(_payload); response.Close(); }
+            catch (Exception) { response.Abort(); } // the client may stop reading early
+        }
+    }
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+}
