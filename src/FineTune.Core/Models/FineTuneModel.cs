@@ -36,16 +36,24 @@ public sealed class FineTuneModel : IDisposable
     /// backbone is initialised after <c>manual_seed(seed)</c> and the head after a second
     /// <c>manual_seed(seed)</c>, which is how the PyTorch reference reproduces both.
     /// </summary>
-    public static FineTuneModel Create(ModelFamily family, int numClasses, long seed)
+    /// <param name="headDropout">
+    /// Dropout on the head's input while training. Applied by a hook rather than a Dropout module, so the
+    /// head stays a plain Linear under torchvision's name and published weights load in PyTorch unchanged.
+    /// </param>
+    public static FineTuneModel Create(ModelFamily family, int numClasses, long seed, double headDropout = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(numClasses, 1);
+        if (headDropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(headDropout), headDropout, "dropout must be in [0, 1)");
         manual_seed(seed);
         var module = family.CreateImageNetLayout();
         var oldHead = ModuleSurgery.Find(module, family.HeadPath) as Linear
             ?? throw new InvalidOperationException($"{family.Name}: '{family.HeadPath}' is not a Linear layer");
         long inFeatures = oldHead.weight!.shape[1];
         manual_seed(seed);
-        ModuleSurgery.Replace(module, family.HeadPath, nn.Linear(inFeatures, numClasses));
+        var head = nn.Linear(inFeatures, numClasses);
+        if (headDropout > 0)
+            head.register_forward_pre_hook((self, input) => self.training ? nn.functional.dropout(input, headDropout, training: true) : input);
+        ModuleSurgery.Replace(module, family.HeadPath, head);
         return new FineTuneModel(family, module, numClasses);
     }
 

@@ -52,6 +52,30 @@ public class FineTuneModelTests
     }
 
     [Fact]
+    public void HeadDropoutActsWhileTrainingOnlyAndKeepsTheHeadAPlainLinear()
+    {
+        using var scope = NewDisposeScope();
+        using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 3, seed: 1, headDropout: 0.5);
+        model.Freeze(FreezeMode.Head);
+        var batch = randn(4, 3, 64, 64);
+
+        model.TrainMode();
+        var a = model.Forward(batch);
+        var b = model.Forward(batch);
+        model.EvalMode();
+        var c = model.Forward(batch);
+        var d = model.Forward(batch);
+
+        Assert.False(a.SameAs(b), "dropout should make two training passes differ");
+        Assert.True(c.SameAs(d), "no dropout in eval mode");
+        Assert.IsType<Linear>(ModuleAt(model, "fc"));
+        Assert.Equal(["fc.weight", "fc.bias"], model.Module.state_dict().Keys.Where(k => k.StartsWith("fc")));
+    }
+
+    private static object ModuleAt(FineTuneModel model, string path) =>
+        model.Module.named_modules().Single(m => m.name == path).module;
+
+    [Fact]
     public void HeadModeTrainsOnlyTheHead()
     {
         using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 5, seed: 1);

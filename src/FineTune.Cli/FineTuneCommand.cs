@@ -1,0 +1,17 @@
+using System.CommandLine;
+
+namespace FineTune.Cli;
+
+/// <summary>The <c>finetune</c> command line.</summary>
+public static class FineTuneCommand
+{
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("Fine-tune pretrained vision models on your own images.")
+        {
+            ModelsCommand.Create(output),
+        };
+        var configuration = new InvocationConfiguration { Output = output, Error = error };
+        return await root.Parse(args).InvokeAsync(configuration);
+    }
+}

@@ -1,0 +1,3 @@
+using FineTune.Cli;
+
+return await FineTuneCommand.RunAsync(args, Console.Out, Console.Error);

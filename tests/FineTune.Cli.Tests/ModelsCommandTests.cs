@@ -1,0 +1,30 @@
+using FineTune.Core.Models;
+
+namespace FineTune.Cli.Tests;
+
+public class ModelsCommandTests
+{
+    [Fact]
+    public async Task ListsEveryFamilyWithHeadInputAndWeights()
+    {
+        var output = new StringWriter();
+        int exit = await FineTuneCommand.RunAsync(["models"], output, new StringWriter());
+
+        Assert.Equal(0, exit);
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith("family", lines[0]);
+        Assert.Equal(ModelRegistry.Families.Count, lines.Length - 1);
+        Assert.Contains(lines, l => l.StartsWith("resnet18-cntk ") && l.Contains("BGR 0-255 minus mean image") && l.EndsWith("bundled"));
+        Assert.Contains(lines, l => l.StartsWith("inception_v3 ") && l.Contains("299x299") && l.Contains("fc"));
+        Assert.Contains(lines, l => l.StartsWith("densenet201 ") && l.Contains("classifier ") && l.EndsWith("file or URL"));
+    }
+
+    [Fact]
+    public async Task UnknownCommandFails()
+    {
+        var error = new StringWriter();
+        int exit = await FineTuneCommand.RunAsync(["modles"], new StringWriter(), error);
+        Assert.NotEqual(0, exit);
+        Assert.Contains("modles", error.ToString());
+    }
+}
