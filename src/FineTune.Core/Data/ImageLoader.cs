@@ -12,26 +12,58 @@ public static class ImageLoader
 
     private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
 
-    /// <summary>Decodes, orients, flattens, resizes and center-crops the image, then normalises it: [3, crop, crop].</summary>
+    /// <summary>Largest image decoded unless the caller says otherwise (decompression bombs).</summary>
+    public const long DefaultMaxPixels = 50_000_000;
+
+    /// <summary>Decodes, orients, flattens and fits the image to the model's square, then normalises it: [3, crop, crop].</summary>
     public static Tensor Load(string path, Preprocessing preprocessing)
     {
         using var bitmap = Decode(path);
-        using var resized = ResizeShortSide(bitmap, preprocessing.ResizeSize);
-        using var cropped = CenterCrop(resized, preprocessing.CropSize);
-        return ToTensor(cropped, preprocessing);
+        using var fitted = Fit(bitmap, preprocessing);
+        return ToTensor(fitted, preprocessing);
     }
 
-    /// <summary>Decoded as opaque RGBA, upright per its EXIF orientation. Throws <see cref="InvalidImageException"/>.</summary>
-    public static SKBitmap Decode(string path)
+    /// <summary>The CropSize × CropSize input per <see cref="Preprocessing.Resize"/>.</summary>
+    public static SKBitmap Fit(SKBitmap image, Preprocessing preprocessing)
+    {
+        if (preprocessing.Resize == ResizeMode.Pad) return PadToSquare(image, preprocessing.CropSize);
+        using var resized = ResizeShortSide(image, preprocessing.ResizeSize);
+        return CenterCrop(resized, preprocessing.CropSize);
+    }
+
+    /// <summary>The whole image, scaled so its long side is <paramref name="size"/>, centred on <see cref="Background"/>.</summary>
+    public static SKBitmap PadToSquare(SKBitmap image, int size)
+    {
+        double scale = (double)size / Math.Max(image.Width, image.Height);
+        float width = (float)(image.Width * scale), height = (float)(image.Height * scale);
+        var result = new SKBitmap(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        using var canvas = new SKCanvas(result);
+        canvas.Clear(Background);
+        using var source = SKImage.FromBitmap(image);
+        canvas.DrawImage(source, SKRect.Create((size - width) / 2, (size - height) / 2, width, height), Sampling);
+        return result;
+    }
+
+    /// <summary>
+    /// Decoded as opaque RGBA, upright per its EXIF orientation; an animated image gives its first frame.
+    /// Throws <see cref="InvalidImageException"/> for anything that is not a whole image of at most
+    /// <paramref name="maxPixels"/> pixels, which is checked from the header before any pixel is decoded.
+    /// </summary>
+    public static SKBitmap Decode(string path, long maxPixels = DefaultMaxPixels)
     {
         using var stream = File.OpenRead(path);
         using var codec = SKCodec.Create(stream, out var result)
-            ?? throw new InvalidImageException(path, $"not a decodable image ({result})");
+            ?? throw new InvalidImageException(path, result == SKCodecResult.Unimplemented ? "not an image" : $"not a decodable image ({result})");
+        long pixels = (long)codec.Info.Width * codec.Info.Height;
+        if (pixels > maxPixels)
+            throw new InvalidImageException(path, $"{codec.Info.Width}×{codec.Info.Height} is over the {maxPixels}-pixel limit");
+        if (pixels == 0)
+            throw new InvalidImageException(path, "the image is empty");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var decoded = new SKBitmap(info);
         var status = codec.GetPixels(info, decoded.GetPixels());
-        if (status is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
-            throw new InvalidImageException(path, $"decoding failed ({status})");
+        if (status != SKCodecResult.Success)
+            throw new InvalidImageException(path, status == SKCodecResult.IncompleteInput ? "the image is truncated" : $"decoding failed ({status})");
         return Flatten(decoded, codec.EncodedOrigin);
     }
 

@@ -1,0 +1,26 @@
+namespace FineTune.Core.Data;
+
+/// <summary>How a dataset is read and split, and the limits that keep bad or hostile data from hurting a run.</summary>
+public sealed record DatasetOptions
+{
+    /// <summary>Share of each class held out for validation when the dataset has no <c>val/</c> folder.</summary>
+    public double ValidationFraction { get; init; } = 0.2;
+
+    /// <summary>Seed of the stratified split.</summary>
+    public int SplitSeed { get; init; } = 0;
+
+    /// <summary>A run fails when more than this share of the files cannot be used; below it they are skipped and reported.</summary>
+    public double MaxBadFraction { get; init; } = 0.05;
+
+    public long MaxFileBytes { get; init; } = 50L * 1024 * 1024;
+
+    /// <summary>Width × height above which an image is refused before decoding (decompression bombs).</summary>
+    public long MaxPixels { get; init; } = 50_000_000;
+
+    public int MaxZipEntries { get; init; } = 200_000;
+
+    public long MaxExpandedBytes { get; init; } = 20L * 1024 * 1024 * 1024;
+
+    /// <summary>Decode and scan files on this many threads.</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+}

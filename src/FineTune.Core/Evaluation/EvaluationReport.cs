@@ -1,0 +1,40 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace FineTune.Core.Evaluation;
+
+public sealed record ClassMetrics(string Class, double Precision, double Recall, double F1, int Support);
+
+/// <summary>One image's outcome: its true class, the top predictions and their probabilities.</summary>
+public sealed record Prediction(string Path, string Label, string Predicted, double Confidence, IReadOnlyList<string> Top);
+
+/// <summary>How a model did on a labelled set.</summary>
+public sealed record EvaluationReport(
+    int Count,
+    double Loss,
+    double Top1Accuracy,
+    double? Top5Accuracy,
+    IReadOnlyList<string> Classes,
+    IReadOnlyList<ClassMetrics> PerClass,
+    /// <summary>[true class][predicted class] counts.</summary>
+    IReadOnlyList<IReadOnlyList<int>> ConfusionMatrix,
+    [property: JsonIgnore] IReadOnlyList<Prediction> Predictions)
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>path,label,predicted,confidence,top: one line per image.</summary>
+    public void WritePredictionsCsv(TextWriter writer)
+    {
+        writer.WriteLine("path,label,predicted,confidence,top");
+        foreach (var p in Predictions)
+            writer.WriteLine(string.Join(',', Csv(p.Path), Csv(p.Label), Csv(p.Predicted),
+                p.Confidence.ToString("0.######", CultureInfo.InvariantCulture), Csv(string.Join(' ', p.Top))));
+    }
+
+    private static string Csv(string value) =>
+        value.IndexOfAny([',', '"', '\n', '\r']) < 0 ? value : '"' + value.Replace("\"", "\"\"") + '"';
+}

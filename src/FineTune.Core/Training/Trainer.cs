@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using FineTune.Core.Data;
+using FineTune.Core.Models;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Training;
+
+/// <summary>Where training stands: the epoch under way, its next step, and the running sums of that epoch.</summary>
+public sealed record TrainerPosition(int Epoch, int Step, double LossSum, long Correct, long Seen)
+{
+    public static TrainerPosition Start => new(0, 0, 0, 0, 0);
+}
+
+/// <summary>One optimisation step, for progress reporting.</summary>
+public sealed record StepReport(int Epoch, int Step, int StepsPerEpoch, double Loss, double LearningRate);
+
+/// <summary>What a call to <see cref="Trainer.TrainSteps"/> did.</summary>
+public sealed record ChunkResult(TrainerPosition Position, bool EpochCompleted, double EpochLoss, double EpochAccuracy, double LearningRate, double Seconds);
+
+/// <summary>
+/// Trains a <see cref="FineTuneModel"/> in resumable units: "run at most N steps of the current epoch from
+/// this state". Everything random derives from the seed and the position (epoch order, augmentation, dropout),
+/// and the learning rate is a function of the position, so the model, the optimizer state and
+/// <see cref="Position"/> are all a resumed run needs to continue bit for bit.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly FineTuneModel _model;
+    private readonly IImageSource _train;
+    private readonly TrainingOptions _options;
+    private readonly Tensor? _features;
+    private readonly Tensor? _classWeights;
+    private readonly OptimizerHelper _optimizer;
+    private readonly IReadOnlyList<Parameter> _trainable;
+
+    /// <param name="cachedFeatures">backbone features of <paramref name="train"/> ([N, F]) to train the head on, from <see cref="FeatureCache"/></param>
+    public Trainer(FineTuneModel model, IImageSource train, TrainingOptions options, Tensor? cachedFeatures = null)
+    {
+        if (train.Count == 0) throw new ArgumentException("no training images", nameof(train));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Epochs, 1);
+        if (cachedFeatures is not null && !FeatureCache.IsExact(model, train))
+            throw new ArgumentException("cached features would not give the same result for this model and data", nameof(cachedFeatures));
+        _model = model;
+        _train = train;
+        _options = options;
+        _features = cachedFeatures;
+        _trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
+        if (_trainable.Count == 0) throw new ArgumentException("the model has no trainable parameters", nameof(model));
+        _optimizer = CreateOptimizer(_trainable, options);
+        _classWeights = options.ClassWeightedLoss ? ClassWeights(train, model.NumClasses) : null;
+    }
+
+    public TrainerPosition Position { get; private set; } = TrainerPosition.Start;
+    public int StepsPerEpoch => (_train.Count + _options.BatchSize - 1) / _options.BatchSize;
+    public long TotalSteps => (long)StepsPerEpoch * _options.Epochs;
+    public bool UsesCachedFeatures => _features is not null;
+
+    /// <summary>
+    /// Runs up to <paramref name="maxSteps"/> steps of the current epoch (fewer when it ends); when it ends, the
+    /// result carries the epoch's loss and accuracy and the position moves to the next epoch.
+    /// </summary>
+    public ChunkResult TrainSteps(int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxSteps, 1);
+        var clock = Stopwatch.StartNew();
+        var position = Position;
+        int[] order = EpochOrder(position.Epoch);
+        double rate = 0;
+        if (_features is null) _model.TrainMode(); else _model.Head.train();
+        for (int done = 0; done < maxSteps && position.Step < StepsPerEpoch; done++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            long globalStep = (long)position.Epoch * StepsPerEpoch + position.Step;
+            rate = LearningRateSchedule.At(_options, position.Epoch, globalStep, TotalSteps);
+            var batch = order.Skip(position.Step * _options.BatchSize).Take(_options.BatchSize).ToArray();
+            var (loss, correct) = Step(batch, position.Epoch, globalStep, rate);
+            position = position with
+            {
+                Step = position.Step + 1,
+                LossSum = position.LossSum + loss * batch.Length,
+                Correct = position.Correct + correct,
+                Seen = position.Seen + batch.Length,
+            };
+            Position = position;
+            onStep?.Invoke(new StepReport(position.Epoch, position.Step, StepsPerEpoch, loss, rate));
+        }
+        bool completed = position.Step == StepsPerEpoch;
+        var result = new ChunkResult(position, completed, position.LossSum / position.Seen, (double)position.Correct / position.Seen, rate, clock.Elapsed.TotalSeconds);
+        if (completed) Position = TrainerPosition.Start with { Epoch = position.Epoch + 1 };
+        return result;
+    }
+
+    private (double Loss, long Correct) Step(int[] batch, int epoch, long globalStep, double rate)
+    {
+        using var scope = NewDisposeScope();
+        // Dropout draws from torch's global generator: seeding it per step makes a resumed run draw the same masks.
+        manual_seed(Seeds.Mix(_options.Seed, globalStep, 0x5eed));
+        var labels = tensor(batch.Select(i => (long)_train.Label(i)).ToArray());
+        Tensor logits;
+        if (_features is not null)
+        {
+            logits = _model.Head.call(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray())));
+        }
+        else
+        {
+            var images = stack(batch.Select(i => _train.Image(i, Seeds.Mix(_options.Seed, epoch, i))));
+            logits = _model.Forward(images);
+        }
+        var loss = nn.functional.cross_entropy(logits, labels, weight: _classWeights, label_smoothing: _options.LabelSmoothing);
+        _optimizer.zero_grad();
+        loss.backward();
+        if (_options.GradientClipNorm is { } clip) nn.utils.clip_grad_norm_(_trainable, clip);
+        foreach (var group in _optimizer.ParamGroups) group.LearningRate = rate;
+        _optimizer.step();
+        long correct = logits.argmax(1).eq(labels).sum().item<long>();
+        return (loss.item<float>(), correct);
+    }
+
+    /// <summary>The epoch's sample order: a permutation drawn from the seed and the epoch alone.</summary>
+    public int[] EpochOrder(int epoch)
+    {
+        var order = Enumerable.Range(0, _train.Count).ToArray();
+        new Random(Seeds.Mix(_options.Seed, epoch)).Shuffle(order);
+        return order;
+    }
+
+    public void SaveOptimizer(Stream stream)
+    {
+        using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        _optimizer.save_state_dict(writer);
+    }
+
+    /// <summary>Continues from a saved point: the model's weights must already be loaded.</summary>
+    public void Restore(TrainerPosition position, Stream optimizerState)
+    {
+        using (var reader = new BinaryReader(optimizerState, System.Text.Encoding.UTF8, leaveOpen: true))
+            _optimizer.load_state_dict(reader);
+        Position = position;
+    }
+
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        _classWeights?.Dispose();
+    }
+
+    private static OptimizerHelper CreateOptimizer(IReadOnlyList<Parameter> parameters, TrainingOptions o) => o.Optimizer switch
+    {
+        OptimizerKind.Adam => optim.Adam(parameters, o.LearningRate, weight_decay: o.WeightDecay),
+        OptimizerKind.AdamW => optim.AdamW(parameters, o.LearningRate, weight_decay: o.WeightDecay),
+        _ => optim.SGD(parameters, o.LearningRate, o.Momentum, weight_decay: o.WeightDecay, nesterov: o.Nesterov),
+    };
+
+    private static Tensor ClassWeights(IImageSource train, int classes)
+    {
+        var counts = new double[classes];
+        for (int i = 0; i < train.Count; i++) counts[train.Label(i)]++;
+        return tensor(counts.Select(c => c == 0 ? 0f : (float)(train.Count / (classes * c))).ToArray());
+    }
+}

@@ -1,0 +1,46 @@
+using FineTune.Core.Data;
+
+namespace FineTune.Core.Training;
+
+public enum OptimizerKind { Sgd, Adam, AdamW }
+
+public enum ScheduleKind
+{
+    /// <summary>The learning rate stays as given (the seed recipe).</summary>
+    Constant,
+    /// <summary>Multiplied by <see cref="TrainingOptions.Gamma"/> every <see cref="TrainingOptions.StepEpochs"/> epochs.</summary>
+    Step,
+    /// <summary>Cosine decay to zero over all steps.</summary>
+    Cosine,
+}
+
+public enum StoppingMetric { ValidationLoss, ValidationAccuracy }
+
+/// <summary>Hyper-parameters of a fine-tune. The defaults are the seed recipe: SGD, lr 0.001, momentum 0.9.</summary>
+public sealed record TrainingOptions
+{
+    public int Epochs { get; init; } = 5;
+    public int BatchSize { get; init; } = 16;
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+    public double LearningRate { get; init; } = 0.001;
+    public double Momentum { get; init; } = 0.9;
+    public bool Nesterov { get; init; }
+    public double WeightDecay { get; init; }
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
+    public int StepEpochs { get; init; } = 7;
+    public double Gamma { get; init; } = 0.1;
+    /// <summary>Steps over which the learning rate rises linearly from zero before the schedule applies.</summary>
+    public int WarmupSteps { get; init; }
+    public double LabelSmoothing { get; init; }
+    /// <summary>Weigh each class's loss by N / (classes · count), for imbalanced data.</summary>
+    public bool ClassWeightedLoss { get; init; }
+    /// <summary>Clip the gradients' global L2 norm to this; off when null.</summary>
+    public double? GradientClipNorm { get; init; }
+    /// <summary>Stop after this many epochs without improvement of <see cref="StoppingMetric"/>; off when null.</summary>
+    public int? EarlyStoppingPatience { get; init; }
+    public StoppingMetric StoppingMetric { get; init; } = StoppingMetric.ValidationLoss;
+    public long Seed { get; init; }
+    public Augmentation? Augmentation { get; init; }
+    /// <summary>Train the head on cached backbone features when that gives the same result (see <see cref="FeatureCache"/>).</summary>
+    public bool UseFeatureCache { get; init; } = true;
+}
