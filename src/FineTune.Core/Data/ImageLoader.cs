@@ -53,7 +53,12 @@ public static class ImageLoader
     {
         using var stream = File.OpenRead(path);
         using var codec = SKCodec.Create(stream, out var result)
-            ?? throw new InvalidImageException(path, result == SKCodecResult.Unimplemented ? "not an image" : $"not a decodable image ({result})");
+            ?? throw new InvalidImageException(path, result switch
+            {
+                SKCodecResult.Unimplemented => "not an image",
+                SKCodecResult.IncompleteInput => "the image is truncated",
+                _ => $"not a decodable image ({result})",
+            });
         long pixels = (long)codec.Info.Width * codec.Info.Height;
         if (pixels > maxPixels)
             throw new InvalidImageException(path, $"{codec.Info.Width}×{codec.Info.Height} is over the {maxPixels}-pixel limit");

@@ -5,6 +5,10 @@ export FAMILY OUT SIZE   build torchvision's FAMILY with seed 0 and randomised B
 check FAMILY CLASSES STATE IO
                          load STATE (a state dict written by C#) into torchvision's FAMILY with CLASSES
                          outputs, and print the max abs difference of its logits on IO's input from IO's logits
+train FAMILY STATE DATA OUT
+                         the seed recipe in PyTorch: STATE into torchvision's FAMILY (head sized to it), everything
+                         frozen but the head (BatchNorm in eval mode), SGD on the head with DATA's lr and
+                         momentum over DATA's batches of DATA's images; OUT gets {"losses", "head_weight"}
 """
 import sys
 
@@ -56,8 +60,33 @@ def check(family, num_classes, state_path, io_path):
     print(float((logits - io["logits"]).abs().max()))
 
 
+def train(family, state_path, data_path, out_path):
+    state = torch.load(state_path)
+    data = torch.load(data_path)
+    model = build(family, num_classes=int(data["num_classes"]))
+    model.load_state_dict(state)
+    head = model.fc
+    for p in model.parameters():
+        p.requires_grad = False
+    for p in head.parameters():
+        p.requires_grad = True
+    model.eval()
+    head.train()
+    optimizer = torch.optim.SGD(head.parameters(), lr=float(data["lr"]), momentum=float(data["momentum"]))
+    losses = []
+    for batch in data["batches"]:
+        loss = torch.nn.functional.cross_entropy(model(data["images"][batch]), data["labels"][batch])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    torch.save({"losses": torch.tensor(losses, dtype=torch.float64), "head_weight": head.weight.detach()}, out_path)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "export":
         export(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1] == "train":
+        train(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:
         check(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])

@@ -1,0 +1,217 @@
+using System.IO.Compression;
+using FineTune.Core.Data;
+using SkiaSharp;
+
+namespace FineTune.Core.Tests.Data;
+
+/// <summary>Real images with every kind of bad file a user's folder can hold, and the documented outcome of each.</summary>
+public sealed class DatasetLoaderTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("datasets-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void ClassesAreSortedFolderNamesAndTheSplitIsStratifiedAndSeeded()
+    {
+        var root = Folder("plain", ("zebra", 10), ("apple", 5), ("Mango", 4));
+
+        var first = DatasetLoader.Load(root, new DatasetOptions { SplitSeed = 3 });
+        var again = DatasetLoader.Load(root, new DatasetOptions { SplitSeed = 3 });
+        var other = DatasetLoader.Load(root, new DatasetOptions { SplitSeed = 4 });
+
+        Assert.Equal(["Mango", "apple", "zebra"], first.Classes);
+        Assert.Equal([1, 1, 2], Enumerable.Range(0, 3).Select(c => first.Validation.Count(s => s.Label == c)));
+        Assert.Equal(19, first.Train.Count + first.Validation.Count);
+        Assert.Equal(first.Validation, again.Validation);
+        Assert.NotEqual(first.Validation, other.Validation);
+        Assert.Empty(first.Train.Intersect(first.Validation));
+    }
+
+    [Fact]
+    public void ExplicitTrainAndValFoldersAreUsedAsGiven()
+    {
+        var root = Path.Combine(_dir, "split");
+        Folder("split/train", ("cat", 3), ("dog", 3));
+        Folder("split/val", ("cat", 1), ("dog", 2));
+
+        var dataset = DatasetLoader.Load(root, new DatasetOptions());
+
+        Assert.Equal(["cat", "dog"], dataset.Classes);
+        Assert.Equal(6, dataset.Train.Count);
+        Assert.Equal(3, dataset.Validation.Count);
+        Assert.All(dataset.Validation, s => Assert.Contains("/val/", s.Path));
+    }
+
+    [Fact]
+    public void ValFolderWithAnUnknownClassIsAnError()
+    {
+        Folder("badsplit/train", ("cat", 2), ("dog", 2));
+        Folder("badsplit/val", ("cow", 1));
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(Path.Combine(_dir, "badsplit"), new DatasetOptions()));
+        Assert.Contains("val/ has classes that train/ lacks: cow", error.Message);
+    }
+
+    [Fact]
+    public void BadFilesAreSkippedAndReportedWithTheirReasons()
+    {
+        var root = Folder("messy", ("cat", 20), ("dog", 20));
+        var png = File.ReadAllBytes(Directory.GetFiles(Path.Combine(root, "cat"))[0]);
+        File.WriteAllBytes(Path.Combine(root, "cat", "corrupt.png"), [.. "\x89PNG\r\n\x1a\n"u8.ToArray(), .. new byte[200]]);
+        File.WriteAllBytes(Path.Combine(root, "cat", "empty.jpg"), []);
+        File.WriteAllText(Path.Combine(root, "dog", "notes.jpg"), "not a picture");
+        File.WriteAllBytes(Path.Combine(root, "dog", "truncated.png"), png[..(png.Length / 2)]);
+        File.WriteAllBytes(Path.Combine(root, "dog", "really-a-png.jpg"), png);
+
+        var dataset = DatasetLoader.Load(root, new DatasetOptions { MaxBadFraction = 0.2 });
+
+        var reasons = dataset.Skipped.ToDictionary(s => Path.GetFileName(s.Path), s => s.Reason);
+        Assert.Equal(4, reasons.Count);
+        Assert.Equal("empty file", reasons["empty.jpg"]);
+        Assert.Equal("not an image", reasons["notes.jpg"]);
+        Assert.Contains("truncated", reasons["truncated.png"]);
+        Assert.Contains("corrupt.png", reasons.Keys);
+        Assert.Contains(dataset.Train.Concat(dataset.Validation), s => s.Path.EndsWith("really-a-png.jpg"));
+        Assert.Equal(41, dataset.Train.Count + dataset.Validation.Count);
+    }
+
+    [Fact]
+    public void TooManyBadFilesFailTheDatasetNamingThem()
+    {
+        var root = Folder("rotten", ("cat", 3), ("dog", 3));
+        File.WriteAllText(Path.Combine(root, "cat", "a.png"), "x");
+        File.WriteAllText(Path.Combine(root, "dog", "b.png"), "y");
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(root, new DatasetOptions { MaxBadFraction = 0.1 }));
+        Assert.Contains("2 of 8 files cannot be used, over the 10", error.Message);
+        Assert.Contains("a.png: not an image", error.Message);
+    }
+
+    [Fact]
+    public void HugeImagesAreRefusedBeforeDecoding()
+    {
+        var root = Folder("huge", ("cat", 3), ("dog", 3));
+        var dataset = DatasetLoader.Load(root, new DatasetOptions { MaxPixels = 30 * 30, MaxBadFraction = 1 });
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(root, new DatasetOptions { MaxPixels = 10, MaxBadFraction = 0.5 }));
+        Assert.Empty(dataset.Skipped);
+        Assert.Contains("over the 10-pixel limit", error.Message);
+    }
+
+    [Fact]
+    public void OversizedFilesAreSkipped()
+    {
+        var root = Folder("heavy", ("cat", 10), ("dog", 10));
+        using (var noise = new SKBitmap(100, 100))
+        {
+            var random = new Random(1);
+            for (int y = 0; y < 100; y++)
+                for (int x = 0; x < 100; x++) noise.SetPixel(x, y, new SKColor((uint)random.Next() | 0xFF000000));
+            File.WriteAllBytes(Path.Combine(root, "cat", "big.png"), ImageLoaderTests.Encode(noise, SKEncodedImageFormat.Png));
+        }
+
+        var dataset = DatasetLoader.Load(root, new DatasetOptions { MaxFileBytes = 5000, MaxBadFraction = 0.1 });
+
+        var skipped = Assert.Single(dataset.Skipped);
+        Assert.EndsWith("big.png", skipped.Path);
+        Assert.Contains("over the 5000-byte limit", skipped.Reason);
+    }
+
+    [Fact]
+    public void AClassWithNoUsableImagesIsAnError()
+    {
+        var root = Folder("hollow", ("cat", 3), ("dog", 3));
+        Directory.CreateDirectory(Path.Combine(root, "emu"));
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(root, new DatasetOptions()));
+        Assert.Equal("classes with no usable images: emu", error.Message);
+    }
+
+    [Fact]
+    public void OneClassIsAnError()
+    {
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(Folder("single", ("cat", 4)), new DatasetOptions()));
+        Assert.Contains("only one class (cat)", error.Message);
+    }
+
+    [Fact]
+    public void AnEmptyOrMissingDatasetIsAnError()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(_dir, "nothing")).FullName;
+        Assert.Contains("the dataset is empty", Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(empty, new DatasetOptions())).Message);
+        Assert.Contains("does not exist", Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(Path.Combine(_dir, "nope"), new DatasetOptions())).Message);
+    }
+
+    [Fact]
+    public void ZipOfAFolderLoadsLikeTheFolder()
+    {
+        var root = Folder("zipped/photos", ("cat", 4), ("dog", 4));
+        var zip = Path.Combine(_dir, "photos.zip");
+        ZipFile.CreateFromDirectory(Path.Combine(_dir, "zipped"), zip);
+
+        var dataset = DatasetLoader.Load(zip, new DatasetOptions(), Path.Combine(_dir, "unzipped"));
+
+        Assert.Equal(["cat", "dog"], dataset.Classes);
+        Assert.Equal(8, dataset.Train.Count + dataset.Validation.Count);
+    }
+
+    [Fact]
+    public void ZipEntriesEscapingTheFolderAreRefused()
+    {
+        var zip = Path.Combine(_dir, "evil.zip");
+        using (var archive = ZipFile.Open(zip, ZipArchiveMode.Create))
+            using (var writer = new StreamWriter(archive.CreateEntry("../../escaped.txt").Open())) writer.Write("x");
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(zip, new DatasetOptions(), Path.Combine(_dir, "out")));
+        Assert.Contains("points outside the archive", error.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "..", "escaped.txt")));
+    }
+
+    [Fact]
+    public void ZipLimitsOnEntriesAndExpandedSizeApply()
+    {
+        var root = Folder("limits/photos", ("cat", 3), ("dog", 3));
+        var zip = Path.Combine(_dir, "limits.zip");
+        ZipFile.CreateFromDirectory(Path.Combine(_dir, "limits"), zip);
+        Assert.Contains("entry limit", Assert.Throws<InvalidDatasetException>(() =>
+            DatasetLoader.Load(zip, new DatasetOptions { MaxZipEntries = 2 }, Path.Combine(_dir, "u1"))).Message);
+        Assert.Contains("300-byte limit", Assert.Throws<InvalidDatasetException>(() =>
+            DatasetLoader.Load(zip, new DatasetOptions { MaxExpandedBytes = 300 }, Path.Combine(_dir, "u2"))).Message);
+    }
+
+    [Fact]
+    public void CsvManifestGivesPathsAndLabels()
+    {
+        var root = Folder("manifest", ("x", 3), ("y", 3));
+        var lines = Directory.GetFiles(root, "*", SearchOption.AllDirectories).Order()
+            .Select((f, i) => $"{Path.GetRelativePath(root, f)},{(i % 2 == 0 ? "odd" : "even")}");
+        var csv = Path.Combine(root, "labels.csv");
+        File.WriteAllLines(csv, ["path,label", .. lines]);
+
+        var dataset = DatasetLoader.Load(csv, new DatasetOptions());
+
+        Assert.Equal(["even", "odd"], dataset.Classes);
+        Assert.Equal(6, dataset.Train.Count + dataset.Validation.Count);
+    }
+
+    [Fact]
+    public void MalformedCsvLineIsReportedWithItsNumber()
+    {
+        var csv = Path.Combine(_dir, "bad.csv");
+        File.WriteAllLines(csv, ["path,label", "a.png,cat", "b.png"]);
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(csv, new DatasetOptions()));
+        Assert.Contains("bad.csv:3: expected 'path,label'", error.Message);
+    }
+
+    /// <summary>A folder of class folders holding small real PNGs of distinct colours.</summary>
+    private string Folder(string name, params (string Class, int Count)[] classes)
+    {
+        var root = Path.Combine(_dir, name);
+        foreach (var (label, count) in classes)
+        {
+            var folder = Directory.CreateDirectory(Path.Combine(root, label)).FullName;
+            for (int i = 0; i < count; i++)
+            {
+                using var bitmap = ImageLoaderTests.TwoColour(20 + i, 16);
+                File.WriteAllBytes(Path.Combine(folder, $"{label}-{i:D2}.png"), ImageLoaderTests.Encode(bitmap, SKEncodedImageFormat.Png));
+            }
+        }
+        return root;
+    }
+}

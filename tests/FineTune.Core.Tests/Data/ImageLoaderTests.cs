@@ -1,0 +1,155 @@
+using FineTune.Core.Data;
+using FineTune.Core.Models;
+using SkiaSharp;
+
+namespace FineTune.Core.Tests.Data;
+
+public sealed class ImageLoaderTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("images-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Theory]
+    [InlineData(SKEncodedImageFormat.Png)]
+    [InlineData(SKEncodedImageFormat.Jpeg)]
+    [InlineData(SKEncodedImageFormat.Webp)]
+    public void EncodedFormatsDecode(SKEncodedImageFormat format)
+    {
+        var path = Write($"image.{format}", Encode(TwoColour(40, 20), format));
+        using var image = ImageLoader.Decode(path);
+        Assert.Equal((40, 20), (image.Width, image.Height));
+        AssertClose(SKColors.Red, image.GetPixel(5, 10));
+        AssertClose(SKColors.Blue, image.GetPixel(35, 10));
+    }
+
+    [Fact]
+    public void BmpDecodes()
+    {
+        // 2×1, 24-bit, bottom-up: a red then a blue pixel, rows padded to 4 bytes.
+        byte[] pixels = [0, 0, 255, 255, 0, 0, 0, 0];
+        var header = new List<byte>();
+        header.AddRange("BM"u8.ToArray());
+        header.AddRange(BitConverter.GetBytes(54 + pixels.Length));
+        header.AddRange(new byte[4]);
+        header.AddRange(BitConverter.GetBytes(54));
+        header.AddRange(BitConverter.GetBytes(40));
+        header.AddRange(BitConverter.GetBytes(2));
+        header.AddRange(BitConverter.GetBytes(1));
+        header.AddRange(BitConverter.GetBytes((short)1));
+        header.AddRange(BitConverter.GetBytes((short)24));
+        header.AddRange(new byte[24]);
+        using var image = ImageLoader.Decode(Write("image.bmp", [.. header, .. pixels]));
+        Assert.Equal(SKColors.Red, image.GetPixel(0, 0));
+        Assert.Equal(SKColors.Blue, image.GetPixel(1, 0));
+    }
+
+    [Fact]
+    public void AnimatedGifGivesItsFirstFrame()
+    {
+        // 1×1, palette [red, black]; frame one is red, frame two black.
+        byte[] gif =
+        [
+            .. "GIF89a"u8.ToArray(), 1, 0, 1, 0, 0x80, 0, 0, 255, 0, 0, 0, 0, 0,
+            0x21, 0xF9, 4, 0, 10, 0, 0, 0, 0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0,
+            0x21, 0xF9, 4, 0, 10, 0, 0, 0, 0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x4C, 0x01, 0,
+            0x3B,
+        ];
+        using var image = ImageLoader.Decode(Write("anim.gif", gif));
+        Assert.Equal(SKColors.Red, image.GetPixel(0, 0));
+    }
+
+    [Fact]
+    public void ExifOrientationIsHonoured()
+    {
+        // Stored 40×20, red left and blue right, tagged "rotate 90° clockwise to display" (orientation 6).
+        var jpeg = Encode(TwoColour(40, 20), SKEncodedImageFormat.Jpeg);
+        byte[] exif =
+        [
+            0xFF, 0xE1, 0, 34, .. "Exif\0\0"u8.ToArray(),
+            (byte)'I', (byte)'I', 0x2A, 0, 8, 0, 0, 0,
+            1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,
+            0, 0, 0, 0,
+        ];
+        using var image = ImageLoader.Decode(Write("rotated.jpg", [jpeg[0], jpeg[1], .. exif, .. jpeg[2..]]));
+        Assert.Equal((20, 40), (image.Width, image.Height));
+        AssertClose(SKColors.Red, image.GetPixel(10, 5));
+        AssertClose(SKColors.Blue, image.GetPixel(10, 35));
+    }
+
+    [Fact]
+    public void TransparencyIsCompositedOntoWhite()
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(4, 4, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        bitmap.Erase(new SKColor(0, 0, 0, 0));
+        bitmap.SetPixel(0, 0, SKColors.Green);
+        using var image = ImageLoader.Decode(Write("cutout.png", Encode(bitmap, SKEncodedImageFormat.Png)));
+        Assert.Equal(SKColors.White, image.GetPixel(3, 3));
+        Assert.Equal(SKColors.Green, image.GetPixel(0, 0));
+    }
+
+    [Fact]
+    public void PaddingKeepsAThinObjectWhole()
+    {
+        using var thin = new SKBitmap(new SKImageInfo(10, 100, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        thin.Erase(SKColors.Black);
+        var padded = Preprocessing.ImageNet() with { Resize = ResizeMode.Pad, CropSize = 50 };
+        var cropped = Preprocessing.ImageNet() with { ResizeSize = 56, CropSize = 50 };
+
+        using var a = ImageLoader.Fit(thin, padded);
+        using var b = ImageLoader.Fit(thin, cropped);
+
+        Assert.Equal(SKColors.Black, a.GetPixel(25, 0));
+        Assert.Equal(SKColors.White, a.GetPixel(0, 25));
+        Assert.Equal(SKColors.Black, b.GetPixel(0, 25));
+    }
+
+    [Fact]
+    public void TensorFollowsChannelOrderScaleMeanAndStd()
+    {
+        using var pixel = new SKBitmap(new SKImageInfo(1, 1, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        pixel.SetPixel(0, 0, new SKColor(255, 128, 0));
+        var bgr = new Preprocessing(1, 1, ChannelOrder.Bgr, 1f, [10f, 20f, 30f], [1f, 2f, 5f]);
+
+        var values = ImageLoader.ToTensor(pixel, bgr).data<float>().ToArray();
+
+        Assert.Equal([0 - 10f, (128 - 20f) / 2, (255 - 30f) / 5], values);
+    }
+
+    [Fact]
+    public void OversizedImageIsRefusedFromItsHeader()
+    {
+        var path = Write("big.png", Encode(TwoColour(40, 40), SKEncodedImageFormat.Png));
+        var error = Assert.Throws<InvalidImageException>(() => ImageLoader.Decode(path, maxPixels: 1000));
+        Assert.Contains("40×40 is over the 1000-pixel limit", error.Message);
+    }
+
+    private string Write(string name, byte[] bytes)
+    {
+        var path = Path.Combine(_dir, name);
+        File.WriteAllBytes(path, bytes);
+        return path;
+    }
+
+    internal static SKBitmap TwoColour(int width, int height)
+    {
+        var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        using var canvas = new SKCanvas(bitmap);
+        canvas.Clear(SKColors.Blue);
+        using var red = new SKPaint { Color = SKColors.Red };
+        canvas.DrawRect(0, 0, width / 2f, height, red);
+        return bitmap;
+    }
+
+    internal static byte[] Encode(SKBitmap bitmap, SKEncodedImageFormat format)
+    {
+        using var data = bitmap.Encode(format, 95) ?? throw new InvalidOperationException($"cannot encode {format}");
+        return data.ToArray();
+    }
+
+    private static void AssertClose(SKColor expected, SKColor actual)
+    {
+        Assert.True(Math.Abs(expected.Red - actual.Red) < 40 && Math.Abs(expected.Green - actual.Green) < 40 && Math.Abs(expected.Blue - actual.Blue) < 40,
+            $"expected about {expected}, got {actual}");
+    }
+}
