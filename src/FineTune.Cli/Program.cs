@@ -1,3 +1,5 @@
 using FineTune.Cli;
+using FineTune.Core.Runtime;
 
+GlibcMalloc.LimitRetainedMemory();
 return await FineTuneCommand.RunAsync(args, Console.Out, Console.Error);

@@ -84,6 +84,26 @@ public sealed class TrainerTests : IDisposable
         Assert.True(full.Head.bias!.allclose(cached.Head.bias!, rtol: 0, atol: 1e-6));
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void LiveTensorsStayConstantAcrossEpochs(bool cached)
+    {
+        Assert.True(FineTune.Core.Runtime.GlibcMalloc.LimitRetainedMemory());
+        var (images, labels) = RandomImages(count: 8, classes: 2, seed: 3);
+        var source = new TensorImageSource(images, labels);
+        using var model = FineTuneModel.Create(Resnet18, 2, seed: 4);
+        model.Freeze(FreezeMode.Head);
+        using var features = cached ? FeatureCache.Compute(model, source, 4, default) : null;
+        using var trainer = new Trainer(model, source, new TrainingOptions { Epochs = 4, BatchSize = 3 }, features);
+
+        trainer.TrainSteps(int.MaxValue, default);
+        long afterFirst = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int epoch = 1; epoch < 4; epoch++) trainer.TrainSteps(int.MaxValue, default);
+
+        Assert.Equal(afterFirst, TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
+
     [Fact]
     public void FeatureCacheIsRefusedWhereItWouldChangeTheResult()
     {
