@@ -1,0 +1,51 @@
+using System.Text.RegularExpressions;
+
+namespace FineTune.Storage;
+
+/// <summary>
+/// The names artifacts may have, and the layout of a run. Names are checked before any storage call, so no
+/// job id or blob name from a request can reach outside the configured container or folder.
+/// </summary>
+public static partial class ArtifactNames
+{
+    public const int MaxLength = 512;
+
+    /// <summary>Lower-case letters, digits and inner hyphens, 1–63 characters: valid in URLs, blob names and instance ids.</summary>
+    public static bool IsValidJobId(string? jobId) => jobId is not null && JobId().IsMatch(jobId);
+
+    public static string RequireJobId(string? jobId) => IsValidJobId(jobId)
+        ? jobId!
+        : throw new ArgumentException($"job id '{jobId}' must be 1-63 lower-case letters, digits or inner hyphens", nameof(jobId));
+
+    /// <summary>Throws unless every '/'-separated segment is made of letters, digits, '.', '_' or '-' and is not '.' or '..'.</summary>
+    public static string Require(string? name)
+    {
+        if (string.IsNullOrEmpty(name) || name.Length > MaxLength)
+            throw new ArgumentException($"artifact name must be 1-{MaxLength} characters", nameof(name));
+        foreach (var segment in name.Split('/'))
+        {
+            if (segment is "" or "." or ".." || !Segment().IsMatch(segment))
+                throw new ArgumentException($"artifact name '{name}' is not allowed: segments are letters, digits, '.', '_' or '-', never empty, '.' or '..'", nameof(name));
+        }
+        return name;
+    }
+
+    /// <summary>A prefix to list by: a valid name, optionally ending in '/', or empty for everything.</summary>
+    public static string RequirePrefix(string prefix) =>
+        prefix.Length == 0 ? prefix : Require(prefix.TrimEnd('/')) + (prefix.EndsWith('/') ? "/" : "");
+
+    public static string Run(string jobId) => $"runs/{RequireJobId(jobId)}/";
+    public static string Checkpoints(string jobId) => Run(jobId) + "checkpoints/";
+    public static string Features(string jobId) => Run(jobId) + "features/";
+    public static string Reports(string jobId) => Run(jobId) + "reports/";
+    public static string Published(string jobId) => Run(jobId) + "published/";
+
+    /// <summary>Imported pretrained weights, by content hash, shared by all runs.</summary>
+    public static string Weights(string sha256) => Require($"weights/{sha256}");
+
+    [GeneratedRegex("^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+    private static partial Regex JobId();
+
+    [GeneratedRegex("^[A-Za-z0-9._-]+$")]
+    private static partial Regex Segment();
+}

@@ -1,0 +1,93 @@
+using System.Runtime.CompilerServices;
+
+namespace FineTune.Storage;
+
+/// <summary>Artifacts as files under a folder: the store of the <c>finetune</c> command when no Azure is used.</summary>
+public sealed class LocalFolderArtifactStore : IArtifactStore
+{
+    private const string TempPrefix = ".incoming-";
+    private readonly string _root;
+
+    public LocalFolderArtifactStore(string root)
+    {
+        _root = Path.GetFullPath(root);
+        Directory.CreateDirectory(_root);
+    }
+
+    public string Location => _root;
+
+    public async Task WriteAsync(string name, Stream content, WriteMode mode, CancellationToken cancellationToken)
+    {
+        string path = PathOf(name);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        if (mode == WriteMode.CreateNew && File.Exists(path)) throw new ArtifactExistsException(name, Location);
+        // Written beside the target, then renamed: readers never see a partial file.
+        string temp = Path.Combine(Path.GetDirectoryName(path)!, TempPrefix + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+            {
+                await content.CopyToAsync(file, cancellationToken);
+                await file.FlushAsync(cancellationToken);
+                file.Flush(flushToDisk: true);
+            }
+            try
+            {
+                File.Move(temp, path, overwrite: mode == WriteMode.Overwrite);
+            }
+            catch (IOException) when (mode == WriteMode.CreateNew && File.Exists(path))
+            {
+                throw new ArtifactExistsException(name, Location);
+            }
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    public Task<Stream> OpenReadAsync(string name, CancellationToken cancellationToken)
+    {
+        string path = PathOf(name);
+        try
+        {
+            return Task.FromResult<Stream>(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, useAsync: true));
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new ArtifactNotFoundException(name, Location);
+        }
+    }
+
+    public Task<bool> ExistsAsync(string name, CancellationToken cancellationToken) => Task.FromResult(File.Exists(PathOf(name)));
+
+    public async IAsyncEnumerable<ArtifactInfo> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        prefix = ArtifactNames.RequirePrefix(prefix);
+        int slash = prefix.LastIndexOf('/');
+        string start = slash < 0 ? _root : Path.Combine(_root, prefix[..slash]);
+        if (!Directory.Exists(start)) yield break;
+        var names = Directory.EnumerateFiles(start, "*", SearchOption.AllDirectories)
+            .Where(f => !Path.GetFileName(f).StartsWith(TempPrefix, StringComparison.Ordinal))
+            .Select(f => Path.GetRelativePath(_root, f).Replace(Path.DirectorySeparatorChar, '/'))
+            .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
+            .Order(StringComparer.Ordinal);
+        foreach (var name in names)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var info = new FileInfo(Path.Combine(_root, name));
+            if (info.Exists) yield return new ArtifactInfo(name, info.Length, info.LastWriteTimeUtc);
+        }
+        await Task.CompletedTask;
+    }
+
+    public Task<bool> DeleteAsync(string name, CancellationToken cancellationToken)
+    {
+        string path = PathOf(name);
+        if (!File.Exists(path)) return Task.FromResult(false);
+        File.Delete(path);
+        return Task.FromResult(true);
+    }
+
+    private string PathOf(string name) => Path.Combine(_root, ArtifactNames.Require(name));
+}
