@@ -9,13 +9,17 @@ public sealed record FetchedWeights(string Path, string Sha256, long Length, str
 
 /// <summary>
 /// The "fetch pretrained weights" step: brings weights from a source into the cache, verified.
-/// Sources: <c>bundled</c> (the family's weights that ship with the app), a local file path, or an
-/// http(s) URL on an allowed host. A download must be verified by the SHA-256 the job gives or, failing
-/// that, by torchvision's convention of a hash prefix in the file name (<c>resnet50-0676ba61.pth</c>).
+/// Sources: <c>bundled</c> (the family's weights that ship with the app), <c>blob:NAME</c> (an artifact in
+/// the run's store), a local file path, or an http(s) URL on an allowed host. A download must be verified by
+/// the SHA-256 the job gives or, failing that, by torchvision's convention of a hash prefix in the file name
+/// (<c>resnet50-0676ba61.pth</c>).
 /// </summary>
-public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions options)
+/// <param name="openBlob">opens an artifact of the configured store by name (blob sources); none where there is no store</param>
+public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions options,
+    Func<string, CancellationToken, Task<Stream>>? openBlob = null)
 {
     public const string Bundled = "bundled";
+    public const string BlobPrefix = "blob:";
 
     public async Task<FetchedWeights> FetchAsync(ModelFamily family, string source, string? expectedSha256, CancellationToken cancellationToken)
     {
@@ -26,6 +30,7 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
             return new FetchedWeights(hit, expected, new FileInfo(hit).Length, source);
 
         if (source == Bundled) return await CacheBundledAsync(family, expected, cancellationToken);
+        if (source.StartsWith(BlobPrefix, StringComparison.Ordinal)) return await CacheBlobAsync(source[BlobPrefix.Length..], expected, cancellationToken);
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
             return await DownloadAsync(uri, expected, cancellationToken);
         return await CacheLocalFileAsync(source, expected, cancellationToken);
@@ -48,10 +53,47 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         return await CommitAsync(temp, expected, $"{Bundled}:{family.Name}", ".safetensors", cancellationToken);
     }
 
+    private async Task<FetchedWeights> CacheBlobAsync(string name, string? expected, CancellationToken cancellationToken)
+    {
+        if (openBlob is null)
+            throw new WeightsSourceException($"'{BlobPrefix}{name}': no artifact store is configured for blob sources");
+        string temp = TempPath();
+        try
+        {
+            await using var input = await openBlob(name, cancellationToken);
+            await CopyCappedAsync(input, temp, $"{BlobPrefix}{name}", cancellationToken);
+        }
+        catch (FileNotFoundException)
+        {
+            File.Delete(temp);
+            throw new WeightsSourceException($"'{BlobPrefix}{name}' does not exist in the artifact store");
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        return await CommitAsync(temp, expected, $"{BlobPrefix}{name}", Path.GetExtension(name), cancellationToken);
+    }
+
+    private async Task CopyCappedAsync(Stream input, string temp, string source, CancellationToken cancellationToken)
+    {
+        await using var output = File.Create(temp);
+        var buffer = new byte[1 << 16];
+        long total = 0;
+        for (int read; (read = await input.ReadAsync(buffer, cancellationToken)) > 0;)
+        {
+            total += read;
+            if (total > options.MaxBytes)
+                throw new WeightsSourceException($"{source}: exceeded the {options.MaxBytes}-byte limit");
+            await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
+        }
+    }
+
     private async Task<FetchedWeights> CacheLocalFileAsync(string path, string? expected, CancellationToken cancellationToken)
     {
         if (!File.Exists(path))
-            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', a file path, or an https URL)");
+            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', '{BlobPrefix}NAME', a file path, or an https URL)");
         string temp = TempPath();
         await using (var input = File.OpenRead(path))
         await using (var output = File.Create(temp))
@@ -79,16 +121,7 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
             if (response.Content.Headers.ContentLength > options.MaxBytes)
                 throw new WeightsSourceException($"{uri}: {response.Content.Headers.ContentLength} bytes is over the {options.MaxBytes}-byte limit");
             await using var input = await response.Content.ReadAsStreamAsync(cancellationToken);
-            await using var output = File.Create(temp);
-            var buffer = new byte[1 << 16];
-            long total = 0;
-            for (int read; (read = await input.ReadAsync(buffer, cancellationToken)) > 0;)
-            {
-                total += read;
-                if (total > options.MaxBytes)
-                    throw new WeightsSourceException($"{uri}: download exceeded the {options.MaxBytes}-byte limit");
-                await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            }
+            await CopyCappedAsync(input, temp, uri.ToString(), cancellationToken);
         }
         catch
         {
