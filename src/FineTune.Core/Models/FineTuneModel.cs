@@ -1,3 +1,4 @@
+using FineTune.Core.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -44,6 +45,11 @@ public sealed class FineTuneModel : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(numClasses, 1);
         if (headDropout is < 0 or >= 1) throw new ArgumentOutOfRangeException(nameof(headDropout), headDropout, "dropout must be in [0, 1)");
+        lock (TorchRandom.Gate) return CreateSeeded(family, numClasses, seed, headDropout);
+    }
+
+    private static FineTuneModel CreateSeeded(ModelFamily family, int numClasses, long seed, double headDropout)
+    {
         manual_seed(seed);
         var module = family.CreateImageNetLayout();
         var oldHead = ModuleSurgery.Find(module, family.HeadPath) as Linear

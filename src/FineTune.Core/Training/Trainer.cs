@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using FineTune.Core.Data;
 using FineTune.Core.Models;
+using FineTune.Core.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -93,6 +94,11 @@ public sealed class Trainer : IDisposable
     }
 
     private (double Loss, long Correct) Step(int[] batch, int epoch, long globalStep, double rate)
+    {
+        lock (TorchRandom.Gate) return SeededStep(batch, epoch, globalStep, rate);
+    }
+
+    private (double Loss, long Correct) SeededStep(int[] batch, int epoch, long globalStep, double rate)
     {
         using var scope = NewDisposeScope();
         // Dropout draws from torch's global generator: seeding it per step makes a resumed run draw the same masks.

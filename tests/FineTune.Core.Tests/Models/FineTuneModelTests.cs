@@ -45,8 +45,12 @@ public class FineTuneModelTests
     {
         using var scope = NewDisposeScope();
         using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 5, seed: 9);
-        manual_seed(9);
-        using var expected = nn.Linear(512, 5);
+        Linear expected;
+        lock (FineTune.Core.Runtime.TorchRandom.Gate)
+        {
+            manual_seed(9);
+            expected = nn.Linear(512, 5);
+        }
         Assert.True(model.Head.weight!.SameAs(expected.weight!));
         Assert.True(model.Head.bias!.SameAs(expected.bias!));
     }
