@@ -71,8 +71,8 @@ public sealed class TrainingResumeTests : IAsyncLifetime
         var latest = await checkpoints.LoadLatestAsync("resume-job", default);
         if (latest is not null)
         {
-            var position = latest.Manifest.Metadata.Deserialize<TrainerPosition>()!;
-            TrainingSnapshot.Restore(model, trainer, latest.Parts, position);
+            var progress = latest.Manifest.Metadata.Deserialize<TrainingProgress>()!;
+            TrainingSnapshot.Restore(model, trainer, latest.Parts, progress.Position);
         }
         for (int step = 0; step < killAfterSteps; step++)
         {
@@ -80,7 +80,7 @@ public sealed class TrainingResumeTests : IAsyncLifetime
             trainer.TrainSteps(1, default);
             long sequence = (long)trainer.Position.Epoch * trainer.StepsPerEpoch + trainer.Position.Step;
             await checkpoints.SaveAsync("resume-job", sequence, TrainingSnapshot.Capture(model, trainer),
-                JsonSerializer.SerializeToElement(trainer.Position), default);
+                JsonSerializer.SerializeToElement(new TrainingProgress(trainer.Position, [])), default);
         }
         return trainer.Position.Epoch == Options.Epochs ? Weights(model) : null;
     }
