@@ -29,6 +29,14 @@ public static class TrainingSnapshot
     /// <summary>Puts the captured state back into a freshly prepared model (same family, classes, freezing) and trainer.</summary>
     public static void Restore(FineTuneModel model, Trainer trainer, IReadOnlyDictionary<string, byte[]> parts, TrainerPosition position)
     {
+        RestoreWeights(model, parts);
+        // Outside any dispose scope: the optimizer keeps the state tensors it loads.
+        using var optimizer = new MemoryStream(parts[OptimizerPart], writable: false);
+        trainer.Restore(position, optimizer);
+    }
+
+    private static void RestoreWeights(FineTuneModel model, IReadOnlyDictionary<string, byte[]> parts)
+    {
         using var scope = NewDisposeScope();
         var expected = TrainableState(model);
         Dictionary<string, Tensor> saved;
@@ -46,8 +54,6 @@ public static class TrainingSnapshot
                 tensor.Dispose();
             }
         }
-        using var optimizer = new MemoryStream(parts[OptimizerPart], writable: false);
-        trainer.Restore(position, optimizer);
     }
 
     /// <summary>Parameters and buffers of every module holding a trainable parameter.</summary>

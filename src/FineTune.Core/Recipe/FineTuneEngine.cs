@@ -1,0 +1,155 @@
+using System.Diagnostics;
+using FineTune.Core.Data;
+using FineTune.Core.Evaluation;
+using FineTune.Core.Models;
+using FineTune.Core.Training;
+using FineTune.Core.Weights;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Recipe;
+
+/// <summary>
+/// The tensor work of each seed step, as calls that take and return plain data (paths, bytes, metrics), so a
+/// durable activity can run any of them in any process: every call rebuilds the model from the recipe and
+/// the latest state, does its work in its own dispose scope, and leaves no tensor behind.
+/// </summary>
+public sealed class FineTuneEngine
+{
+    public const string TrainFeaturesPart = "train.safetensors";
+    public const string ValidationFeaturesPart = "validation.safetensors";
+    private const string FeaturesKey = "features";
+    private const int InferenceBatch = 32;
+
+    /// <summary>"Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it applies.</summary>
+    public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(recipe, dataset.ClassCount, out var freeze);
+        var train = TrainSource(recipe, dataset);
+        int stepsPerEpoch = (train.Count + recipe.Training.BatchSize - 1) / recipe.Training.BatchSize;
+        bool cache = recipe.Training.UseFeatureCache && FeatureCache.IsExact(model, train);
+        var features = new Dictionary<string, byte[]>();
+        if (cache)
+        {
+            features[TrainFeaturesPart] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
+            features[ValidationFeaturesPart] = Serialize(FeatureCache.Compute(model, ValidationSource(recipe, dataset), InferenceBatch, cancellationToken));
+        }
+        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache), features);
+    }
+
+    /// <summary>
+    /// "Train epochs": at most <paramref name="maxSteps"/> steps from <paramref name="state"/> (the start when
+    /// null). When the epoch ends, the model is scored on the validation set and the epoch joins the history.
+    /// </summary>
+    public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
+        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(recipe, dataset.ClassCount, out _);
+        var train = TrainSource(recipe, dataset);
+        var trainFeatures = features is null ? null : Deserialize(features[TrainFeaturesPart]);
+        using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
+        var progress = state?.Progress ?? TrainingProgress.Start;
+        if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
+
+        double lastLoss = double.NaN;
+        int steps = 0;
+        var chunk = trainer.TrainSteps(maxSteps, cancellationToken, step =>
+        {
+            lastLoss = step.Loss;
+            steps++;
+            onStep?.Invoke(step);
+        });
+        EpochMetrics? epoch = null;
+        var history = progress.History;
+        if (chunk.EpochCompleted)
+        {
+            var clock = Stopwatch.StartNew();
+            var validation = Score(model, recipe, dataset, features, cancellationToken);
+            epoch = new EpochMetrics(chunk.Position.Epoch, chunk.EpochLoss, chunk.EpochAccuracy, validation.Loss, validation.Top1Accuracy,
+                chunk.LearningRate, chunk.Seconds + clock.Elapsed.TotalSeconds);
+            history = [.. history, epoch];
+        }
+        var next = new TrainingProgress(trainer.Position, history);
+        return new ChunkOutcome(new TrainingState(TrainingSnapshot.Capture(model, trainer), next), chunk.EpochCompleted, epoch, steps, lastLoss);
+    }
+
+    /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the validation set.</summary>
+    public EvaluationReport Evaluate(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyDictionary<string, byte[]>? features,
+        CancellationToken cancellationToken)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Restore(recipe, dataset, state);
+        return Score(model, recipe, dataset, features, cancellationToken);
+    }
+
+    /// <summary>"Publish": the whole fine-tuned model's state dict, in a format PyTorch and TorchSharp both read.</summary>
+    public byte[] Export(Recipe recipe, ImageDataset dataset, TrainingState state, StateDictFormat format)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Restore(recipe, dataset, state);
+        using var stream = new MemoryStream();
+        StateDictFile.Write(model.Module.state_dict(), stream, format);
+        return stream.ToArray();
+    }
+
+    private FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)
+    {
+        var model = Build(recipe, dataset.ClassCount, out _);
+        using var trainer = new Trainer(model, TrainSource(recipe, dataset), recipe.Training);
+        TrainingSnapshot.Restore(model, trainer, state.Parts, state.Progress.Position);
+        return model;
+    }
+
+    private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, IReadOnlyDictionary<string, byte[]>? features,
+        CancellationToken cancellationToken)
+    {
+        var validation = ValidationSource(recipe, dataset);
+        var validationFeatures = features is null ? null : Deserialize(features[ValidationFeaturesPart]);
+        var logits = Evaluator.Logits(model, validation, InferenceBatch, cancellationToken, validationFeatures);
+        return Evaluator.Report(logits, dataset.Validation.Select(s => s.Label).ToList(), dataset.Classes, dataset.Validation.Select(s => s.Path).ToList());
+    }
+
+    /// <summary>The prepared model: family, fresh head under the seed, pretrained backbone, freezing.</summary>
+    private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze)
+    {
+        var model = FineTuneModel.Create(recipe.ModelFamily, classes, recipe.Training.Seed, recipe.HeadDropout);
+        try
+        {
+            var weights = StateDictFile.Read(recipe.WeightsPath);
+            try
+            {
+                PretrainedWeights.LoadBackbone(model, weights);
+            }
+            finally
+            {
+                foreach (var tensor in weights.Values) tensor.Dispose();
+            }
+            freeze = model.Freeze(recipe.Freeze);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    private static FileImageSource TrainSource(Recipe recipe, ImageDataset dataset) =>
+        new(dataset.Train, recipe.Preprocessing, recipe.Training.Augmentation);
+
+    private static FileImageSource ValidationSource(Recipe recipe, ImageDataset dataset) => new(dataset.Validation, recipe.Preprocessing);
+
+    private static byte[] Serialize(Tensor features)
+    {
+        using var stream = new MemoryStream();
+        StateDictFile.Write(new Dictionary<string, Tensor> { [FeaturesKey] = features }, stream, StateDictFormat.Safetensors);
+        return stream.ToArray();
+    }
+
+    private static Tensor Deserialize(byte[] data)
+    {
+        using var stream = new MemoryStream(data, writable: false);
+        return StateDictFile.Read(stream)[FeaturesKey];
+    }
+}

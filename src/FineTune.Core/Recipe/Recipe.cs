@@ -1,0 +1,32 @@
+using FineTune.Core.Data;
+using FineTune.Core.Models;
+using FineTune.Core.Training;
+
+namespace FineTune.Core.Recipe;
+
+/// <summary>Everything that decides a fine-tune's result, given the dataset: same recipe, same weights.</summary>
+public sealed record Recipe(
+    string Family,
+    string WeightsPath,
+    FreezeMode Freeze,
+    double HeadDropout,
+    ResizeMode Resize,
+    TrainingOptions Training)
+{
+    public ModelFamily ModelFamily => ModelRegistry.Get(Family);
+
+    public Preprocessing Preprocessing => ModelFamily.Preprocessing with { Resize = Resize };
+}
+
+/// <summary>What "prepare model" found: the head, what trains, and whether the feature cache applies.</summary>
+public sealed record PreparedModel(
+    IReadOnlyList<string> Classes,
+    FreezeReport Freeze,
+    int StepsPerEpoch,
+    bool FeatureCache);
+
+/// <summary>A checkpoint's content: its parts (tensors as bytes) and the training progress.</summary>
+public sealed record TrainingState(IReadOnlyDictionary<string, byte[]> Parts, TrainingProgress Progress);
+
+/// <summary>What one training chunk did; <see cref="Epoch"/> is set when it finished an epoch.</summary>
+public sealed record ChunkOutcome(TrainingState State, bool EpochCompleted, EpochMetrics? Epoch, int StepsRun, double LastLoss);

@@ -1,0 +1,33 @@
+using System.Text;
+using FineTune.Core.Recipe;
+using FineTune.Storage;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+
+namespace FineTune.Workflow.Activities;
+
+/// <summary>Seed step 5, evaluate: the chosen checkpoint on the validation set; writes the JSON report and per-image predictions.</summary>
+[DurableTask(nameof(Evaluate))]
+public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivity<ModelRequest, EvaluationSummary>
+{
+    public const string ReportPart = "evaluation.json";
+    public const string PredictionsPart = "predictions.csv";
+
+    public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)
+    {
+        var job = request.Job;
+        var dataset = await files.DatasetAsync(job, CancellationToken.None);
+        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
+        var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
+        var report = engine.Evaluate(recipe, dataset, state, features, CancellationToken.None);
+
+        string reports = ArtifactNames.Reports(job.JobId);
+        await files.WriteAsync(reports + ReportPart, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, CancellationToken.None);
+        var csv = new StringWriter();
+        report.WritePredictionsCsv(csv);
+        await files.WriteAsync(reports + PredictionsPart, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
+        return new EvaluationSummary(report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart);
+    }
+}

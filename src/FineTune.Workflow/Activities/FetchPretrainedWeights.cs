@@ -1,0 +1,32 @@
+using FineTune.Core.Models;
+using FineTune.Core.Weights;
+using FineTune.Storage;
+using FineTune.Workflow.Orchestration;
+using Microsoft.DurableTask;
+
+namespace FineTune.Workflow.Activities;
+
+/// <summary>Seed step 1: bring the pretrained weights in, verified, and share them through the artifact store by hash.</summary>
+[DurableTask(nameof(FetchPretrainedWeights))]
+public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store) : TaskActivity<FineTuneJob, WeightsRef>
+{
+    public override async Task<WeightsRef> RunAsync(TaskActivityContext context, FineTuneJob job)
+    {
+        var spec = job.Spec;
+        var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, CancellationToken.None);
+        string name = ArtifactNames.Weights(fetched.Sha256 + Path.GetExtension(fetched.Path));
+        if (!await store.ExistsAsync(name, CancellationToken.None))
+        {
+            try
+            {
+                await using var file = File.OpenRead(fetched.Path);
+                await store.WriteAsync(name, file, WriteMode.CreateNew, CancellationToken.None);
+            }
+            catch (ArtifactExistsException)
+            {
+                // Another run stored the same weights meanwhile: same hash, same bytes.
+            }
+        }
+        return new WeightsRef(name, fetched.Sha256, fetched.Source);
+    }
+}

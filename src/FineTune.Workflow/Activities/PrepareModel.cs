@@ -1,0 +1,38 @@
+using System.Text.Json;
+using FineTune.Core.Recipe;
+using FineTune.Storage;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+
+namespace FineTune.Workflow.Activities;
+
+/// <summary>
+/// Seed steps 2–3, freeze + replace head: scans the dataset, sizes the head to its classes, freezes, and
+/// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
+/// </summary>
+[DurableTask(nameof(PrepareModel))]
+public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskActivity<PrepareRequest, PreparedSummary>
+{
+    public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)
+    {
+        var job = request.Job;
+        var dataset = await files.DatasetAsync(job, CancellationToken.None);
+        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var (prepared, features) = engine.Prepare(recipe, dataset, CancellationToken.None);
+        foreach (var (part, data) in features)
+            await files.WriteAsync(ArtifactNames.Features(job.JobId) + part, data, WriteMode.Overwrite, CancellationToken.None);
+        var report = new
+        {
+            classes = dataset.Classes,
+            train = dataset.Train.Count,
+            validation = dataset.Validation.Count,
+            skipped = dataset.Skipped,
+            freeze = prepared.Freeze,
+        };
+        await files.WriteAsync(ArtifactNames.Reports(job.JobId) + "dataset.json", JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
+            WriteMode.Overwrite, CancellationToken.None);
+        return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Skipped.Count,
+            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache);
+    }
+}

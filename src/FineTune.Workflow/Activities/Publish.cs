@@ -1,0 +1,96 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using FineTune.Core.Recipe;
+using FineTune.Core.Weights;
+using FineTune.Storage;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+
+namespace FineTune.Workflow.Activities;
+
+/// <summary>
+/// Seed step 6, publish: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
+/// a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight hashes, lineage).
+/// A published model is never overwritten: a repeated call finds the card and returns it.
+/// </summary>
+[DurableTask(nameof(Publish))]
+public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStore store) : TaskActivity<PublishRequest, PublishedModel>
+{
+    public const string SafetensorsPart = "model.safetensors";
+    public const string TorchSharpPart = "model.dat";
+    public const string ModelCardPart = "model-card.json";
+
+    public override async Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request)
+    {
+        var job = request.Job;
+        string folder = ArtifactNames.Published(job.JobId);
+        var published = new PublishedModel(folder, folder + SafetensorsPart, folder + TorchSharpPart, folder + ModelCardPart);
+        if (await store.ExistsAsync(published.ModelCardName, CancellationToken.None)) return published;
+
+        var dataset = await files.DatasetAsync(job, CancellationToken.None);
+        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
+        var safetensors = engine.Export(recipe, dataset, state, StateDictFormat.Safetensors);
+        var torchSharp = engine.Export(recipe, dataset, state, StateDictFormat.TorchSharp);
+        await WriteOnceAsync(published.SafetensorsName, safetensors);
+        await WriteOnceAsync(published.TorchSharpName, torchSharp);
+
+        var preprocessing = recipe.Preprocessing;
+        var card = new
+        {
+            jobId = job.JobId,
+            model = job.Spec.Model,
+            classes = request.Prepared.Classes,
+            head = recipe.ModelFamily.HeadPath,
+            preprocessing = new
+            {
+                resize = job.Spec.Dataset.Resize,
+                preprocessing.ResizeSize,
+                preprocessing.CropSize,
+                channelOrder = preprocessing.ChannelOrder.ToString().ToLowerInvariant(),
+                preprocessing.Scale,
+                preprocessing.Mean,
+                preprocessing.Std,
+                meanImage = preprocessing.MeanImage is not null,
+            },
+            metrics = request.Evaluation,
+            bestEpoch = request.BestEpoch,
+            history = request.History,
+            hyperParameters = job.Spec,
+            dataset = new { location = job.Spec.Dataset.Location, sha256 = DatasetHash(dataset), request.Prepared.TrainImages, request.Prepared.ValidationImages, request.Prepared.SkippedFiles },
+            weights = new { pretrained = request.Weights, safetensorsSha256 = Sha256(safetensors), torchSharpSha256 = Sha256(torchSharp) },
+            lineage = new { instanceId = context.InstanceId, checkpointSequence = request.Sequence, publishedAt = DateTimeOffset.UtcNow },
+        };
+        await WriteOnceAsync(published.ModelCardName, JsonSerializer.SerializeToUtf8Bytes(card, new JsonSerializerOptions(JobSpecReader.Json) { WriteIndented = true }));
+        return published;
+    }
+
+    private async Task WriteOnceAsync(string name, byte[] data)
+    {
+        try
+        {
+            await files.WriteAsync(name, data, WriteMode.CreateNew, CancellationToken.None);
+        }
+        catch (ArtifactExistsException)
+        {
+            // Left by an earlier attempt that stopped before the card: fine when it holds the same bytes.
+            if (Sha256(await files.ReadAllAsync(name, CancellationToken.None)) != Sha256(data)) throw;
+        }
+    }
+
+    /// <summary>SHA-256 over every image's class, name and bytes, in dataset order.</summary>
+    private static string DatasetHash(Core.Data.ImageDataset dataset)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var sample in dataset.Train.Concat(dataset.Validation))
+        {
+            hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{dataset.Classes[sample.Label]}/{Path.GetFileName(sample.Path)}\n"));
+            hash.AppendData(File.ReadAllBytes(sample.Path));
+        }
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+
+    private static string Sha256(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
+}

@@ -1,0 +1,59 @@
+using System.Text.Json;
+using FineTune.Core.Recipe;
+using FineTune.Core.Training;
+using FineTune.Storage.Checkpoints;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+using Microsoft.Extensions.Options;
+
+namespace FineTune.Workflow.Activities;
+
+/// <summary>
+/// Seed step 4, train epochs: one epoch, or a chunk of at most MaxSteps steps, from the latest checkpoint,
+/// ending with a new checkpoint. Idempotent: when the latest checkpoint is already past the requested start,
+/// a re-delivered call returns what that work produced instead of training again.
+/// </summary>
+[DurableTask(nameof(TrainEpoch))]
+public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+    : TaskActivity<TrainRequest, TrainResult>
+{
+    public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
+    {
+        var job = request.Job;
+        int stepsPerEpoch = request.Prepared.StepsPerEpoch;
+        var state = await files.LatestStateAsync(job, CancellationToken.None);
+        if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
+            return Result(state.Progress, stepsPerEpoch, lastLoss: double.NaN);
+
+        var dataset = await files.DatasetAsync(job, CancellationToken.None);
+        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
+        var outcome = engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep);
+
+        var progress = outcome.State.Progress;
+        long sequence = GlobalStep(progress.Position, stepsPerEpoch);
+        await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), CancellationToken.None);
+        var best = progress.Best(job.Spec.StoppingMetric());
+        await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
+            best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
+        return Result(progress, stepsPerEpoch, outcome.LastLoss, outcome.EpochCompleted ? outcome.Epoch : null);
+    }
+
+    /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
+    protected virtual void OnStep(StepReport step)
+    {
+    }
+
+    /// <summary>Steps done since the start: the checkpoint sequence.</summary>
+    public static long GlobalStep(TrainerPosition position, int stepsPerEpoch) => (long)position.Epoch * stepsPerEpoch + position.Step;
+
+    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double lastLoss, EpochMetrics? completed = null)
+    {
+        var position = progress.Position;
+        // A position at step 0 of epoch e > 0 means epoch e - 1 has just completed.
+        completed ??= position.Step == 0 && progress.History.Count > 0 && progress.History[^1].Epoch == position.Epoch - 1 ? progress.History[^1] : null;
+        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, completed is not null, completed, lastLoss);
+    }
+}

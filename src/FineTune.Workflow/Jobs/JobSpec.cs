@@ -1,0 +1,83 @@
+namespace FineTune.Workflow.Jobs;
+
+/// <summary>
+/// A fine-tune job as users write it (JSON, camelCase). Every field but the dataset has the seed recipe's
+/// default: resnet18-cntk with its bundled ImageNet weights, frozen, a new head trained by SGD (lr 0.001,
+/// momentum 0.9).
+/// </summary>
+public sealed record JobSpec
+{
+    public const int CurrentVersion = 1;
+
+    public int Version { get; init; } = CurrentVersion;
+    /// <summary>Names the run (and its durable instance); derived from the spec when absent.</summary>
+    public string? JobId { get; init; }
+    public string Model { get; init; } = "resnet18-cntk";
+    public WeightsSpec Weights { get; init; } = new();
+    public DatasetSpec Dataset { get; init; } = new();
+    /// <summary>head | last:N | full</summary>
+    public string Freeze { get; init; } = "head";
+    public double HeadDropout { get; init; }
+    public TrainingSpec Training { get; init; } = new();
+    public long Seed { get; init; }
+    /// <summary>auto | cpu | cuda</summary>
+    public string Device { get; init; } = "auto";
+}
+
+public sealed record WeightsSpec
+{
+    /// <summary>bundled | blob:NAME | https URL | local path (command line only)</summary>
+    public string Source { get; init; } = "bundled";
+    public string? Sha256 { get; init; }
+}
+
+public sealed record DatasetSpec
+{
+    /// <summary>blob:PREFIX/ (class folders), blob:NAME.zip, blob:NAME.csv, or a local folder, .zip or .csv (command line only).</summary>
+    public string Location { get; init; } = "";
+    public double ValidationFraction { get; init; } = 0.2;
+    /// <summary>crop (torchvision's resize + centre crop) | pad (whole image on white: cut-outs, thin objects)</summary>
+    public string Resize { get; init; } = "crop";
+    /// <summary>When given, the dataset's classes must be exactly these.</summary>
+    public IReadOnlyList<string>? Classes { get; init; }
+    public double MaxBadFraction { get; init; } = 0.05;
+}
+
+public sealed record TrainingSpec
+{
+    public int Epochs { get; init; } = 5;
+    public int BatchSize { get; init; } = 16;
+    /// <summary>sgd | adam | adamw</summary>
+    public string Optimizer { get; init; } = "sgd";
+    public double LearningRate { get; init; } = 0.001;
+    public double Momentum { get; init; } = 0.9;
+    public bool Nesterov { get; init; }
+    public double WeightDecay { get; init; }
+    /// <summary>constant | step | cosine</summary>
+    public string Schedule { get; init; } = "constant";
+    public int StepEpochs { get; init; } = 7;
+    public double Gamma { get; init; } = 0.1;
+    public int WarmupSteps { get; init; }
+    public double LabelSmoothing { get; init; }
+    public bool ClassWeighted { get; init; }
+    public double? GradientClipNorm { get; init; }
+    public EarlyStoppingSpec? EarlyStopping { get; init; }
+    public AugmentationSpec? Augmentation { get; init; }
+    public bool FeatureCache { get; init; } = true;
+    /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>
+    public int MaxStepsPerChunk { get; init; } = 500;
+}
+
+public sealed record EarlyStoppingSpec
+{
+    public int Patience { get; init; } = 3;
+    /// <summary>val_loss | val_accuracy</summary>
+    public string Metric { get; init; } = "val_loss";
+}
+
+public sealed record AugmentationSpec
+{
+    public bool RandomResizedCrop { get; init; } = true;
+    public bool HorizontalFlip { get; init; } = true;
+    public float ColorJitter { get; init; }
+}

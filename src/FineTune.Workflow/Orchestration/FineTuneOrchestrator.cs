@@ -1,0 +1,100 @@
+using FineTune.Core.Data;
+using FineTune.Core.Training;
+using FineTune.Core.Weights;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Jobs;
+using Microsoft.DurableTask;
+
+namespace FineTune.Workflow.Orchestration;
+
+/// <summary>
+/// The seed recipe as a durable orchestration. It only sequences the activities: fetch pretrained weights →
+/// prepare model (freeze + replace head) → train, chunk by chunk, each ending in a checkpoint → evaluate →
+/// publish. It decides early stopping, reports progress in its custom status, and continues as new every
+/// <see cref="FineTuneJob.ChunksPerGeneration"/> chunks so its history stays bounded.
+/// </summary>
+[DurableTask(Name)]
+public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneResult?>
+{
+    public const string Name = "FineTune";
+
+    /// <summary>Transient failures are retried (storage-queue timers round to seconds, so never under 2 s); bad input is not.</summary>
+    private static readonly TaskOptions Retry = TaskOptions.FromRetryPolicy(new RetryPolicy(
+        maxNumberOfAttempts: 4, firstRetryInterval: TimeSpan.FromSeconds(2), backoffCoefficient: 2, maxRetryInterval: TimeSpan.FromMinutes(1))
+    {
+        HandleFailure = failure => !IsBadInput(failure),
+    });
+
+    public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    {
+        var spec = job.Spec;
+        int epochs = spec.Training.Epochs;
+        var carried = job.Carried;
+        if (carried is null)
+        {
+            context.SetCustomStatus(Status("fetching weights", epochs));
+            var weights = await context.CallActivityAsync<WeightsRef>(nameof(FetchPretrainedWeights), job, Retry);
+            context.SetCustomStatus(Status("preparing model", epochs));
+            var prepared = await context.CallActivityAsync<PreparedSummary>(nameof(PrepareModel), new PrepareRequest(job, weights), Retry);
+            carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0);
+        }
+
+        var history = carried.History.ToList();
+        long step = carried.GlobalStep;
+        long totalSteps = (long)epochs * carried.Prepared.StepsPerEpoch;
+        bool stoppedEarly = false;
+        var metric = spec.StoppingMetric();
+        for (int chunk = 0; step < totalSteps; chunk++)
+        {
+            if (chunk == job.ChunksPerGeneration)
+            {
+                context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history } });
+                return null;
+            }
+            var result = await context.CallActivityAsync<TrainResult>(nameof(TrainEpoch),
+                new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
+            step = result.GlobalStep;
+            if (result.EpochMetrics is { } finished && history.All(h => h.Epoch != finished.Epoch)) history.Add(finished);
+            context.SetCustomStatus(Training(context, carried, result, history, epochs, totalSteps, metric));
+            if (result.EpochCompleted && TrainingHistory.ShouldStop(history, metric, spec.Training.EarlyStopping?.Patience))
+            {
+                stoppedEarly = true;
+                break;
+            }
+        }
+
+        var best = TrainingHistory.Best(history, metric) ?? throw new InvalidOperationException("training finished without a completed epoch");
+        long bestSequence = (best.Epoch + 1L) * carried.Prepared.StepsPerEpoch;
+        context.SetCustomStatus(Status("evaluating", epochs, history, best));
+        var evaluation = await context.CallActivityAsync<EvaluationSummary>(nameof(Evaluate),
+            new ModelRequest(job, carried.Weights, carried.Prepared, bestSequence), Retry);
+        context.SetCustomStatus(Status("publishing", epochs, history, best));
+        var published = await context.CallActivityAsync<PublishedModel>(nameof(Publish),
+            new PublishRequest(job, carried.Weights, bestSequence, carried.Prepared, evaluation, best.Epoch, history), Retry);
+        context.SetCustomStatus(Status("completed", epochs, history, best));
+        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly);
+    }
+
+    private static RunStatus Status(string stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
+    {
+        var last = history is { Count: > 0 } ? history[^1] : null;
+        return new RunStatus(stage, history?.Count ?? 0, epochs, 0, 0, null, last?.ValidationLoss, last?.ValidationAccuracy, best?.Epoch, null);
+    }
+
+    private static RunStatus Training(TaskOrchestrationContext context, CarriedState carried, TrainResult result, IReadOnlyList<EpochMetrics> history,
+        int epochs, long totalSteps, StoppingMetric metric)
+    {
+        var last = history.Count > 0 ? history[^1] : null;
+        double elapsed = (context.CurrentUtcDateTime - carried.StartedAt).TotalSeconds;
+        long done = result.GlobalStep - carried.StepsAtStart;
+        double? eta = done > 0 ? elapsed / done * (totalSteps - result.GlobalStep) : null;
+        return new RunStatus("training", result.Epoch, epochs, result.Step, result.StepsPerEpoch,
+            double.IsNaN(result.LastLoss) ? null : result.LastLoss, last?.ValidationLoss, last?.ValidationAccuracy,
+            TrainingHistory.Best(history, metric)?.Epoch, eta);
+    }
+
+    private static bool IsBadInput(TaskFailureDetails failure) =>
+        failure.IsCausedBy<InvalidDatasetException>() || failure.IsCausedBy<InvalidWeightsException>()
+        || failure.IsCausedBy<WeightsSourceException>() || failure.IsCausedBy<InvalidJobSpecException>()
+        || failure.IsCausedBy<ArgumentException>();
+}

@@ -1,0 +1,59 @@
+using FineTune.Core.Training;
+using FineTune.Workflow.Jobs;
+
+namespace FineTune.Workflow.Orchestration;
+
+// The orchestration's and activities' inputs and outputs: small records naming artifacts, never tensors.
+
+/// <summary>
+/// The orchestration's input. <see cref="ChunksPerGeneration"/>: training chunks after which the orchestration
+/// continues as new, keeping its history short; <see cref="Carried"/> is what such a new generation already has.
+/// </summary>
+public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null);
+
+/// <summary>State an orchestration hands to its next generation when it continues as new.</summary>
+public sealed record CarriedState(WeightsRef Weights, PreparedSummary Prepared, long GlobalStep, IReadOnlyList<EpochMetrics> History, DateTime StartedAt, long StepsAtStart);
+
+/// <summary>Pretrained weights in the artifact store, by content hash.</summary>
+public sealed record WeightsRef(string ArtifactName, string Sha256, string Source);
+
+public sealed record PrepareRequest(FineTuneJob Job, WeightsRef Weights);
+
+public sealed record PreparedSummary(
+    IReadOnlyList<string> Classes,
+    int TrainImages,
+    int ValidationImages,
+    int SkippedFiles,
+    long TrainableParameters,
+    long TotalParameters,
+    int StepsPerEpoch,
+    bool FeatureCache);
+
+/// <summary>Train from global step <see cref="FromStep"/> for at most <see cref="MaxSteps"/> steps.</summary>
+public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long FromStep, int MaxSteps);
+
+public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, EpochMetrics? EpochMetrics, double LastLoss);
+
+/// <summary>Evaluate or publish the model of checkpoint <see cref="Sequence"/> (the best epoch's end).</summary>
+public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long Sequence);
+
+public sealed record EvaluationSummary(double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName);
+
+public sealed record PublishRequest(FineTuneJob Job, WeightsRef Weights, long Sequence, PreparedSummary Prepared, EvaluationSummary Evaluation, int BestEpoch, IReadOnlyList<EpochMetrics> History);
+
+public sealed record PublishedModel(string Folder, string SafetensorsName, string TorchSharpName, string ModelCardName);
+
+public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly);
+
+/// <summary>The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar.</summary>
+public sealed record RunStatus(
+    string Stage,
+    int Epoch,
+    int Epochs,
+    int Step,
+    int StepsPerEpoch,
+    double? LastLoss,
+    double? ValidationLoss,
+    double? ValidationAccuracy,
+    int? BestEpoch,
+    double? EtaSeconds);

@@ -1,0 +1,47 @@
+using FineTune.Core.Recipe;
+using FineTune.Core.Weights;
+using FineTune.Storage;
+using FineTune.Storage.Checkpoints;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace FineTune.Workflow;
+
+/// <summary>Registration of the workflow's services and durable tasks, shared by the Functions app, the command line and the tests.</summary>
+public static class WorkflowServices
+{
+    /// <summary>The services the activities take by constructor injection. Options come from the caller's configuration.</summary>
+    public static IServiceCollection AddFineTuneWorkflow(this IServiceCollection services)
+    {
+        services.AddOptions<WorkflowOptions>();
+        services.AddOptions<WeightsFetchOptions>();
+        services.AddOptions<ArtifactStoreOptions>();
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value.Create());
+        services.AddSingleton<CheckpointStore>();
+        services.AddSingleton<RunFiles>();
+        services.AddSingleton<FineTuneEngine>();
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value;
+            var workflow = sp.GetRequiredService<IOptions<WorkflowOptions>>().Value;
+            if (!Path.IsPathRooted(options.CacheDirectory))
+                options.CacheDirectory = Path.Combine(workflow.WorkDirectory, options.CacheDirectory);
+            var store = sp.GetRequiredService<IArtifactStore>();
+            return new WeightsFetcher(new HttpClient(), options, store.OpenReadAsync);
+        });
+        return services;
+    }
+
+    /// <summary>The orchestrator and one activity per seed step.</summary>
+    public static DurableTaskRegistry AddFineTuneTasks(this DurableTaskRegistry registry) => registry
+        .AddOrchestrator<FineTuneOrchestrator>()
+        .AddActivity<FetchPretrainedWeights>()
+        .AddActivity<PrepareModel>()
+        .AddActivity<TrainEpoch>()
+        .AddActivity<Evaluate>()
+        .AddActivity<Publish>();
+}

@@ -1,0 +1,166 @@
+using System.Text.Json;
+using FineTune.Core.Training;
+using FineTune.Storage;
+using FineTune.Storage.Checkpoints;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace FineTune.Workflow.Tests;
+
+public sealed class FineTuneOrchestrationTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
+
+    private static JobSpec Spec(string jobId, string dataset, int epochs = 3) => JobSpecReader.Read(JsonSerializer.Serialize(new
+    {
+        jobId,
+        dataset = new { location = dataset, resize = "pad" },
+        training = new { epochs, batchSize = 4, maxStepsPerChunk = 2 },
+        seed = 7,
+    }, JobSpecReader.Json), localPaths: false);
+
+    [Fact]
+    public async Task FullRunPublishesAModelWithCardReportsAndProgress()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var spec = Spec("full-run", await host.UploadDatasetAsync("tux", perClass: 6));
+
+        var (status, result) = await RunAsync(host, spec);
+
+        Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);
+        Assert.Equal("full-run", result.JobId);
+        Assert.Equal(3, result.EpochsRun);
+        Assert.False(result.StoppedEarly);
+        var card = JsonDocument.Parse(await ReadAsync(host.Store, result.Published.ModelCardName)).RootElement;
+        Assert.Equal(WorkflowHost.Categories, card.GetProperty("classes").EnumerateArray().Select(c => c.GetString()));
+        Assert.Equal("resnet18-cntk", card.GetProperty("model").GetString());
+        Assert.Equal(64, card.GetProperty("weights").GetProperty("pretrained").GetProperty("sha256").GetString()!.Length);
+        Assert.True(await host.Store.ExistsAsync(result.Published.SafetensorsName, default));
+        Assert.True(await host.Store.ExistsAsync(result.Published.TorchSharpName, default));
+        Assert.True(await host.Store.ExistsAsync(result.Evaluation.PredictionsName, default));
+        Assert.InRange(result.Evaluation.Top1Accuracy, 0, 1);
+        var progress = status.ReadCustomStatusAs<RunStatus>()!;
+        Assert.Equal("completed", progress.Stage);
+        Assert.True(status.SerializedCustomStatus!.Length < 1024);
+    }
+
+    [Fact]
+    public async Task ActivityFailingMidEpochIsRetriedAndEndsWithTheSameWeights()
+    {
+        string expected;
+        await using (var reference = await WorkflowHost.StartAsync())
+        {
+            var (_, result) = await RunAsync(reference, Spec("steady", await reference.UploadDatasetAsync("tux", 6)));
+            expected = await SafetensorsShaAsync(reference.Store, result);
+        }
+
+        FlakyTrainEpoch.Reset(failAtGlobalStep: 5);
+        await using var host = await WorkflowHost.StartAsync(registry => registry
+            .AddOrchestrator<FineTuneOrchestrator>()
+            .AddActivity<FetchPretrainedWeights>()
+            .AddActivity<PrepareModel>()
+            .AddActivity(nameof(TrainEpoch), sp => ActivatorUtilities.CreateInstance<FlakyTrainEpoch>(sp))
+            .AddActivity<Evaluate>()
+            .AddActivity<Publish>());
+        var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
+
+        Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);
+        Assert.Equal(1, FlakyTrainEpoch.Failures);
+        Assert.Equal(expected, await SafetensorsShaAsync(host.Store, flaky));
+    }
+
+    [Fact]
+    public async Task ContinuingAsNewEveryFewChunksChangesNothing()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var (status, result) = await RunAsync(host, Spec("generations", await host.UploadDatasetAsync("tux", 6)), chunksPerGeneration: 2);
+        Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);
+        Assert.Equal(3, result.EpochsRun);
+    }
+
+    [Fact]
+    public async Task CancelStopsTheRunBeforeItPublishes()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var spec = Spec("cancelled", await host.UploadDatasetAsync("tux", 6), epochs: 200);
+        await host.Host.Client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(spec.JobId!, spec),
+            new StartOrchestrationOptions(spec.JobId));
+
+        using var timeout = new CancellationTokenSource(Timeout);
+        while ((await host.Host.Client.GetInstanceAsync(spec.JobId!, getInputsAndOutputs: true, timeout.Token))
+            ?.ReadCustomStatusAs<RunStatus>()?.Stage != "training")
+            await Task.Delay(200, timeout.Token);
+        await host.Host.Client.TerminateInstanceAsync(spec.JobId!, "cancelled by test", timeout.Token);
+        var final = await host.Host.Client.WaitForInstanceCompletionAsync(spec.JobId!, timeout.Token);
+
+        Assert.Equal(OrchestrationRuntimeStatus.Terminated, final.RuntimeStatus);
+        await Task.Delay(1000);
+        Assert.False(await host.Store.ExistsAsync(ArtifactNames.Published("cancelled") + Publish.ModelCardPart, default));
+    }
+
+    [Fact]
+    public async Task BadDatasetFailsBeforeTrainingWithoutRetries()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var spec = Spec("one-class", await host.UploadDatasetAsync("single", 4, ["food"]));
+
+        var (status, _) = await RunAsync(host, spec, expectResult: false);
+
+        Assert.Equal(OrchestrationRuntimeStatus.Failed, status.RuntimeStatus);
+        Assert.Contains("only one class (food)", status.FailureDetails!.ToString());
+        var checkpoints = host.Host.Services.GetRequiredService<CheckpointStore>();
+        Assert.Empty(await checkpoints.ListAsync("one-class", default));
+    }
+
+    private static async Task<(OrchestrationMetadata Status, FineTuneResult Result)> RunAsync(WorkflowHost host, JobSpec spec,
+        bool expectResult = true, int chunksPerGeneration = 50)
+    {
+        var client = host.Host.Client;
+        await client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(spec.JobId!, spec, chunksPerGeneration),
+            new StartOrchestrationOptions(spec.JobId));
+        using var timeout = new CancellationTokenSource(Timeout);
+        var status = await client.WaitForInstanceCompletionAsync(spec.JobId!, getInputsAndOutputs: true, timeout.Token);
+        if (expectResult && status.RuntimeStatus != OrchestrationRuntimeStatus.Completed)
+            Assert.Fail($"run ended {status.RuntimeStatus}: {status.FailureDetails} {status.FailureDetails?.StackTrace} {status.FailureDetails?.InnerFailure?.StackTrace}");
+        return (status, expectResult ? status.ReadOutputAs<FineTuneResult>()! : null!);
+    }
+
+    private static async Task<string> SafetensorsShaAsync(IArtifactStore store, FineTuneResult result) =>
+        JsonDocument.Parse(await ReadAsync(store, result.Published.ModelCardName)).RootElement
+            .GetProperty("weights").GetProperty("safetensorsSha256").GetString()!;
+
+    private static async Task<string> ReadAsync(IArtifactStore store, string name)
+    {
+        await using var stream = await store.OpenReadAsync(name, default);
+        return await new StreamReader(stream).ReadToEndAsync();
+    }
+}
+
+/// <summary>The real TrainEpoch, made to crash once in the middle of an epoch, as a worker dying would.</summary>
+public sealed class FlakyTrainEpoch(RunFiles files, Core.Recipe.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+    : TrainEpoch(files, engine, checkpoints, options)
+{
+    private static long _failAt;
+    public static int Failures;
+
+    public static void Reset(long failAtGlobalStep)
+    {
+        _failAt = failAtGlobalStep;
+        Failures = 0;
+    }
+
+    protected override void OnStep(StepReport step)
+    {
+        if (Failures == 0 && (long)step.Epoch * step.StepsPerEpoch + step.Step == _failAt)
+        {
+            Failures++;
+            throw new IOException("worker lost mid-epoch");
+        }
+    }
+}

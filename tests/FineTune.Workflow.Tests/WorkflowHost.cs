@@ -1,0 +1,92 @@
+using System.Net.Sockets;
+using Azure.Storage.Blobs;
+using FineTune.Core.Weights;
+using FineTune.Storage;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace FineTune.Workflow.Tests;
+
+/// <summary>
+/// The real orchestrator and activities in the Durable Task in-process test host, with artifacts in a fresh
+/// container of the real Azurite that .ci/run starts, and real photos uploaded as the dataset.
+/// </summary>
+public sealed class WorkflowHost : IAsyncDisposable
+{
+    public const string Azurite = "UseDevelopmentStorage=true";
+    public static readonly string[] Categories = ["animals", "food", "plants"];
+
+    private WorkflowHost(DurableTaskTestHost host, BlobContainerClient container, string work)
+    {
+        Host = host;
+        Container = container;
+        WorkDirectory = work;
+    }
+
+    public DurableTaskTestHost Host { get; }
+    public BlobContainerClient Container { get; }
+    public string WorkDirectory { get; }
+    public IArtifactStore Store => Host.Services.GetRequiredService<IArtifactStore>();
+
+    public static async Task<WorkflowHost> StartAsync(Action<DurableTaskRegistry>? tasks = null)
+    {
+        RequireAzurite();
+        var container = new BlobContainerClient(Azurite, "wf-" + Guid.NewGuid().ToString("N"));
+        string work = Directory.CreateTempSubdirectory("workflow-").FullName;
+        var host = await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), new DurableTaskTestHostOptions
+        {
+            // The test host logs every dispatch at Information; warnings are what a failing test needs.
+            LoggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
+            ConfigureServices = services =>
+            {
+                services.AddFineTuneWorkflow();
+                services.Configure<ArtifactStoreOptions>(o => { o.ConnectionString = Azurite; o.ContainerName = container.Name; });
+                services.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
+                services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
+            },
+        });
+        return new WorkflowHost(host, container, work);
+    }
+
+    /// <summary>Uploads <paramref name="perClass"/> tuxpaint photos of each category under <c>datasets/{name}/{class}/</c>.</summary>
+    public async Task<string> UploadDatasetAsync(string name, int perClass, IEnumerable<string>? categories = null)
+    {
+        foreach (var category in categories ?? Categories)
+        {
+            var root = Path.Combine("/usr/share/tuxpaint/stamps", category);
+            if (!Directory.Exists(root)) throw new InvalidOperationException($"{root} is missing: apt-get install tuxpaint-stamps-default");
+            var images = Directory.EnumerateFiles(root, "*.png", SearchOption.AllDirectories)
+                .Where(p => !p.Contains("/cartoon/")).Order(StringComparer.Ordinal).Take(perClass);
+            foreach (var image in images)
+            {
+                await using var file = File.OpenRead(image);
+                string blob = $"datasets/{name}/{category}/{Path.GetRelativePath(root, image).Replace('/', '_')}";
+                await Store.WriteAsync(blob, file, WriteMode.Overwrite, default);
+            }
+        }
+        return $"blob:datasets/{name}/";
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Host.DisposeAsync();
+        await Container.DeleteIfExistsAsync();
+        Directory.Delete(WorkDirectory, recursive: true);
+    }
+
+    private static void RequireAzurite()
+    {
+        try
+        {
+            using var client = new TcpClient();
+            client.Connect("127.0.0.1", 10000);
+        }
+        catch (SocketException)
+        {
+            throw new InvalidOperationException("Azurite is not running on 127.0.0.1:10000; start it as .ci/run does");
+        }
+    }
+}
