@@ -10,6 +10,8 @@ public static class FineTuneCommand
         var root = new RootCommand("Fine-tune pretrained vision models on your own images.")
         {
             ModelsCommand.Create(output),
+            TrainCommand.Create(output, error),
+            DemoCommand.Create(output, error),
         };
         var configuration = new InvocationConfiguration { Output = output, Error = error };
         return await root.Parse(args).InvokeAsync(configuration);

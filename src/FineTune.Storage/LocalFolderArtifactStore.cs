@@ -86,6 +86,12 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
         string path = PathOf(name);
         if (!File.Exists(path)) return Task.FromResult(false);
         File.Delete(path);
+        // Folders exist only to hold artifacts: drop the ones this left empty, as blob prefixes vanish.
+        for (var folder = Path.GetDirectoryName(path); folder is not null && folder.Length > _root.Length; folder = Path.GetDirectoryName(folder))
+        {
+            if (Directory.EnumerateFileSystemEntries(folder).Any()) break;
+            Directory.Delete(folder);
+        }
         return Task.FromResult(true);
     }
 

@@ -38,7 +38,7 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
         var best = progress.Best(job.Spec.StoppingMetric());
         await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
             best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
-        return Result(progress, stepsPerEpoch, outcome.LastLoss, outcome.EpochCompleted ? outcome.Epoch : null);
+        return Result(progress, stepsPerEpoch, outcome.LastLoss);
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
@@ -49,11 +49,11 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
     /// <summary>Steps done since the start: the checkpoint sequence.</summary>
     public static long GlobalStep(TrainerPosition position, int stepsPerEpoch) => (long)position.Epoch * stepsPerEpoch + position.Step;
 
-    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double lastLoss, EpochMetrics? completed = null)
+    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double lastLoss)
     {
         var position = progress.Position;
-        // A position at step 0 of epoch e > 0 means epoch e - 1 has just completed.
-        completed ??= position.Step == 0 && progress.History.Count > 0 && progress.History[^1].Epoch == position.Epoch - 1 ? progress.History[^1] : null;
-        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, completed is not null, completed, lastLoss);
+        // Step 0 of epoch e > 0: epoch e - 1 has just completed.
+        bool epochCompleted = position.Step == 0 && position.Epoch > 0;
+        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss);
     }
 }

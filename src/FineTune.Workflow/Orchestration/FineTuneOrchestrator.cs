@@ -39,7 +39,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0);
         }
 
-        var history = carried.History.ToList();
+        IReadOnlyList<EpochMetrics> history = carried.History;
         long step = carried.GlobalStep;
         long totalSteps = (long)epochs * carried.Prepared.StepsPerEpoch;
         bool stoppedEarly = false;
@@ -54,7 +54,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             var result = await context.CallActivityAsync<TrainResult>(nameof(TrainEpoch),
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
             step = result.GlobalStep;
-            if (result.EpochMetrics is { } finished && history.All(h => h.Epoch != finished.Epoch)) history.Add(finished);
+            history = result.History;
             context.SetCustomStatus(Training(context, carried, result, history, epochs, totalSteps, metric));
             if (result.EpochCompleted && TrainingHistory.ShouldStop(history, metric, spec.Training.EarlyStopping?.Patience))
             {

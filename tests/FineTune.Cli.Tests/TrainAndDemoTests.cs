@@ -1,0 +1,72 @@
+using System.Text.Json;
+
+namespace FineTune.Cli.Tests;
+
+public sealed class TrainAndDemoTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void DemoFineTunesBundledWeightsOnRealPhotosAndPublishes()
+    {
+        var (exit, output, error) = FinetuneProcess.Run(_dir, "demo", "--epochs", "3");
+
+        Assert.True(exit == 0, $"exit {exit}: {error}\n{output}");
+        Assert.Contains("top-1 accuracy", output);
+        Assert.Contains("  completed", output);
+        string published = Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "published");
+        Assert.True(File.Exists(Path.Combine(published, "model.safetensors")));
+        var card = JsonDocument.Parse(File.ReadAllText(Path.Combine(published, "model-card.json"))).RootElement;
+        Assert.Equal(["animals", "food", "household", "plants", "town"], card.GetProperty("classes").EnumerateArray().Select(c => c.GetString()));
+        Assert.True(card.GetProperty("metrics").GetProperty("top1Accuracy").GetDouble() >= 0.8);
+
+        var again = FinetuneProcess.Run(_dir, "demo", "--epochs", "3");
+        Assert.Equal(0, again.ExitCode);
+        Assert.Equal(card.GetProperty("weights").GetProperty("safetensorsSha256").GetString(),
+            JsonDocument.Parse(File.ReadAllText(Path.Combine(published, "model-card.json"))).RootElement
+                .GetProperty("weights").GetProperty("safetensorsSha256").GetString());
+    }
+
+    [Fact]
+    public void MissingDatasetIsExitCode2WithTheReason()
+    {
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "no-such-folder");
+        Assert.Equal(2, exit);
+        Assert.Contains("dataset: '", error);
+        Assert.Contains("no-such-folder' does not exist", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+
+    [Fact]
+    public void BadJobFileFieldsAreListedWithExitCode2()
+    {
+        File.WriteAllText(Path.Combine(_dir, "job.json"), """{ "model": "resnet19", "training": { "epochs": 0 }, "dataset": { "location": "." } }""");
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "job.json");
+        Assert.Equal(2, exit);
+        Assert.Contains("job spec: model: unknown model family 'resnet19'", error);
+        Assert.Contains("job spec: training.epochs: must be 1-10000", error);
+    }
+
+    [Fact]
+    public void UnreadableJobFileIsExitCode2()
+    {
+        File.WriteAllText(Path.Combine(_dir, "broken.json"), "{ not json");
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "broken.json");
+        Assert.Equal(2, exit);
+        Assert.StartsWith("job", error);
+    }
+
+    [Fact]
+    public void DatasetThatCannotTrainFailsWithItsReasonAndNoStackTrace()
+    {
+        var food = Directory.CreateDirectory(Path.Combine(_dir, "one-class", "food")).FullName;
+        foreach (var photo in Directory.GetFiles("/usr/share/tuxpaint/stamps/food", "*.png").Take(3))
+            File.Copy(photo, Path.Combine(food, Path.GetFileName(photo)));
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "one-class", "--epochs", "1");
+        Assert.Equal(1, exit);
+        Assert.Contains("only one class (food): a classifier needs at least two", error);
+        Assert.DoesNotContain("   at ", error);
+    }
+}
