@@ -25,7 +25,7 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
         int stepsPerEpoch = request.Prepared.StepsPerEpoch;
         var state = await files.LatestStateAsync(job, CancellationToken.None);
         if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
-            return Result(state.Progress, stepsPerEpoch, lastLoss: double.NaN);
+            return Result(state.Progress, stepsPerEpoch, lastLoss: null);
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
@@ -38,7 +38,7 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
         var best = progress.Best(job.Spec.StoppingMetric());
         await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
             best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
-        return Result(progress, stepsPerEpoch, outcome.LastLoss);
+        return Result(progress, stepsPerEpoch, outcome.StepsRun > 0 ? outcome.LastLoss : null);
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
@@ -49,7 +49,7 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
     /// <summary>Steps done since the start: the checkpoint sequence.</summary>
     public static long GlobalStep(TrainerPosition position, int stepsPerEpoch) => (long)position.Epoch * stepsPerEpoch + position.Step;
 
-    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double lastLoss)
+    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double? lastLoss)
     {
         var position = progress.Position;
         // Step 0 of epoch e > 0: epoch e - 1 has just completed.

@@ -89,7 +89,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         long done = result.GlobalStep - carried.StepsAtStart;
         double? eta = done > 0 ? elapsed / done * (totalSteps - result.GlobalStep) : null;
         return new RunStatus("training", result.Epoch, epochs, result.Step, result.StepsPerEpoch,
-            double.IsNaN(result.LastLoss) ? null : result.LastLoss, last?.ValidationLoss, last?.ValidationAccuracy,
+            result.LastLoss, last?.ValidationLoss, last?.ValidationAccuracy,
             TrainingHistory.Best(history, metric)?.Epoch, eta);
     }
 

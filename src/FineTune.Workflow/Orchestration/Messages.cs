@@ -32,8 +32,11 @@ public sealed record PreparedSummary(
 /// <summary>Train from global step <see cref="FromStep"/> for at most <see cref="MaxSteps"/> steps.</summary>
 public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long FromStep, int MaxSteps);
 
-/// <summary>Where training stands after a chunk; <see cref="History"/> is every finished epoch so far (a few numbers each).</summary>
-public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, IReadOnlyList<EpochMetrics> History, double LastLoss);
+/// <summary>
+/// Where training stands after a chunk; <see cref="History"/> is every finished epoch so far (a few numbers each);
+/// <see cref="LastLoss"/> is null when the call trained nothing (the work was already checkpointed).
+/// </summary>
+public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, IReadOnlyList<EpochMetrics> History, double? LastLoss);
 
 /// <summary>Evaluate or publish the model of checkpoint <see cref="Sequence"/> (the best epoch's end).</summary>
 public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long Sequence);
