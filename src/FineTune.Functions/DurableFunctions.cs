@@ -1,0 +1,50 @@
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Orchestration;
+using Microsoft.Azure.Functions.Worker;
+using Microsoft.DurableTask;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace FineTune.Functions;
+
+/// <summary>
+/// Binds the workflow's class-based orchestrator and activities to Durable Functions triggers: no logic
+/// here, the classes in FineTune.Workflow do the work (and the command line and tests run them unchanged).
+/// </summary>
+public sealed class DurableFunctions(IServiceProvider services)
+{
+    [Function(FineTuneOrchestrator.Name)]
+    public static Task<FineTuneResult?> FineTune([OrchestrationTrigger] TaskOrchestrationContext context) =>
+        new FineTuneOrchestrator().RunAsync(context, context.GetInput<FineTuneJob>()!);
+
+    [Function(nameof(FetchPretrainedWeights))]
+    public Task<WeightsRef> FetchPretrainedWeights([ActivityTrigger] FineTuneJob input, FunctionContext context) =>
+        Run<FetchPretrainedWeights, FineTuneJob, WeightsRef>(input, context);
+
+    [Function(nameof(PrepareModel))]
+    public Task<PreparedSummary> PrepareModel([ActivityTrigger] PrepareRequest input, FunctionContext context) =>
+        Run<PrepareModel, PrepareRequest, PreparedSummary>(input, context);
+
+    [Function(nameof(TrainEpoch))]
+    public Task<TrainResult> TrainEpoch([ActivityTrigger] TrainRequest input, FunctionContext context) =>
+        Run<TrainEpoch, TrainRequest, TrainResult>(input, context);
+
+    [Function(nameof(Evaluate))]
+    public Task<EvaluationSummary> Evaluate([ActivityTrigger] ModelRequest input, FunctionContext context) =>
+        Run<Evaluate, ModelRequest, EvaluationSummary>(input, context);
+
+    [Function(nameof(Publish))]
+    public Task<PublishedModel> Publish([ActivityTrigger] PublishRequest input, FunctionContext context) =>
+        Run<Publish, PublishRequest, PublishedModel>(input, context);
+
+    private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
+        where TActivity : TaskActivity<TInput, TOutput> =>
+        ActivatorUtilities.CreateInstance<TActivity>(services).RunAsync(new FunctionActivityContext(typeof(TActivity).Name, context), input);
+
+    /// <summary>The activity context of a Durable Functions activity invocation.</summary>
+    private sealed class FunctionActivityContext(string name, FunctionContext context) : TaskActivityContext
+    {
+        public override TaskName Name => name;
+        public override string InstanceId =>
+            context.BindingContext.BindingData.TryGetValue("instanceId", out var id) ? id?.ToString() ?? "" : "";
+    }
+}

@@ -1,0 +1,67 @@
+using System.Reflection;
+using System.Text.Json;
+
+namespace FineTune.Functions.Tests;
+
+/// <summary>What the Functions host will see: the functions.metadata and host.json the build puts in the app's output.</summary>
+public class FunctionsMetadataTests
+{
+    private static string Output => Metadata("FunctionsOutput");
+
+    [Fact]
+    public void EveryFunctionHasItsTriggerRouteMethodAndAuthLevel()
+    {
+        var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
+            .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
+
+        Assert.Equal(["CancelFineTune", "Evaluate", "FetchPretrainedWeights", "FineTune", "GetFineTune", "ListFineTunes", "PrepareModel",
+            "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch"], functions.Keys.Order());
+        AssertHttp(functions["StartFineTune"], "finetune", "post");
+        AssertHttp(functions["ListFineTunes"], "finetune", "get");
+        AssertHttp(functions["GetFineTune"], "finetune/{id}", "get");
+        AssertHttp(functions["CancelFineTune"], "finetune/{id}/cancel", "post");
+        Assert.Equal("orchestrationTrigger", Trigger(functions["FineTune"]).GetProperty("type").GetString());
+        foreach (var activity in new[] { "FetchPretrainedWeights", "PrepareModel", "TrainEpoch", "Evaluate", "Publish" })
+            Assert.Equal("activityTrigger", Trigger(functions[activity]).GetProperty("type").GetString());
+        var blob = Trigger(functions["StartFineTuneFromBlob"]);
+        Assert.Equal(("blobTrigger", "finetune-jobs/{name}"), (blob.GetProperty("type").GetString(), blob.GetProperty("path").GetString()));
+        Assert.Contains(functions["StartFineTuneFromBlob"], b => b.GetProperty("type").GetString() == "durableClient");
+    }
+
+    [Fact]
+    public void HostJsonIsTheRepositorysWithTheDurableSettings()
+    {
+        string built = File.ReadAllText(Path.Combine(Output, "host.json"));
+        Assert.Equal(File.ReadAllText(Path.Combine(Metadata("RepositoryRoot"), "host.json")), built);
+        var host = JsonDocument.Parse(built).RootElement;
+        Assert.Equal("-1", host.GetProperty("functionTimeout").GetString());
+        var durable = host.GetProperty("extensions").GetProperty("durableTask");
+        Assert.Equal("FineTune", durable.GetProperty("hubName").GetString());
+        Assert.Equal(1, durable.GetProperty("maxConcurrentActivityFunctions").GetInt32());
+    }
+
+    [Fact]
+    public void LocalSettingsSampleRunsAgainstAzurite()
+    {
+        var values = JsonDocument.Parse(File.ReadAllText(Path.Combine(Metadata("RepositoryRoot"), "local.settings.sample.json"))).RootElement.GetProperty("Values");
+        Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("AzureWebJobsStorage").GetString());
+        Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("Artifacts__ConnectionString").GetString());
+        Assert.Equal("dotnet-isolated", values.GetProperty("FUNCTIONS_WORKER_RUNTIME").GetString());
+    }
+
+    private static void AssertHttp(List<JsonElement> bindings, string route, string method)
+    {
+        var trigger = Trigger(bindings);
+        Assert.Equal("httpTrigger", trigger.GetProperty("type").GetString());
+        Assert.Equal(route, trigger.GetProperty("route").GetString());
+        Assert.Equal([method], trigger.GetProperty("methods").EnumerateArray().Select(m => m.GetString()));
+        Assert.Equal("Function", trigger.GetProperty("authLevel").GetString());
+        Assert.Contains(bindings, b => b.GetProperty("type").GetString() == "durableClient");
+    }
+
+    private static JsonElement Trigger(List<JsonElement> bindings) =>
+        bindings.Single(b => b.GetProperty("type").GetString()!.EndsWith("Trigger", StringComparison.Ordinal));
+
+    private static string Metadata(string key) => typeof(FunctionsMetadataTests).Assembly
+        .GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == key).Value!;
+}
