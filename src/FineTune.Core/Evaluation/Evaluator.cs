@@ -19,9 +19,9 @@ public static class Evaluator
             using var scope = NewDisposeScope();
             int end = Math.Min(source.Count, start + batchSize);
             var logits = features is not null
-                ? model.Head.call(features[start..end])
+                ? model.Head.call(features[start..end].to(model.Device))
                 : model.Forward(stack(Enumerable.Range(start, end - start).Select(i => source.Image(i, 0))));
-            batches.Add(logits.MoveToOuterDisposeScope());
+            batches.Add(logits.cpu().MoveToOuterDisposeScope());
         }
         var all = cat(batches, 0);
         foreach (var batch in batches) batch.Dispose();

@@ -95,7 +95,10 @@ public sealed class FineTuneModel : IDisposable
 
     public void EvalMode() => Module.eval();
 
-    public Tensor Forward(Tensor batch) => Module.call(batch);
+    /// <summary>Where the model's parameters are; inputs are moved there.</summary>
+    public Device Device => Module.parameters().First().device;
+
+    public Tensor Forward(Tensor batch) => Module.call(batch.to(Device));
 
     /// <summary>The backbone's output for <paramref name="batch"/>: what the head receives.</summary>
     public Tensor Features(Tensor batch)
@@ -109,7 +112,7 @@ public sealed class FineTuneModel : IDisposable
         try
         {
             using (NewDisposeScope())
-                Module.call(batch);
+                Module.call(batch.to(Device));
         }
         finally
         {

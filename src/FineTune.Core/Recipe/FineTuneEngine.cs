@@ -4,6 +4,7 @@ using FineTune.Core.Evaluation;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace FineTune.Core.Recipe;
@@ -126,6 +127,9 @@ public sealed class FineTuneEngine
                 foreach (var tensor in weights.Values) tensor.Dispose();
             }
             freeze = model.Freeze(recipe.Freeze);
+            var device = Runtime.TorchDevice.Resolve(recipe.Device);
+            Runtime.TorchDevice.UseTf32(device, recipe.Tf32);
+            model.Module.to(device);
             return model;
         }
         catch

@@ -11,7 +11,9 @@ public sealed record Recipe(
     FreezeMode Freeze,
     double HeadDropout,
     ResizeMode Resize,
-    TrainingOptions Training)
+    TrainingOptions Training,
+    string Device = "auto",
+    bool Tf32 = true)
 {
     public ModelFamily ModelFamily => ModelRegistry.Get(Family);
 

@@ -37,7 +37,8 @@ public static class FeatureCache
             using var scope = NewDisposeScope();
             int end = Math.Min(source.Count, start + batchSize);
             var images = stack(Enumerable.Range(start, end - start).Select(i => source.Image(i, 0)));
-            batches.Add(model.Features(images).MoveToOuterDisposeScope());
+            // Kept in host memory: the cache is stored as an artifact and can outgrow the GPU.
+            batches.Add(model.Features(images).cpu().MoveToOuterDisposeScope());
             onProgress?.Invoke(end);
         }
         var features = cat(batches, 0);

@@ -46,11 +46,11 @@ public sealed class Trainer : IDisposable
         _model = model;
         _train = train;
         _options = options;
-        _features = cachedFeatures;
+        _features = cachedFeatures?.to(model.Device);
         _trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
         if (_trainable.Count == 0) throw new ArgumentException("the model has no trainable parameters", nameof(model));
         _optimizer = CreateOptimizer(_trainable, options);
-        _classWeights = options.ClassWeightedLoss ? ClassWeights(train, model.NumClasses) : null;
+        _classWeights = options.ClassWeightedLoss ? ClassWeights(train, model.NumClasses).to(model.Device) : null;
     }
 
     public TrainerPosition Position { get; private set; } = TrainerPosition.Start;
@@ -103,11 +103,11 @@ public sealed class Trainer : IDisposable
         using var scope = NewDisposeScope();
         // Dropout draws from torch's global generator: seeding it per step makes a resumed run draw the same masks.
         manual_seed(Seeds.Mix(_options.Seed, globalStep, 0x5eed));
-        var labels = tensor(batch.Select(i => (long)_train.Label(i)).ToArray());
+        var labels = tensor(batch.Select(i => (long)_train.Label(i)).ToArray()).to(_model.Device);
         Tensor logits;
         if (_features is not null)
         {
-            logits = _model.Head.call(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray())));
+            logits = _model.Head.call(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
         }
         else
         {

@@ -22,6 +22,8 @@ public sealed record JobSpec
     public long Seed { get; init; }
     /// <summary>auto | cpu | cuda</summary>
     public string Device { get; init; } = "auto";
+    /// <summary>TF32 matmuls and convolutions on CUDA GPUs that have them.</summary>
+    public bool Tf32 { get; init; } = true;
 }
 
 public sealed record WeightsSpec

@@ -34,7 +34,9 @@ public static class JobSpecMapping
                 Seed = spec.Seed,
                 Augmentation = t.Augmentation is { } a ? new Augmentation(a.RandomResizedCrop, a.HorizontalFlip, a.ColorJitter) : null,
                 UseFeatureCache = t.FeatureCache,
-            });
+            },
+            spec.Device,
+            spec.Tf32);
     }
 
     public static StoppingMetric StoppingMetric(this JobSpec spec) =>

@@ -96,5 +96,6 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     private static bool IsBadInput(TaskFailureDetails failure) =>
         failure.IsCausedBy<InvalidDatasetException>() || failure.IsCausedBy<InvalidWeightsException>()
         || failure.IsCausedBy<WeightsSourceException>() || failure.IsCausedBy<InvalidJobSpecException>()
+        || failure.IsCausedBy<Core.Runtime.DeviceUnavailableException>()
         || failure.IsCausedBy<ArgumentException>();
 }
