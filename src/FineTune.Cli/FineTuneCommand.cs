@@ -12,6 +12,7 @@ public static class FineTuneCommand
             ModelsCommand.Create(output),
             TrainCommand.Create(output, error),
             DemoCommand.Create(output, error),
+            PredictCommand.Create(output, error),
         };
         var configuration = new InvocationConfiguration { Output = output, Error = error };
         return await root.Parse(args).InvokeAsync(configuration);

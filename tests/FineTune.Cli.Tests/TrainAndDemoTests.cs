@@ -22,11 +22,34 @@ public sealed class TrainAndDemoTests : IDisposable
         Assert.Equal(["animals", "food", "household", "plants", "town"], card.GetProperty("classes").EnumerateArray().Select(c => c.GetString()));
         Assert.True(card.GetProperty("metrics").GetProperty("top1Accuracy").GetDouble() >= 0.8);
 
+        // predict on the published model agrees with the evaluation report's per-image predictions
+        var rows = File.ReadAllLines(Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "reports", "predictions.csv")).Skip(1)
+            .Select(line => line.Split(',')).ToList();
+        var predicted = FinetuneProcess.Run(_dir, ["predict", "--model", "demo-3", "--top", "1", .. rows.Select(r => r[0])]);
+        Assert.True(predicted.ExitCode == 0, predicted.Error);
+        var answers = JsonDocument.Parse(predicted.Output).RootElement.EnumerateArray().ToList();
+        Assert.Equal(rows.Count, answers.Count);
+        foreach (var (row, answer) in rows.Zip(answers))
+        {
+            var best = answer.GetProperty("predictions")[0];
+            Assert.Equal(row[2], best.GetProperty("class").GetString());
+            double reported = double.Parse(row[3], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(Math.Abs(reported - best.GetProperty("probability").GetDouble()) <= 1e-5, $"{row[0]}: report {reported}, predict {best}");
+        }
+
         var again = FinetuneProcess.Run(_dir, "demo", "--epochs", "3");
         Assert.Equal(0, again.ExitCode);
         Assert.Equal(card.GetProperty("weights").GetProperty("safetensorsSha256").GetString(),
             JsonDocument.Parse(File.ReadAllText(Path.Combine(published, "model-card.json"))).RootElement
                 .GetProperty("weights").GetProperty("safetensorsSha256").GetString());
+    }
+
+    [Fact]
+    public void PredictWithoutAPublishedModelIsExitCode2()
+    {
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "predict", "--model", "no-such-run", "x.png");
+        Assert.Equal(2, exit);
+        Assert.Contains("model: no published model in", error);
     }
 
     [Fact]

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.Text.Json;
+using FineTune.Core.Data;
+using FineTune.Core.Evaluation;
+using FineTune.Core.Models;
+
+namespace FineTune.Cli;
+
+/// <summary><c>finetune predict --model RUN images…</c>: classify images with a published model; JSON on stdout.</summary>
+internal static class PredictCommand
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        WriteIndented = true,
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>One image's answer: its predictions, or why it could not be read.</summary>
+    private sealed record Answer(string Image, IReadOnlyList<ClassProbability>? Predictions, string? Error = null);
+
+    public static Command Create(TextWriter output, TextWriter error)
+    {
+        var model = new Option<string>("--model") { Description = "A run id (published under --work) or a folder with model-card.json and model.safetensors.", Required = true };
+        var top = new Option<int>("--top") { Description = "How many classes to list per image.", DefaultValueFactory = _ => 5 };
+        var images = new Argument<string[]>("images") { Arity = ArgumentArity.OneOrMore };
+        var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work };
+        command.SetAction(result =>
+        {
+            string folder = PublishedFolder(result.GetValue(model)!, Path.GetFullPath(result.GetValue(TrainCommand.Work)!));
+            string card = Path.Combine(folder, "model-card.json"), weights = Path.Combine(folder, "model.safetensors");
+            if (!File.Exists(card) || !File.Exists(weights))
+            {
+                error.WriteLine($"model: no published model in '{folder}' (model-card.json and model.safetensors)");
+                return TrainCommand.BadInput;
+            }
+            int k = result.GetValue(top);
+            if (k < 1)
+            {
+                error.WriteLine("top: must be at least 1");
+                return TrainCommand.BadInput;
+            }
+            var root = JsonDocument.Parse(File.ReadAllText(card)).RootElement;
+            var family = ModelRegistry.Get(root.GetProperty("model").GetString()!);
+            var classes = root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToList();
+            var resize = root.GetProperty("preprocessing").GetProperty("resize").GetString() == "pad" ? ResizeMode.Pad : ResizeMode.CenterCrop;
+            using var predictor = Predictor.Load(family, classes, weights, resize);
+            var answers = result.GetValue(images)!.Select(image =>
+            {
+                try
+                {
+                    return new Answer(image, predictor.Predict(image, k));
+                }
+                catch (Exception e) when (e is InvalidImageException or IOException or UnauthorizedAccessException)
+                {
+                    return new Answer(image, null, e is InvalidImageException invalid ? invalid.Reason : e.Message);
+                }
+            }).ToList();
+            output.WriteLine(JsonSerializer.Serialize(answers, Json));
+            // Some images could not be classified: the JSON says which and why.
+            return answers.Any(a => a.Error is not null) ? 1 : 0;
+        });
+        return command;
+    }
+
+    private static string PublishedFolder(string model, string work) =>
+        Directory.Exists(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", "runs", model, "published");
+}
