@@ -13,6 +13,8 @@ public static class FineTuneCommand
             TrainCommand.Create(output, error),
             DemoCommand.Create(output, error),
             PredictCommand.Create(output, error),
+            StatusCommands.Status(output, error),
+            StatusCommands.List(output),
         };
         var configuration = new InvocationConfiguration { Output = output, Error = error };
         return await root.Parse(args).InvokeAsync(configuration);

@@ -23,6 +23,7 @@ public static class WorkflowServices
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value.Create());
         services.AddSingleton<CheckpointStore>();
         services.AddSingleton<RunFiles>();
+        services.AddSingleton<RunCatalog>();
         services.AddSingleton<FineTuneEngine>();
         services.AddSingleton(sp =>
         {

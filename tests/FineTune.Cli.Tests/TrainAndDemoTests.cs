@@ -37,6 +37,12 @@ public sealed class TrainAndDemoTests : IDisposable
             Assert.True(Math.Abs(reported - best.GetProperty("probability").GetDouble()) <= 1e-5, $"{row[0]}: report {reported}, predict {best}");
         }
 
+        var status = FinetuneProcess.Run(_dir, "status", "demo-3");
+        Assert.Equal(0, status.ExitCode);
+        Assert.StartsWith("demo-3: published, 3 epoch(s) done", status.Output);
+        Assert.Matches(@"^demo-3\s+published\s+3 epochs", FinetuneProcess.Run(_dir, "list").Output);
+        Assert.Equal(2, FinetuneProcess.Run(_dir, "status", "unknown-run").ExitCode);
+
         var again = FinetuneProcess.Run(_dir, "demo", "--epochs", "3");
         Assert.Equal(0, again.ExitCode);
         Assert.Equal(card.GetProperty("weights").GetProperty("safetensorsSha256").GetString(),

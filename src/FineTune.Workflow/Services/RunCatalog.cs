@@ -1,0 +1,50 @@
+using System.Text.Json;
+using FineTune.Core.Training;
+using FineTune.Storage;
+using FineTune.Storage.Checkpoints;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Jobs;
+
+namespace FineTune.Workflow.Services;
+
+/// <summary>A run as its artifacts tell it, whatever durable backend ran it (or whether it is still running).</summary>
+public sealed record RunSummary(
+    string JobId,
+    string State,
+    int EpochsDone,
+    EpochMetrics? LastEpoch,
+    string? PublishedModel,
+    double? Top1Accuracy);
+
+/// <summary>Reads runs back from the artifact store: for <c>finetune status</c> and <c>list</c>.</summary>
+public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints)
+{
+    public async Task<IReadOnlyList<string>> JobIdsAsync(CancellationToken cancellationToken)
+    {
+        var ids = new SortedSet<string>(StringComparer.Ordinal);
+        await foreach (var item in store.ListAsync("runs/", cancellationToken))
+            ids.Add(item.Name.Split('/')[1]);
+        return ids.ToList();
+    }
+
+    /// <summary>null when the store has nothing of that run.</summary>
+    public async Task<RunSummary?> DescribeAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var latest = await checkpoints.LoadLatestAsync(jobId, cancellationToken);
+        var progress = latest?.Manifest.Metadata.Deserialize<TrainingProgress>(JobSpecReader.Json);
+        string card = ArtifactNames.Published(jobId) + Publish.ModelCardPart;
+        bool published = await store.ExistsAsync(card, cancellationToken);
+        double? accuracy = null;
+        if (published)
+        {
+            await using var stream = await store.OpenReadAsync(card, cancellationToken);
+            using var document = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken);
+            accuracy = document.RootElement.GetProperty("metrics").GetProperty("top1Accuracy").GetDouble();
+        }
+        bool prepared = await store.ExistsAsync(ArtifactNames.Reports(jobId) + "dataset.json", cancellationToken);
+        if (!published && progress is null && !prepared) return null;
+        string state = published ? "published" : progress is not null ? "training" : "prepared";
+        return new RunSummary(jobId, state, progress?.History.Count ?? 0, progress?.History.LastOrDefault(),
+            published ? ArtifactNames.Published(jobId) + Publish.SafetensorsPart : null, accuracy);
+    }
+}
