@@ -97,8 +97,7 @@ public sealed class FineTuneEngine
     private FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)
     {
         var model = Build(recipe, dataset.ClassCount, out _);
-        using var trainer = new Trainer(model, TrainSource(recipe, dataset), recipe.Training);
-        TrainingSnapshot.Restore(model, trainer, state.Parts, state.Progress.Position);
+        TrainingSnapshot.RestoreWeights(model, state.Parts);
         return model;
     }
 

@@ -35,7 +35,8 @@ public static class TrainingSnapshot
         trainer.Restore(position, optimizer);
     }
 
-    private static void RestoreWeights(FineTuneModel model, IReadOnlyDictionary<string, byte[]> parts)
+    /// <summary>Only the weights, for evaluating or exporting a checkpoint (no optimizer to continue).</summary>
+    public static void RestoreWeights(FineTuneModel model, IReadOnlyDictionary<string, byte[]> parts)
     {
         using var scope = NewDisposeScope();
         var expected = TrainableState(model);
