@@ -6,6 +6,7 @@ using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
+using Microsoft.DurableTask.Converters;
 using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -14,10 +15,10 @@ using Microsoft.Extensions.Logging;
 namespace FineTune.Cli;
 
 /// <summary>
-/// Runs a job through the very orchestration and activities the Functions app runs, in this process, on the
-/// in-memory Durable Task backend, with artifacts in a local folder (or the blob store given by --storage).
-/// Killing the process loses only the in-memory orchestration: run the same command again and the activities
-/// pick up from the last checkpoint in the artifact store, ending with the same weights.
+/// Runs a job through the very orchestration and activities the Functions app runs, in this process. Default:
+/// the in-memory Durable Task backend and artifacts in a local folder; killing the process loses only the
+/// in-memory orchestration, and the same command resumes from the last checkpoint in the artifact store.
+/// With a storage connection string: blob artifacts and the persistent Azure Storage backend.
 /// </summary>
 internal sealed class LocalRunner(string workDirectory, string? storage, TextWriter output, TextWriter error)
 {
@@ -42,17 +43,18 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             o.AllowLocalPaths = true;
         });
         builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(workDirectory, "cache", "weights"));
-        builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+        if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         using var host = builder.Build();
         await host.StartAsync(cancellationToken);
         try
         {
-            var client = host.Services.GetRequiredService<DurableTaskClient>();
+            await using IRunBackend backend = storage is null
+                ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
+                : await AzureStorageBackend.StartAsync(storage, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             string id = spec.JobId!;
-            await client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(id, spec), new StartOrchestrationOptions(id), CancellationToken.None);
+            await backend.StartAsync(new FineTuneJob(id, spec), CancellationToken.None);
             output.WriteLine($"run {id}: {spec.Model}, {spec.Training.Epochs} epochs, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
-            var final = await FollowAsync(client, id, cancellationToken);
-            return Report(final);
+            return Report(await FollowAsync(backend, id, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -65,20 +67,19 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         }
     }
 
-    private async Task<OrchestrationMetadata> FollowAsync(DurableTaskClient client, string id, CancellationToken cancellationToken)
+    private async Task<RunSnapshot> FollowAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
     {
         string? last = null;
         while (true)
         {
-            var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken)
-                ?? throw new InvalidOperationException($"run {id} disappeared");
-            if (state.SerializedCustomStatus is not null)
+            var state = await backend.GetAsync(id, cancellationToken);
+            if (state?.CustomStatus is { } status)
             {
-                string line = Describe(state.ReadCustomStatusAs<RunStatus>()!);
+                string line = Describe(JsonDataConverter.Default.Deserialize<RunStatus>(status)!);
                 if (line != last) output.WriteLine(line);
                 last = line;
             }
-            if (state.IsCompleted) return state;
+            if (state is { Ended: true }) return state;
             await Task.Delay(TimeSpan.FromMilliseconds(300), cancellationToken);
         }
     }
@@ -92,14 +93,14 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         var stage => $"  {stage}",
     };
 
-    private int Report(OrchestrationMetadata final)
+    private int Report(RunSnapshot final)
     {
-        if (final.RuntimeStatus != OrchestrationRuntimeStatus.Completed)
+        if (!final.Succeeded)
         {
-            error.WriteLine($"run {final.InstanceId} {final.RuntimeStatus.ToString().ToLowerInvariant()}: {UserMessage(final.FailureDetails)}");
+            error.WriteLine($"run {final.Status.ToLowerInvariant()}: {UserMessage(final.Failure)}");
             return RunFailed;
         }
-        var result = final.ReadOutputAs<FineTuneResult>()!;
+        var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;
         output.WriteLine();
         output.WriteLine($"  validation images   {e.Images}");
@@ -116,13 +117,12 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         return Succeeded;
     }
 
-    /// <summary>The innermost failure's message: what the user got wrong, without a stack trace.</summary>
-    private static string UserMessage(Microsoft.DurableTask.TaskFailureDetails? failure)
+    /// <summary>What the user got wrong, without a stack trace or the framework's wrapping.</summary>
+    private static string UserMessage(string? failure)
     {
-        while (failure?.InnerFailure is not null) failure = failure.InnerFailure;
-        string message = failure?.ErrorMessage ?? "unknown failure";
+        string message = failure ?? "unknown failure";
         const string prefix = "failed with an unhandled exception: ";
-        int at = message.IndexOf(prefix, StringComparison.Ordinal);
+        int at = message.LastIndexOf(prefix, StringComparison.Ordinal);
         return at < 0 ? message : message[(at + prefix.Length)..];
     }
 }

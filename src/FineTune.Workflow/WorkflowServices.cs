@@ -37,12 +37,15 @@ public static class WorkflowServices
         return services;
     }
 
+    /// <summary>One activity per seed step, in order; each is registered under its class name.</summary>
+    public static readonly IReadOnlyList<Type> ActivityTypes =
+        [typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainEpoch), typeof(Evaluate), typeof(Publish)];
+
     /// <summary>The orchestrator and one activity per seed step.</summary>
-    public static DurableTaskRegistry AddFineTuneTasks(this DurableTaskRegistry registry) => registry
-        .AddOrchestrator<FineTuneOrchestrator>()
-        .AddActivity<FetchPretrainedWeights>()
-        .AddActivity<PrepareModel>()
-        .AddActivity<TrainEpoch>()
-        .AddActivity<Evaluate>()
-        .AddActivity<Publish>();
+    public static DurableTaskRegistry AddFineTuneTasks(this DurableTaskRegistry registry)
+    {
+        registry.AddOrchestrator<FineTuneOrchestrator>();
+        foreach (var activity in ActivityTypes) registry.AddActivity(activity);
+        return registry;
+    }
 }

@@ -10,8 +10,10 @@ public sealed class KillAndResumeTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    [Fact]
-    public void KilledRunResumesToTheSameWeights()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void KilledRunResumesToTheSameWeights(bool onAzurite)
     {
         var photos = Directory.CreateDirectory(Path.Combine(_dir, "photos")).FullName;
         foreach (var category in new[] { "animals", "plants" })
@@ -22,9 +24,12 @@ public sealed class KillAndResumeTests : IDisposable
                 File.CreateSymbolicLink(Path.Combine(folder, Path.GetFileName(photo)), photo);
         }
         // Full fine-tuning of the last stage, with augmentation: the uncached path, slow enough to be killed mid-run.
+        // Unique per run: on Azurite the task hub and artifact container outlive the test.
+        string jobId = "killed-" + Guid.NewGuid().ToString("N")[..8];
+        string[] storage = onAzurite ? ["--storage", "UseDevelopmentStorage=true"] : [];
         File.WriteAllText(Path.Combine(_dir, "job.json"), JsonSerializer.Serialize(new
         {
-            jobId = "killed",
+            jobId,
             dataset = new { location = photos, resize = "pad" },
             freeze = "last:1",
             training = new { epochs = 3, batchSize = 4, maxStepsPerChunk = 1, augmentation = new { colorJitter = 0.2 } },
@@ -34,27 +39,49 @@ public sealed class KillAndResumeTests : IDisposable
         Assert.True(straight.ExitCode == 0, straight.Error);
 
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _dir, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "finetune.dll"), "train", "job.json", "--work", "killed" })
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "finetune.dll"), "train", "job.json", "--work", "killed", .. storage])
             start.ArgumentList.Add(argument);
         using (var victim = Process.Start(start)!)
         {
-            string checkpoints = Path.Combine(_dir, "killed", "artifacts", "runs", "killed", "checkpoints");
             var deadline = DateTime.UtcNow.AddMinutes(3);
-            while (!(Directory.Exists(checkpoints) && Directory.GetFiles(checkpoints, "manifest.json", SearchOption.AllDirectories).Length >= 3))
+            while (Checkpoints(jobId, onAzurite) < 3)
             {
                 Assert.True(DateTime.UtcNow < deadline && !victim.HasExited, "the run never reached its third checkpoint");
                 Thread.Sleep(50);
             }
             Process.Start("kill", ["-9", victim.Id.ToString()])!.WaitForExit();
             victim.WaitForExit();
-            Assert.False(File.Exists(Path.Combine(_dir, "killed", "artifacts", "runs", "killed", "published", "model.safetensors")));
+            Assert.Null(Published(jobId, onAzurite, "killed"));
         }
 
-        var resumed = FinetuneProcess.Run(_dir, "train", "job.json", "--work", "killed");
+        var resumed = FinetuneProcess.Run(_dir, ["train", "job.json", "--work", "killed", .. storage]);
         Assert.True(resumed.ExitCode == 0, resumed.Error);
 
-        Assert.Equal(
-            File.ReadAllBytes(Path.Combine(_dir, "straight", "artifacts", "runs", "killed", "published", "model.safetensors")),
-            File.ReadAllBytes(Path.Combine(_dir, "killed", "artifacts", "runs", "killed", "published", "model.safetensors")));
+        Assert.Equal(Published(jobId, onAzurite: false, "straight"), Published(jobId, onAzurite, "killed"));
     }
+
+    private int Checkpoints(string jobId, bool onAzurite)
+    {
+        string prefix = $"runs/{jobId}/checkpoints/";
+        if (onAzurite)
+            return Artifacts.Exists() ? Artifacts.GetBlobs(Azure.Storage.Blobs.Models.BlobTraits.None, Azure.Storage.Blobs.Models.BlobStates.None, prefix, default)
+                .Count(b => b.Name.EndsWith("/manifest.json")) : 0;
+        string folder = Path.Combine(_dir, "killed", "artifacts", prefix);
+        return Directory.Exists(folder) ? Directory.GetFiles(folder, "manifest.json", SearchOption.AllDirectories).Length : 0;
+    }
+
+    private byte[]? Published(string jobId, bool onAzurite, string work)
+    {
+        string name = $"runs/{jobId}/published/model.safetensors";
+        if (onAzurite)
+        {
+            var blob = Artifacts.GetBlobClient(name);
+            return blob.Exists() ? blob.DownloadContent().Value.Content.ToArray() : null;
+        }
+        string path = Path.Combine(_dir, work, "artifacts", name);
+        return File.Exists(path) ? File.ReadAllBytes(path) : null;
+    }
+
+    /// <summary>The artifact container the command uses with Azurite's connection string.</summary>
+    private static readonly Azure.Storage.Blobs.BlobContainerClient Artifacts = new("UseDevelopmentStorage=true", "finetune");
 }

@@ -1,0 +1,140 @@
+using DurableTask.AzureStorage;
+using DurableTask.Core;
+using FineTune.Workflow;
+using FineTune.Workflow.Orchestration;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+using Microsoft.DurableTask.Converters;
+using Microsoft.DurableTask.Worker;
+using Microsoft.DurableTask.Worker.Shims;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using CoreDataConverter = DurableTask.Core.Serializing.DataConverter;
+
+namespace FineTune.Cli;
+
+/// <summary>A run as the durable backend reports it; payloads stay serialized as the orchestration wrote them.</summary>
+internal sealed record RunSnapshot(bool Ended, bool Succeeded, string Status, string? CustomStatus, string? Output, string? Failure);
+
+/// <summary>The durable backend behind a local run.</summary>
+internal interface IRunBackend : IAsyncDisposable
+{
+    /// <summary>Starts the run, or follows it where the backend already has it live (a persistent backend after a crash).</summary>
+    Task StartAsync(FineTuneJob job, CancellationToken cancellationToken);
+
+    Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken);
+}
+
+/// <summary>The in-memory backend: nothing outlives the process but the checkpoints in the artifact store.</summary>
+internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
+{
+    public Task StartAsync(FineTuneJob job, CancellationToken cancellationToken) =>
+        client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, job, new StartOrchestrationOptions(job.JobId), cancellationToken);
+
+    public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
+    {
+        var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
+        return state is null ? null : new RunSnapshot(state.IsCompleted, state.RuntimeStatus == OrchestrationRuntimeStatus.Completed,
+            state.RuntimeStatus.ToString(), state.SerializedCustomStatus, state.SerializedOutput, Innermost(state.FailureDetails));
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+
+    private static string? Innermost(TaskFailureDetails? failure)
+    {
+        while (failure?.InnerFailure is not null) failure = failure.InnerFailure;
+        return failure?.ErrorMessage;
+    }
+}
+
+/// <summary>
+/// The Durable Task Framework's Azure Storage provider, the one Durable Functions uses, running the same
+/// class-based orchestrator and activities through the Durable Task SDK's shims. Its state lives in the
+/// storage account (Azurite locally), so a killed process's run is picked up again by the next one. Tuned for
+/// a single local worker: messages of a dead process reappear after 20 s, not 5 minutes; queues are polled
+/// every second; duplicate starts are refused while a run is pending, running or completed.
+/// </summary>
+internal sealed class AzureStorageBackend : IRunBackend
+{
+    private static readonly OrchestrationStatus[] Dedupe =
+        [OrchestrationStatus.Pending, OrchestrationStatus.Running, OrchestrationStatus.Completed, OrchestrationStatus.ContinuedAsNew];
+    private readonly TaskHubWorker _worker;
+    private readonly TaskHubClient _client;
+
+    private AzureStorageBackend(TaskHubWorker worker, TaskHubClient client)
+    {
+        _worker = worker;
+        _client = client;
+    }
+
+    public static async Task<AzureStorageBackend> StartAsync(string connectionString, IServiceProvider services, ILoggerFactory logging)
+    {
+        var settings = new AzureStorageOrchestrationServiceSettings
+        {
+            TaskHubName = "FineTuneCli",
+            StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
+            WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
+            ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
+            MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
+            LoggerFactory = logging,
+        };
+        var service = new AzureStorageOrchestrationService(settings);
+        await service.CreateIfNotExistsAsync();
+        var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
+        var worker = new TaskHubWorker(service, logging);
+        worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
+            () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
+        foreach (var activity in WorkflowServices.ActivityTypes)
+            worker.AddTaskActivities(new Creator<TaskActivity>(activity.Name,
+                () => shims.CreateActivity(activity.Name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, activity))));
+        await worker.StartAsync();
+        return new AzureStorageBackend(worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
+    }
+
+    public async Task StartAsync(FineTuneJob job, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _client.CreateOrchestrationInstanceAsync(FineTuneOrchestrator.Name, "", job.JobId, job, tags: null, dedupeStatuses: Dedupe);
+        }
+        catch (DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException)
+        {
+            // Live or finished in the task hub already: follow it instead of starting another.
+        }
+    }
+
+    public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
+    {
+        var state = await _client.GetOrchestrationStateAsync(id);
+        if (state is null) return null;
+        bool ended = state.OrchestrationStatus is OrchestrationStatus.Completed or OrchestrationStatus.Failed
+            or OrchestrationStatus.Terminated or OrchestrationStatus.Canceled;
+        return new RunSnapshot(ended, state.OrchestrationStatus == OrchestrationStatus.Completed, state.OrchestrationStatus.ToString(),
+            state.Status, state.Output, state.FailureDetails?.ErrorMessage ?? (state.OrchestrationStatus == OrchestrationStatus.Failed ? state.Output : null));
+    }
+
+    public async ValueTask DisposeAsync() => await _worker.StopAsync(isForced: true);
+
+    /// <summary>A fresh shim for every execution, as the framework expects.</summary>
+    private sealed class Creator<T> : ObjectCreator<T>
+    {
+        private readonly Func<T> _create;
+
+        public Creator(string name, Func<T> create)
+        {
+            Name = name;
+            Version = "";
+            _create = create;
+        }
+
+        public override T Create() => _create();
+    }
+
+    /// <summary>The client serializes inputs as the SDK's shims read them (System.Text.Json).</summary>
+    private sealed class SdkJsonConverter : CoreDataConverter
+    {
+        public override string Serialize(object value) => JsonDataConverter.Default.Serialize(value)!;
+        public override string Serialize(object value, bool formatted) => Serialize(value);
+        public override object Deserialize(string data, Type objectType) => JsonDataConverter.Default.Deserialize(data, objectType)!;
+    }
+}
