@@ -114,6 +114,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         output.WriteLine($"           {where}{result.Published.ModelCardName}");
         output.WriteLine($"report:    {where}{e.ReportName}");
         output.WriteLine($"           {where}{e.PredictionsName}");
+        string reports = e.ReportName[..(e.ReportName.LastIndexOf('/') + 1)];
+        output.WriteLine($"plots:     {where}{reports}{{{ReportPlots.LossPart},{ReportPlots.AccuracyPart},{ReportPlots.ConfusionPart}}}");
         return Succeeded;
     }
 

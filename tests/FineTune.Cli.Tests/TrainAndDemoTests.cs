@@ -21,6 +21,11 @@ public sealed class TrainAndDemoTests : IDisposable
         var card = JsonDocument.Parse(File.ReadAllText(Path.Combine(published, "model-card.json"))).RootElement;
         Assert.Equal(["animals", "food", "household", "plants", "town"], card.GetProperty("classes").EnumerateArray().Select(c => c.GetString()));
         Assert.True(card.GetProperty("metrics").GetProperty("top1Accuracy").GetDouble() >= 0.8);
+        foreach (var plot in new[] { "loss.png", "accuracy.png", "confusion-matrix.png" })
+        {
+            var png = File.ReadAllBytes(Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "reports", plot));
+            Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
+        }
 
         // predict on the published model agrees with the evaluation report's per-image predictions
         var rows = File.ReadAllLines(Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "reports", "predictions.csv")).Skip(1)

@@ -28,6 +28,7 @@ public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivi
         var csv = new StringWriter();
         report.WritePredictionsCsv(csv);
         await files.WriteAsync(reports + PredictionsPart, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
+        await files.WriteAsync(reports + ReportPlots.ConfusionPart, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
         return new EvaluationSummary(report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart);
     }
 }

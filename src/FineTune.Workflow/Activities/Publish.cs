@@ -29,6 +29,10 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
         var published = new PublishedModel(folder, folder + SafetensorsPart, folder + TorchSharpPart, folder + ModelCardPart);
         if (await store.ExistsAsync(published.ModelCardName, CancellationToken.None)) return published;
 
+        string reports = ArtifactNames.Reports(job.JobId);
+        await files.WriteAsync(reports + ReportPlots.LossPart, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
+        await files.WriteAsync(reports + ReportPlots.AccuracyPart, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
