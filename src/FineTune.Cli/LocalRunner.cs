@@ -11,6 +11,8 @@ using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Spectre.Console;
+using System.Globalization;
 
 namespace FineTune.Cli;
 
@@ -67,7 +69,60 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         }
     }
 
-    private async Task<RunSnapshot> FollowAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
+    /// <summary>Progress bars on a terminal; one line per change where output goes to a file, a pipe or a test.</summary>
+    private Task<RunSnapshot> FollowAsync(IRunBackend backend, string id, CancellationToken cancellationToken) =>
+        ReferenceEquals(output, Console.Out) && AnsiConsole.Profile.Capabilities.Interactive
+            ? FollowWithBarsAsync(backend, id, cancellationToken)
+            : FollowWithLinesAsync(backend, id, cancellationToken);
+
+    private static async Task<RunSnapshot> FollowWithBarsAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
+    {
+        RunSnapshot? final = null;
+        await AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new SpinnerColumn())
+            .StartAsync(async progress =>
+            {
+                var tasks = new Dictionary<string, ProgressTask>();
+                ProgressTask Task(string key, string description)
+                {
+                    if (!tasks.TryGetValue(key, out var task))
+                    {
+                        foreach (var open in tasks.Values.Where(t => !t.IsFinished)) open.Value = open.MaxValue;
+                        tasks[key] = task = progress.AddTask(description);
+                    }
+                    return task;
+                }
+                while (true)
+                {
+                    var state = await backend.GetAsync(id, cancellationToken);
+                    if (state?.CustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
+                    {
+                        if (s.Stage == "training")
+                        {
+                            bool boundary = s.Step == 0 && s.Epoch > 0;
+                            int epoch = boundary ? s.Epoch - 1 : s.Epoch;
+                            var task = Task($"epoch {epoch}", $"epoch {epoch + 1}/{s.Epochs}");
+                            task.Value = boundary ? 100 : 100.0 * s.Step / Math.Max(1, s.StepsPerEpoch);
+                            task.Description = Markup.Escape(Describe(s).Trim());
+                        }
+                        else if (s.Stage != "completed")
+                        {
+                            Task(s.Stage, s.Stage).IsIndeterminate = true;
+                        }
+                    }
+                    if (state is { Ended: true })
+                    {
+                        foreach (var task in tasks.Values) { task.IsIndeterminate = false; task.Value = task.MaxValue; }
+                        final = state;
+                        return;
+                    }
+                    await System.Threading.Tasks.Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+                }
+            });
+        return final!;
+    }
+
+    private async Task<RunSnapshot> FollowWithLinesAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
     {
         string? last = null;
         while (true)
@@ -102,13 +157,13 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         }
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;
-        output.WriteLine();
-        output.WriteLine($"  validation images   {e.Images}");
-        output.WriteLine($"  validation loss     {e.Loss:F4}");
-        output.WriteLine($"  top-1 accuracy      {e.Top1Accuracy:P1}");
-        if (e.Top5Accuracy is { } top5) output.WriteLine($"  top-5 accuracy      {top5:P1}");
-        output.WriteLine($"  best epoch          {result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");
-        output.WriteLine();
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
+        table.AddRow("validation images", e.Images.ToString(CultureInfo.InvariantCulture));
+        table.AddRow("validation loss", e.Loss.ToString("F4", CultureInfo.InvariantCulture));
+        table.AddRow("top-1 accuracy", e.Top1Accuracy.ToString("P1", CultureInfo.InvariantCulture));
+        if (e.Top5Accuracy is { } top5) table.AddRow("top-5 accuracy", top5.ToString("P1", CultureInfo.InvariantCulture));
+        table.AddRow("best epoch", $"{result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");
+        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }).Write(table);
         string where = storage is null ? ArtifactRoot + "/" : "";
         output.WriteLine($"published: {where}{result.Published.SafetensorsName} (PyTorch-loadable safetensors)");
         output.WriteLine($"           {where}{result.Published.ModelCardName}");
