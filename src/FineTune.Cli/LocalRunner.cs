@@ -24,12 +24,17 @@ namespace FineTune.Cli;
 /// </summary>
 internal sealed class LocalRunner(string workDirectory, string? storage, TextWriter output, TextWriter error)
 {
-    public const int Succeeded = 0, RunFailed = 1, Cancelled = 130;
+    public const int Succeeded = 0, RunFailed = 1, StorageUnreachable = 4, Cancelled = 130;
 
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
 
     public async Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken)
     {
+        if (storage is not null && await UnreachableAsync(storage, cancellationToken) is { } reason)
+        {
+            error.WriteLine($"storage: {reason}");
+            return StorageUnreachable;
+        }
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
@@ -172,6 +177,29 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         string reports = e.ReportName[..(e.ReportName.LastIndexOf('/') + 1)];
         output.WriteLine($"plots:     {where}{reports}{{{ReportPlots.LossPart},{ReportPlots.AccuracyPart},{ReportPlots.ConfusionPart}}}");
         return Succeeded;
+    }
+
+    /// <summary>Why the storage account cannot be used, found in seconds rather than after the SDKs' long retries; null when it answers.</summary>
+    private static async Task<string?> UnreachableAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var options = new Azure.Storage.Blobs.BlobClientOptions { Retry = { MaxRetries = 1, NetworkTimeout = TimeSpan.FromSeconds(5) } };
+            var client = new Azure.Storage.Blobs.BlobServiceClient(connectionString, options);
+            try
+            {
+                await client.GetPropertiesAsync(cancellationToken);
+                return null;
+            }
+            catch (Exception e) when (e is Azure.RequestFailedException or HttpRequestException or TaskCanceledException or AggregateException)
+            {
+                return $"cannot reach {client.Uri}: {(e.InnerException ?? e).Message.Split('\n')[0].Trim()}";
+            }
+        }
+        catch (FormatException e)
+        {
+            return $"not a storage connection string: {e.Message}";
+        }
     }
 
     /// <summary>What the user got wrong, without a stack trace or the framework's wrapping.</summary>

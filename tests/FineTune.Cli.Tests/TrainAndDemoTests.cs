@@ -64,6 +64,18 @@ public sealed class TrainAndDemoTests : IDisposable
     }
 
     [Fact]
+    public void UnreachableStorageIsExitCode4WithoutAStackTrace()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "photos", "a"));
+        const string nowhere = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;";
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "photos", "--storage", nowhere);
+        Assert.Equal(4, exit);
+        Assert.StartsWith("storage: cannot reach http://127.0.0.1:9/devstoreaccount1", error);
+        Assert.DoesNotContain("   at ", error);
+        Assert.Equal(4, FinetuneProcess.Run(_dir, "train", "--dataset", "photos", "--storage", "not a connection string").ExitCode);
+    }
+
+    [Fact]
     public void MissingDatasetIsExitCode2WithTheReason()
     {
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "no-such-folder");
