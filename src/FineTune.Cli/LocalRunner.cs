@@ -112,6 +112,9 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
                         }
                         else if (s.Stage != "completed")
                         {
+                            // Epochs that finished between two polls still get their bar.
+                            for (int epoch = 0; epoch < s.Epoch; epoch++)
+                                Task($"epoch {epoch}", $"epoch {epoch + 1}/{s.Epochs} done").Value = 100;
                             Task(s.Stage, s.Stage).IsIndeterminate = true;
                         }
                     }

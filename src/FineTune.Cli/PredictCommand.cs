@@ -3,6 +3,7 @@ using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Models;
+using FineTune.Storage;
 
 namespace FineTune.Cli;
 
@@ -23,10 +24,13 @@ internal static class PredictCommand
         var model = new Option<string>("--model") { Description = "A run id (published under --work) or a folder with model-card.json and model.safetensors.", Required = true };
         var top = new Option<int>("--top") { Description = "How many classes to list per image.", DefaultValueFactory = _ => 5 };
         var images = new Argument<string[]>("images") { Arity = ArgumentArity.OneOrMore };
-        var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work };
-        command.SetAction(result =>
+        var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work, TrainCommand.Storage };
+        command.SetAction(async (result, cancellationToken) =>
         {
-            string folder = PublishedFolder(result.GetValue(model)!, Path.GetFullPath(result.GetValue(TrainCommand.Work)!));
+            string work = Path.GetFullPath(result.GetValue(TrainCommand.Work)!);
+            string folder = result.GetValue(TrainCommand.Storage) is { } storage
+                ? await DownloadAsync(result.GetValue(model)!, storage, work, cancellationToken)
+                : PublishedFolder(result.GetValue(model)!, work);
             string card = Path.Combine(folder, "model-card.json"), weights = Path.Combine(folder, "model.safetensors");
             if (!File.Exists(card) || !File.Exists(weights))
             {
@@ -60,6 +64,24 @@ internal static class PredictCommand
             return answers.Any(a => a.Error is not null) ? 1 : 0;
         });
         return command;
+    }
+
+    /// <summary>With --storage the published model is in blob storage: fetched into the work folder's cache first.</summary>
+    private static async Task<string> DownloadAsync(string run, string storage, string work, CancellationToken cancellationToken)
+    {
+        string folder = Path.Combine(work, "cache", "published", run);
+        if (!ArtifactNames.IsValidJobId(run)) return folder;
+        var store = new ArtifactStoreOptions { ConnectionString = storage }.Create();
+        foreach (var part in new[] { "model-card.json", "model.safetensors" })
+        {
+            string name = ArtifactNames.Published(run) + part;
+            if (!await store.ExistsAsync(name, cancellationToken)) continue;
+            Directory.CreateDirectory(folder);
+            await using var input = await store.OpenReadAsync(name, cancellationToken);
+            await using var output = File.Create(Path.Combine(folder, part));
+            await input.CopyToAsync(output, cancellationToken);
+        }
+        return folder;
     }
 
     private static string PublishedFolder(string model, string work) =>

@@ -58,6 +58,13 @@ public sealed class KillAndResumeTests : IDisposable
         Assert.True(resumed.ExitCode == 0, resumed.Error);
 
         Assert.Equal(Published(jobId, onAzurite: false, "straight"), Published(jobId, onAzurite, "killed"));
+
+        // The published model classifies straight from where it was published.
+        string plant = Directory.GetFiles(Path.Combine(photos, "plants"))[0];
+        var predicted = FinetuneProcess.Run(_dir, ["predict", "--model", jobId, "--work", "killed", "--top", "2", plant, .. storage]);
+        Assert.True(predicted.ExitCode == 0, predicted.Error);
+        var answer = JsonDocument.Parse(predicted.Output).RootElement[0].GetProperty("predictions");
+        Assert.Equal(2, answer.GetArrayLength());
     }
 
     private int Checkpoints(string jobId, bool onAzurite)
