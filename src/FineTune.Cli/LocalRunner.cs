@@ -44,11 +44,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             o.LocalRoot = ArtifactRoot;
             o.ConnectionString = storage;
         });
-        builder.Services.Configure<WorkflowOptions>(o =>
-        {
-            o.WorkDirectory = Path.Combine(workDirectory, "cache");
-            o.AllowLocalPaths = true;
-        });
+        builder.Services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
         builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(workDirectory, "cache", "weights"));
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         using var host = builder.Build();

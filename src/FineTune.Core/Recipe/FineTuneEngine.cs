@@ -27,7 +27,7 @@ public sealed class FineTuneEngine
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
         var train = TrainSource(recipe, dataset);
-        int stepsPerEpoch = (train.Count + recipe.Training.BatchSize - 1) / recipe.Training.BatchSize;
+        int stepsPerEpoch = Trainer.StepsPerEpochFor(train.Count, recipe.Training.BatchSize);
         bool cache = recipe.Training.UseFeatureCache && FeatureCache.IsExact(model, train);
         var features = new Dictionary<string, byte[]>();
         if (cache)
@@ -53,26 +53,22 @@ public sealed class FineTuneEngine
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
 
-        double lastLoss = double.NaN;
-        int steps = 0;
+        double? lastLoss = null;
         var chunk = trainer.TrainSteps(maxSteps, cancellationToken, step =>
         {
             lastLoss = step.Loss;
-            steps++;
             onStep?.Invoke(step);
         });
-        EpochMetrics? epoch = null;
         var history = progress.History;
         if (chunk.EpochCompleted)
         {
             var clock = Stopwatch.StartNew();
             var validation = Score(model, recipe, dataset, features, cancellationToken);
-            epoch = new EpochMetrics(chunk.Position.Epoch, chunk.EpochLoss, chunk.EpochAccuracy, validation.Loss, validation.Top1Accuracy,
-                chunk.LearningRate, chunk.Seconds + clock.Elapsed.TotalSeconds);
-            history = [.. history, epoch];
+            history = [.. history, new EpochMetrics(chunk.Position.Epoch, chunk.EpochLoss, chunk.EpochAccuracy, validation.Loss,
+                validation.Top1Accuracy, chunk.LearningRate, chunk.Seconds + clock.Elapsed.TotalSeconds)];
         }
         var next = new TrainingProgress(trainer.Position, history);
-        return new ChunkOutcome(new TrainingState(TrainingSnapshot.Capture(model, trainer), next), chunk.EpochCompleted, epoch, steps, lastLoss);
+        return new ChunkOutcome(new TrainingState(TrainingSnapshot.Capture(model, trainer), next), lastLoss);
     }
 
     /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the validation set.</summary>

@@ -30,5 +30,5 @@ public sealed record PreparedModel(
 /// <summary>A checkpoint's content: its parts (tensors as bytes) and the training progress.</summary>
 public sealed record TrainingState(IReadOnlyDictionary<string, byte[]> Parts, TrainingProgress Progress);
 
-/// <summary>What one training chunk did; <see cref="Epoch"/> is set when it finished an epoch.</summary>
-public sealed record ChunkOutcome(TrainingState State, bool EpochCompleted, EpochMetrics? Epoch, int StepsRun, double LastLoss);
+/// <summary>What one training chunk left: the new state (a finished epoch joins its history) and the last step's loss, null when no step ran.</summary>
+public sealed record ChunkOutcome(TrainingState State, double? LastLoss);

@@ -54,7 +54,10 @@ public sealed class Trainer : IDisposable
     }
 
     public TrainerPosition Position { get; private set; } = TrainerPosition.Start;
-    public int StepsPerEpoch => (_train.Count + _options.BatchSize - 1) / _options.BatchSize;
+    public int StepsPerEpoch => StepsPerEpochFor(_train.Count, _options.BatchSize);
+
+    /// <summary>Batches per epoch; the last one may be short (no sample is dropped).</summary>
+    public static int StepsPerEpochFor(int samples, int batchSize) => (samples + batchSize - 1) / batchSize;
     public long TotalSteps => (long)StepsPerEpoch * _options.Epochs;
     public bool UsesCachedFeatures => _features is not null;
 

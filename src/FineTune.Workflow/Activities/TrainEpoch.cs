@@ -38,7 +38,7 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
         var best = progress.Best(job.Spec.StoppingMetric());
         await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
             best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
-        return Result(progress, stepsPerEpoch, outcome.StepsRun > 0 ? outcome.LastLoss : null);
+        return Result(progress, stepsPerEpoch, outcome.LastLoss);
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>

@@ -10,7 +10,4 @@ public sealed class WorkflowOptions
 
     /// <summary>Newest checkpoints kept per run, besides the best epoch's.</summary>
     public int CheckpointsToKeep { get; set; } = 2;
-
-    /// <summary>Whether job specs may name local files (the command line) or only the artifact store (the service).</summary>
-    public bool AllowLocalPaths { get; set; }
 }
