@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.IO.Compression;
-using SkiaSharp;
 
 namespace FineTune.Core.Data;
 
@@ -146,7 +145,7 @@ public static class DatasetLoader
             long length = new FileInfo(file).Length;
             if (length == 0) return "empty file";
             if (length > options.MaxFileBytes) return $"{length} bytes is over the {options.MaxFileBytes}-byte limit";
-            using SKBitmap _ = ImageLoader.Decode(file, options.MaxPixels);
+            ImageLoader.Decode(file, options.MaxPixels);
             return null;
         }
         catch (InvalidImageException e)

@@ -9,28 +9,42 @@ public interface IImageSource
     int Count { get; }
     int Label(int index);
 
-    /// <summary>The input tensor [3, H, W]; <paramref name="augmentationSeed"/> drives any random augmentation.</summary>
-    Tensor Image(int index, int augmentationSeed);
+    /// <summary>
+    /// The inputs of the images at <paramref name="indices"/>, [N, 3, H, W], on the CPU;
+    /// <paramref name="augmentationSeed"/> gives each image's seed for any random augmentation.
+    /// </summary>
+    Tensor Batch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed);
 
-    /// <summary>Whether <see cref="Image"/> depends on the seed (train-time augmentation).</summary>
+    /// <summary>Whether <see cref="Batch"/> depends on the seed (train-time augmentation).</summary>
     bool IsAugmented { get; }
 }
 
-/// <summary>Image files, decoded and preprocessed for a model family on every access.</summary>
-public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preprocessing preprocessing, Augmentation? augmentation = null)
-    : IImageSource
+/// <summary>Image files, decoded and preprocessed for a model family on every access, a batch's files in parallel.</summary>
+public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preprocessing preprocessing, Augmentation? augmentation = null,
+    int parallelism = 0) : IImageSource
 {
     public IReadOnlyList<ImageSample> Samples => samples;
     public int Count => samples.Count;
     public bool IsAugmented => augmentation is not null;
     public int Label(int index) => samples[index].Label;
 
-    public Tensor Image(int index, int augmentationSeed)
+    public Tensor Batch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed)
     {
-        if (augmentation is null) return ImageLoader.Load(samples[index].Path, preprocessing);
-        using var decoded = ImageLoader.Decode(samples[index].Path);
-        using var view = augmentation.Apply(decoded, preprocessing, new Random(augmentationSeed));
-        return ImageLoader.ToTensor(view, preprocessing);
+        int size = preprocessing.CropSize, length = ImageLoader.InputLength(preprocessing);
+        var inputs = new float[indices.Count * length];
+        // Decoding is the CPU-bound part: spread it over the cores; the tensor is made on the caller's thread,
+        // inside its dispose scope.
+        var options = new ParallelOptions { MaxDegreeOfParallelism = parallelism > 0 ? parallelism : Environment.ProcessorCount };
+        Parallel.For(0, indices.Count, options, n =>
+        {
+            int index = indices[n];
+            var decoded = ImageLoader.Decode(samples[index].Path);
+            var view = augmentation is null
+                ? ImageLoader.Fit(decoded, preprocessing)
+                : augmentation.Apply(decoded, preprocessing, new Random(augmentationSeed(index)));
+            ImageLoader.Fill(view, preprocessing, inputs.AsSpan(n * length, length));
+        });
+        return tensor(inputs, [indices.Count, 3, size, size]);
     }
 }
 
@@ -40,5 +54,14 @@ public sealed class TensorImageSource(Tensor images, IReadOnlyList<int> labels) 
     public int Count => labels.Count;
     public bool IsAugmented => false;
     public int Label(int index) => labels[index];
-    public Tensor Image(int index, int augmentationSeed) => images[index];
+
+    public Tensor Batch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed) =>
+        images.index_select(0, tensor(indices.Select(i => (long)i).ToArray()));
+}
+
+public static class ImageSourceExtensions
+{
+    /// <summary>Images <paramref name="start"/> to <paramref name="end"/> (exclusive) without augmentation.</summary>
+    public static Tensor Range(this IImageSource source, int start, int end) =>
+        source.Batch(Enumerable.Range(start, end - start).ToArray(), _ => 0);
 }

@@ -20,7 +20,7 @@ public static class Evaluator
             int end = Math.Min(source.Count, start + batchSize);
             var logits = features is not null
                 ? model.Head.call(features[start..end].to(model.Device))
-                : model.Forward(stack(Enumerable.Range(start, end - start).Select(i => source.Image(i, 0))));
+                : model.Forward(source.Range(start, end));
             batches.Add(logits.cpu().MoveToOuterDisposeScope());
         }
         var all = cat(batches, 0);

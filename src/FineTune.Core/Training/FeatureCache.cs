@@ -36,7 +36,7 @@ public static class FeatureCache
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             int end = Math.Min(source.Count, start + batchSize);
-            var images = stack(Enumerable.Range(start, end - start).Select(i => source.Image(i, 0)));
+            var images = source.Range(start, end);
             // Kept in host memory: the cache is stored as an artifact and can outgrow the GPU.
             batches.Add(model.Features(images).cpu().MoveToOuterDisposeScope());
             onProgress?.Invoke(end);

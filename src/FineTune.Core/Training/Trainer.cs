@@ -114,7 +114,7 @@ public sealed class Trainer : IDisposable
         }
         else
         {
-            var images = stack(batch.Select(i => _train.Image(i, Seeds.Mix(_options.Seed, epoch, i))));
+            var images = _train.Batch(batch, i => Seeds.Mix(_options.Seed, epoch, i));
             logits = _model.Forward(images);
         }
         var loss = nn.functional.cross_entropy(logits, labels, weight: _classWeights, label_smoothing: _options.LabelSmoothing);

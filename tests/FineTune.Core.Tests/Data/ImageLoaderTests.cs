@@ -17,10 +17,10 @@ public sealed class ImageLoaderTests : IDisposable
     public void EncodedFormatsDecode(SKEncodedImageFormat format)
     {
         var path = Write($"image.{format}", Encode(TwoColour(40, 20), format));
-        using var image = ImageLoader.Decode(path);
+        var image = ImageLoader.Decode(path);
         Assert.Equal((40, 20), (image.Width, image.Height));
-        AssertClose(SKColors.Red, image.GetPixel(5, 10));
-        AssertClose(SKColors.Blue, image.GetPixel(35, 10));
+        AssertClose(SKColors.Red, Pixel(image, 5, 10));
+        AssertClose(SKColors.Blue, Pixel(image, 35, 10));
     }
 
     [Fact]
@@ -39,9 +39,9 @@ public sealed class ImageLoaderTests : IDisposable
         header.AddRange(BitConverter.GetBytes((short)1));
         header.AddRange(BitConverter.GetBytes((short)24));
         header.AddRange(new byte[24]);
-        using var image = ImageLoader.Decode(Write("image.bmp", [.. header, .. pixels]));
-        Assert.Equal(SKColors.Red, image.GetPixel(0, 0));
-        Assert.Equal(SKColors.Blue, image.GetPixel(1, 0));
+        var image = ImageLoader.Decode(Write("image.bmp", [.. header, .. pixels]));
+        Assert.Equal(SKColors.Red, Pixel(image, 0, 0));
+        Assert.Equal(SKColors.Blue, Pixel(image, 1, 0));
     }
 
     [Fact]
@@ -55,8 +55,8 @@ public sealed class ImageLoaderTests : IDisposable
             0x21, 0xF9, 4, 0, 10, 0, 0, 0, 0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x4C, 0x01, 0,
             0x3B,
         ];
-        using var image = ImageLoader.Decode(Write("anim.gif", gif));
-        Assert.Equal(SKColors.Red, image.GetPixel(0, 0));
+        var image = ImageLoader.Decode(Write("anim.gif", gif));
+        Assert.Equal(SKColors.Red, Pixel(image, 0, 0));
     }
 
     [Fact]
@@ -71,10 +71,10 @@ public sealed class ImageLoaderTests : IDisposable
             1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,
             0, 0, 0, 0,
         ];
-        using var image = ImageLoader.Decode(Write("rotated.jpg", [jpeg[0], jpeg[1], .. exif, .. jpeg[2..]]));
+        var image = ImageLoader.Decode(Write("rotated.jpg", [jpeg[0], jpeg[1], .. exif, .. jpeg[2..]]));
         Assert.Equal((20, 40), (image.Width, image.Height));
-        AssertClose(SKColors.Red, image.GetPixel(10, 5));
-        AssertClose(SKColors.Blue, image.GetPixel(10, 35));
+        AssertClose(SKColors.Red, Pixel(image, 10, 5));
+        AssertClose(SKColors.Blue, Pixel(image, 10, 35));
     }
 
     [Fact]
@@ -83,35 +83,34 @@ public sealed class ImageLoaderTests : IDisposable
         using var bitmap = new SKBitmap(new SKImageInfo(4, 4, SKColorType.Rgba8888, SKAlphaType.Unpremul));
         bitmap.Erase(new SKColor(0, 0, 0, 0));
         bitmap.SetPixel(0, 0, SKColors.Green);
-        using var image = ImageLoader.Decode(Write("cutout.png", Encode(bitmap, SKEncodedImageFormat.Png)));
-        Assert.Equal(SKColors.White, image.GetPixel(3, 3));
-        Assert.Equal(SKColors.Green, image.GetPixel(0, 0));
+        var image = ImageLoader.Decode(Write("cutout.png", Encode(bitmap, SKEncodedImageFormat.Png)));
+        Assert.Equal(SKColors.White, Pixel(image, 3, 3));
+        Assert.Equal(SKColors.Green, Pixel(image, 0, 0));
     }
 
     [Fact]
     public void PaddingKeepsAThinObjectWhole()
     {
-        using var thin = new SKBitmap(new SKImageInfo(10, 100, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        thin.Erase(SKColors.Black);
+        var thin = RgbImage.Filled(10, 100, (0, 0, 0));
         var padded = Preprocessing.ImageNet() with { Resize = ResizeMode.Pad, CropSize = 50 };
         var cropped = Preprocessing.ImageNet() with { ResizeSize = 56, CropSize = 50 };
 
-        using var a = ImageLoader.Fit(thin, padded);
-        using var b = ImageLoader.Fit(thin, cropped);
+        var a = ImageLoader.Fit(thin, padded);
+        var b = ImageLoader.Fit(thin, cropped);
 
-        Assert.Equal(SKColors.Black, a.GetPixel(25, 0));
-        Assert.Equal(SKColors.White, a.GetPixel(0, 25));
-        Assert.Equal(SKColors.Black, b.GetPixel(0, 25));
+        Assert.Equal(SKColors.Black, Pixel(a, 25, 0));
+        Assert.Equal(SKColors.White, Pixel(a, 0, 25));
+        Assert.Equal(SKColors.Black, Pixel(b, 0, 25));
     }
 
     [Fact]
     public void TensorFollowsChannelOrderScaleMeanAndStd()
     {
-        using var pixel = new SKBitmap(new SKImageInfo(1, 1, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        pixel.SetPixel(0, 0, new SKColor(255, 128, 0));
+        var pixel = new RgbImage(1, 1, [255, 128, 0]);
         var bgr = new Preprocessing(1, 1, ChannelOrder.Bgr, 1f, [10f, 20f, 30f], [1f, 2f, 5f]);
+        var values = new float[3];
 
-        var values = ImageLoader.ToTensor(pixel, bgr).data<float>().ToArray();
+        ImageLoader.Fill(pixel, bgr, values);
 
         Assert.Equal([0 - 10f, (128 - 20f) / 2, (255 - 30f) / 5], values);
     }
@@ -145,6 +144,12 @@ public sealed class ImageLoaderTests : IDisposable
     {
         using var data = bitmap.Encode(format, 95) ?? throw new InvalidOperationException($"cannot encode {format}");
         return data.ToArray();
+    }
+
+    private static SKColor Pixel(RgbImage image, int x, int y)
+    {
+        int i = 3 * (y * image.Width + x);
+        return new SKColor(image.Pixels[i], image.Pixels[i + 1], image.Pixels[i + 2]);
     }
 
     private static void AssertClose(SKColor expected, SKColor actual)

@@ -9,10 +9,12 @@ internal static class PythonReference
 
     public static string Script => Path.Combine(AppContext.BaseDirectory, "Reference", "torchvision_reference.py");
 
-    public static string Run(params string[] arguments)
+    public static string Run(params string[] arguments) => RunScript(Script, arguments);
+
+    public static string RunScript(string script, params string[] arguments)
     {
         var start = new ProcessStartInfo(Interpreter) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(Script);
+        start.ArgumentList.Add(script);
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {Interpreter}");
         var stderr = process.StandardError.ReadToEndAsync();
