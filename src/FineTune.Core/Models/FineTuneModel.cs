@@ -33,8 +33,8 @@ public sealed class FineTuneModel : IDisposable
     public IReadOnlyList<string> Stages { get; }
 
     /// <summary>
-    /// Builds the family and swaps its head for a fresh Linear(in, <paramref name="numClasses"/>). The
-    /// backbone is initialised after <c>manual_seed(seed)</c> and the head after a second
+    /// Builds the family and swaps its head (then any auxiliary heads) for a fresh Linear(in, <paramref name="numClasses"/>).
+    /// The backbone is initialised after <c>manual_seed(seed)</c> and the head after a second
     /// <c>manual_seed(seed)</c>, which is how the PyTorch reference reproduces both.
     /// </summary>
     /// <param name="headDropout">
@@ -60,6 +60,11 @@ public sealed class FineTuneModel : IDisposable
         if (headDropout > 0)
             head.register_forward_pre_hook((self, input) => self.training ? nn.functional.dropout(input, headDropout, training: true) : input);
         ModuleSurgery.Replace(module, family.HeadPath, head);
+        foreach (var path in family.AuxiliaryHeadPaths)
+        {
+            var old = (Linear)ModuleSurgery.Find(module, path);
+            ModuleSurgery.Replace(module, path, nn.Linear(old.weight!.shape[1], numClasses));
+        }
         return new FineTuneModel(family, module, numClasses);
     }
 

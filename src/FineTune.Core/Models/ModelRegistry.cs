@@ -1,4 +1,5 @@
 using FineTune.Core.Weights;
+using TorchSharp;
 using static TorchSharp.torchvision.models;
 
 namespace FineTune.Core.Models;
@@ -33,11 +34,11 @@ public static class ModelRegistry
         new("vgg19", () => vgg19(), "classifier.6", Standard),
         new("vgg19_bn", () => vgg19_bn(), "classifier.6", Standard),
         new("mobilenet_v2", () => mobilenet_v2(1000), "classifier.1", Standard),
-        new("mobilenet_v3_small", mobilenet_v3_small, "classifier.3", Standard),
-        new("mobilenet_v3_large", mobilenet_v3_large, "classifier.3", Standard),
+        new("mobilenet_v3_small", () => WithReLUExcitation(mobilenet_v3_small()), "classifier.3", Standard),
+        new("mobilenet_v3_large", () => WithReLUExcitation(mobilenet_v3_large()), "classifier.3", Standard),
         new("alexnet", () => alexnet(), "classifier.6", Standard),
         new("googlenet", () => googlenet(), "fc", Standard, IgnoredCheckpointPrefixes: ["aux1.", "aux2."]),
-        new("inception_v3", () => inception_v3(), "fc", Preprocessing.ImageNet(resizeSize: 342, cropSize: 299)),
+        new("inception_v3", () => inception_v3(), "fc", Preprocessing.ImageNet(resizeSize: 342, cropSize: 299), AuxiliaryHeads: ["AuxLogits.fc"]),
         new("densenet121", () => DenseNet.Create(32, [6, 12, 24, 16], 64), "classifier", Standard),
         new("densenet161", () => DenseNet.Create(48, [6, 12, 36, 24], 96), "classifier", Standard),
         new("densenet169", () => DenseNet.Create(32, [6, 12, 32, 32], 64), "classifier", Standard),
@@ -45,6 +46,18 @@ public static class ModelRegistry
     ];
 
     public static IReadOnlyList<ModelFamily> Families => All;
+
+    /// <summary>
+    /// TorchSharp 0.107's MobileNetV3 squeeze-excitation blocks apply ReLU6 where torchvision's apply ReLU: the
+    /// same weights then give other outputs wherever an excitation exceeds 6, so each gets torchvision's ReLU.
+    /// </summary>
+    private static torch.nn.Module<torch.Tensor, torch.Tensor> WithReLUExcitation(torch.nn.Module<torch.Tensor, torch.Tensor> model)
+    {
+        var blocks = model.named_modules().Where(m => m.module is torchvision.SqueezeExcitation).Select(m => m.name).ToList();
+        foreach (var block in blocks)
+            ModuleSurgery.Replace(model, block + ".activation", torch.nn.ReLU());
+        return model;
+    }
 
     private static Dictionary<string, TorchSharp.torch.Tensor> FoldedCntkWeights()
     {

@@ -9,8 +9,8 @@ public static class PretrainedWeights
     private const int MismatchesNamed = 5;
 
     /// <summary>
-    /// Loads everything but the classifier head, which the fine-tune replaces: a checkpoint's head (any
-    /// number of classes, or none) is ignored. Fails, naming the first mismatching keys, when the rest does
+    /// Loads everything but the classifier head (and auxiliary heads), which the fine-tune replaces: a
+    /// checkpoint's heads (any number of classes, or none) are ignored. Fails, naming the first mismatching keys, when the rest does
     /// not fit the family exactly.
     /// </summary>
     public static void LoadBackbone(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint) =>
@@ -23,7 +23,7 @@ public static class PretrainedWeights
     private static void Load(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint, bool includeHead)
     {
         var family = model.Family;
-        bool Wanted(string key) => includeHead || !family.IsHeadKey(key);
+        bool Wanted(string key) => includeHead || !family.IsClassifierKey(key);
         var target = model.Module.state_dict().Where(kv => Wanted(kv.Key)).ToDictionary();
         var source = checkpoint
             .Where(kv => Wanted(kv.Key) && !family.IgnoredPrefixes.Any(p => kv.Key.StartsWith(p, StringComparison.Ordinal)))

@@ -193,4 +193,33 @@ public class FineTuneModelTests
         Assert.True(target.Head.weight!.SameAs(head));
         Assert.True(target.Module.state_dict()["layer4.1.conv2.weight"].SameAs(source.Module.state_dict()["layer4.1.conv2.weight"]));
     }
+
+    [Fact]
+    public void InceptionAuxiliaryHeadIsSizedToTheClassesAsTorchvisionsButNotLoadedNorTrained()
+    {
+        using var scope = NewDisposeScope();
+        var family = ModelRegistry.Get("inception_v3");
+        using var imageNet = FineTuneModel.Create(family, 1000, seed: 1);
+        using var model = FineTuneModel.Create(family, 3, seed: 2);
+        var aux = model.Module.state_dict()["AuxLogits.fc.weight"].clone();
+
+        PretrainedWeights.LoadBackbone(model, imageNet.Module.state_dict());
+        model.Freeze(FreezeMode.Head);
+
+        Assert.Equal(new long[] { 3, 768 }, aux.shape);
+        Assert.True(model.Module.state_dict()["AuxLogits.fc.weight"].SameAs(aux));
+        Assert.True(model.Module.state_dict()["AuxLogits.conv1.conv.weight"].SameAs(imageNet.Module.state_dict()["AuxLogits.conv1.conv.weight"]));
+        Assert.All(model.Module.named_parameters(), p => Assert.Equal(p.name.StartsWith("fc."), p.parameter.requires_grad));
+    }
+
+    [Theory]
+    [InlineData("mobilenet_v3_small")]
+    [InlineData("mobilenet_v3_large")]
+    public void MobileNetV3ExcitationsUseTorchvisionsReLU(string name)
+    {
+        using var model = FineTuneModel.Create(ModelRegistry.Get(name), 2, seed: 1);
+        var activations = model.Module.named_modules().Where(m => m.name.EndsWith(".activation", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(activations);
+        Assert.All(activations, m => Assert.IsType<ReLU>(m.module));
+    }
 }
