@@ -27,7 +27,8 @@ def build(family, num_classes=1000):
     return getattr(models, family)(num_classes=num_classes)
 
 
-def export(family, out, size):
+def seeded(family):
+    """torchvision's FAMILY (1000 classes) with seed 0 and randomised BatchNorm state, in eval mode."""
     torch.manual_seed(0)
     model = build(family)
     with torch.no_grad():
@@ -40,7 +41,11 @@ def export(family, out, size):
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
                 m.num_batches_tracked.fill_(7)
-    model.eval()
+    return model.eval()
+
+
+def export(family, out, size):
+    model = seeded(family)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = model(x)
