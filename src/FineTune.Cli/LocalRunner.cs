@@ -28,6 +28,9 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
 
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
 
+    /// <summary>From the process's start to the run's start: runtime, host and backend.</summary>
+    private double _startUpSeconds;
+
     public async Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken)
     {
         if (storage is not null && await UnreachableAsync(storage, cancellationToken) is { } reason)
@@ -56,6 +59,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
                 : await AzureStorageBackend.StartAsync(storage, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             string id = spec.JobId!;
             await backend.StartAsync(new FineTuneJob(id, spec), CancellationToken.None);
+            _startUpSeconds = ProcessSeconds();
             output.WriteLine($"run {id}: {spec.Model}, {spec.Training.Epochs} epochs, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             return Report(await FollowAsync(backend, id, cancellationToken));
         }
@@ -175,8 +179,12 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         output.WriteLine($"           {where}{e.PredictionsName}");
         string reports = e.ReportName[..(e.ReportName.LastIndexOf('/') + 1)];
         output.WriteLine($"plots:     {where}{reports}{{{ReportPlots.LossPart},{ReportPlots.AccuracyPart},{ReportPlots.ConfusionPart}}}");
+        var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
+        output.WriteLine($"time:      {string.Join(" · ", ["start-up " + _startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");
         return Succeeded;
     }
+
+    private static double ProcessSeconds() => (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalSeconds;
 
     /// <summary>Why the storage account cannot be used, found in seconds rather than after the SDKs' long retries; null when it answers.</summary>
     private static async Task<string?> UnreachableAsync(string connectionString, CancellationToken cancellationToken)

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text;
 using FineTune.Core.Recipe;
 using FineTune.Storage;
@@ -17,6 +18,7 @@ public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivi
     public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)
     {
         var job = request.Job;
+        var clock = Stopwatch.StartNew();
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
@@ -29,6 +31,7 @@ public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivi
         report.WritePredictionsCsv(csv);
         await files.WriteAsync(reports + PredictionsPart, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
         await files.WriteAsync(reports + ReportPlots.ConfusionPart, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
-        return new EvaluationSummary(report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart);
+        return new EvaluationSummary(report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart,
+            [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]);
     }
 }

@@ -17,9 +17,10 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
     public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)
     {
         var job = request.Job;
-        var dataset = await files.DatasetAsync(job, CancellationToken.None);
+        var clock = new StageClock();
+        var dataset = await clock.TimeAsync(Stages.DatasetScan, () => files.DatasetAsync(job, CancellationToken.None));
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
-        var (prepared, features) = engine.Prepare(recipe, dataset, CancellationToken.None);
+        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, CancellationToken.None));
         foreach (var (part, data) in features)
             await files.WriteAsync(ArtifactNames.Features(job.JobId) + part, data, WriteMode.Overwrite, CancellationToken.None);
         var report = new
@@ -33,6 +34,6 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
         await files.WriteAsync(ArtifactNames.Reports(job.JobId) + "dataset.json", JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
             WriteMode.Overwrite, CancellationToken.None);
         return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Skipped.Count,
-            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache);
+            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache, clock.Times);
     }
 }

@@ -26,12 +26,24 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
     {
         var job = request.Job;
         string folder = ArtifactNames.Published(job.JobId);
-        var published = new PublishedModel(folder, folder + SafetensorsPart, folder + TorchSharpPart, folder + ModelCardPart);
+        var published = new PublishedModel(folder, folder + SafetensorsPart, folder + TorchSharpPart, folder + ModelCardPart, []);
         if (await store.ExistsAsync(published.ModelCardName, CancellationToken.None)) return published;
 
+        var clock = new StageClock();
+
         string reports = ArtifactNames.Reports(job.JobId);
-        await files.WriteAsync(reports + ReportPlots.LossPart, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
-        await files.WriteAsync(reports + ReportPlots.AccuracyPart, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+        await clock.TimeAsync(Stages.Plots, async () =>
+        {
+            await files.WriteAsync(reports + ReportPlots.LossPart, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
+            await files.WriteAsync(reports + ReportPlots.AccuracyPart, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+        });
+        await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, published));
+        return published with { Times = clock.Times };
+    }
+
+    private async Task ExportAsync(TaskActivityContext context, PublishRequest request, PublishedModel published)
+    {
+        var job = request.Job;
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
@@ -68,7 +80,6 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
             lineage = new { instanceId = context.InstanceId, checkpointSequence = request.Sequence, publishedAt = DateTimeOffset.UtcNow },
         };
         await WriteOnceAsync(published.ModelCardName, JsonSerializer.SerializeToUtf8Bytes(card, new JsonSerializerOptions(JobSpecReader.Json) { WriteIndented = true }));
-        return published;
     }
 
     private async Task WriteOnceAsync(string name, byte[] data)

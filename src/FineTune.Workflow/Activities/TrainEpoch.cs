@@ -25,20 +25,24 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
         int stepsPerEpoch = request.Prepared.StepsPerEpoch;
         var state = await files.LatestStateAsync(job, CancellationToken.None);
         if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
-            return Result(state.Progress, stepsPerEpoch, lastLoss: null);
+            return Result(state.Progress, stepsPerEpoch, lastLoss: null, []);
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
-        var outcome = engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep);
+        var clock = new StageClock();
+        var outcome = clock.Time(Stages.Training, () => engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep));
 
         var progress = outcome.State.Progress;
         long sequence = GlobalStep(progress.Position, stepsPerEpoch);
-        await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), CancellationToken.None);
-        var best = progress.Best(job.Spec.StoppingMetric());
-        await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
-            best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
-        return Result(progress, stepsPerEpoch, outcome.LastLoss);
+        await clock.TimeAsync(Stages.Checkpoints, async () =>
+        {
+            await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), CancellationToken.None);
+            var best = progress.Best(job.Spec.StoppingMetric());
+            await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
+                best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
+        });
+        return Result(progress, stepsPerEpoch, outcome.LastLoss, clock.Times);
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
@@ -49,11 +53,11 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
     /// <summary>Steps done since the start: the checkpoint sequence.</summary>
     public static long GlobalStep(TrainerPosition position, int stepsPerEpoch) => (long)position.Epoch * stepsPerEpoch + position.Step;
 
-    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double? lastLoss)
+    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double? lastLoss, IReadOnlyList<StageTime> times)
     {
         var position = progress.Position;
         // Step 0 of epoch e > 0: epoch e - 1 has just completed.
         bool epochCompleted = position.Step == 0 && position.Epoch > 0;
-        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss);
+        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss, times);
     }
 }

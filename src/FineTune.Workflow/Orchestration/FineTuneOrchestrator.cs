@@ -33,11 +33,14 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         if (carried is null)
         {
             context.SetCustomStatus(Status("fetching weights", epochs));
+            var fetchStarted = context.CurrentUtcDateTime;
             var weights = await context.CallActivityAsync<WeightsRef>(nameof(FetchPretrainedWeights), job, Retry);
+            var fetchTime = new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds);
             context.SetCustomStatus(Status("preparing model", epochs));
             var prepared = await context.CallActivityAsync<PreparedSummary>(nameof(PrepareModel), new PrepareRequest(job, weights), Retry);
-            carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0);
+            carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0, [fetchTime, .. prepared.Times]);
         }
+        var times = new List<StageTime>(carried.Times);
 
         IReadOnlyList<EpochMetrics> history = carried.History;
         long step = carried.GlobalStep;
@@ -48,13 +51,14 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         {
             if (chunk == job.ChunksPerGeneration)
             {
-                context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history } });
+                context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history, Times = Stages.Total(times) } });
                 return null;
             }
             var result = await context.CallActivityAsync<TrainResult>(nameof(TrainEpoch),
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
             step = result.GlobalStep;
             history = result.History;
+            times.AddRange(result.Times);
             context.SetCustomStatus(Training(context, carried, result, history, epochs, totalSteps, metric));
             if (result.EpochCompleted && TrainingHistory.ShouldStop(history, metric, spec.Training.EarlyStopping?.Patience))
             {
@@ -72,7 +76,9 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         var published = await context.CallActivityAsync<PublishedModel>(nameof(Publish),
             new PublishRequest(job, carried.Weights, bestSequence, carried.Prepared, evaluation, best.Epoch, history), Retry);
         context.SetCustomStatus(Status("completed", epochs, history, best));
-        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly);
+        times.AddRange(evaluation.Times);
+        times.AddRange(published.Times);
+        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times));
     }
 
     private static RunStatus Status(string stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
