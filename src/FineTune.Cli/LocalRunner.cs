@@ -166,8 +166,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;
         var table = new Table().Border(TableBorder.Rounded).AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow("validation images", e.Images.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("validation loss", e.Loss.ToString("F4", CultureInfo.InvariantCulture));
+        table.AddRow($"{e.Split} images", e.Images.ToString(CultureInfo.InvariantCulture));
+        table.AddRow($"{e.Split} loss", e.Loss.ToString("F4", CultureInfo.InvariantCulture));
         table.AddRow("top-1 accuracy", e.Top1Accuracy.ToString("P1", CultureInfo.InvariantCulture));
         if (e.Top5Accuracy is { } top5) table.AddRow("top-5 accuracy", top5.ToString("P1", CultureInfo.InvariantCulture));
         table.AddRow("best epoch", $"{result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");

@@ -17,10 +17,10 @@ public sealed class FineTuneOrchestrationTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
 
-    private static JobSpec Spec(string jobId, string dataset, int epochs = 3) => JobSpecReader.Read(JsonSerializer.Serialize(new
+    private static JobSpec Spec(string jobId, string dataset, int epochs = 3, double testFraction = 0) => JobSpecReader.Read(JsonSerializer.Serialize(new
     {
         jobId,
-        dataset = new { location = dataset, resize = "pad" },
+        dataset = new { location = dataset, resize = "pad", testFraction },
         training = new { epochs, batchSize = 4, maxStepsPerChunk = 2 },
         seed = 7,
     }, JobSpecReader.Json), localPaths: false);
@@ -45,9 +45,34 @@ public sealed class FineTuneOrchestrationTests
         Assert.True(await host.Store.ExistsAsync(result.Published.TorchSharpName, default));
         Assert.True(await host.Store.ExistsAsync(result.Evaluation.PredictionsName, default));
         Assert.InRange(result.Evaluation.Top1Accuracy, 0, 1);
+        Assert.Equal("validation", result.Evaluation.Split);
         var progress = status.ReadCustomStatusAs<RunStatus>()!;
         Assert.Equal("completed", progress.Stage);
         Assert.True(status.SerializedCustomStatus!.Length < 1024);
+    }
+
+    [Fact]
+    public async Task WithATestSetTheFinalReportIsOnTestAndSaysSo()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        // Six photos a class: one for validation, two held out for test, three to train on.
+        var spec = Spec("tested", await host.UploadDatasetAsync("tux", perClass: 6), epochs: 2, testFraction: 0.34);
+
+        var (_, result) = await RunAsync(host, spec);
+
+        Assert.Equal("test", result.Evaluation.Split);
+        Assert.Equal(6, result.Evaluation.Images);
+        var report = JsonDocument.Parse(await ReadAsync(host.Store, result.Evaluation.ReportName)).RootElement;
+        Assert.Equal("test", report.GetProperty("split").GetString());
+        Assert.Equal(6, report.GetProperty("count").GetInt32());
+        var card = JsonDocument.Parse(await ReadAsync(host.Store, result.Published.ModelCardName)).RootElement;
+        Assert.Equal("test", card.GetProperty("metrics").GetProperty("split").GetString());
+        Assert.Equal((9, 3, 6), (card.GetProperty("dataset").GetProperty("trainImages").GetInt32(),
+            card.GetProperty("dataset").GetProperty("validationImages").GetInt32(), card.GetProperty("dataset").GetProperty("testImages").GetInt32()));
+        // The feature cache holds the test features too: evaluation needed no backbone pass.
+        Assert.True(await host.Store.ExistsAsync(ArtifactNames.Features("tested") + Core.Recipe.FineTuneEngine.TestFeaturesPart, default));
+        var predicted = (await ReadAsync(host.Store, result.Evaluation.PredictionsName)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(7, predicted.Length);
     }
 
     [Fact]

@@ -42,6 +42,30 @@ public class JobSpecReaderTests
     }
 
     [Fact]
+    public void TestFractionIsInRangeAndLeavesImagesToTrainOn()
+    {
+        static IReadOnlyList<FieldError> Errors(string dataset) => Assert.Throws<InvalidJobSpecException>(() =>
+            JobSpecReader.Read($$"""{ "dataset": { "location": "blob:d/", {{dataset}} } }""", false)).Errors;
+
+        Assert.Equal(new FieldError("dataset.testFraction", "must be in [0, 1)"), Assert.Single(Errors("\"testFraction\": -0.1")));
+        var sum = Assert.Single(Errors("\"validationFraction\": 0.5, \"testFraction\": 0.5"));
+        Assert.Equal("dataset.testFraction", sum.Field);
+        Assert.Contains("validationFraction + testFraction must be below 1", sum.Reason);
+        Assert.Equal("dataset.validationFraction", Assert.Single(Errors("\"validationFraction\": 1.5, \"testFraction\": 0.5")).Field);
+        Assert.Equal(0.25, JobSpecReader.Read("""{ "dataset": { "location": "blob:d/", "testFraction": 0.25 } }""", false).Dataset.TestFraction);
+    }
+
+    [Fact]
+    public void ATestFractionOfZeroKeepsTheDerivedJobId()
+    {
+        var without = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false);
+        var zero = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/", "testFraction": 0 } }""", false);
+        var some = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/", "testFraction": 0.1 } }""", false);
+        Assert.Equal(without.JobId, zero.JobId);
+        Assert.NotEqual(without.JobId, some.JobId);
+    }
+
+    [Fact]
     public void UnknownFieldsAndWrongTypesNameTheField()
     {
         var unknown = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""{ "dataset": { "location": "x", "colour": 1 } }""", true));

@@ -18,6 +18,7 @@ public sealed class FineTuneEngine
 {
     public const string TrainFeaturesPart = "train.safetensors";
     public const string ValidationFeaturesPart = "validation.safetensors";
+    public const string TestFeaturesPart = "test.safetensors";
     private const string FeaturesKey = "features";
     private const int InferenceBatch = 32;
 
@@ -33,7 +34,9 @@ public sealed class FineTuneEngine
         if (cache)
         {
             features[TrainFeaturesPart] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
-            features[ValidationFeaturesPart] = Serialize(FeatureCache.Compute(model, ValidationSource(recipe, dataset), InferenceBatch, cancellationToken));
+            features[ValidationFeaturesPart] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Validation), InferenceBatch, cancellationToken));
+            if (dataset.Test.Count > 0)
+                features[TestFeaturesPart] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Test), InferenceBatch, cancellationToken));
         }
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache), features);
     }
@@ -63,7 +66,7 @@ public sealed class FineTuneEngine
         if (chunk.EpochCompleted)
         {
             var clock = Stopwatch.StartNew();
-            var validation = Score(model, recipe, dataset, features, cancellationToken);
+            var validation = Score(model, recipe, dataset, DatasetSplits.Validation, features, cancellationToken);
             history = [.. history, new EpochMetrics(chunk.Position.Epoch, chunk.EpochLoss, chunk.EpochAccuracy, validation.Loss,
                 validation.Top1Accuracy, chunk.LearningRate, chunk.Seconds + clock.Elapsed.TotalSeconds)];
         }
@@ -71,13 +74,13 @@ public sealed class FineTuneEngine
         return new ChunkOutcome(new TrainingState(TrainingSnapshot.Capture(model, trainer), next), lastLoss);
     }
 
-    /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the validation set.</summary>
+    /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the test set, or the validation set when there is none.</summary>
     public EvaluationReport Evaluate(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyDictionary<string, byte[]>? features,
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         using var model = Restore(recipe, dataset, state);
-        return Score(model, recipe, dataset, features, cancellationToken);
+        return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
 
     /// <summary>"Publish": the whole fine-tuned model's state dict, in a format PyTorch and TorchSharp both read.</summary>
@@ -97,13 +100,15 @@ public sealed class FineTuneEngine
         return model;
     }
 
-    private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, IReadOnlyDictionary<string, byte[]>? features,
-        CancellationToken cancellationToken)
+    /// <param name="split"><see cref="DatasetSplits.Validation"/> or <see cref="DatasetSplits.Test"/></param>
+    private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, string split,
+        IReadOnlyDictionary<string, byte[]>? features, CancellationToken cancellationToken)
     {
-        var validation = ValidationSource(recipe, dataset);
-        var validationFeatures = features is null ? null : Deserialize(features[ValidationFeaturesPart]);
-        var logits = Evaluator.Logits(model, validation, InferenceBatch, cancellationToken, validationFeatures);
-        return Evaluator.Report(logits, dataset.Validation.Select(s => s.Label).ToList(), dataset.Classes, dataset.Validation.Select(s => s.Path).ToList());
+        bool test = split == DatasetSplits.Test;
+        var samples = test ? dataset.Test : dataset.Validation;
+        var cached = features is null ? null : Deserialize(features[test ? TestFeaturesPart : ValidationFeaturesPart]);
+        var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
+        return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
     }
 
     /// <summary>The prepared model: family, fresh head under the seed, pretrained backbone, freezing.</summary>
@@ -137,7 +142,7 @@ public sealed class FineTuneEngine
     private static FileImageSource TrainSource(Recipe recipe, ImageDataset dataset) =>
         new(dataset.Train, recipe.Preprocessing, recipe.Training.Augmentation);
 
-    private static FileImageSource ValidationSource(Recipe recipe, ImageDataset dataset) => new(dataset.Validation, recipe.Preprocessing);
+    private static FileImageSource EvaluationSource(Recipe recipe, IReadOnlyList<ImageSample> samples) => new(samples, recipe.Preprocessing);
 
     private static byte[] Serialize(Tensor features)
     {

@@ -8,7 +8,10 @@ using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Activities;
 
-/// <summary>Seed step 5, evaluate: the chosen checkpoint on the validation set; writes the JSON report and per-image predictions.</summary>
+/// <summary>
+/// Seed step 5, evaluate: the chosen checkpoint on the held-out test set, or on the validation set when the dataset
+/// has none; writes the JSON report (naming that split), per-image predictions and the confusion matrix.
+/// </summary>
 [DurableTask(nameof(Evaluate))]
 public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivity<ModelRequest, EvaluationSummary>
 {
@@ -31,7 +34,7 @@ public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivi
         report.WritePredictionsCsv(csv);
         await files.WriteAsync(reports + PredictionsPart, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
         await files.WriteAsync(reports + ReportPlots.ConfusionPart, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
-        return new EvaluationSummary(report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart,
+        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart,
             [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]);
     }
 }

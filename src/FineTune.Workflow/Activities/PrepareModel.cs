@@ -28,12 +28,13 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
             classes = dataset.Classes,
             train = dataset.Train.Count,
             validation = dataset.Validation.Count,
+            test = dataset.Test.Count,
             skipped = dataset.Skipped,
             freeze = prepared.Freeze,
         };
         await files.WriteAsync(ArtifactNames.Reports(job.JobId) + "dataset.json", JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
             WriteMode.Overwrite, CancellationToken.None);
-        return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Skipped.Count,
+        return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,
             prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache, clock.Times);
     }
 }

@@ -75,7 +75,7 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
             bestEpoch = request.BestEpoch,
             history = request.History,
             hyperParameters = job.Spec,
-            dataset = new { location = job.Spec.Dataset.Location, sha256 = DatasetHash(dataset), request.Prepared.TrainImages, request.Prepared.ValidationImages, request.Prepared.SkippedFiles },
+            dataset = new { location = job.Spec.Dataset.Location, sha256 = DatasetHash(dataset), request.Prepared.TrainImages, request.Prepared.ValidationImages, request.Prepared.TestImages, request.Prepared.SkippedFiles },
             weights = new { pretrained = request.Weights, safetensorsSha256 = Sha256(safetensors), torchSharpSha256 = Sha256(torchSharp) },
             lineage = new { instanceId = context.InstanceId, checkpointSequence = request.Sequence, publishedAt = DateTimeOffset.UtcNow },
         };
@@ -99,7 +99,7 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
     private static string DatasetHash(Core.Data.ImageDataset dataset)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var sample in dataset.Train.Concat(dataset.Validation))
+        foreach (var sample in dataset.Train.Concat(dataset.Validation).Concat(dataset.Test))
         {
             hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{dataset.Classes[sample.Label]}/{Path.GetFileName(sample.Path)}\n"));
             hash.AppendData(File.ReadAllBytes(sample.Path));

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace FineTune.Workflow.Jobs;
 
 /// <summary>
@@ -37,7 +39,14 @@ public sealed record DatasetSpec
 {
     /// <summary>blob:PREFIX/ (class folders), blob:NAME.zip, blob:NAME.csv, or a local folder, .zip or .csv (command line only).</summary>
     public string Location { get; init; } = "";
+    /// <summary>Share of each class held out for validation (best epoch, early stopping) when the dataset has no validation folder.</summary>
     public double ValidationFraction { get; init; } = 0.2;
+    /// <summary>
+    /// Share of each class held out for the final report when the dataset has no test folder; 0: no test set, the
+    /// report is on validation. Left out of the JSON when 0, so specs without it keep their derived job ids.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double TestFraction { get; init; }
     /// <summary>crop (torchvision's resize + centre crop) | pad (whole image on white: cut-outs, thin objects)</summary>
     public string Resize { get; init; } = "crop";
     /// <summary>When given, the dataset's classes must be exactly these.</summary>

@@ -45,6 +45,7 @@ public static class JobSpecMapping
     public static DatasetOptions ToDatasetOptions(this JobSpec spec) => new()
     {
         ValidationFraction = spec.Dataset.ValidationFraction,
+        TestFraction = spec.Dataset.TestFraction,
         SplitSeed = (int)(spec.Seed & int.MaxValue),
         MaxBadFraction = spec.Dataset.MaxBadFraction,
     };

@@ -80,7 +80,12 @@ public static class JobSpecReader
             Check(IsArtifactName(dataset.Location[WeightsFetcher.BlobPrefix.Length..].TrimEnd('/')), "dataset.location", "blob:NAME needs a valid artifact name");
         else
             Check(localPaths && dataset.Location.Length > 0, "dataset.location", localPaths ? "is required: a folder of class folders, a .zip or a .csv" : "must be blob:PREFIX/, blob:NAME.zip or blob:NAME.csv");
-        Check(dataset.ValidationFraction is >= 0 and < 1, "dataset.validationFraction", "must be in [0, 1)");
+        bool validationFraction = dataset.ValidationFraction is >= 0 and < 1, testFraction = dataset.TestFraction is >= 0 and < 1;
+        Check(validationFraction, "dataset.validationFraction", "must be in [0, 1)");
+        Check(testFraction, "dataset.testFraction", "must be in [0, 1)");
+        // Checked only when both are in range, so one mistake is reported once.
+        Check(!validationFraction || !testFraction || dataset.ValidationFraction + dataset.TestFraction < 1,
+            "dataset.testFraction", "validationFraction + testFraction must be below 1: training needs the rest");
         Check(Resizes.Contains(dataset.Resize), "dataset.resize", "must be crop or pad");
         Check(dataset.MaxBadFraction is >= 0 and <= 1, "dataset.maxBadFraction", "must be in [0, 1]");
         Check(dataset.Classes is null || (dataset.Classes.Count >= 2 && dataset.Classes.Distinct().Count() == dataset.Classes.Count),

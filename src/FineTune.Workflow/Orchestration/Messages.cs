@@ -24,6 +24,7 @@ public sealed record PreparedSummary(
     IReadOnlyList<string> Classes,
     int TrainImages,
     int ValidationImages,
+    int TestImages,
     int SkippedFiles,
     long TrainableParameters,
     long TotalParameters,
@@ -44,7 +45,8 @@ public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int Steps
 /// <summary>Evaluate or publish the model of checkpoint <see cref="Sequence"/> (the best epoch's end).</summary>
 public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long Sequence);
 
-public sealed record EvaluationSummary(double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName,
+/// <summary>The final report's headline: <see cref="Split"/> is the set it was computed on, "test" when the dataset has one, else "validation".</summary>
+public sealed record EvaluationSummary(string Split, double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName,
     IReadOnlyList<StageTime> Times);
 
 public sealed record PublishRequest(FineTuneJob Job, WeightsRef Weights, long Sequence, PreparedSummary Prepared, EvaluationSummary Evaluation, int BestEpoch, IReadOnlyList<EpochMetrics> History);

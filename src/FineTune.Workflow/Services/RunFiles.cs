@@ -62,7 +62,10 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
     {
         if (!prepared.FeatureCache) return null;
         var features = new Dictionary<string, byte[]>();
-        foreach (var part in new[] { FineTuneEngine.TrainFeaturesPart, FineTuneEngine.ValidationFeaturesPart })
+        string[] parts = prepared.TestImages > 0
+            ? [FineTuneEngine.TrainFeaturesPart, FineTuneEngine.ValidationFeaturesPart, FineTuneEngine.TestFeaturesPart]
+            : [FineTuneEngine.TrainFeaturesPart, FineTuneEngine.ValidationFeaturesPart];
+        foreach (var part in parts)
             features[part] = await ReadAllAsync(ArtifactNames.Features(job.JobId) + part, cancellationToken);
         return features;
     }
