@@ -49,7 +49,7 @@ public sealed class FineTuneEngine
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
     {
         using var scope = NewDisposeScope();
-        using var model = Build(recipe, dataset.ClassCount, out _);
+        using var model = Build(recipe, dataset.ClassCount, out _, backboneWeights: features is null);
         var train = TrainSource(recipe, dataset);
         var trainFeatures = features is null ? null : Deserialize(features[TrainFeaturesPart]);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
@@ -79,23 +79,27 @@ public sealed class FineTuneEngine
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
-        using var model = Restore(recipe, dataset, state);
+        using var model = Restore(recipe, dataset, state, backboneWeights: features is null);
         return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
 
-    /// <summary>"Publish": the whole fine-tuned model's state dict, in a format PyTorch and TorchSharp both read.</summary>
-    public byte[] Export(Recipe recipe, ImageDataset dataset, TrainingState state, StateDictFormat format)
+    /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (the model is built once).</summary>
+    public IReadOnlyDictionary<StateDictFormat, byte[]> Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyList<StateDictFormat> formats)
     {
         using var scope = NewDisposeScope();
         using var model = Restore(recipe, dataset, state);
-        using var stream = new MemoryStream();
-        StateDictFile.Write(model.Module.state_dict(), stream, format);
-        return stream.ToArray();
+        var stateDict = model.Module.state_dict();
+        return formats.ToDictionary(format => format, format =>
+        {
+            using var stream = new MemoryStream();
+            StateDictFile.Write(stateDict, stream, format);
+            return stream.ToArray();
+        });
     }
 
-    private FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)
+    private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state, bool backboneWeights = true)
     {
-        var model = Build(recipe, dataset.ClassCount, out _);
+        var model = Build(recipe, dataset.ClassCount, out _, backboneWeights);
         TrainingSnapshot.RestoreWeights(model, state.Parts);
         return model;
     }
@@ -111,21 +115,17 @@ public sealed class FineTuneEngine
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
     }
 
-    /// <summary>The prepared model: family, fresh head under the seed, pretrained backbone, freezing.</summary>
-    private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze)
+    /// <summary>
+    /// The prepared model: family, fresh head under the seed, pretrained backbone, freezing. Without
+    /// <paramref name="backboneWeights"/> the backbone keeps its random initialisation: for work on cached
+    /// features, which never runs the backbone and so need not read its weights.
+    /// </summary>
+    private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze, bool backboneWeights = true)
     {
         var model = FineTuneModel.Create(recipe.ModelFamily, classes, recipe.Training.Seed, recipe.HeadDropout);
         try
         {
-            var weights = StateDictFile.Read(recipe.WeightsPath);
-            try
-            {
-                PretrainedWeights.LoadBackbone(model, weights);
-            }
-            finally
-            {
-                foreach (var tensor in weights.Values) tensor.Dispose();
-            }
+            if (backboneWeights) LoadBackbone(model, recipe.WeightsPath);
             freeze = model.Freeze(recipe.Freeze);
             var device = Runtime.TorchDevice.Resolve(recipe.Device);
             Runtime.TorchDevice.UseTf32(device, recipe.Tf32);
@@ -136,6 +136,19 @@ public sealed class FineTuneEngine
         {
             model.Dispose();
             throw;
+        }
+    }
+
+    private static void LoadBackbone(FineTuneModel model, string weightsPath)
+    {
+        var weights = StateDictFile.Read(weightsPath);
+        try
+        {
+            PretrainedWeights.LoadBackbone(model, weights);
+        }
+        finally
+        {
+            foreach (var tensor in weights.Values) tensor.Dispose();
         }
     }
 

@@ -48,8 +48,8 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
-        var safetensors = engine.Export(recipe, dataset, state, StateDictFormat.Safetensors);
-        var torchSharp = engine.Export(recipe, dataset, state, StateDictFormat.TorchSharp);
+        var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors, StateDictFormat.TorchSharp]);
+        var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
         await WriteOnceAsync(published.SafetensorsName, safetensors);
         await WriteOnceAsync(published.TorchSharpName, torchSharp);
 
