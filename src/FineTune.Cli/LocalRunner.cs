@@ -102,7 +102,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
                     var state = await backend.GetAsync(id, cancellationToken);
                     if (state?.CustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
                     {
-                        if (s.Stage == "training")
+                        if (s.Stage == RunStage.Training)
                         {
                             bool boundary = s.Step == 0 && s.Epoch > 0;
                             int epoch = boundary ? s.Epoch - 1 : s.Epoch;
@@ -110,12 +110,12 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
                             task.Value = boundary ? 100 : 100.0 * s.Step / Math.Max(1, s.StepsPerEpoch);
                             task.Description = Markup.Escape(Describe(s).Trim());
                         }
-                        else if (s.Stage != "completed")
+                        else if (s.Stage != RunStage.Completed)
                         {
                             // Epochs that finished between two polls still get their bar.
                             for (int epoch = 0; epoch < s.Epoch; epoch++)
                                 Task($"epoch {epoch}", $"epoch {epoch + 1}/{s.Epochs} done").Value = 100;
-                            Task(s.Stage, s.Stage).IsIndeterminate = true;
+                            Task(s.Stage.Display(), s.Stage.Display()).IsIndeterminate = true;
                         }
                     }
                     if (state is { Ended: true })
@@ -149,11 +149,11 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
 
     private static string Describe(RunStatus s) => s.Stage switch
     {
-        "training" => (s.Step == 0 && s.Epoch > 0 ? $"  epoch {s.Epoch}/{s.Epochs} done" : $"  epoch {s.Epoch + 1}/{s.Epochs}  step {s.Step}/{s.StepsPerEpoch}")
+        RunStage.Training => (s.Step == 0 && s.Epoch > 0 ? $"  epoch {s.Epoch}/{s.Epochs} done" : $"  epoch {s.Epoch + 1}/{s.Epochs}  step {s.Step}/{s.StepsPerEpoch}")
             + (s.LastLoss is { } loss ? $"  loss {loss:F4}" : "")
             + (s.ValidationAccuracy is { } accuracy ? $"  val_loss {s.ValidationLoss:F4}  val_acc {accuracy:P1}" : "")
             + (s.EtaSeconds is { } eta ? $"  eta {TimeSpan.FromSeconds(Math.Round(eta)):g}" : ""),
-        var stage => $"  {stage}",
+        var stage => $"  {stage.Display()}",
     };
 
     private int Report(RunSnapshot final)
@@ -177,8 +177,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         output.WriteLine($"           {where}{result.Published.ModelCardName}");
         output.WriteLine($"report:    {where}{e.ReportName}");
         output.WriteLine($"           {where}{e.PredictionsName}");
-        string reports = e.ReportName[..(e.ReportName.LastIndexOf('/') + 1)];
-        output.WriteLine($"plots:     {where}{reports}{{{ReportPlots.LossPart},{ReportPlots.AccuracyPart},{ReportPlots.ConfusionPart}}}");
+        var layout = new RunLayout(result.JobId);
+        output.WriteLine($"plots:     {where}{layout.Reports}{{{RunLayout.LossPlotFile},{RunLayout.AccuracyPlotFile},{RunLayout.ConfusionPlotFile}}}");
         var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
         output.WriteLine($"time:      {string.Join(" · ", ["start-up " + _startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");
         return Succeeded;

@@ -21,7 +21,7 @@ internal static class PredictCommand
 
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var model = new Option<string>("--model") { Description = "A run id (published under --work) or a folder with model-card.json and model.safetensors.", Required = true };
+        var model = new Option<string>("--model") { Description = $"A run id (published under --work) or a folder with {string.Join(" and ", RunLayout.LoadableModelFiles)}.", Required = true };
         var top = new Option<int>("--top") { Description = "How many classes to list per image.", DefaultValueFactory = _ => 5 };
         var images = new Argument<string[]>("images") { Arity = ArgumentArity.OneOrMore };
         var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work, TrainCommand.Storage };
@@ -31,10 +31,10 @@ internal static class PredictCommand
             string folder = result.GetValue(TrainCommand.Storage) is { } storage
                 ? await DownloadAsync(result.GetValue(model)!, storage, work, cancellationToken)
                 : PublishedFolder(result.GetValue(model)!, work);
-            string card = Path.Combine(folder, "model-card.json"), weights = Path.Combine(folder, "model.safetensors");
+            string card = Path.Combine(folder, RunLayout.ModelCardFile), weights = Path.Combine(folder, RunLayout.SafetensorsFile);
             if (!File.Exists(card) || !File.Exists(weights))
             {
-                error.WriteLine($"model: no published model in '{folder}' (model-card.json and model.safetensors)");
+                error.WriteLine($"model: no published model in '{folder}' ({string.Join(" and ", RunLayout.LoadableModelFiles)})");
                 return TrainCommand.BadInput;
             }
             int k = result.GetValue(top);
@@ -72,9 +72,10 @@ internal static class PredictCommand
         string folder = Path.Combine(work, "cache", "published", run);
         if (!ArtifactNames.IsValidJobId(run)) return folder;
         var store = new ArtifactStoreOptions { ConnectionString = storage }.Create();
-        foreach (var part in new[] { "model-card.json", "model.safetensors" })
+        var layout = new RunLayout(run);
+        foreach (var part in RunLayout.LoadableModelFiles)
         {
-            string name = ArtifactNames.Published(run) + part;
+            string name = layout.Published + part;
             if (!await store.ExistsAsync(name, cancellationToken)) continue;
             Directory.CreateDirectory(folder);
             await using var input = await store.OpenReadAsync(name, cancellationToken);
@@ -85,5 +86,5 @@ internal static class PredictCommand
     }
 
     private static string PublishedFolder(string model, string work) =>
-        Directory.Exists(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", "runs", model, "published");
+        Directory.Exists(model) || !ArtifactNames.IsValidJobId(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", new RunLayout(model).Published);
 }

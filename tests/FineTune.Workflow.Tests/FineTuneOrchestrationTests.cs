@@ -47,7 +47,7 @@ public sealed class FineTuneOrchestrationTests
         Assert.InRange(result.Evaluation.Top1Accuracy, 0, 1);
         Assert.Equal("validation", result.Evaluation.Split);
         var progress = status.ReadCustomStatusAs<RunStatus>()!;
-        Assert.Equal("completed", progress.Stage);
+        Assert.Equal(RunStage.Completed, progress.Stage);
         Assert.True(status.SerializedCustomStatus!.Length < 1024);
     }
 
@@ -70,7 +70,7 @@ public sealed class FineTuneOrchestrationTests
         Assert.Equal((9, 3, 6), (card.GetProperty("dataset").GetProperty("trainImages").GetInt32(),
             card.GetProperty("dataset").GetProperty("validationImages").GetInt32(), card.GetProperty("dataset").GetProperty("testImages").GetInt32()));
         // The feature cache holds the test features too: evaluation needed no backbone pass.
-        Assert.True(await host.Store.ExistsAsync(ArtifactNames.Features("tested") + Core.Recipe.FineTuneEngine.TestFeaturesPart, default));
+        Assert.True(await host.Store.ExistsAsync(new RunLayout("tested").FeaturesOf(Core.Data.DatasetSplits.Test), default));
         var predicted = (await ReadAsync(host.Store, result.Evaluation.PredictionsName)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(7, predicted.Length);
     }
@@ -119,14 +119,14 @@ public sealed class FineTuneOrchestrationTests
 
         using var timeout = new CancellationTokenSource(Timeout);
         while ((await host.Host.Client.GetInstanceAsync(spec.JobId!, getInputsAndOutputs: true, timeout.Token))
-            ?.ReadCustomStatusAs<RunStatus>()?.Stage != "training")
+            ?.ReadCustomStatusAs<RunStatus>()?.Stage != RunStage.Training)
             await Task.Delay(200, timeout.Token);
         await host.Host.Client.TerminateInstanceAsync(spec.JobId!, "cancelled by test", timeout.Token);
         var final = await host.Host.Client.WaitForInstanceCompletionAsync(spec.JobId!, timeout.Token);
 
         Assert.Equal(OrchestrationRuntimeStatus.Terminated, final.RuntimeStatus);
         await Task.Delay(1000);
-        Assert.False(await host.Store.ExistsAsync(ArtifactNames.Published("cancelled") + Publish.ModelCardPart, default));
+        Assert.False(await host.Store.ExistsAsync(new RunLayout("cancelled").ModelCard, default));
     }
 
     [Fact]

@@ -16,13 +16,13 @@ namespace FineTune.Core.Recipe;
 /// </summary>
 public sealed class FineTuneEngine
 {
-    public const string TrainFeaturesPart = "train.safetensors";
-    public const string ValidationFeaturesPart = "validation.safetensors";
-    public const string TestFeaturesPart = "test.safetensors";
     private const string FeaturesKey = "features";
     private const int InferenceBatch = 32;
 
-    /// <summary>"Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it applies.</summary>
+    /// <summary>
+    /// "Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it
+    /// applies: serialised features by split (<see cref="DatasetSplits"/>).
+    /// </summary>
     public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
@@ -33,10 +33,10 @@ public sealed class FineTuneEngine
         var features = new Dictionary<string, byte[]>();
         if (cache)
         {
-            features[TrainFeaturesPart] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
-            features[ValidationFeaturesPart] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Validation), InferenceBatch, cancellationToken));
+            features[DatasetSplits.Train] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
+            features[DatasetSplits.Validation] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Validation), InferenceBatch, cancellationToken));
             if (dataset.Test.Count > 0)
-                features[TestFeaturesPart] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Test), InferenceBatch, cancellationToken));
+                features[DatasetSplits.Test] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Test), InferenceBatch, cancellationToken));
         }
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache), features);
     }
@@ -51,7 +51,7 @@ public sealed class FineTuneEngine
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out _, backboneWeights: features is null);
         var train = TrainSource(recipe, dataset);
-        var trainFeatures = features is null ? null : Deserialize(features[TrainFeaturesPart]);
+        var trainFeatures = features is null ? null : Deserialize(features[DatasetSplits.Train]);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
@@ -110,7 +110,7 @@ public sealed class FineTuneEngine
     {
         bool test = split == DatasetSplits.Test;
         var samples = test ? dataset.Test : dataset.Validation;
-        var cached = features is null ? null : Deserialize(features[test ? TestFeaturesPart : ValidationFeaturesPart]);
+        var cached = features is null ? null : Deserialize(features[split]);
         var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
     }

@@ -15,9 +15,6 @@ namespace FineTune.Workflow.Activities;
 [DurableTask(nameof(Evaluate))]
 public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivity<ModelRequest, EvaluationSummary>
 {
-    public const string ReportPart = "evaluation.json";
-    public const string PredictionsPart = "predictions.csv";
-
     public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)
     {
         var job = request.Job;
@@ -28,13 +25,13 @@ public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivi
         var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
         var report = engine.Evaluate(recipe, dataset, state, features, CancellationToken.None);
 
-        string reports = ArtifactNames.Reports(job.JobId);
-        await files.WriteAsync(reports + ReportPart, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, CancellationToken.None);
+        var layout = new RunLayout(job.JobId);
+        await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, CancellationToken.None);
         var csv = new StringWriter();
         report.WritePredictionsCsv(csv);
-        await files.WriteAsync(reports + PredictionsPart, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
-        await files.WriteAsync(reports + ReportPlots.ConfusionPart, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
-        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart,
+        await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
+        await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
+        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions,
             [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]);
     }
 }

@@ -21,8 +21,9 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
         var dataset = await clock.TimeAsync(Stages.DatasetScan, () => files.DatasetAsync(job, CancellationToken.None));
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, CancellationToken.None));
-        foreach (var (part, data) in features)
-            await files.WriteAsync(ArtifactNames.Features(job.JobId) + part, data, WriteMode.Overwrite, CancellationToken.None);
+        var layout = new RunLayout(job.JobId);
+        foreach (var (split, data) in features)
+            await files.WriteAsync(layout.FeaturesOf(split), data, WriteMode.Overwrite, CancellationToken.None);
         var report = new
         {
             classes = dataset.Classes,
@@ -32,7 +33,7 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
             skipped = dataset.Skipped,
             freeze = prepared.Freeze,
         };
-        await files.WriteAsync(ArtifactNames.Reports(job.JobId) + "dataset.json", JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
+        await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
             WriteMode.Overwrite, CancellationToken.None);
         return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,
             prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache, clock.Times);

@@ -18,24 +18,19 @@ namespace FineTune.Workflow.Activities;
 [DurableTask(nameof(Publish))]
 public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStore store) : TaskActivity<PublishRequest, PublishedModel>
 {
-    public const string SafetensorsPart = "model.safetensors";
-    public const string TorchSharpPart = "model.dat";
-    public const string ModelCardPart = "model-card.json";
-
     public override async Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request)
     {
         var job = request.Job;
-        string folder = ArtifactNames.Published(job.JobId);
-        var published = new PublishedModel(folder, folder + SafetensorsPart, folder + TorchSharpPart, folder + ModelCardPart, []);
+        var layout = new RunLayout(job.JobId);
+        var published = new PublishedModel(layout.Published, layout.Safetensors, layout.TorchSharp, layout.ModelCard, []);
         if (await store.ExistsAsync(published.ModelCardName, CancellationToken.None)) return published;
 
         var clock = new StageClock();
 
-        string reports = ArtifactNames.Reports(job.JobId);
         await clock.TimeAsync(Stages.Plots, async () =>
         {
-            await files.WriteAsync(reports + ReportPlots.LossPart, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
-            await files.WriteAsync(reports + ReportPlots.AccuracyPart, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+            await files.WriteAsync(layout.LossPlot, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
+            await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
         });
         await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, published));
         return published with { Times = clock.Times };

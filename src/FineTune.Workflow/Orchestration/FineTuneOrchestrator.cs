@@ -32,11 +32,11 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         var carried = job.Carried;
         if (carried is null)
         {
-            context.SetCustomStatus(Status("fetching weights", epochs));
+            context.SetCustomStatus(Status(RunStage.FetchingWeights, epochs));
             var fetchStarted = context.CurrentUtcDateTime;
             var weights = await context.CallActivityAsync<WeightsRef>(nameof(FetchPretrainedWeights), job, Retry);
             var fetchTime = new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds);
-            context.SetCustomStatus(Status("preparing model", epochs));
+            context.SetCustomStatus(Status(RunStage.PreparingModel, epochs));
             var prepared = await context.CallActivityAsync<PreparedSummary>(nameof(PrepareModel), new PrepareRequest(job, weights), Retry);
             carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0, [fetchTime, .. prepared.Times]);
         }
@@ -69,19 +69,19 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
 
         var best = TrainingHistory.Best(history, metric) ?? throw new InvalidOperationException("training finished without a completed epoch");
         long bestSequence = (best.Epoch + 1L) * carried.Prepared.StepsPerEpoch;
-        context.SetCustomStatus(Status("evaluating", epochs, history, best));
+        context.SetCustomStatus(Status(RunStage.Evaluating, epochs, history, best));
         var evaluation = await context.CallActivityAsync<EvaluationSummary>(nameof(Evaluate),
             new ModelRequest(job, carried.Weights, carried.Prepared, bestSequence), Retry);
-        context.SetCustomStatus(Status("publishing", epochs, history, best));
+        context.SetCustomStatus(Status(RunStage.Publishing, epochs, history, best));
         var published = await context.CallActivityAsync<PublishedModel>(nameof(Publish),
             new PublishRequest(job, carried.Weights, bestSequence, carried.Prepared, evaluation, best.Epoch, history), Retry);
-        context.SetCustomStatus(Status("completed", epochs, history, best));
+        context.SetCustomStatus(Status(RunStage.Completed, epochs, history, best));
         times.AddRange(evaluation.Times);
         times.AddRange(published.Times);
         return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times));
     }
 
-    private static RunStatus Status(string stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
+    private static RunStatus Status(RunStage stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
     {
         var last = history is { Count: > 0 } ? history[^1] : null;
         return new RunStatus(stage, history?.Count ?? 0, epochs, 0, 0, null, last?.ValidationLoss, last?.ValidationAccuracy, best?.Epoch, null);
@@ -94,7 +94,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         double elapsed = (context.CurrentUtcDateTime - carried.StartedAt).TotalSeconds;
         long done = result.GlobalStep - carried.StepsAtStart;
         double? eta = done > 0 ? elapsed / done * (totalSteps - result.GlobalStep) : null;
-        return new RunStatus("training", result.Epoch, epochs, result.Step, result.StepsPerEpoch,
+        return new RunStatus(RunStage.Training, result.Epoch, epochs, result.Step, result.StepsPerEpoch,
             result.LastLoss, last?.ValidationLoss, last?.ValidationAccuracy,
             TrainingHistory.Best(history, metric)?.Epoch, eta);
     }

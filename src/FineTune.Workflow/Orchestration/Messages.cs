@@ -59,7 +59,7 @@ public sealed record FineTuneResult(string JobId, PublishedModel Published, Eval
 
 /// <summary>The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar.</summary>
 public sealed record RunStatus(
-    string Stage,
+    RunStage Stage,
     int Epoch,
     int Epochs,
     int Step,

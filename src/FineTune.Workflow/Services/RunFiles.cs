@@ -62,11 +62,12 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
     {
         if (!prepared.FeatureCache) return null;
         var features = new Dictionary<string, byte[]>();
-        string[] parts = prepared.TestImages > 0
-            ? [FineTuneEngine.TrainFeaturesPart, FineTuneEngine.ValidationFeaturesPart, FineTuneEngine.TestFeaturesPart]
-            : [FineTuneEngine.TrainFeaturesPart, FineTuneEngine.ValidationFeaturesPart];
-        foreach (var part in parts)
-            features[part] = await ReadAllAsync(ArtifactNames.Features(job.JobId) + part, cancellationToken);
+        string[] splits = prepared.TestImages > 0
+            ? [DatasetSplits.Train, DatasetSplits.Validation, DatasetSplits.Test]
+            : [DatasetSplits.Train, DatasetSplits.Validation];
+        var layout = new RunLayout(job.JobId);
+        foreach (var split in splits)
+            features[split] = await ReadAllAsync(layout.FeaturesOf(split), cancellationToken);
         return features;
     }
 
