@@ -88,9 +88,9 @@ internal sealed class AzureStorageBackend : IRunBackend
         var worker = new TaskHubWorker(service, logging);
         worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
             () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
-        foreach (var activity in WorkflowServices.ActivityTypes)
-            worker.AddTaskActivities(new Creator<TaskActivity>(activity.Name,
-                () => shims.CreateActivity(activity.Name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, activity))));
+        foreach (var (name, type) in WorkflowServices.Activities)
+            worker.AddTaskActivities(new Creator<TaskActivity>(name,
+                () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
         await worker.StartAsync();
         return new AzureStorageBackend(worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
     }

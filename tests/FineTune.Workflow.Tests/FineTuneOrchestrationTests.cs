@@ -85,18 +85,18 @@ public sealed class FineTuneOrchestrationTests
             expected = await SafetensorsShaAsync(reference.Store, result);
         }
 
-        FlakyTrainEpoch.Reset(failAtGlobalStep: 5);
+        FlakyTrainChunk.Reset(failAtGlobalStep: 5);
         await using var host = await WorkflowHost.StartAsync(registry => registry
             .AddOrchestrator<FineTuneOrchestrator>()
             .AddActivity<FetchPretrainedWeights>()
             .AddActivity<PrepareModel>()
-            .AddActivity(nameof(TrainEpoch), sp => ActivatorUtilities.CreateInstance<FlakyTrainEpoch>(sp))
+            .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<FlakyTrainChunk>(sp))
             .AddActivity<Evaluate>()
             .AddActivity<Publish>());
         var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
 
         Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);
-        Assert.Equal(1, FlakyTrainEpoch.Failures);
+        Assert.Equal(1, FlakyTrainChunk.Failures);
         Assert.Equal(expected, await SafetensorsShaAsync(host.Store, flaky));
     }
 
@@ -167,9 +167,9 @@ public sealed class FineTuneOrchestrationTests
     }
 }
 
-/// <summary>The real TrainEpoch, made to crash once in the middle of an epoch, as a worker dying would.</summary>
-public sealed class FlakyTrainEpoch(RunFiles files, Core.Recipe.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
-    : TrainEpoch(files, engine, checkpoints, options)
+/// <summary>The real TrainChunk, made to crash once in the middle of an epoch, as a worker dying would.</summary>
+public sealed class FlakyTrainChunk(RunFiles files, Core.Recipe.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+    : TrainChunk(files, engine, checkpoints, options)
 {
     private static long _failAt;
     public static int Failures;

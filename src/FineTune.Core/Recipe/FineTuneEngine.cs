@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace FineTune.Core.Recipe;
 
 /// <summary>
-/// The tensor work of each seed step, as calls that take and return plain data (paths, bytes, metrics), so a
+/// The tensor work of each step of the recipe, as calls that take and return plain data (paths, bytes, metrics), so a
 /// durable activity can run any of them in any process: every call rebuilds the model from the recipe and
 /// the latest state, does its work in its own dispose scope, and leaves no tensor behind.
 /// </summary>

@@ -9,10 +9,10 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed step 5, evaluate: the chosen checkpoint on the held-out test set, or on the validation set when the dataset
+/// The recipe's "evaluate" step: the chosen checkpoint on the held-out test set, or on the validation set when the dataset
 /// has none; writes the JSON report (naming that split), per-image predictions and the confusion matrix.
 /// </summary>
-[DurableTask(nameof(Evaluate))]
+[DurableTask(ActivityNames.Evaluate)]
 public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivity<ModelRequest, EvaluationSummary>
 {
     public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)

@@ -8,10 +8,10 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed steps 2–3, freeze + replace head: scans the dataset, sizes the head to its classes, freezes, and
+/// The recipe's "freeze + replace head" step: scans the dataset, sizes the head to its classes, freezes, and
 /// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
 /// </summary>
-[DurableTask(nameof(PrepareModel))]
+[DurableTask(ActivityNames.PrepareModel)]
 public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskActivity<PrepareRequest, PreparedSummary>
 {
     public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)

@@ -11,11 +11,11 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed step 6, publish: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
+/// The recipe's "publish" step: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
 /// a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight hashes, lineage).
 /// A published model is never overwritten: a repeated call finds the card and returns it.
 /// </summary>
-[DurableTask(nameof(Publish))]
+[DurableTask(ActivityNames.Publish)]
 public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStore store) : TaskActivity<PublishRequest, PublishedModel>
 {
     public override async Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request)

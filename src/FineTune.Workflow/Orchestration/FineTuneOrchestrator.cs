@@ -34,10 +34,10 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         {
             context.SetCustomStatus(Status(RunStage.FetchingWeights, epochs));
             var fetchStarted = context.CurrentUtcDateTime;
-            var weights = await context.CallActivityAsync<WeightsRef>(nameof(FetchPretrainedWeights), job, Retry);
+            var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, job, Retry);
             var fetchTime = new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds);
             context.SetCustomStatus(Status(RunStage.PreparingModel, epochs));
-            var prepared = await context.CallActivityAsync<PreparedSummary>(nameof(PrepareModel), new PrepareRequest(job, weights), Retry);
+            var prepared = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(job, weights), Retry);
             carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0, [fetchTime, .. prepared.Times]);
         }
         var times = new List<StageTime>(carried.Times);
@@ -54,7 +54,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
                 context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history, Times = Stages.Total(times) } });
                 return null;
             }
-            var result = await context.CallActivityAsync<TrainResult>(nameof(TrainEpoch),
+            var result = await context.CallActivityAsync<TrainResult>(ActivityNames.TrainChunk,
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
             step = result.GlobalStep;
             history = result.History;
@@ -70,10 +70,10 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         var best = TrainingHistory.Best(history, metric) ?? throw new InvalidOperationException("training finished without a completed epoch");
         long bestSequence = (best.Epoch + 1L) * carried.Prepared.StepsPerEpoch;
         context.SetCustomStatus(Status(RunStage.Evaluating, epochs, history, best));
-        var evaluation = await context.CallActivityAsync<EvaluationSummary>(nameof(Evaluate),
+        var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
             new ModelRequest(job, carried.Weights, carried.Prepared, bestSequence), Retry);
         context.SetCustomStatus(Status(RunStage.Publishing, epochs, history, best));
-        var published = await context.CallActivityAsync<PublishedModel>(nameof(Publish),
+        var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
             new PublishRequest(job, carried.Weights, bestSequence, carried.Prepared, evaluation, best.Epoch, history), Retry);
         context.SetCustomStatus(Status(RunStage.Completed, epochs, history, best));
         times.AddRange(evaluation.Times);

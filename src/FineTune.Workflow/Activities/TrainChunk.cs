@@ -11,12 +11,12 @@ using Microsoft.Extensions.Options;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed step 4, train epochs: one epoch, or a chunk of at most MaxSteps steps, from the latest checkpoint,
+/// The recipe's "train" step: one epoch, or a chunk of at most MaxSteps steps, from the latest checkpoint,
 /// ending with a new checkpoint. Idempotent: when the latest checkpoint is already past the requested start,
 /// a re-delivered call returns what that work produced instead of training again.
 /// </summary>
-[DurableTask(nameof(TrainEpoch))]
-public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+[DurableTask(ActivityNames.TrainChunk)]
+public class TrainChunk(RunFiles files, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
     : TaskActivity<TrainRequest, TrainResult>
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
