@@ -28,6 +28,14 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
 
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
 
+    /// <summary>
+    /// Verified weights are named by their hash, so every run of this user shares them, as PyTorch's hub cache
+    /// does: <c>$XDG_CACHE_HOME/finetune/weights</c> (<c>~/.cache/finetune/weights</c>).
+    /// </summary>
+    public static string UserWeightsCache => Path.Combine(
+        Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+        "finetune", "weights");
+
     /// <summary>From the process's start to the run's start: runtime, host and backend.</summary>
     private double _startUpSeconds;
 
@@ -48,7 +56,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             o.ConnectionString = storage;
         });
         builder.Services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
-        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(workDirectory, "cache", "weights"));
+        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         using var host = builder.Build();
         await host.StartAsync(cancellationToken);
