@@ -24,8 +24,6 @@ namespace FineTune.Cli;
 /// </summary>
 internal sealed class LocalRunner(string workDirectory, string? storage, TextWriter output, TextWriter error)
 {
-    public const int Succeeded = 0, RunFailed = 1, StorageUnreachable = 4, Cancelled = 130;
-
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
 
     /// <summary>From the process's start to the run's start: runtime, host and backend.</summary>
@@ -36,7 +34,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         if (storage is not null && await UnreachableAsync(storage, cancellationToken) is { } reason)
         {
             error.WriteLine($"storage: {reason}");
-            return StorageUnreachable;
+            return ExitCodes.StorageUnreachable;
         }
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -66,7 +64,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             output.WriteLine("stopped; every finished step is checkpointed: run the same command again to resume");
-            return Cancelled;
+            return ExitCodes.Cancelled;
         }
         finally
         {
@@ -161,7 +159,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         if (!final.Succeeded)
         {
             error.WriteLine($"run {final.Status.ToLowerInvariant()}: {UserMessage(final.Failure)}");
-            return RunFailed;
+            return ExitCodes.Failed;
         }
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;
@@ -181,7 +179,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         output.WriteLine($"plots:     {where}{reports}{{{ReportPlots.LossPart},{ReportPlots.AccuracyPart},{ReportPlots.ConfusionPart}}}");
         var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
         output.WriteLine($"time:      {string.Join(" · ", ["start-up " + _startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");
-        return Succeeded;
+        return ExitCodes.Succeeded;
     }
 
     private static double ProcessSeconds() => (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalSeconds;
