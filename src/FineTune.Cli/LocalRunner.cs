@@ -24,8 +24,6 @@ namespace FineTune.Cli;
 /// </summary>
 internal sealed class LocalRunner(string workDirectory, string? storage, TextWriter output, TextWriter error)
 {
-    public const int Succeeded = 0, RunFailed = 1, StorageUnreachable = 4, Cancelled = 130;
-
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
 
     /// <summary>
@@ -44,7 +42,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         if (storage is not null && await UnreachableAsync(storage, cancellationToken) is { } reason)
         {
             error.WriteLine($"storage: {reason}");
-            return StorageUnreachable;
+            return ExitCodes.StorageUnreachable;
         }
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -73,7 +71,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             output.WriteLine("stopped; every finished step is checkpointed: run the same command again to resume");
-            return Cancelled;
+            return ExitCodes.Cancelled;
         }
         finally
         {
@@ -168,7 +166,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         if (!final.Succeeded)
         {
             error.WriteLine($"run {final.Status.ToLowerInvariant()}: {UserMessage(final.Failure)}");
-            return RunFailed;
+            return ExitCodes.Failed;
         }
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;
@@ -188,7 +186,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         output.WriteLine($"plots:     {where}{layout.Reports}{{{RunLayout.LossPlotFile},{RunLayout.AccuracyPlotFile},{RunLayout.ConfusionPlotFile}}}");
         var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
         output.WriteLine($"time:      {string.Join(" · ", ["start-up " + _startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");
-        return Succeeded;
+        return ExitCodes.Succeeded;
     }
 
     private static double ProcessSeconds() => (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalSeconds;

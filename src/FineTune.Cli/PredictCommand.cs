@@ -35,19 +35,24 @@ internal static class PredictCommand
             if (!File.Exists(card) || !File.Exists(weights))
             {
                 error.WriteLine($"model: no published model in '{folder}' ({string.Join(" and ", RunLayout.LoadableModelFiles)})");
-                return TrainCommand.BadInput;
+                return ExitCodes.BadInput;
             }
             int k = result.GetValue(top);
             if (k < 1)
             {
                 error.WriteLine("top: must be at least 1");
-                return TrainCommand.BadInput;
+                return ExitCodes.BadInput;
             }
             var root = JsonDocument.Parse(File.ReadAllText(card)).RootElement;
             var family = ModelRegistry.Get(root.GetProperty("model").GetString()!);
             var classes = root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToList();
-            var resize = root.GetProperty("preprocessing").GetProperty("resize").GetString() == "pad" ? ResizeMode.Pad : ResizeMode.CenterCrop;
-            using var predictor = Predictor.Load(family, classes, weights, resize);
+            string? resizeName = root.GetProperty("preprocessing").GetProperty("resize").GetString();
+            if (!ResizeModes.Choices.TryParse(resizeName, out var resize))
+            {
+                error.WriteLine($"model: the model card's preprocessing.resize '{resizeName}' is not {ResizeModes.Choices.Allowed}");
+                return ExitCodes.BadInput;
+            }
+            using var predictor = Predictor.Load(family, classes, weights, resize.Value);
             var answers = result.GetValue(images)!.Select(image =>
             {
                 try
@@ -61,7 +66,7 @@ internal static class PredictCommand
             }).ToList();
             output.WriteLine(JsonSerializer.Serialize(answers, Json));
             // Some images could not be classified: the JSON says which and why.
-            return answers.Any(a => a.Error is not null) ? 1 : 0;
+            return answers.Any(a => a.Error is not null) ? ExitCodes.Failed : ExitCodes.Succeeded;
         });
         return command;
     }

@@ -25,4 +25,4 @@ public sealed record ImageDataset(
 }
 
 /// <summary>A dataset that cannot be trained on, with what is wrong.</summary>
-public sealed class InvalidDatasetException(string message) : Exception(message);
+public sealed class InvalidDatasetException(string message) : BadInputException(message);

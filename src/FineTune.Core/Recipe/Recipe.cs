@@ -1,5 +1,6 @@
 using FineTune.Core.Data;
 using FineTune.Core.Models;
+using FineTune.Core.Runtime;
 using FineTune.Core.Training;
 
 namespace FineTune.Core.Recipe;
@@ -12,7 +13,7 @@ public sealed record Recipe(
     double HeadDropout,
     ResizeMode Resize,
     TrainingOptions Training,
-    string Device = "auto",
+    DeviceKind Device = DeviceKind.Auto,
     bool Tf32 = true)
 {
     public ModelFamily ModelFamily => ModelRegistry.Get(Family);

@@ -202,4 +202,4 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
 }
 
 /// <summary>A weights source that cannot be used: not allowed, not found, or failing verification.</summary>
-public sealed class WeightsSourceException(string message) : Exception(message);
+public sealed class WeightsSourceException(string message) : BadInputException(message);

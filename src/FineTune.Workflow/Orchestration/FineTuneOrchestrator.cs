@@ -1,6 +1,5 @@
-using FineTune.Core.Data;
+using FineTune.Core;
 using FineTune.Core.Training;
-using FineTune.Core.Weights;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Jobs;
 using Microsoft.DurableTask;
@@ -99,9 +98,6 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             TrainingHistory.Best(history, metric)?.Epoch, eta);
     }
 
-    private static bool IsBadInput(TaskFailureDetails failure) =>
-        failure.IsCausedBy<InvalidDatasetException>() || failure.IsCausedBy<InvalidWeightsException>()
-        || failure.IsCausedBy<WeightsSourceException>() || failure.IsCausedBy<InvalidJobSpecException>()
-        || failure.IsCausedBy<Core.Runtime.DeviceUnavailableException>()
-        || failure.IsCausedBy<ArgumentException>();
+    /// <summary>IsCausedBy loads the failure's type by name and matches base types, so every bad-input exception is one check.</summary>
+    private static bool IsBadInput(TaskFailureDetails failure) => failure.IsCausedBy<BadInputException>();
 }
