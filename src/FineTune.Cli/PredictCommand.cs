@@ -4,6 +4,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Models;
 using FineTune.Storage;
+using FineTune.Workflow.Services;
 
 namespace FineTune.Cli;
 
@@ -43,16 +44,17 @@ internal static class PredictCommand
                 error.WriteLine("top: must be at least 1");
                 return ExitCodes.BadInput;
             }
-            var root = JsonDocument.Parse(File.ReadAllText(card)).RootElement;
-            var family = ModelRegistry.Get(root.GetProperty("model").GetString()!);
-            var classes = root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToList();
-            string? resizeName = root.GetProperty("preprocessing").GetProperty("resize").GetString();
-            if (!ResizeModes.Choices.TryParse(resizeName, out var resize))
+            ModelCard modelCard;
+            try
             {
-                error.WriteLine($"model: the model card's preprocessing.resize '{resizeName}' is not {ResizeModes.Choices.Allowed}");
+                modelCard = ModelCard.Read(File.ReadAllBytes(card), card);
+            }
+            catch (InvalidModelCardException e)
+            {
+                error.WriteLine($"model: {e.Message}");
                 return ExitCodes.BadInput;
             }
-            using var predictor = Predictor.Load(family, classes, weights, resize.Value);
+            using var predictor = Predictor.Load(ModelRegistry.Get(modelCard.Model), modelCard.Classes, weights, modelCard.Preprocessing.Resize);
             var answers = result.GetValue(images)!.Select(image =>
             {
                 try

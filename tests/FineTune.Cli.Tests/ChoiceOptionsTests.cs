@@ -22,10 +22,10 @@ public sealed class ChoiceOptionsTests : IDisposable
     public async Task PredictRefusesAModelCardWithAnUnknownResize()
     {
         File.WriteAllText(Path.Combine(_dir, "model-card.json"),
-            """{ "model": "resnet18-cntk", "classes": ["a", "b"], "preprocessing": { "resize": "stretch" } }""");
+            """{ "version": 1, "model": "resnet18-cntk", "classes": ["a", "b"], "preprocessing": { "resize": "stretch" } }""");
         File.WriteAllText(Path.Combine(_dir, "model.safetensors"), "");
         var error = new StringWriter();
         Assert.Equal(ExitCodes.BadInput, await FineTuneCommand.RunAsync(["predict", "--model", _dir, "x.png"], new StringWriter(), error));
-        Assert.Contains("preprocessing.resize 'stretch' is not crop or pad", error.ToString());
+        Assert.Contains("model-card.json: preprocessing.resize: must be crop or pad", error.ToString());
     }
 }

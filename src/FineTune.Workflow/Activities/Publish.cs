@@ -1,9 +1,7 @@
 using System.Security.Cryptography;
-using System.Text.Json;
 using FineTune.Core.Recipe;
 using FineTune.Core.Weights;
 using FineTune.Storage;
-using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
@@ -48,33 +46,23 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
         await WriteOnceAsync(published.SafetensorsName, safetensors);
         await WriteOnceAsync(published.TorchSharpName, torchSharp);
 
-        var preprocessing = recipe.Preprocessing;
-        var card = new
+        var prepared = request.Prepared;
+        var card = new ModelCard
         {
-            jobId = job.JobId,
-            model = job.Spec.Model,
-            classes = request.Prepared.Classes,
-            head = recipe.ModelFamily.HeadPath,
-            preprocessing = new
-            {
-                resize = job.Spec.Dataset.Resize,
-                preprocessing.ResizeSize,
-                preprocessing.CropSize,
-                channelOrder = preprocessing.ChannelOrder.ToString().ToLowerInvariant(),
-                preprocessing.Scale,
-                preprocessing.Mean,
-                preprocessing.Std,
-                meanImage = preprocessing.MeanImage is not null,
-            },
-            metrics = request.Evaluation,
-            bestEpoch = request.BestEpoch,
-            history = request.History,
-            hyperParameters = job.Spec,
-            dataset = new { location = job.Spec.Dataset.Location, sha256 = DatasetHash(dataset), request.Prepared.TrainImages, request.Prepared.ValidationImages, request.Prepared.TestImages, request.Prepared.SkippedFiles },
-            weights = new { pretrained = request.Weights, safetensorsSha256 = Sha256(safetensors), torchSharpSha256 = Sha256(torchSharp) },
-            lineage = new { instanceId = context.InstanceId, checkpointSequence = request.Sequence, publishedAt = DateTimeOffset.UtcNow },
+            JobId = job.JobId,
+            Model = job.Spec.Model,
+            Classes = prepared.Classes,
+            Head = recipe.ModelFamily.HeadPath,
+            Preprocessing = PreprocessingCard.Of(recipe.Preprocessing),
+            Metrics = request.Evaluation with { Times = [] },
+            BestEpoch = request.BestEpoch,
+            History = request.History,
+            HyperParameters = job.Spec,
+            Dataset = new DatasetCard(job.Spec.Dataset.Location, DatasetHash(dataset), prepared.TrainImages, prepared.ValidationImages, prepared.TestImages, prepared.SkippedFiles),
+            Weights = new WeightsCard(request.Weights, Sha256(safetensors), Sha256(torchSharp)),
+            Lineage = new LineageCard(context.InstanceId, request.Sequence, DateTimeOffset.UtcNow),
         };
-        await WriteOnceAsync(published.ModelCardName, JsonSerializer.SerializeToUtf8Bytes(card, new JsonSerializerOptions(JobSpecReader.Json) { WriteIndented = true }));
+        await WriteOnceAsync(published.ModelCardName, card.ToJson());
     }
 
     private async Task WriteOnceAsync(string name, byte[] data)

@@ -41,8 +41,9 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
         if (published)
         {
             await using var stream = await store.OpenReadAsync(card, cancellationToken);
-            using var document = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken);
-            accuracy = document.RootElement.GetProperty("metrics").GetProperty("top1Accuracy").GetDouble();
+            using var buffer = new MemoryStream();
+            await stream.CopyToAsync(buffer, cancellationToken);
+            accuracy = ModelCard.Read(buffer.ToArray(), card).Metrics?.Top1Accuracy;
         }
         bool prepared = await store.ExistsAsync(layout.DatasetReport, cancellationToken);
         if (!published && progress is null && !prepared) return null;
