@@ -1,5 +1,5 @@
 using System.Reflection;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;

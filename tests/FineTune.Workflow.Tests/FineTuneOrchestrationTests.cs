@@ -168,7 +168,7 @@ public sealed class FineTuneOrchestrationTests
 }
 
 /// <summary>The real TrainChunk, made to crash once in the middle of an epoch, as a worker dying would.</summary>
-public sealed class FlakyTrainChunk(RunFiles files, Core.Recipe.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+public sealed class FlakyTrainChunk(RunFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
     : TrainChunk(files, engine, checkpoints, options)
 {
     private static long _failAt;

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;

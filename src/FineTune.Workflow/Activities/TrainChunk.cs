@@ -1,5 +1,5 @@
 using System.Text.Json;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Training;
 using FineTune.Storage.Checkpoints;
 using FineTune.Workflow.Jobs;

@@ -1,5 +1,5 @@
 using FineTune.Core.Data;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Training;
 
 namespace FineTune.Workflow.Jobs;

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using FineTune.Core.Data;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;

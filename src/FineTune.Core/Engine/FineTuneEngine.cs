@@ -7,7 +7,7 @@ using FineTune.Core.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FineTune.Core.Recipe;
+namespace FineTune.Core.Engine;
 
 /// <summary>
 /// The tensor work of each step of the recipe, as calls that take and return plain data (paths, bytes, metrics), so a

@@ -3,7 +3,7 @@ using FineTune.Core.Models;
 using FineTune.Core.Runtime;
 using FineTune.Core.Training;
 
-namespace FineTune.Core.Recipe;
+namespace FineTune.Core.Engine;
 
 /// <summary>Everything that decides a fine-tune's result, given the dataset: same recipe, same weights.</summary>
 public sealed record Recipe(
