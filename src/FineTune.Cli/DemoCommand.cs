@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using FineTune.Core.Models;
 using FineTune.Core.Weights;
 
 namespace FineTune.Cli;
@@ -11,7 +12,6 @@ namespace FineTune.Cli;
 /// </summary>
 internal static class DemoCommand
 {
-    public const int MissingPhotos = 3;
     public const string Stamps = "/usr/share/tuxpaint/stamps";
     public static readonly string[] Categories = ["animals", "food", "household", "plants", "town"];
     private const int PhotosPerCategory = 30;
@@ -25,7 +25,7 @@ internal static class DemoCommand
         };
         command.SetAction(async (result, cancellationToken) =>
         {
-            if (!Directory.Exists(Stamps) && !await InstallPhotosAsync(output, error, cancellationToken)) return MissingPhotos;
+            if (!Directory.Exists(Stamps) && !await InstallPhotosAsync(output, error, cancellationToken)) return ExitCodes.MissingPhotos;
             string work = Path.GetFullPath(result.GetValue(TrainCommand.Work)!);
             string dataset = BuildDataset(Path.Combine(work, "demo", "photos"));
             output.WriteLine($"demo: {CntkResNet18.FamilyName} (bundled ImageNet weights) on {Categories.Length} photo categories from {Stamps}");
@@ -33,7 +33,7 @@ internal static class DemoCommand
             {
                 ["jobId"] = $"demo-{result.GetValue(epochs)}",
                 ["model"] = CntkResNet18.FamilyName,
-                ["dataset"] = new JsonObject { ["location"] = dataset, ["resize"] = "pad" },
+                ["dataset"] = new JsonObject { ["location"] = dataset, ["resize"] = ResizeModes.Choices[ResizeMode.Pad].Name },
                 ["training"] = new JsonObject { ["epochs"] = result.GetValue(epochs), ["batchSize"] = 4 },
             };
             return await TrainCommand.RunAsync(job, work, storage: null, output, error, cancellationToken);

@@ -24,16 +24,25 @@ namespace FineTune.Cli;
 /// </summary>
 internal sealed class LocalRunner(string workDirectory, string? storage, TextWriter output, TextWriter error)
 {
-    public const int Succeeded = 0, RunFailed = 1, StorageUnreachable = 4, Cancelled = 130;
-
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
+
+    /// <summary>
+    /// Verified weights are named by their hash, so every run of this user shares them, as PyTorch's hub cache
+    /// does: <c>$XDG_CACHE_HOME/finetune/weights</c> (<c>~/.cache/finetune/weights</c>).
+    /// </summary>
+    public static string UserWeightsCache => Path.Combine(
+        Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+        "finetune", "weights");
+
+    /// <summary>From the process's start to the run's start: runtime, host and backend.</summary>
+    private double _startUpSeconds;
 
     public async Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken)
     {
         if (storage is not null && await UnreachableAsync(storage, cancellationToken) is { } reason)
         {
             error.WriteLine($"storage: {reason}");
-            return StorageUnreachable;
+            return ExitCodes.StorageUnreachable;
         }
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -45,7 +54,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             o.ConnectionString = storage;
         });
         builder.Services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
-        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(workDirectory, "cache", "weights"));
+        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         using var host = builder.Build();
         await host.StartAsync(cancellationToken);
@@ -54,15 +63,15 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             await using IRunBackend backend = storage is null
                 ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
                 : await AzureStorageBackend.StartAsync(storage, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
-            string id = spec.JobId!;
-            await backend.StartAsync(new FineTuneJob(id, spec), CancellationToken.None);
+            string id = (await backend.StartAsync(spec, CancellationToken.None)).JobId;
+            _startUpSeconds = ProcessSeconds();
             output.WriteLine($"run {id}: {spec.Model}, {spec.Training.Epochs} epochs, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             return Report(await FollowAsync(backend, id, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             output.WriteLine("stopped; every finished step is checkpointed: run the same command again to resume");
-            return Cancelled;
+            return ExitCodes.Cancelled;
         }
         finally
         {
@@ -98,7 +107,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
                     var state = await backend.GetAsync(id, cancellationToken);
                     if (state?.CustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
                     {
-                        if (s.Stage == "training")
+                        if (s.Stage == RunStage.Training)
                         {
                             bool boundary = s.Step == 0 && s.Epoch > 0;
                             int epoch = boundary ? s.Epoch - 1 : s.Epoch;
@@ -106,12 +115,12 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
                             task.Value = boundary ? 100 : 100.0 * s.Step / Math.Max(1, s.StepsPerEpoch);
                             task.Description = Markup.Escape(Describe(s).Trim());
                         }
-                        else if (s.Stage != "completed")
+                        else if (s.Stage != RunStage.Completed)
                         {
                             // Epochs that finished between two polls still get their bar.
                             for (int epoch = 0; epoch < s.Epoch; epoch++)
                                 Task($"epoch {epoch}", $"epoch {epoch + 1}/{s.Epochs} done").Value = 100;
-                            Task(s.Stage, s.Stage).IsIndeterminate = true;
+                            Task(s.Stage.Display(), s.Stage.Display()).IsIndeterminate = true;
                         }
                     }
                     if (state is { Ended: true })
@@ -145,11 +154,11 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
 
     private static string Describe(RunStatus s) => s.Stage switch
     {
-        "training" => (s.Step == 0 && s.Epoch > 0 ? $"  epoch {s.Epoch}/{s.Epochs} done" : $"  epoch {s.Epoch + 1}/{s.Epochs}  step {s.Step}/{s.StepsPerEpoch}")
+        RunStage.Training => (s.Step == 0 && s.Epoch > 0 ? $"  epoch {s.Epoch}/{s.Epochs} done" : $"  epoch {s.Epoch + 1}/{s.Epochs}  step {s.Step}/{s.StepsPerEpoch}")
             + (s.LastLoss is { } loss ? $"  loss {loss:F4}" : "")
             + (s.ValidationAccuracy is { } accuracy ? $"  val_loss {s.ValidationLoss:F4}  val_acc {accuracy:P1}" : "")
             + (s.EtaSeconds is { } eta ? $"  eta {TimeSpan.FromSeconds(Math.Round(eta)):g}" : ""),
-        var stage => $"  {stage}",
+        var stage => $"  {stage.Display()}",
     };
 
     private int Report(RunSnapshot final)
@@ -157,13 +166,13 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         if (!final.Succeeded)
         {
             error.WriteLine($"run {final.Status.ToLowerInvariant()}: {UserMessage(final.Failure)}");
-            return RunFailed;
+            return ExitCodes.Failed;
         }
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;
         var table = new Table().Border(TableBorder.Rounded).AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
-        table.AddRow("validation images", e.Images.ToString(CultureInfo.InvariantCulture));
-        table.AddRow("validation loss", e.Loss.ToString("F4", CultureInfo.InvariantCulture));
+        table.AddRow($"{e.Split} images", e.Images.ToString(CultureInfo.InvariantCulture));
+        table.AddRow($"{e.Split} loss", e.Loss.ToString("F4", CultureInfo.InvariantCulture));
         table.AddRow("top-1 accuracy", e.Top1Accuracy.ToString("P1", CultureInfo.InvariantCulture));
         if (e.Top5Accuracy is { } top5) table.AddRow("top-5 accuracy", top5.ToString("P1", CultureInfo.InvariantCulture));
         table.AddRow("best epoch", $"{result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");
@@ -173,10 +182,14 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         output.WriteLine($"           {where}{result.Published.ModelCardName}");
         output.WriteLine($"report:    {where}{e.ReportName}");
         output.WriteLine($"           {where}{e.PredictionsName}");
-        string reports = e.ReportName[..(e.ReportName.LastIndexOf('/') + 1)];
-        output.WriteLine($"plots:     {where}{reports}{{{ReportPlots.LossPart},{ReportPlots.AccuracyPart},{ReportPlots.ConfusionPart}}}");
-        return Succeeded;
+        var layout = new RunLayout(result.JobId);
+        output.WriteLine($"plots:     {where}{layout.Reports}{{{RunLayout.LossPlotFile},{RunLayout.AccuracyPlotFile},{RunLayout.ConfusionPlotFile}}}");
+        var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
+        output.WriteLine($"time:      {string.Join(" · ", ["start-up " + _startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");
+        return ExitCodes.Succeeded;
     }
+
+    private static double ProcessSeconds() => (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalSeconds;
 
     /// <summary>Why the storage account cannot be used, found in seconds rather than after the SDKs' long retries; null when it answers.</summary>
     private static async Task<string?> UnreachableAsync(string connectionString, CancellationToken cancellationToken)

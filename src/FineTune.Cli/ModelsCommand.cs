@@ -13,7 +13,7 @@ internal static class ModelsCommand
         command.SetAction(_ =>
         {
             Write(output);
-            return 0;
+            return ExitCodes.Succeeded;
         });
         return command;
     }

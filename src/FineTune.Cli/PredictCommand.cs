@@ -4,6 +4,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Models;
 using FineTune.Storage;
+using FineTune.Workflow.Services;
 
 namespace FineTune.Cli;
 
@@ -21,7 +22,7 @@ internal static class PredictCommand
 
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var model = new Option<string>("--model") { Description = "A run id (published under --work) or a folder with model-card.json and model.safetensors.", Required = true };
+        var model = new Option<string>("--model") { Description = $"A run id (published under --work) or a folder with {string.Join(" and ", RunLayout.LoadableModelFiles)}.", Required = true };
         var top = new Option<int>("--top") { Description = "How many classes to list per image.", DefaultValueFactory = _ => 5 };
         var images = new Argument<string[]>("images") { Arity = ArgumentArity.OneOrMore };
         var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work, TrainCommand.Storage };
@@ -31,23 +32,29 @@ internal static class PredictCommand
             string folder = result.GetValue(TrainCommand.Storage) is { } storage
                 ? await DownloadAsync(result.GetValue(model)!, storage, work, cancellationToken)
                 : PublishedFolder(result.GetValue(model)!, work);
-            string card = Path.Combine(folder, "model-card.json"), weights = Path.Combine(folder, "model.safetensors");
+            string card = Path.Combine(folder, RunLayout.ModelCardFile), weights = Path.Combine(folder, RunLayout.SafetensorsFile);
             if (!File.Exists(card) || !File.Exists(weights))
             {
-                error.WriteLine($"model: no published model in '{folder}' (model-card.json and model.safetensors)");
-                return TrainCommand.BadInput;
+                error.WriteLine($"model: no published model in '{folder}' ({string.Join(" and ", RunLayout.LoadableModelFiles)})");
+                return ExitCodes.BadInput;
             }
             int k = result.GetValue(top);
             if (k < 1)
             {
                 error.WriteLine("top: must be at least 1");
-                return TrainCommand.BadInput;
+                return ExitCodes.BadInput;
             }
-            var root = JsonDocument.Parse(File.ReadAllText(card)).RootElement;
-            var family = ModelRegistry.Get(root.GetProperty("model").GetString()!);
-            var classes = root.GetProperty("classes").EnumerateArray().Select(c => c.GetString()!).ToList();
-            var resize = root.GetProperty("preprocessing").GetProperty("resize").GetString() == "pad" ? ResizeMode.Pad : ResizeMode.CenterCrop;
-            using var predictor = Predictor.Load(family, classes, weights, resize);
+            ModelCard modelCard;
+            try
+            {
+                modelCard = ModelCard.Read(File.ReadAllBytes(card), card);
+            }
+            catch (InvalidModelCardException e)
+            {
+                error.WriteLine($"model: {e.Message}");
+                return ExitCodes.BadInput;
+            }
+            using var predictor = Predictor.Load(ModelRegistry.Get(modelCard.Model), modelCard.Classes, weights, modelCard.Preprocessing.Resize);
             var answers = result.GetValue(images)!.Select(image =>
             {
                 try
@@ -61,7 +68,7 @@ internal static class PredictCommand
             }).ToList();
             output.WriteLine(JsonSerializer.Serialize(answers, Json));
             // Some images could not be classified: the JSON says which and why.
-            return answers.Any(a => a.Error is not null) ? 1 : 0;
+            return answers.Any(a => a.Error is not null) ? ExitCodes.Failed : ExitCodes.Succeeded;
         });
         return command;
     }
@@ -72,9 +79,10 @@ internal static class PredictCommand
         string folder = Path.Combine(work, "cache", "published", run);
         if (!ArtifactNames.IsValidJobId(run)) return folder;
         var store = new ArtifactStoreOptions { ConnectionString = storage }.Create();
-        foreach (var part in new[] { "model-card.json", "model.safetensors" })
+        var layout = new RunLayout(run);
+        foreach (var part in RunLayout.LoadableModelFiles)
         {
-            string name = ArtifactNames.Published(run) + part;
+            string name = layout.Published + part;
             if (!await store.ExistsAsync(name, cancellationToken)) continue;
             Directory.CreateDirectory(folder);
             await using var input = await store.OpenReadAsync(name, cancellationToken);
@@ -85,5 +93,5 @@ internal static class PredictCommand
     }
 
     private static string PublishedFolder(string model, string work) =>
-        Directory.Exists(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", "runs", model, "published");
+        Directory.Exists(model) || !ArtifactNames.IsValidJobId(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", new RunLayout(model).Published);
 }

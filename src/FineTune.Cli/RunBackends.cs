@@ -16,20 +16,23 @@ namespace FineTune.Cli;
 /// <summary>A run as the durable backend reports it; payloads stay serialized as the orchestration wrote them.</summary>
 internal sealed record RunSnapshot(bool Ended, bool Succeeded, string Status, string? CustomStatus, string? Output, string? Failure);
 
-/// <summary>The durable backend behind a local run.</summary>
-internal interface IRunBackend : IAsyncDisposable
+/// <summary>
+/// The durable backend behind a local run. Runs start through <see cref="RunStarter"/>; a run the backend already
+/// holds (a persistent backend after a crash) is followed instead.
+/// </summary>
+internal interface IRunBackend : IRunScheduler, IAsyncDisposable
 {
-    /// <summary>Starts the run, or follows it where the backend already has it live (a persistent backend after a crash).</summary>
-    Task StartAsync(FineTuneJob job, CancellationToken cancellationToken);
-
     Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken);
 }
 
 /// <summary>The in-memory backend: nothing outlives the process but the checkpoints in the artifact store.</summary>
 internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
 {
-    public Task StartAsync(FineTuneJob job, CancellationToken cancellationToken) =>
-        client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, job, new StartOrchestrationOptions(job.JobId), cancellationToken);
+    private readonly DurableClientScheduler _scheduler = new(client);
+
+    public Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) => _scheduler.HolderStatusAsync(jobId, cancellationToken);
+
+    public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) => _scheduler.ScheduleAsync(job, cancellationToken);
 
     public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
     {
@@ -56,7 +59,8 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
 /// </summary>
 internal sealed class AzureStorageBackend : IRunBackend
 {
-    private static readonly OrchestrationStatus[] Dedupe =
+    /// <summary>The statuses in which a run holds its id (<see cref="IRunScheduler.HolderStatusAsync"/>).</summary>
+    private static readonly OrchestrationStatus[] Holding =
         [OrchestrationStatus.Pending, OrchestrationStatus.Running, OrchestrationStatus.Completed, OrchestrationStatus.ContinuedAsNew];
     private readonly TaskHubWorker _worker;
     private readonly TaskHubClient _client;
@@ -84,22 +88,25 @@ internal sealed class AzureStorageBackend : IRunBackend
         var worker = new TaskHubWorker(service, logging);
         worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
             () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
-        foreach (var activity in WorkflowServices.ActivityTypes)
-            worker.AddTaskActivities(new Creator<TaskActivity>(activity.Name,
-                () => shims.CreateActivity(activity.Name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, activity))));
+        foreach (var (name, type) in WorkflowServices.Activities)
+            worker.AddTaskActivities(new Creator<TaskActivity>(name,
+                () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
         await worker.StartAsync();
         return new AzureStorageBackend(worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
     }
 
-    public async Task StartAsync(FineTuneJob job, CancellationToken cancellationToken)
+    public async Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) =>
+        await _client.GetOrchestrationStateAsync(jobId) is { } state && Holding.Contains(state.OrchestrationStatus) ? state.OrchestrationStatus.ToString() : null;
+
+    public async Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken)
     {
         try
         {
-            await _client.CreateOrchestrationInstanceAsync(FineTuneOrchestrator.Name, "", job.JobId, job, tags: null, dedupeStatuses: Dedupe);
+            await _client.CreateOrchestrationInstanceAsync(FineTuneOrchestrator.Name, "", job.JobId, job, tags: null, dedupeStatuses: Holding);
         }
         catch (DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException)
         {
-            // Live or finished in the task hub already: follow it instead of starting another.
+            // Another process started it since the check: follow that one.
         }
     }
 

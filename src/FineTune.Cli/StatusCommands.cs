@@ -22,19 +22,19 @@ internal static class StatusCommands
                 if (!ArtifactNames.IsValidJobId(job))
                 {
                     error.WriteLine($"id: '{job}' is not a run id");
-                    return TrainCommand.BadInput;
+                    return ExitCodes.BadInput;
                 }
                 var run = await catalog.DescribeAsync(job, cancellationToken);
                 if (run is null)
                 {
                     error.WriteLine($"run '{job}' has no artifacts here");
-                    return TrainCommand.BadInput;
+                    return ExitCodes.BadInput;
                 }
                 output.WriteLine($"{run.JobId}: {run.State}, {run.EpochsDone} epoch(s) done"
                     + (run.LastEpoch is { } last ? $", last epoch: train loss {last.TrainLoss:F4}, val loss {last.ValidationLoss:F4}, val acc {last.ValidationAccuracy:P1}" : "")
                     + (run.Top1Accuracy is { } top1 ? $", published top-1 {top1:P1}: {run.PublishedModel}" : ""));
             }
-            return 0;
+            return ExitCodes.Succeeded;
         });
         return command;
     }
@@ -50,7 +50,7 @@ internal static class StatusCommands
                 var run = await catalog.DescribeAsync(job, cancellationToken);
                 if (run is not null) output.WriteLine($"{run.JobId,-40} {run.State,-10} {run.EpochsDone,4} epochs");
             }
-            return 0;
+            return ExitCodes.Succeeded;
         });
         return command;
     }

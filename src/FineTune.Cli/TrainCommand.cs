@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core.Models;
 using FineTune.Workflow.Jobs;
 
 namespace FineTune.Cli;
@@ -8,8 +9,6 @@ namespace FineTune.Cli;
 /// <summary><c>finetune train</c>: a job from a file and/or flags, run locally through the durable workflow.</summary>
 internal static class TrainCommand
 {
-    public const int BadInput = 2;
-
     public static readonly Option<string> Work = new("--work") { Description = "Folder for artifacts and caches.", DefaultValueFactory = _ => ".finetune" };
     public static readonly Option<string?> Storage = new("--storage") { Description = "Azure Storage connection string (e.g. UseDevelopmentStorage=true) for blob artifacts instead of the local folder." };
 
@@ -21,8 +20,8 @@ internal static class TrainCommand
         var weights = new Option<string?>("--weights") { Description = "bundled, a file, an https URL, or blob:NAME." };
         var epochs = new Option<int?>("--epochs");
         var batch = new Option<int?>("--batch-size");
-        var freeze = new Option<string?>("--freeze") { Description = "head, last:N or full." };
-        var resize = new Option<string?>("--resize") { Description = "crop or pad." };
+        var freeze = new Option<string?>("--freeze") { Description = $"What trains: {FreezeMode.Described}." };
+        var resize = new Option<string?>("--resize") { Description = $"How images fit the model's square input: {ResizeModes.Choices.Described}." };
         var jobId = new Option<string?>("--job-id");
         var command = new Command("train", "Fine-tune a model on your images.") { jobFile, dataset, model, weights, epochs, batch, freeze, resize, jobId, Work, Storage };
         command.SetAction(async (result, cancellationToken) =>
@@ -37,7 +36,7 @@ internal static class TrainCommand
             catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
             {
                 error.WriteLine($"job file: {e.Message}");
-                return BadInput;
+                return ExitCodes.BadInput;
             }
             Set(job, ["dataset", "location"], result.GetValue(dataset) is { } d ? Path.GetFullPath(d) : null);
             Set(job, ["model"], result.GetValue(model));
@@ -62,13 +61,13 @@ internal static class TrainCommand
         catch (InvalidJobSpecException e)
         {
             foreach (var problem in e.Errors) error.WriteLine($"job spec: {problem.Field}: {problem.Reason}");
-            return BadInput;
+            return ExitCodes.BadInput;
         }
         var location = spec.Dataset.Location;
         if (!location.StartsWith("blob:", StringComparison.Ordinal) && !Directory.Exists(location) && !File.Exists(location))
         {
             error.WriteLine($"dataset: '{location}' does not exist");
-            return BadInput;
+            return ExitCodes.BadInput;
         }
         return await new LocalRunner(Path.GetFullPath(work), storage, output, error).RunAsync(spec, cancellationToken);
     }

@@ -1,3 +1,4 @@
+using FineTune.Workflow;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Orchestration;
 using Microsoft.Azure.Functions.Worker;
@@ -16,29 +17,30 @@ public sealed class DurableFunctions(IServiceProvider services)
     public static Task<FineTuneResult?> FineTune([OrchestrationTrigger] TaskOrchestrationContext context) =>
         new FineTuneOrchestrator().RunAsync(context, context.GetInput<FineTuneJob>()!);
 
-    [Function(nameof(FetchPretrainedWeights))]
+    [Function(ActivityNames.FetchPretrainedWeights)]
     public Task<WeightsRef> FetchPretrainedWeights([ActivityTrigger] FineTuneJob input, FunctionContext context) =>
         Run<FetchPretrainedWeights, FineTuneJob, WeightsRef>(input, context);
 
-    [Function(nameof(PrepareModel))]
+    [Function(ActivityNames.PrepareModel)]
     public Task<PreparedSummary> PrepareModel([ActivityTrigger] PrepareRequest input, FunctionContext context) =>
         Run<PrepareModel, PrepareRequest, PreparedSummary>(input, context);
 
-    [Function(nameof(TrainEpoch))]
-    public Task<TrainResult> TrainEpoch([ActivityTrigger] TrainRequest input, FunctionContext context) =>
-        Run<TrainEpoch, TrainRequest, TrainResult>(input, context);
+    [Function(ActivityNames.TrainChunk)]
+    public Task<TrainResult> TrainChunk([ActivityTrigger] TrainRequest input, FunctionContext context) =>
+        Run<TrainChunk, TrainRequest, TrainResult>(input, context);
 
-    [Function(nameof(Evaluate))]
+    [Function(ActivityNames.Evaluate)]
     public Task<EvaluationSummary> Evaluate([ActivityTrigger] ModelRequest input, FunctionContext context) =>
         Run<Evaluate, ModelRequest, EvaluationSummary>(input, context);
 
-    [Function(nameof(Publish))]
+    [Function(ActivityNames.Publish)]
     public Task<PublishedModel> Publish([ActivityTrigger] PublishRequest input, FunctionContext context) =>
         Run<Publish, PublishRequest, PublishedModel>(input, context);
 
     private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
         where TActivity : TaskActivity<TInput, TOutput> =>
-        ActivatorUtilities.CreateInstance<TActivity>(services).RunAsync(new FunctionActivityContext(typeof(TActivity).Name, context), input);
+        ActivatorUtilities.CreateInstance<TActivity>(services).RunAsync(
+            new FunctionActivityContext(WorkflowServices.Activities.Single(a => a.Type == typeof(TActivity)).Name, context), input);
 
     /// <summary>The activity context of a Durable Functions activity invocation.</summary>
     private sealed class FunctionActivityContext(string name, FunctionContext context) : TaskActivityContext

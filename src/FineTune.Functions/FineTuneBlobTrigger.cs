@@ -4,7 +4,6 @@ using System.Text.RegularExpressions;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using Microsoft.Azure.Functions.Worker;
-using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Microsoft.Extensions.Logging;
 
@@ -25,24 +24,19 @@ public sealed partial class FineTuneBlobTrigger(ILogger<FineTuneBlobTrigger> log
         [DurableClient] DurableTaskClient client,
         CancellationToken cancellationToken)
     {
-        string id = InstanceId(name);
-        if (await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken) is { } existing)
-        {
-            logger.LogInformation("Job blob {Name} already started run {Id} ({Status}); nothing to do", name, id, existing.RuntimeStatus);
-            return;
-        }
         JobSpec spec;
         try
         {
-            spec = JobSpecReader.Read(content, localPaths: false) with { JobId = id };
+            spec = JobSpecReader.Read(content, localPaths: false) with { JobId = InstanceId(name) };
         }
         catch (InvalidJobSpecException e)
         {
             logger.LogError("Job blob {Name} is not a valid job spec: {Errors}", name, string.Join("; ", e.Errors));
             return;
         }
-        await client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(id, spec), new StartOrchestrationOptions(id), cancellationToken);
-        logger.LogInformation("Job blob {Name} started run {Id}", name, id);
+        var outcome = await new DurableClientScheduler(client).StartAsync(spec, cancellationToken);
+        if (outcome.Started) logger.LogInformation("Job blob {Name} started run {Id}", name, outcome.JobId);
+        else logger.LogInformation("Job blob {Name} already started run {Id} ({Status}); nothing to do", name, outcome.JobId, outcome.ExistingStatus);
     }
 
     /// <summary>"blob-", the name made id-safe, and a hash of the exact name (so distinct names never collide).</summary>

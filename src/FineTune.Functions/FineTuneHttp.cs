@@ -5,7 +5,6 @@ using FineTune.Workflow.Orchestration;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Azure.Functions.Worker;
-using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 
 namespace FineTune.Functions;
@@ -15,7 +14,7 @@ public sealed class FineTuneHttp
 {
     private const string Route = "finetune";
 
-    /// <summary>POST /api/finetune: 202 with the run's URLs; 400 with field errors; 409 when the job id exists.</summary>
+    /// <summary>POST /api/finetune: 202 with the run's URLs; 400 with field errors; 409 when a run of the job id is live or completed.</summary>
     [Function("StartFineTune")]
     public static async Task<IActionResult> Start(
         [HttpTrigger(AuthorizationLevel.Function, "post", Route = Route)] HttpRequest request,
@@ -30,11 +29,10 @@ public sealed class FineTuneHttp
         {
             return new BadRequestObjectResult(new { error = "invalid job spec", fields = e.Errors });
         }
-        string id = spec.JobId!;
-        if (await client.GetInstanceAsync(id, getInputsAndOutputs: false, request.HttpContext.RequestAborted) is { } existing)
-            return new ConflictObjectResult(new { error = $"job '{id}' already exists ({existing.RuntimeStatus})", links = Links(request, id) });
-        await client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(id, spec), new StartOrchestrationOptions(id),
-            request.HttpContext.RequestAborted);
+        var outcome = await new DurableClientScheduler(client).StartAsync(spec, request.HttpContext.RequestAborted);
+        string id = outcome.JobId;
+        if (!outcome.Started)
+            return new ConflictObjectResult(new { error = $"job '{id}' already exists ({outcome.ExistingStatus})", links = Links(request, id) });
         var links = Links(request, id);
         return new AcceptedResult(links.Status, new { id, links });
     }

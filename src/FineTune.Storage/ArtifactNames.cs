@@ -3,7 +3,7 @@ using System.Text.RegularExpressions;
 namespace FineTune.Storage;
 
 /// <summary>
-/// The names artifacts may have, and the layout of a run. Names are checked before any storage call, so no
+/// The names artifacts may have (a run's own names are <see cref="RunLayout"/>'s). Names are checked before any storage call, so no
 /// job id or blob name from a request can reach outside the configured container or folder.
 /// </summary>
 public static partial class ArtifactNames
@@ -33,12 +33,6 @@ public static partial class ArtifactNames
     /// <summary>A prefix to list by: a valid name, optionally ending in '/', or empty for everything.</summary>
     public static string RequirePrefix(string prefix) =>
         prefix.Length == 0 ? prefix : Require(prefix.TrimEnd('/')) + (prefix.EndsWith('/') ? "/" : "");
-
-    public static string Run(string jobId) => $"runs/{RequireJobId(jobId)}/";
-    public static string Checkpoints(string jobId) => Run(jobId) + "checkpoints/";
-    public static string Features(string jobId) => Run(jobId) + "features/";
-    public static string Reports(string jobId) => Run(jobId) + "reports/";
-    public static string Published(string jobId) => Run(jobId) + "published/";
 
     /// <summary>Imported pretrained weights, by content hash, shared by all runs.</summary>
     public static string Weights(string sha256) => Require($"weights/{sha256}");

@@ -1,4 +1,5 @@
-using FineTune.Core.Recipe;
+using System.Reflection;
+using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
@@ -37,15 +38,16 @@ public static class WorkflowServices
         return services;
     }
 
-    /// <summary>One activity per seed step, in order; each is registered under its class name.</summary>
-    public static readonly IReadOnlyList<Type> ActivityTypes =
-        [typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainEpoch), typeof(Evaluate), typeof(Publish)];
+    /// <summary>One activity per step of the recipe, in order, each under its durable name (<see cref="ActivityNames"/>).</summary>
+    public static readonly IReadOnlyList<(string Name, Type Type)> Activities =
+        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish) }
+            .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
 
-    /// <summary>The orchestrator and one activity per seed step.</summary>
+    /// <summary>The orchestrator and the activities.</summary>
     public static DurableTaskRegistry AddFineTuneTasks(this DurableTaskRegistry registry)
     {
         registry.AddOrchestrator<FineTuneOrchestrator>();
-        foreach (var activity in ActivityTypes) registry.AddActivity(activity);
+        foreach (var (name, type) in Activities) registry.AddActivity(name, type);
         return registry;
     }
 }

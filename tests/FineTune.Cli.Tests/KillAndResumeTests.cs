@@ -36,7 +36,7 @@ public sealed class KillAndResumeTests : IDisposable
         }));
 
         var straight = FinetuneProcess.Run(_dir, "train", "job.json", "--work", "straight");
-        Assert.True(straight.ExitCode == 0, straight.Error);
+        Assert.True(straight.ExitCode == ExitCodes.Succeeded, straight.Error);
 
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _dir, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "finetune.dll"), "train", "job.json", "--work", "killed", .. storage])
@@ -55,14 +55,14 @@ public sealed class KillAndResumeTests : IDisposable
         }
 
         var resumed = FinetuneProcess.Run(_dir, ["train", "job.json", "--work", "killed", .. storage]);
-        Assert.True(resumed.ExitCode == 0, resumed.Error);
+        Assert.True(resumed.ExitCode == ExitCodes.Succeeded, resumed.Error);
 
         Assert.Equal(Published(jobId, onAzurite: false, "straight"), Published(jobId, onAzurite, "killed"));
 
         // The published model classifies straight from where it was published.
         string plant = Directory.GetFiles(Path.Combine(photos, "plants"))[0];
         var predicted = FinetuneProcess.Run(_dir, ["predict", "--model", jobId, "--work", "killed", "--top", "2", plant, .. storage]);
-        Assert.True(predicted.ExitCode == 0, predicted.Error);
+        Assert.True(predicted.ExitCode == ExitCodes.Succeeded, predicted.Error);
         var answer = JsonDocument.Parse(predicted.Output).RootElement[0].GetProperty("predictions");
         Assert.Equal(2, answer.GetArrayLength());
     }

@@ -10,7 +10,7 @@ public class ModelsCommandTests
         var output = new StringWriter();
         int exit = await FineTuneCommand.RunAsync(["models"], output, new StringWriter());
 
-        Assert.Equal(0, exit);
+        Assert.Equal(ExitCodes.Succeeded, exit);
         var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.StartsWith("family", lines[0]);
         Assert.Equal(ModelRegistry.Families.Count, lines.Length - 1);
@@ -24,7 +24,7 @@ public class ModelsCommandTests
     {
         var error = new StringWriter();
         int exit = await FineTuneCommand.RunAsync(["modles"], new StringWriter(), error);
-        Assert.NotEqual(0, exit);
+        Assert.NotEqual(ExitCodes.Succeeded, exit);
         Assert.Contains("modles", error.ToString());
     }
 }

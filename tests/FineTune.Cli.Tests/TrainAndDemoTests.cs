@@ -13,7 +13,7 @@ public sealed class TrainAndDemoTests : IDisposable
     {
         var (exit, output, error) = FinetuneProcess.Run(_dir, "demo", "--epochs", "3");
 
-        Assert.True(exit == 0, $"exit {exit}: {error}\n{output}");
+        Assert.True(exit == ExitCodes.Succeeded, $"exit {exit}: {error}\n{output}");
         Assert.Contains("top-1 accuracy", output);
         Assert.Contains("  completed", output);
         string published = Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "published");
@@ -31,7 +31,7 @@ public sealed class TrainAndDemoTests : IDisposable
         var rows = File.ReadAllLines(Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "reports", "predictions.csv")).Skip(1)
             .Select(line => line.Split(',')).ToList();
         var predicted = FinetuneProcess.Run(_dir, ["predict", "--model", "demo-3", "--top", "1", .. rows.Select(r => r[0])]);
-        Assert.True(predicted.ExitCode == 0, predicted.Error);
+        Assert.True(predicted.ExitCode == ExitCodes.Succeeded, predicted.Error);
         var answers = JsonDocument.Parse(predicted.Output).RootElement.EnumerateArray().ToList();
         Assert.Equal(rows.Count, answers.Count);
         foreach (var (row, answer) in rows.Zip(answers))
@@ -43,64 +43,64 @@ public sealed class TrainAndDemoTests : IDisposable
         }
 
         var status = FinetuneProcess.Run(_dir, "status", "demo-3");
-        Assert.Equal(0, status.ExitCode);
+        Assert.Equal(ExitCodes.Succeeded, status.ExitCode);
         Assert.StartsWith("demo-3: published, 3 epoch(s) done", status.Output);
         Assert.Matches(@"^demo-3\s+published\s+3 epochs", FinetuneProcess.Run(_dir, "list").Output);
-        Assert.Equal(2, FinetuneProcess.Run(_dir, "status", "unknown-run").ExitCode);
+        Assert.Equal(ExitCodes.BadInput, FinetuneProcess.Run(_dir, "status", "unknown-run").ExitCode);
 
         var again = FinetuneProcess.Run(_dir, "demo", "--epochs", "3");
-        Assert.Equal(0, again.ExitCode);
+        Assert.Equal(ExitCodes.Succeeded, again.ExitCode);
         Assert.Equal(card.GetProperty("weights").GetProperty("safetensorsSha256").GetString(),
             JsonDocument.Parse(File.ReadAllText(Path.Combine(published, "model-card.json"))).RootElement
                 .GetProperty("weights").GetProperty("safetensorsSha256").GetString());
     }
 
     [Fact]
-    public void PredictWithoutAPublishedModelIsExitCode2()
+    public void PredictWithoutAPublishedModelIsBadInput()
     {
         var (exit, _, error) = FinetuneProcess.Run(_dir, "predict", "--model", "no-such-run", "x.png");
-        Assert.Equal(2, exit);
+        Assert.Equal(ExitCodes.BadInput, exit);
         Assert.Contains("model: no published model in", error);
     }
 
     [Fact]
-    public void UnreachableStorageIsExitCode4WithoutAStackTrace()
+    public void UnreachableStorageIsItsOwnExitCodeWithoutAStackTrace()
     {
         Directory.CreateDirectory(Path.Combine(_dir, "photos", "a"));
         const string nowhere = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:9/devstoreaccount1;QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;";
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "photos", "--storage", nowhere);
-        Assert.Equal(4, exit);
+        Assert.Equal(ExitCodes.StorageUnreachable, exit);
         Assert.StartsWith("storage: cannot reach http://127.0.0.1:9/devstoreaccount1", error);
         Assert.DoesNotContain("   at ", error);
-        Assert.Equal(4, FinetuneProcess.Run(_dir, "train", "--dataset", "photos", "--storage", "not a connection string").ExitCode);
+        Assert.Equal(ExitCodes.StorageUnreachable, FinetuneProcess.Run(_dir, "train", "--dataset", "photos", "--storage", "not a connection string").ExitCode);
     }
 
     [Fact]
-    public void MissingDatasetIsExitCode2WithTheReason()
+    public void MissingDatasetIsBadInputWithTheReason()
     {
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "no-such-folder");
-        Assert.Equal(2, exit);
+        Assert.Equal(ExitCodes.BadInput, exit);
         Assert.Contains("dataset: '", error);
         Assert.Contains("no-such-folder' does not exist", error);
         Assert.DoesNotContain("   at ", error);
     }
 
     [Fact]
-    public void BadJobFileFieldsAreListedWithExitCode2()
+    public void BadJobFileFieldsAreListedAsBadInput()
     {
         File.WriteAllText(Path.Combine(_dir, "job.json"), """{ "model": "resnet19", "training": { "epochs": 0 }, "dataset": { "location": "." } }""");
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "job.json");
-        Assert.Equal(2, exit);
+        Assert.Equal(ExitCodes.BadInput, exit);
         Assert.Contains("job spec: model: unknown model family 'resnet19'", error);
         Assert.Contains("job spec: training.epochs: must be 1-10000", error);
     }
 
     [Fact]
-    public void UnreadableJobFileIsExitCode2()
+    public void UnreadableJobFileIsBadInput()
     {
         File.WriteAllText(Path.Combine(_dir, "broken.json"), "{ not json");
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "broken.json");
-        Assert.Equal(2, exit);
+        Assert.Equal(ExitCodes.BadInput, exit);
         Assert.StartsWith("job", error);
     }
 
@@ -111,7 +111,7 @@ public sealed class TrainAndDemoTests : IDisposable
         foreach (var photo in Directory.GetFiles("/usr/share/tuxpaint/stamps/food", "*.png").Take(3))
             File.Copy(photo, Path.Combine(food, Path.GetFileName(photo)));
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "one-class", "--epochs", "1");
-        Assert.Equal(1, exit);
+        Assert.Equal(ExitCodes.Failed, exit);
         Assert.Contains("only one class (food): a classifier needs at least two", error);
         Assert.DoesNotContain("   at ", error);
     }

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.Json;
+using FineTune.Workflow;
 
 namespace FineTune.Functions.Tests;
 
@@ -21,11 +22,31 @@ public class FunctionsMetadataTests
         AssertHttp(functions["GetFineTune"], "finetune/{id}", "get");
         AssertHttp(functions["CancelFineTune"], "finetune/{id}/cancel", "post");
         Assert.Equal("orchestrationTrigger", Trigger(functions["FineTune"]).GetProperty("type").GetString());
-        foreach (var activity in new[] { "FetchPretrainedWeights", "PrepareModel", "TrainEpoch", "Evaluate", "Publish" })
+        foreach (var (activity, _) in WorkflowServices.Activities)
             Assert.Equal("activityTrigger", Trigger(functions[activity]).GetProperty("type").GetString());
         var blob = Trigger(functions["StartFineTuneFromBlob"]);
         Assert.Equal(("blobTrigger", "finetune-jobs/{name}"), (blob.GetProperty("type").GetString(), blob.GetProperty("path").GetString()));
         Assert.Contains(functions["StartFineTuneFromBlob"], b => b.GetProperty("type").GetString() == "durableClient");
+    }
+
+    /// <summary>Each workflow activity is bound under its durable name, taking and returning the activity's own types.</summary>
+    [Fact]
+    public void EveryActivityIsBoundToItsClass()
+    {
+        var bound = typeof(DurableFunctions).GetMethods()
+            .Select(m => (Method: m, Name: m.GetCustomAttribute<Microsoft.Azure.Functions.Worker.FunctionAttribute>()?.Name))
+            .Where(f => f.Name is not null && f.Name != Workflow.Orchestration.FineTuneOrchestrator.Name)
+            .ToDictionary(f => f.Name!, f => f.Method);
+        Assert.Equal(WorkflowServices.Activities.Select(a => a.Name).Order(), bound.Keys.Order());
+        foreach (var (name, type) in WorkflowServices.Activities)
+        {
+            var activity = type.BaseType!;
+            Assert.Equal(typeof(Microsoft.DurableTask.TaskActivity<,>), activity.GetGenericTypeDefinition());
+            var method = bound[name];
+            var trigger = method.GetParameters().Single(p => p.GetCustomAttribute<Microsoft.Azure.Functions.Worker.ActivityTriggerAttribute>() is not null);
+            Assert.Equal(activity.GenericTypeArguments[0], trigger.ParameterType);
+            Assert.Equal(typeof(Task<>).MakeGenericType(activity.GenericTypeArguments[1]), method.ReturnType);
+        }
     }
 
     [Fact]

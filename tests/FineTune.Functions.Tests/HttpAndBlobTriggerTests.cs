@@ -73,7 +73,7 @@ public sealed class HttpAndBlobTriggerTests
         await FineTuneHttp.Start(Request("POST", "/api/finetune",
             $$"""{ "jobId": "to-cancel", "dataset": { "location": "{{dataset}}" }, "training": { "epochs": 500, "batchSize": 4, "featureCache": false } }"""), host.Host.Client);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        while ((await host.Host.Client.GetInstanceAsync("to-cancel", true, timeout.Token))?.ReadCustomStatusAs<RunStatus>()?.Stage != "training")
+        while ((await host.Host.Client.GetInstanceAsync("to-cancel", true, timeout.Token))?.ReadCustomStatusAs<RunStatus>()?.Stage != RunStage.Training)
             await Task.Delay(200, timeout.Token);
 
         var result = await FineTuneHttp.Cancel(Request("POST", "/api/finetune/to-cancel/cancel"), "to-cancel", host.Host.Client);

@@ -17,10 +17,10 @@ public sealed class FineTuneOrchestrationTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
 
-    private static JobSpec Spec(string jobId, string dataset, int epochs = 3) => JobSpecReader.Read(JsonSerializer.Serialize(new
+    private static JobSpec Spec(string jobId, string dataset, int epochs = 3, double testFraction = 0) => JobSpecReader.Read(JsonSerializer.Serialize(new
     {
         jobId,
-        dataset = new { location = dataset, resize = "pad" },
+        dataset = new { location = dataset, resize = "pad", testFraction },
         training = new { epochs, batchSize = 4, maxStepsPerChunk = 2 },
         seed = 7,
     }, JobSpecReader.Json), localPaths: false);
@@ -45,9 +45,34 @@ public sealed class FineTuneOrchestrationTests
         Assert.True(await host.Store.ExistsAsync(result.Published.TorchSharpName, default));
         Assert.True(await host.Store.ExistsAsync(result.Evaluation.PredictionsName, default));
         Assert.InRange(result.Evaluation.Top1Accuracy, 0, 1);
+        Assert.Equal("validation", result.Evaluation.Split);
         var progress = status.ReadCustomStatusAs<RunStatus>()!;
-        Assert.Equal("completed", progress.Stage);
+        Assert.Equal(RunStage.Completed, progress.Stage);
         Assert.True(status.SerializedCustomStatus!.Length < 1024);
+    }
+
+    [Fact]
+    public async Task WithATestSetTheFinalReportIsOnTestAndSaysSo()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        // Six photos a class: one for validation, two held out for test, three to train on.
+        var spec = Spec("tested", await host.UploadDatasetAsync("tux", perClass: 6), epochs: 2, testFraction: 0.34);
+
+        var (_, result) = await RunAsync(host, spec);
+
+        Assert.Equal("test", result.Evaluation.Split);
+        Assert.Equal(6, result.Evaluation.Images);
+        var report = JsonDocument.Parse(await ReadAsync(host.Store, result.Evaluation.ReportName)).RootElement;
+        Assert.Equal("test", report.GetProperty("split").GetString());
+        Assert.Equal(6, report.GetProperty("count").GetInt32());
+        var card = JsonDocument.Parse(await ReadAsync(host.Store, result.Published.ModelCardName)).RootElement;
+        Assert.Equal("test", card.GetProperty("metrics").GetProperty("split").GetString());
+        Assert.Equal((9, 3, 6), (card.GetProperty("dataset").GetProperty("trainImages").GetInt32(),
+            card.GetProperty("dataset").GetProperty("validationImages").GetInt32(), card.GetProperty("dataset").GetProperty("testImages").GetInt32()));
+        // The feature cache holds the test features too: evaluation needed no backbone pass.
+        Assert.True(await host.Store.ExistsAsync(new RunLayout("tested").FeaturesOf(Core.Data.DatasetSplits.Test), default));
+        var predicted = (await ReadAsync(host.Store, result.Evaluation.PredictionsName)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(7, predicted.Length);
     }
 
     [Fact]
@@ -60,18 +85,18 @@ public sealed class FineTuneOrchestrationTests
             expected = await SafetensorsShaAsync(reference.Store, result);
         }
 
-        FlakyTrainEpoch.Reset(failAtGlobalStep: 5);
+        FlakyTrainChunk.Reset(failAtGlobalStep: 5);
         await using var host = await WorkflowHost.StartAsync(registry => registry
             .AddOrchestrator<FineTuneOrchestrator>()
             .AddActivity<FetchPretrainedWeights>()
             .AddActivity<PrepareModel>()
-            .AddActivity(nameof(TrainEpoch), sp => ActivatorUtilities.CreateInstance<FlakyTrainEpoch>(sp))
+            .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<FlakyTrainChunk>(sp))
             .AddActivity<Evaluate>()
             .AddActivity<Publish>());
         var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
 
         Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);
-        Assert.Equal(1, FlakyTrainEpoch.Failures);
+        Assert.Equal(1, FlakyTrainChunk.Failures);
         Assert.Equal(expected, await SafetensorsShaAsync(host.Store, flaky));
     }
 
@@ -94,14 +119,14 @@ public sealed class FineTuneOrchestrationTests
 
         using var timeout = new CancellationTokenSource(Timeout);
         while ((await host.Host.Client.GetInstanceAsync(spec.JobId!, getInputsAndOutputs: true, timeout.Token))
-            ?.ReadCustomStatusAs<RunStatus>()?.Stage != "training")
+            ?.ReadCustomStatusAs<RunStatus>()?.Stage != RunStage.Training)
             await Task.Delay(200, timeout.Token);
         await host.Host.Client.TerminateInstanceAsync(spec.JobId!, "cancelled by test", timeout.Token);
         var final = await host.Host.Client.WaitForInstanceCompletionAsync(spec.JobId!, timeout.Token);
 
         Assert.Equal(OrchestrationRuntimeStatus.Terminated, final.RuntimeStatus);
         await Task.Delay(1000);
-        Assert.False(await host.Store.ExistsAsync(ArtifactNames.Published("cancelled") + Publish.ModelCardPart, default));
+        Assert.False(await host.Store.ExistsAsync(new RunLayout("cancelled").ModelCard, default));
     }
 
     [Fact]
@@ -142,9 +167,9 @@ public sealed class FineTuneOrchestrationTests
     }
 }
 
-/// <summary>The real TrainEpoch, made to crash once in the middle of an epoch, as a worker dying would.</summary>
-public sealed class FlakyTrainEpoch(RunFiles files, Core.Recipe.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
-    : TrainEpoch(files, engine, checkpoints, options)
+/// <summary>The real TrainChunk, made to crash once in the middle of an epoch, as a worker dying would.</summary>
+public sealed class FlakyTrainChunk(RunFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+    : TrainChunk(files, engine, checkpoints, options)
 {
     private static long _failAt;
     public static int Failures;

@@ -1,4 +1,11 @@
+using System.Text.Json;
+using FineTune.Core;
+using FineTune.Core.Data;
+using FineTune.Core.Models;
+using FineTune.Core.Runtime;
+using FineTune.Core.Training;
 using FineTune.Workflow.Jobs;
+using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Tests;
 
@@ -11,8 +18,8 @@ public class JobSpecReaderTests
 
         Assert.Equal("resnet18-cntk", spec.Model);
         Assert.Equal("bundled", spec.Weights.Source);
-        Assert.Equal("head", spec.Freeze);
-        Assert.Equal(("sgd", 0.001, 0.9), (spec.Training.Optimizer, spec.Training.LearningRate, spec.Training.Momentum));
+        Assert.Equal(FreezeMode.Head, spec.Freeze);
+        Assert.Equal((OptimizerKind.Sgd, 0.001, 0.9), (spec.Training.Optimizer, spec.Training.LearningRate, spec.Training.Momentum));
         Assert.Matches("^ft-[0-9a-f]{12}$", spec.JobId);
         Assert.Equal(spec.JobId, JobSpecReader.Read("""{"dataset":{"location":"blob:datasets/pets.zip"}}""", false).JobId);
     }
@@ -33,12 +40,82 @@ public class JobSpecReaderTests
             }
             """, localPaths: false));
 
+        // Choices the serializer rejects come first, in document order, then the other fields' checks.
         var fields = error.Errors.Select(e => e.Field).ToList();
-        Assert.Equal(["jobId", "model", "weights.source", "weights.sha256", "dataset.location", "dataset.validationFraction",
-            "dataset.resize", "freeze", "device", "training.epochs", "training.batchSize", "training.optimizer",
-            "training.learningRate", "training.schedule", "training.earlyStopping.patience", "training.earlyStopping.metric"], fields);
+        Assert.Equal(["dataset.resize", "freeze", "device", "training.optimizer", "training.schedule", "training.earlyStopping.metric",
+            "jobId", "model", "weights.source", "weights.sha256", "dataset.location", "dataset.validationFraction",
+            "training.epochs", "training.batchSize", "training.learningRate", "training.earlyStopping.patience"], fields);
+        Assert.Contains(new FieldError("training.optimizer", "must be sgd, adam or adamw"), error.Errors);
+        Assert.Contains(new FieldError("training.schedule", "must be constant, step or cosine"), error.Errors);
+        Assert.Contains(new FieldError("training.earlyStopping.metric", "must be val_loss or val_accuracy"), error.Errors);
+        Assert.Contains(new FieldError("dataset.resize", "must be crop or pad"), error.Errors);
+        Assert.Contains(new FieldError("device", "must be auto, cpu or cuda"), error.Errors);
+        Assert.Contains(error.Errors, e => e.Field == "freeze" && e.Reason.Contains("'last:0' is not head, last:N (N >= 1) or full"));
         Assert.Contains(error.Errors, e => e.Field == "model" && e.Reason.Contains("known: resnet18-cntk"));
         Assert.Contains(error.Errors, e => e.Field == "dataset.location" && e.Reason.Contains("blob:"));
+    }
+
+    [Fact]
+    public void TestFractionIsInRangeAndLeavesImagesToTrainOn()
+    {
+        static IReadOnlyList<FieldError> Errors(string dataset) => Assert.Throws<InvalidJobSpecException>(() =>
+            JobSpecReader.Read($$"""{ "dataset": { "location": "blob:d/", {{dataset}} } }""", false)).Errors;
+
+        Assert.Equal(new FieldError("dataset.testFraction", "must be in [0, 1)"), Assert.Single(Errors("\"testFraction\": -0.1")));
+        var sum = Assert.Single(Errors("\"validationFraction\": 0.5, \"testFraction\": 0.5"));
+        Assert.Equal("dataset.testFraction", sum.Field);
+        Assert.Contains("validationFraction + testFraction must be below 1", sum.Reason);
+        Assert.Equal("dataset.validationFraction", Assert.Single(Errors("\"validationFraction\": 1.5, \"testFraction\": 0.5")).Field);
+        Assert.Equal(0.25, JobSpecReader.Read("""{ "dataset": { "location": "blob:d/", "testFraction": 0.25 } }""", false).Dataset.TestFraction);
+    }
+
+    [Fact]
+    public void ATestFractionOfZeroKeepsTheDerivedJobId()
+    {
+        var without = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false);
+        var zero = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/", "testFraction": 0 } }""", false);
+        var some = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/", "testFraction": 0.1 } }""", false);
+        Assert.Equal(without.JobId, zero.JobId);
+        Assert.NotEqual(without.JobId, some.JobId);
+    }
+
+    [Fact]
+    public void ChoicesKeepTheirNamesAndTheDerivedJobIds()
+    {
+        // Pinned from before choices were typed: specs posted then name the same runs now.
+        Assert.Equal("ft-f4c27f3f9241", JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false).JobId);
+        var spec = JobSpecReader.Read("""
+            { "dataset": { "location": "blob:d/", "resize": "pad" }, "freeze": "last:2", "device": "cpu",
+              "training": { "optimizer": "adamw", "schedule": "cosine", "earlyStopping": { "metric": "val_accuracy" } } }
+            """, false);
+        Assert.Equal("ft-71832720dd9e", spec.JobId);
+        Assert.Equal((ResizeMode.Pad, FreezeMode.Last(2), DeviceKind.Cpu), (spec.Dataset.Resize, spec.Freeze, spec.Device));
+        Assert.Equal((OptimizerKind.AdamW, ScheduleKind.Cosine, StoppingMetric.ValidationAccuracy),
+            (spec.Training.Optimizer, spec.Training.Schedule, spec.StoppingMetric()));
+
+        var json = JsonSerializer.SerializeToElement(spec, JobSpecReader.Json);
+        Assert.Equal(("pad", "last:2", "cpu"), (json.GetProperty("dataset").GetProperty("resize").GetString(),
+            json.GetProperty("freeze").GetString(), json.GetProperty("device").GetString()));
+        Assert.Equal("adamw", json.GetProperty("training").GetProperty("optimizer").GetString());
+        Assert.Equal(spec, JobSpecReader.Read(json.GetRawText(), false));
+    }
+
+    [Fact]
+    public void ANullChoiceIsAFieldError()
+    {
+        var error = Assert.Throws<InvalidJobSpecException>(() =>
+            JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "training": { "optimizer": null } }""", false));
+        Assert.Equal(new FieldError("training.optimizer", "must be sgd, adam or adamw"), Assert.Single(error.Errors));
+    }
+
+    [Fact]
+    public void EveryBadInputExceptionIsOneBadInputForTheRetryPolicy()
+    {
+        // The orchestrator's retry policy asks IsCausedBy<BadInputException>: the failure's type is loaded by name, base types match.
+        Exception[] bad = [new InvalidJobSpecException([new FieldError("model", "unknown")]), new InvalidDatasetException("empty"),
+            new Core.Weights.WeightsSourceException("404"), new DeviceUnavailableException("no cuda")];
+        Assert.All(bad, e => Assert.True(TaskFailureDetails.FromException(e).IsCausedBy<BadInputException>(), e.GetType().Name));
+        Assert.False(TaskFailureDetails.FromException(new IOException("disk")).IsCausedBy<BadInputException>());
     }
 
     [Fact]
@@ -46,6 +123,10 @@ public class JobSpecReaderTests
     {
         var unknown = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""{ "dataset": { "location": "x", "colour": 1 } }""", true));
         Assert.Equal(("dataset.colour", "unknown field"), (unknown.Errors[0].Field, unknown.Errors[0].Reason));
+        var two = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""{ "colour": 1, "dataset": { "location": "x", "size": 2 } }""", true));
+        Assert.Equal(["colour", "dataset.size"], two.Errors.Select(e => e.Field));
+        var twice = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""{ "model": "a", "model": "b", "device": "tpu" }""", true));
+        Assert.Equal(new FieldError("device", "must be auto, cpu or cuda"), Assert.Single(twice.Errors));
         var wrongType = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""{ "training": { "epochs": "five" } }""", true));
         Assert.Equal("training.epochs", wrongType.Errors[0].Field);
         var notJson = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("{ nope", true));

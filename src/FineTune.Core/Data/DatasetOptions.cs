@@ -3,10 +3,13 @@ namespace FineTune.Core.Data;
 /// <summary>How a dataset is read and split, and the limits that keep bad or hostile data from hurting a run.</summary>
 public sealed record DatasetOptions
 {
-    /// <summary>Share of each class held out for validation when the dataset has no <c>val/</c> folder.</summary>
+    /// <summary>Share of each class held out for validation when the dataset has no validation folder.</summary>
     public double ValidationFraction { get; init; } = 0.2;
 
-    /// <summary>Seed of the stratified split.</summary>
+    /// <summary>Share of each class held out for testing when the dataset has no test folder; 0: no test set.</summary>
+    public double TestFraction { get; init; }
+
+    /// <summary>Seed of the stratified splits.</summary>
     public int SplitSeed { get; init; } = 0;
 
     /// <summary>A run fails when more than this share of the files cannot be used; below it they are skipped and reported.</summary>

@@ -178,7 +178,7 @@ public static class ImageLoader
 }
 
 /// <summary>A file that is not a usable image.</summary>
-public sealed class InvalidImageException(string path, string reason) : Exception($"{path}: {reason}")
+public sealed class InvalidImageException(string path, string reason) : BadInputException($"{path}: {reason}")
 {
     public string Path { get; } = path;
     public string Reason { get; } = reason;

@@ -10,8 +10,9 @@ public sealed record ClassMetrics(string Class, double Precision, double Recall,
 /// <summary>One image's outcome: its true class, the top predictions and their probabilities.</summary>
 public sealed record Prediction(string Path, string Label, string Predicted, double Confidence, IReadOnlyList<string> Top);
 
-/// <summary>How a model did on a labelled set.</summary>
+/// <summary>How a model did on a labelled set; <see cref="Split"/> names the set (<see cref="Data.DatasetSplits"/>).</summary>
 public sealed record EvaluationReport(
+    string Split,
     int Count,
     double Loss,
     double Top1Accuracy,

@@ -28,7 +28,8 @@ public static class Evaluator
         return all;
     }
 
-    public static EvaluationReport Report(Tensor logits, IReadOnlyList<int> labels, IReadOnlyList<string> classes, IReadOnlyList<string> paths)
+    /// <param name="split">the set the logits are of: <see cref="DatasetSplits.Validation"/> or <see cref="DatasetSplits.Test"/></param>
+    public static EvaluationReport Report(string split, Tensor logits, IReadOnlyList<int> labels, IReadOnlyList<string> classes, IReadOnlyList<string> paths)
     {
         using var scope = NewDisposeScope();
         int n = labels.Count, c = classes.Count;
@@ -65,7 +66,7 @@ public static class Evaluator
             return new ClassMetrics(classes[j], precision, recall, f1, actualJ);
         }).ToList();
 
-        return new EvaluationReport(n, loss, (double)top1 / n, c >= 5 ? (double)top5 / n : null, classes, perClass,
+        return new EvaluationReport(split, n, loss, (double)top1 / n, c >= 5 ? (double)top5 / n : null, classes, perClass,
             confusion.Select(row => (IReadOnlyList<int>)row).ToList(), predictions);
     }
 }

@@ -78,7 +78,7 @@ public static class ModelRegistry
 }
 
 public sealed class UnknownModelFamilyException(string name, IEnumerable<string> known)
-    : ArgumentException($"unknown model family '{name}'; known: {string.Join(", ", known)}")
+    : BadInputException($"unknown model family '{name}'; known: {string.Join(", ", known)}")
 {
     public string Family { get; } = name;
 }

@@ -1,8 +1,11 @@
+using System.Text.Json.Serialization;
+
 namespace FineTune.Core.Models;
 
 public enum ChannelOrder { Rgb, Bgr }
 
 /// <summary>How an image of any shape becomes the square model input.</summary>
+[JsonConverter(typeof(ResizeModeJson))]
 public enum ResizeMode
 {
     /// <summary>torchvision's: short side to ResizeSize, then the centre CropSize square (edges are lost).</summary>
@@ -10,6 +13,16 @@ public enum ResizeMode
     /// <summary>Long side to CropSize, centred on the background colour: nothing is cut off (cut-outs, thin objects).</summary>
     Pad,
 }
+
+/// <summary>The resize modes by their names in job specs, on the command line and in model cards.</summary>
+public static class ResizeModes
+{
+    public static readonly ChoiceTable<ResizeMode, Choice<ResizeMode>> Choices = new(
+        new(ResizeMode.CenterCrop, "crop", "torchvision's resize + centre crop"),
+        new(ResizeMode.Pad, "pad", "the whole image on white: cut-outs, thin objects"));
+}
+
+public sealed class ResizeModeJson() : ChoiceJsonConverter<ResizeMode, Choice<ResizeMode>>(ResizeModes.Choices);
 
 /// <summary>
 /// How an image becomes the input tensor a family's weights expect: fit it to a <see cref="CropSize"/> square

@@ -49,7 +49,7 @@ public sealed class Trainer : IDisposable
         _features = cachedFeatures?.to(model.Device);
         _trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
         if (_trainable.Count == 0) throw new ArgumentException("the model has no trainable parameters", nameof(model));
-        _optimizer = CreateOptimizer(_trainable, options);
+        _optimizer = Optimizers.Create(_trainable, options);
         _classWeights = options.ClassWeightedLoss ? ClassWeights(train, model.NumClasses).to(model.Device) : null;
     }
 
@@ -154,13 +154,6 @@ public sealed class Trainer : IDisposable
         _optimizer.Dispose();
         _classWeights?.Dispose();
     }
-
-    private static OptimizerHelper CreateOptimizer(IReadOnlyList<Parameter> parameters, TrainingOptions o) => o.Optimizer switch
-    {
-        OptimizerKind.Adam => optim.Adam(parameters, o.LearningRate, weight_decay: o.WeightDecay),
-        OptimizerKind.AdamW => optim.AdamW(parameters, o.LearningRate, weight_decay: o.WeightDecay),
-        _ => optim.SGD(parameters, o.LearningRate, o.Momentum, weight_decay: o.WeightDecay, nesterov: o.Nesterov),
-    };
 
     private static Tensor ClassWeights(IImageSource train, int classes)
     {

@@ -1,4 +1,23 @@
+using System.Text.Json.Serialization;
+
 namespace FineTune.Core.Training;
+
+[JsonConverter(typeof(StoppingMetricJson))]
+public enum StoppingMetric { ValidationLoss, ValidationAccuracy }
+
+/// <summary>A metric that picks the best epoch and drives early stopping: its name in job specs and its score (higher is better).</summary>
+public sealed record StoppingMetricChoice(StoppingMetric Value, string Name, string Description, Func<EpochMetrics, double> Score)
+    : Choice<StoppingMetric>(Value, Name, Description);
+
+/// <summary>The metrics by their names in job specs.</summary>
+public static class StoppingMetrics
+{
+    public static readonly ChoiceTable<StoppingMetric, StoppingMetricChoice> Choices = new(
+        new(StoppingMetric.ValidationLoss, "val_loss", "lowest validation loss", m => -m.ValidationLoss),
+        new(StoppingMetric.ValidationAccuracy, "val_accuracy", "highest validation accuracy", m => m.ValidationAccuracy));
+}
+
+public sealed class StoppingMetricJson() : ChoiceJsonConverter<StoppingMetric, StoppingMetricChoice>(StoppingMetrics.Choices);
 
 /// <summary>What one epoch achieved.</summary>
 public sealed record EpochMetrics(
@@ -13,8 +32,7 @@ public sealed record EpochMetrics(
 /// <summary>Per-epoch metrics with best-epoch tracking and the early-stopping rule.</summary>
 public static class TrainingHistory
 {
-    public static double Score(EpochMetrics metrics, StoppingMetric metric) =>
-        metric == StoppingMetric.ValidationAccuracy ? metrics.ValidationAccuracy : -metrics.ValidationLoss;
+    public static double Score(EpochMetrics metrics, StoppingMetric metric) => StoppingMetrics.Choices[metric].Score(metrics);
 
     /// <summary>The best epoch so far (the earliest on ties), or null before the first.</summary>
     public static EpochMetrics? Best(IReadOnlyList<EpochMetrics> history, StoppingMetric metric) =>

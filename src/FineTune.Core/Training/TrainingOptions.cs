@@ -2,20 +2,6 @@ using FineTune.Core.Data;
 
 namespace FineTune.Core.Training;
 
-public enum OptimizerKind { Sgd, Adam, AdamW }
-
-public enum ScheduleKind
-{
-    /// <summary>The learning rate stays as given (the seed recipe).</summary>
-    Constant,
-    /// <summary>Multiplied by <see cref="TrainingOptions.Gamma"/> every <see cref="TrainingOptions.StepEpochs"/> epochs.</summary>
-    Step,
-    /// <summary>Cosine decay to zero over all steps.</summary>
-    Cosine,
-}
-
-public enum StoppingMetric { ValidationLoss, ValidationAccuracy }
-
 /// <summary>Hyper-parameters of a fine-tune. The defaults are the seed recipe: SGD, lr 0.001, momentum 0.9.</summary>
 public sealed record TrainingOptions
 {

@@ -129,4 +129,4 @@ public static class StateDictFile
 }
 
 /// <summary>Weights that cannot be used: unreadable, or not fitting the model family.</summary>
-public sealed class InvalidWeightsException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class InvalidWeightsException(string message, Exception? inner = null) : BadInputException(message, inner);

@@ -40,6 +40,12 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     {
         if (family.BundledWeights is null)
             throw new WeightsSourceException($"{family.Name} has no bundled weights; give a file or URL (families with bundled weights: {string.Join(", ", ModelRegistry.Families.Where(f => f.HasBundledWeights).Select(f => f.Name))})");
+        string source = $"{Bundled}:{family.Name}";
+        // Converting the shipped weights costs more than reading them: the result is kept, keyed by the code
+        // that converts (this assembly's build), and found again through an index file.
+        string index = Path.Combine(options.CacheDirectory, $"{Bundled}-{family.Name}-{typeof(WeightsFetcher).Assembly.ManifestModule.ModuleVersionId:N}.sha256");
+        if (File.Exists(index) && File.ReadAllText(index).Trim() is var known && (expected is null || expected == known) && CachedPath(known) is { } hit)
+            return new FetchedWeights(hit, known, new FileInfo(hit).Length, source);
         string temp = TempPath();
         var state = family.BundledWeights();
         try
@@ -50,7 +56,11 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         {
             foreach (var tensor in state.Values) tensor.Dispose();
         }
-        return await CommitAsync(temp, expected, $"{Bundled}:{family.Name}", ".safetensors", cancellationToken);
+        var fetched = await CommitAsync(temp, expected, source, ".safetensors", cancellationToken);
+        string indexTemp = TempPath();
+        await File.WriteAllTextAsync(indexTemp, fetched.Sha256, cancellationToken);
+        File.Move(indexTemp, index, overwrite: true);
+        return fetched;
     }
 
     private async Task<FetchedWeights> CacheBlobAsync(string name, string? expected, CancellationToken cancellationToken)
@@ -192,4 +202,4 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
 }
 
 /// <summary>A weights source that cannot be used: not allowed, not found, or failing verification.</summary>
-public sealed class WeightsSourceException(string message) : Exception(message);
+public sealed class WeightsSourceException(string message) : BadInputException(message);

@@ -73,7 +73,7 @@ public sealed class CheckpointStore(IArtifactStore store, ILogger<CheckpointStor
     public async Task<IReadOnlyList<long>> ListAsync(string jobId, CancellationToken cancellationToken)
     {
         var sequences = new List<long>();
-        string prefix = ArtifactNames.Checkpoints(jobId);
+        string prefix = new RunLayout(jobId).Checkpoints;
         await foreach (var item in store.ListAsync(prefix, cancellationToken))
         {
             var rest = item.Name[prefix.Length..].Split('/');
@@ -172,5 +172,5 @@ public sealed class CheckpointStore(IArtifactStore store, ILogger<CheckpointStor
     }
 
     private static string Folder(string jobId, long sequence) =>
-        ArtifactNames.Checkpoints(jobId) + sequence.ToString("D12", CultureInfo.InvariantCulture) + "/";
+        new RunLayout(jobId).Checkpoints + sequence.ToString("D12", CultureInfo.InvariantCulture) + "/";
 }

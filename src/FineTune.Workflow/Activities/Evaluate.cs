@@ -1,5 +1,6 @@
+using System.Diagnostics;
 using System.Text;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
@@ -7,28 +8,30 @@ using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Activities;
 
-/// <summary>Seed step 5, evaluate: the chosen checkpoint on the validation set; writes the JSON report and per-image predictions.</summary>
-[DurableTask(nameof(Evaluate))]
+/// <summary>
+/// The recipe's "evaluate" step: the chosen checkpoint on the held-out test set, or on the validation set when the dataset
+/// has none; writes the JSON report (naming that split), per-image predictions and the confusion matrix.
+/// </summary>
+[DurableTask(ActivityNames.Evaluate)]
 public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivity<ModelRequest, EvaluationSummary>
 {
-    public const string ReportPart = "evaluation.json";
-    public const string PredictionsPart = "predictions.csv";
-
     public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)
     {
         var job = request.Job;
+        var clock = Stopwatch.StartNew();
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
         var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
         var report = engine.Evaluate(recipe, dataset, state, features, CancellationToken.None);
 
-        string reports = ArtifactNames.Reports(job.JobId);
-        await files.WriteAsync(reports + ReportPart, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, CancellationToken.None);
+        var layout = new RunLayout(job.JobId);
+        await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, CancellationToken.None);
         var csv = new StringWriter();
         report.WritePredictionsCsv(csv);
-        await files.WriteAsync(reports + PredictionsPart, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
-        await files.WriteAsync(reports + ReportPlots.ConfusionPart, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
-        return new EvaluationSummary(report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, reports + ReportPart, reports + PredictionsPart);
+        await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
+        await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
+        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions,
+            [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]);
     }
 }

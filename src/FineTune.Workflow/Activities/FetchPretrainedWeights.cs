@@ -6,8 +6,8 @@ using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Activities;
 
-/// <summary>Seed step 1: bring the pretrained weights in, verified, and share them through the artifact store by hash.</summary>
-[DurableTask(nameof(FetchPretrainedWeights))]
+/// <summary>The recipe's "fetch pretrained weights" step: bring the pretrained weights in, verified, and share them through the artifact store by hash.</summary>
+[DurableTask(ActivityNames.FetchPretrainedWeights)]
 public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store) : TaskActivity<FineTuneJob, WeightsRef>
 {
     public override async Task<WeightsRef> RunAsync(TaskActivityContext context, FineTuneJob job)

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
@@ -8,31 +8,34 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed steps 2–3, freeze + replace head: scans the dataset, sizes the head to its classes, freezes, and
+/// The recipe's "freeze + replace head" step: scans the dataset, sizes the head to its classes, freezes, and
 /// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
 /// </summary>
-[DurableTask(nameof(PrepareModel))]
+[DurableTask(ActivityNames.PrepareModel)]
 public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskActivity<PrepareRequest, PreparedSummary>
 {
     public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)
     {
         var job = request.Job;
-        var dataset = await files.DatasetAsync(job, CancellationToken.None);
+        var clock = new StageClock();
+        var dataset = await clock.TimeAsync(Stages.DatasetScan, () => files.DatasetAsync(job, CancellationToken.None));
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
-        var (prepared, features) = engine.Prepare(recipe, dataset, CancellationToken.None);
-        foreach (var (part, data) in features)
-            await files.WriteAsync(ArtifactNames.Features(job.JobId) + part, data, WriteMode.Overwrite, CancellationToken.None);
+        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, CancellationToken.None));
+        var layout = new RunLayout(job.JobId);
+        foreach (var (split, data) in features)
+            await files.WriteAsync(layout.FeaturesOf(split), data, WriteMode.Overwrite, CancellationToken.None);
         var report = new
         {
             classes = dataset.Classes,
             train = dataset.Train.Count,
             validation = dataset.Validation.Count,
+            test = dataset.Test.Count,
             skipped = dataset.Skipped,
             freeze = prepared.Freeze,
         };
-        await files.WriteAsync(ArtifactNames.Reports(job.JobId) + "dataset.json", JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
+        await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
             WriteMode.Overwrite, CancellationToken.None);
-        return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Skipped.Count,
-            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache);
+        return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,
+            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache, clock.Times);
     }
 }

@@ -1,9 +1,7 @@
 using System.Security.Cryptography;
-using System.Text.Json;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
-using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
@@ -11,64 +9,60 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed step 6, publish: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
+/// The recipe's "publish" step: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
 /// a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight hashes, lineage).
 /// A published model is never overwritten: a repeated call finds the card and returns it.
 /// </summary>
-[DurableTask(nameof(Publish))]
+[DurableTask(ActivityNames.Publish)]
 public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStore store) : TaskActivity<PublishRequest, PublishedModel>
 {
-    public const string SafetensorsPart = "model.safetensors";
-    public const string TorchSharpPart = "model.dat";
-    public const string ModelCardPart = "model-card.json";
-
     public override async Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request)
     {
         var job = request.Job;
-        string folder = ArtifactNames.Published(job.JobId);
-        var published = new PublishedModel(folder, folder + SafetensorsPart, folder + TorchSharpPart, folder + ModelCardPart);
+        var layout = new RunLayout(job.JobId);
+        var published = new PublishedModel(layout.Published, layout.Safetensors, layout.TorchSharp, layout.ModelCard, []);
         if (await store.ExistsAsync(published.ModelCardName, CancellationToken.None)) return published;
 
-        string reports = ArtifactNames.Reports(job.JobId);
-        await files.WriteAsync(reports + ReportPlots.LossPart, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
-        await files.WriteAsync(reports + ReportPlots.AccuracyPart, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+        var clock = new StageClock();
+
+        await clock.TimeAsync(Stages.Plots, async () =>
+        {
+            await files.WriteAsync(layout.LossPlot, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
+            await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+        });
+        await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, published));
+        return published with { Times = clock.Times };
+    }
+
+    private async Task ExportAsync(TaskActivityContext context, PublishRequest request, PublishedModel published)
+    {
+        var job = request.Job;
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
-        var safetensors = engine.Export(recipe, dataset, state, StateDictFormat.Safetensors);
-        var torchSharp = engine.Export(recipe, dataset, state, StateDictFormat.TorchSharp);
+        var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors, StateDictFormat.TorchSharp]);
+        var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
         await WriteOnceAsync(published.SafetensorsName, safetensors);
         await WriteOnceAsync(published.TorchSharpName, torchSharp);
 
-        var preprocessing = recipe.Preprocessing;
-        var card = new
+        var prepared = request.Prepared;
+        var card = new ModelCard
         {
-            jobId = job.JobId,
-            model = job.Spec.Model,
-            classes = request.Prepared.Classes,
-            head = recipe.ModelFamily.HeadPath,
-            preprocessing = new
-            {
-                resize = job.Spec.Dataset.Resize,
-                preprocessing.ResizeSize,
-                preprocessing.CropSize,
-                channelOrder = preprocessing.ChannelOrder.ToString().ToLowerInvariant(),
-                preprocessing.Scale,
-                preprocessing.Mean,
-                preprocessing.Std,
-                meanImage = preprocessing.MeanImage is not null,
-            },
-            metrics = request.Evaluation,
-            bestEpoch = request.BestEpoch,
-            history = request.History,
-            hyperParameters = job.Spec,
-            dataset = new { location = job.Spec.Dataset.Location, sha256 = DatasetHash(dataset), request.Prepared.TrainImages, request.Prepared.ValidationImages, request.Prepared.SkippedFiles },
-            weights = new { pretrained = request.Weights, safetensorsSha256 = Sha256(safetensors), torchSharpSha256 = Sha256(torchSharp) },
-            lineage = new { instanceId = context.InstanceId, checkpointSequence = request.Sequence, publishedAt = DateTimeOffset.UtcNow },
+            JobId = job.JobId,
+            Model = job.Spec.Model,
+            Classes = prepared.Classes,
+            Head = recipe.ModelFamily.HeadPath,
+            Preprocessing = PreprocessingCard.Of(recipe.Preprocessing),
+            Metrics = request.Evaluation with { Times = [] },
+            BestEpoch = request.BestEpoch,
+            History = request.History,
+            HyperParameters = job.Spec,
+            Dataset = new DatasetCard(job.Spec.Dataset.Location, DatasetHash(dataset), prepared.TrainImages, prepared.ValidationImages, prepared.TestImages, prepared.SkippedFiles),
+            Weights = new WeightsCard(request.Weights, Sha256(safetensors), Sha256(torchSharp)),
+            Lineage = new LineageCard(context.InstanceId, request.Sequence, DateTimeOffset.UtcNow),
         };
-        await WriteOnceAsync(published.ModelCardName, JsonSerializer.SerializeToUtf8Bytes(card, new JsonSerializerOptions(JobSpecReader.Json) { WriteIndented = true }));
-        return published;
+        await WriteOnceAsync(published.ModelCardName, card.ToJson());
     }
 
     private async Task WriteOnceAsync(string name, byte[] data)
@@ -88,7 +82,7 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
     private static string DatasetHash(Core.Data.ImageDataset dataset)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        foreach (var sample in dataset.Train.Concat(dataset.Validation))
+        foreach (var sample in dataset.Train.Concat(dataset.Validation).Concat(dataset.Test))
         {
             hash.AppendData(System.Text.Encoding.UTF8.GetBytes($"{dataset.Classes[sample.Label]}/{Path.GetFileName(sample.Path)}\n"));
             hash.AppendData(File.ReadAllBytes(sample.Path));

@@ -1,9 +1,15 @@
+using System.Text.Json.Serialization;
+using FineTune.Core.Models;
+using FineTune.Core.Runtime;
+using FineTune.Core.Training;
+
 namespace FineTune.Workflow.Jobs;
 
 /// <summary>
 /// A fine-tune job as users write it (JSON, camelCase). Every field but the dataset has the seed recipe's
 /// default: resnet18-cntk with its bundled ImageNet weights, frozen, a new head trained by SGD (lr 0.001,
-/// momentum 0.9).
+/// momentum 0.9). Choices are Core's types, read and written as their names by the converters on those types
+/// (see <see cref="Core.ChoiceTable{T, TChoice}"/>), so an unknown name is a field error.
 /// </summary>
 public sealed record JobSpec
 {
@@ -15,13 +21,13 @@ public sealed record JobSpec
     public string Model { get; init; } = "resnet18-cntk";
     public WeightsSpec Weights { get; init; } = new();
     public DatasetSpec Dataset { get; init; } = new();
-    /// <summary>head | last:N | full</summary>
-    public string Freeze { get; init; } = "head";
+    /// <summary><see cref="FreezeMode.Forms"/></summary>
+    public FreezeMode Freeze { get; init; } = FreezeMode.Head;
     public double HeadDropout { get; init; }
     public TrainingSpec Training { get; init; } = new();
     public long Seed { get; init; }
-    /// <summary>auto | cpu | cuda</summary>
-    public string Device { get; init; } = "auto";
+    /// <summary><see cref="TorchDevice.Choices"/></summary>
+    public DeviceKind Device { get; init; } = DeviceKind.Auto;
     /// <summary>TF32 matmuls and convolutions on CUDA GPUs that have them.</summary>
     public bool Tf32 { get; init; } = true;
 }
@@ -37,9 +43,16 @@ public sealed record DatasetSpec
 {
     /// <summary>blob:PREFIX/ (class folders), blob:NAME.zip, blob:NAME.csv, or a local folder, .zip or .csv (command line only).</summary>
     public string Location { get; init; } = "";
+    /// <summary>Share of each class held out for validation (best epoch, early stopping) when the dataset has no validation folder.</summary>
     public double ValidationFraction { get; init; } = 0.2;
-    /// <summary>crop (torchvision's resize + centre crop) | pad (whole image on white: cut-outs, thin objects)</summary>
-    public string Resize { get; init; } = "crop";
+    /// <summary>
+    /// Share of each class held out for the final report when the dataset has no test folder; 0: no test set, the
+    /// report is on validation. Left out of the JSON when 0, so specs without it keep their derived job ids.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public double TestFraction { get; init; }
+    /// <summary><see cref="ResizeModes.Choices"/></summary>
+    public ResizeMode Resize { get; init; } = ResizeMode.CenterCrop;
     /// <summary>When given, the dataset's classes must be exactly these.</summary>
     public IReadOnlyList<string>? Classes { get; init; }
     public double MaxBadFraction { get; init; } = 0.05;
@@ -49,14 +62,14 @@ public sealed record TrainingSpec
 {
     public int Epochs { get; init; } = 5;
     public int BatchSize { get; init; } = 16;
-    /// <summary>sgd | adam | adamw</summary>
-    public string Optimizer { get; init; } = "sgd";
+    /// <summary><see cref="Optimizers.Choices"/></summary>
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
     public double LearningRate { get; init; } = 0.001;
     public double Momentum { get; init; } = 0.9;
     public bool Nesterov { get; init; }
     public double WeightDecay { get; init; }
-    /// <summary>constant | step | cosine</summary>
-    public string Schedule { get; init; } = "constant";
+    /// <summary><see cref="LearningRateSchedule.Choices"/></summary>
+    public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
     public int StepEpochs { get; init; } = 7;
     public double Gamma { get; init; } = 0.1;
     public int WarmupSteps { get; init; }
@@ -73,8 +86,8 @@ public sealed record TrainingSpec
 public sealed record EarlyStoppingSpec
 {
     public int Patience { get; init; } = 3;
-    /// <summary>val_loss | val_accuracy</summary>
-    public string Metric { get; init; } = "val_loss";
+    /// <summary><see cref="StoppingMetrics.Choices"/></summary>
+    public StoppingMetric Metric { get; init; } = StoppingMetric.ValidationLoss;
 }
 
 public sealed record AugmentationSpec

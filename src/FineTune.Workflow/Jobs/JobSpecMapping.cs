@@ -1,6 +1,5 @@
 using FineTune.Core.Data;
-using FineTune.Core.Models;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Training;
 
 namespace FineTune.Workflow.Jobs;
@@ -11,18 +10,17 @@ public static class JobSpecMapping
     public static Recipe ToRecipe(this JobSpec spec, string weightsPath)
     {
         var t = spec.Training;
-        return new Recipe(spec.Model, weightsPath, FreezeMode.Parse(spec.Freeze), spec.HeadDropout,
-            spec.Dataset.Resize == "pad" ? ResizeMode.Pad : ResizeMode.CenterCrop,
+        return new Recipe(spec.Model, weightsPath, spec.Freeze, spec.HeadDropout, spec.Dataset.Resize,
             new TrainingOptions
             {
                 Epochs = t.Epochs,
                 BatchSize = t.BatchSize,
-                Optimizer = t.Optimizer switch { "adam" => OptimizerKind.Adam, "adamw" => OptimizerKind.AdamW, _ => OptimizerKind.Sgd },
+                Optimizer = t.Optimizer,
                 LearningRate = t.LearningRate,
                 Momentum = t.Momentum,
                 Nesterov = t.Nesterov,
                 WeightDecay = t.WeightDecay,
-                Schedule = t.Schedule switch { "step" => ScheduleKind.Step, "cosine" => ScheduleKind.Cosine, _ => ScheduleKind.Constant },
+                Schedule = t.Schedule,
                 StepEpochs = t.StepEpochs,
                 Gamma = t.Gamma,
                 WarmupSteps = t.WarmupSteps,
@@ -39,12 +37,14 @@ public static class JobSpecMapping
             spec.Tf32);
     }
 
+    /// <summary>What picks the best epoch: the early-stopping metric, validation loss when early stopping is off.</summary>
     public static StoppingMetric StoppingMetric(this JobSpec spec) =>
-        spec.Training.EarlyStopping?.Metric == "val_accuracy" ? Core.Training.StoppingMetric.ValidationAccuracy : Core.Training.StoppingMetric.ValidationLoss;
+        spec.Training.EarlyStopping?.Metric ?? Core.Training.StoppingMetric.ValidationLoss;
 
     public static DatasetOptions ToDatasetOptions(this JobSpec spec) => new()
     {
         ValidationFraction = spec.Dataset.ValidationFraction,
+        TestFraction = spec.Dataset.TestFraction,
         SplitSeed = (int)(spec.Seed & int.MaxValue),
         MaxBadFraction = spec.Dataset.MaxBadFraction,
     };

@@ -1,7 +1,10 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using FineTune.Core;
 using FineTune.Core.Models;
+using FineTune.Core.Training;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 
@@ -15,7 +18,7 @@ public sealed record FieldError(string Field, string Reason)
 
 /// <summary>A job spec that cannot run, with every field error.</summary>
 public sealed class InvalidJobSpecException(IReadOnlyList<FieldError> errors)
-    : Exception("invalid job spec: " + string.Join("; ", errors))
+    : BadInputException("invalid job spec: " + string.Join("; ", errors))
 {
     public IReadOnlyList<FieldError> Errors { get; } = errors;
 }
@@ -29,16 +32,11 @@ public static class JobSpecReader
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
-    private static readonly string[] Optimizers = ["sgd", "adam", "adamw"];
-    private static readonly string[] Schedules = ["constant", "step", "cosine"];
-    private static readonly string[] Devices = ["auto", "cpu", "cuda"];
-    private static readonly string[] Resizes = ["crop", "pad"];
-    private static readonly string[] Metrics = ["val_loss", "val_accuracy"];
-
     /// <summary>Parses and validates; throws <see cref="InvalidJobSpecException"/> listing every problem.</summary>
     /// <param name="localPaths">whether datasets and weights may be local paths (the command line) or must be in the artifact store (the service)</param>
     public static JobSpec Read(string json, bool localPaths)
     {
+        var errors = new List<FieldError>();
         JobSpec? spec;
         try
         {
@@ -46,10 +44,11 @@ public static class JobSpecReader
         }
         catch (JsonException e)
         {
-            throw new InvalidJobSpecException([new FieldError(Field(e.Path), Reason(e))]);
+            errors.Add(Error(e));
+            spec = ReadOtherFields(json, e.Path, errors) ?? throw new InvalidJobSpecException(errors);
         }
         if (spec is null) throw new InvalidJobSpecException([new FieldError("$", "the job spec is empty")]);
-        var errors = Validate(spec, localPaths);
+        errors.AddRange(Validate(spec, localPaths));
         if (errors.Count > 0) throw new InvalidJobSpecException(errors);
         return spec with { JobId = spec.JobId ?? DeriveJobId(spec) };
     }
@@ -80,37 +79,33 @@ public static class JobSpecReader
             Check(IsArtifactName(dataset.Location[WeightsFetcher.BlobPrefix.Length..].TrimEnd('/')), "dataset.location", "blob:NAME needs a valid artifact name");
         else
             Check(localPaths && dataset.Location.Length > 0, "dataset.location", localPaths ? "is required: a folder of class folders, a .zip or a .csv" : "must be blob:PREFIX/, blob:NAME.zip or blob:NAME.csv");
-        Check(dataset.ValidationFraction is >= 0 and < 1, "dataset.validationFraction", "must be in [0, 1)");
-        Check(Resizes.Contains(dataset.Resize), "dataset.resize", "must be crop or pad");
+        bool validationFraction = dataset.ValidationFraction is >= 0 and < 1, testFraction = dataset.TestFraction is >= 0 and < 1;
+        Check(validationFraction, "dataset.validationFraction", "must be in [0, 1)");
+        Check(testFraction, "dataset.testFraction", "must be in [0, 1)");
+        // Checked only when both are in range, so one mistake is reported once.
+        Check(!validationFraction || !testFraction || dataset.ValidationFraction + dataset.TestFraction < 1,
+            "dataset.testFraction", "validationFraction + testFraction must be below 1: training needs the rest");
         Check(dataset.MaxBadFraction is >= 0 and <= 1, "dataset.maxBadFraction", "must be in [0, 1]");
         Check(dataset.Classes is null || (dataset.Classes.Count >= 2 && dataset.Classes.Distinct().Count() == dataset.Classes.Count),
             "dataset.classes", "must list at least two distinct classes");
 
-        try { FreezeMode.Parse(spec.Freeze); }
-        catch (FormatException e) { errors.Add(new FieldError("freeze", e.Message)); }
         Check(spec.HeadDropout is >= 0 and < 1, "headDropout", "must be in [0, 1)");
-        Check(Devices.Contains(spec.Device), "device", "must be auto, cpu or cuda");
 
         var t = spec.Training ?? new TrainingSpec();
         Check(t.Epochs is >= 1 and <= 10_000, "training.epochs", "must be 1-10000");
         Check(t.BatchSize is >= 1 and <= 4096, "training.batchSize", "must be 1-4096");
-        Check(Optimizers.Contains(t.Optimizer), "training.optimizer", "must be sgd, adam or adamw");
         Check(t.LearningRate is > 0 and <= 10, "training.learningRate", "must be in (0, 10]");
         Check(t.Momentum is >= 0 and < 1, "training.momentum", "must be in [0, 1)");
         Check(t.WeightDecay >= 0, "training.weightDecay", "must be >= 0");
-        Check(Schedules.Contains(t.Schedule), "training.schedule", "must be constant, step or cosine");
         Check(t.StepEpochs >= 1, "training.stepEpochs", "must be >= 1");
         Check(t.Gamma is > 0 and <= 1, "training.gamma", "must be in (0, 1]");
         Check(t.WarmupSteps >= 0, "training.warmupSteps", "must be >= 0");
         Check(t.LabelSmoothing is >= 0 and < 1, "training.labelSmoothing", "must be in [0, 1)");
         Check(t.GradientClipNorm is null or > 0, "training.gradientClipNorm", "must be > 0");
         Check(t.MaxStepsPerChunk >= 1, "training.maxStepsPerChunk", "must be >= 1");
-        Check(!t.Nesterov || t.Optimizer == "sgd" && t.Momentum > 0, "training.nesterov", "needs sgd with momentum > 0");
+        Check(!t.Nesterov || t.Optimizer == OptimizerKind.Sgd && t.Momentum > 0, "training.nesterov", "needs sgd with momentum > 0");
         if (t.EarlyStopping is { } stopping)
-        {
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
-            Check(Metrics.Contains(stopping.Metric), "training.earlyStopping.metric", "must be val_loss or val_accuracy");
-        }
         if (t.Augmentation is { } augmentation)
             Check(augmentation.ColorJitter is >= 0 and < 1, "training.augmentation.colorJitter", "must be in [0, 1)");
         return errors;
@@ -132,9 +127,51 @@ public static class JobSpecReader
         return hex.Length == 64 && hex.All(Uri.IsHexDigit);
     }
 
-    private static string Field(string? path) => string.IsNullOrEmpty(path) || path == "$" ? "$" : path.TrimStart('$', '.');
+    private static FieldError Error(JsonException e)
+    {
+        string field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "$" : e.Path.TrimStart('$', '.');
+        string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field" : e.Message.Split(" Path:", 2)[0];
+        return new FieldError(field, reason);
+    }
 
-    private static string Reason(JsonException e) =>
-        e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field"
-        : e.Message.Split(" Path:", 2)[0];
+    /// <summary>
+    /// The serializer stops at the first field it rejects (an unknown choice or field, a wrong type): each such field
+    /// is reported and dropped, and the rest read again, so every bad field is reported at once. Null when the rest
+    /// cannot be read that way.
+    /// </summary>
+    private static JobSpec? ReadOtherFields(string json, string? badPath, List<FieldError> errors)
+    {
+        try
+        {
+            var node = JsonNode.Parse(json);
+            while (Remove(node, badPath))
+            {
+                try
+                {
+                    return node.Deserialize<JobSpec>(Json);
+                }
+                catch (JsonException e)
+                {
+                    errors.Add(Error(e));
+                    badPath = e.Path;
+                }
+            }
+            return null;
+        }
+        // Not JSON at all, or a property named twice, which the serializer reads (the last wins) but the DOM refuses.
+        catch (Exception e) when (e is JsonException or ArgumentException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Drops the property at a serializer path ($.a.b); false when there is none to drop (the root, an array item).</summary>
+    private static bool Remove(JsonNode? node, string? path)
+    {
+        if (path is null || !path.StartsWith("$.", StringComparison.Ordinal)) return false;
+        string[] names = path[2..].Split('.');
+        if (names.Any(name => name.Length == 0 || name.Contains('[') || name.Contains('\''))) return false;
+        foreach (var name in names[..^1]) node = (node as JsonObject)?[name];
+        return node is JsonObject parent && parent.Remove(names[^1]);
+    }
 }

@@ -1,6 +1,5 @@
-using FineTune.Core.Data;
+using FineTune.Core;
 using FineTune.Core.Training;
-using FineTune.Core.Weights;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Jobs;
 using Microsoft.DurableTask;
@@ -32,12 +31,15 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         var carried = job.Carried;
         if (carried is null)
         {
-            context.SetCustomStatus(Status("fetching weights", epochs));
-            var weights = await context.CallActivityAsync<WeightsRef>(nameof(FetchPretrainedWeights), job, Retry);
-            context.SetCustomStatus(Status("preparing model", epochs));
-            var prepared = await context.CallActivityAsync<PreparedSummary>(nameof(PrepareModel), new PrepareRequest(job, weights), Retry);
-            carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0);
+            context.SetCustomStatus(Status(RunStage.FetchingWeights, epochs));
+            var fetchStarted = context.CurrentUtcDateTime;
+            var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, job, Retry);
+            var fetchTime = new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds);
+            context.SetCustomStatus(Status(RunStage.PreparingModel, epochs));
+            var prepared = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(job, weights), Retry);
+            carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0, [fetchTime, .. prepared.Times]);
         }
+        var times = new List<StageTime>(carried.Times);
 
         IReadOnlyList<EpochMetrics> history = carried.History;
         long step = carried.GlobalStep;
@@ -48,13 +50,14 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         {
             if (chunk == job.ChunksPerGeneration)
             {
-                context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history } });
+                context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history, Times = Stages.Total(times) } });
                 return null;
             }
-            var result = await context.CallActivityAsync<TrainResult>(nameof(TrainEpoch),
+            var result = await context.CallActivityAsync<TrainResult>(ActivityNames.TrainChunk,
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
             step = result.GlobalStep;
             history = result.History;
+            times.AddRange(result.Times);
             context.SetCustomStatus(Training(context, carried, result, history, epochs, totalSteps, metric));
             if (result.EpochCompleted && TrainingHistory.ShouldStop(history, metric, spec.Training.EarlyStopping?.Patience))
             {
@@ -65,17 +68,19 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
 
         var best = TrainingHistory.Best(history, metric) ?? throw new InvalidOperationException("training finished without a completed epoch");
         long bestSequence = (best.Epoch + 1L) * carried.Prepared.StepsPerEpoch;
-        context.SetCustomStatus(Status("evaluating", epochs, history, best));
-        var evaluation = await context.CallActivityAsync<EvaluationSummary>(nameof(Evaluate),
+        context.SetCustomStatus(Status(RunStage.Evaluating, epochs, history, best));
+        var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
             new ModelRequest(job, carried.Weights, carried.Prepared, bestSequence), Retry);
-        context.SetCustomStatus(Status("publishing", epochs, history, best));
-        var published = await context.CallActivityAsync<PublishedModel>(nameof(Publish),
+        context.SetCustomStatus(Status(RunStage.Publishing, epochs, history, best));
+        var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
             new PublishRequest(job, carried.Weights, bestSequence, carried.Prepared, evaluation, best.Epoch, history), Retry);
-        context.SetCustomStatus(Status("completed", epochs, history, best));
-        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly);
+        context.SetCustomStatus(Status(RunStage.Completed, epochs, history, best));
+        times.AddRange(evaluation.Times);
+        times.AddRange(published.Times);
+        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times));
     }
 
-    private static RunStatus Status(string stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
+    private static RunStatus Status(RunStage stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
     {
         var last = history is { Count: > 0 } ? history[^1] : null;
         return new RunStatus(stage, history?.Count ?? 0, epochs, 0, 0, null, last?.ValidationLoss, last?.ValidationAccuracy, best?.Epoch, null);
@@ -88,14 +93,11 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         double elapsed = (context.CurrentUtcDateTime - carried.StartedAt).TotalSeconds;
         long done = result.GlobalStep - carried.StepsAtStart;
         double? eta = done > 0 ? elapsed / done * (totalSteps - result.GlobalStep) : null;
-        return new RunStatus("training", result.Epoch, epochs, result.Step, result.StepsPerEpoch,
+        return new RunStatus(RunStage.Training, result.Epoch, epochs, result.Step, result.StepsPerEpoch,
             result.LastLoss, last?.ValidationLoss, last?.ValidationAccuracy,
             TrainingHistory.Best(history, metric)?.Epoch, eta);
     }
 
-    private static bool IsBadInput(TaskFailureDetails failure) =>
-        failure.IsCausedBy<InvalidDatasetException>() || failure.IsCausedBy<InvalidWeightsException>()
-        || failure.IsCausedBy<WeightsSourceException>() || failure.IsCausedBy<InvalidJobSpecException>()
-        || failure.IsCausedBy<Core.Runtime.DeviceUnavailableException>()
-        || failure.IsCausedBy<ArgumentException>();
+    /// <summary>IsCausedBy loads the failure's type by name and matches base types, so every bad-input exception is one check.</summary>
+    private static bool IsBadInput(TaskFailureDetails failure) => failure.IsCausedBy<BadInputException>();
 }

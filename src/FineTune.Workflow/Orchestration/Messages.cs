@@ -11,8 +11,9 @@ namespace FineTune.Workflow.Orchestration;
 /// </summary>
 public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null);
 
-/// <summary>State an orchestration hands to its next generation when it continues as new.</summary>
-public sealed record CarriedState(WeightsRef Weights, PreparedSummary Prepared, long GlobalStep, IReadOnlyList<EpochMetrics> History, DateTime StartedAt, long StepsAtStart);
+/// <summary>State an orchestration hands to its next generation when it continues as new, with the stage times so far.</summary>
+public sealed record CarriedState(WeightsRef Weights, PreparedSummary Prepared, long GlobalStep, IReadOnlyList<EpochMetrics> History, DateTime StartedAt, long StepsAtStart,
+    IReadOnlyList<StageTime> Times);
 
 /// <summary>Pretrained weights in the artifact store, by content hash.</summary>
 public sealed record WeightsRef(string ArtifactName, string Sha256, string Source);
@@ -23,11 +24,13 @@ public sealed record PreparedSummary(
     IReadOnlyList<string> Classes,
     int TrainImages,
     int ValidationImages,
+    int TestImages,
     int SkippedFiles,
     long TrainableParameters,
     long TotalParameters,
     int StepsPerEpoch,
-    bool FeatureCache);
+    bool FeatureCache,
+    IReadOnlyList<StageTime> Times);
 
 /// <summary>Train from global step <see cref="FromStep"/> for at most <see cref="MaxSteps"/> steps.</summary>
 public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long FromStep, int MaxSteps);
@@ -36,22 +39,27 @@ public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedS
 /// Where training stands after a chunk; <see cref="History"/> is every finished epoch so far (a few numbers each);
 /// <see cref="LastLoss"/> is null when the call trained nothing (the work was already checkpointed).
 /// </summary>
-public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, IReadOnlyList<EpochMetrics> History, double? LastLoss);
+public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, IReadOnlyList<EpochMetrics> History, double? LastLoss,
+    IReadOnlyList<StageTime> Times);
 
 /// <summary>Evaluate or publish the model of checkpoint <see cref="Sequence"/> (the best epoch's end).</summary>
 public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long Sequence);
 
-public sealed record EvaluationSummary(double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName);
+/// <summary>The final report's headline: <see cref="Split"/> is the set it was computed on, "test" when the dataset has one, else "validation".</summary>
+public sealed record EvaluationSummary(string Split, double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName,
+    IReadOnlyList<StageTime> Times);
 
 public sealed record PublishRequest(FineTuneJob Job, WeightsRef Weights, long Sequence, PreparedSummary Prepared, EvaluationSummary Evaluation, int BestEpoch, IReadOnlyList<EpochMetrics> History);
 
-public sealed record PublishedModel(string Folder, string SafetensorsName, string TorchSharpName, string ModelCardName);
+public sealed record PublishedModel(string Folder, string SafetensorsName, string TorchSharpName, string ModelCardName, IReadOnlyList<StageTime> Times);
 
-public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly);
+/// <summary><see cref="Times"/>: seconds per stage, summed over the run's activities (<see cref="Stages"/>).</summary>
+public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly,
+    IReadOnlyList<StageTime> Times);
 
 /// <summary>The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar.</summary>
 public sealed record RunStatus(
-    string Stage,
+    RunStage Stage,
     int Epoch,
     int Epochs,
     int Step,

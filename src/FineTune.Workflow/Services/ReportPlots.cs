@@ -7,10 +7,6 @@ namespace FineTune.Workflow.Services;
 /// <summary>The report's pictures: loss and accuracy per epoch, and the confusion matrix, as PNG.</summary>
 public static class ReportPlots
 {
-    public const string LossPart = "loss.png";
-    public const string AccuracyPart = "accuracy.png";
-    public const string ConfusionPart = "confusion-matrix.png";
-
     public static byte[] Loss(IReadOnlyList<EpochMetrics> history) =>
         Curves(history, "Loss", h => h.TrainLoss, h => h.ValidationLoss);
 

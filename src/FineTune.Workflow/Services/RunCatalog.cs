@@ -22,8 +22,10 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
     public async Task<IReadOnlyList<string>> JobIdsAsync(CancellationToken cancellationToken)
     {
         var ids = new SortedSet<string>(StringComparer.Ordinal);
-        await foreach (var item in store.ListAsync("runs/", cancellationToken))
-            ids.Add(item.Name.Split('/')[1]);
+        await foreach (var item in store.ListAsync(RunLayout.RunsPrefix, cancellationToken))
+        {
+            if (RunLayout.JobIdOf(item.Name) is { } id) ids.Add(id);
+        }
         return ids.ToList();
     }
 
@@ -32,19 +34,21 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
     {
         var latest = await checkpoints.LoadLatestAsync(jobId, cancellationToken);
         var progress = latest?.Manifest.Metadata.Deserialize<TrainingProgress>(JobSpecReader.Json);
-        string card = ArtifactNames.Published(jobId) + Publish.ModelCardPart;
+        var layout = new RunLayout(jobId);
+        string card = layout.ModelCard;
         bool published = await store.ExistsAsync(card, cancellationToken);
         double? accuracy = null;
         if (published)
         {
             await using var stream = await store.OpenReadAsync(card, cancellationToken);
-            using var document = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken);
-            accuracy = document.RootElement.GetProperty("metrics").GetProperty("top1Accuracy").GetDouble();
+            using var buffer = new MemoryStream();
+            await stream.CopyToAsync(buffer, cancellationToken);
+            accuracy = ModelCard.Read(buffer.ToArray(), card).Metrics?.Top1Accuracy;
         }
-        bool prepared = await store.ExistsAsync(ArtifactNames.Reports(jobId) + "dataset.json", cancellationToken);
+        bool prepared = await store.ExistsAsync(layout.DatasetReport, cancellationToken);
         if (!published && progress is null && !prepared) return null;
         string state = published ? "published" : progress is not null ? "training" : "prepared";
         return new RunSummary(jobId, state, progress?.History.Count ?? 0, progress?.History.LastOrDefault(),
-            published ? ArtifactNames.Published(jobId) + Publish.SafetensorsPart : null, accuracy);
+            published ? layout.Safetensors : null, accuracy);
     }
 }

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using FineTune.Core.Data;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
@@ -62,8 +62,12 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
     {
         if (!prepared.FeatureCache) return null;
         var features = new Dictionary<string, byte[]>();
-        foreach (var part in new[] { FineTuneEngine.TrainFeaturesPart, FineTuneEngine.ValidationFeaturesPart })
-            features[part] = await ReadAllAsync(ArtifactNames.Features(job.JobId) + part, cancellationToken);
+        string[] splits = prepared.TestImages > 0
+            ? [DatasetSplits.Train, DatasetSplits.Validation, DatasetSplits.Test]
+            : [DatasetSplits.Train, DatasetSplits.Validation];
+        var layout = new RunLayout(job.JobId);
+        foreach (var split in splits)
+            features[split] = await ReadAllAsync(layout.FeaturesOf(split), cancellationToken);
         return features;
     }
 

@@ -53,6 +53,131 @@ public sealed class DatasetLoaderTests : IDisposable
     }
 
     [Fact]
+    public void SplitFolderAliasesAreMatchedWhateverTheirCase()
+    {
+        var root = Path.Combine(_dir, "aliases");
+        Folder("aliases/Training", ("cat", 3), ("dog", 3));
+        Folder("aliases/VALID", ("cat", 1), ("dog", 1));
+        Folder("aliases/eval", ("cat", 2), ("dog", 1));
+
+        var dataset = DatasetLoader.Load(root, new DatasetOptions());
+
+        Assert.Equal(["cat", "dog"], dataset.Classes);
+        Assert.Equal(6, dataset.Train.Count);
+        Assert.All(dataset.Validation, s => Assert.Contains("/VALID/", s.Path));
+        Assert.Equal(2, dataset.Validation.Count);
+        Assert.All(dataset.Test, s => Assert.Contains("/eval/", s.Path));
+        Assert.Equal(3, dataset.Test.Count);
+        Assert.Equal(DatasetSplits.Test, dataset.EvaluationSplit);
+    }
+
+    [Fact]
+    public void TrainAndTestFoldersHoldOutTheTestSetAndValidationIsCarvedFromTraining()
+    {
+        var root = Path.Combine(_dir, "traintest");
+        Folder("traintest/train", ("cat", 5), ("dog", 5));
+        Folder("traintest/testing", ("cat", 2), ("dog", 2));
+
+        var dataset = DatasetLoader.Load(root, new DatasetOptions { TestFraction = 0.5 });
+
+        Assert.Equal(4, dataset.Test.Count);
+        Assert.All(dataset.Test, s => Assert.Contains("/testing/", s.Path));
+        Assert.Equal(2, dataset.Validation.Count);
+        Assert.Equal(8, dataset.Train.Count);
+        Assert.All(dataset.Train.Concat(dataset.Validation), s => Assert.Contains("/train/", s.Path));
+        Assert.Empty(dataset.Train.Intersect(dataset.Validation));
+    }
+
+    [Fact]
+    public void SplitFoldersAreNeverTakenAsClasses()
+    {
+        // The images sit directly in the split folders: an error rather than a three-class model of "test", "train" and "valid".
+        var root = Path.Combine(_dir, "flat");
+        foreach (var split in new[] { "train", "valid", "test" })
+        {
+            using var bitmap = ImageLoaderTests.TwoColour(20, 16);
+            File.WriteAllBytes(Path.Combine(Directory.CreateDirectory(Path.Combine(root, split)).FullName, "a.png"),
+                ImageLoaderTests.Encode(bitmap, SKEncodedImageFormat.Png));
+        }
+
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(root, new DatasetOptions()));
+
+        Assert.Equal("train/ has no class folders: each split folder holds one folder per class", error.Message);
+    }
+
+    [Theory]
+    [InlineData(new[] { "val", "test" }, "the folders test/, val/ name dataset splits, but there is no training folder (train/, training/)")]
+    [InlineData(new[] { "train", "val", "valid" }, "the folders val/, valid/ name the same split: keep one")]
+    [InlineData(new[] { "Train", "training", "test" }, "the folders Train/, training/ name the same split: keep one")]
+    [InlineData(new[] { "bus", "car", "train" }, "the folder train/ names a dataset split, but there is no validation folder (val/, valid/, validation/, dev/)")]
+    public void SplitFoldersThatAreNoSplitLayoutAreAnError(string[] folders, string expected)
+    {
+        string name = "layout-" + string.Join('-', folders);
+        foreach (var folder in folders) Folder($"{name}/{folder}", ("cat", 2), ("dog", 2));
+
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(Path.Combine(_dir, name), new DatasetOptions()));
+
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void TestFolderWithAnUnknownClassIsAnError()
+    {
+        Folder("badtest/train", ("cat", 2), ("dog", 2));
+        Folder("badtest/val", ("cat", 1), ("dog", 1));
+        Folder("badtest/test", ("cow", 1), ("cat", 1));
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(Path.Combine(_dir, "badtest"), new DatasetOptions()));
+        Assert.Equal("test/ has classes that train/ lacks: cow", error.Message);
+    }
+
+    [Fact]
+    public void TestFractionCarvesASeededStratifiedTestSetDisjointFromValidation()
+    {
+        var root = Folder("pool", ("a", 10), ("b", 10), ("c", 5));
+        var options = new DatasetOptions { ValidationFraction = 0.2, TestFraction = 0.2, SplitSeed = 3 };
+
+        var first = DatasetLoader.Load(root, options);
+        var again = DatasetLoader.Load(root, options);
+        var other = DatasetLoader.Load(root, options with { SplitSeed = 4 });
+        var noTest = DatasetLoader.Load(root, options with { TestFraction = 0 });
+
+        Assert.Equal([2, 2, 1], Enumerable.Range(0, 3).Select(c => first.Test.Count(s => s.Label == c)));
+        Assert.Equal([2, 2, 1], Enumerable.Range(0, 3).Select(c => first.Validation.Count(s => s.Label == c)));
+        Assert.Equal(25, first.Train.Concat(first.Validation).Concat(first.Test).Distinct().Count());
+        Assert.Empty(first.Test.Intersect(first.Validation));
+        Assert.Empty(first.Test.Intersect(first.Train));
+        Assert.Equal(first.Train, again.Train);
+        Assert.Equal(first.Validation, again.Validation);
+        Assert.Equal(first.Test, again.Test);
+        Assert.NotEqual(first.Test, other.Test);
+        // A test share takes from training only: the validation set of a seed stays what it was.
+        Assert.Equal(noTest.Validation, first.Validation);
+        Assert.Empty(noTest.Test);
+        Assert.Equal(DatasetSplits.Validation, noTest.EvaluationSplit);
+    }
+
+    [Fact]
+    public void TestFractionKeepsATrainingImageInEveryClass()
+    {
+        var root = Folder("tight", ("a", 2), ("b", 10));
+
+        var dataset = DatasetLoader.Load(root, new DatasetOptions { ValidationFraction = 0.4, TestFraction = 0.4 });
+
+        Assert.Equal([1, 2], Enumerable.Range(0, 2).Select(c => dataset.Train.Count(s => s.Label == c)));
+        Assert.Equal([0, 4], Enumerable.Range(0, 2).Select(c => dataset.Test.Count(s => s.Label == c)));
+    }
+
+    [Fact]
+    public void ATestFractionThatTakesNothingOrLeavesNothingIsAnError()
+    {
+        var root = Folder("few", ("a", 3), ("b", 3));
+        Assert.Contains("the test set is empty: a test fraction of 0.1 takes no image",
+            Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(root, new DatasetOptions { TestFraction = 0.1 })).Message);
+        Assert.Contains("their sum must be below 1",
+            Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(root, new DatasetOptions { ValidationFraction = 0.5, TestFraction = 0.5 })).Message);
+    }
+
+    [Fact]
     public void BadFilesAreSkippedAndReportedWithTheirReasons()
     {
         var root = Folder("messy", ("cat", 20), ("dog", 20));
@@ -153,6 +278,24 @@ public sealed class DatasetLoaderTests : IDisposable
     }
 
     [Fact]
+    public void ZipOfASplitDatasetKeepsItsSplitsAndALoneSplitFolderFailsAsUnzipped()
+    {
+        Folder("zipsplit/photos/train", ("cat", 3), ("dog", 3));
+        Folder("zipsplit/photos/test", ("cat", 1), ("dog", 1));
+        var zip = Path.Combine(_dir, "split.zip");
+        ZipFile.CreateFromDirectory(Path.Combine(_dir, "zipsplit"), zip);
+        var lone = Path.Combine(_dir, "lone.zip");
+        ZipFile.CreateFromDirectory(Path.Combine(_dir, "zipsplit", "photos", "train"), lone, CompressionLevel.Fastest, includeBaseDirectory: true);
+
+        var dataset = DatasetLoader.Load(zip, new DatasetOptions(), Path.Combine(_dir, "unzipped-split"));
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(lone, new DatasetOptions(), Path.Combine(_dir, "unzipped-lone")));
+
+        Assert.Equal(["cat", "dog"], dataset.Classes);
+        Assert.Equal(2, dataset.Test.Count);
+        Assert.StartsWith("the folder train/ names a dataset split", error.Message);
+    }
+
+    [Fact]
     public void ZipEntriesEscapingTheFolderAreRefused()
     {
         var zip = Path.Combine(_dir, "evil.zip");
@@ -188,6 +331,27 @@ public sealed class DatasetLoaderTests : IDisposable
 
         Assert.Equal(["even", "odd"], dataset.Classes);
         Assert.Equal(6, dataset.Train.Count + dataset.Validation.Count);
+    }
+
+    [Fact]
+    public void CsvManifestMayNameEachRowsSplit()
+    {
+        var root = Folder("splitmanifest", ("x", 4), ("y", 4));
+        var files = Directory.GetFiles(root, "*", SearchOption.AllDirectories).Order().Select(f => Path.GetRelativePath(root, f)).ToList();
+        string[] splits = ["train", "Training", "", "VAL", "train", "train", "dev", "testing"];
+        var csv = Path.Combine(root, "labels.csv");
+        File.WriteAllLines(csv, ["path,label,split", .. files.Select((f, i) => $"{f},{f[0]},{splits[i]}")]);
+
+        var dataset = DatasetLoader.Load(csv, new DatasetOptions());
+
+        Assert.Equal(["x", "y"], dataset.Classes);
+        Assert.Equal(5, dataset.Train.Count);
+        Assert.Equal(["x-03.png", "y-02.png"], dataset.Validation.Select(s => Path.GetFileName(s.Path)));
+        Assert.Equal("y-03.png", Path.GetFileName(Assert.Single(dataset.Test).Path));
+
+        File.WriteAllLines(csv, ["path,label,split", $"{files[0]},x,train", $"{files[1]},x,holdout"]);
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(csv, new DatasetOptions()));
+        Assert.Contains("labels.csv:3: 'holdout' is not a split; use one of train, training, val,", error.Message);
     }
 
     [Fact]

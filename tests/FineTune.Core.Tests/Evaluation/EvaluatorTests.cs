@@ -1,4 +1,5 @@
 using System.Text.Json;
+using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using static TorchSharp.torch;
 
@@ -12,7 +13,7 @@ public class EvaluatorTests
         using var scope = NewDisposeScope();
         // Rows: image logits over classes a, b, c. Truth: a, a, b, c. Predicted: a, b, b, c.
         var logits = tensor(new float[,] { { 5, 0, 0 }, { 0, 3, 1 }, { 0, 4, 0 }, { 1, 0, 6 } });
-        var report = Evaluator.Report(logits, [0, 0, 1, 2], ["a", "b", "c"], ["1.png", "2,x.png", "3.png", "4.png"]);
+        var report = Evaluator.Report(DatasetSplits.Test, logits, [0, 0, 1, 2], ["a", "b", "c"], ["1.png", "2,x.png", "3.png", "4.png"]);
 
         Assert.Equal(4, report.Count);
         Assert.Equal(0.75, report.Top1Accuracy);
@@ -33,6 +34,7 @@ public class EvaluatorTests
 
         using var json = JsonDocument.Parse(report.ToJson());
         Assert.Equal(0.75, json.RootElement.GetProperty("top1Accuracy").GetDouble());
+        Assert.Equal("test", json.RootElement.GetProperty("split").GetString());
         Assert.False(json.RootElement.TryGetProperty("predictions", out _));
     }
 
@@ -41,7 +43,7 @@ public class EvaluatorTests
     {
         using var scope = NewDisposeScope();
         var logits = tensor(new float[,] { { 6, 5, 4, 3, 2, 1 }, { 6, 5, 4, 3, 2, 1 } });
-        var report = Evaluator.Report(logits, [4, 5], ["a", "b", "c", "d", "e", "f"], ["x", "y"]);
+        var report = Evaluator.Report(DatasetSplits.Validation, logits, [4, 5], ["a", "b", "c", "d", "e", "f"], ["x", "y"]);
         Assert.Equal(0, report.Top1Accuracy);
         Assert.Equal(0.5, report.Top5Accuracy);
     }

@@ -133,7 +133,7 @@ public class FineTuneModelTests
     public void BadFreezeModesAreRejectedWithTheAllowedOnes(string text)
     {
         var error = Assert.Throws<FormatException>(() => FreezeMode.Parse(text));
-        Assert.Contains("head, last:N (N >= 1), full", error.Message);
+        Assert.Contains("head, last:N (N >= 1) or full", error.Message);
     }
 
     [Fact]

@@ -10,10 +10,11 @@ public class TorchDeviceTests
     public void CpuBuildResolvesAutoToTheCpuAndRefusesCuda()
     {
         Assert.False(cuda.is_available(), "this test describes the CPU build");
-        Assert.Equal(DeviceType.CPU, TorchDevice.Resolve("cpu").type);
-        Assert.Equal(DeviceType.CPU, TorchDevice.Resolve("auto").type);
-        var error = Assert.Throws<DeviceUnavailableException>(() => TorchDevice.Resolve("cuda"));
+        Assert.Equal(DeviceType.CPU, TorchDevice.Resolve(DeviceKind.Cpu).type);
+        Assert.Equal(DeviceType.CPU, TorchDevice.Resolve(DeviceKind.Auto).type);
+        var error = Assert.Throws<DeviceUnavailableException>(() => TorchDevice.Resolve(DeviceKind.Cuda));
         Assert.Contains("-p:TorchBackend=cuda", error.Message);
-        Assert.Throws<ArgumentException>(() => TorchDevice.Resolve("tpu"));
+        Assert.Equal(DeviceKind.Cuda, TorchDevice.Choices.Parse("cuda"));
+        Assert.Throws<FormatException>(() => TorchDevice.Choices.Parse("tpu"));
     }
 }

@@ -55,7 +55,7 @@ public sealed class RealPhotoFineTuneTests(ITestOutputHelper output) : IDisposab
             Assert.True(trainer.TrainSteps(int.MaxValue, default).EpochCompleted);
 
         var logits = Evaluator.Logits(model, validation, 16, default, validationFeatures);
-        var report = Evaluator.Report(logits, dataset.Validation.Select(s => s.Label).ToList(), dataset.Classes,
+        var report = Evaluator.Report(DatasetSplits.Validation, logits, dataset.Validation.Select(s => s.Label).ToList(), dataset.Classes,
             dataset.Validation.Select(s => s.Path).ToList());
         output.WriteLine($"{(loadPretrained ? "pretrained" : "random")}: loss {report.Loss:F3}, top-1 {report.Top1Accuracy:P1}, top-5 {report.Top5Accuracy:P1}");
         output.WriteLine("confusion: " + string.Join(" | ", report.ConfusionMatrix.Select(row => string.Join(",", row))));

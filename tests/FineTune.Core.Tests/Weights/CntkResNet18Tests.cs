@@ -65,7 +65,7 @@ public sealed class CntkResNet18Tests(ITestOutputHelper output)
             double cosine = nn.functional.cosine_similarity(a, b).item<float>();
             double relative = ((a - b).norm() / a.norm()).item<float>();
             output.WriteLine($"{Path.GetFileName(photo)}: cosine {cosine:F5}, relative L2 difference {relative:F4}");
-            Assert.True(cosine >= 0.999, $"{photo}: cosine similarity {cosine}");
+            Assert.True(cosine >= 0.998, $"{photo}: cosine similarity {cosine}");
         }
     }
 }

@@ -7,21 +7,22 @@ using FineTune.Core.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FineTune.Core.Recipe;
+namespace FineTune.Core.Engine;
 
 /// <summary>
-/// The tensor work of each seed step, as calls that take and return plain data (paths, bytes, metrics), so a
+/// The tensor work of each step of the recipe, as calls that take and return plain data (paths, bytes, metrics), so a
 /// durable activity can run any of them in any process: every call rebuilds the model from the recipe and
 /// the latest state, does its work in its own dispose scope, and leaves no tensor behind.
 /// </summary>
 public sealed class FineTuneEngine
 {
-    public const string TrainFeaturesPart = "train.safetensors";
-    public const string ValidationFeaturesPart = "validation.safetensors";
     private const string FeaturesKey = "features";
     private const int InferenceBatch = 32;
 
-    /// <summary>"Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it applies.</summary>
+    /// <summary>
+    /// "Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it
+    /// applies: serialised features by split (<see cref="DatasetSplits"/>).
+    /// </summary>
     public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
@@ -32,8 +33,10 @@ public sealed class FineTuneEngine
         var features = new Dictionary<string, byte[]>();
         if (cache)
         {
-            features[TrainFeaturesPart] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
-            features[ValidationFeaturesPart] = Serialize(FeatureCache.Compute(model, ValidationSource(recipe, dataset), InferenceBatch, cancellationToken));
+            features[DatasetSplits.Train] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
+            features[DatasetSplits.Validation] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Validation), InferenceBatch, cancellationToken));
+            if (dataset.Test.Count > 0)
+                features[DatasetSplits.Test] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Test), InferenceBatch, cancellationToken));
         }
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache), features);
     }
@@ -46,9 +49,9 @@ public sealed class FineTuneEngine
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
     {
         using var scope = NewDisposeScope();
-        using var model = Build(recipe, dataset.ClassCount, out _);
+        using var model = Build(recipe, dataset.ClassCount, out _, backboneWeights: features is null);
         var train = TrainSource(recipe, dataset);
-        var trainFeatures = features is null ? null : Deserialize(features[TrainFeaturesPart]);
+        var trainFeatures = features is null ? null : Deserialize(features[DatasetSplits.Train]);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
@@ -63,7 +66,7 @@ public sealed class FineTuneEngine
         if (chunk.EpochCompleted)
         {
             var clock = Stopwatch.StartNew();
-            var validation = Score(model, recipe, dataset, features, cancellationToken);
+            var validation = Score(model, recipe, dataset, DatasetSplits.Validation, features, cancellationToken);
             history = [.. history, new EpochMetrics(chunk.Position.Epoch, chunk.EpochLoss, chunk.EpochAccuracy, validation.Loss,
                 validation.Top1Accuracy, chunk.LearningRate, chunk.Seconds + clock.Elapsed.TotalSeconds)];
         }
@@ -71,56 +74,58 @@ public sealed class FineTuneEngine
         return new ChunkOutcome(new TrainingState(TrainingSnapshot.Capture(model, trainer), next), lastLoss);
     }
 
-    /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the validation set.</summary>
+    /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the test set, or the validation set when there is none.</summary>
     public EvaluationReport Evaluate(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyDictionary<string, byte[]>? features,
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
-        using var model = Restore(recipe, dataset, state);
-        return Score(model, recipe, dataset, features, cancellationToken);
+        using var model = Restore(recipe, dataset, state, backboneWeights: features is null);
+        return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
 
-    /// <summary>"Publish": the whole fine-tuned model's state dict, in a format PyTorch and TorchSharp both read.</summary>
-    public byte[] Export(Recipe recipe, ImageDataset dataset, TrainingState state, StateDictFormat format)
+    /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (the model is built once).</summary>
+    public IReadOnlyDictionary<StateDictFormat, byte[]> Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyList<StateDictFormat> formats)
     {
         using var scope = NewDisposeScope();
         using var model = Restore(recipe, dataset, state);
-        using var stream = new MemoryStream();
-        StateDictFile.Write(model.Module.state_dict(), stream, format);
-        return stream.ToArray();
+        var stateDict = model.Module.state_dict();
+        return formats.ToDictionary(format => format, format =>
+        {
+            using var stream = new MemoryStream();
+            StateDictFile.Write(stateDict, stream, format);
+            return stream.ToArray();
+        });
     }
 
-    private FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)
+    private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state, bool backboneWeights = true)
     {
-        var model = Build(recipe, dataset.ClassCount, out _);
+        var model = Build(recipe, dataset.ClassCount, out _, backboneWeights);
         TrainingSnapshot.RestoreWeights(model, state.Parts);
         return model;
     }
 
-    private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, IReadOnlyDictionary<string, byte[]>? features,
-        CancellationToken cancellationToken)
+    /// <param name="split"><see cref="DatasetSplits.Validation"/> or <see cref="DatasetSplits.Test"/></param>
+    private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, string split,
+        IReadOnlyDictionary<string, byte[]>? features, CancellationToken cancellationToken)
     {
-        var validation = ValidationSource(recipe, dataset);
-        var validationFeatures = features is null ? null : Deserialize(features[ValidationFeaturesPart]);
-        var logits = Evaluator.Logits(model, validation, InferenceBatch, cancellationToken, validationFeatures);
-        return Evaluator.Report(logits, dataset.Validation.Select(s => s.Label).ToList(), dataset.Classes, dataset.Validation.Select(s => s.Path).ToList());
+        bool test = split == DatasetSplits.Test;
+        var samples = test ? dataset.Test : dataset.Validation;
+        var cached = features is null ? null : Deserialize(features[split]);
+        var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
+        return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
     }
 
-    /// <summary>The prepared model: family, fresh head under the seed, pretrained backbone, freezing.</summary>
-    private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze)
+    /// <summary>
+    /// The prepared model: family, fresh head under the seed, pretrained backbone, freezing. Without
+    /// <paramref name="backboneWeights"/> the backbone keeps its random initialisation: for work on cached
+    /// features, which never runs the backbone and so need not read its weights.
+    /// </summary>
+    private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze, bool backboneWeights = true)
     {
         var model = FineTuneModel.Create(recipe.ModelFamily, classes, recipe.Training.Seed, recipe.HeadDropout);
         try
         {
-            var weights = StateDictFile.Read(recipe.WeightsPath);
-            try
-            {
-                PretrainedWeights.LoadBackbone(model, weights);
-            }
-            finally
-            {
-                foreach (var tensor in weights.Values) tensor.Dispose();
-            }
+            if (backboneWeights) LoadBackbone(model, recipe.WeightsPath);
             freeze = model.Freeze(recipe.Freeze);
             var device = Runtime.TorchDevice.Resolve(recipe.Device);
             Runtime.TorchDevice.UseTf32(device, recipe.Tf32);
@@ -134,10 +139,23 @@ public sealed class FineTuneEngine
         }
     }
 
+    private static void LoadBackbone(FineTuneModel model, string weightsPath)
+    {
+        var weights = StateDictFile.Read(weightsPath);
+        try
+        {
+            PretrainedWeights.LoadBackbone(model, weights);
+        }
+        finally
+        {
+            foreach (var tensor in weights.Values) tensor.Dispose();
+        }
+    }
+
     private static FileImageSource TrainSource(Recipe recipe, ImageDataset dataset) =>
         new(dataset.Train, recipe.Preprocessing, recipe.Training.Augmentation);
 
-    private static FileImageSource ValidationSource(Recipe recipe, ImageDataset dataset) => new(dataset.Validation, recipe.Preprocessing);
+    private static FileImageSource EvaluationSource(Recipe recipe, IReadOnlyList<ImageSample> samples) => new(samples, recipe.Preprocessing);
 
     private static byte[] Serialize(Tensor features)
     {

@@ -1,8 +1,9 @@
 using FineTune.Core.Data;
 using FineTune.Core.Models;
+using FineTune.Core.Runtime;
 using FineTune.Core.Training;
 
-namespace FineTune.Core.Recipe;
+namespace FineTune.Core.Engine;
 
 /// <summary>Everything that decides a fine-tune's result, given the dataset: same recipe, same weights.</summary>
 public sealed record Recipe(
@@ -12,7 +13,7 @@ public sealed record Recipe(
     double HeadDropout,
     ResizeMode Resize,
     TrainingOptions Training,
-    string Device = "auto",
+    DeviceKind Device = DeviceKind.Auto,
     bool Tf32 = true)
 {
     public ModelFamily ModelFamily => ModelRegistry.Get(Family);

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using FineTune.Core.Recipe;
+using FineTune.Core.Engine;
 using FineTune.Core.Training;
 using FineTune.Storage.Checkpoints;
 using FineTune.Workflow.Jobs;
@@ -11,12 +11,12 @@ using Microsoft.Extensions.Options;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// Seed step 4, train epochs: one epoch, or a chunk of at most MaxSteps steps, from the latest checkpoint,
+/// The recipe's "train" step: one epoch, or a chunk of at most MaxSteps steps, from the latest checkpoint,
 /// ending with a new checkpoint. Idempotent: when the latest checkpoint is already past the requested start,
 /// a re-delivered call returns what that work produced instead of training again.
 /// </summary>
-[DurableTask(nameof(TrainEpoch))]
-public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+[DurableTask(ActivityNames.TrainChunk)]
+public class TrainChunk(RunFiles files, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
     : TaskActivity<TrainRequest, TrainResult>
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
@@ -25,20 +25,24 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
         int stepsPerEpoch = request.Prepared.StepsPerEpoch;
         var state = await files.LatestStateAsync(job, CancellationToken.None);
         if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
-            return Result(state.Progress, stepsPerEpoch, lastLoss: null);
+            return Result(state.Progress, stepsPerEpoch, lastLoss: null, []);
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
         var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
-        var outcome = engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep);
+        var clock = new StageClock();
+        var outcome = clock.Time(Stages.Training, () => engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep));
 
         var progress = outcome.State.Progress;
         long sequence = GlobalStep(progress.Position, stepsPerEpoch);
-        await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), CancellationToken.None);
-        var best = progress.Best(job.Spec.StoppingMetric());
-        await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
-            best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
-        return Result(progress, stepsPerEpoch, outcome.LastLoss);
+        await clock.TimeAsync(Stages.Checkpoints, async () =>
+        {
+            await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), CancellationToken.None);
+            var best = progress.Best(job.Spec.StoppingMetric());
+            await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
+                best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
+        });
+        return Result(progress, stepsPerEpoch, outcome.LastLoss, clock.Times);
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
@@ -49,11 +53,11 @@ public class TrainEpoch(RunFiles files, FineTuneEngine engine, CheckpointStore c
     /// <summary>Steps done since the start: the checkpoint sequence.</summary>
     public static long GlobalStep(TrainerPosition position, int stepsPerEpoch) => (long)position.Epoch * stepsPerEpoch + position.Step;
 
-    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double? lastLoss)
+    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double? lastLoss, IReadOnlyList<StageTime> times)
     {
         var position = progress.Position;
         // Step 0 of epoch e > 0: epoch e - 1 has just completed.
         bool epochCompleted = position.Step == 0 && position.Epoch > 0;
-        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss);
+        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss, times);
     }
 }

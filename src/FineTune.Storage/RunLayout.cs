@@ -1,0 +1,55 @@
+namespace FineTune.Storage;
+
+/// <summary>
+/// Every artifact name of one run, in one place: <c>runs/{job}/checkpoints|features|reports|published/</c>.
+/// Writers and readers (activities, the catalog, the command line, the HTTP API) take names from here only.
+/// </summary>
+public sealed record RunLayout
+{
+    public const string DatasetReportFile = "dataset.json";
+    public const string EvaluationReportFile = "evaluation.json";
+    public const string PredictionsFile = "predictions.csv";
+    public const string LossPlotFile = "loss.png";
+    public const string AccuracyPlotFile = "accuracy.png";
+    public const string ConfusionPlotFile = "confusion-matrix.png";
+    public const string SafetensorsFile = "model.safetensors";
+    public const string TorchSharpFile = "model.dat";
+    public const string ModelCardFile = "model-card.json";
+
+    /// <summary>Where every run's folder lies: list it to find the runs.</summary>
+    public const string RunsPrefix = "runs/";
+
+    /// <summary>The files a published model's folder must hold to be loaded (<c>finetune predict</c>).</summary>
+    public static readonly IReadOnlyList<string> LoadableModelFiles = [ModelCardFile, SafetensorsFile];
+
+    public RunLayout(string jobId)
+    {
+        JobId = ArtifactNames.RequireJobId(jobId);
+    }
+
+    public string JobId { get; }
+
+    public string Root => $"{RunsPrefix}{JobId}/";
+    public string Checkpoints => Root + "checkpoints/";
+    public string Features => Root + "features/";
+    public string Reports => Root + "reports/";
+    public string Published => Root + "published/";
+
+    /// <summary>The cached backbone features of one dataset split.</summary>
+    public string FeaturesOf(string split) => ArtifactNames.Require($"{Features}{split}.safetensors");
+
+    public string DatasetReport => Reports + DatasetReportFile;
+    public string EvaluationReport => Reports + EvaluationReportFile;
+    public string Predictions => Reports + PredictionsFile;
+    public string LossPlot => Reports + LossPlotFile;
+    public string AccuracyPlot => Reports + AccuracyPlotFile;
+    public string ConfusionPlot => Reports + ConfusionPlotFile;
+
+    public string Safetensors => Published + SafetensorsFile;
+    public string TorchSharp => Published + TorchSharpFile;
+    public string ModelCard => Published + ModelCardFile;
+
+    /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
+    public static string? JobIdOf(string artifactName) =>
+        artifactName.StartsWith(RunsPrefix, StringComparison.Ordinal) && artifactName.Split('/') is { Length: > 2 } parts ? parts[1] : null;
+}

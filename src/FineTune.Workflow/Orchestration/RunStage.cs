@@ -1,0 +1,25 @@
+using System.Reflection;
+using System.Text.Json.Serialization;
+
+namespace FineTune.Workflow.Orchestration;
+
+/// <summary>Where a run is, as its custom status says; written as the words users see ("fetching weights").</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RunStage>))]
+public enum RunStage
+{
+    [JsonStringEnumMemberName("fetching weights")] FetchingWeights,
+    [JsonStringEnumMemberName("preparing model")] PreparingModel,
+    [JsonStringEnumMemberName("training")] Training,
+    [JsonStringEnumMemberName("evaluating")] Evaluating,
+    [JsonStringEnumMemberName("publishing")] Publishing,
+    [JsonStringEnumMemberName("completed")] Completed,
+}
+
+public static class RunStageNames
+{
+    private static readonly Dictionary<RunStage, string> Names = Enum.GetValues<RunStage>().ToDictionary(stage => stage,
+        stage => typeof(RunStage).GetField(stage.ToString())!.GetCustomAttribute<JsonStringEnumMemberNameAttribute>()!.Name);
+
+    /// <summary>The stage as users read it: its JSON name.</summary>
+    public static string Display(this RunStage stage) => Names[stage];
+}

@@ -1,0 +1,46 @@
+using FineTune.Workflow.Jobs;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+
+namespace FineTune.Workflow.Orchestration;
+
+/// <summary>What starting a run did: started it, or found a run of that id live or completed.</summary>
+public sealed record StartOutcome(string JobId, bool Started, string? ExistingStatus);
+
+/// <summary>A durable backend that can tell whether a run holds its id and schedule a new one.</summary>
+public interface IRunScheduler
+{
+    /// <summary>
+    /// The status of the run holding <paramref name="jobId"/>: pending, running or completed; null when there is
+    /// none or it ended without completing (failed, terminated), which the same id may start again (resuming
+    /// from its checkpoints).
+    /// </summary>
+    Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken);
+
+    Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken);
+}
+
+/// <summary>The one way a run starts, for the HTTP API, the blob trigger and the command line: spec → id → held? → schedule.</summary>
+public static class RunStarter
+{
+    public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, CancellationToken cancellationToken)
+    {
+        string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
+        if (await scheduler.HolderStatusAsync(id, cancellationToken) is { } status) return new StartOutcome(id, false, status);
+        await scheduler.ScheduleAsync(new FineTuneJob(id, spec with { JobId = id }), cancellationToken);
+        return new StartOutcome(id, true, null);
+    }
+}
+
+/// <summary>The Durable Task SDK's client: Durable Functions, the in-process test host, the in-memory backend.</summary>
+public sealed class DurableClientScheduler(DurableTaskClient client) : IRunScheduler
+{
+    public async Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) =>
+        await client.GetInstanceAsync(jobId, getInputsAndOutputs: false, cancellationToken) is { } instance
+        && instance.RuntimeStatus is not (OrchestrationRuntimeStatus.Failed or OrchestrationRuntimeStatus.Terminated)
+            ? instance.RuntimeStatus.ToString()
+            : null;
+
+    public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
+        client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, job, new StartOrchestrationOptions(job.JobId), cancellationToken);
+}
