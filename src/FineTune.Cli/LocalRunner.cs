@@ -63,7 +63,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             await using IRunBackend backend = storage is null
                 ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
                 : await AzureStorageBackend.StartAsync(storage, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
-            string id = (await backend.StartAsync(spec, CancellationToken.None)).JobId;
+            string id = (await backend.StartAsync(spec, cancellationToken)).JobId;
             _startUpSeconds = ProcessSeconds();
             output.WriteLine($"run {id}: {spec.Model}, {spec.Training.Epochs} epochs, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             return Report(await FollowAsync(backend, id, cancellationToken));
