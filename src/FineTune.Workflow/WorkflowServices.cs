@@ -23,7 +23,8 @@ public static class WorkflowServices
         services.AddOptions<ArtifactStoreOptions>();
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value.Create());
         services.AddSingleton<CheckpointStore>();
-        services.AddSingleton<RunFiles>();
+        services.AddSingleton<WorkerFiles>();
+        services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();
         services.AddSingleton<FineTuneEngine>();
         services.AddSingleton(sp =>

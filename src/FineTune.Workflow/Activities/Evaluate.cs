@@ -13,24 +13,23 @@ namespace FineTune.Workflow.Activities;
 /// has none; writes the JSON report (naming that split), per-image predictions and the confusion matrix.
 /// </summary>
 [DurableTask(ActivityNames.Evaluate)]
-public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivity<ModelRequest, EvaluationSummary>
+public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerStopping stopping) : TaskActivity<ModelRequest, EvaluationSummary>
 {
     public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)
     {
-        var job = request.Job;
+        var token = stopping.Token;
+        var files = worker.For(request.Job);
         var clock = Stopwatch.StartNew();
-        var dataset = await files.DatasetAsync(job, CancellationToken.None);
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
-        var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
-        var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
-        var report = engine.Evaluate(recipe, dataset, state, features, CancellationToken.None);
+        var inputs = await files.LoadAsync(request.Weights, request.Prepared, token);
+        var state = await files.StateAtAsync(request.Sequence, token);
+        var report = engine.Evaluate(inputs.Recipe, inputs.Dataset, state, inputs.Features, token);
 
-        var layout = new RunLayout(job.JobId);
-        await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, CancellationToken.None);
+        var layout = files.Layout;
+        await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, token);
         var csv = new StringWriter();
         report.WritePredictionsCsv(csv);
-        await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, CancellationToken.None);
-        await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, CancellationToken.None);
+        await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, token);
+        await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, token);
         return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions,
             [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]);
     }

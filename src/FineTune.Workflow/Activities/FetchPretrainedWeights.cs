@@ -2,25 +2,27 @@ using FineTune.Core.Models;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Activities;
 
 /// <summary>The recipe's "fetch pretrained weights" step: bring the pretrained weights in, verified, and share them through the artifact store by hash.</summary>
 [DurableTask(ActivityNames.FetchPretrainedWeights)]
-public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store) : TaskActivity<FineTuneJob, WeightsRef>
+public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store, WorkerStopping stopping) : TaskActivity<FineTuneJob, WeightsRef>
 {
     public override async Task<WeightsRef> RunAsync(TaskActivityContext context, FineTuneJob job)
     {
         var spec = job.Spec;
-        var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, CancellationToken.None);
+        var token = stopping.Token;
+        var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, token);
         string name = ArtifactNames.Weights(fetched.Sha256 + Path.GetExtension(fetched.Path));
-        if (!await store.ExistsAsync(name, CancellationToken.None))
+        if (!await store.ExistsAsync(name, token))
         {
             try
             {
                 await using var file = File.OpenRead(fetched.Path);
-                await store.WriteAsync(name, file, WriteMode.CreateNew, CancellationToken.None);
+                await store.WriteAsync(name, file, WriteMode.CreateNew, token);
             }
             catch (ArtifactExistsException)
             {

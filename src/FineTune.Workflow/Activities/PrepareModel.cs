@@ -12,18 +12,18 @@ namespace FineTune.Workflow.Activities;
 /// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
 /// </summary>
 [DurableTask(ActivityNames.PrepareModel)]
-public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskActivity<PrepareRequest, PreparedSummary>
+public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, WorkerStopping stopping) : TaskActivity<PrepareRequest, PreparedSummary>
 {
     public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)
     {
-        var job = request.Job;
+        var token = stopping.Token;
+        var files = worker.For(request.Job);
         var clock = new StageClock();
-        var dataset = await clock.TimeAsync(Stages.DatasetScan, () => files.DatasetAsync(job, CancellationToken.None));
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
-        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, CancellationToken.None));
-        var layout = new RunLayout(job.JobId);
+        var (dataset, recipe, _) = await files.LoadAsync(request.Weights, prepared: null, token, clock);
+        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token));
+        var layout = files.Layout;
         foreach (var (split, data) in features)
-            await files.WriteAsync(layout.FeaturesOf(split), data, WriteMode.Overwrite, CancellationToken.None);
+            await files.WriteAsync(layout.FeaturesOf(split), data, WriteMode.Overwrite, token);
         var report = new
         {
             classes = dataset.Classes,
@@ -34,7 +34,7 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
             freeze = prepared.Freeze,
         };
         await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
-            WriteMode.Overwrite, CancellationToken.None);
+            WriteMode.Overwrite, token);
         return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,
             prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache, clock.Times);
     }

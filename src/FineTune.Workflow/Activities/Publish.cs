@@ -14,37 +14,35 @@ namespace FineTune.Workflow.Activities;
 /// A published model is never overwritten: a repeated call finds the card and returns it.
 /// </summary>
 [DurableTask(ActivityNames.Publish)]
-public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStore store) : TaskActivity<PublishRequest, PublishedModel>
+public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifactStore store, WorkerStopping stopping) : TaskActivity<PublishRequest, PublishedModel>
 {
     public override async Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request)
     {
-        var job = request.Job;
-        var layout = new RunLayout(job.JobId);
+        var token = stopping.Token;
+        var files = worker.For(request.Job);
+        var layout = files.Layout;
         var published = new PublishedModel(layout.Published, layout.Safetensors, layout.TorchSharp, layout.ModelCard, []);
-        if (await store.ExistsAsync(published.ModelCardName, CancellationToken.None)) return published;
+        if (await store.ExistsAsync(published.ModelCardName, token)) return published;
 
         var clock = new StageClock();
-
         await clock.TimeAsync(Stages.Plots, async () =>
         {
-            await files.WriteAsync(layout.LossPlot, ReportPlots.Loss(request.History), WriteMode.Overwrite, CancellationToken.None);
-            await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, CancellationToken.None);
+            await files.WriteAsync(layout.LossPlot, ReportPlots.Loss(request.History), WriteMode.Overwrite, token);
+            await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, token);
         });
-        await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, published));
+        await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, files, published, token));
         return published with { Times = clock.Times };
     }
 
-    private async Task ExportAsync(TaskActivityContext context, PublishRequest request, PublishedModel published)
+    private async Task ExportAsync(TaskActivityContext context, PublishRequest request, RunFiles files, PublishedModel published, CancellationToken token)
     {
         var job = request.Job;
-
-        var dataset = await files.DatasetAsync(job, CancellationToken.None);
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
-        var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
+        var (dataset, recipe, _) = await files.LoadAsync(request.Weights, prepared: null, token);
+        var state = await files.StateAtAsync(request.Sequence, token);
         var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors, StateDictFormat.TorchSharp]);
         var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
-        await WriteOnceAsync(published.SafetensorsName, safetensors);
-        await WriteOnceAsync(published.TorchSharpName, torchSharp);
+        await WriteOnceAsync(files, published.SafetensorsName, safetensors, token);
+        await WriteOnceAsync(files, published.TorchSharpName, torchSharp, token);
 
         var prepared = request.Prepared;
         var card = new ModelCard
@@ -62,19 +60,19 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
             Weights = new WeightsCard(request.Weights, Sha256(safetensors), Sha256(torchSharp)),
             Lineage = new LineageCard(context.InstanceId, request.Sequence, DateTimeOffset.UtcNow),
         };
-        await WriteOnceAsync(published.ModelCardName, card.ToJson());
+        await WriteOnceAsync(files, published.ModelCardName, card.ToJson(), token);
     }
 
-    private async Task WriteOnceAsync(string name, byte[] data)
+    private static async Task WriteOnceAsync(RunFiles files, string name, byte[] data, CancellationToken token)
     {
         try
         {
-            await files.WriteAsync(name, data, WriteMode.CreateNew, CancellationToken.None);
+            await files.WriteAsync(name, data, WriteMode.CreateNew, token);
         }
         catch (ArtifactExistsException)
         {
             // Left by an earlier attempt that stopped before the card: fine when it holds the same bytes.
-            if (Sha256(await files.ReadAllAsync(name, CancellationToken.None)) != Sha256(data)) throw;
+            if (Sha256(await files.ReadAllAsync(name, token)) != Sha256(data)) throw;
         }
     }
 

@@ -16,31 +16,31 @@ namespace FineTune.Workflow.Activities;
 /// a re-delivered call returns what that work produced instead of training again.
 /// </summary>
 [DurableTask(ActivityNames.TrainChunk)]
-public class TrainChunk(RunFiles files, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping)
     : TaskActivity<TrainRequest, TrainResult>
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
     {
+        var token = stopping.Token;
         var job = request.Job;
+        var files = worker.For(job);
         int stepsPerEpoch = request.Prepared.StepsPerEpoch;
-        var state = await files.LatestStateAsync(job, CancellationToken.None);
+        var state = await files.LatestStateAsync(token);
         if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
             return Result(state.Progress, stepsPerEpoch, lastLoss: null, []);
 
-        var dataset = await files.DatasetAsync(job, CancellationToken.None);
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
-        var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
         var clock = new StageClock();
-        var outcome = clock.Time(Stages.Training, () => engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep));
+        var inputs = await files.LoadAsync(request.Weights, request.Prepared, token, clock);
+        var outcome = clock.Time(Stages.Training, () => engine.Train(inputs.Recipe, inputs.Dataset, state, inputs.Features, request.MaxSteps, token, OnStep));
 
         var progress = outcome.State.Progress;
         long sequence = GlobalStep(progress.Position, stepsPerEpoch);
         await clock.TimeAsync(Stages.Checkpoints, async () =>
         {
-            await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), CancellationToken.None);
+            await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), token);
             var best = progress.Best(job.Spec.StoppingMetric());
             await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
-                best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, CancellationToken.None);
+                best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, token);
         });
         return Result(progress, stepsPerEpoch, outcome.LastLoss, clock.Times);
     }

@@ -11,20 +11,23 @@ using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow.Services;
 
+/// <summary>What an activity call works on, loaded in one call: the dataset, the recipe and, when cached, the features.</summary>
+public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOnlyDictionary<string, byte[]>? Features);
+
 /// <summary>
-/// Gives activities the local files a run needs, whichever worker they land on: the pretrained weights and
-/// the dataset (fetched from the artifact store once per worker), the scanned dataset, the cached features
-/// and the latest checkpoint.
+/// What this worker keeps for the runs it serves, whichever activity lands on it: the pretrained weights and the
+/// dataset (fetched from the artifact store once per worker) and the scanned dataset. <see cref="For"/> gives
+/// one run's view.
 /// </summary>
-public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
 {
     private readonly ConcurrentDictionary<string, Lazy<ImageDataset>> _datasets = new();
     private string Work => options.Value.WorkDirectory;
 
-    public Recipe Recipe(FineTuneJob job, string weightsPath) => job.Spec.ToRecipe(weightsPath);
+    public RunFiles For(FineTuneJob job) => new(this, store, checkpoints, job);
 
     /// <summary>The weights as a local file, fetched from the store when this worker has no copy.</summary>
-    public async Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken)
+    internal async Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken)
     {
         string path = Path.Combine(Work, weights.ArtifactName);
         if (File.Exists(path)) return path;
@@ -45,7 +48,7 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
     }
 
     /// <summary>The dataset, scanned once per worker and run; from the store into local scratch when it is a blob.</summary>
-    public async Task<ImageDataset> DatasetAsync(FineTuneJob job, CancellationToken cancellationToken)
+    internal async Task<ImageDataset> DatasetAsync(FineTuneJob job, CancellationToken cancellationToken)
     {
         string location = job.Spec.Dataset.Location;
         string local = location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal)
@@ -57,46 +60,6 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
             throw new InvalidDatasetException($"the dataset's classes [{string.Join(", ", dataset.Classes)}] are not the job's [{string.Join(", ", expected)}]");
         return dataset;
     }
-
-    public async Task<IReadOnlyDictionary<string, byte[]>?> FeaturesAsync(FineTuneJob job, PreparedSummary prepared, CancellationToken cancellationToken)
-    {
-        if (!prepared.FeatureCache) return null;
-        var features = new Dictionary<string, byte[]>();
-        string[] splits = prepared.TestImages > 0
-            ? [DatasetSplits.Train, DatasetSplits.Validation, DatasetSplits.Test]
-            : [DatasetSplits.Train, DatasetSplits.Validation];
-        var layout = new RunLayout(job.JobId);
-        foreach (var split in splits)
-            features[split] = await ReadAllAsync(layout.FeaturesOf(split), cancellationToken);
-        return features;
-    }
-
-    public async Task<TrainingState?> LatestStateAsync(FineTuneJob job, CancellationToken cancellationToken) =>
-        ToState(await checkpoints.LoadLatestAsync(job.JobId, cancellationToken));
-
-    public async Task<TrainingState> StateAtAsync(FineTuneJob job, long sequence, CancellationToken cancellationToken)
-    {
-        var (checkpoint, problem) = await checkpoints.TryLoadAsync(job.JobId, sequence, cancellationToken);
-        return ToState(checkpoint) ?? throw new InvalidOperationException($"checkpoint {sequence} of run {job.JobId} is not usable: {problem}");
-    }
-
-    public async Task<byte[]> ReadAllAsync(string name, CancellationToken cancellationToken)
-    {
-        await using var stream = await store.OpenReadAsync(name, cancellationToken);
-        using var buffer = new MemoryStream();
-        await stream.CopyToAsync(buffer, cancellationToken);
-        return buffer.ToArray();
-    }
-
-    public async Task WriteAsync(string name, byte[] data, WriteMode mode, CancellationToken cancellationToken)
-    {
-        using var stream = new MemoryStream(data, writable: false);
-        await store.WriteAsync(name, stream, mode, cancellationToken);
-    }
-
-    private static TrainingState? ToState(LoadedCheckpoint? checkpoint) => checkpoint is null
-        ? null
-        : new TrainingState(checkpoint.Parts, checkpoint.Manifest.Metadata.Deserialize<Core.Training.TrainingProgress>(JobSpecReader.Json)!);
 
     /// <summary>Copies a blob dataset (one .zip/.csv, or every blob under a prefix) into local scratch, once.</summary>
     private async Task<string> MaterialiseAsync(string jobId, string name, CancellationToken cancellationToken)
@@ -122,4 +85,74 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
         await File.WriteAllTextAsync(done, name, cancellationToken);
         return target;
     }
+}
+
+/// <summary>One run's files: its inputs, checkpoints and artifacts (names from <see cref="Layout"/>).</summary>
+public sealed class RunFiles
+{
+    private readonly WorkerFiles _worker;
+    private readonly IArtifactStore _store;
+    private readonly CheckpointStore _checkpoints;
+    private readonly FineTuneJob _job;
+
+    internal RunFiles(WorkerFiles worker, IArtifactStore store, CheckpointStore checkpoints, FineTuneJob job)
+    {
+        _worker = worker;
+        _store = store;
+        _checkpoints = checkpoints;
+        _job = job;
+        Layout = new RunLayout(job.JobId);
+    }
+
+    public RunLayout Layout { get; }
+
+    /// <summary>
+    /// The dataset (its scan timed on <paramref name="clock"/> when given), the recipe with the weights as a local
+    /// file, and the cached features when <paramref name="prepared"/> says there are some (null before they exist).
+    /// </summary>
+    public async Task<ActivityInputs> LoadAsync(WeightsRef weights, PreparedSummary? prepared, CancellationToken cancellationToken, StageClock? clock = null)
+    {
+        var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken));
+        var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
+        var features = prepared is { FeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
+        return new ActivityInputs(dataset, recipe, features);
+    }
+
+    public async Task<TrainingState?> LatestStateAsync(CancellationToken cancellationToken) =>
+        ToState(await _checkpoints.LoadLatestAsync(_job.JobId, cancellationToken));
+
+    public async Task<TrainingState> StateAtAsync(long sequence, CancellationToken cancellationToken)
+    {
+        var (checkpoint, problem) = await _checkpoints.TryLoadAsync(_job.JobId, sequence, cancellationToken);
+        return ToState(checkpoint) ?? throw new InvalidOperationException($"checkpoint {sequence} of run {_job.JobId} is not usable: {problem}");
+    }
+
+    public async Task<byte[]> ReadAllAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var stream = await _store.OpenReadAsync(name, cancellationToken);
+        using var buffer = new MemoryStream();
+        await stream.CopyToAsync(buffer, cancellationToken);
+        return buffer.ToArray();
+    }
+
+    public async Task WriteAsync(string name, byte[] data, WriteMode mode, CancellationToken cancellationToken)
+    {
+        using var stream = new MemoryStream(data, writable: false);
+        await _store.WriteAsync(name, stream, mode, cancellationToken);
+    }
+
+    private async Task<IReadOnlyDictionary<string, byte[]>> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)
+    {
+        var features = new Dictionary<string, byte[]>();
+        string[] splits = prepared.TestImages > 0
+            ? [DatasetSplits.Train, DatasetSplits.Validation, DatasetSplits.Test]
+            : [DatasetSplits.Train, DatasetSplits.Validation];
+        foreach (var split in splits)
+            features[split] = await ReadAllAsync(Layout.FeaturesOf(split), cancellationToken);
+        return features;
+    }
+
+    private static TrainingState? ToState(LoadedCheckpoint? checkpoint) => checkpoint is null
+        ? null
+        : new TrainingState(checkpoint.Parts, checkpoint.Manifest.Metadata.Deserialize<Core.Training.TrainingProgress>(JobSpecReader.Json)!);
 }
