@@ -172,7 +172,7 @@ public sealed class FlakyTrainChunk(RunFiles files, Core.Engine.FineTuneEngine e
     : TrainChunk(files, engine, checkpoints, options)
 {
     private static long _failAt;
-    public static int Failures;
+    public static int Failures { get; private set; }
 
     public static void Reset(long failAtGlobalStep)
     {
@@ -180,9 +180,9 @@ public sealed class FlakyTrainChunk(RunFiles files, Core.Engine.FineTuneEngine e
         Failures = 0;
     }
 
-    protected override void OnStep(StepReport step)
+    protected override void OnStep(StepReport report)
     {
-        if (Failures == 0 && (long)step.Epoch * step.StepsPerEpoch + step.Step == _failAt)
+        if (Failures == 0 && (long)report.Epoch * report.StepsPerEpoch + report.Step == _failAt)
         {
             Failures++;
             throw new IOException("worker lost mid-epoch");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using FineTune.Core.Engine;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
@@ -20,7 +21,7 @@ public sealed class Evaluate(RunFiles files, FineTuneEngine engine) : TaskActivi
         var job = request.Job;
         var clock = Stopwatch.StartNew();
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var recipe = job.Spec.ToRecipe(await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
         var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
         var report = engine.Evaluate(recipe, dataset, state, features, CancellationToken.None);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using FineTune.Core.Engine;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
@@ -19,7 +20,7 @@ public sealed class PrepareModel(RunFiles files, FineTuneEngine engine) : TaskAc
         var job = request.Job;
         var clock = new StageClock();
         var dataset = await clock.TimeAsync(Stages.DatasetScan, () => files.DatasetAsync(job, CancellationToken.None));
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var recipe = job.Spec.ToRecipe(await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, CancellationToken.None));
         var layout = new RunLayout(job.JobId);
         foreach (var (split, data) in features)

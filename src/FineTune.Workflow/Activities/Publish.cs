@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
@@ -39,7 +40,7 @@ public sealed class Publish(RunFiles files, FineTuneEngine engine, IArtifactStor
         var job = request.Job;
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var recipe = job.Spec.ToRecipe(await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var state = await files.StateAtAsync(job, request.Sequence, CancellationToken.None);
         var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors, StateDictFormat.TorchSharp]);
         var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);

@@ -28,7 +28,7 @@ public class TrainChunk(RunFiles files, FineTuneEngine engine, CheckpointStore c
             return Result(state.Progress, stepsPerEpoch, lastLoss: null, []);
 
         var dataset = await files.DatasetAsync(job, CancellationToken.None);
-        var recipe = files.Recipe(job, await files.WeightsPathAsync(request.Weights, CancellationToken.None));
+        var recipe = job.Spec.ToRecipe(await files.WeightsPathAsync(request.Weights, CancellationToken.None));
         var features = await files.FeaturesAsync(job, request.Prepared, CancellationToken.None);
         var clock = new StageClock();
         var outcome = clock.Time(Stages.Training, () => engine.Train(recipe, dataset, state, features, request.MaxSteps, CancellationToken.None, OnStep));
@@ -46,7 +46,7 @@ public class TrainChunk(RunFiles files, FineTuneEngine engine, CheckpointStore c
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
-    protected virtual void OnStep(StepReport step)
+    protected virtual void OnStep(StepReport report)
     {
     }
 

@@ -21,8 +21,6 @@ public sealed class RunFiles(IArtifactStore store, CheckpointStore checkpoints, 
     private readonly ConcurrentDictionary<string, Lazy<ImageDataset>> _datasets = new();
     private string Work => options.Value.WorkDirectory;
 
-    public Recipe Recipe(FineTuneJob job, string weightsPath) => job.Spec.ToRecipe(weightsPath);
-
     /// <summary>The weights as a local file, fetched from the store when this worker has no copy.</summary>
     public async Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken)
     {
