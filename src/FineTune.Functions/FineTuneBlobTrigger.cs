@@ -31,12 +31,12 @@ public sealed partial class FineTuneBlobTrigger(ILogger<FineTuneBlobTrigger> log
         }
         catch (InvalidJobSpecException e)
         {
-            logger.LogError("Job blob {Name} is not a valid job spec: {Errors}", name, string.Join("; ", e.Errors));
+            InvalidSpec(name, string.Join("; ", e.Errors));
             return;
         }
         var outcome = await new DurableClientScheduler(client).StartAsync(spec, cancellationToken);
-        if (outcome.Started) logger.LogInformation("Job blob {Name} started run {Id}", name, outcome.JobId);
-        else logger.LogInformation("Job blob {Name} already started run {Id} ({Status}); nothing to do", name, outcome.JobId, outcome.ExistingStatus);
+        if (outcome.Started) Started(name, outcome.JobId);
+        else AlreadyStarted(name, outcome.JobId, outcome.ExistingStatus);
     }
 
     /// <summary>"blob-", the name made id-safe, and a hash of the exact name (so distinct names never collide).</summary>
@@ -50,4 +50,13 @@ public sealed partial class FineTuneBlobTrigger(ILogger<FineTuneBlobTrigger> log
 
     [GeneratedRegex("[^a-z0-9]+")]
     private static partial Regex Unsafe();
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Job blob {Name} is not a valid job spec: {Errors}")]
+    private partial void InvalidSpec(string name, string errors);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job blob {Name} started run {Id}")]
+    private partial void Started(string name, string id);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Job blob {Name} already started run {Id} ({Status}); nothing to do")]
+    private partial void AlreadyStarted(string name, string id, string? status);
 }

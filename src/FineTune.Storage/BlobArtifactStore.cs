@@ -8,7 +8,6 @@ namespace FineTune.Storage;
 /// <summary>Artifacts as block blobs in one container (Azure Storage or Azurite).</summary>
 public sealed class BlobArtifactStore(BlobContainerClient container) : IArtifactStore
 {
-    private readonly SemaphoreSlim _createLock = new(1, 1);
     private volatile bool _created;
 
     public string Location => container.Uri.ToString();
@@ -80,18 +79,11 @@ public sealed class BlobArtifactStore(BlobContainerClient container) : IArtifact
         }
     }
 
+    /// <remarks>No lock: creating is idempotent, so first writers racing here cost at most a redundant call each.</remarks>
     private async Task EnsureContainerAsync(CancellationToken cancellationToken)
     {
         if (_created) return;
-        await _createLock.WaitAsync(cancellationToken);
-        try
-        {
-            if (!_created) await container.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
-            _created = true;
-        }
-        finally
-        {
-            _createLock.Release();
-        }
+        await container.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+        _created = true;
     }
 }

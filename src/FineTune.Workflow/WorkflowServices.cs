@@ -19,7 +19,12 @@ public static class WorkflowServices
     public static IServiceCollection AddFineTuneWorkflow(this IServiceCollection services)
     {
         services.AddOptions<WorkflowOptions>();
-        services.AddOptions<WeightsFetchOptions>();
+        // A relative weights cache lives under the work directory.
+        services.AddOptions<WeightsFetchOptions>().PostConfigure<IOptions<WorkflowOptions>>((options, workflow) =>
+        {
+            if (!Path.IsPathRooted(options.CacheDirectory))
+                options.CacheDirectory = Path.Combine(workflow.Value.WorkDirectory, options.CacheDirectory);
+        });
         services.AddOptions<ArtifactStoreOptions>();
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value.Create());
         services.AddSingleton<CheckpointStore>();
@@ -27,15 +32,10 @@ public static class WorkflowServices
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();
         services.AddSingleton<FineTuneEngine>();
-        services.AddSingleton(sp =>
-        {
-            var options = sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value;
-            var workflow = sp.GetRequiredService<IOptions<WorkflowOptions>>().Value;
-            if (!Path.IsPathRooted(options.CacheDirectory))
-                options.CacheDirectory = Path.Combine(workflow.WorkDirectory, options.CacheDirectory);
-            var store = sp.GetRequiredService<IArtifactStore>();
-            return new WeightsFetcher(new HttpClient(), options, store.OpenReadAsync);
-        });
+        // A typed client: each activity gets a fetcher on the factory's pooled handlers (default timeout and
+        // redirects, as a plain HttpClient has), which are recycled so DNS changes are seen.
+        services.AddHttpClient(nameof(WeightsFetcher)).AddTypedClient((http, sp) => new WeightsFetcher(http,
+            sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value, sp.GetRequiredService<IArtifactStore>().OpenReadAsync));
         return services;
     }
 

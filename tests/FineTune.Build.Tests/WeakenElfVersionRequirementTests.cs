@@ -7,7 +7,7 @@ using Microsoft.Build.Utilities;
 namespace FineTune.Build.Tests;
 
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-public sealed class WeakenElfVersionRequirementTests : IDisposable
+public sealed partial class WeakenElfVersionRequirementTests : IDisposable
 {
     private const string LibStdCxx = "libstdc++.so.6";
     private const string Missing = "GLIBCXX_3.4.32";
@@ -111,8 +111,8 @@ public sealed class WeakenElfVersionRequirementTests : IDisposable
         Assert.Throws<InvalidDataException>(() => ElfVersionRequirements.ReadRequirements("not an elf file at all, surely not"u8.ToArray()));
     }
 
-    [DllImport("libc", SetLastError = true)]
-    private static extern int link(string existing, string newPath);
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int link(string existing, string newPath);
 
     private string CopyOfPristine()
     {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Diagnostics;
 using System.Text.Json;
 
@@ -49,7 +50,7 @@ public sealed class KillAndResumeTests : IDisposable
                 Assert.True(DateTime.UtcNow < deadline && !victim.HasExited, "the run never reached its third checkpoint");
                 Thread.Sleep(50);
             }
-            Process.Start("kill", ["-9", victim.Id.ToString()])!.WaitForExit();
+            Process.Start("kill", ["-9", victim.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
             victim.WaitForExit();
             Assert.Null(Published(jobId, onAzurite, "killed"));
         }
@@ -72,7 +73,7 @@ public sealed class KillAndResumeTests : IDisposable
         string prefix = $"runs/{jobId}/checkpoints/";
         if (onAzurite)
             return Artifacts.Exists() ? Artifacts.GetBlobs(Azure.Storage.Blobs.Models.BlobTraits.None, Azure.Storage.Blobs.Models.BlobStates.None, prefix, default)
-                .Count(b => b.Name.EndsWith("/manifest.json")) : 0;
+                .Count(b => b.Name.EndsWith("/manifest.json", StringComparison.Ordinal)) : 0;
         string folder = Path.Combine(_dir, "killed", "artifacts", prefix);
         return Directory.Exists(folder) ? Directory.GetFiles(folder, "manifest.json", SearchOption.AllDirectories).Length : 0;
     }

@@ -14,9 +14,9 @@ public class ModelsCommandTests
         var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.StartsWith("family", lines[0]);
         Assert.Equal(ModelRegistry.Families.Count, lines.Length - 1);
-        Assert.Contains(lines, l => l.StartsWith("resnet18-cntk ") && l.Contains("BGR 0-255 minus mean image") && l.EndsWith("bundled"));
-        Assert.Contains(lines, l => l.StartsWith("inception_v3 ") && l.Contains("299x299") && l.Contains("fc"));
-        Assert.Contains(lines, l => l.StartsWith("densenet201 ") && l.Contains("classifier ") && l.EndsWith("file or URL"));
+        Assert.Contains(lines, l => l.StartsWith("resnet18-cntk ", StringComparison.Ordinal) && l.Contains("BGR 0-255 minus mean image") && l.EndsWith("bundled", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("inception_v3 ", StringComparison.Ordinal) && l.Contains("299x299") && l.Contains("fc"));
+        Assert.Contains(lines, l => l.StartsWith("densenet201 ", StringComparison.Ordinal) && l.Contains("classifier ") && l.EndsWith("file or URL", StringComparison.Ordinal));
     }
 
     [Fact]

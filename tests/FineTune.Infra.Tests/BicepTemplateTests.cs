@@ -21,11 +21,11 @@ public sealed class BicepTemplateTests : IDisposable
     public void EveryBicepFileBuildsAndLintsWithoutAWarning()
     {
         var files = Directory.GetFiles(Path.Combine(Tools.Root, "infra"), "*.bicep*");
-        Assert.Contains(files, f => f.EndsWith("main.bicep"));
+        Assert.Contains(files, f => f.EndsWith("main.bicep", StringComparison.Ordinal));
         foreach (var file in files)
         {
             var relative = Path.GetRelativePath(Tools.Root, file);
-            var (exit, output, error) = file.EndsWith(".bicepparam")
+            var (exit, output, error) = file.EndsWith(".bicepparam", StringComparison.Ordinal)
                 ? Tools.Run(Tools.Bicep, "build-params", relative, "--outfile", Path.Combine(_dir, "p.json"))
                 : Tools.Run(Tools.Bicep, "lint", relative);
             Assert.True(exit == 0 && error.Trim().Length == 0 && output.Trim().Length == 0, $"{relative}: exit {exit}\n{output}{error}");

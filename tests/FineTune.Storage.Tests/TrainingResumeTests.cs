@@ -21,6 +21,7 @@ public sealed class TrainingResumeTests : IAsyncLifetime
         Epochs = 2, BatchSize = 3, Seed = 17, Schedule = ScheduleKind.Cosine, WarmupSteps = 2, Optimizer = OptimizerKind.Adam,
         Augmentation = new Augmentation(ColorJitter: 0.3f),
     };
+    private static readonly string[] Categories = ["animals", "food"];
     private readonly string _root = Directory.CreateTempSubdirectory("resume-").FullName;
     private readonly Azure.Storage.Blobs.BlobContainerClient _container = Azurite.NewContainer();
 
@@ -101,7 +102,7 @@ public sealed class TrainingResumeTests : IAsyncLifetime
     }
 
     private static List<ImageSample> Samples() =>
-        new[] { "animals", "food" }.SelectMany((category, label) =>
+        Categories.SelectMany((category, label) =>
             Directory.EnumerateFiles(Path.Combine("/usr/share/tuxpaint/stamps", category), "*.png", SearchOption.AllDirectories)
                 .Where(p => !p.Contains("/cartoon/")).Order(StringComparer.Ordinal).Take(4)
                 .Select(path => new ImageSample(path, label))).ToList();

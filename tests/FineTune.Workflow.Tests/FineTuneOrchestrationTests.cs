@@ -172,7 +172,7 @@ public sealed class FlakyTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngin
     : TrainChunk(files, engine, checkpoints, options, stopping)
 {
     private static long _failAt;
-    public static int Failures;
+    public static int Failures { get; private set; }
 
     public static void Reset(long failAtGlobalStep)
     {
@@ -180,9 +180,9 @@ public sealed class FlakyTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngin
         Failures = 0;
     }
 
-    protected override void OnStep(StepReport step)
+    protected override void OnStep(StepReport report)
     {
-        if (Failures == 0 && (long)step.Epoch * step.StepsPerEpoch + step.Step == _failAt)
+        if (Failures == 0 && (long)report.Epoch * report.StepsPerEpoch + report.Step == _failAt)
         {
             Failures++;
             throw new IOException("worker lost mid-epoch");

@@ -10,7 +10,7 @@ public sealed record DatasetOptions
     public double TestFraction { get; init; }
 
     /// <summary>Seed of the stratified splits.</summary>
-    public int SplitSeed { get; init; } = 0;
+    public int SplitSeed { get; init; }
 
     /// <summary>A run fails when more than this share of the files cannot be used; below it they are skipped and reported.</summary>
     public double MaxBadFraction { get; init; } = 0.05;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Models;
@@ -14,6 +15,8 @@ namespace FineTune.Core.Engine;
 /// durable activity can run any of them in any process: every call rebuilds the model from the recipe and
 /// the latest state, does its work in its own dispose scope, and leaves no tensor behind.
 /// </summary>
+[SuppressMessage("Performance", "CA1822:Mark members as static",
+    Justification = "A singleton service injected into the activities: they depend on an instance, not on the type.")]
 public sealed class FineTuneEngine
 {
     private const string FeaturesKey = "features";

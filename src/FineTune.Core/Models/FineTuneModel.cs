@@ -130,7 +130,7 @@ public sealed class FineTuneModel : IDisposable
 
     public void Dispose() => Module.Dispose();
 
-    private static IReadOnlyList<string> ComputeStages(ModelFamily family, nn.Module module)
+    private static List<string> ComputeStages(ModelFamily family, nn.Module module)
     {
         var stages = new List<string>();
         foreach (var (name, child) in module.named_children())

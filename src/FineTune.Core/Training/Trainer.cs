@@ -33,7 +33,7 @@ public sealed class Trainer : IDisposable
     private readonly Tensor? _features;
     private readonly Tensor? _classWeights;
     private readonly OptimizerHelper _optimizer;
-    private readonly IReadOnlyList<Parameter> _trainable;
+    private readonly List<Parameter> _trainable;
 
     /// <param name="cachedFeatures">backbone features of <paramref name="train"/> ([N, F]) to train the head on, from <see cref="FeatureCache"/></param>
     public Trainer(FineTuneModel model, IImageSource train, TrainingOptions options, Tensor? cachedFeatures = null)

@@ -29,7 +29,7 @@ public sealed record LoadedCheckpoint(CheckpointManifest Manifest, IReadOnlyDict
 /// hashes and falls back to the previous valid checkpoint when the newest is torn, truncated or corrupted.
 /// Pruning keeps the last K and the best, and never removes the only valid one.
 /// </summary>
-public sealed class CheckpointStore(IArtifactStore store, ILogger<CheckpointStore> logger)
+public sealed partial class CheckpointStore(IArtifactStore store, ILogger<CheckpointStore> logger)
 {
     private const string ManifestName = "manifest.json";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
@@ -90,7 +90,7 @@ public sealed class CheckpointStore(IArtifactStore store, ILogger<CheckpointStor
         {
             var (checkpoint, problem) = await TryLoadAsync(jobId, sequence, cancellationToken);
             if (checkpoint is not null) return checkpoint;
-            logger.LogWarning("Checkpoint {Sequence} of run {JobId} is not usable ({Problem}); falling back to the previous one", sequence, jobId, problem);
+            Unusable(sequence, jobId, problem);
         }
         return null;
     }
@@ -173,4 +173,7 @@ public sealed class CheckpointStore(IArtifactStore store, ILogger<CheckpointStor
 
     private static string Folder(string jobId, long sequence) =>
         new RunLayout(jobId).Checkpoints + sequence.ToString("D12", CultureInfo.InvariantCulture) + "/";
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpoint {Sequence} of run {JobId} is not usable ({Problem}); falling back to the previous one")]
+    private partial void Unusable(long sequence, string jobId, string? problem);
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using FineTune.Core.Engine;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;

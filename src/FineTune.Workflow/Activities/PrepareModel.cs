@@ -1,6 +1,7 @@
 using System.Text.Json;
 using FineTune.Core.Engine;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;

@@ -46,7 +46,7 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
-    protected virtual void OnStep(StepReport step)
+    protected virtual void OnStep(StepReport report)
     {
     }
 

@@ -53,8 +53,11 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
                 context.ContinueAsNew(job with { Carried = carried with { GlobalStep = step, History = history, Times = Stages.Total(times) } });
                 return null;
             }
+            // The analyzer knows a class-based activity by its class name only, not by [DurableTask("TrainEpoch")] on TrainChunk.
+#pragma warning disable DURABLE2003
             var result = await context.CallActivityAsync<TrainResult>(ActivityNames.TrainChunk,
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
+#pragma warning restore DURABLE2003
             step = result.GlobalStep;
             history = result.History;
             times.AddRange(result.Times);

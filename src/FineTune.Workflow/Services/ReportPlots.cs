@@ -1,3 +1,4 @@
+using System.Globalization;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Training;
 using ScottPlot;
@@ -30,7 +31,7 @@ public static class ReportPlots
         for (int t = 0; t < n; t++)
             for (int p = 0; p < n; p++)
             {
-                var label = plot.Add.Text(counts[t, p].ToString("0"), p, n - 1 - t);
+                var label = plot.Add.Text(counts[t, p].ToString("0", CultureInfo.InvariantCulture), p, n - 1 - t);
                 label.LabelAlignment = Alignment.MiddleCenter;
                 label.LabelFontSize = 14;
                 label.LabelFontColor = counts[t, p] > max / 2 ? Colors.White : Colors.Black;

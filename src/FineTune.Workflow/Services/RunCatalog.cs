@@ -48,7 +48,7 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
         bool prepared = await store.ExistsAsync(layout.DatasetReport, cancellationToken);
         if (!published && progress is null && !prepared) return null;
         string state = published ? "published" : progress is not null ? "training" : "prepared";
-        return new RunSummary(jobId, state, progress?.History.Count ?? 0, progress?.History.LastOrDefault(),
+        return new RunSummary(jobId, state, progress?.History.Count ?? 0, progress?.History is [.., var last] ? last : null,
             published ? layout.Safetensors : null, accuracy);
     }
 }

@@ -196,7 +196,7 @@ public sealed class DatasetLoaderTests : IDisposable
         Assert.Equal("not an image", reasons["notes.jpg"]);
         Assert.Contains("truncated", reasons["truncated.png"]);
         Assert.Contains("corrupt.png", reasons.Keys);
-        Assert.Contains(dataset.Train.Concat(dataset.Validation), s => s.Path.EndsWith("really-a-png.jpg"));
+        Assert.Contains(dataset.Train.Concat(dataset.Validation), s => s.Path.EndsWith("really-a-png.jpg", StringComparison.Ordinal));
         Assert.Equal(41, dataset.Train.Count + dataset.Validation.Count);
     }
 

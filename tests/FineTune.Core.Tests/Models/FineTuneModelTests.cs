@@ -73,10 +73,10 @@ public class FineTuneModelTests
         Assert.False(a.SameAs(b), "dropout should make two training passes differ");
         Assert.True(c.SameAs(d), "no dropout in eval mode");
         Assert.IsType<Linear>(ModuleAt(model, "fc"));
-        Assert.Equal(["fc.weight", "fc.bias"], model.Module.state_dict().Keys.Where(k => k.StartsWith("fc")));
+        Assert.Equal(["fc.weight", "fc.bias"], model.Module.state_dict().Keys.Where(k => k.StartsWith("fc", StringComparison.Ordinal)));
     }
 
-    private static object ModuleAt(FineTuneModel model, string path) =>
+    private static nn.Module ModuleAt(FineTuneModel model, string path) =>
         model.Module.named_modules().Single(m => m.name == path).module;
 
     [Fact]
@@ -88,7 +88,7 @@ public class FineTuneModelTests
         Assert.Equal(512 * 5 + 5, report.TrainableParameters);
         Assert.Equal(model.Module.parameters().Sum(p => p.numel()), report.TotalParameters);
         Assert.Empty(report.TrainableStages);
-        Assert.All(model.Module.named_parameters(), p => Assert.Equal(p.name.StartsWith("fc."), p.parameter.requires_grad));
+        Assert.All(model.Module.named_parameters(), p => Assert.Equal(p.name.StartsWith("fc.", StringComparison.Ordinal), p.parameter.requires_grad));
     }
 
     [Fact]
@@ -101,7 +101,7 @@ public class FineTuneModelTests
 
         Assert.Equal(["layer3", "layer4"], report.TrainableStages);
         Assert.All(model.Module.named_parameters(), p => Assert.Equal(
-            p.name.StartsWith("fc.") || p.name.StartsWith("layer3.") || p.name.StartsWith("layer4."), p.parameter.requires_grad));
+            p.name.StartsWith("fc.", StringComparison.Ordinal) || p.name.StartsWith("layer3.", StringComparison.Ordinal) || p.name.StartsWith("layer4.", StringComparison.Ordinal), p.parameter.requires_grad));
     }
 
     [Fact]
@@ -209,7 +209,7 @@ public class FineTuneModelTests
         Assert.Equal(new long[] { 3, 768 }, aux.shape);
         Assert.True(model.Module.state_dict()["AuxLogits.fc.weight"].SameAs(aux));
         Assert.True(model.Module.state_dict()["AuxLogits.conv1.conv.weight"].SameAs(imageNet.Module.state_dict()["AuxLogits.conv1.conv.weight"]));
-        Assert.All(model.Module.named_parameters(), p => Assert.Equal(p.name.StartsWith("fc."), p.parameter.requires_grad));
+        Assert.All(model.Module.named_parameters(), p => Assert.Equal(p.name.StartsWith("fc.", StringComparison.Ordinal), p.parameter.requires_grad));
     }
 
     [Theory]

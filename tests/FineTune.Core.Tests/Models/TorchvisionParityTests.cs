@@ -1,3 +1,4 @@
+using System.Globalization;
 using FineTune.Core.Models;
 using FineTune.Core.Tests.Reference;
 using FineTune.Core.Weights;
@@ -27,7 +28,7 @@ public sealed class TorchvisionParityTests : IDisposable
         var family = ModelRegistry.Get(name);
         // Small inputs keep the big families fast; inception needs at least 75 pixels.
         int size = name == "inception_v3" ? 80 : 64;
-        PythonReference.Run("export", name, _dir, size.ToString());
+        PythonReference.Run("export", name, _dir, size.ToString(CultureInfo.InvariantCulture));
 
         using var scope = NewDisposeScope();
         using var model = LoadReference(family);

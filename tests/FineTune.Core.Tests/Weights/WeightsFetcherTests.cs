@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -6,7 +7,7 @@ using FineTune.Core.Weights;
 
 namespace FineTune.Core.Tests.Weights;
 
-public sealed class WeightsFetcherTests : IAsyncLifetime
+public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
 {
     private static readonly ModelFamily Resnet18 = ModelRegistry.Get("resnet18");
     private readonly string _dir = Directory.CreateTempSubdirectory("fetch-").FullName;
@@ -35,8 +36,14 @@ public sealed class WeightsFetcherTests : IAsyncLifetime
         _stop.Cancel();
         _server.Stop();
         await _serving.ContinueWith(_ => { });
-        _server.Close();
         Directory.Delete(_dir, recursive: true);
+    }
+
+    // xunit calls this after DisposeAsync, once the server loop has ended.
+    public void Dispose()
+    {
+        _server.Close();
+        _stop.Dispose();
     }
 
     [Fact]
@@ -114,7 +121,7 @@ public sealed class WeightsFetcherTests : IAsyncLifetime
     {
         var fetcher = NewFetcher(maxBytes: 100_000);
         var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
-            fetcher.FetchAsync(Resnet18, _base + string.Format(path, PayloadSha[..8]), null, default));
+            fetcher.FetchAsync(Resnet18, _base + string.Format(CultureInfo.InvariantCulture, path, PayloadSha[..8]), null, default));
         Assert.Contains("100000-byte limit", error.Message);
         Assert.Empty(Directory.EnumerateFiles(Cache));
     }
@@ -192,13 +199,13 @@ public sealed class WeightsFetcherTests : IAsyncLifetime
             Interlocked.Increment(ref _requests);
             string path = context.Request.Url!.AbsolutePath;
             var response = context.Response;
-            if (path.StartsWith("/missing/"))
+            if (path.StartsWith("/missing/", StringComparison.Ordinal))
             {
                 response.StatusCode = 404;
                 response.Close();
                 continue;
             }
-            response.SendChunked = path.StartsWith("/chunked/");
+            response.SendChunked = path.StartsWith("/chunked/", StringComparison.Ordinal);
             if (!response.SendChunked) response.ContentLength64 = _payload.Length;
             try { await response.OutputStream.WriteAsync(_payload); response.Close(); }
             catch (Exception) { response.Abort(); } // the client may stop reading early
