@@ -36,10 +36,17 @@ public sealed class FineTuneEngine
         var features = new Dictionary<string, byte[]>();
         if (cache)
         {
-            features[DatasetSplits.Train] = Serialize(FeatureCache.Compute(model, train, InferenceBatch, cancellationToken));
-            features[DatasetSplits.Validation] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Validation), InferenceBatch, cancellationToken));
-            if (dataset.Test.Count > 0)
-                features[DatasetSplits.Test] = Serialize(FeatureCache.Compute(model, EvaluationSource(recipe, dataset.Test), InferenceBatch, cancellationToken));
+            // One pass over every split: full batches throughout, and each batch shape the backbone meets costs a
+            // warm-up of its own.
+            (string Split, IReadOnlyList<ImageSample> Samples)[] splits =
+                [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
+            var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)]), InferenceBatch, cancellationToken);
+            int offset = 0;
+            foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))
+            {
+                features[split] = Serialize(all[offset..(offset + samples.Count)]);
+                offset += samples.Count;
+            }
         }
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache), features);
     }
