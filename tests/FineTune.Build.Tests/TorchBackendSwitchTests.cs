@@ -47,12 +47,7 @@ public class TorchBackendSwitchTests
 
     private static (int ExitCode, string Output) Dotnet(params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, output + error.Result);
+        var result = ProcessRunner.Run("dotnet", arguments);
+        return (result.ExitCode, result.Output + result.Error);
     }
 }

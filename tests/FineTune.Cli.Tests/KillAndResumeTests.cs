@@ -27,7 +27,7 @@ public sealed class KillAndResumeTests : IDisposable
         // Full fine-tuning of the last stage, with augmentation: the uncached path, slow enough to be killed mid-run.
         // Unique per run: on Azurite the task hub and artifact container outlive the test.
         string jobId = "killed-" + Guid.NewGuid().ToString("N")[..8];
-        string[] storage = onAzurite ? ["--storage", "UseDevelopmentStorage=true"] : [];
+        string[] storage = onAzurite ? ["--storage", Azurite.ConnectionString] : [];
         File.WriteAllText(Path.Combine(_dir, "job.json"), JsonSerializer.Serialize(new
         {
             jobId,
@@ -91,5 +91,5 @@ public sealed class KillAndResumeTests : IDisposable
     }
 
     /// <summary>The artifact container the command uses with Azurite's connection string.</summary>
-    private static readonly Azure.Storage.Blobs.BlobContainerClient Artifacts = new("UseDevelopmentStorage=true", "finetune");
+    private static readonly Azure.Storage.Blobs.BlobContainerClient Artifacts = new(Azurite.ConnectionString, "finetune");
 }

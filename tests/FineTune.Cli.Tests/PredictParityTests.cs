@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Text.Json;
 using FineTune.Cli.Tests.Reference;
 using FineTune.Core.Models;
-using FineTune.Core.Tests.Data;
 using FineTune.Core.Weights;
 using Xunit.Abstractions;
 

@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.Json;
 using FineTune.Workflow.Orchestration;
-using FineTune.Workflow.Tests;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.DurableTask.Client;
@@ -89,7 +88,7 @@ public sealed class HttpAndBlobTriggerTests
         await using var host = await WorkflowHost.StartAsync();
         string dataset = await host.UploadDatasetAsync("tux", perClass: 5);
         const string name = "nightly/Pets Run.json";
-        var jobs = new Azure.Storage.Blobs.BlobContainerClient(WorkflowHost.Azurite, FineTuneBlobTrigger.Container);
+        var jobs = new Azure.Storage.Blobs.BlobContainerClient(Azurite.ConnectionString, FineTuneBlobTrigger.Container);
         await jobs.CreateIfNotExistsAsync();
         try
         {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Reflection;
 
 namespace FineTune.Infra.Tests;
@@ -8,16 +7,11 @@ internal static class Tools
     public static string Root => Metadata("RepositoryRoot");
     public static string Bicep => Metadata("Bicep");
 
-    /// <summary>Runs a program to completion; returns its exit code and both outputs.</summary>
+    /// <summary>Runs a program to completion in the repository root; returns its exit code and both outputs.</summary>
     public static (int ExitCode, string Output, string Error) Run(string program, params string[] arguments)
     {
-        var start = new ProcessStartInfo(program) { WorkingDirectory = Root, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, output, error.Result);
+        var result = ProcessRunner.Run(program, arguments, Root);
+        return (result.ExitCode, result.Output, result.Error);
     }
 
     private static string Metadata(string key) => typeof(Tools).Assembly

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace FineTune.Core.Tests.Reference;
 
 /// <summary>Runs the PyTorch reference (Debian's python3-torch, which .ci/run installs) as a process.</summary>
@@ -13,16 +11,10 @@ internal static class PythonReference
 
     public static string RunScript(string script, params string[] arguments)
     {
-        var start = new ProcessStartInfo(Interpreter) { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(script);
-        foreach (var argument in arguments) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {Interpreter}");
-        var stderr = process.StandardError.ReadToEndAsync();
-        string stdout = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0)
+        var result = ProcessRunner.Run(Interpreter, [script, .. arguments]);
+        if (result.ExitCode != 0)
             throw new InvalidOperationException(
-                $"{Interpreter} {string.Join(' ', arguments)} failed ({process.ExitCode}); is python3-torchvision installed?\n{stderr.Result}");
-        return stdout.Trim();
+                $"{Interpreter} {string.Join(' ', arguments)} failed ({result.ExitCode}); is python3-torchvision installed?\n{result.Error}");
+        return result.Output.Trim();
     }
 }

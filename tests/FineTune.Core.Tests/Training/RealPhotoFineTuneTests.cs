@@ -1,7 +1,6 @@
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Models;
-using FineTune.Core.Tests.Data;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;
 using Xunit.Abstractions;

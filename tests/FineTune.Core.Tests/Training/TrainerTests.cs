@@ -1,6 +1,5 @@
 using FineTune.Core.Data;
 using FineTune.Core.Models;
-using FineTune.Core.Tests.Data;
 using FineTune.Core.Tests.Reference;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;

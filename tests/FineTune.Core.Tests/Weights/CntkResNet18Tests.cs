@@ -1,6 +1,5 @@
 using FineTune.Core.Data;
 using FineTune.Core.Models;
-using FineTune.Core.Tests.Data;
 using FineTune.Core.Weights;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;

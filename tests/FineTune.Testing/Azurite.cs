@@ -1,10 +1,10 @@
 using System.Net.Sockets;
 using Azure.Storage.Blobs;
 
-namespace FineTune.Storage.Tests;
+namespace FineTune.Testing;
 
 /// <summary>The real Azurite that .ci/run starts on 127.0.0.1 (blob 10000, queue 10001, table 10002).</summary>
-internal static class Azurite
+public static class Azurite
 {
     public const string ConnectionString = "UseDevelopmentStorage=true";
 

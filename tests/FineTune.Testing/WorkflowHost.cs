@@ -1,14 +1,14 @@
-using System.Net.Sockets;
 using Azure.Storage.Blobs;
 using FineTune.Core.Weights;
 using FineTune.Storage;
+using FineTune.Workflow;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace FineTune.Workflow.Tests;
+namespace FineTune.Testing;
 
 /// <summary>
 /// The real orchestrator and activities in the Durable Task in-process test host, with artifacts in a fresh
@@ -16,7 +16,6 @@ namespace FineTune.Workflow.Tests;
 /// </summary>
 public sealed class WorkflowHost : IAsyncDisposable
 {
-    public const string Azurite = "UseDevelopmentStorage=true";
     public static readonly string[] Categories = ["animals", "food", "plants"];
 
     private WorkflowHost(DurableTaskTestHost host, BlobContainerClient container, string work)
@@ -33,8 +32,8 @@ public sealed class WorkflowHost : IAsyncDisposable
 
     public static async Task<WorkflowHost> StartAsync(Action<DurableTaskRegistry>? tasks = null)
     {
-        RequireAzurite();
-        var container = new BlobContainerClient(Azurite, "wf-" + Guid.NewGuid().ToString("N"));
+        Azurite.RequireRunning();
+        var container = new BlobContainerClient(Azurite.ConnectionString, "wf-" + Guid.NewGuid().ToString("N"));
         string work = Directory.CreateTempSubdirectory("workflow-").FullName;
         var host = await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), new DurableTaskTestHostOptions
         {
@@ -43,7 +42,7 @@ public sealed class WorkflowHost : IAsyncDisposable
             ConfigureServices = services =>
             {
                 services.AddFineTuneWorkflow();
-                services.Configure<ArtifactStoreOptions>(o => { o.ConnectionString = Azurite; o.ContainerName = container.Name; });
+                services.Configure<ArtifactStoreOptions>(o => { o.ConnectionString = Azurite.ConnectionString; o.ContainerName = container.Name; });
                 services.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
                 services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
             },
@@ -56,11 +55,8 @@ public sealed class WorkflowHost : IAsyncDisposable
     {
         foreach (var category in categories ?? Categories)
         {
-            var root = Path.Combine("/usr/share/tuxpaint/stamps", category);
-            if (!Directory.Exists(root)) throw new InvalidOperationException($"{root} is missing: apt-get install tuxpaint-stamps-default");
-            var images = Directory.EnumerateFiles(root, "*.png", SearchOption.AllDirectories)
-                .Where(p => !p.Contains("/cartoon/")).Order(StringComparer.Ordinal).Take(perClass);
-            foreach (var image in images)
+            var root = Path.Combine(TuxPaintStamps.Root, category);
+            foreach (var image in TuxPaintStamps.Images(category, perClass))
             {
                 await using var file = File.OpenRead(image);
                 string blob = $"datasets/{name}/{category}/{Path.GetRelativePath(root, image).Replace('/', '_')}";
@@ -75,18 +71,5 @@ public sealed class WorkflowHost : IAsyncDisposable
         await Host.DisposeAsync();
         await Container.DeleteIfExistsAsync();
         Directory.Delete(WorkDirectory, recursive: true);
-    }
-
-    private static void RequireAzurite()
-    {
-        try
-        {
-            using var client = new TcpClient();
-            client.Connect("127.0.0.1", 10000);
-        }
-        catch (SocketException)
-        {
-            throw new InvalidOperationException("Azurite is not running on 127.0.0.1:10000; start it as .ci/run does");
-        }
     }
 }

@@ -1,10 +1,10 @@
-namespace FineTune.Core.Tests.Data;
+namespace FineTune.Testing;
 
 /// <summary>
 /// Real labelled photos: Debian's tuxpaint-stamps-default (GPL-2, so installed at test time by .ci/run and
 /// never committed): PNG cut-outs in category folders.
 /// </summary>
-internal static class TuxPaintStamps
+public static class TuxPaintStamps
 {
     public const string Root = "/usr/share/tuxpaint/stamps";
 
