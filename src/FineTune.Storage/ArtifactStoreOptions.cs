@@ -1,3 +1,4 @@
+using Azure.Core;
 using Azure.Identity;
 using Azure.Storage.Blobs;
 
@@ -17,12 +18,20 @@ public sealed class ArtifactStoreOptions
     public string ContainerName { get; set; } = "finetune";
     public string LocalRoot { get; set; } = ".finetune/artifacts";
 
-    public IArtifactStore Create()
-    {
-        if (!string.IsNullOrWhiteSpace(ConnectionString))
-            return new BlobArtifactStore(new BlobContainerClient(ConnectionString, ContainerName));
-        if (AccountUrl is not null)
-            return new BlobArtifactStore(new BlobServiceClient(AccountUrl, new DefaultAzureCredential()).GetBlobContainerClient(ContainerName));
-        return new LocalFolderArtifactStore(LocalRoot);
-    }
+    /// <summary>Whether artifacts go to blob storage (a connection string or an account URL is set).</summary>
+    public bool UsesBlobStorage => !string.IsNullOrWhiteSpace(ConnectionString) || AccountUrl is not null;
+
+    /// <summary>The blob service: by connection string when one is set, else at the account URL with <paramref name="credential"/>.</summary>
+    public BlobServiceClient CreateServiceClient(TokenCredential credential, BlobClientOptions? clientOptions = null) =>
+        !string.IsNullOrWhiteSpace(ConnectionString) ? new BlobServiceClient(ConnectionString, clientOptions)
+        : AccountUrl is not null ? new BlobServiceClient(AccountUrl, credential, clientOptions)
+        : throw new InvalidOperationException($"{SectionName}: neither ConnectionString nor AccountUrl is set");
+
+    /// <summary>The store, for callers without dependency injection (the command line's one-shot commands).</summary>
+    public IArtifactStore Create() => Create(UsesBlobStorage ? CreateServiceClient(new DefaultAzureCredential()) : null);
+
+    /// <summary>The store on <paramref name="service"/> (null: the local folder).</summary>
+    public IArtifactStore Create(BlobServiceClient? service) => UsesBlobStorage
+        ? new BlobArtifactStore((service ?? throw new ArgumentNullException(nameof(service))).GetBlobContainerClient(ContainerName))
+        : new LocalFolderArtifactStore(LocalRoot);
 }

@@ -1,4 +1,7 @@
 using System.Reflection;
+using Azure.Identity;
+using Azure.Storage.Blobs;
+using Microsoft.Extensions.Azure;
 using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
@@ -26,7 +29,22 @@ public static class WorkflowServices
                 options.CacheDirectory = Path.Combine(workflow.Value.WorkDirectory, options.CacheDirectory);
         });
         services.AddOptions<ArtifactStoreOptions>();
-        services.AddSingleton(sp => sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value.Create());
+        // The Azure SDK's clients come from its DI integration: one credential (managed identity on Azure),
+        // the SDK's logging and retry options, and configuration binding.
+        services.AddAzureClients(clients =>
+        {
+            clients.UseCredential(new DefaultAzureCredential());
+            clients.AddClient<BlobServiceClient, BlobClientOptions>((clientOptions, credential, sp) =>
+                    sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value.CreateServiceClient(credential, clientOptions))
+                .WithName(ArtifactStoreOptions.SectionName);
+        });
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value;
+            return options.Create(options.UsesBlobStorage
+                ? sp.GetRequiredService<IAzureClientFactory<BlobServiceClient>>().CreateClient(ArtifactStoreOptions.SectionName)
+                : null);
+        });
         services.AddSingleton<CheckpointStore>();
         services.AddSingleton<WorkerFiles>();
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
