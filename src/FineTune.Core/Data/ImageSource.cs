@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using FineTune.Core.Models;
 using static TorchSharp.torch;
 
@@ -35,15 +36,23 @@ public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preproce
         // Decoding is the CPU-bound part: spread it over the cores; the tensor is made on the caller's thread,
         // inside its dispose scope.
         var options = new ParallelOptions { MaxDegreeOfParallelism = parallelism > 0 ? parallelism : Environment.ProcessorCount };
-        Parallel.For(0, indices.Count, options, n =>
+        try
         {
-            int index = indices[n];
-            var decoded = ImageLoader.Decode(samples[index].Path);
-            var view = augmentation is null
-                ? ImageLoader.Fit(decoded, preprocessing)
-                : augmentation.Apply(decoded, preprocessing, new Random(augmentationSeed(index)));
-            ImageLoader.Fill(view, preprocessing, inputs.AsSpan(n * length, length));
-        });
+            Parallel.For(0, indices.Count, options, n =>
+            {
+                int index = indices[n];
+                var decoded = ImageLoader.Decode(samples[index].Path);
+                var view = augmentation is null
+                    ? ImageLoader.Fit(decoded, preprocessing)
+                    : augmentation.Apply(decoded, preprocessing, new Random(augmentationSeed(index)));
+                ImageLoader.Fill(view, preprocessing, inputs.AsSpan(n * length, length));
+            });
+        }
+        catch (AggregateException e)
+        {
+            // A file that turned bad since the scan fails as itself (bad input, not retried), not as a wrapper.
+            ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+        }
         return tensor(inputs, [indices.Count, 3, size, size]);
     }
 }

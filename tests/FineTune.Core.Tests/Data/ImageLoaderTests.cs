@@ -123,6 +123,16 @@ public sealed class ImageLoaderTests : IDisposable
         Assert.Contains("40×40 is over the 1000-pixel limit", error.Message);
     }
 
+    [Fact]
+    public void ABatchWithAFileGoneBadFailsWithThatFilesError()
+    {
+        var good = Write("good.png", Encode(TwoColour(40, 20), SKEncodedImageFormat.Png));
+        var bad = Write("bad.png", Encode(TwoColour(40, 20), SKEncodedImageFormat.Png)[..30]);
+        var source = new FileImageSource([new ImageSample(good, 0), new ImageSample(bad, 1)], Preprocessing.ImageNet() with { ResizeSize = 32, CropSize = 16 });
+        var error = Assert.Throws<InvalidImageException>(() => source.Range(0, 2));
+        Assert.Equal(bad, error.Path);
+    }
+
     private string Write(string name, byte[] bytes)
     {
         var path = Path.Combine(_dir, name);
