@@ -23,8 +23,8 @@ internal static class PredictCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var model = new Option<string>("--model") { Description = $"A run id (published under --work) or a folder with {string.Join(" and ", RunLayout.LoadableModelFiles)}.", Required = true };
-        var top = new Option<int>("--top") { Description = "How many classes to list per image.", DefaultValueFactory = _ => 5 };
-        var images = new Argument<string[]>("images") { Arity = ArgumentArity.OneOrMore };
+        var top = CliOptions.Integer("--top", "How many classes to list per image.", 5);
+        var images = new Argument<string[]>("images") { Description = "Image files to classify.", Arity = ArgumentArity.OneOrMore };
         var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work, TrainCommand.Storage };
         command.SetAction(async (result, cancellationToken) =>
         {

@@ -15,6 +15,9 @@ public sealed record JobSpec
 {
     public const int CurrentVersion = 1;
 
+    /// <summary>Where editors find the job schema (<c>finetune schema</c>); read and ignored, so a job file can name it.</summary>
+    [JsonPropertyName("$schema")]
+    public string? Schema { get; init; }
     public int Version { get; init; } = CurrentVersion;
     /// <summary>Names the run (and its durable instance); derived from the spec when absent.</summary>
     public string? JobId { get; init; }

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using FineTune.Core;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
@@ -29,6 +30,10 @@ public static class JobSpecReader
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        // A number is a JSON number, as the job schema says ("5" is not 5).
+        NumberHandling = JsonNumberHandling.Strict,
+        // Set before the options are first used, as the schema exporter requires.
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver(),
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
@@ -113,7 +118,7 @@ public static class JobSpecReader
 
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
     public static string DeriveJobId(JobSpec spec) =>
-        "ft-" + Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null }, Json)))[..12];
+        "ft-" + Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, Json)))[..12];
 
     private static bool IsArtifactName(string name)
     {
@@ -130,9 +135,31 @@ public static class JobSpecReader
     private static FieldError Error(JsonException e)
     {
         string field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "$" : e.Path.TrimStart('$', '.');
-        string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field" : e.Message.Split(" Path:", 2)[0];
-        return new FieldError(field, reason);
+        if (e.Message.Contains("could not be mapped", StringComparison.Ordinal)) return new FieldError(field, "unknown field");
+        // The serializer's own message names a CLR type (System.Int32); the field's type says it in the user's terms.
+        return new FieldError(field, Expected(FieldType(field)) ?? e.Message.Split(" Path:", 2)[0]);
     }
+
+    /// <summary>The type of the field at a path (a.b), as the serializer matches names; null for array items or no such field.</summary>
+    private static Type? FieldType(string field)
+    {
+        Type? type = typeof(JobSpec);
+        foreach (string name in field.Split('.'))
+            type = type is null ? null : Json.GetTypeInfo(type).Properties.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))?.PropertyType;
+        return type;
+    }
+
+    private static string? Expected(Type? type) => (type is null ? null : Nullable.GetUnderlyingType(type) ?? type) switch
+    {
+        null => null,
+        var t when t == typeof(int) || t == typeof(long) => "must be a whole number",
+        var t when t == typeof(double) || t == typeof(float) => "must be a number",
+        var t when t == typeof(bool) => "must be true or false",
+        var t when t == typeof(string) => "must be a string",
+        var t when t == typeof(IReadOnlyList<string>) => "must be a list of strings",
+        var t when t.IsClass && Json.GetTypeInfo(t).Kind == JsonTypeInfoKind.Object => "must be an object",
+        _ => null,
+    };
 
     /// <summary>
     /// The serializer stops at the first field it rejects (an unknown choice or field, a wrong type): each such field
