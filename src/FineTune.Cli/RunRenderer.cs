@@ -113,11 +113,11 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         table.AddRow("best epoch", $"{result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");
         AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }).Write(table);
         string where = artifactPrefix;
+        var layout = new RunLayout(result.JobId);
         output.WriteLine($"published: {where}{result.Published.SafetensorsName} (PyTorch-loadable safetensors)");
-        output.WriteLine($"           {where}{result.Published.ModelCardName}");
+        output.WriteLine($"           {where}{layout.Readme} (how to run it in PyTorch), {RunLayout.HubConfigFile}, {RunLayout.ModelCardFile}");
         output.WriteLine($"report:    {where}{e.ReportName}");
         output.WriteLine($"           {where}{e.PredictionsName}");
-        var layout = new RunLayout(result.JobId);
         output.WriteLine($"plots:     {where}{layout.Reports}{{{RunLayout.LossPlotFile},{RunLayout.AccuracyPlotFile},{RunLayout.ConfusionPlotFile}}}");
         var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
         output.WriteLine($"time:      {string.Join(" · ", ["start-up " + startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");

@@ -15,6 +15,11 @@ public sealed record RunLayout
     public const string SafetensorsFile = "model.safetensors";
     public const string TorchSharpFile = "model.dat";
     public const string ModelCardFile = "model-card.json";
+    /// <summary>The published folder as a PyTorch or model-hub user reads it: the model's configuration and its README.</summary>
+    public const string HubConfigFile = "config.json";
+    public const string ReadmeFile = "README.md";
+    /// <summary>Beside the weights of families whose input has a per-pixel mean image subtracted (resnet18-cntk).</summary>
+    public const string MeanImageFile = "mean_image.safetensors";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
@@ -48,6 +53,9 @@ public sealed record RunLayout
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;
     public string ModelCard => Published + ModelCardFile;
+    public string HubConfig => Published + HubConfigFile;
+    public string Readme => Published + ReadmeFile;
+    public string MeanImage => Published + MeanImageFile;
 
     /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
     public static string? JobIdOf(string artifactName) =>

@@ -88,6 +88,15 @@ public static class StateDictFile
         }
     }
 
+    /// <summary>One float tensor as a .safetensors file (a published mean image).</summary>
+    public static byte[] SafetensorsOf(string name, float[] values, long[] shape)
+    {
+        using var scope = NewDisposeScope();
+        using var stream = new MemoryStream();
+        Write(new Dictionary<string, Tensor> { [name] = tensor(values).reshape(shape) }, stream, StateDictFormat.Safetensors);
+        return stream.ToArray();
+    }
+
     /// <summary>
     /// What Hugging Face's loaders expect in a safetensors header: <c>{"format": "pt"}</c> says the tensors are
     /// PyTorch's (transformers refuses a file without it).
