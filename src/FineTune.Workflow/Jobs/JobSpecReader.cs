@@ -70,13 +70,16 @@ public static class JobSpecReader
 
         string source = spec.Weights?.Source ?? "";
         if (source == WeightsFetcher.Bundled)
-            Check(family is null || family.HasBundledWeights, "weights.source", $"{spec.Model} has no bundled weights; give blob:NAME or an https URL");
+            Check(family is null || family.HasBundledWeights, "weights.source", $"{spec.Model} has no bundled weights; give {Named(spec.Model)}blob:NAME or an https URL");
+        else if (TorchvisionWeights.IsName(source))
+            Check(family is null || TorchvisionWeights.Resolve(family.Name, source) is not null, "weights.source",
+                family?.HasBundledWeights == true ? $"{spec.Model} has no torchvision weights; its own are 'bundled'" : $"{spec.Model} has no torchvision weights named '{source}'; it has {TorchvisionWeights.NamesFor(spec.Model)}");
         else if (source.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
             Check(IsArtifactName(source[WeightsFetcher.BlobPrefix.Length..]), "weights.source", "blob:NAME needs a valid artifact name");
         else if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http")
             Check(uri.Scheme == "https", "weights.source", "downloads must use https");
         else
-            Check(localPaths && source.Length > 0, "weights.source", localPaths ? "is required" : "must be 'bundled', blob:NAME or an https URL");
+            Check(localPaths && source.Length > 0, "weights.source", localPaths ? "is required" : $"must be 'bundled', '{TorchvisionWeights.Default}' (or a torchvision tag), blob:NAME or an https URL");
         Check(spec.Weights?.Sha256 is null || IsSha256(spec.Weights.Sha256), "weights.sha256", "must be 64 hex digits");
 
         var dataset = spec.Dataset ?? new DatasetSpec();
@@ -119,6 +122,9 @@ public static class JobSpecReader
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
     public static string DeriveJobId(JobSpec spec) =>
         "ft-" + Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, Json)))[..12];
+
+    /// <summary>"'torchvision', " where the family has torchvision weights: the names to suggest first.</summary>
+    private static string Named(string family) => TorchvisionWeights.Resolve(family, TorchvisionWeights.Default) is null ? "" : $"'{TorchvisionWeights.Default}', ";
 
     private static bool IsArtifactName(string name)
     {
