@@ -71,11 +71,14 @@ internal sealed class AzureStorageBackend : IRunBackend
         _client = client;
     }
 
-    public static async Task<AzureStorageBackend> StartAsync(string connectionString, IServiceProvider services, ILoggerFactory logging)
+    /// <summary>The task hub local runs and workers share unless told otherwise (<c>--task-hub</c>).</summary>
+    public const string DefaultTaskHub = "FineTuneCli";
+
+    public static async Task<AzureStorageBackend> StartAsync(string connectionString, string taskHub, IServiceProvider services, ILoggerFactory logging)
     {
         var settings = new AzureStorageOrchestrationServiceSettings
         {
-            TaskHubName = "FineTuneCli",
+            TaskHubName = taskHub,
             StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
             WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
             ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
@@ -86,8 +89,9 @@ internal sealed class AzureStorageBackend : IRunBackend
         await service.CreateIfNotExistsAsync();
         var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
         var worker = new TaskHubWorker(service, logging);
-        worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
-            () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
+        foreach (var (name, type) in WorkflowServices.Orchestrators)
+            worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(name,
+                () => shims.CreateOrchestration(name, (ITaskOrchestrator)Activator.CreateInstance(type)!, parent: null)));
         foreach (var (name, type) in WorkflowServices.Activities)
             worker.AddTaskActivities(new Creator<TaskActivity>(name,
                 () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
@@ -102,7 +106,7 @@ internal sealed class AzureStorageBackend : IRunBackend
     {
         try
         {
-            await _client.CreateOrchestrationInstanceAsync(FineTuneOrchestrator.Name, "", job.JobId, job, tags: null, dedupeStatuses: Holding);
+            await _client.CreateOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), "", job.JobId, job, tags: null, dedupeStatuses: Holding);
         }
         catch (DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException)
         {

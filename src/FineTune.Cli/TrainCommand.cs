@@ -11,6 +11,11 @@ internal static class TrainCommand
 {
     public static readonly Option<string> Work = new("--work") { Description = "Folder for artifacts and caches.", DefaultValueFactory = _ => ".finetune" };
     public static readonly Option<string?> Storage = new("--storage") { Description = "Azure Storage connection string (e.g. UseDevelopmentStorage=true) for blob artifacts instead of the local folder." };
+    public static readonly Option<string> TaskHub = new("--task-hub")
+    {
+        Description = "With --storage: the task hub (in that account) the run and its workers share.",
+        DefaultValueFactory = _ => AzureStorageBackend.DefaultTaskHub,
+    };
 
     public static Command Create(TextWriter output, TextWriter error)
     {
@@ -23,7 +28,7 @@ internal static class TrainCommand
         var freeze = new Option<string?>("--freeze") { Description = $"What trains: {FreezeMode.Described}." };
         var resize = new Option<string?>("--resize") { Description = $"How images fit the model's square input: {ResizeModes.Choices.Described}." };
         var jobId = new Option<string?>("--job-id");
-        var command = new Command("train", "Fine-tune a model on your images.") { jobFile, dataset, model, weights, epochs, batch, freeze, resize, jobId, Work, Storage };
+        var command = new Command("train", "Fine-tune a model on your images.") { jobFile, dataset, model, weights, epochs, batch, freeze, resize, jobId, Work, Storage, TaskHub };
         command.SetAction(async (result, cancellationToken) =>
         {
             JsonObject job;
@@ -46,12 +51,16 @@ internal static class TrainCommand
             Set(job, ["freeze"], result.GetValue(freeze));
             Set(job, ["dataset", "resize"], result.GetValue(resize));
             Set(job, ["jobId"], result.GetValue(jobId));
-            return await RunAsync(job, result.GetValue(Work)!, result.GetValue(Storage), output, error, cancellationToken);
+            return await RunAsync(job, Runner(result, output, error), error, cancellationToken);
         });
         return command;
     }
 
-    public static async Task<int> RunAsync(JsonObject job, string work, string? storage, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    /// <summary>The local runner the shared options (--work, --storage, --task-hub) describe.</summary>
+    public static LocalRunner Runner(ParseResult result, TextWriter output, TextWriter error) =>
+        new(Path.GetFullPath(result.GetValue(Work)!), result.GetValue(Storage), result.GetValue(TaskHub)!, output, error);
+
+    public static async Task<int> RunAsync(JsonObject job, LocalRunner runner, TextWriter error, CancellationToken cancellationToken)
     {
         JobSpec spec;
         try
@@ -69,7 +78,7 @@ internal static class TrainCommand
             error.WriteLine($"dataset: '{location}' does not exist");
             return ExitCodes.BadInput;
         }
-        return await new LocalRunner(Path.GetFullPath(work), storage, output, error).RunAsync(spec, cancellationToken);
+        return await runner.RunAsync(spec, cancellationToken);
     }
 
     private static void Set(JsonObject job, string[] path, JsonNode? value)
