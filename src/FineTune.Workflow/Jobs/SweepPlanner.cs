@@ -90,7 +90,7 @@ public static class SweepPlanner
             {
                 if (Problem(spec, new Dictionary<string, JsonElement> { [path] = value }, localPaths) is { } problem)
                 {
-                    errors.Add(new FieldError(field, $"{value.GetRawText()}: {problem}"));
+                    errors.Add(new FieldError(field, problem == NotAField ? problem : $"{value.GetRawText()}: {problem}"));
                     break;
                 }
             }
@@ -119,6 +119,8 @@ public static class SweepPlanner
     /// <summary>A swept value as people write it: strings without quotes.</summary>
     public static string Show(JsonElement value) => value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
 
+    private const string NotAField = "not a job-spec field";
+
     private static string? Problem(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, bool localPaths)
     {
         JobSpec trial;
@@ -129,7 +131,7 @@ public static class SweepPlanner
         catch (JsonException e)
         {
             return e.Message.Contains("could not be mapped", StringComparison.Ordinal)
-                ? "not a job-spec field"
+                ? NotAField
                 : e.Message.Split(" Path:", 2)[0];
         }
         var errors = JobSpecReader.Validate(trial, localPaths);
