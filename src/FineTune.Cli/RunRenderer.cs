@@ -48,7 +48,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                         {
                             var task = Task("trials", "trials");
                             task.Value = 100.0 * sweep.Finished / Math.Max(1, sweep.Trials);
-                            task.Description = Markup.Escape(Describe(s).Trim());
+                            task.Description = Markup.Escape(Describe(s).Split('\n')[^1].Trim());
                         }
                         else if (s.Stage == RunStage.Training)
                         {
@@ -97,7 +97,10 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
 
     private static string Describe(RunStatus s) => s.Stage switch
     {
-        RunStage.Training when s.Sweep is { } sweep => $"  trials {sweep.Finished}/{sweep.Trials} done, {sweep.Running} running"
+        RunStage.Training when s.Sweep is { } sweep => (sweep.Latest is { BestEpoch: not null } latest
+                ? $"  {latest.JobId} ({SweepPlanner.Describe(latest.Parameters)}): {latest.EpochsRun} epochs, val_loss {latest.ValidationLoss:F4}  val_acc {latest.ValidationAccuracy:P1}\n"
+                : "")
+            + $"  trials {sweep.Finished}/{sweep.Trials} done, {sweep.Running} running"
             + (sweep.BestTrial is { } best ? $"  best {best}: val_loss {sweep.BestValidationLoss:F4}  val_acc {sweep.BestValidationAccuracy:P1}" : ""),
         RunStage.Training => (s.Step == 0 && s.Epoch > 0 ? $"  epoch {s.Epoch}/{s.Epochs} done" : $"  epoch {s.Epoch + 1}/{s.Epochs}  step {s.Step}/{s.StepsPerEpoch}")
             + (s.LastLoss is { } loss ? $"  loss {loss:F4}" : "")

@@ -27,8 +27,9 @@ public sealed record TrialOutcome(string JobId, long GlobalStep, IReadOnlyList<E
 public sealed record TrialSummary(int Index, string JobId, IReadOnlyDictionary<string, JsonElement> Parameters, string State, int EpochsRun,
     int? BestEpoch, double? Score, double? ValidationLoss, double? ValidationAccuracy, IReadOnlyList<string> Workers);
 
-/// <summary>A sweep's progress in its custom status: trials done and the best one so far.</summary>
-public sealed record SweepProgress(int Trials, int Finished, int Running, string? BestTrial, double? BestValidationLoss, double? BestValidationAccuracy);
+/// <summary>A sweep's progress in its custom status: trials done, the best one so far, and the trial (or rung of one) that ended last.</summary>
+public sealed record SweepProgress(int Trials, int Finished, int Running, string? BestTrial, double? BestValidationLoss, double? BestValidationAccuracy,
+    TrialSummary? Latest = null);
 
 /// <summary>
 /// A finished sweep: the trial published, every trial (best first, by the sweep's metric), the feature passes it took, and

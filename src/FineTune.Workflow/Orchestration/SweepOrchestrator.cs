@@ -45,6 +45,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         }
 
         var outcomes = trials.ToDictionary(t => t.Index, t => new TrialOutcome(t.JobId, 0, [], false, false, [], []));
+        TrialSummary? latest = null;
         var terminated = new HashSet<int>();
         var rungs = Rungs(sweep.EarlyTermination, maxEpochs);
         for (int rung = 0; rung < rungs.Count; rung++)
@@ -59,7 +60,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     outcomes[trial.Index].GlobalStep, untilEpoch);
                 running.Add(context.CallSubOrchestratorAsync<TrialOutcome>(TrialOrchestrator.Name, request,
                     new SubOrchestrationOptions { InstanceId = $"{trial.JobId}:r{rung + 1}" }), trial);
-                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric)));
+                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric, latest)));
             }
             while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
 
@@ -69,7 +70,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                 running.Remove(done);
                 outcomes[trial.Index] = done.Result;
                 times.AddRange(done.Result.Times);
-                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric)));
+                latest = Summary(trial, done.Result, terminated: false, metric);
+                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric, latest)));
             }
 
             if (sweep.EarlyTermination is { } termination && rung < rungs.Count - 1)
@@ -158,13 +160,13 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     }
 
     private static SweepProgress Progress(IReadOnlyList<SweepTrial> trials, Dictionary<int, TrialOutcome> outcomes, HashSet<int> terminated, int running,
-        StoppingMetric metric)
+        StoppingMetric metric, TrialSummary? latest = null)
     {
         // Best first; equal accuracies are told apart by the validation loss.
         var summaries = trials.Select(t => Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric)).ToList();
         var best = summaries.Where(s => s.BestEpoch is not null).OrderByDescending(s => s.Score).ThenBy(s => s.ValidationLoss).ThenBy(s => s.Index).FirstOrDefault();
         int finished = trials.Count(t => outcomes[t.Index].Finished || terminated.Contains(t.Index));
-        return new SweepProgress(trials.Count, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy);
+        return new SweepProgress(trials.Count, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest);
     }
 
     private static RunStatus Status(RunStage stage, int epochs, SweepProgress? progress) =>
