@@ -10,6 +10,8 @@ public static class FineTuneCommand
     {
         ModelsCommand.Create(output),
         TrainCommand.Create(output, error),
+        SweepCommand.Create(output, error),
+        WorkerCommand.Create(output, error),
         DemoCommand.Create(output, error),
         PredictCommand.Create(output, error),
         StatusCommands.Status(output, error),

@@ -71,23 +71,30 @@ internal sealed class AzureStorageBackend : IRunBackend
         _client = client;
     }
 
-    public static async Task<AzureStorageBackend> StartAsync(string connectionString, IServiceProvider services, ILoggerFactory logging)
+    /// <summary>The task hub local runs and workers share unless told otherwise (<c>--task-hub</c>).</summary>
+    public const string DefaultTaskHub = "FineTuneCli";
+
+    public static async Task<AzureStorageBackend> StartAsync(string connectionString, string taskHub, IServiceProvider services, ILoggerFactory logging)
     {
         var settings = new AzureStorageOrchestrationServiceSettings
         {
-            TaskHubName = "FineTuneCli",
+            TaskHubName = taskHub,
             StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
             WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
             ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
             MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
+            // Training uses every core already; a process taking more activities than it has cores only queues them,
+            // while other workers of the hub (finetune worker) could run them.
+            MaxConcurrentTaskActivityWorkItems = Environment.ProcessorCount,
             LoggerFactory = logging,
         };
         var service = new AzureStorageOrchestrationService(settings);
         await service.CreateIfNotExistsAsync();
         var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
         var worker = new TaskHubWorker(service, logging);
-        worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
-            () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
+        foreach (var (name, type) in WorkflowServices.Orchestrators)
+            worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(name,
+                () => shims.CreateOrchestration(name, (ITaskOrchestrator)Activator.CreateInstance(type)!, parent: null)));
         foreach (var (name, type) in WorkflowServices.Activities)
             worker.AddTaskActivities(new Creator<TaskActivity>(name,
                 () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
@@ -102,7 +109,7 @@ internal sealed class AzureStorageBackend : IRunBackend
     {
         try
         {
-            await _client.CreateOrchestrationInstanceAsync(FineTuneOrchestrator.Name, "", job.JobId, job, tags: null, dedupeStatuses: Holding);
+            await _client.CreateOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), "", job.JobId, job, tags: null, dedupeStatuses: Holding);
         }
         catch (DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException)
         {

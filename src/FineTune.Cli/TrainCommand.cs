@@ -13,6 +13,11 @@ internal static class TrainCommand
 {
     public static readonly Option<string> Work = new("--work") { Description = "Folder for artifacts and caches.", DefaultValueFactory = _ => ".finetune" };
     public static readonly Option<string?> Storage = new("--storage") { Description = "Azure Storage connection string (e.g. UseDevelopmentStorage=true) for blob artifacts instead of the local folder (default: none, the --work folder)." };
+    public static readonly Option<string> TaskHub = new("--task-hub")
+    {
+        Description = "With --storage: the task hub (in that account) the run and its workers share.",
+        DefaultValueFactory = _ => AzureStorageBackend.DefaultTaskHub,
+    };
 
     /// <summary>A flag and the job spec field it sets; set only when typed, so a job file's value stands otherwise.</summary>
     private sealed record Flag(Option Option, string Field, Func<ParseResult, JsonNode?> Value);
@@ -59,6 +64,7 @@ internal static class TrainCommand
         foreach (var flag in Flags) command.Options.Add(flag.Option);
         command.Options.Add(Work);
         command.Options.Add(Storage);
+        command.Options.Add(TaskHub);
         command.SetAction(async (result, cancellationToken) =>
         {
             JsonObject job;
@@ -74,7 +80,7 @@ internal static class TrainCommand
                 return ExitCodes.BadInput;
             }
             var flagOfField = ApplyFlags(result, job);
-            return await RunAsync(job, result.GetValue(Work)!, result.GetValue(Storage), output, error, cancellationToken, flagOfField);
+            return await RunAsync(job, Runner(result, output, error), error, cancellationToken, flagOfField);
         });
         return command;
     }
@@ -99,8 +105,12 @@ internal static class TrainCommand
         return option;
     }
 
+    /// <summary>The local runner the shared options (--work, --storage, --task-hub) describe.</summary>
+    public static LocalRunner Runner(ParseResult result, TextWriter output, TextWriter error) =>
+        new(Path.GetFullPath(result.GetValue(Work)!), result.GetValue(Storage), result.GetValue(TaskHub)!, output, error);
+
     /// <param name="flagOfField">the flag that set a field, so its error names what the user typed</param>
-    public static async Task<int> RunAsync(JsonObject job, string work, string? storage, TextWriter output, TextWriter error, CancellationToken cancellationToken,
+    public static async Task<int> RunAsync(JsonObject job, LocalRunner runner, TextWriter error, CancellationToken cancellationToken,
         IReadOnlyDictionary<string, string>? flagOfField = null)
     {
         JobSpec spec;
@@ -122,7 +132,7 @@ internal static class TrainCommand
             error.WriteLine($"dataset: '{location}' does not exist");
             return ExitCodes.BadInput;
         }
-        return await new LocalRunner(Path.GetFullPath(work), storage, output, error).RunAsync(spec, cancellationToken);
+        return await runner.RunAsync(spec, cancellationToken);
     }
 
     private static void Set(JsonObject job, string[] path, JsonNode? value)

@@ -20,6 +20,8 @@ public sealed record RunLayout
     public const string ReadmeFile = "README.md";
     /// <summary>Beside the weights of families whose input has a per-pixel mean image subtracted (resnet18-cntk).</summary>
     public const string MeanImageFile = "mean_image.safetensors";
+    public const string SweepReportFile = "sweep.json";
+    public const string SweepPlotFile = "sweep.png";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
@@ -49,6 +51,9 @@ public sealed record RunLayout
     public string LossPlot => Reports + LossPlotFile;
     public string AccuracyPlot => Reports + AccuracyPlotFile;
     public string ConfusionPlot => Reports + ConfusionPlotFile;
+    /// <summary>A sweep's table of trials and its plot of the metric against each swept parameter.</summary>
+    public string SweepReport => Reports + SweepReportFile;
+    public string SweepPlot => Reports + SweepPlotFile;
 
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;

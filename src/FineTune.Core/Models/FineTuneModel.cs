@@ -70,6 +70,29 @@ public sealed class FineTuneModel : IDisposable
 
     public Linear Head => (Linear)ModuleSurgery.Find(Module, Family.HeadPath);
 
+    /// <summary>
+    /// Gives the head and any auxiliary heads the values <see cref="Create"/> gives them under <paramref name="seed"/>
+    /// (the same draws in the same order), so that a model built once can serve another run's work on cached features.
+    /// </summary>
+    public void ResetHeads(long seed)
+    {
+        lock (TorchRandom.Gate)
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(seed);
+            foreach (var path in (string[])[Family.HeadPath, .. Family.AuxiliaryHeadPaths])
+            {
+                var head = (Linear)ModuleSurgery.Find(Module, path);
+                using var fresh = nn.Linear(head.weight!.shape[1], NumClasses);
+                using (no_grad())
+                {
+                    head.weight.copy_(fresh.weight!);
+                    head.bias!.copy_(fresh.bias!);
+                }
+            }
+        }
+    }
+
     public FreezeReport Freeze(FreezeMode mode)
     {
         var trainableStages = Stages.Skip(Math.Max(0, Stages.Count - mode.TrainableStages)).ToList();

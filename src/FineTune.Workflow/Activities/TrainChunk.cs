@@ -58,6 +58,7 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
         var position = progress.Position;
         // Step 0 of epoch e > 0: epoch e - 1 has just completed.
         bool epochCompleted = position.Step == 0 && position.Epoch > 0;
-        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss, times);
+        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss, times,
+            WorkerIdentity.Current);
     }
 }

@@ -32,6 +32,9 @@ public static class JobSchema
                 schema = new JsonObject { ["type"] = "string", ["enum"] = new JsonArray([.. choices.Names.Select(n => JsonValue.Create(n))]), ["description"] = choices.Described };
             else if (context.TypeInfo.Type == typeof(FreezeMode))
                 schema = new JsonObject { ["type"] = "string", ["pattern"] = FreezeMode.Pattern, ["description"] = FreezeMode.Described };
+            // The exporter does not look into a dictionary of values read by a custom converter.
+            else if (context.TypeInfo.Type == typeof(IReadOnlyDictionary<string, SweepParameter>))
+                schema = new JsonObject { ["type"] = "object", ["minProperties"] = 1, ["additionalProperties"] = SweepParameterSchema() };
             if (schema is JsonObject field && context.PropertyInfo is { } property && Default(property) is { } value)
                 field["default"] = value;
             if (context.Path.IsEmpty && schema is JsonObject root)
@@ -49,6 +52,31 @@ public static class JobSchema
     });
 
     /// <summary>A field's default as a fresh spec object has it; none for objects, nulls and empty strings (required ones).</summary>
+    /// <summary>A swept field: a list of scalar values, or a numeric range (<see cref="SweepParameterJson"/>).</summary>
+    private static JsonObject SweepParameterSchema() => new()
+    {
+        ["description"] = "a list of values to choose from, or a range {min, max[, log]} for random search",
+        ["oneOf"] = new JsonArray(
+            new JsonObject
+            {
+                ["type"] = "array",
+                ["minItems"] = 1,
+                ["items"] = new JsonObject { ["type"] = new JsonArray("number", "string", "boolean", "null") },
+            },
+            new JsonObject
+            {
+                ["type"] = "object",
+                ["properties"] = new JsonObject
+                {
+                    ["min"] = new JsonObject { ["type"] = "number" },
+                    ["max"] = new JsonObject { ["type"] = "number" },
+                    ["log"] = new JsonObject { ["type"] = "boolean" },
+                },
+                ["required"] = new JsonArray("min", "max"),
+                ["additionalProperties"] = false,
+            }),
+    };
+
     private static JsonValue? Default(System.Text.Json.Serialization.Metadata.JsonPropertyInfo property)
     {
         if (property.Get is null || property.DeclaringType.GetConstructor(Type.EmptyTypes) is null) return null;

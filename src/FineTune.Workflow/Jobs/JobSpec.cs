@@ -33,6 +33,8 @@ public sealed record JobSpec
     public DeviceKind Device { get; init; } = DeviceKind.Auto;
     /// <summary>TF32 matmuls and convolutions on CUDA GPUs that have them.</summary>
     public bool Tf32 { get; init; } = true;
+    /// <summary>When given, the job is a hyper-parameter sweep: trials that set these fields differently.</summary>
+    public SweepSpec? Sweep { get; init; }
 }
 
 public sealed record WeightsSpec
@@ -80,6 +82,8 @@ public sealed record TrainingSpec
     public bool ClassWeighted { get; init; }
     public double? GradientClipNorm { get; init; }
     public EarlyStoppingSpec? EarlyStopping { get; init; }
+    /// <summary>What picks the best epoch when early stopping is off (its metric otherwise); validation loss when not given.</summary>
+    public StoppingMetric? BestEpochMetric { get; init; }
     public AugmentationSpec? Augmentation { get; init; }
     public bool FeatureCache { get; init; } = true;
     /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>

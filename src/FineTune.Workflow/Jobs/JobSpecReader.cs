@@ -116,6 +116,9 @@ public static class JobSpecReader
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
         if (t.Augmentation is { } augmentation)
             Check(augmentation.ColorJitter is >= 0 and < 1, "training.augmentation.colorJitter", "must be in [0, 1)");
+        Check(t.EarlyStopping is null || t.BestEpochMetric is null || t.EarlyStopping.Metric == t.BestEpochMetric,
+            "training.bestEpochMetric", "must be training.earlyStopping.metric when both are given: one metric picks the best epoch");
+        errors.AddRange(SweepPlanner.Validate(spec, localPaths));
         return errors;
     }
 

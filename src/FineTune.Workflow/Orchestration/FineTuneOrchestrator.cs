@@ -17,8 +17,11 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
 {
     public const string Name = "FineTune";
 
-    /// <summary>Transient failures are retried (storage-queue timers round to seconds, so never under 2 s); bad input is not.</summary>
-    private static readonly TaskOptions Retry = TaskOptions.FromRetryPolicy(new RetryPolicy(
+    /// <summary>
+    /// Transient failures are retried (storage-queue timers round to seconds, so never under 2 s); bad input is not.
+    /// Every orchestration of the workflow calls its activities so.
+    /// </summary>
+    internal static readonly TaskOptions Retry = TaskOptions.FromRetryPolicy(new RetryPolicy(
         maxNumberOfAttempts: 4, firstRetryInterval: TimeSpan.FromSeconds(2), backoffCoefficient: 2, maxRetryInterval: TimeSpan.FromMinutes(1))
     {
         HandleFailure = failure => !IsBadInput(failure),

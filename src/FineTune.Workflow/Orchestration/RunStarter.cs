@@ -23,6 +23,9 @@ public interface IRunScheduler
 /// <summary>The one way a run starts, for the HTTP API, the blob trigger and the command line: spec → id → held? → schedule.</summary>
 public static class RunStarter
 {
+    /// <summary>The orchestration that runs a job: a sweep's, or a single run's.</summary>
+    public static string OrchestratorOf(FineTuneJob job) => job.Spec.Sweep is null ? FineTuneOrchestrator.Name : SweepOrchestrator.Name;
+
     public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, CancellationToken cancellationToken)
     {
         string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
@@ -42,5 +45,5 @@ public sealed class DurableClientScheduler(DurableTaskClient client) : IRunSched
             : null;
 
     public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
-        client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, job, new StartOrchestrationOptions(job.JobId), cancellationToken);
+        client.ScheduleNewOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), job, new StartOrchestrationOptions(job.JobId), cancellationToken);
 }
