@@ -13,6 +13,7 @@ public static class FineTuneCommand
             TrainCommand.Create(output, error),
             DemoCommand.Create(output, error),
             PredictCommand.Create(output, error),
+            ExportCommand.Create(output, error),
             StatusCommands.Status(output, error),
             StatusCommands.List(output),
         };

@@ -15,6 +15,8 @@ public sealed record RunLayout
     public const string SafetensorsFile = "model.safetensors";
     public const string TorchSharpFile = "model.dat";
     public const string ModelCardFile = "model-card.json";
+    /// <summary>The model as an ONNX graph: published when the job asks for it, or written by <c>finetune export</c>.</summary>
+    public const string OnnxFile = "model.onnx";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
@@ -48,6 +50,7 @@ public sealed record RunLayout
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;
     public string ModelCard => Published + ModelCardFile;
+    public string Onnx => Published + OnnxFile;
 
     /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
     public static string? JobIdOf(string artifactName) =>

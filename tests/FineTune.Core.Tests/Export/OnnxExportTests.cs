@@ -81,13 +81,14 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
             ? family.Preprocessing with { ResizeSize = size * 8 / 7, CropSize = size }
             : family.Preprocessing;
         using var model = FineTuneModel.Create(family, Classes.Length, seed: 7);
-        Randomise(model.Module);
-        model.EvalMode();
         string[] photos = [.. Classes.Select(c => TuxPaintStamps.Images(c, 2)[1]), TuxPaintStamps.Images("plants", 1)[0]];
 
         using var scope = NewDisposeScope();
+        var batch = stack(photos.Select(p => ImageLoader.Load(p, preprocessing)).ToList());
+        Randomise(model, stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 6).Skip(2))
+            .Select(p => ImageLoader.Load(p, preprocessing)).ToList()));
         using var noGrad = no_grad();
-        var expected = model.Forward(stack(photos.Select(p => ImageLoader.Load(p, preprocessing)).ToList())).data<float>().ToArray();
+        var expected = model.Forward(batch).data<float>().ToArray();
         // The graph subtracts a mean image itself: it takes the pixels before that step.
         var pixels = stack(photos.Select(p => ImageLoader.Load(p, preprocessing with { MeanImage = null })).ToList());
 
@@ -111,28 +112,31 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Weights that keep the activations' scale through any depth (He initialisation over the fan-in: torchvision's
-    /// fan-out one makes a fresh MobileNetV3 output ~1e-10 whatever the photo), and batch-norm statistics and affine
-    /// parameters away from 0 and 1, so that a misplaced one shows.
+    /// Weights like a trained model's in scale: convolutions and linears at random over their fan-in (torchvision's
+    /// fan-out initialisation makes a fresh MobileNetV3 output ~1e-10 whatever the photo), batch-norm affine
+    /// parameters away from 1 and 0 so that a misplaced one shows, and batch-norm statistics measured on the batch
+    /// of other photos (one training-mode pass, momentum 1) so that activations stay near unit scale at any depth.
     /// </summary>
-    private static void Randomise(nn.Module module)
+    private static void Randomise(FineTuneModel model, TorchSharp.torch.Tensor batch)
     {
         using var noGrad = no_grad();
         var generator = new Generator(11);
-        foreach (var parameterised in module.modules())
+        foreach (var module in model.Module.modules())
         {
-            var weight = parameterised switch { Conv2d conv => conv.weight, Linear linear => linear.weight, _ => null };
+            var weight = module switch { Conv2d conv => conv.weight, Linear linear => linear.weight, _ => null };
             if (weight is null) continue;
             long fanIn = weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
             weight.copy_(randn(weight.shape, generator: generator) * (float)Math.Sqrt(2.0 / fanIn));
         }
-        foreach (var norm in module.modules().OfType<BatchNorm2d>())
+        foreach (var norm in model.Module.modules().OfType<BatchNorm2d>())
         {
             long n = norm.num_features;
-            norm.running_mean!.copy_(randn(n, generator: generator) * 0.1f);
-            norm.running_var!.copy_(rand(n, generator: generator) + 0.5f);
             norm.weight.copy_(rand(n, generator: generator) + 0.5f);
             norm.bias!.copy_(randn(n, generator: generator) * 0.1f);
+            norm.momentum = 1;
         }
+        model.Module.train();
+        using (NewDisposeScope()) model.Forward(batch);
+        model.EvalMode();
     }
 }
