@@ -9,8 +9,8 @@ using Xunit.Abstractions;
 namespace FineTune.Cli.Tests;
 
 /// <summary>
-/// <c>finetune train</c>, then <c>finetune export --format onnx</c>, then ONNX Runtime on real photos preprocessed from
-/// the graph's own metadata alone: the probabilities must be <c>finetune predict</c>'s.
+/// <c>finetune train</c> (a job asking to publish ONNX too), then <c>finetune export --format onnx</c>, then ONNX Runtime on
+/// real photos preprocessed from the graph's own metadata alone: the probabilities must be <c>finetune predict</c>'s.
 /// </summary>
 public sealed class ExportCommandTests(ITestOutputHelper output) : IDisposable
 {
@@ -25,13 +25,18 @@ public sealed class ExportCommandTests(ITestOutputHelper output) : IDisposable
     {
         string dataset = TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 3, ["animals", "food", "town"]);
         string[] images = [TuxPaintStamps.Images("animals", 5)[4], TuxPaintStamps.Images("food", 5)[4], TuxPaintStamps.Images("household", 1)[0], TuxPaintStamps.Images("plants", 1)[0]];
-        var train = FinetuneProcess.Run(_dir, "train", "--dataset", dataset, "--epochs", "2", "--batch-size", "4", "--job-id", "onnx-run");
+        string job = Path.Combine(_dir, "job.json");
+        File.WriteAllText(job, """{ "jobId": "onnx-run", "training": { "epochs": 2, "batchSize": 4 }, "publish": { "onnx": true } }""");
+        var train = FinetuneProcess.Run(_dir, "train", job, "--dataset", dataset);
         Assert.True(train.ExitCode == 0, $"train: exit {train.ExitCode}: {train.Error}\n{train.Output}");
 
-        var export = FinetuneProcess.Run(_dir, "export", "onnx-run", "--format", "onnx");
+        string onnx = Path.Combine(_dir, "exported.onnx");
+        var export = FinetuneProcess.Run(_dir, "export", "onnx-run", "--format", "onnx", "--output", onnx);
         Assert.True(export.ExitCode == 0, $"export: exit {export.ExitCode}: {export.Error}\n{export.Output}");
-        string onnx = Path.Combine(_dir, ".finetune", "artifacts", "runs", "onnx-run", "published", "model.onnx");
         Assert.StartsWith(onnx + ":", export.Output);
+        // The publish step and the command write the same graph: the weights they start from are the same floats.
+        string published = Path.Combine(_dir, ".finetune", "artifacts", "runs", "onnx-run", "published", "model.onnx");
+        Assert.Equal(File.ReadAllBytes(published), File.ReadAllBytes(onnx));
 
         var predict = FinetuneProcess.Run(_dir, ["predict", "--model", "onnx-run", "--top", "3", .. images]);
         Assert.True(predict.ExitCode == 0, $"predict: exit {predict.ExitCode}: {predict.Error}\n{predict.Output}");
