@@ -58,10 +58,11 @@ public static class OnnxExporter
         var input = new OnnxValue(InputName, trace);
         if (meanImage is not null)
         {
-            // The mean image travels inside the graph, so a user feeds plain channel-ordered, scaled pixels.
-            string mean = builder.Constant("preprocessing.mean_image", meanImage, 1, 3, size, size);
-            using var meanTensor = tensor(meanImage, [1, 3, size, size], device: device);
-            input = builder.Node("Sub", "preprocessing", [input.Name, mean], trace - meanTensor);
+            // The mean image travels inside the graph, so a user normalises with the per-channel mean and std alone:
+            // (x − image − mean) / std is (x − mean) / std − image / std.
+            using var scaled = tensor(meanImage, [1, 3, size, size], device: device) / tensor(preprocessing.Std.ToArray(), device: device).view(1, 3, 1, 1);
+            string mean = builder.Initializer("preprocessing.mean_image", scaled);
+            input = builder.Node("Sub", "preprocessing", [input.Name, mean], trace - scaled);
         }
         var output = writer.Write(model.Module, "", input);
 
@@ -112,9 +113,9 @@ public static class OnnxExporter
             ? $"the long side resized to {size} (bilinear, antialiased, as PIL) and centred on white to {size}×{size}"
             : $"the short side resized to {p.ResizeSize} (bilinear, antialiased, as PIL) and the centre {size}×{size} cropped";
         string order = p.ChannelOrder == ChannelOrder.Rgb ? "RGB" : "BGR";
-        string meanImage = p.MeanImage is null ? "" : ", minus nothing more: the graph subtracts the family's mean image itself";
-        return $"float32 NCHW [batch, 3, {size}, {size}]: {fit}; {order} channels, pixel (0–255) × {p.Scale:g6}{meanImage}, " +
-            $"then (x − mean) / std per channel with mean [{string.Join(", ", p.Mean)}] and std [{string.Join(", ", p.Std)}]";
+        string meanImage = p.MeanImage is null ? "" : "; the graph subtracts the family's mean image itself";
+        return $"float32 NCHW [batch, 3, {size}, {size}]: {fit}; {order} channels, pixel (0–255) × {p.Scale:g6}, " +
+            $"then (x − mean) / std per channel with mean [{string.Join(", ", p.Mean)}] and std [{string.Join(", ", p.Std)}]{meanImage}";
     }
 
     /// <summary>The preprocessing as JSON in the model's metadata, for programs.</summary>
