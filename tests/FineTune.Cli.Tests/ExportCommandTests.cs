@@ -37,6 +37,10 @@ public sealed class ExportCommandTests(ITestOutputHelper output) : IDisposable
         // The publish step and the command write the same graph: the weights they start from are the same floats.
         string published = Path.Combine(_dir, ".finetune", "artifacts", "runs", "onnx-run", "published", "model.onnx");
         Assert.Equal(File.ReadAllBytes(published), File.ReadAllBytes(onnx));
+        // Not only ONNX Runtime's reading: ONNX's own checker, with strict shape inference, accepts the graph.
+        var check = ProcessRunner.Run("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "Reference", "onnx_check.py"), onnx], timeout: TimeSpan.FromMinutes(2));
+        Assert.True(check.ExitCode == 0, $"onnx.checker: {check.Error}");
+        Assert.Equal("logits batch 3", check.Output.Trim());
 
         var predict = FinetuneProcess.Run(_dir, ["predict", "--model", "onnx-run", "--top", "3", .. images]);
         Assert.True(predict.ExitCode == 0, $"predict: exit {predict.ExitCode}: {predict.Error}\n{predict.Output}");
