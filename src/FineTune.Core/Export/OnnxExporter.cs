@@ -96,10 +96,18 @@ public static class OnnxExporter
 
     public static void Save(ModelProto model, string path)
     {
+        // Written beside and moved into place: a failed write leaves an earlier file whole.
         string temporary = path + ".partial";
-        using (var stream = File.Create(temporary))
-            model.WriteTo(stream);
-        File.Move(temporary, path, overwrite: true);
+        try
+        {
+            using (var stream = File.Create(temporary))
+                model.WriteTo(stream);
+            File.Move(temporary, path, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
     }
 
     public static byte[] ToBytes(ModelProto model) => model.ToByteArray();

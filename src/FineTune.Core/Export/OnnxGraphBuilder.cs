@@ -28,7 +28,7 @@ internal sealed class OnnxGraphBuilder
         using var values = value.detach().cpu().to(float32).contiguous();
         var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
         proto.Dims.AddRange(values.shape);
-        proto.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.data<float>().ToArray().AsSpan()));
+        proto.RawData = ByteString.CopyFrom(values.bytes);
         if (!_initializers.Add(name)) throw new InvalidOperationException($"initializer '{name}' written twice");
         _graph.Initializer.Add(proto);
         return name;

@@ -105,10 +105,28 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         output.WriteLine($"{name} at {size}px: max |ONNX Runtime − TorchSharp| {worst:E2}, largest |logit| {largest:F3}, " +
             $"{bytes.Length / 1e6:F1} MB written in {exported.TotalSeconds:F1} s, run in {(clock.Elapsed - exported).TotalSeconds:F1} s");
         Assert.True(worst <= Tolerance * Math.Max(1, largest), $"{name}: max difference {worst:E2} (largest logit {largest:F3})");
+        CheckWithOnnx(bytes, $"logits batch {Classes.Length}");
         // Logits that hardly vary between photos would agree whatever the graph did to the input.
         double spread = Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Max()
             - Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Min();
         Assert.True(spread > 100 * worst, $"{name}: the first logit varies by only {spread:E2} over the photos");
+    }
+
+    /// <summary>Not only ONNX Runtime's reading: ONNX's own checker (Debian's python3-onnx), with strict shape inference.</summary>
+    private static void CheckWithOnnx(byte[] model, string expectedOutput)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"onnx-check-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            File.WriteAllBytes(path, model);
+            var check = ProcessRunner.Run("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "Reference", "onnx_check.py"), path], timeout: TimeSpan.FromMinutes(2));
+            Assert.True(check.ExitCode == 0, $"onnx.checker: {check.Error}");
+            Assert.Equal(expectedOutput, check.Output.Trim());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>
