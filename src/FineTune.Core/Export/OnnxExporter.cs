@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.Json;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using Google.Protobuf;
 using Onnx;
@@ -73,8 +74,7 @@ public static class OnnxExporter
             throw new InvalidOperationException($"{model.Family.Name}: the exported graph's structure does not reproduce the model's forward (max difference {difference:g3})");
 
         var graph = builder.Graph;
-        var last = graph.Node[^1];
-        last.Output[0] = OutputName;
+        graph.Node.Single(node => node.Output[0] == output.Name).Output[0] = OutputName;
         graph.Input.Add(ValueInfo(InputName, "batch", 3, size, size));
         graph.Output.Add(ValueInfo(OutputName, "batch", classes.Count));
 
@@ -132,7 +132,8 @@ public static class OnnxExporter
         string ChannelOrder, float Scale, IReadOnlyList<float> Mean, IReadOnlyList<float> Std, bool MeanImageInGraph, string Layout)
     {
         public static PreprocessingMetadata Of(Preprocessing p, int size) => new(
-            ResizeModes.Choices[p.Resize].Name, p.ResizeSize, size, "bilinear", true, "#ffffff",
+            ResizeModes.Choices[p.Resize].Name, p.ResizeSize, size, "bilinear", true,
+            $"#{ImageLoader.Background.R:x2}{ImageLoader.Background.G:x2}{ImageLoader.Background.B:x2}",
             p.ChannelOrder.ToString().ToLowerInvariant(), p.Scale, p.Mean, p.Std, p.MeanImage is not null, "NCHW");
     }
 

@@ -67,6 +67,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         var written = JsonDocument.Parse(metadata[OnnxExporter.MetadataKeys.Preprocessing]).RootElement;
         Assert.Equal("pad", written.GetProperty("resize").GetString());
         Assert.Equal(224, written.GetProperty("cropSize").GetInt32());
+        Assert.Equal("#ffffff", written.GetProperty("background").GetString());
         Assert.Equal([0.485f, 0.456f, 0.406f], written.GetProperty("mean").EnumerateArray().Select(v => v.GetSingle()));
         Assert.Equal([0.229f, 0.224f, 0.225f], written.GetProperty("std").EnumerateArray().Select(v => v.GetSingle()));
         Assert.Contains("centred on white", metadata[OnnxExporter.MetadataKeys.Input]);
