@@ -14,6 +14,7 @@ public static class FineTuneCommand
         WorkerCommand.Create(output, error),
         DemoCommand.Create(output, error),
         PredictCommand.Create(output, error),
+        ExportCommand.Create(output, error),
         StatusCommands.Status(output, error),
         StatusCommands.List(output),
         SchemaCommand.Create(output),

@@ -74,7 +74,7 @@ internal static class PredictCommand
     }
 
     /// <summary>With --storage the published model is in blob storage: fetched into the work folder's cache first.</summary>
-    private static async Task<string> DownloadAsync(string run, string storage, string work, CancellationToken cancellationToken)
+    internal static async Task<string> DownloadAsync(string run, string storage, string work, CancellationToken cancellationToken)
     {
         string folder = Path.Combine(work, "cache", "published", run);
         if (!ArtifactNames.IsValidJobId(run)) return folder;
@@ -92,6 +92,6 @@ internal static class PredictCommand
         return folder;
     }
 
-    private static string PublishedFolder(string model, string work) =>
+    internal static string PublishedFolder(string model, string work) =>
         Directory.Exists(model) || !ArtifactNames.IsValidJobId(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", new RunLayout(model).Published);
 }

@@ -22,6 +22,8 @@ public sealed record RunLayout
     public const string MeanImageFile = "mean_image.safetensors";
     public const string SweepReportFile = "sweep.json";
     public const string SweepPlotFile = "sweep.png";
+    /// <summary>The model as an ONNX graph: published when the job asks for it, or written by <c>finetune export</c>.</summary>
+    public const string OnnxFile = "model.onnx";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
@@ -61,6 +63,7 @@ public sealed record RunLayout
     public string HubConfig => Published + HubConfigFile;
     public string Readme => Published + ReadmeFile;
     public string MeanImage => Published + MeanImageFile;
+    public string Onnx => Published + OnnxFile;
 
     /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
     public static string? JobIdOf(string artifactName) =>

@@ -116,15 +116,3 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
             $"predict {(predicted - trained).TotalSeconds:F1} s, PyTorch {(referenced - predicted).TotalSeconds:F1} s, README script {(scripted - referenced).TotalSeconds:F1} s");
     }
 }
-
-/// <summary>A theory run only with FINETUNE_ALL_FAMILIES=1: every family end to end takes minutes more than CI has.</summary>
-public sealed class AllFamiliesTheoryAttribute : TheoryAttribute
-{
-    public const string Variable = "FINETUNE_ALL_FAMILIES";
-
-    public AllFamiliesTheoryAttribute()
-    {
-        if (Environment.GetEnvironmentVariable(Variable) != "1")
-            Skip = $"set {Variable}=1 to run every family";
-    }
-}

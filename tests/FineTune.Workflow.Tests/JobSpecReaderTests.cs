@@ -134,6 +134,19 @@ public class JobSpecReaderTests
     }
 
     [Fact]
+    public void PublishOnnxIsReadAndLeftOutOfTheDerivedJobIdWhenAbsent()
+    {
+        var without = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false);
+        Assert.Null(without.Publish);
+        var onnx = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "publish": { "onnx": true } }""", false);
+        Assert.True(onnx.Publish!.Onnx);
+        Assert.NotEqual(without.JobId, onnx.JobId);
+        var unknown = Assert.Throws<InvalidJobSpecException>(() =>
+            JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "publish": { "tflite": true } }""", false));
+        Assert.Equal(("publish.tflite", "unknown field"), (unknown.Errors[0].Field, unknown.Errors[0].Reason));
+    }
+
+    [Fact]
     public void UnknownFieldsAndWrongTypesNameTheField()
     {
         var unknown = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""{ "dataset": { "location": "x", "colour": 1 } }""", true));

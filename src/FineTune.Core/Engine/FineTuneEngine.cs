@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
+using FineTune.Core.Export;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;
@@ -131,6 +132,14 @@ public sealed class FineTuneEngine : IDisposable
             StateDictFile.Write(stateDict, stream, format);
             return stream.ToArray();
         });
+    }
+
+    /// <summary>"Publish" when asked: the fine-tuned model as an ONNX graph (<see cref="OnnxExporter"/>).</summary>
+    public byte[] ExportOnnx(Recipe recipe, ImageDataset dataset, TrainingState state)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Restore(recipe, dataset, state);
+        return OnnxExporter.ToBytes(OnnxExporter.Export(model, dataset.Classes, recipe.Preprocessing));
     }
 
     private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state, bool backboneWeights = true)

@@ -1,4 +1,5 @@
 using FineTune.Core.Runtime;
+using FineTune.Core.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -66,6 +67,32 @@ public sealed class FineTuneModel : IDisposable
             ModuleSurgery.Replace(module, path, nn.Linear(old.weight!.shape[1], numClasses));
         }
         return new FineTuneModel(family, module, numClasses);
+    }
+
+    /// <summary>A published model: the family's layout holding the whole state dict in <paramref name="weightsPath"/>, in eval mode.</summary>
+    /// <param name="weightsPath">any format <see cref="StateDictFile"/> reads</param>
+    public static FineTuneModel Load(ModelFamily family, int numClasses, string weightsPath)
+    {
+        var model = Create(family, numClasses, seed: 0);
+        try
+        {
+            var weights = StateDictFile.Read(weightsPath);
+            try
+            {
+                PretrainedWeights.LoadAll(model, weights);
+            }
+            finally
+            {
+                foreach (var tensor in weights.Values) tensor.Dispose();
+            }
+            model.EvalMode();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     public Linear Head => (Linear)ModuleSurgery.Find(Module, Family.HeadPath);

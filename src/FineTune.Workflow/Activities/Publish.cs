@@ -10,9 +10,9 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// The recipe's "publish" step: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
-/// a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight hashes, lineage), and the
-/// config.json and README.md a PyTorch or model-hub user reads (<see cref="HubFiles"/>).
+/// The recipe's "publish" step: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format (and as
+/// ONNX when the job asks), with a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight
+/// hashes, lineage), and the config.json and README.md a PyTorch or model-hub user reads (<see cref="HubFiles"/>).
 /// A published model is never overwritten: a repeated call finds the card and returns it.
 /// </summary>
 [DurableTask(ActivityNames.Publish)]
@@ -45,6 +45,8 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
         await WriteOnceAsync(files, published.SafetensorsName, safetensors, token);
         await WriteOnceAsync(files, published.TorchSharpName, torchSharp, token);
+        if (job.Spec.Publish?.Onnx == true)
+            await WriteOnceAsync(files, files.Layout.Onnx, engine.ExportOnnx(recipe, dataset, state), token);
 
         var prepared = request.Prepared;
         var card = new ModelCard

@@ -35,6 +35,15 @@ public sealed record JobSpec
     public bool Tf32 { get; init; } = true;
     /// <summary>When given, the job is a hyper-parameter sweep: trials that set these fields differently.</summary>
     public SweepSpec? Sweep { get; init; }
+    /// <summary>What the publish step writes besides the weights and the card. Left out of the JSON when absent, so specs without it keep their derived job ids.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public PublishSpec? Publish { get; init; }
+}
+
+public sealed record PublishSpec
+{
+    /// <summary>Also model.onnx beside model.safetensors: the model as an ONNX graph with its preprocessing in the metadata.</summary>
+    public bool Onnx { get; init; }
 }
 
 public sealed record WeightsSpec
