@@ -15,9 +15,18 @@ public sealed record RunLayout
     public const string SafetensorsFile = "model.safetensors";
     public const string TorchSharpFile = "model.dat";
     public const string ModelCardFile = "model-card.json";
+    /// <summary>One JSON line per finished epoch, rewritten as training goes (the dashboard's curves).</summary>
+    public const string MetricsFile = "metrics.jsonl";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
+
+    /// <summary>The files of a run that users may download, by file name (the HTTP API's artifact route).</summary>
+    public static readonly IReadOnlyList<string> DownloadableFiles =
+    [
+        SafetensorsFile, TorchSharpFile, ModelCardFile, EvaluationReportFile, PredictionsFile, DatasetReportFile,
+        MetricsFile, LossPlotFile, AccuracyPlotFile, ConfusionPlotFile,
+    ];
 
     /// <summary>The files a published model's folder must hold to be loaded (<c>finetune predict</c>).</summary>
     public static readonly IReadOnlyList<string> LoadableModelFiles = [ModelCardFile, SafetensorsFile];
@@ -44,10 +53,19 @@ public sealed record RunLayout
     public string LossPlot => Reports + LossPlotFile;
     public string AccuracyPlot => Reports + AccuracyPlotFile;
     public string ConfusionPlot => Reports + ConfusionPlotFile;
+    public string Metrics => Reports + MetricsFile;
 
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;
     public string ModelCard => Published + ModelCardFile;
+
+    /// <summary>The artifact name of a downloadable file (<see cref="DownloadableFiles"/>); null for any other file name.</summary>
+    public string? Downloadable(string file) => file switch
+    {
+        SafetensorsFile or TorchSharpFile or ModelCardFile => Published + file,
+        _ when DownloadableFiles.Contains(file) => Reports + file,
+        _ => null,
+    };
 
     /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
     public static string? JobIdOf(string artifactName) =>
