@@ -28,7 +28,7 @@ public static class ApiEndpoints
         var api = endpoints.MapGroup("").WithTags("finetune");
         api.MapPost(ApiRoutes.Runs, (HttpRequest request, DurableTaskClient client, FineTuneApi handlers) => handlers.StartAsync(request, client))
             .WithName("StartFineTune").WithSummary("Start a run from a JSON job spec, or from an uploaded dataset .zip (multipart: dataset, spec).")
-            .Accepts<JobSpec>("application/json").Accepts<IFormFile>("multipart/form-data")
+            .Accepts<JobSpec>("application/json", "multipart/form-data")
             .Produces<StartedRun>(202).Produces<ApiError>(400).Produces(409);
         api.MapGet(ApiRoutes.Runs, (HttpRequest request, DurableTaskClient client, FineTuneApi handlers) => handlers.ListAsync(request, client))
             .WithName("ListFineTunes").WithSummary("One page of runs: ?status=Running,Completed&top=50&createdFrom=&createdTo=&prefix=&continuationToken=")

@@ -49,7 +49,7 @@ internal static class ServeCommand
         var api = new ApiOptions();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.ListenLocalhost(port == 0 ? 0 : port);
+            kestrel.Listen(System.Net.IPAddress.Loopback, port);
             kestrel.Limits.MaxRequestBodySize = api.MaxUploadBytes;
         });
         builder.Services.Configure<FormOptions>(o => o.MultipartBodyLengthLimit = api.MaxUploadBytes);

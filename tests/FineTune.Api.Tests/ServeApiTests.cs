@@ -1,0 +1,58 @@
+using System.Net;
+using System.Text.Json;
+
+namespace FineTune.Api.Tests;
+
+/// <summary>A <c>finetune serve</c> process reached over real HTTP.</summary>
+public sealed class ServeHost(ServeProcess serve) : IApiHost
+{
+    public ServeProcess Process { get; } = serve;
+    public HttpClient Client { get; } = new() { BaseAddress = new Uri(serve.Url, "/") };
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        await Process.DisposeAsync();
+    }
+}
+
+/// <summary>The API scenarios against <c>finetune serve</c> with artifacts in a local folder (its default).</summary>
+public sealed class ServeLocalFolderTests : ApiScenarios
+{
+    protected override async Task<IApiHost> StartAsync() => new ServeHost(await ServeProcess.StartAsync());
+
+    [Fact]
+    public async Task ALocalDatasetFolderTrainsAndEpochsAreLoggedAndWrittenToMetricsAsTheyFinish()
+    {
+        await using var host = (ServeHost)await StartAsync();
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(host.Process.WorkDirectory, "photos"), perClass: 5, Classes);
+        using var started = await host.Client.PostAsync("api/finetune",
+            Json($$"""{ "jobId": "local", "dataset": { "location": {{JsonSerializer.Serialize(photos)}}, "resize": "pad" }, "training": { "epochs": 2, "batchSize": 4 } }"""));
+        Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+        await PollAsync(host.Client, "local", expectRunning: true);
+
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(host.Process.ArtifactRoot, "runs/local/reports/metrics.jsonl")).Length);
+        Assert.Matches(@"Run local epoch 1/2: train loss \d+\.\d{4}, train accuracy \d\.\d{4}, val loss \d+\.\d{4}, val accuracy \d\.\d{4}, \d+\.\d s", host.Process.Log);
+        Assert.Contains("Run local epoch 2/2", host.Process.Log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheOpenApiDocumentDescribesEveryRoute()
+    {
+        await using var host = await StartAsync();
+        var document = await GetJsonAsync(host.Client, "openapi/v1.json");
+        var paths = document.GetProperty("paths");
+        Assert.Equal(["/api/finetune", "/api/finetune/{id}", "/api/finetune/{id}/artifacts", "/api/finetune/{id}/artifacts/{name}",
+            "/api/finetune/{id}/cancel", "/api/finetune/{id}/predict"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
+        Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));
+        using var page = await host.Client.GetAsync("/");
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+    }
+}
+
+/// <summary>The API scenarios against <c>finetune serve --storage</c>: artifacts (and uploads) in Azurite's blob storage.</summary>
+public sealed class ServeAzuriteTests : ApiScenarios
+{
+    protected override async Task<IApiHost> StartAsync() => new ServeHost(await ServeProcess.StartAsync(Azurite.ConnectionString));
+}
