@@ -134,8 +134,11 @@ public abstract class ApiScenarios
             $$"""{ "jobId": "{{id}}", "training": { "epochs": 500, "batchSize": 4, "featureCache": false } }"""));
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        while ((await GetJsonAsync(http, $"api/finetune/{id}")).TryGetProperty("progress", out var p) is var has && !(has && p.GetProperty("stage").GetString() == "training"))
+        JsonElement run;
+        while (!(run = await GetJsonAsync(http, $"api/finetune/{id}")).GetProperty("done").GetBoolean()
+            && !(run.TryGetProperty("progress", out var progress) && progress.GetProperty("stage").GetString() == "training"))
             await Task.Delay(200, timeout.Token);
+        Assert.False(run.GetProperty("done").GetBoolean(), run.ToString());
 
         using var cancelled = await http.PostAsync($"api/finetune/{id}/cancel", null);
 
