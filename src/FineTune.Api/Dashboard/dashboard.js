@@ -54,7 +54,7 @@ async function refreshRun() {
   const epochs = p?.epochs ?? 0, done = p?.epoch ?? 0;
   $('epoch').dataset.done = String(done);
   $('epoch').textContent = `epoch ${done}/${epochs} done` + (p?.stage === 'training' && p.stepsPerEpoch ? `, step ${p.step}/${p.stepsPerEpoch}` : '');
-  $('eta').textContent = p?.etaSeconds != null && !run.done ? `ETA ${Math.round(p.etaSeconds)} s` : '';
+  $('eta').textContent = p?.etaSeconds != null && !run.done ? ` · ETA ${Math.round(p.etaSeconds)} s` : '';
   const kind = run.errorKind ?? p?.errorKind;
   $('error').hidden = !run.error;
   $('error').textContent = run.error ? (kind ? `${kind}: ` : '') + run.error : '';
