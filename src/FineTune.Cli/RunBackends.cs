@@ -71,18 +71,20 @@ internal sealed class AzureStorageBackend : IRunBackend
         _client = client;
     }
 
+    /// <summary>The provider's settings for local commands (<c>train</c>, <c>serve</c>): one task hub, tuned for a single local worker.</summary>
+    public static AzureStorageOrchestrationServiceSettings Settings(string connectionString, ILoggerFactory logging) => new()
+    {
+        TaskHubName = "FineTuneCli",
+        StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
+        WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
+        ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
+        MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
+        LoggerFactory = logging,
+    };
+
     public static async Task<AzureStorageBackend> StartAsync(string connectionString, IServiceProvider services, ILoggerFactory logging)
     {
-        var settings = new AzureStorageOrchestrationServiceSettings
-        {
-            TaskHubName = "FineTuneCli",
-            StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
-            WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
-            ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
-            MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
-            LoggerFactory = logging,
-        };
-        var service = new AzureStorageOrchestrationService(settings);
+        var service = new AzureStorageOrchestrationService(Settings(connectionString, logging));
         await service.CreateIfNotExistsAsync();
         var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
         var worker = new TaskHubWorker(service, logging);

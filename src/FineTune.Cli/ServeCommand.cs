@@ -54,7 +54,9 @@ internal static class ServeCommand
         });
         builder.Services.Configure<FormOptions>(o => o.MultipartBodyLengthLimit = api.MaxUploadBytes);
         LocalRunner.AddWorkflow(builder.Services, work, storage);
-        builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+        // As `finetune train`: the in-memory backend, or with a storage account the Azure Storage provider (runs survive a restart).
+        if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+        else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage);
         builder.Services.AddFineTuneApi();
         builder.Services.Configure<ApiOptions>(o =>
         {

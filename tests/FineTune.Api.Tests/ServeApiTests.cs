@@ -55,4 +55,25 @@ public sealed class ServeLocalFolderTests : ApiScenarios
 public sealed class ServeAzuriteTests : ApiScenarios
 {
     protected override async Task<IApiHost> StartAsync() => new ServeHost(await ServeProcess.StartAsync(Azurite.ConnectionString));
+
+    [Fact]
+    public async Task RunsLiveInTheStorageAccountSoAnotherServeProcessKnowsThem()
+    {
+        string id = "kept-" + Guid.NewGuid().ToString("N")[..8];
+        byte[] photos = TuxPaintStamps.CreateZip(perClass: 5, Classes);
+        string zip = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(photos));
+        await using (var first = await StartAsync())
+        {
+            using var started = await first.Client.PostAsync("api/finetune", Upload(photos,
+                $$"""{ "jobId": "{{id}}", "dataset": { "resize": "pad" }, "training": { "epochs": 1, "batchSize": 4 } }"""));
+            Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+            await PollAsync(first.Client, id, expectRunning: false);
+        }
+
+        await using var second = await StartAsync();
+        var run = await GetJsonAsync(second.Client, $"api/finetune/{id}");
+        Assert.Equal("Completed", run.GetProperty("status").GetString());
+        var card = await GetJsonAsync(second.Client, $"api/finetune/{id}/artifacts/model-card.json");
+        Assert.Equal($"blob:datasets/uploads/{zip}.zip", card.GetProperty("dataset").GetProperty("location").GetString());
+    }
 }
