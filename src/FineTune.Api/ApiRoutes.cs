@@ -14,7 +14,7 @@ public static class ApiRoutes
     public const string Predict = Run + "/predict";
     /// <summary>The dashboard's files: <c>/</c> is its page.</summary>
     public const string DashboardAsset = "{*asset}";
-    public const string OpenApiDocument = "openapi/v1.json";
+    public const string OpenApiDocument = "openapi/" + ApiDocument.Name + ".json";
 
     /// <summary>The multipart field of an uploaded dataset (.zip) when starting a run, and of the job spec beside it.</summary>
     public const string DatasetField = "dataset";

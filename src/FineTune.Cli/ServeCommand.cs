@@ -64,7 +64,7 @@ internal static class ServeCommand
             o.AllowLocalPaths = true;
             o.ModelCacheDirectory = Path.Combine(work, "cache", "models");
         });
-        builder.Services.AddOpenApi();
+        builder.Services.AddFineTuneOpenApi();
         await using var app = builder.Build();
         app.MapOpenApi("/" + ApiRoutes.OpenApiDocument);
         app.MapFineTuneApi();

@@ -52,6 +52,12 @@ public sealed class FineTuneHttp(FineTuneApi api)
         [HttpTrigger(AuthorizationLevel.Function, "post", Route = ApiRoutes.Predict)] HttpRequest request, string id) =>
         new Handled(await api.PredictAsync(request, id));
 
+    /// <summary>The OpenAPI document, as <c>finetune serve</c> has it (generated once, from the same endpoint descriptions).</summary>
+    [Function("OpenApiDocument")]
+    public static async Task<IActionResult> OpenApi(
+        [HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = ApiRoutes.OpenApiDocument)] HttpRequest request) =>
+        new Handled(Results.Text(await ApiDocument.JsonAsync(), "application/json"));
+
     /// <summary>The dashboard at <c>/</c>: a catch-all route, which routing tries after every literal one.</summary>
     [Function("Dashboard")]
     public static IActionResult Dashboard(

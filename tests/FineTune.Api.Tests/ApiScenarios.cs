@@ -147,6 +147,21 @@ public abstract class ApiScenarios
         Assert.Equal("Terminated", (await PollAsync(http, id, expectRunning: false)).GetProperty("status").GetString());
     }
 
+    [Fact]
+    public async Task TheOpenApiDocumentDescribesEveryRoute()
+    {
+        await using var host = await StartAsync();
+        var document = await GetJsonAsync(host.Client, "openapi/v1.json");
+        Assert.Equal("FineTune API", document.GetProperty("info").GetProperty("title").GetString());
+        var paths = document.GetProperty("paths");
+        Assert.Equal(["/api/finetune", "/api/finetune/{id}", "/api/finetune/{id}/artifacts", "/api/finetune/{id}/artifacts/{name}",
+            "/api/finetune/{id}/cancel", "/api/finetune/{id}/predict"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
+        Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));
+        using var page = await host.Client.GetAsync("/");
+        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
+    }
+
     /// <summary>Polls as a Durable async-pattern client does: 202 with Location and Retry-After until a 200.</summary>
     protected static async Task<JsonElement> PollAsync(HttpClient http, string id, bool expectRunning)
     {

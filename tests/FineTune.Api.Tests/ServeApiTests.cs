@@ -35,20 +35,6 @@ public sealed class ServeLocalFolderTests : ApiScenarios
         Assert.Matches(@"Run local epoch 1/2: train loss \d+\.\d{4}, train accuracy \d\.\d{4}, val loss \d+\.\d{4}, val accuracy \d\.\d{4}, \d+\.\d s", host.Process.Log);
         Assert.Contains("Run local epoch 2/2", host.Process.Log, StringComparison.Ordinal);
     }
-
-    [Fact]
-    public async Task TheOpenApiDocumentDescribesEveryRoute()
-    {
-        await using var host = await StartAsync();
-        var document = await GetJsonAsync(host.Client, "openapi/v1.json");
-        var paths = document.GetProperty("paths");
-        Assert.Equal(["/api/finetune", "/api/finetune/{id}", "/api/finetune/{id}/artifacts", "/api/finetune/{id}/artifacts/{name}",
-            "/api/finetune/{id}/cancel", "/api/finetune/{id}/predict"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
-        Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
-        Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));
-        using var page = await host.Client.GetAsync("/");
-        Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
-    }
 }
 
 /// <summary>The API scenarios against <c>finetune serve --storage</c>: artifacts (and uploads) in Azurite's blob storage.</summary>

@@ -16,7 +16,7 @@ public class FunctionsMetadataTests
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
         Assert.Equal(["CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "GetFineTune", "GetFineTuneArtifact",
-            "ListFineTuneArtifacts", "ListFineTunes", "PredictFineTune", "PrepareModel", "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch"],
+            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch"],
             functions.Keys.Order(StringComparer.Ordinal));
         AssertHttp(functions["StartFineTune"], "api/finetune", "post");
         AssertHttp(functions["ListFineTunes"], "api/finetune", "get");
@@ -26,6 +26,7 @@ public class FunctionsMetadataTests
         AssertHttp(functions["GetFineTuneArtifact"], "api/finetune/{id}/artifacts/{name}", "get", durableClient: false);
         AssertHttp(functions["PredictFineTune"], "api/finetune/{id}/predict", "post", durableClient: false);
         AssertHttp(functions["Dashboard"], "{*asset}", "get", durableClient: false, authLevel: "Anonymous");
+        AssertHttp(functions["OpenApiDocument"], "openapi/v1.json", "get", durableClient: false, authLevel: "Anonymous");
         Assert.Equal("orchestrationTrigger", Trigger(functions["FineTune"]).GetProperty("type").GetString());
         foreach (var (activity, _) in WorkflowServices.Activities)
             Assert.Equal("activityTrigger", Trigger(functions[activity]).GetProperty("type").GetString());
