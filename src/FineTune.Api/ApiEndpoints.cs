@@ -47,8 +47,7 @@ public static class ApiEndpoints
             .Produces<Stream>(200, "application/octet-stream").Produces<ApiError>(404);
         api.MapPost(ApiRoutes.Predict, (HttpRequest request, string id, FineTuneApi handlers) => handlers.PredictAsync(request, id))
             .WithName("PredictFineTune").WithSummary("Classify images (multipart field 'image', repeatable) with the run's published model: ?top=K.")
-            .Accepts<IFormFile>("multipart/form-data").Produces<ImagePrediction[]>().Produces<ApiError>(400).Produces<ApiError>(404)
-            .DisableAntiforgery();
+            .Accepts<IFormFile>("multipart/form-data").Produces<ImagePrediction[]>().Produces<ApiError>(400).Produces<ApiError>(404);
         endpoints.MapGet("/", () => Dashboard.Serve(null)).ExcludeFromDescription();
         endpoints.MapGet("/{asset}", (string asset) => Dashboard.Serve(asset)).ExcludeFromDescription();
         return endpoints;

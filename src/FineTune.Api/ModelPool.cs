@@ -57,15 +57,6 @@ public sealed class ModelPool : IDisposable
         }
     }
 
-    /// <summary>The run's classes, loading its model when needed; null when it has no published model.</summary>
-    public async Task<IReadOnlyList<string>?> ClassesAsync(string runId, CancellationToken cancellationToken)
-    {
-        var model = await AcquireAsync(runId, cancellationToken);
-        if (model is null) return null;
-        Release(model);
-        return model.Predictor.Classes;
-    }
-
     private async Task<Loaded?> AcquireAsync(string runId, CancellationToken cancellationToken)
     {
         await _loading.WaitAsync(cancellationToken);
