@@ -31,14 +31,17 @@ public sealed class DashboardBrowserTests
         browser.FindElement(By.Id("start")).Click();
 
         var epochsSeen = new SortedSet<int>();
+        var stagesSeen = new HashSet<string>();
         wait.Until(b =>
         {
             if (int.TryParse(b.FindElement(By.Id("epoch")).GetDomAttribute("data-done"), out int done)) epochsSeen.Add(done);
+            stagesSeen.Add(b.FindElement(By.Id("stage")).Text + (b.FindElement(By.Id("eta")).Text.Contains("ETA", StringComparison.Ordinal) ? " with ETA" : ""));
             return b.FindElement(By.Id("run-status")).Text is "Completed" or "Failed";
         });
         Assert.Equal("Completed", browser.FindElement(By.Id("run-status")).Text);
         Assert.Contains(epochsSeen, e => e is > 0 and < 6);
         Assert.Equal(6, epochsSeen.Max);
+        Assert.Contains("training with ETA", stagesSeen);
         wait.Until(b => b.FindElement(By.CssSelector("#loss-chart polyline.validation")).GetDomAttribute("data-points") == "6");
         Assert.Equal(6, browser.FindElement(By.CssSelector("#accuracy-chart polyline.train")).GetDomAttribute("points")!.Split(' ').Length);
         wait.Until(b => b.FindElements(By.CssSelector("#confusion tr")).Count == 4);
