@@ -18,6 +18,7 @@ public static class FineTuneCommand
         StatusCommands.Status(output, error),
         StatusCommands.List(output),
         SchemaCommand.Create(output),
+        ServeCommand.Create(output, error),
     };
 
     public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)

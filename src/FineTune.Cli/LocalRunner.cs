@@ -32,6 +32,19 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
         "finetune", "weights");
 
+    /// <summary>The workflow as local commands run it: artifacts under the work folder (or in blob storage), caches beside them.</summary>
+    public static void AddWorkflow(IServiceCollection services, string workDirectory, string? storage)
+    {
+        services.AddFineTuneWorkflow();
+        services.Configure<ArtifactStoreOptions>(o =>
+        {
+            o.LocalRoot = Path.Combine(workDirectory, "artifacts");
+            o.ConnectionString = storage;
+        });
+        services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
+        services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
+    }
+
     public async Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken)
     {
         if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
@@ -106,14 +119,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddFineTuneWorkflow();
-        builder.Services.Configure<ArtifactStoreOptions>(o =>
-        {
-            o.LocalRoot = ArtifactRoot;
-            o.ConnectionString = storage;
-        });
-        builder.Services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
-        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
+        AddWorkflow(builder.Services, workDirectory, storage);
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         return builder.Build();
     }

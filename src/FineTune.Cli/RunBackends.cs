@@ -74,21 +74,23 @@ internal sealed class AzureStorageBackend : IRunBackend
     /// <summary>The task hub local runs and workers share unless told otherwise (<c>--task-hub</c>).</summary>
     public const string DefaultTaskHub = "FineTuneCli";
 
+    /// <summary>The provider's settings for local commands (<c>train</c>, <c>sweep</c>, <c>worker</c>, <c>serve</c>): tuned for a few local workers.</summary>
+    public static AzureStorageOrchestrationServiceSettings Settings(string connectionString, string taskHub, ILoggerFactory logging) => new()
+    {
+        TaskHubName = taskHub,
+        StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
+        WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
+        ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
+        MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
+        // Training uses every core already; a process taking more activities than it has cores only queues them,
+        // while other workers of the hub (finetune worker) could run them.
+        MaxConcurrentTaskActivityWorkItems = Environment.ProcessorCount,
+        LoggerFactory = logging,
+    };
+
     public static async Task<AzureStorageBackend> StartAsync(string connectionString, string taskHub, IServiceProvider services, ILoggerFactory logging)
     {
-        var settings = new AzureStorageOrchestrationServiceSettings
-        {
-            TaskHubName = taskHub,
-            StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
-            WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
-            ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
-            MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
-            // Training uses every core already; a process taking more activities than it has cores only queues them,
-            // while other workers of the hub (finetune worker) could run them.
-            MaxConcurrentTaskActivityWorkItems = Environment.ProcessorCount,
-            LoggerFactory = logging,
-        };
-        var service = new AzureStorageOrchestrationService(settings);
+        var service = new AzureStorageOrchestrationService(Settings(connectionString, taskHub, logging));
         await service.CreateIfNotExistsAsync();
         var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
         var worker = new TaskHubWorker(service, logging);

@@ -37,6 +37,9 @@ public static partial class ArtifactNames
     /// <summary>Imported pretrained weights, by content hash, shared by all runs.</summary>
     public static string Weights(string sha256) => Require($"weights/{sha256}");
 
+    /// <summary>A dataset .zip uploaded through the HTTP API, by content hash: the same upload is stored once.</summary>
+    public static string UploadedDataset(string sha256) => Require($"datasets/uploads/{sha256}.zip");
+
     [GeneratedRegex("^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     private static partial Regex JobId();
 

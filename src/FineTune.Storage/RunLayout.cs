@@ -24,9 +24,18 @@ public sealed record RunLayout
     public const string SweepPlotFile = "sweep.png";
     /// <summary>The model as an ONNX graph: published when the job asks for it, or written by <c>finetune export</c>.</summary>
     public const string OnnxFile = "model.onnx";
+    /// <summary>One JSON line per finished epoch, rewritten as training goes (the dashboard's curves).</summary>
+    public const string MetricsFile = "metrics.jsonl";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
+
+    /// <summary>The files of a run that users may download, by file name (the HTTP API's artifact route).</summary>
+    public static readonly IReadOnlyList<string> DownloadableFiles =
+    [
+        SafetensorsFile, TorchSharpFile, ModelCardFile, EvaluationReportFile, PredictionsFile, DatasetReportFile,
+        MetricsFile, LossPlotFile, AccuracyPlotFile, ConfusionPlotFile,
+    ];
 
     /// <summary>The files a published model's folder must hold to be loaded (<c>finetune predict</c>).</summary>
     public static readonly IReadOnlyList<string> LoadableModelFiles = [ModelCardFile, SafetensorsFile];
@@ -56,6 +65,7 @@ public sealed record RunLayout
     /// <summary>A sweep's table of trials and its plot of the metric against each swept parameter.</summary>
     public string SweepReport => Reports + SweepReportFile;
     public string SweepPlot => Reports + SweepPlotFile;
+    public string Metrics => Reports + MetricsFile;
 
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;
@@ -64,6 +74,14 @@ public sealed record RunLayout
     public string Readme => Published + ReadmeFile;
     public string MeanImage => Published + MeanImageFile;
     public string Onnx => Published + OnnxFile;
+
+    /// <summary>The artifact name of a downloadable file (<see cref="DownloadableFiles"/>); null for any other file name.</summary>
+    public string? Downloadable(string file) => file switch
+    {
+        SafetensorsFile or TorchSharpFile or ModelCardFile => Published + file,
+        _ when DownloadableFiles.Contains(file) => Reports + file,
+        _ => null,
+    };
 
     /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
     public static string? JobIdOf(string artifactName) =>

@@ -15,12 +15,18 @@ public class FunctionsMetadataTests
         var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
-        Assert.Equal(["CancelFineTune", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "ListFineTunes",
-            "PrepareModel", "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"], functions.Keys.Order());
-        AssertHttp(functions["StartFineTune"], "finetune", "post");
-        AssertHttp(functions["ListFineTunes"], "finetune", "get");
-        AssertHttp(functions["GetFineTune"], "finetune/{id}", "get");
-        AssertHttp(functions["CancelFineTune"], "finetune/{id}/cancel", "post");
+        Assert.Equal(["CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact",
+            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
+            functions.Keys.Order(StringComparer.Ordinal));
+        AssertHttp(functions["StartFineTune"], "api/finetune", "post");
+        AssertHttp(functions["ListFineTunes"], "api/finetune", "get");
+        AssertHttp(functions["GetFineTune"], "api/finetune/{id}", "get");
+        AssertHttp(functions["CancelFineTune"], "api/finetune/{id}/cancel", "post");
+        AssertHttp(functions["ListFineTuneArtifacts"], "api/finetune/{id}/artifacts", "get", durableClient: false);
+        AssertHttp(functions["GetFineTuneArtifact"], "api/finetune/{id}/artifacts/{name}", "get", durableClient: false);
+        AssertHttp(functions["PredictFineTune"], "api/finetune/{id}/predict", "post", durableClient: false);
+        AssertHttp(functions["Dashboard"], "{*asset}", "get", durableClient: false, authLevel: "Anonymous");
+        AssertHttp(functions["OpenApiDocument"], "openapi/v1.json", "get", durableClient: false, authLevel: "Anonymous");
         foreach (var (orchestrator, _) in WorkflowServices.Orchestrators)
             Assert.Equal("orchestrationTrigger", Trigger(functions[orchestrator]).GetProperty("type").GetString());
         foreach (var (activity, _) in WorkflowServices.Activities)
@@ -60,6 +66,9 @@ public class FunctionsMetadataTests
         var durable = host.GetProperty("extensions").GetProperty("durableTask");
         Assert.Equal("FineTune", durable.GetProperty("hubName").GetString());
         Assert.Equal(1, durable.GetProperty("maxConcurrentActivityFunctions").GetInt32());
+        // The API's routes carry their own "api/" (ApiRoutes), and the dashboard is at the root.
+        Assert.Equal("", host.GetProperty("extensions").GetProperty("http").GetProperty("routePrefix").GetString());
+        Assert.Equal("OpenTelemetry", host.GetProperty("telemetryMode").GetString());
     }
 
     [Fact]
@@ -71,14 +80,14 @@ public class FunctionsMetadataTests
         Assert.Equal("dotnet-isolated", values.GetProperty("FUNCTIONS_WORKER_RUNTIME").GetString());
     }
 
-    private static void AssertHttp(List<JsonElement> bindings, string route, string method)
+    private static void AssertHttp(List<JsonElement> bindings, string route, string method, bool durableClient = true, string authLevel = "Function")
     {
         var trigger = Trigger(bindings);
         Assert.Equal("httpTrigger", trigger.GetProperty("type").GetString());
         Assert.Equal(route, trigger.GetProperty("route").GetString());
         Assert.Equal([method], trigger.GetProperty("methods").EnumerateArray().Select(m => m.GetString()));
-        Assert.Equal("Function", trigger.GetProperty("authLevel").GetString());
-        Assert.Contains(bindings, b => b.GetProperty("type").GetString() == "durableClient");
+        Assert.Equal(authLevel, trigger.GetProperty("authLevel").GetString());
+        Assert.Equal(durableClient, bindings.Any(b => b.GetProperty("type").GetString() == "durableClient"));
     }
 
     private static JsonElement Trigger(List<JsonElement> bindings) =>

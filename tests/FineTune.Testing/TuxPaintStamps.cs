@@ -1,3 +1,5 @@
+using System.IO.Compression;
+
 namespace FineTune.Testing;
 
 /// <summary>
@@ -36,5 +38,18 @@ public static class TuxPaintStamps
             }
         }
         return destination;
+    }
+
+    /// <summary>A .zip of class folders holding the first <paramref name="perClass"/> images of each category, as a user would upload it.</summary>
+    public static byte[] CreateZip(int perClass, IEnumerable<string> categories)
+    {
+        using var buffer = new MemoryStream();
+        using (var zip = new ZipArchive(buffer, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var category in categories)
+                foreach (var image in Images(category, perClass))
+                    zip.CreateEntryFromFile(image, $"{category}/{Path.GetRelativePath(Path.Combine(Root, category), image).Replace('/', '_')}");
+        }
+        return buffer.ToArray();
     }
 }

@@ -168,8 +168,9 @@ public sealed class FineTuneOrchestrationTests
 }
 
 /// <summary>The real TrainChunk, made to crash once in the middle of an epoch, as a worker dying would.</summary>
-public sealed class FlakyTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping)
-    : TrainChunk(files, engine, checkpoints, options, stopping)
+public sealed class FlakyTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping,
+    RunMetrics metrics)
+    : TrainChunk(files, engine, checkpoints, options, stopping, metrics)
 {
     private static long _failAt;
     public static int Failures { get; private set; }

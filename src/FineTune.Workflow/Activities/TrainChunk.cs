@@ -16,7 +16,8 @@ namespace FineTune.Workflow.Activities;
 /// a re-delivered call returns what that work produced instead of training again.
 /// </summary>
 [DurableTask(ActivityNames.TrainChunk)]
-public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping)
+public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping,
+    RunMetrics metrics)
     : TaskActivity<TrainRequest, TrainResult>
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
@@ -42,6 +43,7 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
             await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
                 best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, token);
         });
+        await metrics.RecordAsync(job.JobId, job.Spec.Training.Epochs, progress.History, state?.Progress.History.Count ?? 0, token);
         return Result(progress, stepsPerEpoch, outcome.LastLoss, clock.Times);
     }
 

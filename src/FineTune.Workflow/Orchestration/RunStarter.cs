@@ -26,6 +26,9 @@ public static class RunStarter
     /// <summary>The orchestration that runs a job: a sweep's, or a single run's.</summary>
     public static string OrchestratorOf(FineTuneJob job) => job.Spec.Sweep is null ? FineTuneOrchestrator.Name : SweepOrchestrator.Name;
 
+    /// <summary>Whether an orchestration is a run users started (a run or a sweep), not a sweep's trial.</summary>
+    public static bool IsRun(string orchestrationName) => orchestrationName is FineTuneOrchestrator.Name or SweepOrchestrator.Name;
+
     public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, CancellationToken cancellationToken)
     {
         string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);

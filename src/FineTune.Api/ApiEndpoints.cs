@@ -1,0 +1,55 @@
+using FineTune.Workflow.Jobs;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace FineTune.Api;
+
+/// <summary>The API in an ASP.NET Core host (<c>finetune serve</c>): services, endpoints with their OpenAPI descriptions, the dashboard.</summary>
+public static class ApiEndpoints
+{
+    /// <summary>The handlers' services; options come from the host's configuration.</summary>
+    public static IServiceCollection AddFineTuneApi(this IServiceCollection services)
+    {
+        services.AddOptions<ApiOptions>();
+        services.AddSingleton<ModelPool>();
+        services.AddSingleton<FineTuneApi>();
+        return services;
+    }
+
+    /// <summary>
+    /// Every route of <see cref="ApiRoutes"/>. Restart and purge (the run lifecycle services) map here beside cancel,
+    /// as handlers on <see cref="FineTuneApi"/>, and bind in the Functions app beside <c>CancelFineTune</c>.
+    /// </summary>
+    public static IEndpointRouteBuilder MapFineTuneApi(this IEndpointRouteBuilder endpoints)
+    {
+        var api = endpoints.MapGroup("").WithTags("finetune");
+        api.MapPost(ApiRoutes.Runs, (HttpRequest request, DurableTaskClient client, FineTuneApi handlers) => handlers.StartAsync(request, client))
+            .WithName("StartFineTune").WithSummary("Start a run from a JSON job spec, or from an uploaded dataset .zip (multipart: dataset, spec).")
+            .Accepts<JobSpec>("application/json", "multipart/form-data")
+            .Produces<StartedRun>(202).Produces<ApiError>(400).Produces(409);
+        api.MapGet(ApiRoutes.Runs, (HttpRequest request, DurableTaskClient client, FineTuneApi handlers) => handlers.ListAsync(request, client))
+            .WithName("ListFineTunes").WithSummary("One page of runs: ?status=Running,Completed&top=50&createdFrom=&createdTo=&prefix=&continuationToken=")
+            .Produces<RunPage>().Produces<ApiError>(400);
+        api.MapGet(ApiRoutes.Run, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.GetAsync(request, id, client))
+            .WithName("GetFineTune").WithSummary("A run's status: 202 with Location and Retry-After while it runs, 200 with the result when it has ended.")
+            .Produces<RunView>().Produces<RunView>(202).Produces<ApiError>(400).Produces<ApiError>(404);
+        api.MapPost(ApiRoutes.Cancel, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.CancelAsync(request, id, client))
+            .WithName("CancelFineTune").WithSummary("Stop a run at its next step; its checkpoints stay.")
+            .Produces(202).Produces<ApiError>(404).Produces<ApiError>(409);
+        api.MapGet(ApiRoutes.Artifacts, (HttpRequest request, string id, FineTuneApi handlers) => handlers.ListArtifactsAsync(request, id))
+            .WithName("ListFineTuneArtifacts").WithSummary("The run's downloadable files so far.")
+            .Produces<ArtifactListing[]>();
+        api.MapGet(ApiRoutes.Artifact, (HttpRequest request, string id, string name, FineTuneApi handlers) => handlers.DownloadAsync(request, id, name))
+            .WithName("GetFineTuneArtifact").WithSummary("Download a run's file (model.safetensors, model-card.json, evaluation.json, predictions.csv, metrics.jsonl, loss.png, …), streamed.")
+            .Produces<Stream>(200, "application/octet-stream").Produces<ApiError>(404);
+        api.MapPost(ApiRoutes.Predict, (HttpRequest request, string id, FineTuneApi handlers) => handlers.PredictAsync(request, id))
+            .WithName("PredictFineTune").WithSummary("Classify images (multipart field 'image', repeatable) with the run's published model: ?top=K.")
+            .Accepts<IFormFile>("multipart/form-data").Produces<ImagePrediction[]>().Produces<ApiError>(400).Produces<ApiError>(404);
+        endpoints.MapGet("/", () => Dashboard.Serve(null)).ExcludeFromDescription();
+        endpoints.MapGet("/{asset}", (string asset) => Dashboard.Serve(asset)).ExcludeFromDescription();
+        return endpoints;
+    }
+}

@@ -1,0 +1,27 @@
+using FineTune.Core.Data;
+
+namespace FineTune.Api;
+
+/// <summary>How the API behaves in its host (section "Api").</summary>
+public sealed class ApiOptions
+{
+    public const string SectionName = "Api";
+
+    /// <summary>Whether job specs may name local dataset and weight paths: on a user's own machine (serve), never on Azure.</summary>
+    public bool AllowLocalPaths { get; set; }
+
+    /// <summary>Largest dataset .zip a request may upload.</summary>
+    public long MaxUploadBytes { get; set; } = 1L << 30;
+
+    /// <summary>Largest image predict accepts, as in training.</summary>
+    public long MaxImageBytes { get; set; } = new DatasetOptions().MaxFileBytes;
+
+    /// <summary>Images classified at the same time, over all requests; more wait their turn.</summary>
+    public int PredictConcurrency { get; set; } = 2;
+
+    /// <summary>Published models kept loaded for predict; the least recently used one is unloaded past this.</summary>
+    public int LoadedModels { get; set; } = 2;
+
+    /// <summary>Where loaded models' files are cached on this machine.</summary>
+    public string ModelCacheDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "finetune-models");
+}

@@ -1,0 +1,27 @@
+namespace FineTune.Api;
+
+/// <summary>
+/// The API's routes, the contract clients rely on; both hosts bind exactly these (the Functions app with an empty
+/// route prefix, so its URLs are the same as <c>finetune serve</c>'s).
+/// </summary>
+public static class ApiRoutes
+{
+    public const string Runs = "api/finetune";
+    public const string Run = Runs + "/{id}";
+    public const string Cancel = Run + "/cancel";
+    public const string Artifacts = Run + "/artifacts";
+    public const string Artifact = Artifacts + "/{name}";
+    public const string Predict = Run + "/predict";
+    /// <summary>The dashboard's files: <c>/</c> is its page.</summary>
+    public const string DashboardAsset = "{*asset}";
+    public const string OpenApiDocument = "openapi/" + ApiDocument.Name + ".json";
+
+    /// <summary>The multipart field of an uploaded dataset (.zip) when starting a run, and of the job spec beside it.</summary>
+    public const string DatasetField = "dataset";
+    public const string SpecField = "spec";
+    /// <summary>The multipart field of the images to classify (repeatable).</summary>
+    public const string ImageField = "image";
+
+    /// <summary>Seconds a poller waits before asking again while a run is going (Retry-After).</summary>
+    public const int RetryAfterSeconds = 2;
+}

@@ -1,0 +1,29 @@
+using Microsoft.AspNetCore.Http;
+
+namespace FineTune.Api;
+
+/// <summary>The dashboard: plain HTML, JavaScript and CSS files embedded in this assembly, served at the root by both hosts.</summary>
+public static class Dashboard
+{
+    public const string Page = "index.html";
+
+    private static readonly Dictionary<string, string> ContentTypes = new(StringComparer.Ordinal)
+    {
+        [".html"] = "text/html; charset=utf-8",
+        [".js"] = "text/javascript; charset=utf-8",
+        [".css"] = "text/css; charset=utf-8",
+    };
+
+    /// <summary>The file <paramref name="asset"/> ("" or null: the page); 404 for anything else.</summary>
+    public static IResult Serve(string? asset)
+    {
+        string name = string.IsNullOrEmpty(asset) ? Page : asset;
+        var stream = typeof(Dashboard).Assembly.GetManifestResourceStream("dashboard/" + name);
+        if (stream is null || !ContentTypes.TryGetValue(Path.GetExtension(name), out var type))
+        {
+            stream?.Dispose();
+            return Results.NotFound();
+        }
+        return Results.Stream(stream, type);
+    }
+}

@@ -1,0 +1,323 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using FineTune.Core.Data;
+using FineTune.Core.Evaluation;
+using FineTune.Storage;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Orchestration;
+using Microsoft.AspNetCore.Http;
+using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.Options;
+
+namespace FineTune.Api;
+
+/// <summary>An API error: what went wrong and, for bad input, every field at fault.</summary>
+public sealed record ApiError(string Error, IReadOnlyList<FieldError>? Fields = null);
+
+public sealed record StartedRun(string Id, RunLinks Links);
+
+public sealed record RunPage(IReadOnlyList<RunView> Runs, string? ContinuationToken);
+
+public sealed record ArtifactListing(string Name, long Length, DateTimeOffset LastModified, string Url);
+
+/// <summary>One image's top classes, most probable first.</summary>
+public sealed record ImagePrediction(string Image, IReadOnlyList<ClassProbability> Predictions);
+
+/// <summary>
+/// The HTTP API's handlers, written once over a <see cref="DurableTaskClient"/> and the artifact store. The Functions
+/// app calls them from its triggers (its client comes from the durable binding); <c>finetune serve</c> maps them
+/// as ASP.NET Core endpoints (its client from DI). Each handler returns an <see cref="IResult"/>.
+/// </summary>
+public sealed class FineTuneApi(IArtifactStore store, ModelPool models, IOptions<ApiOptions> options)
+{
+    private const int MaxPageSize = 200;
+    private const int DefaultPageSize = 50;
+    private const int DefaultTop = 5;
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+        // Messages quote names ('x'): readable in curl, still valid JSON.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    /// <summary>
+    /// POST /api/finetune: a JSON job spec, or multipart with a dataset .zip (<see cref="ApiRoutes.DatasetField"/>) and
+    /// optionally the spec (<see cref="ApiRoutes.SpecField"/>). 202 with the run's URLs; 400 naming every bad field;
+    /// 409 when a run of that id is live or completed.
+    /// </summary>
+    public async Task<IResult> StartAsync(HttpRequest request, DurableTaskClient client)
+    {
+        var cancellationToken = request.HttpContext.RequestAborted;
+        JobSpec spec;
+        try
+        {
+            string json = request.HasFormContentType
+                ? await SpecWithUploadAsync(request, cancellationToken)
+                : await new StreamReader(request.Body).ReadToEndAsync(cancellationToken);
+            spec = JobSpecReader.Read(json, localPaths: options.Value.AllowLocalPaths);
+        }
+        catch (InvalidJobSpecException e)
+        {
+            return Problem(400, "invalid job spec", e.Errors);
+        }
+        if (options.Value.AllowLocalPaths && !spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
+            && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
+            return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
+
+        var outcome = await new DurableClientScheduler(client).StartAsync(spec, cancellationToken);
+        var links = RunView.LinksOf(request, outcome.JobId);
+        if (!outcome.Started)
+            return Results.Json(new { error = $"job '{outcome.JobId}' already exists ({outcome.ExistingStatus})", links }, Json, statusCode: 409);
+        request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return new WithLocation(Results.Json(new StartedRun(outcome.JobId, links), Json, statusCode: 202), links.Status);
+    }
+
+    /// <summary>
+    /// GET /api/finetune/{id}, the Durable async pattern: 202 with Location and Retry-After while the run is pending or
+    /// running; 200 with the result (or the failure) once it has ended.
+    /// </summary>
+    public async Task<IResult> GetAsync(HttpRequest request, string id, DurableTaskClient client)
+    {
+        if (BadId(id) is { } bad) return bad;
+        var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: true, request.HttpContext.RequestAborted);
+        if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
+        var view = RunView.Of(request, instance, withResult: true);
+        if (instance.IsCompleted) return Results.Json(view, Json);
+        request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return new WithLocation(Results.Json(view, Json, statusCode: 202), view.Links.Status);
+    }
+
+    /// <summary>
+    /// GET /api/finetune?status=Running,Completed&amp;top=50&amp;createdFrom=…&amp;createdTo=…&amp;prefix=…&amp;continuationToken=…:
+    /// one page of runs; the next page is asked for with the continuation token the answer carries.
+    /// </summary>
+    public async Task<IResult> ListAsync(HttpRequest request, DurableTaskClient client)
+    {
+        var query = request.Query;
+        var errors = new List<FieldError>();
+        var statuses = new List<OrchestrationRuntimeStatus>();
+        foreach (var value in query["status"].SelectMany(v => (v ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
+        {
+            if (Enum.TryParse<OrchestrationRuntimeStatus>(value, ignoreCase: true, out var status) && !int.TryParse(value, out _)) statuses.Add(status);
+            else errors.Add(new FieldError("status", $"'{value}' is not one of {string.Join(", ", Enum.GetNames<OrchestrationRuntimeStatus>())}"));
+        }
+        int top = DefaultPageSize;
+        if (query.TryGetValue("top", out var topText) && (!int.TryParse(topText, NumberStyles.None, CultureInfo.InvariantCulture, out top) || top is < 1 or > MaxPageSize))
+            errors.Add(new FieldError("top", $"must be a whole number from 1 to {MaxPageSize}"));
+        DateTimeOffset? Time(string field)
+        {
+            if (!query.TryGetValue(field, out var text)) return null;
+            if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time)) return time;
+            errors.Add(new FieldError(field, "must be an ISO 8601 date and time"));
+            return null;
+        }
+        var from = Time("createdFrom");
+        var to = Time("createdTo");
+        string? prefix = query["prefix"];
+        if (errors.Count > 0) return Problem(400, "invalid filter", errors);
+
+        var filter = new OrchestrationQuery
+        {
+            Statuses = statuses.Count > 0 ? statuses : null,
+            CreatedFrom = from,
+            CreatedTo = to,
+            InstanceIdPrefix = string.IsNullOrEmpty(prefix) ? null : prefix,
+            FetchInputsAndOutputs = true,
+            PageSize = top,
+        };
+        string? token = query["continuationToken"];
+        await foreach (var page in client.GetAllInstancesAsync(filter).AsPages(string.IsNullOrEmpty(token) ? null : token, top)
+            .WithCancellation(request.HttpContext.RequestAborted))
+        {
+            var runs = page.Values.Where(i => RunStarter.IsRun(i.Name))
+                .OrderByDescending(i => i.CreatedAt).Select(i => RunView.Of(request, i, withResult: false)).ToList();
+            return Results.Json(new RunPage(runs, string.IsNullOrEmpty(page.ContinuationToken) ? null : page.ContinuationToken), Json);
+        }
+        return Results.Json(new RunPage([], null), Json);
+    }
+
+    /// <summary>POST /api/finetune/{id}/cancel: stops the run at its next step boundary; its checkpoints stay, so starting it again resumes.</summary>
+    public async Task<IResult> CancelAsync(HttpRequest request, string id, DurableTaskClient client)
+    {
+        if (BadId(id) is { } bad) return bad;
+        var cancellationToken = request.HttpContext.RequestAborted;
+        var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken);
+        if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
+        if (instance.IsCompleted) return Problem(409, $"job '{id}' has already ended ({instance.RuntimeStatus})");
+        await client.TerminateInstanceAsync(id, "cancelled through the API", cancellationToken);
+        var links = RunView.LinksOf(request, id);
+        return new WithLocation(Results.Json(new { id, status = "cancelling", links }, Json, statusCode: 202), links.Status);
+    }
+
+    /// <summary>GET /api/finetune/{id}/artifacts: the run's downloadable files that exist so far.</summary>
+    public async Task<IResult> ListArtifactsAsync(HttpRequest request, string id)
+    {
+        if (BadId(id) is { } bad) return bad;
+        var layout = new RunLayout(id);
+        var links = RunView.LinksOf(request, id);
+        var files = new List<ArtifactListing>();
+        await foreach (var item in store.ListAsync(layout.Root, request.HttpContext.RequestAborted))
+        {
+            string file = item.Name[(item.Name.LastIndexOf('/') + 1)..];
+            if (layout.Downloadable(file) == item.Name) files.Add(new ArtifactListing(file, item.Length, item.LastModified, $"{links.Artifacts}/{file}"));
+        }
+        return Results.Json(new { id, artifacts = files }, Json);
+    }
+
+    /// <summary>GET /api/finetune/{id}/artifacts/{name}: the file, streamed from storage (models as attachments).</summary>
+    public async Task<IResult> DownloadAsync(HttpRequest request, string id, string name)
+    {
+        if (BadId(id) is { } bad) return bad;
+        if (new RunLayout(id).Downloadable(name) is not { } artifact)
+            return Problem(404, $"'{name}' is not a run artifact: one of {string.Join(", ", RunLayout.DownloadableFiles)}");
+        Stream content;
+        try
+        {
+            content = await store.OpenReadAsync(artifact, request.HttpContext.RequestAborted);
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return Problem(404, $"run '{id}' has no {name} (yet)");
+        }
+        // Reports change while a run trains: never cached.
+        request.HttpContext.Response.Headers.CacheControl = "no-store";
+        bool attachment = name is RunLayout.SafetensorsFile or RunLayout.TorchSharpFile;
+        return Results.Stream(content, ContentType(name), attachment ? $"{id}-{name}" : null);
+    }
+
+    /// <summary>
+    /// POST /api/finetune/{id}/predict?top=K: multipart images (field <see cref="ApiRoutes.ImageField"/>, repeatable)
+    /// → each image's top-K classes. 404 when the run has published no model; 400 naming any image that is too large
+    /// or not an image.
+    /// </summary>
+    public async Task<IResult> PredictAsync(HttpRequest request, string id)
+    {
+        if (BadId(id) is { } bad) return bad;
+        var cancellationToken = request.HttpContext.RequestAborted;
+        int top = DefaultTop;
+        if (request.Query.TryGetValue("top", out var topText) && (!int.TryParse(topText, NumberStyles.None, CultureInfo.InvariantCulture, out top) || top < 1))
+            return Problem(400, "invalid request", [new FieldError("top", "must be a whole number, at least 1")]);
+        if (!request.HasFormContentType)
+            return Problem(400, "invalid request", [new FieldError(ApiRoutes.ImageField, "send the images as multipart/form-data")]);
+        var form = await request.ReadFormAsync(cancellationToken);
+        var images = form.Files.GetFiles(ApiRoutes.ImageField);
+        if (images.Count == 0) return Problem(400, "invalid request", [new FieldError(ApiRoutes.ImageField, "at least one image is required")]);
+        var tooLarge = images.Select((image, i) => (image, i)).Where(x => x.image.Length > options.Value.MaxImageBytes)
+            .Select(x => new FieldError($"{ApiRoutes.ImageField}[{x.i}]", $"{x.image.FileName}: {x.image.Length} bytes is over the {options.Value.MaxImageBytes}-byte limit")).ToList();
+        if (tooLarge.Count > 0) return Problem(400, "invalid request", tooLarge);
+
+        string folder = Directory.CreateTempSubdirectory("finetune-predict-").FullName;
+        try
+        {
+            var paths = new List<string>();
+            foreach (var image in images)
+            {
+                string path = Path.Combine(folder, paths.Count.ToString(CultureInfo.InvariantCulture));
+                await using (var file = File.Create(path)) await image.CopyToAsync(file, cancellationToken);
+                paths.Add(path);
+            }
+            IReadOnlyList<IReadOnlyList<ClassProbability>>? answers;
+            try
+            {
+                answers = await models.PredictAsync(id, paths, top, cancellationToken);
+            }
+            catch (InvalidImageException e)
+            {
+                int index = paths.IndexOf(e.Path);
+                return Problem(400, "invalid request", [new FieldError($"{ApiRoutes.ImageField}[{index}]", $"{images[index].FileName}: {e.Reason}")]);
+            }
+            if (answers is null) return Problem(404, $"run '{id}' has no published model (yet)");
+            return Results.Json(new { id, predictions = images.Select((image, i) => new ImagePrediction(image.FileName, answers[i])).ToList() }, Json);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>Stores an uploaded dataset .zip under its content hash and returns the spec pointing at it.</summary>
+    private async Task<string> SpecWithUploadAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var form = await request.ReadFormAsync(cancellationToken);
+        JsonObject spec;
+        try
+        {
+            spec = form[ApiRoutes.SpecField] is { Count: > 0 } text && !string.IsNullOrWhiteSpace(text)
+                ? JsonNode.Parse(text.ToString()) as JsonObject ?? throw new JsonException("not a JSON object")
+                : [];
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidJobSpecException([new FieldError(ApiRoutes.SpecField, $"is not a JSON object: {e.Message}")]);
+        }
+        var upload = form.Files.GetFile(ApiRoutes.DatasetField);
+        if (upload is null)
+            throw new InvalidJobSpecException([new FieldError(ApiRoutes.DatasetField, "a dataset .zip file is required")]);
+        if (!upload.FileName.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
+            throw new InvalidJobSpecException([new FieldError(ApiRoutes.DatasetField, $"'{upload.FileName}' is not a .zip")]);
+        if (upload.Length > options.Value.MaxUploadBytes)
+            throw new InvalidJobSpecException([new FieldError(ApiRoutes.DatasetField, $"{upload.Length} bytes is over the {options.Value.MaxUploadBytes}-byte limit")]);
+
+        string temp = Path.GetTempFileName();
+        try
+        {
+            string sha256;
+            await using (var file = File.Create(temp))
+            {
+                await upload.CopyToAsync(file, cancellationToken);
+                file.Position = 0;
+                sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken));
+            }
+            string name = ArtifactNames.UploadedDataset(sha256);
+            if (!await store.ExistsAsync(name, cancellationToken))
+            {
+                await using var file = File.OpenRead(temp);
+                try
+                {
+                    await store.WriteAsync(name, file, WriteMode.CreateNew, cancellationToken);
+                }
+                catch (ArtifactExistsException)
+                {
+                    // The same bytes, uploaded by a request at the same moment.
+                }
+            }
+            var dataset = spec["dataset"] as JsonObject ?? (JsonObject)(spec["dataset"] = new JsonObject());
+            dataset["location"] = "blob:" + name;
+            return spec.ToJsonString();
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    private static string ContentType(string name) => Path.GetExtension(name) switch
+    {
+        ".png" => "image/png",
+        ".json" => "application/json",
+        ".jsonl" => "application/jsonl",
+        ".csv" => "text/csv",
+        _ => "application/octet-stream",
+    };
+
+    private static IResult? BadId(string id) => ArtifactNames.IsValidJobId(id)
+        ? null
+        : Problem(400, "invalid job id", [new FieldError("id", "must be 1-63 lower-case letters, digits or inner hyphens")]);
+
+    private static IResult NotFound(string id) => Problem(404, $"job '{id}' does not exist");
+
+    private static IResult Problem(int status, string error, IReadOnlyList<FieldError>? fields = null) =>
+        Results.Json(new ApiError(error, fields), Json, statusCode: status);
+
+    /// <summary>A result with a Location header: where the run's status is polled.</summary>
+    private sealed class WithLocation(IResult inner, string location) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers.Location = location;
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using FineTune.Storage;
+using FineTune.Workflow.Orchestration;
+using Microsoft.AspNetCore.Http;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+
+namespace FineTune.Api;
+
+/// <summary>The URLs of one run, absolute, as the status, list and start answers give them.</summary>
+public sealed record RunLinks(string Status, string Cancel, string Artifacts, string Predict);
+
+/// <summary>Where a published run's files can be downloaded (names as <see cref="RunLayout"/> has them).</summary>
+public sealed record RunArtifacts(string Model, string TorchSharpModel, string ModelCard, string Report, string Predictions, string Metrics,
+    string LossPlot, string AccuracyPlot, string ConfusionPlot);
+
+/// <summary>One run as the API shows it: its durable state, progress (custom status) and, when done, result and downloads.</summary>
+public sealed record RunView(
+    string Id,
+    string Status,
+    bool Done,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset LastUpdatedAt,
+    RunStatus? Progress,
+    FineTuneResult? Result,
+    RunArtifacts? Artifacts,
+    string? Error,
+    RunLinks Links)
+{
+    public static RunView Of(HttpRequest request, OrchestrationMetadata instance, bool withResult)
+    {
+        RunStatus? progress = instance.SerializedCustomStatus is null ? null : instance.ReadCustomStatusAs<RunStatus>();
+        FineTuneResult? result = instance.RuntimeStatus == OrchestrationRuntimeStatus.Completed && instance.SerializedOutput is not null
+            ? instance.ReadOutputAs<FineTuneResult>() : null;
+        string id = instance.InstanceId;
+        var links = LinksOf(request, id);
+        return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, instance.CreatedAt, instance.LastUpdatedAt, progress,
+            withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links);
+    }
+
+    public static RunLinks LinksOf(HttpRequest request, string id)
+    {
+        string root = $"{request.Scheme}://{request.Host}{request.PathBase}/{ApiRoutes.Runs}/{Uri.EscapeDataString(id)}";
+        return new RunLinks(root, root + "/cancel", root + "/artifacts", root + "/predict");
+    }
+
+    private static RunArtifacts Downloads(RunLinks links)
+    {
+        string File(string name) => $"{links.Artifacts}/{name}";
+        return new RunArtifacts(File(RunLayout.SafetensorsFile), File(RunLayout.TorchSharpFile), File(RunLayout.ModelCardFile),
+            File(RunLayout.EvaluationReportFile), File(RunLayout.PredictionsFile), File(RunLayout.MetricsFile),
+            File(RunLayout.LossPlotFile), File(RunLayout.AccuracyPlotFile), File(RunLayout.ConfusionPlotFile));
+    }
+
+    /// <summary>The failure users can act on, without the framework's wrapping.</summary>
+    private static string? Innermost(TaskFailureDetails? failure)
+    {
+        while (failure?.InnerFailure is not null) failure = failure.InnerFailure;
+        return failure?.ErrorMessage;
+    }
+}

@@ -1,0 +1,39 @@
+using System.Text;
+using System.Text.Json;
+using FineTune.Core.Training;
+using FineTune.Storage;
+using Microsoft.Extensions.Logging;
+
+namespace FineTune.Workflow.Services;
+
+/// <summary>One line of a run's <c>metrics.jsonl</c>: a finished epoch (epochs counted from 1, as users read them).</summary>
+public sealed record EpochLine(string RunId, int Epoch, int Epochs, double TrainLoss, double TrainAccuracy, double ValidationLoss,
+    double ValidationAccuracy, double LearningRate, double Seconds);
+
+/// <summary>
+/// What a run reports as it trains: a structured log line per finished epoch, and the run's <c>metrics.jsonl</c>
+/// rewritten whole (the artifact store writes whole objects) after every chunk that finished one.
+/// </summary>
+public sealed partial class RunMetrics(IArtifactStore store, ILogger<RunMetrics> logger)
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    /// <param name="history">every finished epoch so far</param>
+    /// <param name="alreadyReported">how many of them an earlier chunk reported</param>
+    public async Task RecordAsync(string runId, int epochs, IReadOnlyList<EpochMetrics> history, int alreadyReported, CancellationToken cancellationToken)
+    {
+        if (history.Count <= alreadyReported) return;
+        foreach (var epoch in history.Skip(alreadyReported))
+            EpochFinished(runId, epoch.Epoch + 1, epochs, epoch.TrainLoss, epoch.TrainAccuracy, epoch.ValidationLoss, epoch.ValidationAccuracy, epoch.Seconds);
+        var lines = new StringBuilder();
+        foreach (var epoch in history)
+            lines.Append(JsonSerializer.Serialize(new EpochLine(runId, epoch.Epoch + 1, epochs, epoch.TrainLoss, epoch.TrainAccuracy,
+                epoch.ValidationLoss, epoch.ValidationAccuracy, epoch.LearningRate, epoch.Seconds), Json)).Append('\n');
+        using var content = new MemoryStream(Encoding.UTF8.GetBytes(lines.ToString()), writable: false);
+        await store.WriteAsync(new RunLayout(runId).Metrics, content, WriteMode.Overwrite, cancellationToken);
+    }
+
+    [LoggerMessage(Level = LogLevel.Information,
+        Message = "Run {RunId} epoch {Epoch}/{Epochs}: train loss {TrainLoss:F4}, train accuracy {TrainAccuracy:F4}, val loss {ValidationLoss:F4}, val accuracy {ValidationAccuracy:F4}, {Seconds:F1} s")]
+    private partial void EpochFinished(string runId, int epoch, int epochs, double trainLoss, double trainAccuracy, double validationLoss, double validationAccuracy, double seconds);
+}
