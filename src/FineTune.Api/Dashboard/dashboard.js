@@ -53,22 +53,28 @@ async function refreshRun() {
   $('stage').textContent = p?.stage ?? 'pending';
   const epochs = p?.epochs ?? 0, done = p?.epoch ?? 0;
   $('epoch').dataset.done = String(done);
-  $('epoch').textContent = `epoch ${done}/${epochs} done` + (p?.stage === 'training' && p.stepsPerEpoch ? `, step ${p.step}/${p.stepsPerEpoch}` : '');
+  // A sweep reports trials, and its curves and evaluation are its best trial's.
+  const sweep = p?.sweep;
+  $('epoch').textContent = sweep
+    ? `trials ${sweep.finished}/${sweep.trials} done, ${sweep.running} running` + (sweep.bestTrial ? `, best ${sweep.bestTrial} (val accuracy ${percent(sweep.bestValidationAccuracy)})` : '')
+    : `epoch ${done}/${epochs} done` + (p?.stage === 'training' && p.stepsPerEpoch ? `, step ${p.step}/${p.stepsPerEpoch}` : '');
+  const shown = run.result?.sweep?.bestTrial ?? sweep?.bestTrial ?? id;
   $('eta').textContent = p?.etaSeconds != null && !run.done ? ` · ETA ${Math.round(p.etaSeconds)} s` : '';
   const kind = run.errorKind ?? p?.errorKind;
   $('error').hidden = !run.error;
   $('error').textContent = run.error ? (kind ? `${kind}: ` : '') + run.error : '';
-  await drawMetrics(id);
+  await drawMetrics(id, shown);
   if (run.done && !shownDone) {
     shownDone = true;
     showDownloads(run);
-    await showEvaluation(id);
+    await showEvaluation(shown);
     refreshRuns();
   }
 }
 
-async function drawMetrics(id) {
-  const response = await api(`/${encodeURIComponent(id)}/artifacts/metrics.jsonl`);
+// The curves of run `id` (of its best trial for a sweep: `shown`), unless another run was selected meanwhile.
+async function drawMetrics(id, shown = id) {
+  const response = await api(`/${encodeURIComponent(shown)}/artifacts/metrics.jsonl`);
   if (!response.ok || id !== selected) return;
   const lines = (await response.text()).split('\n').filter(l => l.trim()).map(l => JSON.parse(l));
   chart($('loss-chart'), lines, [['train', 'trainLoss'], ['validation', 'validationLoss']], null);
