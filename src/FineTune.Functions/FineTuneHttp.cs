@@ -37,7 +37,7 @@ public sealed class FineTuneHttp
         return new AcceptedResult(links.Status, new { id, links });
     }
 
-    /// <summary>GET /api/finetune/{id}: status, progress, and links to the reports and published model.</summary>
+    /// <summary>GET /api/finetune/{id}: status, progress, links to the reports and published model; a failed run's error and errorKind (badInput or system).</summary>
     [Function("GetFineTune")]
     public static async Task<IActionResult> Get(
         [HttpTrigger(AuthorizationLevel.Function, "get", Route = Route + "/{id}")] HttpRequest request,
@@ -106,6 +106,7 @@ public sealed class FineTuneHttp
                 predictions = result.Evaluation.PredictionsName,
             },
             error = instance.FailureDetails?.ErrorMessage,
+            errorKind = ErrorKinds.Of(instance.FailureDetails),
             links = Links(request, instance.InstanceId),
         };
     }
