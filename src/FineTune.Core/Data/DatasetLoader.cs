@@ -240,7 +240,7 @@ public static class DatasetLoader
         {
             if (!File.Exists(file)) return "does not exist";
             // A link may point anywhere on the machine: only what resolves into the dataset is read.
-            if (!DatasetPaths.ResolvesInside(root, file)) return "is a link to a file outside the dataset";
+            if (!options.FollowLinksOutside && !DatasetPaths.ResolvesInside(root, file)) return "is a link to a file outside the dataset";
             long length = new FileInfo(file).Length;
             if (length == 0) return "empty file";
             if (length > options.MaxFileBytes) return $"{length} bytes is over the {options.MaxFileBytes}-byte limit";
@@ -295,6 +295,9 @@ public static class DatasetLoader
             if (!target.StartsWith(root, StringComparison.Ordinal))
                 throw new InvalidDatasetException($"{zip}: entry '{entry.FullName}' points outside the archive");
             if (entry.FullName.EndsWith('/')) { Directory.CreateDirectory(target); continue; }
+            // Unix mode in the high bits: an archived link is refused, never unpacked as a file or followed.
+            if ((entry.ExternalAttributes >> 16 & 0xF000) == 0xA000)
+                throw new InvalidDatasetException($"{zip}: entry '{entry.FullName}' is a symbolic link; a dataset holds image files");
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             using var input = entry.Open();
             using var output = File.Create(target);
