@@ -14,20 +14,23 @@ public sealed class FineTuneHttp
 {
     private const string Route = "finetune";
 
-    /// <summary>POST /api/finetune: 202 with the run's URLs; 400 with field errors; 409 when a run of the job id is live or completed.</summary>
+    /// <summary>POST /api/finetune: 202 with the run's URLs; 400 with field errors; 413 over 1 MiB; 409 when a run of the job id is live or completed.</summary>
     [Function("StartFineTune")]
     public static async Task<IActionResult> Start(
         [HttpTrigger(AuthorizationLevel.Function, "post", Route = Route)] HttpRequest request,
         [DurableClient] DurableTaskClient client)
     {
+        if (await ReadCappedAsync(request) is not { } body)
+            return new ObjectResult(new { error = $"the job spec is over {JobSpecReader.MaxBytes} bytes", errorKind = ErrorKinds.BadInput })
+                { StatusCode = StatusCodes.Status413PayloadTooLarge };
         JobSpec spec;
         try
         {
-            spec = JobSpecReader.Read(await new StreamReader(request.Body).ReadToEndAsync(request.HttpContext.RequestAborted), localPaths: false);
+            spec = JobSpecReader.Read(body, localPaths: false);
         }
         catch (InvalidJobSpecException e)
         {
-            return new BadRequestObjectResult(new { error = "invalid job spec", fields = e.Errors });
+            return new BadRequestObjectResult(new { error = "invalid job spec", errorKind = ErrorKinds.BadInput, fields = e.Errors });
         }
         var outcome = await new DurableClientScheduler(client).StartAsync(spec, request.HttpContext.RequestAborted);
         string id = outcome.JobId;
@@ -109,6 +112,20 @@ public sealed class FineTuneHttp
             errorKind = ErrorKinds.Of(instance.FailureDetails),
             links = Links(request, instance.InstanceId),
         };
+    }
+
+    /// <summary>The body as text, or null when it is longer than <see cref="JobSpecReader.MaxBytes"/> (read no further).</summary>
+    private static async Task<string?> ReadCappedAsync(HttpRequest request)
+    {
+        if (request.ContentLength > JobSpecReader.MaxBytes) return null;
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        for (int read; (read = await request.Body.ReadAsync(chunk, request.HttpContext.RequestAborted)) > 0;)
+        {
+            if (buffer.Length + read > JobSpecReader.MaxBytes) return null;
+            buffer.Write(chunk, 0, read);
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 
     private static RunLinks Links(HttpRequest request, string id)

@@ -112,6 +112,7 @@ public static class DatasetLoader
     {
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(csv))!;
         var rows = new List<ManifestRow>();
+        var firstLine = new Dictionary<string, int>(StringComparer.Ordinal);
         int lineNumber = 0;
         foreach (var line in File.ReadLines(csv))
         {
@@ -130,6 +131,9 @@ public static class DatasetLoader
             var (full, problem) = DatasetPaths.UnderFolder(baseDir, path);
             if (full is null)
                 throw new InvalidDatasetException($"{csv}:{lineNumber}: {problem}");
+            // One file in two rows would be counted twice, or under two labels, or in two splits.
+            if (!firstLine.TryAdd(full, lineNumber))
+                throw new InvalidDatasetException($"{csv}:{lineNumber}: '{path}' is already listed on line {firstLine[full]}");
             rows.Add(new ManifestRow(path, full, label, part));
         }
         return rows;
@@ -240,7 +244,7 @@ public static class DatasetLoader
         {
             if (!File.Exists(file)) return "does not exist";
             // A link may point anywhere on the machine: only what resolves into the dataset is read.
-            if (!options.FollowLinksOutside && !DatasetPaths.ResolvesInside(root, file)) return "is a link to a file outside the dataset";
+            if (!DatasetPaths.ResolvesInside(root, file)) return "is a link to a file outside the dataset";
             long length = new FileInfo(file).Length;
             if (length == 0) return "empty file";
             if (length > options.MaxFileBytes) return $"{length} bytes is over the {options.MaxFileBytes}-byte limit";

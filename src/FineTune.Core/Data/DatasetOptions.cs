@@ -15,12 +15,6 @@ public sealed record DatasetOptions
     /// <summary>A run fails when more than this share of the files cannot be used; below it they are skipped and reported.</summary>
     public double MaxBadFraction { get; init; } = 0.05;
 
-    /// <summary>
-    /// Whether a file may be a link to a file outside the dataset's folder (the user's own machine); when not, it
-    /// is skipped unread, so a dataset cannot make a run read other files of the machine.
-    /// </summary>
-    public bool FollowLinksOutside { get; init; }
-
     public long MaxFileBytes { get; init; } = 50L * 1024 * 1024;
 
     /// <summary>Width × height above which an image is refused before decoding (decompression bombs).</summary>

@@ -1,5 +1,4 @@
 using FineTune.Core.Data;
-using FineTune.Core.Weights;
 using FineTune.Core.Engine;
 using FineTune.Core.Training;
 
@@ -48,8 +47,5 @@ public static class JobSpecMapping
         TestFraction = spec.Dataset.TestFraction,
         SplitSeed = (int)(spec.Seed & int.MaxValue),
         MaxBadFraction = spec.Dataset.MaxBadFraction,
-        // A local folder is the command line user's own (the demo links to the installed photos); a dataset
-        // from the store is the service's, where nothing may lead out of it.
-        FollowLinksOutside = !spec.Dataset.Location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal),
     };
 }

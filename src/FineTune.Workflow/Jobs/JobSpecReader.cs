@@ -26,6 +26,9 @@ public sealed class InvalidJobSpecException(IReadOnlyList<FieldError> errors)
 /// <summary>Reads and validates job specs, reporting every bad field at once, before any work starts.</summary>
 public static class JobSpecReader
 {
+    /// <summary>A job spec is a few hundred bytes; a request body past this is refused unread.</summary>
+    public const int MaxBytes = 1024 * 1024;
+
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
