@@ -45,6 +45,13 @@ public static class WorkflowServices
                 ? sp.GetRequiredService<IAzureClientFactory<BlobServiceClient>>().CreateClient(ArtifactStoreOptions.SectionName)
                 : null);
         });
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value;
+            return new UserUploads(options.CreateUploads(options.UsesBlobStorage
+                ? sp.GetRequiredService<IAzureClientFactory<BlobServiceClient>>().CreateClient(ArtifactStoreOptions.SectionName)
+                : null));
+        });
         services.AddSingleton<CheckpointStore>();
         services.AddSingleton<WorkerFiles>();
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
@@ -55,7 +62,7 @@ public static class WorkflowServices
         services.AddHttpClient(nameof(WeightsFetcher))
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
             .AddTypedClient((http, sp) => new WeightsFetcher(http,
-                sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value, sp.GetRequiredService<IArtifactStore>().OpenReadAsync));
+                sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value, sp.GetRequiredService<UserUploads>().Store.OpenReadAsync));
         return services;
     }
 

@@ -120,10 +120,11 @@ public sealed class HostileRequestTests(HostileHost fixture, ITestOutputHelper l
         Assert.DoesNotContain(Host.WorkDirectory, error);
         Assert.DoesNotContain("/tmp/", error);
         Assert.True(peak < PeakBoundBytes, $"{name}: peak {peak >> 20} MB");
-        // Nothing published, nothing written beside the uploads but the run's own folder and the shared weights.
+        // The app's container holds only the shared weights and runs' own folders, nothing of this one published;
+        // the uploads stay in theirs.
         await foreach (var blob in Host.Store.ListAsync("", default))
-            Assert.True(blob.Name.StartsWith("datasets/", StringComparison.Ordinal) || blob.Name.StartsWith("uploads/", StringComparison.Ordinal)
-                || blob.Name.StartsWith("weights/", StringComparison.Ordinal) || blob.Name.StartsWith("runs/hostile-", StringComparison.Ordinal) && !blob.Name.Contains("/published/"),
+            Assert.True(blob.Name.StartsWith("weights/", StringComparison.Ordinal)
+                || blob.Name.StartsWith("runs/hostile-", StringComparison.Ordinal) && !blob.Name.StartsWith($"runs/{id}/published/", StringComparison.Ordinal),
                 blob.Name);
     }
 
@@ -172,7 +173,7 @@ public sealed class HostileRequestTests(HostileHost fixture, ITestOutputHelper l
 
     private async Task<string> UploadAsync(string name, byte[] content)
     {
-        await Host.Store.WriteAsync(name, new MemoryStream(content), WriteMode.Overwrite, default);
+        await Host.Uploads.WriteAsync(name, new MemoryStream(content), WriteMode.Overwrite, default);
         return "blob:" + name;
     }
 

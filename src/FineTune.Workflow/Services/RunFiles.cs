@@ -21,7 +21,7 @@ public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOn
 /// dataset (fetched from the artifact store once per worker) and the scanned dataset. <see cref="For"/> gives
 /// one run's view.
 /// </summary>
-public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
 {
     private readonly ConcurrentDictionary<string, Lazy<ImageDataset>> _datasets = new();
     private string Work => options.Value.WorkDirectory;
@@ -105,7 +105,7 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
     }
 
     /// <summary>
-    /// Copies a blob dataset into local scratch, once: every blob under a prefix, one .zip, or a .csv with the
+    /// Copies a dataset from the users' uploads into local scratch, once: every blob under a prefix, one .zip, or a .csv with the
     /// blobs its rows name under the manifest's own prefix. Each name is checked before it becomes a local path.
     /// </summary>
     private async Task<string> MaterialiseAsync(string jobId, string name, CancellationToken cancellationToken)
@@ -131,7 +131,7 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
         }
         else
         {
-            await foreach (var item in store.ListAsync(name, cancellationToken))
+            await foreach (var item in uploads.Store.ListAsync(name, cancellationToken))
                 await CopyBlobAsync(item.Name, root, item.Name[name.Length..], cancellationToken);
         }
         await File.WriteAllTextAsync(done, name, cancellationToken);
@@ -154,7 +154,7 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         try
         {
-            await using var input = await store.OpenReadAsync(name, cancellationToken);
+            await using var input = await uploads.Store.OpenReadAsync(name, cancellationToken);
             await using var output = File.Create(path);
             await input.CopyToAsync(output, cancellationToken);
             return true;
