@@ -125,6 +125,22 @@ public static class HostileFiles
         ];
     }
 
+    /// <summary>TorchSharp's format: one float tensor "w" whose shape asks for <paramref name="elements"/> floats, followed by 16 bytes.</summary>
+    public static byte[] TorchSharpClaimingElements(int elements) =>
+        [1, 1, (byte)'w', 6 /* Float32 */, 1, .. Leb128(elements), .. new byte[16]];
+
+    private static byte[] Leb128(long value)
+    {
+        var bytes = new List<byte>();
+        do
+        {
+            byte b = (byte)(value & 0x7f);
+            value >>= 7;
+            bytes.Add(value == 0 ? b : (byte)(b | 0x80));
+        } while (value != 0);
+        return [.. bytes];
+    }
+
     private static byte[] Int(int value)
     {
         var bytes = new byte[5];

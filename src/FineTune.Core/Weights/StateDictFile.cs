@@ -47,7 +47,7 @@ public static class StateDictFile
             {
                 StateDictFormat.PyTorch => FromPickle(Validated(stream, StateDictHeaders.ValidatePyTorch, s => PyTorchUnpickler.UnpickleStateDict(s, leaveOpen: true))),
                 StateDictFormat.Safetensors => Validated(stream, StateDictHeaders.ValidateSafetensors, s => Safetensors.LoadStateDict(s, leaveOpen: true)),
-                _ => ReadTorchSharp(stream),
+                _ => Validated(stream, StateDictHeaders.ValidateTorchSharp, ReadTorchSharp),
             };
         }
         catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)

@@ -12,7 +12,7 @@ namespace FineTune.Core.Weights;
 /// the data, entries never overlap, each entry's length is its shape × dtype size. PyTorch (a zip holding a
 /// pickle): the pickle only calls what a state dict needs, every storage's bytes are in the archive, and every
 /// tensor fits in its storage, and what they claim is at most <see cref="MaxTotalBytes"/> and what the archive's
-/// compressed bytes can expand to.
+/// compressed bytes can expand to. TorchSharp's format: every tensor's dtype and shape ask for bytes the file has.
 /// </summary>
 public static class StateDictHeaders
 {
@@ -148,6 +148,74 @@ public static class StateDictHeaders
         {
             stream.Position = 0;
         }
+    }
+
+    /// <summary>
+    /// Throws <see cref="InvalidWeightsException"/> unless TorchSharp's format (a varint count, then per tensor a
+    /// length-prefixed name, a dtype, a shape and the raw bytes) describes exactly bytes the file has. Leaves the
+    /// stream at 0.
+    /// </summary>
+    public static void ValidateTorchSharp(Stream stream)
+    {
+        stream.Position = 0;
+        try
+        {
+            using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
+            long count = Varint(reader);
+            if (count < 0 || count > MaxTensors) throw Invalid($"TorchSharp format: {count} tensors");
+            for (long i = 0; i < count; i++)
+            {
+                long nameLength = Varint(reader);
+                if (nameLength < 0 || nameLength > 4096 || nameLength > stream.Length - stream.Position)
+                    throw Invalid($"TorchSharp format: entry {i} has a name of {nameLength} bytes");
+                string name = Encoding.UTF8.GetString(reader.ReadBytes((int)nameLength));
+                var dtype = (TorchSharp.torch.ScalarType)Varint(reader);
+                int size = ElementBytes(dtype) ?? throw Invalid($"TorchSharp format: tensor '{name}' has unknown dtype {(int)dtype}");
+                long dimensions = Varint(reader);
+                if (dimensions < 0 || dimensions > MaxDimensions) throw Invalid($"TorchSharp format: tensor '{name}' has {dimensions} dimensions");
+                BigInteger bytes = size;
+                for (long d = 0; d < dimensions; d++)
+                {
+                    long extent = Varint(reader);
+                    if (extent < 0) throw Invalid($"TorchSharp format: tensor '{name}' has a negative size");
+                    bytes *= extent;
+                }
+                if (bytes > stream.Length - stream.Position)
+                    throw Invalid($"TorchSharp format: tensor '{name}' needs {bytes} bytes, the file has {stream.Length - stream.Position} left");
+                stream.Seek((long)bytes, SeekOrigin.Current);
+            }
+        }
+        catch (EndOfStreamException)
+        {
+            throw Invalid("TorchSharp format: the file is truncated");
+        }
+        finally
+        {
+            stream.Position = 0;
+        }
+    }
+
+    private static int? ElementBytes(TorchSharp.torch.ScalarType dtype) => dtype switch
+    {
+        TorchSharp.torch.ScalarType.Byte or TorchSharp.torch.ScalarType.Int8 or TorchSharp.torch.ScalarType.Bool => 1,
+        TorchSharp.torch.ScalarType.Int16 or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.BFloat16 => 2,
+        TorchSharp.torch.ScalarType.Int32 or TorchSharp.torch.ScalarType.Float32 => 4,
+        TorchSharp.torch.ScalarType.Int64 or TorchSharp.torch.ScalarType.Float64 or TorchSharp.torch.ScalarType.ComplexFloat32 => 8,
+        TorchSharp.torch.ScalarType.ComplexFloat64 => 16,
+        _ => null,
+    };
+
+    /// <summary>TorchSharp writes counts, dtypes and sizes as LEB128 varints (BinaryWriter's 7-bit encoding).</summary>
+    private static long Varint(BinaryReader reader)
+    {
+        long value = 0;
+        for (int shift = 0; shift < 64; shift += 7)
+        {
+            byte b = reader.ReadByte();
+            value |= (long)(b & 0x7f) << shift;
+            if ((b & 0x80) == 0) return value;
+        }
+        throw Invalid("TorchSharp format: malformed varint");
     }
 
     private static InvalidWeightsException Invalid(string reason) => new(reason);

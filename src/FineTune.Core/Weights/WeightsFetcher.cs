@@ -9,10 +9,10 @@ public sealed record FetchedWeights(string Path, string Sha256, long Length, str
 
 /// <summary>
 /// The "fetch pretrained weights" step: brings weights from a source into the cache, verified.
-/// Sources: <c>bundled</c> (the family's weights that ship with the app), <c>blob:NAME</c> (an artifact in
-/// the run's store), a local file path, or an http(s) URL on an allowed host. A download must be verified by
-/// the SHA-256 the job gives or, failing that, by torchvision's convention of a hash prefix in the file name
-/// (<c>resnet50-0676ba61.pth</c>).
+/// Sources: <c>bundled</c> (the family's weights that ship with the app), <c>blob:NAME</c> (a user's upload),
+/// a local file path, or an http(s) URL on an allowed host, every redirect hop included. A download must be
+/// verified by the SHA-256 the job gives or, from <see cref="WeightsFetchOptions.NameHashHosts"/> only, by
+/// torchvision's convention of a hash prefix in the file name (<c>resnet50-0676ba61.pth</c>).
 /// </summary>
 /// <param name="openBlob">opens an artifact of the configured store by name (blob sources); none where there is no store</param>
 public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions options,
