@@ -72,7 +72,7 @@ public sealed class HostileInputTests(HostileHome home, ITestOutputHelper log) :
         ["pickle claiming 1 GiB from 16 bytes"] = (t => t.Weights("huge.pth", HostileFiles.TorchArchive(HostileFiles.PickleClaimingElements(1 << 28))),
             "storage '0' claims 268435456 elements of 4 bytes, the archive holds 16 bytes"),
         ["TorchSharp weights claiming 1 GiB from 16 bytes"] = (t => t.Weights("huge.dat", HostileFiles.TorchSharpClaimingElements(1 << 28)),
-            "tensor 'w' needs 1073741824 bytes, the file has 16 left"),
+            "TorchSharp format: tensor 'w' needs 1073741824 bytes, the file has 16 left"),
         ["weights of another family"] = (t => t.Weights("other.safetensors", HostileFiles.Safetensors("""{"foo":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}""", 16)), "does not fit resnet18"),
         ["weights file that does not exist"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", Path.Combine(t._root, "nope.pth")], "does not exist"),
         ["weights from a host not allowed"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", "https://evil.example/resnet18-12345678.pth"], "host 'evil.example' is not in the allowed hosts"),

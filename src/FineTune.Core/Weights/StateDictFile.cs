@@ -47,10 +47,23 @@ public static class StateDictFile
             {
                 StateDictFormat.PyTorch => FromPickle(Validated(stream, StateDictHeaders.ValidatePyTorch, s => PyTorchUnpickler.UnpickleStateDict(s, leaveOpen: true))),
                 StateDictFormat.Safetensors => Validated(stream, StateDictHeaders.ValidateSafetensors, s => Safetensors.LoadStateDict(s, leaveOpen: true)),
-                _ => Validated(stream, StateDictHeaders.ValidateTorchSharp, ReadTorchSharp),
+                _ => Validated(stream, ValidateAsLastResort, ReadTorchSharp),
             };
         }
         catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)
+        {
+            throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
+        }
+    }
+
+    /// <summary>TorchSharp's format has no signature: a file that is not one is any file not recognised, and said so.</summary>
+    private static void ValidateAsLastResort(Stream stream)
+    {
+        try
+        {
+            StateDictHeaders.ValidateTorchSharp(stream);
+        }
+        catch (InvalidWeightsException e)
         {
             throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
         }
