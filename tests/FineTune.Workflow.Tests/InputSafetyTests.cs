@@ -1,11 +1,13 @@
 using System.Security.Cryptography;
 using System.Text.Json;
+using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
 using Microsoft.Extensions.DependencyInjection;
 using SkiaSharp;
 
@@ -28,6 +30,17 @@ public sealed class InputSafetyTests
 
         Assert.Equal(width, png.Width);
         Assert.Equal(height, png.Height);
+    }
+
+    [Fact]
+    public void ErrorKindIsBadInputWhenAnyLevelOfTheFailureIsBadInput()
+    {
+        var activity = new TaskFailureDetails(typeof(InvalidDatasetException).FullName!, "only one class (food)", null, null, null);
+        var orchestration = new TaskFailureDetails(typeof(TaskFailedException).FullName!, "Task 'PrepareModel' (#1) failed", null, activity, null);
+
+        Assert.Equal(ErrorKinds.BadInput, ErrorKinds.Of(orchestration));
+        Assert.Equal(ErrorKinds.System, ErrorKinds.Of(new TaskFailureDetails(typeof(IOException).FullName!, "disk full", null, null, null)));
+        Assert.Null(ErrorKinds.Of(null));
     }
 
     [Fact]
