@@ -154,6 +154,10 @@ public sealed class HostileRequestTests(HostileHost fixture, ITestOutputHelper l
         var report = JsonDocument.Parse(await ReadAsync(new RunLayout(id).DatasetReport)).RootElement;
         Assert.Equal(["chat noir", "plante verte"], report.GetProperty("classes").EnumerateArray().Select(c => c.GetString()));
         Assert.Equal(0, report.GetProperty("skipped").GetArrayLength());
+        // The report names the photos as they were uploaded, not by the worker's copies.
+        var predicted = Encoding.UTF8.GetString(await ReadAsync(new RunLayout(id).Predictions)).Split('\n', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToList();
+        Assert.NotEmpty(predicted);
+        Assert.All(predicted, row => Assert.StartsWith("blob:" + prefix, row));
     }
 
     private static JsonObject Job(string location, string? model = null, string? weights = null)

@@ -81,12 +81,24 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
         catch (BadInputException e)
         {
             // The reason names files as the user does (blob names), never this worker's folders.
-            string folder = name.EndsWith('/') ? name : name[..(name.LastIndexOf('/') + 1)];
-            throw new InvalidDatasetException(e.Message
-                .Replace(UnzippedFolder(job.JobId) + "/", $"{location}!/", StringComparison.Ordinal)
-                .Replace(DatasetFolder(job.JobId) + "/", WeightsFetcher.BlobPrefix + folder, StringComparison.Ordinal)
-                .Replace(Work, "(worker)", StringComparison.Ordinal));
+            throw new InvalidDatasetException(UserNames(job, e.Message));
         }
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> with this worker's copies of a store dataset's files named as the user named them:
+    /// <c>blob:prefix/name</c>, or <c>blob:name.zip!/entry</c> inside a zip. A local dataset's paths are the user's own.
+    /// </summary>
+    internal string UserNames(FineTuneJob job, string text)
+    {
+        string location = job.Spec.Dataset.Location;
+        if (!location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return text;
+        string name = location[WeightsFetcher.BlobPrefix.Length..];
+        string folder = name.EndsWith('/') ? name : name[..(name.LastIndexOf('/') + 1)];
+        return text
+            .Replace(UnzippedFolder(job.JobId) + "/", $"{location}!/", StringComparison.Ordinal)
+            .Replace(DatasetFolder(job.JobId) + "/", WeightsFetcher.BlobPrefix + folder, StringComparison.Ordinal)
+            .Replace(Work, "(worker)", StringComparison.Ordinal);
     }
 
     private string DatasetFolder(string jobId) => Path.Combine(Work, "runs", jobId, "dataset");
@@ -185,6 +197,9 @@ public sealed class RunFiles
     }
 
     public RunLayout Layout { get; }
+
+    /// <summary>A text naming dataset files (a path, a reason), with the files named as the user named them.</summary>
+    public string UserNames(string text) => _worker.UserNames(_job, text);
 
     /// <summary>
     /// The dataset (its scan timed on <paramref name="clock"/> when given), the recipe with the weights as a local
