@@ -1,7 +1,9 @@
 // FineTune Functions in one deployment: storage with identity-based access, the Functions app on a Linux
 // Elastic Premium plan (CPU training, long activities), and optionally the same app as a container on
 // Azure Container Apps with a serverless GPU workload profile. One user-assigned identity holds exactly
-// the data-plane roles the app uses: blob, queue and table data on its storage account.
+// the data-plane roles the app uses: blob, queue and table data on its storage account. Users upload
+// datasets and weights to a container of their own, the only one their role reaches, so no upload can
+// replace the app's artifacts (cached weights, checkpoints, published models).
 
 @description('Azure region of every resource.')
 param location string = resourceGroup().location
@@ -33,14 +35,19 @@ param gpuImage string = ''
 @description('Name of the Azure Container Registry in this resource group holding gpuImage.')
 param containerRegistryName string = ''
 
+@description('Object ids of the users or groups who upload datasets and weights: they may write the uploads container and nothing else.')
+param uploaderPrincipalIds array = []
+
 var suffix = uniqueString(resourceGroup().id, namePrefix)
 var storageName = take('${namePrefix}${suffix}', 24)
 var artifactsContainer = 'finetune'
+var uploadsContainer = 'finetune-uploads'
 var jobsContainer = 'finetune-jobs'
 var packagesContainer = 'deployments'
 
 // Built-in role definitions: data-plane access only, nothing on the control plane.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
@@ -70,7 +77,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   name: 'default'
 }
 
-resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for name in [artifactsContainer, jobsContainer, packagesContainer]: {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for name in [artifactsContainer, uploadsContainer, jobsContainer, packagesContainer]: {
   parent: blobService
   name: name
   properties: { publicAccess: 'None' }
@@ -83,6 +90,16 @@ resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [fo
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
+  }
+}]
+
+// Uploaders: blob data on the uploads container only, never on the artifacts the runs trust.
+resource uploadsRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for principalId in uploaderPrincipalIds: {
+  name: guid(storage.id, uploadsContainer, principalId, storageBlobDataContributor)
+  scope: containers[1]
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
+    principalId: principalId
   }
 }]
 
@@ -116,6 +133,7 @@ var appSettings = [
   { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: insights.properties.ConnectionString }
   { name: 'Artifacts__AccountUrl', value: storage.properties.primaryEndpoints.blob }
   { name: 'Artifacts__ContainerName', value: artifactsContainer }
+  { name: 'Artifacts__UploadsContainerName', value: uploadsContainer }
   { name: 'Workflow__WorkDirectory', value: '/tmp/finetune' }
 ]
 
@@ -230,6 +248,7 @@ resource gpuApp 'Microsoft.App/containerApps@2024-03-01' = if (enableGpu) {
 output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'
 output storageAccountName string = storage.name
 output artifactsContainer string = artifactsContainer
+output uploadsContainer string = uploadsContainer
 output jobsContainer string = jobsContainer
 output identityClientId string = identity.properties.clientId
 output gpuAppUrl string = enableGpu ? 'https://${gpuApp!.properties.configuration.ingress.fqdn}' : ''

@@ -7,6 +7,7 @@ using FineTune.Core.Evaluation;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.AspNetCore.Http;
 using Microsoft.DurableTask.Client;
 using Microsoft.Extensions.Options;
@@ -14,7 +15,11 @@ using Microsoft.Extensions.Options;
 namespace FineTune.Api;
 
 /// <summary>An API error: what went wrong and, for bad input, every field at fault.</summary>
-public sealed record ApiError(string Error, IReadOnlyList<FieldError>? Fields = null);
+/// <summary>A refused request: what is wrong, the fields at fault, and <see cref="ErrorKind"/> (always badInput: fix the request).</summary>
+public sealed record ApiError(string Error, IReadOnlyList<FieldError>? Fields = null)
+{
+    public string ErrorKind => ErrorKinds.BadInput;
+}
 
 public sealed record StartedRun(string Id, RunLinks Links);
 
@@ -30,7 +35,7 @@ public sealed record ImagePrediction(string Image, IReadOnlyList<ClassProbabilit
 /// app calls them from its triggers (its client comes from the durable binding); <c>finetune serve</c> maps them
 /// as ASP.NET Core endpoints (its client from DI). Each handler returns an <see cref="IResult"/>.
 /// </summary>
-public sealed class FineTuneApi(IArtifactStore store, ModelPool models, IOptions<ApiOptions> options)
+public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, ModelPool models, IOptions<ApiOptions> options)
 {
     private const int MaxPageSize = 200;
     private const int DefaultPageSize = 50;
@@ -53,9 +58,10 @@ public sealed class FineTuneApi(IArtifactStore store, ModelPool models, IOptions
         JobSpec spec;
         try
         {
-            string json = request.HasFormContentType
+            string? json = request.HasFormContentType
                 ? await SpecWithUploadAsync(request, cancellationToken)
-                : await new StreamReader(request.Body).ReadToEndAsync(cancellationToken);
+                : await ReadCappedAsync(request, cancellationToken);
+            if (json is null) return Problem(413, $"the job spec is over {JobSpecReader.MaxBytes} bytes");
             spec = JobSpecReader.Read(json, localPaths: options.Value.AllowLocalPaths);
         }
         catch (InvalidJobSpecException e)
@@ -271,12 +277,13 @@ public sealed class FineTuneApi(IArtifactStore store, ModelPool models, IOptions
                 sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken));
             }
             string name = ArtifactNames.UploadedDataset(sha256);
-            if (!await store.ExistsAsync(name, cancellationToken))
+            // With the users' other uploads, where runs read blob: datasets; never among the app's artifacts.
+            if (!await uploads.Store.ExistsAsync(name, cancellationToken))
             {
                 await using var file = File.OpenRead(temp);
                 try
                 {
-                    await store.WriteAsync(name, file, WriteMode.CreateNew, cancellationToken);
+                    await uploads.Store.WriteAsync(name, file, WriteMode.CreateNew, cancellationToken);
                 }
                 catch (ArtifactExistsException)
                 {
@@ -307,6 +314,20 @@ public sealed class FineTuneApi(IArtifactStore store, ModelPool models, IOptions
         : Problem(400, "invalid job id", [new FieldError("id", "must be 1-63 lower-case letters, digits or inner hyphens")]);
 
     private static IResult NotFound(string id) => Problem(404, $"job '{id}' does not exist");
+
+    /// <summary>The body as text, or null when it is longer than <see cref="JobSpecReader.MaxBytes"/> (read no further).</summary>
+    private static async Task<string?> ReadCappedAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > JobSpecReader.MaxBytes) return null;
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        for (int read; (read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0;)
+        {
+            if (buffer.Length + read > JobSpecReader.MaxBytes) return null;
+            buffer.Write(chunk, 0, read);
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
 
     private static IResult Problem(int status, string error, IReadOnlyList<FieldError>? fields = null) =>
         Results.Json(new ApiError(error, fields), Json, statusCode: status);

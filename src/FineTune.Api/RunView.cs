@@ -13,7 +13,10 @@ public sealed record RunLinks(string Status, string Cancel, string Artifacts, st
 public sealed record RunArtifacts(string Model, string TorchSharpModel, string ModelCard, string Report, string Predictions, string Metrics,
     string LossPlot, string AccuracyPlot, string ConfusionPlot);
 
-/// <summary>One run as the API shows it: its durable state, progress (custom status) and, when done, result and downloads.</summary>
+/// <summary>
+/// One run as the API shows it: its durable state, progress (custom status) and, when done, result and downloads; a failed
+/// run's error and <see cref="ErrorKind"/> (<see cref="ErrorKinds"/>: badInput, never worth retrying as is, or system).
+/// </summary>
 public sealed record RunView(
     string Id,
     string Status,
@@ -24,7 +27,8 @@ public sealed record RunView(
     FineTuneResult? Result,
     RunArtifacts? Artifacts,
     string? Error,
-    RunLinks Links)
+    RunLinks Links,
+    string? ErrorKind = null)
 {
     public static RunView Of(HttpRequest request, OrchestrationMetadata instance, bool withResult)
     {
@@ -34,7 +38,7 @@ public sealed record RunView(
         string id = instance.InstanceId;
         var links = LinksOf(request, id);
         return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, instance.CreatedAt, instance.LastUpdatedAt, progress,
-            withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links);
+            withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links, ErrorKinds.Of(instance.FailureDetails));
     }
 
     public static RunLinks LinksOf(HttpRequest request, string id)

@@ -41,7 +41,10 @@ internal static class DemoCommand
         return command;
     }
 
-    /// <summary>An ImageFolder of links to the first photos (drawings left out) of each category.</summary>
+    /// <summary>
+    /// An ImageFolder of copies of the first photos (drawings left out) of each category: copies, since a dataset
+    /// never follows a link out of its folder.
+    /// </summary>
     private static string BuildDataset(string root)
     {
         foreach (var category in Categories)
@@ -51,8 +54,9 @@ internal static class DemoCommand
                 .Where(p => !p.Contains("/cartoon/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).Take(PhotosPerCategory);
             foreach (var photo in photos)
             {
-                string link = Path.Combine(folder, Path.GetRelativePath(Path.Combine(Stamps, category), photo).Replace('/', '_'));
-                if (!File.Exists(link)) File.CreateSymbolicLink(link, photo);
+                string copy = Path.Combine(folder, Path.GetRelativePath(Path.Combine(Stamps, category), photo).Replace('/', '_'));
+                // An older demo folder holds links: each is replaced by its copy.
+                if (!File.Exists(copy) || new FileInfo(copy).LinkTarget is not null) File.Copy(photo, copy, overwrite: true);
             }
         }
         return root;

@@ -6,7 +6,7 @@ internal static class ExitCodes
     public const int Succeeded = 0;
     /// <summary>The run failed, or predict could not classify some image (its JSON says which and why).</summary>
     public const int Failed = 1;
-    /// <summary>The job spec, a dataset path, a model or an argument is wrong: nothing ran.</summary>
+    /// <summary>The job spec, the dataset, the weights or an argument is wrong, found before or during the run: fix the input, retrying will not help.</summary>
     public const int BadInput = 2;
     /// <summary>The demo's photos (Debian's tuxpaint-stamps-default) are not installed and could not be.</summary>
     public const int MissingPhotos = 3;

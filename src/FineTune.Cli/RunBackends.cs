@@ -14,7 +14,8 @@ using CoreDataConverter = DurableTask.Core.Serializing.DataConverter;
 namespace FineTune.Cli;
 
 /// <summary>A run as the durable backend reports it; payloads stay serialized as the orchestration wrote them.</summary>
-internal sealed record RunSnapshot(bool Ended, bool Succeeded, string Status, string? CustomStatus, string? Output, string? Failure);
+/// <param name="ErrorKind">a failed run's <see cref="ErrorKinds"/> value; null otherwise</param>
+internal sealed record RunSnapshot(bool Ended, bool Succeeded, string Status, string? CustomStatus, string? Output, string? Failure, string? ErrorKind = null);
 
 /// <summary>
 /// The durable backend behind a local run. Runs start through <see cref="RunStarter"/>; a run the backend already
@@ -38,7 +39,7 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
     {
         var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
         return state is null ? null : new RunSnapshot(state.IsCompleted, state.RuntimeStatus == OrchestrationRuntimeStatus.Completed,
-            state.RuntimeStatus.ToString(), state.SerializedCustomStatus, state.SerializedOutput, Innermost(state.FailureDetails));
+            state.RuntimeStatus.ToString(), state.SerializedCustomStatus, state.SerializedOutput, Innermost(state.FailureDetails), ErrorKinds.Of(state.FailureDetails));
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
@@ -126,10 +127,19 @@ internal sealed class AzureStorageBackend : IRunBackend
         bool ended = state.OrchestrationStatus is OrchestrationStatus.Completed or OrchestrationStatus.Failed
             or OrchestrationStatus.Terminated or OrchestrationStatus.Canceled;
         return new RunSnapshot(ended, state.OrchestrationStatus == OrchestrationStatus.Completed, state.OrchestrationStatus.ToString(),
-            state.Status, state.Output, state.FailureDetails?.ErrorMessage ?? (state.OrchestrationStatus == OrchestrationStatus.Failed ? state.Output : null));
+            state.Status, state.Output, state.FailureDetails?.ErrorMessage ?? (state.OrchestrationStatus == OrchestrationStatus.Failed ? state.Output : null),
+            state.OrchestrationStatus == OrchestrationStatus.Failed ? KindOf(state.FailureDetails) : null);
     }
 
     public async ValueTask DisposeAsync() => await _worker.StopAsync(isForced: true);
+
+    /// <summary><see cref="ErrorKinds.Of"/> for the framework's own failure details (the orchestration's wraps the activity's).</summary>
+    private static string KindOf(FailureDetails? failure)
+    {
+        for (var level = failure; level is not null; level = level.InnerFailure)
+            if (level.IsCausedBy<Core.BadInputException>()) return ErrorKinds.BadInput;
+        return ErrorKinds.System;
+    }
 
     /// <summary>A fresh shim for every execution, as the framework expects.</summary>
     private sealed class Creator<T> : ObjectCreator<T>

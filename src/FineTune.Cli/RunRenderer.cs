@@ -114,7 +114,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         if (!final.Succeeded)
         {
             error.WriteLine($"run {final.Status.ToLowerInvariant()}: {UserMessage(final.Failure)}");
-            return ExitCodes.Failed;
+            return final.ErrorKind == ErrorKinds.BadInput ? ExitCodes.BadInput : ExitCodes.Failed;
         }
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
         var e = result.Evaluation;

@@ -17,15 +17,18 @@ public static partial class ArtifactNames
         ? jobId!
         : throw new ArgumentException($"job id '{jobId}' must be 1-63 lower-case letters, digits or inner hyphens", nameof(jobId));
 
-    /// <summary>Throws unless every '/'-separated segment is made of letters, digits, '.', '_' or '-' and is not '.' or '..'.</summary>
+    /// <summary>
+    /// Throws unless every '/'-separated segment is a file name users give (<c>IMG_0001 (1).png</c>): not empty,
+    /// '.' or '..', without '' or control characters. Such a name stays inside its container or folder.
+    /// </summary>
     public static string Require(string? name)
     {
         if (string.IsNullOrEmpty(name) || name.Length > MaxLength)
             throw new ArgumentException($"artifact name must be 1-{MaxLength} characters", nameof(name));
         foreach (var segment in name.Split('/'))
         {
-            if (segment is "" or "." or ".." || !Segment().IsMatch(segment))
-                throw new ArgumentException($"artifact name '{name}' is not allowed: segments are letters, digits, '.', '_' or '-', never empty, '.' or '..'", nameof(name));
+            if (segment is "" or "." or ".." || segment.Any(c => c == '\\' || char.IsControl(c)))
+                throw new ArgumentException($"artifact name '{name}' is not allowed: segments are never empty, '.' or '..' and hold no '\\' or control characters", nameof(name));
         }
         return name;
     }
@@ -42,7 +45,4 @@ public static partial class ArtifactNames
 
     [GeneratedRegex("^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     private static partial Regex JobId();
-
-    [GeneratedRegex("^[A-Za-z0-9._-]+$")]
-    private static partial Regex Segment();
 }

@@ -16,6 +16,12 @@ public sealed class ArtifactStoreOptions
     public string? ConnectionString { get; set; }
     public Uri? AccountUrl { get; set; }
     public string ContainerName { get; set; } = "finetune";
+
+    /// <summary>
+    /// Where users upload datasets and weights (what <c>blob:NAME</c> in a job names): apart from the app's own
+    /// artifacts, so no upload can replace cached weights, checkpoints or published models.
+    /// </summary>
+    public string UploadsContainerName { get; set; } = "finetune-uploads";
     public string LocalRoot { get; set; } = ".finetune/artifacts";
 
     /// <summary>Whether artifacts go to blob storage (a connection string or an account URL is set).</summary>
@@ -29,6 +35,14 @@ public sealed class ArtifactStoreOptions
 
     /// <summary>The store, for callers without dependency injection (the command line's one-shot commands).</summary>
     public IArtifactStore Create() => Create(UsesBlobStorage ? CreateServiceClient(new DefaultAzureCredential()) : null);
+
+    /// <summary>
+    /// The users' uploads on <paramref name="service"/>: the uploads container; without blob storage, the local
+    /// folder itself (the command line user's own machine).
+    /// </summary>
+    public IArtifactStore CreateUploads(BlobServiceClient? service) => UsesBlobStorage
+        ? new BlobArtifactStore((service ?? throw new ArgumentNullException(nameof(service))).GetBlobContainerClient(UploadsContainerName))
+        : new LocalFolderArtifactStore(LocalRoot);
 
     /// <summary>The store on <paramref name="service"/> (null: the local folder).</summary>
     public IArtifactStore Create(BlobServiceClient? service) => UsesBlobStorage

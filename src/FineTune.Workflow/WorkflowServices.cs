@@ -45,16 +45,25 @@ public static class WorkflowServices
                 ? sp.GetRequiredService<IAzureClientFactory<BlobServiceClient>>().CreateClient(ArtifactStoreOptions.SectionName)
                 : null);
         });
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<ArtifactStoreOptions>>().Value;
+            return new UserUploads(options.CreateUploads(options.UsesBlobStorage
+                ? sp.GetRequiredService<IAzureClientFactory<BlobServiceClient>>().CreateClient(ArtifactStoreOptions.SectionName)
+                : null));
+        });
         services.AddSingleton<CheckpointStore>();
         services.AddSingleton<WorkerFiles>();
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();
         services.AddSingleton<RunMetrics>();
         services.AddSingleton<FineTuneEngine>();
-        // A typed client: each activity gets a fetcher on the factory's pooled handlers (default timeout and
-        // redirects, as a plain HttpClient has), which are recycled so DNS changes are seen.
-        services.AddHttpClient(nameof(WeightsFetcher)).AddTypedClient((http, sp) => new WeightsFetcher(http,
-            sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value, sp.GetRequiredService<IArtifactStore>().OpenReadAsync));
+        // A typed client: each activity gets a fetcher on the factory's pooled handlers, which are recycled so DNS
+        // changes are seen. The fetcher follows redirects itself, checking every hop against the allow-list.
+        services.AddHttpClient(nameof(WeightsFetcher))
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false })
+            .AddTypedClient((http, sp) => new WeightsFetcher(http,
+                sp.GetRequiredService<IOptions<WeightsFetchOptions>>().Value, sp.GetRequiredService<UserUploads>().Store.OpenReadAsync));
         return services;
     }
 

@@ -22,7 +22,7 @@ public sealed class KillAndResumeTests : IDisposable
             var folder = Directory.CreateDirectory(Path.Combine(photos, category)).FullName;
             foreach (var photo in Directory.GetFiles(Path.Combine("/usr/share/tuxpaint/stamps", category), "*.png", SearchOption.AllDirectories)
                 .Where(p => !p.Contains("/cartoon/")).Order(StringComparer.Ordinal).Take(8))
-                File.CreateSymbolicLink(Path.Combine(folder, Path.GetFileName(photo)), photo);
+                File.Copy(photo, Path.Combine(folder, Path.GetFileName(photo)));
         }
         // Full fine-tuning of the last stage, with augmentation: the uncached path, slow enough to be killed mid-run.
         // Unique per run: on Azurite the task hub and artifact container outlive the test.

@@ -111,7 +111,7 @@ public sealed class TrainAndDemoTests : IDisposable
         foreach (var photo in Directory.GetFiles("/usr/share/tuxpaint/stamps/food", "*.png").Take(3))
             File.Copy(photo, Path.Combine(food, Path.GetFileName(photo)));
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "one-class", "--epochs", "1");
-        Assert.Equal(ExitCodes.Failed, exit);
+        Assert.Equal(ExitCodes.BadInput, exit);
         Assert.Contains("only one class (food): a classifier needs at least two", error);
         Assert.DoesNotContain("   at ", error);
     }

@@ -11,6 +11,7 @@ using Microsoft.Azure.Functions.Worker;
 using Microsoft.DurableTask.Client;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using FineTune.Workflow.Services;
 
 namespace FineTune.Functions.Tests;
 
@@ -56,13 +57,7 @@ public sealed class FunctionsApiTests : ApiScenarios
         public FunctionsHost(WorkflowHost workflow)
         {
             Workflow = workflow;
-            var options = Options.Create(new ApiOptions { ModelCacheDirectory = Path.Combine(workflow.WorkDirectory, "models") });
-            Models = new ModelPool(workflow.Store, options);
-            var services = new ServiceCollection().AddLogging().BuildServiceProvider();
-            Client = new HttpClient(new FunctionsHandler(new FineTuneHttp(new FineTuneApi(workflow.Store, Models, options)), workflow.Host.Client, services))
-            {
-                BaseAddress = new Uri("http://localhost/"),
-            };
+            (Client, Models) = FunctionsClient.For(workflow);
         }
 
         public WorkflowHost Workflow { get; }
@@ -75,6 +70,20 @@ public sealed class FunctionsApiTests : ApiScenarios
             Models.Dispose();
             await Workflow.DisposeAsync();
         }
+    }
+}
+
+/// <summary>An <see cref="HttpClient"/> whose requests the Functions app's HTTP functions answer, over a workflow host's client and stores.</summary>
+internal static class FunctionsClient
+{
+    public static (HttpClient Client, ModelPool Models) For(WorkflowHost workflow)
+    {
+        var options = Options.Create(new ApiOptions { ModelCacheDirectory = Path.Combine(workflow.WorkDirectory, "models") });
+        var models = new ModelPool(workflow.Store, options);
+        var services = new ServiceCollection().AddLogging().BuildServiceProvider();
+        var api = new FineTuneApi(workflow.Store, workflow.Host.Services.GetRequiredService<UserUploads>(), models, options);
+        var client = new HttpClient(new FunctionsHandler(new FineTuneHttp(api), workflow.Host.Client, services)) { BaseAddress = new Uri("http://localhost/") };
+        return (client, models);
     }
 
     /// <summary>Routes a request to the function whose HttpTrigger matches it, as the Functions host does, and runs its result.</summary>

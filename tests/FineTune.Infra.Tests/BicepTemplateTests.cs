@@ -36,7 +36,7 @@ public sealed class BicepTemplateTests : IDisposable
     public void TheIdentityGetsExactlyBlobQueueAndTableDataRolesOnItsStorage()
     {
         var assignments = Resources("Microsoft.Authorization/roleAssignments").ToList();
-        var storageRoles = assignments.Single(a => a.GetProperty("scope").GetString()!.Contains("Microsoft.Storage/storageAccounts"));
+        var storageRoles = assignments.Single(a => a.GetProperty("scope").GetString()!.Contains("Microsoft.Storage/storageAccounts'"));
         Assert.Equal("[length(createArray(variables('storageBlobDataOwner'), variables('storageQueueDataContributor'), variables('storageTableDataContributor')))]",
             storageRoles.GetProperty("copy").GetProperty("count").GetString());
         var variables = Template.GetProperty("variables");
@@ -48,7 +48,21 @@ public sealed class BicepTemplateTests : IDisposable
         Assert.Equal("[parameters('enableGpu')]", registry.GetProperty("condition").GetString());
         Assert.Equal("7f951dda-4ed3-4680-a7ca-43fe172d538d", variables.GetProperty("acrPull").GetString());
         Assert.Contains("variables('acrPull')", registry.GetProperty("properties").GetProperty("roleDefinitionId").GetString());
-        Assert.Equal(2, assignments.Count);
+        Assert.Equal(3, assignments.Count);
+    }
+
+    [Fact]
+    public void UploadersMayWriteTheUploadsContainerAndNothingElse()
+    {
+        var uploads = Resources("Microsoft.Authorization/roleAssignments").Single(a => a.GetProperty("name").GetString()!.Contains("variables('uploadsContainer')"));
+        Assert.Equal("[length(parameters('uploaderPrincipalIds'))]", uploads.GetProperty("copy").GetProperty("count").GetString());
+        Assert.Contains("blobServices/containers", uploads.GetProperty("scope").GetString());
+        Assert.Contains("variables('storageBlobDataContributor')", uploads.GetProperty("properties").GetProperty("roleDefinitionId").GetString());
+        Assert.Equal("ba92f5b4-2d11-453d-a403-e96b0029c9fe", Template.GetProperty("variables").GetProperty("storageBlobDataContributor").GetString());
+        var variables = Template.GetProperty("variables");
+        Assert.NotEqual(variables.GetProperty("uploadsContainer").GetString(), variables.GetProperty("artifactsContainer").GetString());
+        foreach (var app in Resources("Microsoft.Web/sites").Concat(Resources("Microsoft.App/containerApps")))
+            Assert.Contains("nameArtifacts__UploadsContainerNamevalue", new string(app.GetRawText().Where(c => !"\"' :,\n".Contains(c)).ToArray()));
     }
 
     [Fact]
@@ -111,7 +125,7 @@ public sealed class BicepTemplateTests : IDisposable
     public void OutputsGiveTheAppUrlAndStorageNames()
     {
         var outputs = Template.GetProperty("outputs");
-        foreach (var name in new[] { "functionAppUrl", "storageAccountName", "artifactsContainer", "jobsContainer", "gpuAppUrl" })
+        foreach (var name in new[] { "functionAppUrl", "storageAccountName", "artifactsContainer", "uploadsContainer", "jobsContainer", "gpuAppUrl" })
             Assert.True(outputs.TryGetProperty(name, out _), name);
     }
 

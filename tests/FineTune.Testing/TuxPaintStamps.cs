@@ -24,7 +24,10 @@ public static class TuxPaintStamps
             .Order(StringComparer.Ordinal).Take(count).ToList();
     }
 
-    /// <summary>An ImageFolder tree of links to the first <paramref name="perClass"/> images of each category.</summary>
+    /// <summary>
+    /// An ImageFolder tree of copies of the first <paramref name="perClass"/> images of each category (copies, not
+    /// links: a dataset the library scans by default never follows a link out of its folder).
+    /// </summary>
     public static string CreateImageFolder(string destination, int perClass, IEnumerable<string>? categories = null)
     {
         foreach (var category in categories ?? Categories)
@@ -34,7 +37,7 @@ public static class TuxPaintStamps
             {
                 // Sub-folders reuse file names (food/fruit/banana.png, food/banana.png): keep the sub-path in the name.
                 string name = Path.GetRelativePath(Path.Combine(Root, category), image).Replace('/', '_');
-                File.CreateSymbolicLink(Path.Combine(folder, name), image);
+                File.Copy(image, Path.Combine(folder, name));
             }
         }
         return destination;

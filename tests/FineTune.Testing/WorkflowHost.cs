@@ -28,7 +28,11 @@ public sealed class WorkflowHost : IAsyncDisposable
     public DurableTaskTestHost Host { get; }
     public BlobContainerClient Container { get; }
     public string WorkDirectory { get; }
+    /// <summary>The app's artifacts: weights by hash, runs.</summary>
     public IArtifactStore Store => Host.Services.GetRequiredService<IArtifactStore>();
+
+    /// <summary>What users upload (datasets, their own weights), in its own container.</summary>
+    public IArtifactStore Uploads => Host.Services.GetRequiredService<UserUploads>().Store;
 
     public static async Task<WorkflowHost> StartAsync(Action<DurableTaskRegistry>? tasks = null)
     {
@@ -42,7 +46,12 @@ public sealed class WorkflowHost : IAsyncDisposable
             ConfigureServices = services =>
             {
                 services.AddFineTuneWorkflow();
-                services.Configure<ArtifactStoreOptions>(o => { o.ConnectionString = Azurite.ConnectionString; o.ContainerName = container.Name; });
+                services.Configure<ArtifactStoreOptions>(o =>
+                {
+                    o.ConnectionString = Azurite.ConnectionString;
+                    o.ContainerName = container.Name;
+                    o.UploadsContainerName = container.Name + "-uploads";
+                });
                 services.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
                 services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
             },
@@ -60,7 +69,7 @@ public sealed class WorkflowHost : IAsyncDisposable
             {
                 await using var file = File.OpenRead(image);
                 string blob = $"datasets/{name}/{category}/{Path.GetRelativePath(root, image).Replace('/', '_')}";
-                await Store.WriteAsync(blob, file, WriteMode.Overwrite, default);
+                await Uploads.WriteAsync(blob, file, WriteMode.Overwrite, default);
             }
         }
         return $"blob:datasets/{name}/";
@@ -70,6 +79,7 @@ public sealed class WorkflowHost : IAsyncDisposable
     {
         await Host.DisposeAsync();
         await Container.DeleteIfExistsAsync();
+        await new BlobContainerClient(Azurite.ConnectionString, Container.Name + "-uploads").DeleteIfExistsAsync();
         Directory.Delete(WorkDirectory, recursive: true);
     }
 }

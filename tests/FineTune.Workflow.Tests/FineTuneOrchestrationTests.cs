@@ -139,6 +139,7 @@ public sealed class FineTuneOrchestrationTests
 
         Assert.Equal(OrchestrationRuntimeStatus.Failed, status.RuntimeStatus);
         Assert.Contains("only one class (food)", status.FailureDetails!.ToString());
+        Assert.Equal(ErrorKinds.BadInput, ErrorKinds.Of(status.FailureDetails));
         var checkpoints = host.Host.Services.GetRequiredService<CheckpointStore>();
         Assert.Empty(await checkpoints.ListAsync("one-class", default));
     }

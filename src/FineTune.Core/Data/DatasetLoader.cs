@@ -19,7 +19,11 @@ public static class DatasetLoader
     /// Per class (index = label), the files training draws from, and the validation and test files when the
     /// dataset gives them (null: carved from <see cref="Pool"/>).
     /// </summary>
-    private sealed record Parts(List<string> Classes, List<List<string>> Pool, List<List<string>>? Validation, List<List<string>>? Test);
+    /// <param name="Root">the folder every file must resolve into</param>
+    private sealed record Parts(string Root, List<string> Classes, List<List<string>> Pool, List<List<string>>? Validation, List<List<string>>? Test);
+
+    /// <summary>A manifest row: the path as written, the file it names (under the manifest's folder), its label and split.</summary>
+    private sealed record ManifestRow(string Relative, string Path, string Label, string Split);
 
     /// <param name="location">a folder, a .zip or a .csv</param>
     /// <param name="extractTo">where a .zip is unpacked (a fresh temporary folder when null)</param>
@@ -42,7 +46,7 @@ public static class DatasetLoader
         if (splitFolders.Count == 0)
         {
             var all = ClassFolders(root);
-            return new Parts(all, FilesByClass(root, all), null, null);
+            return new Parts(root, all, FilesByClass(root, all), null, null);
         }
         var layout = SplitLayout(splitFolders);
         string train = layout[DatasetSplits.Train];
@@ -55,7 +59,7 @@ public static class DatasetLoader
             RequireKnown($"{folder}/", ClassFolders(Path.Combine(root, folder)), classes, $"{train}/");
             return FilesByClass(Path.Combine(root, folder), classes);
         }
-        return new Parts(classes, FilesByClass(Path.Combine(root, train), classes), Given(DatasetSplits.Validation), Given(DatasetSplits.Test));
+        return new Parts(root, classes, FilesByClass(Path.Combine(root, train), classes), Given(DatasetSplits.Validation), Given(DatasetSplits.Test));
     }
 
     /// <summary>
@@ -80,10 +84,35 @@ public static class DatasetLoader
         return bySplit.ToDictionary(p => p.Key, p => p.Value[0]);
     }
 
+    /// <summary>
+    /// The files a CSV manifest names, as written (relative to its folder), each checked to stay under that
+    /// folder: what to fetch when the manifest is a blob.
+    /// </summary>
+    public static IReadOnlyList<string> ManifestFiles(string csv) =>
+        ReadManifest(csv).Select(r => Path.GetRelativePath(Path.GetDirectoryName(Path.GetFullPath(csv))!, r.Path)).Distinct().ToList();
+
     private static Parts FromManifest(string csv)
     {
+        var rows = ReadManifest(csv);
+        var classes = rows.Where(r => r.Split == DatasetSplits.Train).Select(r => r.Label).Distinct().Order(StringComparer.Ordinal).ToList();
+        List<List<string>> ByClass(string split) =>
+            classes.Select(c => rows.Where(r => r.Split == split && r.Label == c).Select(r => r.Path).ToList()).ToList();
+        List<List<string>>? Given(string split)
+        {
+            var labels = rows.Where(r => r.Split == split).Select(r => r.Label).ToList();
+            if (labels.Count == 0) return null;
+            RequireKnown($"{split} rows", labels, classes, "train rows");
+            return ByClass(split);
+        }
+        return new Parts(Path.GetDirectoryName(Path.GetFullPath(csv))!, classes, ByClass(DatasetSplits.Train), Given(DatasetSplits.Validation), Given(DatasetSplits.Test));
+    }
+
+    /// <summary>Every row, its path resolved under the manifest's folder: an absolute path or one leaving the folder is refused.</summary>
+    private static List<ManifestRow> ReadManifest(string csv)
+    {
         string baseDir = Path.GetDirectoryName(Path.GetFullPath(csv))!;
-        var rows = new List<(string Path, string Label, string Split)>();
+        var rows = new List<ManifestRow>();
+        var firstLine = new Dictionary<string, int>(StringComparer.Ordinal);
         int lineNumber = 0;
         foreach (var line in File.ReadLines(csv))
         {
@@ -99,19 +128,15 @@ public static class DatasetLoader
             // No split named: the row is a training image, as in a two-column manifest.
             string part = split.Length == 0 ? DatasetSplits.Train : DatasetSplits.Of(split)
                 ?? throw new InvalidDatasetException($"{csv}:{lineNumber}: '{split}' is not a split; use one of {DatasetSplits.AllAliases}");
-            rows.Add((Path.GetFullPath(Path.Combine(baseDir, path)), label, part));
+            var (full, problem) = DatasetPaths.UnderFolder(baseDir, path);
+            if (full is null)
+                throw new InvalidDatasetException($"{csv}:{lineNumber}: {problem}");
+            // One file in two rows would be counted twice, or under two labels, or in two splits.
+            if (!firstLine.TryAdd(full, lineNumber))
+                throw new InvalidDatasetException($"{csv}:{lineNumber}: '{path}' is already listed on line {firstLine[full]}");
+            rows.Add(new ManifestRow(path, full, label, part));
         }
-        var classes = rows.Where(r => r.Split == DatasetSplits.Train).Select(r => r.Label).Distinct().Order(StringComparer.Ordinal).ToList();
-        List<List<string>> ByClass(string split) =>
-            classes.Select(c => rows.Where(r => r.Split == split && r.Label == c).Select(r => r.Path).ToList()).ToList();
-        List<List<string>>? Given(string split)
-        {
-            var labels = rows.Where(r => r.Split == split).Select(r => r.Label).ToList();
-            if (labels.Count == 0) return null;
-            RequireKnown($"{split} rows", labels, classes, "train rows");
-            return ByClass(split);
-        }
-        return new Parts(classes, ByClass(DatasetSplits.Train), Given(DatasetSplits.Validation), Given(DatasetSplits.Test));
+        return rows;
     }
 
     private static void RequireKnown(string part, IEnumerable<string> found, List<string> classes, string trainPart)
@@ -127,7 +152,7 @@ public static class DatasetLoader
         if (classes.Count == 0)
             throw new InvalidDatasetException("the dataset is empty: no class folders (one folder per class) or labels");
         var skipped = new ConcurrentBag<SkippedFile>();
-        List<List<string>>? ScanAll(List<List<string>>? byClass) => byClass?.Select(files => Scan(files, options, skipped)).ToList();
+        List<List<string>>? ScanAll(List<List<string>>? byClass) => byClass?.Select(files => Scan(parts.Root, files, options, skipped)).ToList();
         var goodPool = ScanAll(parts.Pool)!;
         var goodVal = ScanAll(parts.Validation);
         var goodTest = ScanAll(parts.Test);
@@ -201,39 +226,39 @@ public static class DatasetLoader
     private static List<ImageSample> Samples(List<List<string>> byClass) =>
         byClass.SelectMany((files, label) => files.Select(f => new ImageSample(f, label))).ToList();
 
-    private static List<string> Scan(List<string> files, DatasetOptions options, ConcurrentBag<SkippedFile> skipped)
+    private static List<string> Scan(string root, List<string> files, DatasetOptions options, ConcurrentBag<SkippedFile> skipped)
     {
         var good = new ConcurrentBag<string>();
         Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Parallelism) }, file =>
         {
-            string? reason = Check(file, options);
+            string? reason = Check(root, file, options);
             if (reason is null) good.Add(file);
             else skipped.Add(new SkippedFile(file, reason));
         });
         return good.Order(StringComparer.Ordinal).ToList();
     }
 
-    private static string? Check(string file, DatasetOptions options)
+    private static string? Check(string root, string file, DatasetOptions options)
     {
         try
         {
+            if (!File.Exists(file)) return "does not exist";
+            // A link may point anywhere on the machine: only what resolves into the dataset is read.
+            if (!DatasetPaths.ResolvesInside(root, file)) return "is a link to a file outside the dataset";
             long length = new FileInfo(file).Length;
             if (length == 0) return "empty file";
             if (length > options.MaxFileBytes) return $"{length} bytes is over the {options.MaxFileBytes}-byte limit";
-            ImageLoader.Decode(file, options.MaxPixels);
+            ImageLoader.Decode(file, options.MaxPixels, options.MaxAspectRatio);
             return null;
         }
         catch (InvalidImageException e)
         {
             return e.Reason;
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return $"unreadable: {e.Message}";
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            return $"unreadable: {e.Message}";
+            // The runtime's message names the full path; the file is already named next to the reason.
+            return $"unreadable: {e.Message.Replace(file, Path.GetFileName(file), StringComparison.Ordinal)}";
         }
     }
 
@@ -249,6 +274,18 @@ public static class DatasetLoader
     /// <summary>Unpacks a zip after checking entry count and expanded size, refusing entries that escape the folder.</summary>
     private static string Extract(string zip, DatasetOptions options, string destination)
     {
+        try
+        {
+            return ExtractArchive(zip, options, destination);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDatasetException($"{zip}: not a readable zip archive ({e.Message})");
+        }
+    }
+
+    private static string ExtractArchive(string zip, DatasetOptions options, string destination)
+    {
         using var archive = ZipFile.OpenRead(zip);
         if (archive.Entries.Count > options.MaxZipEntries)
             throw new InvalidDatasetException($"{zip}: {archive.Entries.Count} entries is over the {options.MaxZipEntries}-entry limit");
@@ -262,6 +299,9 @@ public static class DatasetLoader
             if (!target.StartsWith(root, StringComparison.Ordinal))
                 throw new InvalidDatasetException($"{zip}: entry '{entry.FullName}' points outside the archive");
             if (entry.FullName.EndsWith('/')) { Directory.CreateDirectory(target); continue; }
+            // Unix mode in the high bits: an archived link is refused, never unpacked as a file or followed.
+            if ((entry.ExternalAttributes >> 16 & 0xF000) == 0xA000)
+                throw new InvalidDatasetException($"{zip}: entry '{entry.FullName}' is a symbolic link; a dataset holds image files");
             Directory.CreateDirectory(Path.GetDirectoryName(target)!);
             using var input = entry.Open();
             using var output = File.Create(target);

@@ -20,6 +20,12 @@ public sealed record DatasetOptions
     /// <summary>Width × height above which an image is refused before decoding (decompression bombs).</summary>
     public long MaxPixels { get; init; } = 50_000_000;
 
+    /// <summary>
+    /// Long side over short side above which an image is refused: resizing its short side to the model's input
+    /// would make it huge (a 1×4000 PNG of 100 bytes becomes 256×1,024,000 pixels).
+    /// </summary>
+    public double MaxAspectRatio { get; init; } = ImageLoader.DefaultMaxAspectRatio;
+
     public int MaxZipEntries { get; init; } = 200_000;
 
     public long MaxExpandedBytes { get; init; } = 20L * 1024 * 1024 * 1024;

@@ -19,6 +19,12 @@ public static class ImageLoader
     /// <summary>Largest image decoded unless the caller says otherwise (decompression bombs).</summary>
     public const long DefaultMaxPixels = 50_000_000;
 
+    /// <summary>
+    /// Largest long side / short side decoded unless the caller says otherwise: with it, torchvision's
+    /// <c>Resize(256)</c> of the short side makes at most 256 × 25,600 pixels (20 MB of RGB) from any image.
+    /// </summary>
+    public const double DefaultMaxAspectRatio = 100;
+
     /// <summary>Decodes, orients, flattens and fits the image to the model's square, then normalises it: [3, crop, crop].</summary>
     public static Tensor Load(string path, Preprocessing preprocessing)
     {
@@ -73,10 +79,10 @@ public static class ImageLoader
     /// <summary>
     /// Decoded upright per its EXIF orientation, transparency composited onto <see cref="Background"/>; an
     /// animated image gives its first frame. Throws <see cref="InvalidImageException"/> for anything that is not
-    /// a whole image of at most <paramref name="maxPixels"/> pixels, which is checked from the header before
-    /// any pixel is decoded.
+    /// a whole image of at most <paramref name="maxPixels"/> pixels and <paramref name="maxAspectRatio"/>, which are
+    /// checked from the header before any pixel is decoded.
     /// </summary>
-    public static RgbImage Decode(string path, long maxPixels = DefaultMaxPixels)
+    public static RgbImage Decode(string path, long maxPixels = DefaultMaxPixels, double maxAspectRatio = DefaultMaxAspectRatio)
     {
         using var stream = File.OpenRead(path);
         using var codec = SKCodec.Create(stream, out var result)
@@ -91,6 +97,9 @@ public static class ImageLoader
             throw new InvalidImageException(path, $"{codec.Info.Width}×{codec.Info.Height} is over the {maxPixels}-pixel limit");
         if (pixels == 0)
             throw new InvalidImageException(path, "the image is empty");
+        int longSide = Math.Max(codec.Info.Width, codec.Info.Height), shortSide = Math.Min(codec.Info.Width, codec.Info.Height);
+        if (longSide > maxAspectRatio * shortSide)
+            throw new InvalidImageException(path, $"{codec.Info.Width}×{codec.Info.Height} is over the {maxAspectRatio}:1 aspect-ratio limit (resizing it would take too much memory)");
         var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         using var decoded = new SKBitmap(info);
         var status = codec.GetPixels(info, decoded.GetPixels());

@@ -45,15 +45,35 @@ public static class StateDictFile
         {
             return Detect(head[..read]) switch
             {
-                StateDictFormat.PyTorch => FromPickle(PyTorchUnpickler.UnpickleStateDict(stream, leaveOpen: true)),
-                StateDictFormat.Safetensors => Safetensors.LoadStateDict(stream, leaveOpen: true),
-                _ => ReadTorchSharp(stream),
+                StateDictFormat.PyTorch => FromPickle(Validated(stream, StateDictHeaders.ValidatePyTorch, s => PyTorchUnpickler.UnpickleStateDict(s, leaveOpen: true))),
+                StateDictFormat.Safetensors => Validated(stream, StateDictHeaders.ValidateSafetensors, s => Safetensors.LoadStateDict(s, leaveOpen: true)),
+                _ => Validated(stream, ValidateAsLastResort, ReadTorchSharp),
             };
         }
         catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)
         {
             throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
         }
+    }
+
+    /// <summary>TorchSharp's format has no signature: a file that is not one is any file not recognised, and said so.</summary>
+    private static void ValidateAsLastResort(Stream stream)
+    {
+        try
+        {
+            StateDictHeaders.ValidateTorchSharp(stream);
+        }
+        catch (InvalidWeightsException e)
+        {
+            throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
+        }
+    }
+
+    /// <summary>The header is checked against the file before the reader allocates anything it describes.</summary>
+    private static T Validated<T>(Stream stream, Action<Stream> validate, Func<Stream, T> read)
+    {
+        validate(stream);
+        return read(stream);
     }
 
     public static void Write(IReadOnlyDictionary<string, Tensor> stateDict, string path, StateDictFormat format)

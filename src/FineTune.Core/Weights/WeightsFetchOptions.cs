@@ -5,8 +5,21 @@ public sealed class WeightsFetchOptions
 {
     public const string SectionName = "Weights";
 
-    /// <summary>Hosts weights may be downloaded from; any other host is refused.</summary>
-    public IList<string> AllowedHosts { get; set; } = ["download.pytorch.org"];
+    /// <summary>torchvision's download host: the default allow-list, and the host whose file names carry a hash prefix.</summary>
+    public const string DefaultHost = "download.pytorch.org";
+
+    /// <summary>
+    /// Hosts weights may be downloaded from, every redirect hop included; any other host is refused. Null: only
+    /// <see cref="DefaultHost"/>. A configured list replaces that default (<c>Weights__AllowedHosts__0=mirror.example</c>);
+    /// a list of one blank entry (<c>Weights__AllowedHosts__0=</c>) allows no download at all.
+    /// </summary>
+    public IList<string>? AllowedHosts { get; set; }
+
+    /// <summary>
+    /// Hosts whose files are verified by torchvision's hash prefix in the name (<c>resnet50-0676ba61.pth</c>);
+    /// a download from any other host needs the job's SHA-256. Null: <see cref="DefaultHost"/> only.
+    /// </summary>
+    public IList<string>? NameHashHosts { get; set; }
 
     /// <summary>
     /// Also allow Hugging Face hub downloads (https://huggingface.co/OWNER/NAME/resolve/REVISION/FILE, verified
@@ -17,10 +30,11 @@ public sealed class WeightsFetchOptions
     public static IReadOnlyList<string> HuggingFaceHosts { get; } =
         ["huggingface.co", "cdn-lfs.huggingface.co", "cdn-lfs-us-1.huggingface.co", "cdn-lfs.hf.co", "cas-bridge.xethub.hf.co"];
 
-    /// <summary>The hosts a download may come from: <see cref="AllowedHosts"/>, and the hub's when allowed.</summary>
-    public IEnumerable<string> DownloadHosts => AllowHuggingFaceHub ? AllowedHosts.Concat(HuggingFaceHosts) : AllowedHosts;
 
-    /// <summary>Where weights named by torchvision's names are downloaded from: torchvision's own folder, or a mirror of it (its host must be allowed).</summary>
+    /// <summary>
+    /// Where weights named by torchvision's names are downloaded from: torchvision's own folder, or a mirror of it (its host
+    /// must be allowed, and among <see cref="NameHashHosts"/> so that the hash prefix in each name verifies it).
+    /// </summary>
     public string TorchvisionModelsUrl { get; set; } = TorchvisionWeights.ModelsUrl;
 
     /// <summary>Plain http for the allowed hosts, e.g. a mirror on the local network. Off: https only.</summary>
@@ -29,6 +43,24 @@ public sealed class WeightsFetchOptions
     /// <summary>A download larger than this is stopped and discarded.</summary>
     public long MaxBytes { get; set; } = 2L * 1024 * 1024 * 1024;
 
+    /// <summary>A download that sends no byte for this long is abandoned (a stalled server must not hold the worker).</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>A download not finished in this time is abandoned, however steadily it trickles.</summary>
+    public TimeSpan Deadline { get; set; } = TimeSpan.FromMinutes(30);
+
+    /// <summary>Redirects followed, each to an allowed host, before a download is refused.</summary>
+    public int MaxRedirects { get; set; } = 5;
+
     /// <summary>Verified weights, named by their SHA-256, so each is fetched once.</summary>
     public string CacheDirectory { get; set; } = Path.Combine(".finetune", "weights");
+
+    /// <summary>The hosts a download (and each of its redirects) may come from: the allowed hosts, and the hub's when allowed.</summary>
+    public IReadOnlyList<string> EffectiveAllowedHosts =>
+        [.. NonBlank(AllowedHosts) ?? [DefaultHost], .. AllowHuggingFaceHub ? HuggingFaceHosts : []];
+
+    public IReadOnlyList<string> EffectiveNameHashHosts => NonBlank(NameHashHosts) ?? [DefaultHost];
+
+    private static List<string>? NonBlank(IList<string>? hosts) =>
+        hosts is null ? null : hosts.Where(h => !string.IsNullOrWhiteSpace(h)).Select(h => h.Trim()).ToList();
 }

@@ -10,10 +10,10 @@ public sealed record FetchedWeights(string Path, string Sha256, long Length, str
 /// <summary>
 /// The "fetch pretrained weights" step: brings weights from a source into the cache, verified.
 /// Sources: <c>bundled</c> (the family's weights that ship with the app), <c>torchvision</c> or a torchvision
-/// tag such as <c>IMAGENET1K_V2</c> (<see cref="TorchvisionWeights"/>), <c>blob:NAME</c> (an artifact in
-/// the run's store), a local file path, or an http(s) URL on an allowed host. A download must be verified by
-/// the SHA-256 the job gives or, failing that, by torchvision's convention of a hash prefix in the file name
-/// (<c>resnet50-0676ba61.pth</c>).
+/// tag such as <c>IMAGENET1K_V2</c> (<see cref="TorchvisionWeights"/>), <c>blob:NAME</c> (a user's upload), a local
+/// file path, or an http(s) URL on an allowed host, every redirect hop included. A download must be verified by
+/// the SHA-256 the job gives or, from <see cref="WeightsFetchOptions.NameHashHosts"/> only, by torchvision's
+/// convention of a hash prefix in the file name (<c>resnet50-0676ba61.pth</c>).
 /// </summary>
 /// <param name="openBlob">opens an artifact of the configured store by name (blob sources); none where there is no store</param>
 public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions options,
@@ -93,13 +93,28 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         return await CommitAsync(temp, expected, $"{BlobPrefix}{name}", Path.GetExtension(name), cancellationToken);
     }
 
-    private async Task CopyCappedAsync(Stream input, string temp, string source, CancellationToken cancellationToken)
+    /// <param name="idleTimeout">how long one read may wait for data (null: as long as the token allows)</param>
+    private async Task CopyCappedAsync(Stream input, string temp, string source, CancellationToken cancellationToken, TimeSpan? idleTimeout = null)
     {
         await using var output = File.Create(temp);
         var buffer = new byte[1 << 16];
         long total = 0;
-        for (int read; (read = await input.ReadAsync(buffer, cancellationToken)) > 0;)
+        while (true)
         {
+            int read;
+            using (var idle = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                if (idleTimeout is { } timeout) idle.CancelAfter(timeout);
+                try
+                {
+                    read = await input.ReadAsync(buffer, idle.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new WeightsSourceException($"{source}: no data for {idleTimeout}: the download stalled");
+                }
+            }
+            if (read == 0) break;
             total += read;
             if (total > options.MaxBytes)
                 throw new WeightsSourceException($"{source}: exceeded the {options.MaxBytes}-byte limit");
@@ -120,32 +135,69 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
 
     private async Task<FetchedWeights> DownloadAsync(Uri uri, string? expected, CancellationToken cancellationToken)
     {
-        if (uri.Scheme == "http" && !options.AllowHttp)
-            throw new WeightsSourceException($"{uri}: only https downloads are allowed");
-        if (!options.DownloadHosts.Any(h => string.Equals(h, uri.Host, StringComparison.OrdinalIgnoreCase)))
-            throw new WeightsSourceException($"{uri}: host '{uri.Host}' is not in the allowed hosts ({string.Join(", ", options.DownloadHosts)})");
+        RequireAllowed(uri, uri);
         string fileName = Path.GetFileName(uri.AbsolutePath);
         string? namePrefix = TorchvisionHashPrefix(fileName);
+        bool nameVerifies = options.EffectiveNameHashHosts.Any(h => string.Equals(h, uri.Host, StringComparison.OrdinalIgnoreCase));
+        if (expected is null && !nameVerifies)
+            throw new WeightsSourceException($"{uri}: give its sha256: only files of {string.Join(", ", options.EffectiveNameHashHosts)} are verified by the hash in their name");
         if (expected is null && namePrefix is null)
             throw new WeightsSourceException($"{uri}: cannot be verified: give its sha256, or use a file name with torchvision's hash suffix (name-<hex>.pth)");
 
         string temp = TempPath();
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(options.Deadline);
         try
         {
-            using var response = await http.GetAsync(uri, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            using var response = await GetFollowingAllowedRedirectsAsync(uri, deadline.Token);
             if (!response.IsSuccessStatusCode)
                 throw new WeightsSourceException($"{uri}: the server answered {(int)response.StatusCode} {response.ReasonPhrase}");
             if (response.Content.Headers.ContentLength > options.MaxBytes)
                 throw new WeightsSourceException($"{uri}: {response.Content.Headers.ContentLength} bytes is over the {options.MaxBytes}-byte limit");
-            await using var input = await response.Content.ReadAsStreamAsync(cancellationToken);
-            await CopyCappedAsync(input, temp, uri.ToString(), cancellationToken);
+            await using var input = await response.Content.ReadAsStreamAsync(deadline.Token);
+            await CopyCappedAsync(input, temp, uri.ToString(), deadline.Token, options.IdleTimeout);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            File.Delete(temp);
+            throw new WeightsSourceException($"{uri}: not downloaded within the {options.Deadline} deadline");
         }
         catch
         {
             File.Delete(temp);
             throw;
         }
-        return await CommitAsync(temp, expected, uri.ToString(), Path.GetExtension(fileName), cancellationToken, namePrefix);
+        return await CommitAsync(temp, expected, uri.ToString(), Path.GetExtension(fileName), cancellationToken, expected is null ? namePrefix : null);
+    }
+
+    /// <summary>
+    /// Follows redirects itself, checking every hop against the allow-list (an HttpClient that follows them
+    /// checks nothing); the final address is checked again in case the client followed some anyway.
+    /// </summary>
+    private async Task<HttpResponseMessage> GetFollowingAllowedRedirectsAsync(Uri uri, CancellationToken cancellationToken)
+    {
+        var current = uri;
+        for (int hop = 0; ; hop++)
+        {
+            var response = await http.GetAsync(current, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            RequireAllowed(uri, response.RequestMessage?.RequestUri ?? current);
+            if ((int)response.StatusCode is < 300 or > 399 || response.Headers.Location is null) return response;
+            var next = response.Headers.Location.IsAbsoluteUri ? response.Headers.Location : new Uri(current, response.Headers.Location);
+            response.Dispose();
+            if (hop == options.MaxRedirects)
+                throw new WeightsSourceException($"{uri}: more than {options.MaxRedirects} redirects");
+            RequireAllowed(uri, next);
+            current = next;
+        }
+    }
+
+    private void RequireAllowed(Uri source, Uri hop)
+    {
+        string via = hop == source ? "" : $" (redirected to {hop})";
+        if (hop.Scheme != "https" && !(hop.Scheme == "http" && options.AllowHttp))
+            throw new WeightsSourceException($"{source}{via}: only https downloads are allowed");
+        if (!options.EffectiveAllowedHosts.Any(h => string.Equals(h, hop.Host, StringComparison.OrdinalIgnoreCase)))
+            throw new WeightsSourceException($"{source}{via}: host '{hop.Host}' is not in the allowed hosts ({string.Join(", ", options.EffectiveAllowedHosts)})");
     }
 
     /// <summary>Verifies the temp file and moves it into the cache under its hash; a failing file is deleted.</summary>

@@ -18,6 +18,15 @@ public sealed record JobSpec
     /// <summary>Where editors find the job schema (<c>finetune schema</c>); read and ignored, so a job file can name it.</summary>
     [JsonPropertyName("$schema")]
     public string? Schema { get; init; }
+    /// <summary>Largest batch when backbone stages train: their activations are kept for the backward pass.</summary>
+    public const int MaxBackboneBatchSize = 256;
+
+    /// <summary>Largest batch when only the head trains (on features, a few KB per image).</summary>
+    public const int MaxHeadBatchSize = 4096;
+
+    /// <summary>Most steps one activity call trains: a call holds the worker until it ends and is retried whole.</summary>
+    public const int MaxStepsPerChunkLimit = 10_000;
+
     public int Version { get; init; } = CurrentVersion;
     /// <summary>Names the run (and its durable instance); derived from the spec when absent.</summary>
     public string? JobId { get; init; }

@@ -27,6 +27,9 @@ public sealed class InvalidJobSpecException(IReadOnlyList<FieldError> errors)
 /// <summary>Reads and validates job specs, reporting every bad field at once, before any work starts.</summary>
 public static class JobSpecReader
 {
+    /// <summary>A job spec is a few hundred bytes; a request body past this is refused unread.</summary>
+    public const int MaxBytes = 1024 * 1024;
+
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
@@ -101,7 +104,12 @@ public static class JobSpecReader
 
         var t = spec.Training ?? new TrainingSpec();
         Check(t.Epochs is >= 1 and <= 10_000, "training.epochs", "must be 1-10000");
-        Check(t.BatchSize is >= 1 and <= 4096, "training.batchSize", "must be 1-4096");
+        // Training backbone stages keeps every image's activations for the backward pass (tens of MB each at 224 px):
+        // a batch past this takes more memory than a worker has. The head alone trains on features, a few KB each.
+        bool trainsBackbone = spec.Freeze.TrainableStages > 0;
+        int maxBatch = trainsBackbone ? JobSpec.MaxBackboneBatchSize : JobSpec.MaxHeadBatchSize;
+        Check(t.BatchSize >= 1 && t.BatchSize <= maxBatch, "training.batchSize",
+            $"must be 1-{maxBatch}{(trainsBackbone ? $" when backbone stages train (freeze: {spec.Freeze})" : "")}");
         Check(t.LearningRate is > 0 and <= 10, "training.learningRate", "must be in (0, 10]");
         Check(t.Momentum is >= 0 and < 1, "training.momentum", "must be in [0, 1)");
         Check(t.WeightDecay >= 0, "training.weightDecay", "must be >= 0");
@@ -110,7 +118,7 @@ public static class JobSpecReader
         Check(t.WarmupSteps >= 0, "training.warmupSteps", "must be >= 0");
         Check(t.LabelSmoothing is >= 0 and < 1, "training.labelSmoothing", "must be in [0, 1)");
         Check(t.GradientClipNorm is null or > 0, "training.gradientClipNorm", "must be > 0");
-        Check(t.MaxStepsPerChunk >= 1, "training.maxStepsPerChunk", "must be >= 1");
+        Check(t.MaxStepsPerChunk is >= 1 and <= JobSpec.MaxStepsPerChunkLimit, "training.maxStepsPerChunk", $"must be 1-{JobSpec.MaxStepsPerChunkLimit}");
         Check(!t.Nesterov || t.Optimizer == OptimizerKind.Sgd && t.Momentum > 0, "training.nesterov", "needs sgd with momentum > 0");
         if (t.EarlyStopping is { } stopping)
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");

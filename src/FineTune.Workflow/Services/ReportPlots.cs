@@ -15,7 +15,39 @@ public static class ReportPlots
     public static byte[] Accuracy(IReadOnlyList<EpochMetrics> history) =>
         Curves(history, "Top-1 accuracy", h => h.TrainAccuracy, h => h.ValidationAccuracy);
 
-    public static byte[] Confusion(EvaluationReport report)
+    /// <summary>Classes up to which the whole matrix is drawn (90 px a class: 2,820 px square at most).</summary>
+    public const int MaxMatrixClasses = 30;
+
+    /// <summary>Confusions listed when there are too many classes for a matrix.</summary>
+    public const int TopConfusions = 20;
+
+    /// <summary>
+    /// The confusion matrix, counts in every cell, for up to <see cref="MaxMatrixClasses"/> classes; beyond that a
+    /// matrix would be unreadable and huge (1,000 classes: 90,000 px a side), so the
+    /// <see cref="TopConfusions"/> most frequent mistakes are drawn as bars instead.
+    /// </summary>
+    public static byte[] Confusion(EvaluationReport report) =>
+        report.Classes.Count <= MaxMatrixClasses ? Matrix(report) : MostConfused(report);
+
+    private static byte[] MostConfused(EvaluationReport report)
+    {
+        var confusions = new List<(int Count, string Label)>();
+        for (int t = 0; t < report.Classes.Count; t++)
+            for (int p = 0; p < report.Classes.Count; p++)
+                if (t != p && report.ConfusionMatrix[t][p] > 0)
+                    confusions.Add((report.ConfusionMatrix[t][p], $"{report.Classes[t]} → {report.Classes[p]}"));
+        var top = confusions.OrderByDescending(c => c.Count).ThenBy(c => c.Label, StringComparer.Ordinal).Take(TopConfusions).ToList();
+        var plot = new Plot();
+        // Bars top to bottom, most frequent first.
+        for (int i = 0; i < top.Count; i++)
+            plot.Add.Bar(new Bar { Position = top.Count - 1 - i, Value = top[i].Count, Orientation = Orientation.Horizontal });
+        plot.Axes.Left.SetTicks(Enumerable.Range(0, top.Count).Select(i => (double)(top.Count - 1 - i)).ToArray(), top.Select(c => c.Label).ToArray());
+        plot.XLabel("images (true → predicted)");
+        plot.Title($"Top {top.Count} confusions of {report.Classes.Count} classes, top-1 {report.Top1Accuracy:P1} of {report.Count}");
+        return plot.GetImageBytes(1000, 160 + 30 * Math.Max(1, top.Count), ImageFormat.Png);
+    }
+
+    private static byte[] Matrix(EvaluationReport report)
     {
         int n = report.Classes.Count;
         // Row 0 of a heatmap is drawn at the top: true classes top to bottom, predictions left to right.

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using FineTune.Core;
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Engine;
@@ -19,18 +21,26 @@ public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOn
 /// dataset (fetched from the artifact store once per worker) and the scanned dataset. <see cref="For"/> gives
 /// one run's view.
 /// </summary>
-public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
 {
     private readonly ConcurrentDictionary<string, Lazy<ImageDataset>> _datasets = new();
     private string Work => options.Value.WorkDirectory;
 
     public RunFiles For(FineTuneJob job) => new(this, store, checkpoints, job);
 
-    /// <summary>The weights as a local file, fetched from the store when this worker has no copy.</summary>
+    /// <summary>
+    /// The weights as a local file, fetched from the store when this worker has no copy. Every load checks the
+    /// bytes against the SHA-256 the fetch step verified: a blob replaced in the store (or a local copy gone bad)
+    /// is never trained on.
+    /// </summary>
     internal async Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken)
     {
         string path = Path.Combine(Work, weights.ArtifactName);
-        if (File.Exists(path)) return path;
+        if (File.Exists(path))
+        {
+            if (await Sha256Async(path, cancellationToken) == weights.Sha256) return path;
+            File.Delete(path);
+        }
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         string temp = path + ".incoming-" + Guid.NewGuid().ToString("N");
         try
@@ -38,6 +48,10 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
             await using (var input = await store.OpenReadAsync(weights.ArtifactName, cancellationToken))
             await using (var output = File.Create(temp))
                 await input.CopyToAsync(output, cancellationToken);
+            string actual = await Sha256Async(temp, cancellationToken);
+            if (actual != weights.Sha256)
+                throw new InvalidWeightsException(
+                    $"{weights.ArtifactName} in the artifact store has SHA-256 {actual}, not the {weights.Sha256} fetched from {weights.Source}: it was replaced or damaged");
             File.Move(temp, path, overwrite: true);
         }
         finally
@@ -47,43 +61,121 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
         return path;
     }
 
+    private static async Task<string> Sha256Async(string path, CancellationToken cancellationToken)
+    {
+        await using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
+    }
+
     /// <summary>The dataset, scanned once per worker and run; from the store into local scratch when it is a blob.</summary>
     internal async Task<ImageDataset> DatasetAsync(FineTuneJob job, CancellationToken cancellationToken)
     {
-        string location = job.Spec.Dataset.Location, run = job.DataRunId;
-        string local = location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal)
-            ? await MaterialiseAsync(run, location[WeightsFetcher.BlobPrefix.Length..], cancellationToken)
-            : location;
-        var dataset = _datasets.GetOrAdd($"{run}|{location}", _ => new Lazy<ImageDataset>(() =>
-            DatasetLoader.Load(local, job.Spec.ToDatasetOptions(), Path.Combine(Work, "runs", run, "unzipped")))).Value;
+        string location = job.Spec.Dataset.Location;
+        if (!location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
+            return Checked(job, Scanned(job, location));
+        string name = location[WeightsFetcher.BlobPrefix.Length..];
+        try
+        {
+            return Checked(job, Scanned(job, await MaterialiseAsync(job.DataRunId, name, cancellationToken)));
+        }
+        catch (BadInputException e)
+        {
+            // The reason names files as the user does (blob names), never this worker's folders.
+            throw new InvalidDatasetException(UserNames(job, e.Message));
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> with this worker's copies of a store dataset's files named as the user named them:
+    /// <c>blob:prefix/name</c>, or <c>blob:name.zip!/entry</c> inside a zip. A local dataset's paths are the user's own.
+    /// </summary>
+    internal string UserNames(FineTuneJob job, string text)
+    {
+        string location = job.Spec.Dataset.Location;
+        if (!location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return text;
+        string name = location[WeightsFetcher.BlobPrefix.Length..];
+        string folder = name.EndsWith('/') ? name : name[..(name.LastIndexOf('/') + 1)];
+        return text
+            .Replace(UnzippedFolder(job.DataRunId) + "/", $"{location}!/", StringComparison.Ordinal)
+            .Replace(DatasetFolder(job.DataRunId) + "/", WeightsFetcher.BlobPrefix + folder, StringComparison.Ordinal)
+            .Replace(Work, "(worker)", StringComparison.Ordinal);
+    }
+
+    private string DatasetFolder(string jobId) => Path.Combine(Work, "runs", jobId, "dataset");
+
+    private string UnzippedFolder(string jobId) => Path.Combine(Work, "runs", jobId, "unzipped");
+
+    private ImageDataset Scanned(FineTuneJob job, string local) =>
+        _datasets.GetOrAdd($"{job.DataRunId}|{job.Spec.Dataset.Location}", _ => new Lazy<ImageDataset>(() =>
+            DatasetLoader.Load(local, job.Spec.ToDatasetOptions(), UnzippedFolder(job.DataRunId)))).Value;
+
+    private static ImageDataset Checked(FineTuneJob job, ImageDataset dataset)
+    {
         if (job.Spec.Dataset.Classes is { } expected && !expected.SequenceEqual(dataset.Classes))
             throw new InvalidDatasetException($"the dataset's classes [{string.Join(", ", dataset.Classes)}] are not the job's [{string.Join(", ", expected)}]");
         return dataset;
     }
 
-    /// <summary>Copies a blob dataset (one .zip/.csv, or every blob under a prefix) into local scratch, once.</summary>
+    /// <summary>
+    /// Copies a dataset from the users' uploads into local scratch, once: every blob under a prefix, one .zip, or a .csv with the
+    /// blobs its rows name under the manifest's own prefix. Each name is checked before it becomes a local path.
+    /// </summary>
     private async Task<string> MaterialiseAsync(string jobId, string name, CancellationToken cancellationToken)
     {
-        string root = Path.Combine(Work, "runs", jobId, "dataset");
+        string root = DatasetFolder(jobId);
         string done = Path.Combine(root, ".complete");
         bool single = !name.EndsWith('/');
         string target = single ? Path.Combine(root, Path.GetFileName(name)) : root;
         if (File.Exists(done)) return target;
         if (Directory.Exists(root)) Directory.Delete(root, recursive: true);
         Directory.CreateDirectory(root);
-        await foreach (var item in store.ListAsync(name, cancellationToken))
+        if (single)
         {
-            if (single && item.Name != name) continue;
-            string path = single ? target : Path.Combine(root, item.Name[name.Length..]);
-            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-            await using var input = await store.OpenReadAsync(item.Name, cancellationToken);
-            await using var output = File.Create(path);
-            await input.CopyToAsync(output, cancellationToken);
+            if (!await CopyBlobAsync(name, root, Path.GetFileName(name), cancellationToken))
+                throw new InvalidDatasetException($"dataset blob '{name}' does not exist");
+            if (Path.GetExtension(name).Equals(".csv", StringComparison.OrdinalIgnoreCase))
+            {
+                string folder = name[..(name.LastIndexOf('/') + 1)];
+                // A row whose blob is missing stays missing: the scan reports it by name like any unusable file.
+                foreach (var file in DatasetLoader.ManifestFiles(target))
+                    await CopyBlobAsync(folder + file, root, file, cancellationToken);
+            }
         }
-        if (single && !File.Exists(target))
-            throw new InvalidDatasetException($"dataset blob '{name}' does not exist in {store.Location}");
+        else
+        {
+            await foreach (var item in uploads.Store.ListAsync(name, cancellationToken))
+                await CopyBlobAsync(item.Name, root, item.Name[name.Length..], cancellationToken);
+        }
         await File.WriteAllTextAsync(done, name, cancellationToken);
         return target;
+    }
+
+    /// <summary>Copies blob <paramref name="name"/> to <paramref name="relative"/> under <paramref name="root"/>; false when there is no such blob.</summary>
+    private async Task<bool> CopyBlobAsync(string name, string root, string relative, CancellationToken cancellationToken)
+    {
+        try
+        {
+            ArtifactNames.Require(name);
+            ArtifactNames.Require(relative);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDatasetException($"blob '{name}' cannot be part of a dataset: {e.Message.Split(" (Parameter", 2)[0]}");
+        }
+        string path = Path.Combine(root, relative);
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        try
+        {
+            await using var input = await uploads.Store.OpenReadAsync(name, cancellationToken);
+            await using var output = File.Create(path);
+            await input.CopyToAsync(output, cancellationToken);
+            return true;
+        }
+        catch (ArtifactNotFoundException)
+        {
+            File.Delete(path);
+            return false;
+        }
     }
 }
 
@@ -105,6 +197,9 @@ public sealed class RunFiles
     }
 
     public RunLayout Layout { get; }
+
+    /// <summary>A text naming dataset files (a path, a reason), with the files named as the user named them.</summary>
+    public string UserNames(string text) => _worker.UserNames(_job, text);
 
     /// <summary>
     /// The dataset (its scan timed on <paramref name="clock"/> when given), the recipe with the weights as a local

@@ -106,6 +106,53 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task RedirectToAHostOutsideTheAllowListIsRefused()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher().FetchAsync(Resnet18, $"{_base}/redirect/localhost/resnet18-{PayloadSha[..8]}.pth", null, default));
+        Assert.Contains("redirected to http://localhost:", error.Message);
+        Assert.Contains("host 'localhost' is not in the allowed hosts", error.Message);
+        Assert.Equal(1, _requests);
+        Assert.Empty(Directory.EnumerateFiles(Cache));
+    }
+
+    [Fact]
+    public async Task RedirectWithinTheAllowListIsFollowed()
+    {
+        var fetched = await NewFetcher().FetchAsync(Resnet18, $"{_base}/redirect/127.0.0.1/models/resnet18-{PayloadSha[..8]}.pth", null, default);
+        Assert.Equal(PayloadSha, fetched.Sha256);
+        Assert.Equal(2, _requests);
+    }
+
+    [Fact]
+    public async Task StalledDownloadIsAbandonedAfterTheIdleTimeout()
+    {
+        var started = DateTime.UtcNow;
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher(idle: TimeSpan.FromSeconds(1)).FetchAsync(Resnet18, $"{_base}/stall/resnet18-{PayloadSha[..8]}.pth", null, default));
+        Assert.Contains("the download stalled", error.Message);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(30));
+        Assert.Empty(Directory.EnumerateFiles(Cache));
+    }
+
+    [Fact]
+    public async Task HostsOtherThanTorchvisionsNeedTheJobsSha256()
+    {
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() =>
+            NewFetcher(nameHashes: false).FetchAsync(Resnet18, $"{_base}/resnet18-{PayloadSha[..8]}.pth", null, default));
+        Assert.Contains("give its sha256: only files of download.pytorch.org are verified by the hash in their name", error.Message);
+        Assert.Equal(0, _requests);
+    }
+
+    [Fact]
+    public void AConfiguredHostListReplacesTheDefault()
+    {
+        Assert.Equal(["download.pytorch.org"], new WeightsFetchOptions().EffectiveAllowedHosts);
+        Assert.Equal(["mirror.example"], new WeightsFetchOptions { AllowedHosts = ["mirror.example"] }.EffectiveAllowedHosts);
+        Assert.Empty(new WeightsFetchOptions { AllowedHosts = [""] }.EffectiveAllowedHosts);
+    }
+
+    [Fact]
     public async Task PlainHttpIsRefusedUnlessAllowed()
     {
         var fetcher = new WeightsFetcher(new HttpClient(), new WeightsFetchOptions { AllowedHosts = ["127.0.0.1"], CacheDirectory = Cache });
@@ -181,9 +228,12 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
         Assert.Contains(CntkResNet18.FamilyName, error.Message);
     }
 
-    private WeightsFetcher NewFetcher(string allowed = "127.0.0.1", long maxBytes = 10_000_000) => new(new HttpClient(), new WeightsFetchOptions
+    private WeightsFetcher NewFetcher(string allowed = "127.0.0.1", long maxBytes = 10_000_000, TimeSpan? idle = null, bool nameHashes = true) =>
+        new(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }), new WeightsFetchOptions
     {
         AllowedHosts = [allowed],
+        NameHashHosts = nameHashes ? [allowed] : null,
+        IdleTimeout = idle ?? TimeSpan.FromSeconds(60),
         AllowHttp = true,
         MaxBytes = maxBytes,
         CacheDirectory = Cache,
@@ -205,10 +255,40 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
                 response.Close();
                 continue;
             }
+            if (path.StartsWith("/redirect/", StringComparison.Ordinal))
+            {
+                // /redirect/HOST/rest → http://HOST:port/rest
+                var parts = path.Split('/', 4);
+                response.StatusCode = 302;
+                response.RedirectLocation = $"http://{parts[2]}:{new Uri(_base).Port}/{parts[3]}";
+                response.Close();
+                continue;
+            }
+            if (path.StartsWith("/stall/", StringComparison.Ordinal))
+            {
+                response.ContentLength64 = _payload.Length;
+                _ = StallAsync(response);
+                continue;
+            }
             response.SendChunked = path.StartsWith("/chunked/", StringComparison.Ordinal);
             if (!response.SendChunked) response.ContentLength64 = _payload.Length;
             try { await response.OutputStream.WriteAsync(_payload); response.Close(); }
             catch (Exception) { response.Abort(); } // the client may stop reading early
+        }
+    }
+
+    /// <summary>Sends a tenth of the payload, then nothing until the test ends.</summary>
+    private async Task StallAsync(HttpListenerResponse response)
+    {
+        try
+        {
+            await response.OutputStream.WriteAsync(_payload.AsMemory(0, _payload.Length / 10));
+            await response.OutputStream.FlushAsync();
+            await Task.Delay(Timeout.Infinite, _stop.Token);
+        }
+        catch (Exception)
+        {
+            response.Abort();
         }
     }
 
