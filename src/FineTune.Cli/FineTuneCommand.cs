@@ -15,6 +15,8 @@ public static class FineTuneCommand
             PredictCommand.Create(output, error),
             StatusCommands.Status(output, error),
             StatusCommands.List(output),
+            RunControlCommands.Restart(output, error),
+            RunControlCommands.Purge(output, error),
         };
         var configuration = new InvocationConfiguration { Output = output, Error = error };
         return await root.Parse(args).InvokeAsync(configuration);

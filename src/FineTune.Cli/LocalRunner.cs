@@ -9,6 +9,8 @@ using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace FineTune.Cli;
 
@@ -30,7 +32,38 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
         "finetune", "weights");
 
-    public async Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken)
+    public Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken) =>
+        RunAsync((backend, runs, token) => backend.StartAsync(spec, runs, token), restart: false,
+            $"{spec.Model}, {spec.Training.Epochs} epochs", cancellationToken);
+
+    /// <summary>A failed or cancelled run, again under its id and bound spec, from its last checkpoint.</summary>
+    public Task<int> RestartAsync(string jobId, CancellationToken cancellationToken) =>
+        RunAsync((backend, runs, token) => runs.RestartAsync(backend, jobId, token), restart: true, "restarted from its last checkpoint", cancellationToken);
+
+    /// <summary>Removes a run's history (a persistent backend's) and artifacts; its published model stays unless <paramref name="includePublished"/>.</summary>
+    public async Task<int> PurgeAsync(string jobId, bool includePublished, CancellationToken cancellationToken)
+    {
+        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+        {
+            error.WriteLine($"storage: {reason}");
+            return ExitCodes.StorageUnreachable;
+        }
+        var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
+        var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
+        await using IRunBackend backend = storage is null ? new NoHistoryBackend() : await AzureStorageBackend.ConnectAsync(storage, NullLoggerFactory.Instance);
+        var outcome = await runs.PurgeAsync(backend, jobId, includePublished, cancellationToken);
+        if (!outcome.Purged)
+        {
+            error.WriteLine(outcome.Refusal);
+            return ExitCodes.BadInput;
+        }
+        output.WriteLine($"purged run {jobId}: {outcome.ArtifactsDeleted} artifact(s) deleted"
+            + (outcome.KeptPublished ? $"; its published model stays in {new RunLayout(jobId).Published} (--include-published removes it)" : ""));
+        return ExitCodes.Succeeded;
+    }
+
+    private async Task<int> RunAsync(Func<IRunBackend, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, string description,
+        CancellationToken cancellationToken)
     {
         if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
         {
@@ -56,9 +89,25 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             await using IRunBackend backend = storage is null
                 ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
                 : await AzureStorageBackend.StartAsync(storage, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
-            string id = (await backend.StartAsync(spec, cancellationToken)).JobId;
+            StartOutcome outcome;
+            try
+            {
+                outcome = await start(backend, host.Services.GetRequiredService<RunControl>(), cancellationToken);
+            }
+            catch (SpecConflictException e)
+            {
+                error.WriteLine(e.Message);
+                return ExitCodes.BadInput;
+            }
+            // A start finding its run live follows it; a restart refused says why.
+            if (restart && !outcome.Started)
+            {
+                error.WriteLine(outcome.ExistingStatus);
+                return ExitCodes.BadInput;
+            }
+            string id = outcome.JobId;
             var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds());
-            output.WriteLine($"run {id}: {spec.Model}, {spec.Training.Epochs} epochs, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
+            output.WriteLine($"run {id}: {description}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             return renderer.Report(await renderer.FollowAsync(backend, id, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

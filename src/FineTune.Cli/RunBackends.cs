@@ -34,6 +34,10 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
 
     public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) => _scheduler.ScheduleAsync(job, cancellationToken);
 
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => _scheduler.TerminateAsync(jobId, reason, cancellationToken);
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => _scheduler.PurgeHistoryAsync(jobId, cancellationToken);
+
     public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
     {
         var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
@@ -50,6 +54,23 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
     }
 }
 
+/// <summary>The in-memory backend seen from another process: it kept no run, so there is nothing to hold an id or to purge.</summary>
+internal sealed class NoHistoryBackend : IRunBackend
+{
+    public Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) => Task.FromResult<string?>(null);
+
+    public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
+        throw new InvalidOperationException("the in-memory backend runs only within its own process");
+
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken) => Task.FromResult<RunSnapshot?>(null);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
 /// <summary>
 /// The Durable Task Framework's Azure Storage provider, the one Durable Functions uses, running the same
 /// class-based orchestrator and activities through the Durable Task SDK's shims. Its state lives in the
@@ -62,16 +83,39 @@ internal sealed class AzureStorageBackend : IRunBackend
     /// <summary>The statuses in which a run holds its id (<see cref="IRunScheduler.HolderStatusAsync"/>).</summary>
     private static readonly OrchestrationStatus[] Holding =
         [OrchestrationStatus.Pending, OrchestrationStatus.Running, OrchestrationStatus.Completed, OrchestrationStatus.ContinuedAsNew];
-    private readonly TaskHubWorker _worker;
+    private readonly AzureStorageOrchestrationService _service;
+    private readonly TaskHubWorker? _worker;
     private readonly TaskHubClient _client;
 
-    private AzureStorageBackend(TaskHubWorker worker, TaskHubClient client)
+    private AzureStorageBackend(AzureStorageOrchestrationService service, TaskHubWorker? worker, TaskHubClient client)
     {
+        _service = service;
         _worker = worker;
         _client = client;
     }
 
+    /// <summary>The task hub's client only, running nothing: for commands that read or purge runs.</summary>
+    public static async Task<AzureStorageBackend> ConnectAsync(string connectionString, ILoggerFactory logging)
+    {
+        var service = await ServiceAsync(connectionString, logging);
+        return new AzureStorageBackend(service, null, new TaskHubClient(service, new SdkJsonConverter(), logging));
+    }
+
     public static async Task<AzureStorageBackend> StartAsync(string connectionString, IServiceProvider services, ILoggerFactory logging)
+    {
+        var service = await ServiceAsync(connectionString, logging);
+        var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
+        var worker = new TaskHubWorker(service, logging);
+        worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
+            () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
+        foreach (var (name, type) in WorkflowServices.Activities)
+            worker.AddTaskActivities(new Creator<TaskActivity>(name,
+                () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
+        await worker.StartAsync();
+        return new AzureStorageBackend(service, worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
+    }
+
+    private static async Task<AzureStorageOrchestrationService> ServiceAsync(string connectionString, ILoggerFactory logging)
     {
         var settings = new AzureStorageOrchestrationServiceSettings
         {
@@ -84,15 +128,7 @@ internal sealed class AzureStorageBackend : IRunBackend
         };
         var service = new AzureStorageOrchestrationService(settings);
         await service.CreateIfNotExistsAsync();
-        var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
-        var worker = new TaskHubWorker(service, logging);
-        worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
-            () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
-        foreach (var (name, type) in WorkflowServices.Activities)
-            worker.AddTaskActivities(new Creator<TaskActivity>(name,
-                () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
-        await worker.StartAsync();
-        return new AzureStorageBackend(worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
+        return service;
     }
 
     public async Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) =>
@@ -110,6 +146,10 @@ internal sealed class AzureStorageBackend : IRunBackend
         }
     }
 
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => _client.TerminateInstanceAsync(new OrchestrationInstance { InstanceId = jobId }, reason);
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => _service.PurgeInstanceHistoryAsync(jobId);
+
     public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
     {
         var state = await _client.GetOrchestrationStateAsync(id);
@@ -120,7 +160,10 @@ internal sealed class AzureStorageBackend : IRunBackend
             state.Status, state.Output, state.FailureDetails?.ErrorMessage ?? (state.OrchestrationStatus == OrchestrationStatus.Failed ? state.Output : null));
     }
 
-    public async ValueTask DisposeAsync() => await _worker.StopAsync(isForced: true);
+    public async ValueTask DisposeAsync()
+    {
+        if (_worker is not null) await _worker.StopAsync(isForced: true);
+    }
 
     /// <summary>A fresh shim for every execution, as the framework expects.</summary>
     private sealed class Creator<T> : ObjectCreator<T>

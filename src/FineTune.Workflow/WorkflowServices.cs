@@ -49,6 +49,7 @@ public static class WorkflowServices
         services.AddSingleton<WorkerFiles>();
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();
+        services.AddSingleton<RunControl>();
         services.AddSingleton<FineTuneEngine>();
         // A typed client: each activity gets a fetcher on the factory's pooled handlers (default timeout and
         // redirects, as a plain HttpClient has), which are recycled so DNS changes are seen.

@@ -53,10 +53,11 @@ public sealed class FineTuneEngine
 
     /// <summary>
     /// "Train epochs": at most <paramref name="maxSteps"/> steps from <paramref name="state"/> (the start when
-    /// null). When the epoch ends, the model is scored on the validation set and the epoch joins the history.
+    /// null), fewer when <paramref name="stopRequested"/> says so (see <see cref="Trainer.TrainSteps"/>). When the
+    /// epoch ends, the model is scored on the validation set and the epoch joins the history.
     /// </summary>
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
-        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
+        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out _, backboneWeights: features is null);
@@ -71,7 +72,7 @@ public sealed class FineTuneEngine
         {
             lastLoss = step.Loss;
             onStep?.Invoke(step);
-        });
+        }, stopRequested);
         var history = progress.History;
         if (chunk.EpochCompleted)
         {

@@ -81,6 +81,7 @@ public sealed record TrainingSpec
     public bool FeatureCache { get; init; } = true;
     /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>
     public int MaxStepsPerChunk { get; init; } = 500;
+    public const int MaxStepsPerChunkLimit = 5000;
 }
 
 public sealed record EarlyStoppingSpec

@@ -102,7 +102,8 @@ public static class JobSpecReader
         Check(t.WarmupSteps >= 0, "training.warmupSteps", "must be >= 0");
         Check(t.LabelSmoothing is >= 0 and < 1, "training.labelSmoothing", "must be in [0, 1)");
         Check(t.GradientClipNorm is null or > 0, "training.gradientClipNorm", "must be > 0");
-        Check(t.MaxStepsPerChunk >= 1, "training.maxStepsPerChunk", "must be >= 1");
+        // Bounded so a chunk (one activity call, one retry unit) stays minutes long, not hours.
+        Check(t.MaxStepsPerChunk is >= 1 and <= TrainingSpec.MaxStepsPerChunkLimit, "training.maxStepsPerChunk", $"must be 1-{TrainingSpec.MaxStepsPerChunkLimit}");
         Check(!t.Nesterov || t.Optimizer == OptimizerKind.Sgd && t.Momentum > 0, "training.nesterov", "needs sgd with momentum > 0");
         if (t.EarlyStopping is { } stopping)
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
@@ -112,8 +113,11 @@ public static class JobSpecReader
     }
 
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
-    public static string DeriveJobId(JobSpec spec) =>
-        "ft-" + Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null }, Json)))[..12];
+    public static string DeriveJobId(JobSpec spec) => "ft-" + Hash(spec)[..12];
+
+    /// <summary>SHA-256 of the spec's JSON without its job id: what a job id is bound to.</summary>
+    public static string Hash(JobSpec spec) =>
+        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null }, Json)));
 
     private static bool IsArtifactName(string name)
     {

@@ -36,7 +36,8 @@ public sealed record PreparedSummary(
 public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long FromStep, int MaxSteps);
 
 /// <summary>
-/// Where training stands after a chunk; <see cref="History"/> is every finished epoch so far (a few numbers each);
+/// Where training stands after a chunk; <see cref="History"/> holds the finished epochs from the chunk's first epoch
+/// on (a few numbers each; all of them only when the call found the work already done from step 0);
 /// <see cref="LastLoss"/> is null when the call trained nothing (the work was already checkpointed).
 /// </summary>
 public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, IReadOnlyList<EpochMetrics> History, double? LastLoss,
