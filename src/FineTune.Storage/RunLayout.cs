@@ -42,8 +42,8 @@ public sealed record RunLayout
     public string Reports => Root + "reports/";
     public string Published => Root + "published/";
 
-    /// <summary>The cached backbone features of one dataset split.</summary>
-    public string FeaturesOf(string split) => ArtifactNames.Require($"{Features}{split}.safetensors");
+    /// <summary>One shard of the cached backbone features (a split's features are one or more shards).</summary>
+    public string FeaturesOf(string shard) => ArtifactNames.Require($"{Features}{shard}.safetensors");
 
     public string DatasetReport => Reports + DatasetReportFile;
     public string EvaluationReport => Reports + EvaluationReportFile;

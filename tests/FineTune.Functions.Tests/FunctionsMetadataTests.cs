@@ -16,7 +16,9 @@ public class FunctionsMetadataTests
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
         Assert.Equal(["CancelFineTune", "Evaluate", "FetchPretrainedWeights", "FineTune", "GetFineTune", "ListFineTunes", "PrepareModel",
-            "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch"], functions.Keys.Order());
+            "Publish", "PurgeExpiredRuns", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch"], functions.Keys.Order());
+        var retention = Trigger(functions["PurgeExpiredRuns"]);
+        Assert.Equal(("timerTrigger", "0 0 3 * * *"), (retention.GetProperty("type").GetString(), retention.GetProperty("schedule").GetString()));
         AssertHttp(functions["StartFineTune"], "finetune", "post");
         AssertHttp(functions["ListFineTunes"], "finetune", "get");
         AssertHttp(functions["GetFineTune"], "finetune/{id}", "get");
@@ -57,7 +59,8 @@ public class FunctionsMetadataTests
         var host = JsonDocument.Parse(built).RootElement;
         Assert.Equal("-1", host.GetProperty("functionTimeout").GetString());
         var durable = host.GetProperty("extensions").GetProperty("durableTask");
-        Assert.Equal("FineTune", durable.GetProperty("hubName").GetString());
+        // Each deployment names its own task hub (infra/main.bicep: the Premium app's and the GPU app's differ).
+        Assert.Equal("%TaskHubName%", durable.GetProperty("hubName").GetString());
         Assert.Equal(1, durable.GetProperty("maxConcurrentActivityFunctions").GetInt32());
     }
 
@@ -68,6 +71,7 @@ public class FunctionsMetadataTests
         Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("AzureWebJobsStorage").GetString());
         Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("Artifacts__ConnectionString").GetString());
         Assert.Equal("dotnet-isolated", values.GetProperty("FUNCTIONS_WORKER_RUNTIME").GetString());
+        Assert.False(string.IsNullOrEmpty(values.GetProperty("TaskHubName").GetString()));
     }
 
     private static void AssertHttp(List<JsonElement> bindings, string route, string method)

@@ -24,9 +24,11 @@ public sealed class FineTuneEngine
 
     /// <summary>
     /// "Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it
-    /// applies: serialised features by split (<see cref="DatasetSplits"/>).
+    /// applies: serialised features by shard (<see cref="FeatureCache.ShardName"/>), each split cut into shards of at
+    /// most <paramref name="maxShardBytes"/> (one row at least).
     /// </summary>
-    public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken)
+    public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
+        long maxShardBytes = FeatureCache.DefaultShardBytes)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
@@ -42,9 +44,14 @@ public sealed class FineTuneEngine
                 [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
             var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)]), InferenceBatch, cancellationToken);
             int offset = 0;
+            int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.shape[1] * all.ElementSize), 1, int.MaxValue);
             foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))
             {
-                features[split] = Serialize(all[offset..(offset + samples.Count)]);
+                for (int start = 0, index = 0; start < samples.Count; start += rowsPerShard, index++)
+                {
+                    int end = Math.Min(samples.Count, start + rowsPerShard);
+                    features[FeatureCache.ShardName(split, index)] = Serialize(all[(offset + start)..(offset + end)]);
+                }
                 offset += samples.Count;
             }
         }
@@ -62,7 +69,7 @@ public sealed class FineTuneEngine
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out _, backboneWeights: features is null);
         var train = TrainSource(recipe, dataset);
-        var trainFeatures = features is null ? null : Deserialize(features[DatasetSplits.Train]);
+        var trainFeatures = features is null ? null : FeaturesOf(features, DatasetSplits.Train);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
@@ -121,7 +128,7 @@ public sealed class FineTuneEngine
     {
         bool test = split == DatasetSplits.Test;
         var samples = test ? dataset.Test : dataset.Validation;
-        var cached = features is null ? null : Deserialize(features[split]);
+        var cached = features is null ? null : FeaturesOf(features, split);
         var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
     }
@@ -173,6 +180,17 @@ public sealed class FineTuneEngine
         using var stream = new MemoryStream();
         StateDictFile.Write(new Dictionary<string, Tensor> { [FeaturesKey] = features }, stream, StateDictFormat.Safetensors);
         return stream.ToArray();
+    }
+
+    /// <summary>A split's features, its shards joined in order.</summary>
+    private static Tensor FeaturesOf(IReadOnlyDictionary<string, byte[]> features, string split)
+    {
+        var shards = features.Where(f => FeatureCache.IsShardOf(f.Key, split)).OrderBy(f => f.Key, StringComparer.Ordinal)
+            .Select(f => Deserialize(f.Value)).ToList();
+        if (shards.Count == 1) return shards[0];
+        var joined = cat(shards, 0);
+        foreach (var shard in shards) shard.Dispose();
+        return joined;
     }
 
     private static Tensor Deserialize(byte[] data)

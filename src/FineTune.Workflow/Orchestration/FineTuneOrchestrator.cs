@@ -17,6 +17,9 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
 {
     public const string Name = "FineTune";
 
+    /// <summary>How long transient failures of one activity call are retried before the run fails.</summary>
+    public static readonly TimeSpan RetryBudget = TimeSpan.FromMinutes(30);
+
     /// <summary>
     /// Transient failures (storage away, a worker lost) are retried for up to <see cref="RetryBudget"/>, backing off
     /// from 2 s (storage-queue timers round to seconds) to 2 minutes, so an outage of many minutes does not end a long
@@ -30,7 +33,6 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         HandleFailure = failure => !IsPermanent(failure),
     });
 
-    public static readonly TimeSpan RetryBudget = TimeSpan.FromMinutes(30);
 
     public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
     {

@@ -29,8 +29,15 @@ public sealed record PreparedSummary(
     long TrainableParameters,
     long TotalParameters,
     int StepsPerEpoch,
-    bool FeatureCache,
-    IReadOnlyList<StageTime> Times);
+    IReadOnlyList<FeatureShardRef> FeatureShards,
+    IReadOnlyList<StageTime> Times)
+{
+    /// <summary>Whether training runs on cached backbone features (the shards), not on images.</summary>
+    public bool UsesFeatureCache => FeatureShards.Count > 0;
+}
+
+/// <summary>One stored shard of cached features: workers keep a copy by <see cref="Sha256"/> and verify what they fetch.</summary>
+public sealed record FeatureShardRef(string Shard, string ArtifactName, string Sha256, long Length);
 
 /// <summary>Train from global step <see cref="FromStep"/> for at most <see cref="MaxSteps"/> steps.</summary>
 public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long FromStep, int MaxSteps);

@@ -101,8 +101,9 @@ public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> o
                 {
                     return;
                 }
-                catch (Exception e) when (e is IOException or Azure.RequestFailedException or TimeoutException)
+                catch (Exception) when (!done.IsCancellationRequested)
                 {
+                    // Storage away (the SDK's retries spent: an AggregateException) or any other failed poll.
                     await Task.Delay(options.Value.CancelPollInterval, CancellationToken.None);
                 }
             }

@@ -61,6 +61,30 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
         return dataset;
     }
 
+    /// <summary>
+    /// A shard of cached features, from this worker's copy (kept by hash) or else fetched once from the store and
+    /// verified: every chunk of a run needs all of them, and they can be gigabytes.
+    /// </summary>
+    internal async Task<byte[]> FeatureShardAsync(FeatureShardRef shard, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(Work, "features", shard.Sha256);
+        if (File.Exists(path) && new FileInfo(path).Length == shard.Length) return await File.ReadAllBytesAsync(path, cancellationToken);
+        byte[] data;
+        await using (var input = await store.OpenReadAsync(shard.ArtifactName, cancellationToken))
+        using (var buffer = new MemoryStream())
+        {
+            await input.CopyToAsync(buffer, cancellationToken);
+            data = buffer.ToArray();
+        }
+        if (data.Length != shard.Length || Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)) != shard.Sha256)
+            throw new InvalidDataException($"cached features {shard.ArtifactName} do not match their SHA-256 {shard.Sha256}: the preparation must run again");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        string temp = path + ".incoming-" + Guid.NewGuid().ToString("N");
+        await File.WriteAllBytesAsync(temp, data, cancellationToken);
+        File.Move(temp, path, overwrite: true);
+        return data;
+    }
+
     /// <summary>Copies a blob dataset (one .zip/.csv, or every blob under a prefix) into local scratch, once.</summary>
     private async Task<string> MaterialiseAsync(string jobId, string name, CancellationToken cancellationToken)
     {
@@ -114,7 +138,7 @@ public sealed class RunFiles
     {
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken));
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
-        var features = prepared is { FeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
+        var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
         return new ActivityInputs(dataset, recipe, features);
     }
 
@@ -144,11 +168,8 @@ public sealed class RunFiles
     private async Task<IReadOnlyDictionary<string, byte[]>> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)
     {
         var features = new Dictionary<string, byte[]>();
-        string[] splits = prepared.TestImages > 0
-            ? [DatasetSplits.Train, DatasetSplits.Validation, DatasetSplits.Test]
-            : [DatasetSplits.Train, DatasetSplits.Validation];
-        foreach (var split in splits)
-            features[split] = await ReadAllAsync(Layout.FeaturesOf(split), cancellationToken);
+        foreach (var shard in prepared.FeatureShards)
+            features[shard.Shard] = await _worker.FeatureShardAsync(shard, cancellationToken);
         return features;
     }
 

@@ -11,6 +11,9 @@ public sealed class WorkflowOptions
     /// <summary>Newest checkpoints kept per run, besides the best epoch's.</summary>
     public int CheckpointsToKeep { get; set; } = 2;
 
+    /// <summary>The most bytes one stored shard of cached features holds (below the 2 GiB of one .NET array).</summary>
+    public long FeatureShardBytes { get; set; } = Core.Training.FeatureCache.DefaultShardBytes;
+
     /// <summary>How often a running chunk looks for a cancel request: it stops within this and one step.</summary>
     public TimeSpan CancelPollInterval { get; set; } = TimeSpan.FromSeconds(2);
 
