@@ -113,9 +113,9 @@ public sealed class BicepTemplateTests : IDisposable
         var variables = Template.GetProperty("variables");
         Assert.NotEqual(variables.GetProperty("premiumTaskHub").GetString(), variables.GetProperty("gpuTaskHub").GetString());
         string Settings(JsonElement app) => new(app.GetRawText().Where(c => !"\"' :,\n".Contains(c)).ToArray());
-        Assert.Contains("nameTaskHubNamevalue[variables(premiumTaskHub)]", Settings(Resources("Microsoft.Web/sites").Single()));
+        Assert.Contains("nameTaskHubNamevaluevariables(premiumTaskHub)", Settings(Resources("Microsoft.Web/sites").Single()));
         var app = Resources("Microsoft.App/containerApps").Single();
-        Assert.Contains("nameTaskHubNamevalue[variables(gpuTaskHub)]", Settings(app));
+        Assert.Contains("nameTaskHubNamevaluevariables(gpuTaskHub)", Settings(app));
 
         var scale = app.GetProperty("properties").GetProperty("template").GetProperty("scale");
         Assert.Equal(0, scale.GetProperty("minReplicas").GetInt32());
