@@ -15,6 +15,7 @@ public static class FineTuneCommand
             PredictCommand.Create(output, error),
             StatusCommands.Status(output, error),
             StatusCommands.List(output),
+            RunControlCommands.Cancel(output, error),
             RunControlCommands.Restart(output, error),
             RunControlCommands.Purge(output, error),
         };

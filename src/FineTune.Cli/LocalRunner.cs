@@ -40,6 +40,43 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
     public Task<int> RestartAsync(string jobId, CancellationToken cancellationToken) =>
         RunAsync((backend, runs, token) => runs.RestartAsync(backend, jobId, token), restart: true, "restarted from its last checkpoint", cancellationToken);
 
+    /// <summary>
+    /// Cancels a run another <c>finetune</c> process is running: its chunk stops at the next step with a checkpoint there
+    /// (the request is a marker in the artifact store, which that process watches); on a persistent backend the
+    /// orchestration is terminated too. <c>finetune restart</c> continues it.
+    /// </summary>
+    public async Task<int> CancelAsync(string jobId, CancellationToken cancellationToken)
+    {
+        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+        {
+            error.WriteLine($"storage: {reason}");
+            return ExitCodes.StorageUnreachable;
+        }
+        var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
+        var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
+        if (storage is null)
+        {
+            // The in-memory backend lives in the running process: the marker alone reaches it.
+            if (await runs.BoundSpecAsync(jobId, cancellationToken) is null)
+            {
+                error.WriteLine($"run '{jobId}' does not exist here");
+                return ExitCodes.BadInput;
+            }
+            await runs.RequestCancelAsync(jobId, cancellationToken);
+        }
+        else
+        {
+            await using var backend = await AzureStorageBackend.ConnectAsync(storage, NullLoggerFactory.Instance);
+            if (await runs.CancelAsync(backend, jobId, cancellationToken) is { } refusal)
+            {
+                error.WriteLine(refusal);
+                return ExitCodes.BadInput;
+            }
+        }
+        output.WriteLine($"cancel requested: run {jobId} stops at its next step, checkpointed; 'finetune restart {jobId}' continues it");
+        return ExitCodes.Succeeded;
+    }
+
     /// <summary>Removes a run's history (a persistent backend's) and artifacts; its published model stays unless <paramref name="includePublished"/>.</summary>
     public async Task<int> PurgeAsync(string jobId, bool includePublished, CancellationToken cancellationToken)
     {

@@ -157,7 +157,8 @@ internal sealed class AzureStorageBackend : IRunBackend
         bool ended = state.OrchestrationStatus is OrchestrationStatus.Completed or OrchestrationStatus.Failed
             or OrchestrationStatus.Terminated or OrchestrationStatus.Canceled;
         return new RunSnapshot(ended, state.OrchestrationStatus == OrchestrationStatus.Completed, state.OrchestrationStatus.ToString(),
-            state.Status, state.Output, state.FailureDetails?.ErrorMessage ?? (state.OrchestrationStatus == OrchestrationStatus.Failed ? state.Output : null));
+            state.Status, state.Output, state.FailureDetails?.ErrorMessage
+                ?? (state.OrchestrationStatus is OrchestrationStatus.Failed or OrchestrationStatus.Terminated ? state.Output : null));
     }
 
     public async ValueTask DisposeAsync()
