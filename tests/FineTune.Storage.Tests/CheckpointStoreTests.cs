@@ -126,7 +126,7 @@ public sealed class CheckpointStoreTests : IAsyncLifetime
         for (int i = 1; i <= 6; i++) await Save(checkpoints, "job-d", i, $"c{i}");
         await store.DeleteAsync(await StoredAsync(store, "runs/job-d/checkpoints/000000000006/", "weights.bin"), default);
 
-        await checkpoints.PruneAsync("job-d", keepLast: 2, keep: 2, default);
+        await checkpoints.PruneAsync("job-d", keepLast: 2, keep: 2, verified: null, default);
 
         Assert.Equal([6L, 5L, 4L, 2L], await checkpoints.ListAsync("job-d", default));
         Assert.Equal(5, (await checkpoints.LoadLatestAsync("job-d", default))!.Manifest.Sequence);
@@ -135,7 +135,7 @@ public sealed class CheckpointStoreTests : IAsyncLifetime
         Assert.Empty(remaining);
 
         for (int i = 4; i <= 5; i++) await store.DeleteAsync(await StoredAsync(store, $"runs/job-d/checkpoints/00000000000{i}/", "optimizer.bin"), default);
-        await checkpoints.PruneAsync("job-d", keepLast: 1, keep: null, default);
+        await checkpoints.PruneAsync("job-d", keepLast: 1, keep: null, verified: null, default);
         Assert.Equal(2, (await checkpoints.LoadLatestAsync("job-d", default))!.Manifest.Sequence);
     }
 

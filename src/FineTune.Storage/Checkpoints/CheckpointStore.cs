@@ -174,9 +174,10 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
 
     /// <summary>
     /// Deletes all but the newest <paramref name="keepLast"/> valid checkpoints and <paramref name="keep"/>
-    /// (the best). The newest valid checkpoint always stays, whatever the arguments.
+    /// (the best). The newest valid checkpoint always stays, whatever the arguments. <paramref name="verified"/>: a
+    /// sequence the caller has just saved (so knows valid), which is not downloaded again to check.
     /// </summary>
-    public async Task PruneAsync(string jobId, int keepLast, long? keep, CancellationToken cancellationToken)
+    public async Task PruneAsync(string jobId, int keepLast, long? keep, long? verified, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(keepLast, 1);
         var valid = new List<long>();
@@ -184,7 +185,7 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
         foreach (long sequence in all)
         {
             if (valid.Count >= keepLast) break;
-            if ((await TryLoadAsync(jobId, sequence, cancellationToken)).Checkpoint is not null) valid.Add(sequence);
+            if (sequence == verified || (await TryLoadAsync(jobId, sequence, cancellationToken)).Checkpoint is not null) valid.Add(sequence);
         }
         if (valid.Count == 0) return;
         long oldestKept = valid[^1];

@@ -71,10 +71,10 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
     private async Task SaveAsync(FineTuneJob job, TrainingState state, int stepsPerEpoch, CancellationToken token)
     {
         var progress = state.Progress;
-        await checkpoints.SaveAsync(job.JobId, GlobalStep(progress.Position, stepsPerEpoch), state.Parts,
-            JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), token);
+        long sequence = GlobalStep(progress.Position, stepsPerEpoch);
+        await checkpoints.SaveAsync(job.JobId, sequence, state.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), token);
         var best = progress.Best(job.Spec.StoppingMetric());
-        await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep, best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, token);
+        await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep, best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, sequence, token);
     }
 
     private static TrainResult Result(TrainingProgress progress, TrainRequest request, double? lastLoss, IReadOnlyList<StageTime> times)

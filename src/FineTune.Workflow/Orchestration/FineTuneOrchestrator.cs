@@ -33,7 +33,6 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         HandleFailure = failure => !IsPermanent(failure),
     });
 
-
     public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var spec = job.Spec;
