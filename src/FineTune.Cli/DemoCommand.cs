@@ -18,7 +18,7 @@ internal static class DemoCommand
 
     public static Command Create(TextWriter output, TextWriter error)
     {
-        var epochs = new Option<int>("--epochs") { DefaultValueFactory = _ => 15 };
+        var epochs = CliOptions.Integer("--epochs", "Passes over the photos.", 15);
         var command = new Command("demo", "Fine-tune bundled ImageNet weights on real photos (Debian's tuxpaint-stamps-default).")
         {
             epochs, TrainCommand.Work,
@@ -36,7 +36,7 @@ internal static class DemoCommand
                 ["dataset"] = new JsonObject { ["location"] = dataset, ["resize"] = ResizeModes.Choices[ResizeMode.Pad].Name },
                 ["training"] = new JsonObject { ["epochs"] = result.GetValue(epochs), ["batchSize"] = 4 },
             };
-            return await TrainCommand.RunAsync(job, work, storage: null, output, error, cancellationToken);
+            return await TrainCommand.RunAsync(job, new LocalRunner(work, storage: null, AzureStorageBackend.DefaultTaskHub, output, error), error, cancellationToken);
         });
         return command;
     }

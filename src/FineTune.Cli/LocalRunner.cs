@@ -18,9 +18,11 @@ namespace FineTune.Cli;
 /// Runs a job through the very orchestration and activities the Functions app runs, in this process. Default:
 /// the in-memory Durable Task backend and artifacts in a local folder; killing the process loses only the
 /// in-memory orchestration, and the same command resumes from the last checkpoint in the artifact store.
-/// With a storage connection string: blob artifacts and the persistent Azure Storage backend.
+/// With a storage connection string: blob artifacts and the persistent Azure Storage backend, whose task hub other
+/// processes (<c>finetune worker</c>) can serve too.
 /// </summary>
-internal sealed class LocalRunner(string workDirectory, string? storage, TextWriter output, TextWriter error)
+/// <param name="taskHub">the task hub in the storage account (with <paramref name="storage"/> only)</param>
+internal sealed class LocalRunner(string workDirectory, string? storage, string taskHub, TextWriter output, TextWriter error)
 {
     public string ArtifactRoot => Path.Combine(workDirectory, "artifacts");
 
@@ -33,12 +35,13 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         "finetune", "weights");
 
     public Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken) =>
-        RunAsync((backend, runs, token) => backend.StartAsync(spec, runs, token), restart: false,
-            $"{spec.Model}, {spec.Training.Epochs} epochs", cancellationToken);
+        RunAsync((backend, runs, token) => backend.StartAsync(spec, runs, token), restart: false, id => spec.Model + ", " + (spec.Sweep is { } sweep
+            ? $"a {SweepMethods.Choices[sweep.Method].Name} sweep of {SweepPlanner.Plan(spec with { JobId = id }).Count} trials, {sweep.Parallelism} at once"
+            : $"{spec.Training.Epochs} epochs"), cancellationToken);
 
     /// <summary>A failed or cancelled run, again under its id and bound spec, from its last checkpoint.</summary>
     public Task<int> RestartAsync(string jobId, CancellationToken cancellationToken) =>
-        RunAsync((backend, runs, token) => runs.RestartAsync(backend, jobId, token), restart: true, "restarted from its last checkpoint", cancellationToken);
+        RunAsync((backend, runs, token) => runs.RestartAsync(backend, jobId, token), restart: true, _ => "restarted from its last checkpoint", cancellationToken);
 
     /// <summary>
     /// Cancels a run another <c>finetune</c> process is running: its chunk stops at the next step with a checkpoint there
@@ -66,7 +69,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         }
         else
         {
-            await using var backend = await AzureStorageBackend.ConnectAsync(storage, NullLoggerFactory.Instance);
+            await using var backend = await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
             if (await runs.CancelAsync(backend, jobId, cancellationToken) is { } refusal)
             {
                 error.WriteLine(refusal);
@@ -87,7 +90,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         }
         var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
         var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
-        await using IRunBackend backend = storage is null ? new NoHistoryBackend() : await AzureStorageBackend.ConnectAsync(storage, NullLoggerFactory.Instance);
+        await using IRunBackend backend = storage is null ? new NoHistoryBackend() : await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
         var outcome = await runs.PurgeAsync(backend, jobId, includePublished, cancellationToken);
         if (!outcome.Purged)
         {
@@ -99,7 +102,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         return ExitCodes.Succeeded;
     }
 
-    private async Task<int> RunAsync(Func<IRunBackend, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, string description,
+    private async Task<int> RunAsync(Func<IRunBackend, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, Func<string, string> describe,
         CancellationToken cancellationToken)
     {
         if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
@@ -107,25 +110,13 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        var builder = Host.CreateApplicationBuilder();
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddFineTuneWorkflow();
-        builder.Services.Configure<ArtifactStoreOptions>(o =>
-        {
-            o.LocalRoot = ArtifactRoot;
-            o.ConnectionString = storage;
-        });
-        builder.Services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
-        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
-        if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
-        using var host = builder.Build();
+        using var host = BuildHost();
         await host.StartAsync(cancellationToken);
         try
         {
             await using IRunBackend backend = storage is null
                 ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
-                : await AzureStorageBackend.StartAsync(storage, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
+                : await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             StartOutcome outcome;
             try
             {
@@ -144,7 +135,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
             }
             string id = outcome.JobId;
             var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds());
-            output.WriteLine($"run {id}: {description}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
+            output.WriteLine($"run {id}: {describe(id)}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             return renderer.Report(await renderer.FollowAsync(backend, id, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -156,5 +147,58 @@ internal sealed class LocalRunner(string workDirectory, string? storage, TextWri
         {
             await host.StopAsync(CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// Serves the task hub in the storage account until cancelled: runs started anywhere on that hub (by
+    /// <c>finetune train</c>/<c>sweep</c> or other workers) have their orchestrations and activities run here too.
+    /// </summary>
+    public async Task<int> ServeAsync(CancellationToken cancellationToken)
+    {
+        if (storage is null)
+        {
+            error.WriteLine("storage: a worker needs --storage: workers meet in a task hub of a storage account");
+            return ExitCodes.BadInput;
+        }
+        if (await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+        {
+            error.WriteLine($"storage: {reason}");
+            return ExitCodes.StorageUnreachable;
+        }
+        using var host = BuildHost();
+        await host.StartAsync(cancellationToken);
+        try
+        {
+            await using var backend = await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
+            output.WriteLine($"worker {WorkerIdentity.Current} serving task hub {taskHub}; Ctrl-C to stop");
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Work items in flight reappear for the other workers once their visibility timeout passes.
+            output.WriteLine("worker stopped");
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None);
+        }
+        return ExitCodes.Succeeded;
+    }
+
+    private IHost BuildHost()
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddFineTuneWorkflow();
+        builder.Services.Configure<ArtifactStoreOptions>(o =>
+        {
+            o.LocalRoot = ArtifactRoot;
+            o.ConnectionString = storage;
+        });
+        builder.Services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
+        builder.Services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
+        if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+        return builder.Build();
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using FineTune.Core.Models;
+using FineTune.Core.Weights;
 
 namespace FineTune.Cli;
 
@@ -39,7 +40,7 @@ internal static class ModelsCommand
             family.HeadPath,
             $"{p.CropSize}x{p.CropSize} (resize {p.ResizeSize})",
             preprocessing,
-            family.HasBundledWeights ? "bundled" : "file or URL",
+            family.HasBundledWeights ? "bundled" : "torchvision: " + string.Join(", ", TorchvisionWeights.All.Where(c => c.Family == family.Name).Select(c => c.Tag)),
         ];
     }
 

@@ -23,8 +23,8 @@ internal static class PredictCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var model = new Option<string>("--model") { Description = $"A run id (published under --work) or a folder with {string.Join(" and ", RunLayout.LoadableModelFiles)}.", Required = true };
-        var top = new Option<int>("--top") { Description = "How many classes to list per image.", DefaultValueFactory = _ => 5 };
-        var images = new Argument<string[]>("images") { Arity = ArgumentArity.OneOrMore };
+        var top = CliOptions.Integer("--top", "How many classes to list per image.", 5);
+        var images = new Argument<string[]>("images") { Description = "Image files to classify.", Arity = ArgumentArity.OneOrMore };
         var command = new Command("predict", "Classify images with a published model.") { model, top, images, TrainCommand.Work, TrainCommand.Storage };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -74,7 +74,7 @@ internal static class PredictCommand
     }
 
     /// <summary>With --storage the published model is in blob storage: fetched into the work folder's cache first.</summary>
-    private static async Task<string> DownloadAsync(string run, string storage, string work, CancellationToken cancellationToken)
+    internal static async Task<string> DownloadAsync(string run, string storage, string work, CancellationToken cancellationToken)
     {
         string folder = Path.Combine(work, "cache", "published", run);
         if (!ArtifactNames.IsValidJobId(run)) return folder;
@@ -92,6 +92,6 @@ internal static class PredictCommand
         return folder;
     }
 
-    private static string PublishedFolder(string model, string work) =>
+    internal static string PublishedFolder(string model, string work) =>
         Directory.Exists(model) || !ArtifactNames.IsValidJobId(model) ? Path.GetFullPath(model) : Path.Combine(work, "artifacts", new RunLayout(model).Published);
 }

@@ -94,20 +94,24 @@ internal sealed class AzureStorageBackend : IRunBackend
         _client = client;
     }
 
-    /// <summary>The task hub's client only, running nothing: for commands that read or purge runs.</summary>
-    public static async Task<AzureStorageBackend> ConnectAsync(string connectionString, ILoggerFactory logging)
+    /// <summary>The task hub local runs and workers share unless told otherwise (<c>--task-hub</c>).</summary>
+    public const string DefaultTaskHub = "FineTuneCli";
+
+    /// <summary>The task hub's client only, running nothing: for commands that cancel or purge runs.</summary>
+    public static async Task<AzureStorageBackend> ConnectAsync(string connectionString, string taskHub, ILoggerFactory logging)
     {
-        var service = await ServiceAsync(connectionString, logging);
+        var service = await ServiceAsync(connectionString, taskHub, logging);
         return new AzureStorageBackend(service, null, new TaskHubClient(service, new SdkJsonConverter(), logging));
     }
 
-    public static async Task<AzureStorageBackend> StartAsync(string connectionString, IServiceProvider services, ILoggerFactory logging)
+    public static async Task<AzureStorageBackend> StartAsync(string connectionString, string taskHub, IServiceProvider services, ILoggerFactory logging)
     {
-        var service = await ServiceAsync(connectionString, logging);
+        var service = await ServiceAsync(connectionString, taskHub, logging);
         var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
         var worker = new TaskHubWorker(service, logging);
-        worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(FineTuneOrchestrator.Name,
-            () => shims.CreateOrchestration(FineTuneOrchestrator.Name, new FineTuneOrchestrator(), parent: null)));
+        foreach (var (name, type) in WorkflowServices.Orchestrators)
+            worker.AddTaskOrchestrations(new Creator<TaskOrchestration>(name,
+                () => shims.CreateOrchestration(name, (ITaskOrchestrator)Activator.CreateInstance(type)!, parent: null)));
         foreach (var (name, type) in WorkflowServices.Activities)
             worker.AddTaskActivities(new Creator<TaskActivity>(name,
                 () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
@@ -115,15 +119,18 @@ internal sealed class AzureStorageBackend : IRunBackend
         return new AzureStorageBackend(service, worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
     }
 
-    private static async Task<AzureStorageOrchestrationService> ServiceAsync(string connectionString, ILoggerFactory logging)
+    private static async Task<AzureStorageOrchestrationService> ServiceAsync(string connectionString, string taskHub, ILoggerFactory logging)
     {
         var settings = new AzureStorageOrchestrationServiceSettings
         {
-            TaskHubName = "FineTuneCli",
+            TaskHubName = taskHub,
             StorageAccountClientProvider = new StorageAccountClientProvider(connectionString),
             WorkItemQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
             ControlQueueVisibilityTimeout = TimeSpan.FromSeconds(20),
             MaxQueuePollingInterval = TimeSpan.FromSeconds(1),
+            // Training uses every core already; a process taking more activities than it has cores only queues them,
+            // while other workers of the hub (finetune worker) could run them.
+            MaxConcurrentTaskActivityWorkItems = Environment.ProcessorCount,
             LoggerFactory = logging,
         };
         var service = new AzureStorageOrchestrationService(settings);
@@ -138,7 +145,7 @@ internal sealed class AzureStorageBackend : IRunBackend
     {
         try
         {
-            await _client.CreateOrchestrationInstanceAsync(FineTuneOrchestrator.Name, "", job.JobId, job, tags: null, dedupeStatuses: Holding);
+            await _client.CreateOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), "", job.JobId, job, tags: null, dedupeStatuses: Holding);
         }
         catch (DurableTask.Core.Exceptions.OrchestrationAlreadyExistsException)
         {

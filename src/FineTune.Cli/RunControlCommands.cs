@@ -23,7 +23,7 @@ internal static class RunControlCommands
     {
         var id = new Argument<string>("run") { Description = "A run id." };
         var includePublished = new Option<bool>("--include-published") { Description = "Also delete the published model (kept by default)." };
-        var command = new Command(name, description) { id, TrainCommand.Work, TrainCommand.Storage };
+        var command = new Command(name, description) { id, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub };
         if (withIncludePublished) command.Add(includePublished);
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -33,7 +33,8 @@ internal static class RunControlCommands
                 error.WriteLine($"run: '{job}' is not a run id");
                 return ExitCodes.BadInput;
             }
-            var runner = new LocalRunner(Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage), output, error);
+            var runner = new LocalRunner(Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage),
+                result.GetValue(TrainCommand.TaskHub)!, output, error);
             return await action(runner, job, withIncludePublished && result.GetValue(includePublished), cancellationToken);
         });
         return command;

@@ -1,5 +1,7 @@
 using System.Globalization;
+using FineTune.Core.Training;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using Microsoft.DurableTask.Converters;
 using Spectre.Console;
@@ -42,7 +44,13 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                     var state = await backend.GetAsync(id, cancellationToken);
                     if (state?.CustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
                     {
-                        if (s.Stage == RunStage.Training)
+                        if (s.Stage == RunStage.Training && s.Sweep is { } sweep)
+                        {
+                            var task = Task("trials", "trials");
+                            task.Value = 100.0 * sweep.Finished / Math.Max(1, sweep.Trials);
+                            task.Description = Markup.Escape(Describe(s).Split('\n')[^1].Trim());
+                        }
+                        else if (s.Stage == RunStage.Training)
                         {
                             bool boundary = s.Step == 0 && s.Epoch > 0;
                             int epoch = boundary ? s.Epoch - 1 : s.Epoch;
@@ -89,6 +97,11 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
 
     private static string Describe(RunStatus s) => s.Stage switch
     {
+        RunStage.Training when s.Sweep is { } sweep => (sweep.Latest is { BestEpoch: not null } latest
+                ? $"  {latest.JobId} ({SweepPlanner.Describe(latest.Parameters)}): {latest.EpochsRun} epochs, val_loss {latest.ValidationLoss:F4}  val_acc {latest.ValidationAccuracy:P1}\n"
+                : "")
+            + $"  trials {sweep.Finished}/{sweep.Trials} done, {sweep.Running} running"
+            + (sweep.BestTrial is { } best ? $"  best {best}: val_loss {sweep.BestValidationLoss:F4}  val_acc {sweep.BestValidationAccuracy:P1}" : ""),
         RunStage.Training => (s.Step == 0 && s.Epoch > 0 ? $"  epoch {s.Epoch}/{s.Epochs} done" : $"  epoch {s.Epoch + 1}/{s.Epochs}  step {s.Step}/{s.StepsPerEpoch}")
             + (s.LastLoss is { } loss ? $"  loss {loss:F4}" : "")
             + (s.ValidationAccuracy is { } accuracy ? $"  val_loss {s.ValidationLoss:F4}  val_acc {accuracy:P1}" : "")
@@ -113,15 +126,37 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         table.AddRow("best epoch", $"{result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");
         AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }).Write(table);
         string where = artifactPrefix;
+        if (result.Sweep is { } sweep) ReportSweep(sweep, where);
+        // A sweep's published model and reports are its best trial's.
+        var layout = new RunLayout(RunLayout.JobIdOf(result.Published.Folder) ?? result.JobId);
         output.WriteLine($"published: {where}{result.Published.SafetensorsName} (PyTorch-loadable safetensors)");
-        output.WriteLine($"           {where}{result.Published.ModelCardName}");
+        output.WriteLine($"           {where}{layout.Readme} (how to run it in PyTorch), {RunLayout.HubConfigFile}, {RunLayout.ModelCardFile}");
         output.WriteLine($"report:    {where}{e.ReportName}");
         output.WriteLine($"           {where}{e.PredictionsName}");
-        var layout = new RunLayout(result.JobId);
         output.WriteLine($"plots:     {where}{layout.Reports}{{{RunLayout.LossPlotFile},{RunLayout.AccuracyPlotFile},{RunLayout.ConfusionPlotFile}}}");
         var stages = result.Times.Select(t => $"{t.Stage} {t.Seconds:F1} s");
         output.WriteLine($"time:      {string.Join(" · ", ["start-up " + startUpSeconds.ToString("F1", CultureInfo.InvariantCulture) + " s", .. stages])} · total {ProcessSeconds():F1} s");
         return ExitCodes.Succeeded;
+    }
+
+    /// <summary>The best trials as a table (the report has them all), and where the sweep's report is.</summary>
+    private void ReportSweep(SweepSummary sweep, string where)
+    {
+        const int Shown = 10;
+        var keys = sweep.Trials.SelectMany(t => t.Parameters.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
+        var table = new Table().Border(TableBorder.Rounded).AddColumn("trial");
+        // A column per swept field, headed by its last name (learningRate): the paths are in the report.
+        foreach (var key in keys) table.AddColumn(new TableColumn(Markup.Escape(key.Split('.')[^1])).RightAligned());
+        table.AddColumns("state", "epochs").AddColumn(new TableColumn("val_loss").RightAligned()).AddColumn(new TableColumn("val_acc").RightAligned());
+        foreach (var trial in sweep.Trials.Take(Shown))
+            table.AddRow([Markup.Escape(trial.JobId), .. keys.Select(k => Markup.Escape(trial.Parameters.TryGetValue(k, out var v) ? SweepPlanner.Show(v) : "")),
+                trial.State, trial.EpochsRun.ToString(CultureInfo.InvariantCulture), trial.ValidationLoss?.ToString("F4", CultureInfo.InvariantCulture) ?? "-",
+                trial.ValidationAccuracy?.ToString("P1", CultureInfo.InvariantCulture) ?? "-"]);
+        output.WriteLine($"sweep: {sweep.Trials.Count} trials on {sweep.Trials.SelectMany(t => t.Workers).Distinct().Count()} worker(s), {sweep.FeaturePasses} backbone pass(es); "
+            + $"best {sweep.BestTrial} by {StoppingMetrics.Choices[sweep.Metric].Name}{(sweep.Trials.Count > Shown ? $" (best {Shown} shown)" : "")}");
+        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }).Write(table);
+        output.WriteLine($"sweep report: {where}{sweep.ReportName}");
+        output.WriteLine($"              {where}{sweep.PlotName}");
     }
 
     public static double ProcessSeconds() => (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalSeconds;

@@ -48,13 +48,26 @@ public sealed class ChoiceTable<T, TChoice> where T : struct, Enum where TChoice
     public T Parse(string? name) => TryParse(name, out var choice) ? choice.Value : throw new FormatException($"'{name}' is not {Allowed}");
 }
 
+/// <summary>The names a choice is written as in JSON, for the job schema's enumerations.</summary>
+public interface IChoiceNames
+{
+    IReadOnlyList<string> Names { get; }
+
+    /// <summary><see cref="ChoiceTable{T, TChoice}.Described"/></summary>
+    string Described { get; }
+}
+
 /// <summary>
 /// A choice in JSON as its table's name. An unknown name fails as "must be a, b or c"; the serializer adds the
 /// field's path, so job specs report it as a field error.
 /// </summary>
-public abstract class ChoiceJsonConverter<T, TChoice>(ChoiceTable<T, TChoice> table) : JsonConverter<T>
+public abstract class ChoiceJsonConverter<T, TChoice>(ChoiceTable<T, TChoice> table) : JsonConverter<T>, IChoiceNames
     where T : struct, Enum where TChoice : Choice<T>
 {
+    public IReadOnlyList<string> Names { get; } = [.. table.All.Select(c => c.Name)];
+
+    public string Described => table.Described;
+
     public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         reader.TokenType == JsonTokenType.String && table.TryParse(reader.GetString(), out var choice)
             ? choice.Value

@@ -17,6 +17,14 @@ public sealed class DurableFunctions(IServiceProvider services)
     public static Task<FineTuneResult?> FineTune([OrchestrationTrigger] TaskOrchestrationContext context) =>
         new FineTuneOrchestrator().RunAsync(context, context.GetInput<FineTuneJob>()!);
 
+    [Function(SweepOrchestrator.Name)]
+    public static Task<FineTuneResult?> Sweep([OrchestrationTrigger] TaskOrchestrationContext context) =>
+        new SweepOrchestrator().RunAsync(context, context.GetInput<FineTuneJob>()!);
+
+    [Function(TrialOrchestrator.Name)]
+    public static Task<TrialOutcome> Trial([OrchestrationTrigger] TaskOrchestrationContext context) =>
+        new TrialOrchestrator().RunAsync(context, context.GetInput<TrialRequest>()!);
+
     [Function(ActivityNames.FetchPretrainedWeights)]
     public Task<WeightsRef> FetchPretrainedWeights([ActivityTrigger] FineTuneJob input, FunctionContext context) =>
         Run<FetchPretrainedWeights, FineTuneJob, WeightsRef>(input, context);
@@ -36,6 +44,10 @@ public sealed class DurableFunctions(IServiceProvider services)
     [Function(ActivityNames.Publish)]
     public Task<PublishedModel> Publish([ActivityTrigger] PublishRequest input, FunctionContext context) =>
         Run<Publish, PublishRequest, PublishedModel>(input, context);
+
+    [Function(ActivityNames.WriteSweepReport)]
+    public Task<SweepSummary> WriteSweepReport([ActivityTrigger] SweepReportRequest input, FunctionContext context) =>
+        Run<WriteSweepReport, SweepReportRequest, SweepSummary>(input, context);
 
     private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
         where TActivity : TaskActivity<TInput, TOutput> =>

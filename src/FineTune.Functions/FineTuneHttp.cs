@@ -65,7 +65,7 @@ public sealed class FineTuneHttp
         var query = new OrchestrationQuery { Statuses = statuses.Count > 0 ? statuses : null, FetchInputsAndOutputs = true, PageSize = 100 };
         var runs = new List<object>();
         await foreach (var instance in client.GetAllInstancesAsync(query).WithCancellation(request.HttpContext.RequestAborted))
-            if (instance.Name == FineTuneOrchestrator.Name) runs.Add(Describe(request, instance, detailed: false));
+            if (instance.Name is FineTuneOrchestrator.Name or SweepOrchestrator.Name) runs.Add(Describe(request, instance, detailed: false));
         return new OkObjectResult(new { runs });
     }
 

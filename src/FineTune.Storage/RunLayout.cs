@@ -15,6 +15,15 @@ public sealed record RunLayout
     public const string SafetensorsFile = "model.safetensors";
     public const string TorchSharpFile = "model.dat";
     public const string ModelCardFile = "model-card.json";
+    /// <summary>The published folder as a PyTorch or model-hub user reads it: the model's configuration and its README.</summary>
+    public const string HubConfigFile = "config.json";
+    public const string ReadmeFile = "README.md";
+    /// <summary>Beside the weights of families whose input has a per-pixel mean image subtracted (resnet18-cntk).</summary>
+    public const string MeanImageFile = "mean_image.safetensors";
+    public const string SweepReportFile = "sweep.json";
+    public const string SweepPlotFile = "sweep.png";
+    /// <summary>The model as an ONNX graph: published when the job asks for it, or written by <c>finetune export</c>.</summary>
+    public const string OnnxFile = "model.onnx";
 
     /// <summary>Where every run's folder lies: list it to find the runs.</summary>
     public const string RunsPrefix = "runs/";
@@ -51,10 +60,17 @@ public sealed record RunLayout
     public string LossPlot => Reports + LossPlotFile;
     public string AccuracyPlot => Reports + AccuracyPlotFile;
     public string ConfusionPlot => Reports + ConfusionPlotFile;
+    /// <summary>A sweep's table of trials and its plot of the metric against each swept parameter.</summary>
+    public string SweepReport => Reports + SweepReportFile;
+    public string SweepPlot => Reports + SweepPlotFile;
 
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;
     public string ModelCard => Published + ModelCardFile;
+    public string HubConfig => Published + HubConfigFile;
+    public string Readme => Published + ReadmeFile;
+    public string MeanImage => Published + MeanImageFile;
+    public string Onnx => Published + OnnxFile;
 
     /// <summary>The run an artifact name belongs to; null for names outside <see cref="RunsPrefix"/>.</summary>
     public static string? JobIdOf(string artifactName) =>

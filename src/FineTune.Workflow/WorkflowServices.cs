@@ -58,15 +58,20 @@ public static class WorkflowServices
         return services;
     }
 
-    /// <summary>One activity per step of the recipe, in order, each under its durable name (<see cref="ActivityNames"/>).</summary>
+    /// <summary>One activity per step of the recipe, in order, then the sweep's report, each under its durable name (<see cref="ActivityNames"/>).</summary>
     public static readonly IReadOnlyList<(string Name, Type Type)> Activities =
-        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish) }
+        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport) }
             .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
 
-    /// <summary>The orchestrator and the activities.</summary>
+    /// <summary>A run, a sweep and a sweep's trial, each under its durable name.</summary>
+    public static readonly IReadOnlyList<(string Name, Type Type)> Orchestrators =
+        [.. new[] { typeof(FineTuneOrchestrator), typeof(SweepOrchestrator), typeof(TrialOrchestrator) }
+            .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
+
+    /// <summary>The orchestrators and the activities.</summary>
     public static DurableTaskRegistry AddFineTuneTasks(this DurableTaskRegistry registry)
     {
-        registry.AddOrchestrator<FineTuneOrchestrator>();
+        foreach (var (name, type) in Orchestrators) registry.AddOrchestrator(name, type);
         foreach (var (name, type) in Activities) registry.AddActivity(name, type);
         return registry;
     }

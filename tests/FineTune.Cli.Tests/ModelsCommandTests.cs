@@ -16,7 +16,8 @@ public class ModelsCommandTests
         Assert.Equal(ModelRegistry.Families.Count, lines.Length - 1);
         Assert.Contains(lines, l => l.StartsWith("resnet18-cntk ", StringComparison.Ordinal) && l.Contains("BGR 0-255 minus mean image") && l.EndsWith("bundled", StringComparison.Ordinal));
         Assert.Contains(lines, l => l.StartsWith("inception_v3 ", StringComparison.Ordinal) && l.Contains("299x299") && l.Contains("fc"));
-        Assert.Contains(lines, l => l.StartsWith("densenet201 ", StringComparison.Ordinal) && l.Contains("classifier ") && l.EndsWith("file or URL", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("densenet201 ", StringComparison.Ordinal) && l.Contains("classifier ") && l.EndsWith("torchvision: IMAGENET1K_V1", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("resnet50 ", StringComparison.Ordinal) && l.EndsWith("torchvision: IMAGENET1K_V1, IMAGENET1K_V2", StringComparison.Ordinal));
     }
 
     [Fact]

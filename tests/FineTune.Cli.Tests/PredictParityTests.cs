@@ -11,7 +11,8 @@ namespace FineTune.Cli.Tests;
 /// <summary>
 /// Families end to end through the user's commands: <c>finetune train</c> fine-tunes the head on real photos, and
 /// <c>finetune predict</c> must give what PyTorch computes from the published model.safetensors, loaded strictly
-/// into torchvision's model, on images that torchvision's own transforms preprocess.
+/// into torchvision's model, on images that torchvision's own transforms preprocess; and the published README's
+/// script, run as a user runs it, must predict the same.
 /// </summary>
 public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper output) : IClassFixture<PyTorchParity>, IDisposable
 {
@@ -83,6 +84,9 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
         }
         var expected = pytorch.Predict(name, Path.Combine(published, "model.safetensors"), classes.Count, resize, crop, meanImage, images);
         var referenced = clock.Elapsed;
+        // What a user of the published folder runs: its README's script, on its own files.
+        var script = ReadmeScript.Run(published, Path.Combine(_dir, "hub"), images);
+        var scripted = clock.Elapsed;
 
         var answers = JsonDocument.Parse(predict.Output).RootElement.EnumerateArray().ToList();
         Assert.Equal(images.Length, answers.Count);
@@ -100,6 +104,8 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
                 double difference = Math.Abs(ours[classes[k]] - expected[i][k]);
                 worst = Math.Max(worst, difference);
                 Assert.True(difference <= Tolerance, $"|Δp| {difference:E2} > {Tolerance}: {both}");
+                double fromScript = Math.Abs(ours[classes[k]] - script[i][classes[k]]);
+                Assert.True(fromScript <= Tolerance, $"README script: |Δp| {fromScript:E2} > {Tolerance}: {name}, {images[i]}: {script[i][classes[k]]:F6}");
             }
         }
         // Probabilities that hardly vary between photos would agree whatever the preprocessing did to them.
@@ -107,18 +113,6 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
         Assert.True(spread >= 10 * Tolerance, $"{name}: P({classes[0]}) varies by only {spread:F4} over the photos");
         output.WriteLine($"{name}: max |Δp| {worst:E2}, P({classes[0]}) spread over the photos {spread:F4}; " +
             $"export {exported.TotalSeconds:F1} s, train {(trained - exported).TotalSeconds:F1} s, " +
-            $"predict {(predicted - trained).TotalSeconds:F1} s, PyTorch {(referenced - predicted).TotalSeconds:F1} s");
-    }
-}
-
-/// <summary>A theory run only with FINETUNE_ALL_FAMILIES=1: every family end to end takes minutes more than CI has.</summary>
-public sealed class AllFamiliesTheoryAttribute : TheoryAttribute
-{
-    public const string Variable = "FINETUNE_ALL_FAMILIES";
-
-    public AllFamiliesTheoryAttribute()
-    {
-        if (Environment.GetEnvironmentVariable(Variable) != "1")
-            Skip = $"set {Variable}=1 to run every family";
+            $"predict {(predicted - trained).TotalSeconds:F1} s, PyTorch {(referenced - predicted).TotalSeconds:F1} s, README script {(scripted - referenced).TotalSeconds:F1} s");
     }
 }

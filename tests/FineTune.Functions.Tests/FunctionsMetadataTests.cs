@@ -15,15 +15,16 @@ public class FunctionsMetadataTests
         var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
-        Assert.Equal(["CancelFineTune", "Evaluate", "FetchPretrainedWeights", "FineTune", "GetFineTune", "ListFineTunes", "PrepareModel",
-            "Publish", "PurgeExpiredRuns", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch"], functions.Keys.Order());
+        Assert.Equal(["CancelFineTune", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "ListFineTunes",
+            "PrepareModel", "Publish", "PurgeExpiredRuns", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"], functions.Keys.Order());
         var retention = Trigger(functions["PurgeExpiredRuns"]);
         Assert.Equal(("timerTrigger", "0 0 3 * * *"), (retention.GetProperty("type").GetString(), retention.GetProperty("schedule").GetString()));
         AssertHttp(functions["StartFineTune"], "finetune", "post");
         AssertHttp(functions["ListFineTunes"], "finetune", "get");
         AssertHttp(functions["GetFineTune"], "finetune/{id}", "get");
         AssertHttp(functions["CancelFineTune"], "finetune/{id}/cancel", "post");
-        Assert.Equal("orchestrationTrigger", Trigger(functions["FineTune"]).GetProperty("type").GetString());
+        foreach (var (orchestrator, _) in WorkflowServices.Orchestrators)
+            Assert.Equal("orchestrationTrigger", Trigger(functions[orchestrator]).GetProperty("type").GetString());
         foreach (var (activity, _) in WorkflowServices.Activities)
             Assert.Equal("activityTrigger", Trigger(functions[activity]).GetProperty("type").GetString());
         var blob = Trigger(functions["StartFineTuneFromBlob"]);
@@ -37,7 +38,7 @@ public class FunctionsMetadataTests
     {
         var bound = typeof(DurableFunctions).GetMethods()
             .Select(m => (Method: m, Name: m.GetCustomAttribute<Microsoft.Azure.Functions.Worker.FunctionAttribute>()?.Name))
-            .Where(f => f.Name is not null && f.Name != Workflow.Orchestration.FineTuneOrchestrator.Name)
+            .Where(f => f.Name is not null && WorkflowServices.Orchestrators.All(o => o.Name != f.Name))
             .ToDictionary(f => f.Name!, f => f.Method);
         Assert.Equal(WorkflowServices.Activities.Select(a => a.Name).Order(), bound.Keys.Order());
         foreach (var (name, type) in WorkflowServices.Activities)

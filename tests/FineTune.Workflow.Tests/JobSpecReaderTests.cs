@@ -66,6 +66,21 @@ public class JobSpecReaderTests
     }
 
     [Fact]
+    public void WeightsMayBeNamedByTorchvisionsNamesWhereTheFamilyHasThem()
+    {
+        static JobSpec Read(string model, string source) =>
+            JobSpecReader.Read($$"""{ "model": "{{model}}", "weights": { "source": "{{source}}" }, "dataset": { "location": "blob:d/" } }""", false);
+
+        Assert.Equal("torchvision", Read("resnet50", "torchvision").Weights.Source);
+        Assert.Equal("IMAGENET1K_V2", Read("resnet50", "IMAGENET1K_V2").Weights.Source);
+        var v2 = Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read("resnet18", "IMAGENET1K_V2")).Errors);
+        Assert.Equal(new FieldError("weights.source", "resnet18 has no torchvision weights named 'IMAGENET1K_V2'; it has torchvision or IMAGENET1K_V1"), v2);
+        var bundled = Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read("resnet50", "bundled")).Errors);
+        Assert.Contains("give 'torchvision', blob:NAME or an https URL", bundled.Reason);
+        Assert.Contains("its own are 'bundled'", Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read("resnet18-cntk", "torchvision")).Errors).Reason);
+    }
+
+    [Fact]
     public void TestFractionIsInRangeAndLeavesImagesToTrainOn()
     {
         static IReadOnlyList<FieldError> Errors(string dataset) => Assert.Throws<InvalidJobSpecException>(() =>
@@ -126,6 +141,19 @@ public class JobSpecReaderTests
             new Core.Weights.WeightsSourceException("404"), new DeviceUnavailableException("no cuda")];
         Assert.All(bad, e => Assert.True(TaskFailureDetails.FromException(e).IsCausedBy<BadInputException>(), e.GetType().Name));
         Assert.False(TaskFailureDetails.FromException(new IOException("disk")).IsCausedBy<BadInputException>());
+    }
+
+    [Fact]
+    public void PublishOnnxIsReadAndLeftOutOfTheDerivedJobIdWhenAbsent()
+    {
+        var without = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false);
+        Assert.Null(without.Publish);
+        var onnx = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "publish": { "onnx": true } }""", false);
+        Assert.True(onnx.Publish!.Onnx);
+        Assert.NotEqual(without.JobId, onnx.JobId);
+        var unknown = Assert.Throws<InvalidJobSpecException>(() =>
+            JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "publish": { "tflite": true } }""", false));
+        Assert.Equal(("publish.tflite", "unknown field"), (unknown.Errors[0].Field, unknown.Errors[0].Reason));
     }
 
     [Fact]

@@ -1,7 +1,9 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
+using FineTune.Core.Export;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;
@@ -17,10 +19,13 @@ namespace FineTune.Core.Engine;
 /// </summary>
 [SuppressMessage("Performance", "CA1822:Mark members as static",
     Justification = "A singleton service injected into the activities: they depend on an instance, not on the type.")]
-public sealed class FineTuneEngine
+public sealed class FineTuneEngine : IDisposable
 {
     private const string FeaturesKey = "features";
     private const int InferenceBatch = 32;
+    private readonly HeadModelPool _headModels = new();
+
+    public void Dispose() => _headModels.Dispose();
 
     /// <summary>
     /// "Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it
@@ -66,8 +71,30 @@ public sealed class FineTuneEngine
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
     {
+        if (features is null)
+        {
+            using var model = Build(recipe, dataset.ClassCount, out _);
+            return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
+        }
+        var rented = _headModels.Rent(recipe, dataset.ClassCount);
+        ChunkOutcome outcome;
+        try
+        {
+            outcome = TrainOn(rented, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
+        }
+        catch
+        {
+            rented.Dispose();
+            throw;
+        }
+        _headModels.Return(recipe, dataset.ClassCount, rented);
+        return outcome;
+    }
+
+    private static ChunkOutcome TrainOn(FineTuneModel model, Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
+        int maxSteps, Action<StepReport>? onStep, Func<bool>? stopRequested, CancellationToken cancellationToken)
+    {
         using var scope = NewDisposeScope();
-        using var model = Build(recipe, dataset.ClassCount, out _, backboneWeights: features is null);
         var train = TrainSource(recipe, dataset);
         var trainFeatures = features is null ? null : FeaturesOf(features, DatasetSplits.Train);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
@@ -113,6 +140,14 @@ public sealed class FineTuneEngine
             StateDictFile.Write(stateDict, stream, format);
             return stream.ToArray();
         });
+    }
+
+    /// <summary>"Publish" when asked: the fine-tuned model as an ONNX graph (<see cref="OnnxExporter"/>).</summary>
+    public byte[] ExportOnnx(Recipe recipe, ImageDataset dataset, TrainingState state)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Restore(recipe, dataset, state);
+        return OnnxExporter.ToBytes(OnnxExporter.Export(model, dataset.Classes, recipe.Preprocessing));
     }
 
     private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state, bool backboneWeights = true)
@@ -167,6 +202,43 @@ public sealed class FineTuneEngine
         finally
         {
             foreach (var tensor in weights.Values) tensor.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Models for training on cached features, which runs only the head. Building one initialises a whole backbone, which
+    /// costs more than a chunk of head training (a sweep trains hundreds of chunks), so a few are kept per kind and each
+    /// call gets one whose head is what a fresh build under its seed would have.
+    /// </summary>
+    private sealed class HeadModelPool : IDisposable
+    {
+        private const int IdlePerKind = 4;
+        private readonly ConcurrentDictionary<string, ConcurrentBag<FineTuneModel>> _idle = new();
+
+        private static string Kind(Recipe recipe, int classes) =>
+            string.Join('|', recipe.ModelFamily.Name, classes, recipe.HeadDropout, recipe.Freeze, recipe.Device);
+
+        public FineTuneModel Rent(Recipe recipe, int classes)
+        {
+            if (!_idle.TryGetValue(Kind(recipe, classes), out var idle) || !idle.TryTake(out var model))
+                return Build(recipe, classes, out _, backboneWeights: false);
+            model.ResetHeads(recipe.Training.Seed);
+            model.Freeze(recipe.Freeze);
+            model.EvalMode();
+            return model;
+        }
+
+        public void Return(Recipe recipe, int classes, FineTuneModel model)
+        {
+            var idle = _idle.GetOrAdd(Kind(recipe, classes), _ => []);
+            if (idle.Count < IdlePerKind) idle.Add(model);
+            else model.Dispose();
+        }
+
+        public void Dispose()
+        {
+            foreach (var model in _idle.Values.SelectMany(bag => bag)) model.Dispose();
+            _idle.Clear();
         }
     }
 

@@ -1,6 +1,5 @@
 using FineTune.Core.Data;
 using FineTune.Core.Models;
-using FineTune.Core.Weights;
 using static TorchSharp.torch;
 
 namespace FineTune.Core.Evaluation;
@@ -22,30 +21,9 @@ public sealed class Predictor : IDisposable
 
     public IReadOnlyList<string> Classes { get; }
 
-    /// <param name="weightsPath">the whole model's state dict (any format <see cref="StateDictFile"/> reads)</param>
-    public static Predictor Load(ModelFamily family, IReadOnlyList<string> classes, string weightsPath, ResizeMode resize)
-    {
-        var model = FineTuneModel.Create(family, classes.Count, seed: 0);
-        try
-        {
-            var weights = StateDictFile.Read(weightsPath);
-            try
-            {
-                PretrainedWeights.LoadAll(model, weights);
-            }
-            finally
-            {
-                foreach (var tensor in weights.Values) tensor.Dispose();
-            }
-            model.EvalMode();
-            return new Predictor(model, family.Preprocessing with { Resize = resize }, classes);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-    }
+    /// <param name="weightsPath">the whole model's state dict (<see cref="FineTuneModel.Load"/>)</param>
+    public static Predictor Load(ModelFamily family, IReadOnlyList<string> classes, string weightsPath, ResizeMode resize) =>
+        new(FineTuneModel.Load(family, classes.Count, weightsPath), family.Preprocessing with { Resize = resize }, classes);
 
     /// <summary>The <paramref name="top"/> most probable classes of the image, most probable first.</summary>
     public IReadOnlyList<ClassProbability> Predict(string imagePath, int top)

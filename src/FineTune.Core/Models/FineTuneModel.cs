@@ -1,4 +1,5 @@
 using FineTune.Core.Runtime;
+using FineTune.Core.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -68,7 +69,56 @@ public sealed class FineTuneModel : IDisposable
         return new FineTuneModel(family, module, numClasses);
     }
 
+    /// <summary>A published model: the family's layout holding the whole state dict in <paramref name="weightsPath"/>, in eval mode.</summary>
+    /// <param name="weightsPath">any format <see cref="StateDictFile"/> reads</param>
+    public static FineTuneModel Load(ModelFamily family, int numClasses, string weightsPath)
+    {
+        var model = Create(family, numClasses, seed: 0);
+        try
+        {
+            var weights = StateDictFile.Read(weightsPath);
+            try
+            {
+                PretrainedWeights.LoadAll(model, weights);
+            }
+            finally
+            {
+                foreach (var tensor in weights.Values) tensor.Dispose();
+            }
+            model.EvalMode();
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
     public Linear Head => (Linear)ModuleSurgery.Find(Module, Family.HeadPath);
+
+    /// <summary>
+    /// Gives the head and any auxiliary heads the values <see cref="Create"/> gives them under <paramref name="seed"/>
+    /// (the same draws in the same order), so that a model built once can serve another run's work on cached features.
+    /// </summary>
+    public void ResetHeads(long seed)
+    {
+        lock (TorchRandom.Gate)
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(seed);
+            foreach (var path in (string[])[Family.HeadPath, .. Family.AuxiliaryHeadPaths])
+            {
+                var head = (Linear)ModuleSurgery.Find(Module, path);
+                using var fresh = nn.Linear(head.weight!.shape[1], NumClasses);
+                using (no_grad())
+                {
+                    head.weight.copy_(fresh.weight!);
+                    head.bias!.copy_(fresh.bias!);
+                }
+            }
+        }
+    }
 
     public FreezeReport Freeze(FreezeMode mode)
     {

@@ -13,6 +13,8 @@ public readonly record struct FreezeMode(int TrainableStages)
     /// <summary>The forms a freeze mode is written in, for help texts and error messages.</summary>
     public const string Forms = "head, last:N (N >= 1) or full";
     public const string Described = "head (the new classifier only), last:N (the last N stages too) or full (everything)";
+    /// <summary>The forms as a regular expression, for the job schema.</summary>
+    public const string Pattern = "^(head|full|last:[1-9][0-9]*)$";
 
     public static FreezeMode Head => new(0);
     public static FreezeMode Full => new(int.MaxValue);

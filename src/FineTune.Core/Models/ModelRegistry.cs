@@ -72,6 +72,19 @@ public static class ModelRegistry
         }
     }
 
+    /// <summary>
+    /// The Python line that builds the family in torchvision, ready for a published state dict (strict): CNTK's
+    /// ResNet18 has a 3-block layer4, and published googlenets have no auxiliary heads while inception_v3s keep theirs.
+    /// </summary>
+    public static string PyTorchConstructor(ModelFamily family, int classes) => family.Name switch
+    {
+        CntkResNet18.FamilyName or CntkResNet18.RgbFamilyName =>
+            $"torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [{string.Join(", ", CntkResNet18.Layers)}], num_classes={classes})",
+        "googlenet" => $"torchvision.models.googlenet(num_classes={classes}, aux_logits=False, transform_input=False, init_weights=False)",
+        "inception_v3" => $"torchvision.models.inception_v3(num_classes={classes}, aux_logits=True, transform_input=False, init_weights=False)",
+        var name => $"torchvision.models.{name}(num_classes={classes})",
+    };
+
     public static ModelFamily Get(string name) =>
         All.FirstOrDefault(f => f.Name == name)
         ?? throw new UnknownModelFamilyException(name, All.Select(f => f.Name));

@@ -18,14 +18,15 @@ public static class CntkResNet18
     public const string RgbFamilyName = "resnet18-cntk-rgb";
     public const int InputSize = 224;
 
-    private static readonly int[] Layers = [2, 2, 2, 3];
+    /// <summary>Blocks per stage: torchvision's resnet18 has [2, 2, 2, 2].</summary>
+    public static IReadOnlyList<int> Layers { get; } = [2, 2, 2, 3];
 
     public static string Directory => Path.Combine(AppContext.BaseDirectory, "pretrained", "cntk-resnet18");
     public static string ModelPath => Path.Combine(Directory, "ResNet18.onnx");
     public static string PreprocessPath => Path.Combine(Directory, "ResNetPreprocess.onnx");
 
     public static nn.Module<Tensor, Tensor> CreateLayout() =>
-        new ResNet("ResNet18Cntk", BasicBlock.Create, expansion: 1, layers: Layers, numClasses: 1000,
+        new ResNet("ResNet18Cntk", BasicBlock.Create, expansion: 1, layers: [.. Layers], numClasses: 1000,
             zero_init_residual: false, groups: 1, width_per_group: 64, replace_stride_with_dilation: null,
             norm_layer: null, weights_file: null, skipfc: false, device: null);
 
@@ -64,7 +65,7 @@ public static class CntkResNet18
 
         int next = 0;
         Add("conv1", "bn1", pairs[next++]);
-        for (int layer = 0; layer < Layers.Length; layer++)
+        for (int layer = 0; layer < Layers.Count; layer++)
         {
             for (int block = 0; block < Layers[layer]; block++)
             {

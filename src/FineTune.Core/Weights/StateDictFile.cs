@@ -73,7 +73,7 @@ public static class StateDictFile
                     PyTorchPickler.PickleStateDict(stream, ordered, leaveOpen: true);
                     break;
                 case StateDictFormat.Safetensors:
-                    Safetensors.SaveStateDict(stream, ordered, leaveOpen: true);
+                    WriteSafetensors(ordered, stream);
                     break;
                 default:
                     using (var writer = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true))
@@ -86,6 +86,49 @@ public static class StateDictFile
             foreach (var (key, tensor) in ordered)
                 if (!ReferenceEquals(tensor, stateDict[key])) tensor.Dispose();
         }
+    }
+
+    /// <summary>One float tensor as a .safetensors file (a published mean image).</summary>
+    public static byte[] SafetensorsOf(string name, float[] values, long[] shape)
+    {
+        using var scope = NewDisposeScope();
+        using var stream = new MemoryStream();
+        Write(new Dictionary<string, Tensor> { [name] = tensor(values).reshape(shape) }, stream, StateDictFormat.Safetensors);
+        return stream.ToArray();
+    }
+
+    /// <summary>
+    /// What Hugging Face's loaders expect in a safetensors header: <c>{"format": "pt"}</c> says the tensors are
+    /// PyTorch's (transformers refuses a file without it).
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> SafetensorsMetadata = new Dictionary<string, string> { ["format"] = "pt" };
+
+    /// <summary>PyBridge's writer with <see cref="SafetensorsMetadata"/> added: data offsets count from the end of the header, so only the header changes.</summary>
+    private static void WriteSafetensors(Dictionary<string, Tensor> stateDict, Stream stream)
+    {
+        using var plain = new MemoryStream();
+        Safetensors.SaveStateDict(plain, stateDict, leaveOpen: true);
+        var bytes = plain.GetBuffer().AsSpan(0, (int)plain.Length);
+        int length = checked((int)BitConverter.ToUInt64(bytes[..8]));
+        var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.Slice(8, length))!.AsObject();
+        header.Remove("__metadata__");
+        var metadata = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (key, value) in SafetensorsMetadata) metadata[key] = value;
+        var withMetadata = new System.Text.Json.Nodes.JsonObject { ["__metadata__"] = metadata };
+        foreach (var (key, value) in header.ToList())
+        {
+            header.Remove(key);
+            withMetadata[key] = value;
+        }
+        // The format pads the header with spaces so the data starts 8-byte aligned.
+        byte[] json = Encoding.UTF8.GetBytes(withMetadata.ToJsonString());
+        int padded = (json.Length + 7) / 8 * 8;
+        Span<byte> prefix = stackalloc byte[8];
+        BitConverter.TryWriteBytes(prefix, (ulong)padded);
+        stream.Write(prefix);
+        stream.Write(json);
+        for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
+        stream.Write(bytes[(8 + length)..]);
     }
 
     private static Dictionary<string, Tensor> FromPickle(Hashtable table)

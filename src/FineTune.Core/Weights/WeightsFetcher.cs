@@ -9,7 +9,8 @@ public sealed record FetchedWeights(string Path, string Sha256, long Length, str
 
 /// <summary>
 /// The "fetch pretrained weights" step: brings weights from a source into the cache, verified.
-/// Sources: <c>bundled</c> (the family's weights that ship with the app), <c>blob:NAME</c> (an artifact in
+/// Sources: <c>bundled</c> (the family's weights that ship with the app), <c>torchvision</c> or a torchvision
+/// tag such as <c>IMAGENET1K_V2</c> (<see cref="TorchvisionWeights"/>), <c>blob:NAME</c> (an artifact in
 /// the run's store), a local file path, or an http(s) URL on an allowed host. A download must be verified by
 /// the SHA-256 the job gives or, failing that, by torchvision's convention of a hash prefix in the file name
 /// (<c>resnet50-0676ba61.pth</c>).
@@ -30,6 +31,12 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
             return new FetchedWeights(hit, expected, new FileInfo(hit).Length, source);
 
         if (source == Bundled) return await CacheBundledAsync(family, expected, cancellationToken);
+        if (TorchvisionWeights.IsName(source))
+        {
+            var checkpoint = TorchvisionWeights.Resolve(family.Name, source)
+                ?? throw new WeightsSourceException($"{family.Name} has no torchvision weights named '{source}'");
+            return await DownloadAsync(new Uri(new Uri(options.TorchvisionModelsUrl), checkpoint.FileName), expected, cancellationToken);
+        }
         if (source.StartsWith(BlobPrefix, StringComparison.Ordinal)) return await CacheBlobAsync(source[BlobPrefix.Length..], expected, cancellationToken);
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
             return await DownloadAsync(uri, expected, cancellationToken);
@@ -39,7 +46,7 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     private async Task<FetchedWeights> CacheBundledAsync(ModelFamily family, string? expected, CancellationToken cancellationToken)
     {
         if (family.BundledWeights is null)
-            throw new WeightsSourceException($"{family.Name} has no bundled weights; give a file or URL (families with bundled weights: {string.Join(", ", ModelRegistry.Families.Where(f => f.HasBundledWeights).Select(f => f.Name))})");
+            throw new WeightsSourceException($"{family.Name} has no bundled weights; give '{TorchvisionWeights.Default}', a file or a URL (families with bundled weights: {string.Join(", ", ModelRegistry.Families.Where(f => f.HasBundledWeights).Select(f => f.Name))})");
         string source = $"{Bundled}:{family.Name}";
         // Converting the shipped weights costs more than reading them: the result is kept, keyed by the code
         // that converts (this assembly's build), and found again through an index file.
@@ -103,7 +110,7 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     private async Task<FetchedWeights> CacheLocalFileAsync(string path, string? expected, CancellationToken cancellationToken)
     {
         if (!File.Exists(path))
-            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', '{BlobPrefix}NAME', a file path, or an https URL)");
+            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', '{TorchvisionWeights.Default}', '{BlobPrefix}NAME', a file path, or an https URL)");
         string temp = TempPath();
         await using (var input = File.OpenRead(path))
         await using (var output = File.Create(temp))
@@ -115,8 +122,8 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     {
         if (uri.Scheme == "http" && !options.AllowHttp)
             throw new WeightsSourceException($"{uri}: only https downloads are allowed");
-        if (!options.AllowedHosts.Any(h => string.Equals(h, uri.Host, StringComparison.OrdinalIgnoreCase)))
-            throw new WeightsSourceException($"{uri}: host '{uri.Host}' is not in the allowed hosts ({string.Join(", ", options.AllowedHosts)})");
+        if (!options.DownloadHosts.Any(h => string.Equals(h, uri.Host, StringComparison.OrdinalIgnoreCase)))
+            throw new WeightsSourceException($"{uri}: host '{uri.Host}' is not in the allowed hosts ({string.Join(", ", options.DownloadHosts)})");
         string fileName = Path.GetFileName(uri.AbsolutePath);
         string? namePrefix = TorchvisionHashPrefix(fileName);
         if (expected is null && namePrefix is null)

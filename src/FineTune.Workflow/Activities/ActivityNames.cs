@@ -12,4 +12,5 @@ public static class ActivityNames
     public const string TrainChunk = "TrainEpoch";
     public const string Evaluate = nameof(Activities.Evaluate);
     public const string Publish = nameof(Activities.Publish);
+    public const string WriteSweepReport = nameof(Activities.WriteSweepReport);
 }

@@ -10,8 +10,9 @@ using Microsoft.DurableTask;
 namespace FineTune.Workflow.Activities;
 
 /// <summary>
-/// The recipe's "publish" step: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format, with
-/// a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight hashes, lineage).
+/// The recipe's "publish" step: the fine-tuned model as PyTorch-loadable safetensors and in TorchSharp's format (and as
+/// ONNX when the job asks), with a model card (classes, preprocessing, metrics, hyper-parameters, dataset and weight
+/// hashes, lineage), and the config.json and README.md a PyTorch or model-hub user reads (<see cref="HubFiles"/>).
 /// A published model is never overwritten: a repeated call finds the card and returns it.
 /// </summary>
 [DurableTask(ActivityNames.Publish)]
@@ -44,6 +45,8 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
         await WriteOnceAsync(files, published.SafetensorsName, safetensors, token);
         await WriteOnceAsync(files, published.TorchSharpName, torchSharp, token);
+        if (job.Spec.Publish?.Onnx == true)
+            await WriteOnceAsync(files, files.Layout.Onnx, engine.ExportOnnx(recipe, dataset, state), token);
 
         var prepared = request.Prepared;
         var card = new ModelCard
@@ -54,13 +57,22 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
             Head = recipe.ModelFamily.HeadPath,
             Preprocessing = PreprocessingCard.Of(recipe.Preprocessing),
             Metrics = request.Evaluation with { Times = [] },
-            BestEpoch = request.BestEpoch,
+            BestEpoch = request.BestEpoch + 1,
             History = request.History,
             HyperParameters = job.Spec,
             Dataset = new DatasetCard(job.Spec.Dataset.Location, DatasetHash(dataset), prepared.TrainImages, prepared.ValidationImages, prepared.TestImages, prepared.SkippedFiles),
             Weights = new WeightsCard(request.Weights, Sha256(safetensors), Sha256(torchSharp)),
             Lineage = new LineageCard(context.InstanceId, request.Sequence, DateTimeOffset.UtcNow),
         };
+        var layout = files.Layout;
+        await WriteOnceAsync(files, layout.HubConfig, HubFiles.Config(card), token);
+        await WriteOnceAsync(files, layout.Readme, HubFiles.Readme(card), token);
+        if (recipe.Preprocessing.MeanImage is { } meanImage)
+        {
+            int size = recipe.Preprocessing.CropSize;
+            await WriteOnceAsync(files, layout.MeanImage, StateDictFile.SafetensorsOf(HubFiles.MeanImageTensor, meanImage.Value, [3, size, size]), token);
+        }
+        // The card last: its presence says the folder is complete.
         await WriteOnceAsync(files, published.ModelCardName, card.ToJson(), token);
     }
 

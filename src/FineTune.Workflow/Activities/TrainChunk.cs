@@ -86,6 +86,6 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
         // Only the epochs this call can have changed: the orchestration keeps the earlier ones, so what it carries grows linearly.
         long fromEpoch = request.FromStep / stepsPerEpoch;
         return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted,
-            progress.History.Where(e => e.Epoch >= fromEpoch).ToList(), lastLoss, times);
+            progress.History.Where(e => e.Epoch >= fromEpoch).ToList(), lastLoss, times, WorkerIdentity.Current);
     }
 }

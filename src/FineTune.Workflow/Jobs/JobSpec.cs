@@ -15,6 +15,9 @@ public sealed record JobSpec
 {
     public const int CurrentVersion = 1;
 
+    /// <summary>Where editors find the job schema (<c>finetune schema</c>); read and ignored, so a job file can name it.</summary>
+    [JsonPropertyName("$schema")]
+    public string? Schema { get; init; }
     public int Version { get; init; } = CurrentVersion;
     /// <summary>Names the run (and its durable instance); derived from the spec when absent.</summary>
     public string? JobId { get; init; }
@@ -30,6 +33,17 @@ public sealed record JobSpec
     public DeviceKind Device { get; init; } = DeviceKind.Auto;
     /// <summary>TF32 matmuls and convolutions on CUDA GPUs that have them.</summary>
     public bool Tf32 { get; init; } = true;
+    /// <summary>When given, the job is a hyper-parameter sweep: trials that set these fields differently.</summary>
+    public SweepSpec? Sweep { get; init; }
+    /// <summary>What the publish step writes besides the weights and the card. Left out of the JSON when absent, so specs without it keep their derived job ids.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public PublishSpec? Publish { get; init; }
+}
+
+public sealed record PublishSpec
+{
+    /// <summary>Also model.onnx beside model.safetensors: the model as an ONNX graph with its preprocessing in the metadata.</summary>
+    public bool Onnx { get; init; }
 }
 
 public sealed record WeightsSpec
@@ -77,6 +91,8 @@ public sealed record TrainingSpec
     public bool ClassWeighted { get; init; }
     public double? GradientClipNorm { get; init; }
     public EarlyStoppingSpec? EarlyStopping { get; init; }
+    /// <summary>What picks the best epoch when early stopping is off (its metric otherwise); validation loss when not given.</summary>
+    public StoppingMetric? BestEpochMetric { get; init; }
     public AugmentationSpec? Augmentation { get; init; }
     public bool FeatureCache { get; init; } = true;
     /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>

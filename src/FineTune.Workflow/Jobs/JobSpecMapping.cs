@@ -37,9 +37,9 @@ public static class JobSpecMapping
             spec.Tf32);
     }
 
-    /// <summary>What picks the best epoch: the early-stopping metric, validation loss when early stopping is off.</summary>
+    /// <summary>What picks the best epoch: the early-stopping metric, else <see cref="TrainingSpec.BestEpochMetric"/>, else validation loss.</summary>
     public static StoppingMetric StoppingMetric(this JobSpec spec) =>
-        spec.Training.EarlyStopping?.Metric ?? Core.Training.StoppingMetric.ValidationLoss;
+        spec.Training.EarlyStopping?.Metric ?? spec.Training.BestEpochMetric ?? Core.Training.StoppingMetric.ValidationLoss;
 
     public static DatasetOptions ToDatasetOptions(this JobSpec spec) => new()
     {

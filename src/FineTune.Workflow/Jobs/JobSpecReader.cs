@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using FineTune.Core;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
@@ -29,6 +30,10 @@ public static class JobSpecReader
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+        // A number is a JSON number, as the job schema says ("5" is not 5).
+        NumberHandling = JsonNumberHandling.Strict,
+        // Set before the options are first used, as the schema exporter requires.
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver(),
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
@@ -65,13 +70,16 @@ public static class JobSpecReader
 
         string source = spec.Weights?.Source ?? "";
         if (source == WeightsFetcher.Bundled)
-            Check(family is null || family.HasBundledWeights, "weights.source", $"{spec.Model} has no bundled weights; give blob:NAME or an https URL");
+            Check(family is null || family.HasBundledWeights, "weights.source", $"{spec.Model} has no bundled weights; give {Named(spec.Model)}blob:NAME or an https URL");
+        else if (TorchvisionWeights.IsName(source))
+            Check(family is null || TorchvisionWeights.Resolve(family.Name, source) is not null, "weights.source",
+                family?.HasBundledWeights == true ? $"{spec.Model} has no torchvision weights; its own are 'bundled'" : $"{spec.Model} has no torchvision weights named '{source}'; it has {TorchvisionWeights.NamesFor(spec.Model)}");
         else if (source.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
             Check(IsArtifactName(source[WeightsFetcher.BlobPrefix.Length..]), "weights.source", "blob:NAME needs a valid artifact name");
         else if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http")
             Check(uri.Scheme == "https", "weights.source", "downloads must use https");
         else
-            Check(localPaths && source.Length > 0, "weights.source", localPaths ? "is required" : "must be 'bundled', blob:NAME or an https URL");
+            Check(localPaths && source.Length > 0, "weights.source", localPaths ? "is required" : $"must be 'bundled', '{TorchvisionWeights.Default}' (or a torchvision tag), blob:NAME or an https URL");
         Check(spec.Weights?.Sha256 is null || IsSha256(spec.Weights.Sha256), "weights.sha256", "must be 64 hex digits");
 
         var dataset = spec.Dataset ?? new DatasetSpec();
@@ -109,15 +117,21 @@ public static class JobSpecReader
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
         if (t.Augmentation is { } augmentation)
             Check(augmentation.ColorJitter is >= 0 and < 1, "training.augmentation.colorJitter", "must be in [0, 1)");
+        Check(t.EarlyStopping is null || t.BestEpochMetric is null || t.EarlyStopping.Metric == t.BestEpochMetric,
+            "training.bestEpochMetric", "must be training.earlyStopping.metric when both are given: one metric picks the best epoch");
+        errors.AddRange(SweepPlanner.Validate(spec, localPaths));
         return errors;
     }
 
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
     public static string DeriveJobId(JobSpec spec) => "ft-" + Hash(spec)[..12];
 
-    /// <summary>SHA-256 of the spec's JSON without its job id: what a job id is bound to.</summary>
+    /// <summary>SHA-256 of the spec's JSON without its job id (nor its schema link): what a job id is bound to.</summary>
     public static string Hash(JobSpec spec) =>
-        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null }, Json)));
+        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, Json)));
+
+    /// <summary>"'torchvision', " where the family has torchvision weights: the names to suggest first.</summary>
+    private static string Named(string family) => TorchvisionWeights.Resolve(family, TorchvisionWeights.Default) is null ? "" : $"'{TorchvisionWeights.Default}', ";
 
     private static bool IsArtifactName(string name)
     {
@@ -134,9 +148,31 @@ public static class JobSpecReader
     private static FieldError Error(JsonException e)
     {
         string field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "$" : e.Path.TrimStart('$', '.');
-        string reason = e.Message.Contains("could not be mapped", StringComparison.Ordinal) ? "unknown field" : e.Message.Split(" Path:", 2)[0];
-        return new FieldError(field, reason);
+        if (e.Message.Contains("could not be mapped", StringComparison.Ordinal)) return new FieldError(field, "unknown field");
+        // The serializer's own message names a CLR type (System.Int32); the field's type says it in the user's terms.
+        return new FieldError(field, Expected(FieldType(field)) ?? e.Message.Split(" Path:", 2)[0]);
     }
+
+    /// <summary>The type of the field at a path (a.b), as the serializer matches names; null for array items or no such field.</summary>
+    private static Type? FieldType(string field)
+    {
+        Type? type = typeof(JobSpec);
+        foreach (string name in field.Split('.'))
+            type = type is null ? null : Json.GetTypeInfo(type).Properties.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))?.PropertyType;
+        return type;
+    }
+
+    private static string? Expected(Type? type) => (type is null ? null : Nullable.GetUnderlyingType(type) ?? type) switch
+    {
+        null => null,
+        var t when t == typeof(int) || t == typeof(long) => "must be a whole number",
+        var t when t == typeof(double) || t == typeof(float) => "must be a number",
+        var t when t == typeof(bool) => "must be true or false",
+        var t when t == typeof(string) => "must be a string",
+        var t when t == typeof(IReadOnlyList<string>) => "must be a list of strings",
+        var t when t.IsClass && Json.GetTypeInfo(t).Kind == JsonTypeInfoKind.Object => "must be an object",
+        _ => null,
+    };
 
     /// <summary>
     /// The serializer stops at the first field it rejects (an unknown choice or field, a wrong type): each such field

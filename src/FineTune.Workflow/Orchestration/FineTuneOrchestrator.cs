@@ -25,8 +25,9 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// from 2 s (storage-queue timers round to seconds) to 2 minutes, so an outage of many minutes does not end a long
     /// run. Bad input and permanent failures (<see cref="PermanentRunFailureException"/>) are not retried. A worker
     /// killed outright raises nothing: those restarts are counted per chunk by <see cref="TrainChunk"/> instead.
+    /// Every orchestration of the workflow calls its activities so.
     /// </summary>
-    private static readonly TaskOptions Retry = TaskOptions.FromRetryPolicy(new RetryPolicy(
+    internal static readonly TaskOptions Retry = TaskOptions.FromRetryPolicy(new RetryPolicy(
         maxNumberOfAttempts: int.MaxValue, firstRetryInterval: TimeSpan.FromSeconds(2), backoffCoefficient: 2,
         maxRetryInterval: TimeSpan.FromMinutes(2), retryTimeout: RetryBudget)
     {

@@ -8,8 +8,13 @@ namespace FineTune.Workflow.Orchestration;
 /// <summary>
 /// The orchestration's input. <see cref="ChunksPerGeneration"/>: training chunks after which the orchestration
 /// continues as new, keeping its history short; <see cref="Carried"/> is what such a new generation already has.
+/// <see cref="DataRun"/>: the run whose copy of the dataset and cached features this one reads (a sweep's trials
+/// share their feature run's); its own when null.
 /// </summary>
-public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null);
+public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null, string? DataRun = null)
+{
+    public string DataRunId => DataRun ?? JobId;
+}
 
 /// <summary>State an orchestration hands to its next generation when it continues as new, with the stage times so far.</summary>
 public sealed record CarriedState(WeightsRef Weights, PreparedSummary Prepared, long GlobalStep, IReadOnlyList<EpochMetrics> History, DateTime StartedAt, long StepsAtStart,
@@ -46,9 +51,10 @@ public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedS
 /// Where training stands after a chunk; <see cref="History"/> holds the finished epochs from the chunk's first epoch
 /// on (a few numbers each; all of them only when the call found the work already done from step 0);
 /// <see cref="LastLoss"/> is null when the call trained nothing (the work was already checkpointed).
+/// <see cref="Worker"/>: the process that ran the call (<see cref="Services.WorkerIdentity"/>).
 /// </summary>
 public sealed record TrainResult(long GlobalStep, int Epoch, int Step, int StepsPerEpoch, bool EpochCompleted, IReadOnlyList<EpochMetrics> History, double? LastLoss,
-    IReadOnlyList<StageTime> Times);
+    IReadOnlyList<StageTime> Times, string? Worker = null);
 
 /// <summary>Evaluate or publish the model of checkpoint <see cref="Sequence"/> (the best epoch's end).</summary>
 public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long Sequence);
@@ -61,9 +67,12 @@ public sealed record PublishRequest(FineTuneJob Job, WeightsRef Weights, long Se
 
 public sealed record PublishedModel(string Folder, string SafetensorsName, string TorchSharpName, string ModelCardName, IReadOnlyList<StageTime> Times);
 
-/// <summary><see cref="Times"/>: seconds per stage, summed over the run's activities (<see cref="Stages"/>).</summary>
+/// <summary>
+/// <see cref="Times"/>: seconds per stage, summed over the run's activities (<see cref="Stages"/>). A sweep's result is
+/// its best trial's, with <see cref="Sweep"/> telling every trial.
+/// </summary>
 public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly,
-    IReadOnlyList<StageTime> Times);
+    IReadOnlyList<StageTime> Times, SweepSummary? Sweep = null);
 
 /// <summary>The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar.</summary>
 public sealed record RunStatus(
@@ -76,4 +85,5 @@ public sealed record RunStatus(
     double? ValidationLoss,
     double? ValidationAccuracy,
     int? BestEpoch,
-    double? EtaSeconds);
+    double? EtaSeconds,
+    SweepProgress? Sweep = null);

@@ -33,6 +33,9 @@ public interface IRunScheduler
 /// </summary>
 public static class RunStarter
 {
+    /// <summary>The orchestration that runs a job: a sweep's, or a single run's.</summary>
+    public static string OrchestratorOf(FineTuneJob job) => job.Spec.Sweep is null ? FineTuneOrchestrator.Name : SweepOrchestrator.Name;
+
     public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, RunControl runs, CancellationToken cancellationToken)
     {
         string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
@@ -68,7 +71,7 @@ public sealed class DurableClientScheduler(DurableTaskClient client) : IRunSched
             : null;
 
     public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
-        client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, job, new StartOrchestrationOptions(job.JobId), cancellationToken);
+        client.ScheduleNewOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), job, new StartOrchestrationOptions(job.JobId), cancellationToken);
 
     public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) =>
         client.TerminateInstanceAsync(jobId, reason, cancellationToken);

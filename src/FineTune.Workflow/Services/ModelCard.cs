@@ -23,7 +23,7 @@ public sealed record ModelCard
     public string Head { get; init; } = "";
     public PreprocessingCard Preprocessing { get; init; } = new();
     public EvaluationSummary? Metrics { get; init; }
-    /// <summary>Counted from 0, as in the history.</summary>
+    /// <summary>Counted from 1, as the command line shows it (the history's <see cref="EpochMetrics.Epoch"/> counts from 0).</summary>
     public int BestEpoch { get; init; }
     public IReadOnlyList<EpochMetrics> History { get; init; } = [];
     public JobSpec? HyperParameters { get; init; }

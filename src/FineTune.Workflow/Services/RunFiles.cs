@@ -50,12 +50,12 @@ public sealed class WorkerFiles(IArtifactStore store, CheckpointStore checkpoint
     /// <summary>The dataset, scanned once per worker and run; from the store into local scratch when it is a blob.</summary>
     internal async Task<ImageDataset> DatasetAsync(FineTuneJob job, CancellationToken cancellationToken)
     {
-        string location = job.Spec.Dataset.Location;
+        string location = job.Spec.Dataset.Location, run = job.DataRunId;
         string local = location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal)
-            ? await MaterialiseAsync(job.JobId, location[WeightsFetcher.BlobPrefix.Length..], cancellationToken)
+            ? await MaterialiseAsync(run, location[WeightsFetcher.BlobPrefix.Length..], cancellationToken)
             : location;
-        var dataset = _datasets.GetOrAdd($"{job.JobId}|{location}", _ => new Lazy<ImageDataset>(() =>
-            DatasetLoader.Load(local, job.Spec.ToDatasetOptions(), Path.Combine(Work, "runs", job.JobId, "unzipped")))).Value;
+        var dataset = _datasets.GetOrAdd($"{run}|{location}", _ => new Lazy<ImageDataset>(() =>
+            DatasetLoader.Load(local, job.Spec.ToDatasetOptions(), Path.Combine(Work, "runs", run, "unzipped")))).Value;
         if (job.Spec.Dataset.Classes is { } expected && !expected.SequenceEqual(dataset.Classes))
             throw new InvalidDatasetException($"the dataset's classes [{string.Join(", ", dataset.Classes)}] are not the job's [{string.Join(", ", expected)}]");
         return dataset;

@@ -40,6 +40,25 @@ public class FineTuneModelTests
         Assert.False(a.Head.weight!.SameAs(c.Head.weight!));
     }
 
+    /// <summary>A built model reused for another run's cached-feature training gets the heads a fresh build would have.</summary>
+    [Theory]
+    [InlineData("resnet18")]
+    [InlineData("inception_v3")]
+    public void ResetHeadsGivesTheHeadsOfAFreshBuild(string name)
+    {
+        using var scope = NewDisposeScope();
+        var family = ModelRegistry.Get(name);
+        using var reused = FineTuneModel.Create(family, 4, seed: 43);
+        using (no_grad()) reused.Head.weight!.add_(1);
+        using var fresh = FineTuneModel.Create(family, 4, seed: 42);
+
+        reused.ResetHeads(42);
+
+        foreach (var path in (string[])[family.HeadPath, .. family.AuxiliaryHeadPaths])
+            foreach (var suffix in new[] { ".weight", ".bias" })
+                Assert.True(reused.Module.state_dict()[path + suffix].SameAs(fresh.Module.state_dict()[path + suffix]), path + suffix);
+    }
+
     [Fact]
     public void HeadInitialisationIsTorchsLinearUnderTheSeed()
     {

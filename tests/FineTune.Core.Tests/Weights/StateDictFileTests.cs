@@ -36,6 +36,23 @@ public sealed class StateDictFileTests : IDisposable
     }
 
     [Fact]
+    public void SafetensorsSayTheyHoldPyTorchTensorsAndStayAligned()
+    {
+        using var scope = NewDisposeScope();
+        var path = Path.Combine(_dir, "model.safetensors");
+        StateDictFile.Write(new Dictionary<string, Tensor> { ["w"] = arange(5, dtype: float32), ["b"] = ones(3, dtype: float64) }, path, StateDictFormat.Safetensors);
+
+        byte[] bytes = File.ReadAllBytes(path);
+        int length = (int)BitConverter.ToUInt64(bytes, 0);
+        Assert.Equal(0, length % 8);
+        var header = System.Text.Json.JsonDocument.Parse(bytes.AsMemory(8, length)).RootElement;
+        Assert.Equal("pt", header.GetProperty("__metadata__").GetProperty("format").GetString());
+        var read = StateDictFile.Read(path);
+        Assert.Equal([0f, 1f, 2f, 3f, 4f], read["w"].data<float>().ToArray());
+        Assert.Equal([1d, 1d, 1d], read["b"].data<double>().ToArray());
+    }
+
+    [Fact]
     public void TorchSharpsOwnSaveIsReadable()
     {
         using var scope = NewDisposeScope();

@@ -1,0 +1,211 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace FineTune.Workflow.Jobs;
+
+/// <summary>
+/// One trial of a sweep: its job id (<c>{sweep}-tNN</c>), the values it sets and its full job spec. Trials with the same
+/// <see cref="FeatureGroup"/> see the same images through the same frozen backbone, so they share one feature pass.
+/// </summary>
+public sealed record SweepTrial(int Index, string JobId, IReadOnlyDictionary<string, JsonElement> Parameters, JobSpec Spec, int FeatureGroup);
+
+/// <summary>
+/// Turns a job spec with a <see cref="SweepSpec"/> into its trials, deterministically (the orchestrator replays it), and
+/// reports every problem with the sweep as field errors before anything runs.
+/// </summary>
+public static class SweepPlanner
+{
+    public const int MaxTrialsLimit = 1000;
+    public const int MaxParallelism = 64;
+    /// <summary>A trial's id adds "-t" and up to four digits to the sweep's.</summary>
+    public const int MaxSweepIdLength = 63 - 6;
+
+    /// <summary>Fields a trial may not set: they name or shape the sweep itself.</summary>
+    private static readonly string[] Reserved = ["version", "jobId", "sweep"];
+
+    public static string TrialId(string sweepId, int index, int trials) =>
+        $"{sweepId}-t{index.ToString(new string('0', trials.ToString(CultureInfo.InvariantCulture).Length), CultureInfo.InvariantCulture)}";
+
+    /// <summary>The run that computes one feature group's backbone features (and holds the dataset's copy) for its trials.</summary>
+    public static string FeatureRunId(string sweepId, int group) => $"{sweepId}-f{group}";
+
+    /// <summary>Every trial of <paramref name="spec"/>'s sweep, which must be valid (<see cref="Validate"/>).</summary>
+    public static IReadOnlyList<SweepTrial> Plan(JobSpec spec)
+    {
+        var sweep = spec.Sweep ?? throw new ArgumentException("the job has no sweep", nameof(spec));
+        string sweepId = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
+        var combinations = Combinations(sweep);
+        var groups = new List<string>();
+        var trials = new List<SweepTrial>(combinations.Count);
+        for (int i = 0; i < combinations.Count; i++)
+        {
+            string id = TrialId(sweepId, i + 1, combinations.Count);
+            var trialSpec = Apply(spec, combinations[i], id);
+            string key = FeatureKey(trialSpec);
+            int group = groups.IndexOf(key);
+            if (group < 0)
+            {
+                group = groups.Count;
+                groups.Add(key);
+            }
+            trials.Add(new SweepTrial(i + 1, id, combinations[i], trialSpec, group));
+        }
+        return trials;
+    }
+
+    /// <summary>Problems with the sweep section, each naming its field; empty when it can run.</summary>
+    public static IReadOnlyList<FieldError> Validate(JobSpec spec, bool localPaths)
+    {
+        var errors = new List<FieldError>();
+        if (spec.Sweep is not { } sweep) return errors;
+        void Check(bool ok, string field, string reason) { if (!ok) errors.Add(new FieldError(field, reason)); }
+
+        Check(spec.JobId is null || spec.JobId.Length <= MaxSweepIdLength, "jobId", $"a sweep's id must be at most {MaxSweepIdLength} characters: its trials add -tNN");
+        Check(sweep.Parameters.Count > 0, "sweep.parameters", "must name at least one job-spec field, e.g. \"training.learningRate\": [0.001, 0.01]");
+        Check(sweep.MaxTrials is >= 1 and <= MaxTrialsLimit, "sweep.maxTrials", $"must be 1-{MaxTrialsLimit}");
+        Check(sweep.Parallelism is >= 1 and <= MaxParallelism, "sweep.parallelism", $"must be 1-{MaxParallelism}");
+        var picks = spec.Training.EarlyStopping?.Metric ?? spec.Training.BestEpochMetric;
+        Check(picks is null || picks == sweep.Metric, "sweep.metric",
+            "must be the job's training.earlyStopping.metric / bestEpochMetric when given: one metric picks the best epoch and the best trial");
+        if (sweep.EarlyTermination is { } termination)
+            Check(termination.GraceEpochs >= 1, "sweep.earlyTermination.graceEpochs", "must be >= 1");
+
+        // Each value on its own against the job, so a bad value is named once rather than in every trial that has it.
+        foreach (var (path, parameter) in sweep.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal))
+        {
+            string field = $"sweep.parameters.{path}";
+            if (Reserved.Any(r => path == r || path.StartsWith(r + ".", StringComparison.Ordinal)) || path.Split('.').Any(p => p.Length == 0))
+            {
+                errors.Add(new FieldError(field, $"a sweep sets job-spec fields other than {string.Join(", ", Reserved)}"));
+                continue;
+            }
+            if (parameter.IsRange && sweep.Method == SweepMethod.Grid)
+            {
+                errors.Add(new FieldError(field, "a grid takes a list of values; ranges are for \"method\": \"random\""));
+                continue;
+            }
+            var candidates = parameter.Values ?? [Number(parameter.Min, parameter.WholeNumbers), Number(parameter.Max, parameter.WholeNumbers)];
+            foreach (var value in candidates)
+            {
+                if (Problem(spec, new Dictionary<string, JsonElement> { [path] = value }, localPaths) is { } problem)
+                {
+                    errors.Add(new FieldError(field, problem == NotAField ? problem : $"{value.GetRawText()}: {problem}"));
+                    break;
+                }
+            }
+        }
+        if (errors.Count > 0 || sweep.MaxTrials is < 1 or > MaxTrialsLimit) return errors;
+
+        if (sweep.Method == SweepMethod.Grid)
+        {
+            long size = sweep.Parameters.Values.Aggregate(1L, (n, p) => n * p.Values!.Count);
+            if (size > sweep.MaxTrials)
+                return [new FieldError("sweep.maxTrials", $"the grid has {size} combinations, more than maxTrials ({sweep.MaxTrials}): raise it or list fewer values")];
+        }
+        // Values valid alone can clash together (nesterov with adam): every trial is checked.
+        foreach (var combination in Combinations(sweep))
+        {
+            if (Problem(spec, combination, localPaths) is { } problem)
+                return [new FieldError("sweep.parameters", $"the trial {Describe(combination)} is not a valid job: {problem}")];
+        }
+        return errors;
+    }
+
+    /// <summary>"training.learningRate=0.01, training.optimizer=adam"</summary>
+    public static string Describe(IReadOnlyDictionary<string, JsonElement> parameters) =>
+        string.Join(", ", parameters.Select(p => $"{p.Key}={Show(p.Value)}"));
+
+    /// <summary>A swept value as people write it: strings without quotes.</summary>
+    public static string Show(JsonElement value) => value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
+
+    private const string NotAField = "not a job-spec field";
+
+    private static string? Problem(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, bool localPaths)
+    {
+        JobSpec trial;
+        try
+        {
+            trial = Apply(spec, values, spec.JobId ?? "sweep");
+        }
+        catch (JsonException e)
+        {
+            return e.Message.Contains("could not be mapped", StringComparison.Ordinal)
+                ? NotAField
+                : e.Message.Split(" Path:", 2)[0];
+        }
+        var errors = JobSpecReader.Validate(trial, localPaths);
+        return errors.Count == 0 ? null : string.Join("; ", errors);
+    }
+
+    /// <summary>The job with the trial's values set at their paths, its own id, no sweep, and the sweep's metric picking its best epoch.</summary>
+    private static JobSpec Apply(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, string jobId)
+    {
+        var metric = spec.Sweep!.Metric;
+        var root = JsonSerializer.SerializeToNode(spec with { Sweep = null, JobId = jobId }, JobSpecReader.Json)!.AsObject();
+        foreach (var (path, value) in values)
+        {
+            string[] names = path.Split('.');
+            var node = root;
+            foreach (var name in names[..^1])
+                node = node[name] as JsonObject ?? (JsonObject)(node[name] = new JsonObject());
+            node[names[^1]] = JsonNode.Parse(value.GetRawText());
+        }
+        var trial = root.Deserialize<JobSpec>(JobSpecReader.Json) ?? throw new JsonException("empty trial spec");
+        return trial.Training.EarlyStopping is null ? trial with { Training = trial.Training with { BestEpochMetric = metric } } : trial;
+    }
+
+    /// <summary>
+    /// Grid: every combination, the last key (in ordinal order) varying fastest. Random: MaxTrials draws seeded by the
+    /// sweep's seed; repeated draws from lists only are skipped, so a small space yields fewer, distinct trials.
+    /// </summary>
+    private static List<IReadOnlyDictionary<string, JsonElement>> Combinations(SweepSpec sweep)
+    {
+        var keys = sweep.Parameters.Keys.Order(StringComparer.Ordinal).ToArray();
+        var result = new List<IReadOnlyDictionary<string, JsonElement>>();
+        if (sweep.Method == SweepMethod.Grid)
+        {
+            IEnumerable<Dictionary<string, JsonElement>> grid = [new()];
+            foreach (var key in keys)
+                grid = grid.SelectMany(partial => sweep.Parameters[key].Values!.Select(v => new Dictionary<string, JsonElement>(partial) { [key] = v }));
+            result.AddRange(grid);
+            return result;
+        }
+        var random = new Random(unchecked((int)sweep.Seed ^ (int)(sweep.Seed >> 32)));
+        var seen = new HashSet<string>();
+        for (int draw = 0; result.Count < sweep.MaxTrials && draw < sweep.MaxTrials * 20; draw++)
+        {
+            var trial = keys.ToDictionary(key => key, key => Draw(sweep.Parameters[key], random));
+            if (seen.Add(Describe(trial))) result.Add(trial);
+        }
+        return result;
+    }
+
+    private static JsonElement Draw(SweepParameter parameter, Random random)
+    {
+        if (parameter.Values is { } values) return values[random.Next(values.Count)];
+        if (parameter.WholeNumbers) return Number(random.NextInt64((long)parameter.Min, (long)parameter.Max + 1), integer: true);
+        double u = random.NextDouble();
+        double value = parameter.Log
+            ? Math.Exp(Math.Log(parameter.Min) + u * (Math.Log(parameter.Max) - Math.Log(parameter.Min)))
+            : parameter.Min + u * (parameter.Max - parameter.Min);
+        // Four significant digits: what a person would write, and what the report shows.
+        return Number(double.Parse(value.ToString("G4", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), integer: false);
+    }
+
+    private static JsonElement Number(double value, bool integer) =>
+        JsonSerializer.SerializeToElement(integer ? (object)(long)value : value);
+
+    /// <summary>What decides the images a trial sees and the features the frozen backbone gives them.</summary>
+    private static string FeatureKey(JobSpec spec) => JsonSerializer.Serialize(new
+    {
+        spec.Model,
+        spec.Weights,
+        spec.Dataset,
+        spec.Freeze,
+        spec.Seed,
+        spec.Device,
+        spec.Training.Augmentation,
+        spec.Training.FeatureCache,
+    }, JobSpecReader.Json);
+}

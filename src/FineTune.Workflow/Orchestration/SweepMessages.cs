@@ -1,0 +1,40 @@
+using System.Text.Json;
+using FineTune.Core.Training;
+
+namespace FineTune.Workflow.Orchestration;
+
+// A sweep's inputs and outputs: small records, never tensors.
+
+/// <summary>
+/// Train one trial (a job whose <see cref="FineTuneJob.Carried"/> holds its weights and prepared model, and whose
+/// <see cref="FineTuneJob.DataRun"/> is its feature run) from global step <see cref="FromStep"/> to the end of epoch
+/// <see cref="UntilEpoch"/> (its last epoch when that is sooner).
+/// </summary>
+public sealed record TrialRequest(FineTuneJob Trial, long FromStep, int UntilEpoch);
+
+/// <summary>
+/// Where a trial stands: <see cref="Finished"/> when it trained all its epochs or stopped early by its patience;
+/// <see cref="Workers"/>: the processes that trained its chunks.
+/// </summary>
+public sealed record TrialOutcome(string JobId, long GlobalStep, IReadOnlyList<EpochMetrics> History, bool Finished, bool StoppedEarly,
+    IReadOnlyList<string> Workers, IReadOnlyList<StageTime> Times);
+
+/// <summary>
+/// One trial in a sweep's status, result and report. <see cref="State"/>: completed, stopped early (its patience),
+/// or terminated (early termination at a rung). <see cref="Score"/>: its best epoch's score on the sweep's metric (higher is
+/// better: the accuracy, or minus the loss).
+/// </summary>
+public sealed record TrialSummary(int Index, string JobId, IReadOnlyDictionary<string, JsonElement> Parameters, string State, int EpochsRun,
+    int? BestEpoch, double? Score, double? ValidationLoss, double? ValidationAccuracy, IReadOnlyList<string> Workers);
+
+/// <summary>A sweep's progress in its custom status: trials done, the best one so far, and the trial (or rung of one) that ended last.</summary>
+public sealed record SweepProgress(int Trials, int Finished, int Running, string? BestTrial, double? BestValidationLoss, double? BestValidationAccuracy,
+    TrialSummary? Latest = null);
+
+/// <summary>
+/// A finished sweep: the trial published, every trial (best first, by the sweep's metric), the feature passes it took, and
+/// the sweep report (JSON table and a plot of the metric against each swept parameter).
+/// </summary>
+public sealed record SweepSummary(string BestTrial, StoppingMetric Metric, IReadOnlyList<TrialSummary> Trials, int FeaturePasses, string ReportName, string PlotName);
+
+public sealed record SweepReportRequest(string SweepId, StoppingMetric Metric, IReadOnlyList<TrialSummary> Trials);

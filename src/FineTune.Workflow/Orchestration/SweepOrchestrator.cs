@@ -1,0 +1,174 @@
+using FineTune.Core.Training;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Jobs;
+using Microsoft.DurableTask;
+
+namespace FineTune.Workflow.Orchestration;
+
+/// <summary>
+/// A hyper-parameter sweep as a durable fan-out. Trials that see the same images through the same frozen backbone
+/// share one feature pass (fetch weights + prepare model once per group), so a head trial costs only its training.
+/// Each trial is a sub-orchestration (<see cref="TrialOrchestrator"/>) with its own checkpoints, at most
+/// <see cref="SweepSpec.Parallelism"/> at once, on whichever workers the task hub has. With early termination, trials
+/// train rung by rung (grace epochs, then twice as many, …) and the orchestrator stops the poor ones at each rung.
+/// The best trial is evaluated (on the test split when there is one) and published like a normal run; the sweep
+/// report compares every trial.
+/// </summary>
+[DurableTask(Name)]
+public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneResult?>
+{
+    public const string Name = "FineTuneSweep";
+
+    public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    {
+        var sweep = job.Spec.Sweep ?? throw new ArgumentException("the job has no sweep", nameof(job));
+        var trials = SweepPlanner.Plan(job.Spec);
+        var metric = sweep.Metric;
+        int maxEpochs = trials.Max(t => t.Spec.Training.Epochs);
+        var startedAt = context.CurrentUtcDateTime;
+        var times = new List<StageTime>();
+
+        // One feature pass per group; the groups are few (usually one), so they run one after another.
+        var groups = new Dictionary<int, (string RunId, WeightsRef Weights, PreparedSummary Prepared)>();
+        foreach (var first in trials.GroupBy(t => t.FeatureGroup).Select(g => g.First()))
+        {
+            string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
+            var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun });
+            context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
+            var fetchStarted = context.CurrentUtcDateTime;
+            var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
+            times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
+            context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
+            var featurePass = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+            times.AddRange(featurePass.Times);
+            groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
+        }
+
+        var outcomes = trials.ToDictionary(t => t.Index, t => new TrialOutcome(t.JobId, 0, [], false, false, [], []));
+        TrialSummary? latest = null;
+        var terminated = new HashSet<int>();
+        var rungs = Rungs(sweep.EarlyTermination, maxEpochs);
+        for (int rung = 0; rung < rungs.Count; rung++)
+        {
+            int untilEpoch = rungs[rung];
+            var live = trials.Where(t => !outcomes[t.Index].Finished && !terminated.Contains(t.Index)).ToList();
+            var running = new Dictionary<Task<TrialOutcome>, SweepTrial>();
+            foreach (var trial in live)
+            {
+                if (running.Count == sweep.Parallelism) Collect(await Task.WhenAny(running.Keys));
+                var request = new TrialRequest(TrialJob(trial, groups[trial.FeatureGroup], outcomes[trial.Index].History, context.CurrentUtcDateTime),
+                    outcomes[trial.Index].GlobalStep, untilEpoch);
+                running.Add(context.CallSubOrchestratorAsync<TrialOutcome>(TrialOrchestrator.Name, request,
+                    new SubOrchestrationOptions { InstanceId = $"{trial.JobId}:r{rung + 1}" }), trial);
+                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric, latest)));
+            }
+            while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
+
+            void Collect(Task<TrialOutcome> done)
+            {
+                var trial = running[done];
+                running.Remove(done);
+                outcomes[trial.Index] = done.Result;
+                times.AddRange(done.Result.Times);
+                latest = Summary(trial, done.Result, terminated: false, metric);
+                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric, latest)));
+            }
+
+            if (sweep.EarlyTermination is { } termination && rung < rungs.Count - 1)
+                terminated.UnionWith(Terminate(termination.Policy, live, outcomes, untilEpoch, metric));
+        }
+
+        // Best first; equal accuracies are told apart by the validation loss.
+        var summaries = trials.Select(t => Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric))
+            .OrderByDescending(s => s.Score ?? double.NegativeInfinity).ThenBy(s => s.ValidationLoss ?? double.PositiveInfinity).ThenBy(s => s.Index).ToList();
+        var bestSummary = summaries.FirstOrDefault(s => s.BestEpoch is not null)
+            ?? throw new InvalidOperationException("no trial finished an epoch");
+        var best = trials.Single(t => t.Index == bestSummary.Index);
+        var bestOutcome = outcomes[best.Index];
+        var group = groups[best.FeatureGroup];
+        var bestJob = TrialJob(best, group, bestOutcome.History, startedAt);
+        var bestEpoch = TrainingHistory.Best(bestOutcome.History, best.Spec.StoppingMetric())!;
+        var prepared = bestJob.Carried!.Prepared;
+        long bestSequence = (bestEpoch.Epoch + 1L) * prepared.StepsPerEpoch;
+        var progress = Progress(trials, outcomes, terminated, 0, metric);
+
+        context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
+        var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
+            new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
+        context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
+        var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
+            new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
+        var report = await context.CallActivityAsync<SweepSummary>(ActivityNames.WriteSweepReport,
+            new SweepReportRequest(job.JobId, metric, summaries), FineTuneOrchestrator.Retry);
+        context.SetCustomStatus(Status(RunStage.Completed, maxEpochs, progress));
+        times.AddRange(evaluation.Times);
+        times.AddRange(published.Times);
+        return new FineTuneResult(job.JobId, published, evaluation, bestOutcome.History.Count, bestEpoch.Epoch, bestOutcome.StoppedEarly, Stages.Total(times),
+            report with { FeaturePasses = groups.Count });
+    }
+
+    /// <summary>The epochs after which early termination compares trials: grace, 2·grace, 4·grace, …, then the last epoch.</summary>
+    public static IReadOnlyList<int> Rungs(EarlyTerminationSpec? termination, int epochs)
+    {
+        var rungs = new List<int>();
+        if (termination is not null)
+            for (int rung = termination.GraceEpochs; rung < epochs; rung *= 2) rungs.Add(rung);
+        rungs.Add(epochs);
+        return rungs;
+    }
+
+    /// <summary>
+    /// The trials to stop at a rung, among those still running: below the median of every trial's metric at that epoch
+    /// (median), or outside the better half (halving). Decided here, from recorded results, so replays agree.
+    /// </summary>
+    private static IEnumerable<int> Terminate(TerminationPolicy policy, IReadOnlyList<SweepTrial> live, Dictionary<int, TrialOutcome> outcomes, int epoch,
+        StoppingMetric metric)
+    {
+        double? At(SweepTrial t) => outcomes[t.Index].History.Count >= epoch ? TrainingHistory.Score(outcomes[t.Index].History[epoch - 1], metric) : null;
+        var scored = live.Where(t => At(t) is not null).Select(t => (Trial: t, Score: At(t)!.Value)).ToList();
+        var running = scored.Where(s => !outcomes[s.Trial.Index].Finished).ToList();
+        if (scored.Count < 2 || running.Count == 0) return [];
+        if (policy == TerminationPolicy.Median)
+        {
+            var sorted = scored.Select(s => s.Score).Order().ToArray();
+            double median = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+            return running.Where(s => s.Score < median).Select(s => s.Trial.Index);
+        }
+        int keep = (scored.Count + 1) / 2;
+        var kept = scored.OrderByDescending(s => s.Score).ThenBy(s => s.Trial.Index).Take(keep).Select(s => s.Trial.Index).ToHashSet();
+        return running.Where(s => !kept.Contains(s.Trial.Index)).Select(s => s.Trial.Index);
+    }
+
+    /// <summary>A trial as a run: its group's weights and prepared model (steps per epoch for its batch size), reading the group's features.</summary>
+    private static FineTuneJob TrialJob(SweepTrial trial, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group, IReadOnlyList<EpochMetrics> history,
+        DateTime startedAt)
+    {
+        var prepared = group.Prepared with
+        {
+            StepsPerEpoch = Trainer.StepsPerEpochFor(group.Prepared.TrainImages, trial.Spec.Training.BatchSize),
+            Times = [],
+        };
+        return new FineTuneJob(trial.JobId, trial.Spec, Carried: new CarriedState(group.Weights, prepared, 0, history, startedAt, 0, []), DataRun: group.RunId);
+    }
+
+    private static TrialSummary Summary(SweepTrial trial, TrialOutcome outcome, bool terminated, StoppingMetric metric)
+    {
+        var best = TrainingHistory.Best(outcome.History, trial.Spec.StoppingMetric());
+        string state = terminated ? "terminated" : outcome.StoppedEarly ? "stopped early" : outcome.Finished ? "completed" : "not run";
+        return new TrialSummary(trial.Index, trial.JobId, trial.Parameters, state, outcome.History.Count, best?.Epoch,
+            best is null ? null : TrainingHistory.Score(best, metric), best?.ValidationLoss, best?.ValidationAccuracy, outcome.Workers);
+    }
+
+    private static SweepProgress Progress(IReadOnlyList<SweepTrial> trials, Dictionary<int, TrialOutcome> outcomes, HashSet<int> terminated, int running,
+        StoppingMetric metric, TrialSummary? latest = null)
+    {
+        // Best first; equal accuracies are told apart by the validation loss.
+        var summaries = trials.Select(t => Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric)).ToList();
+        var best = summaries.Where(s => s.BestEpoch is not null).OrderByDescending(s => s.Score).ThenBy(s => s.ValidationLoss).ThenBy(s => s.Index).FirstOrDefault();
+        int finished = trials.Count(t => outcomes[t.Index].Finished || terminated.Contains(t.Index));
+        return new SweepProgress(trials.Count, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest);
+    }
+
+    private static RunStatus Status(RunStage stage, int epochs, SweepProgress? progress) =>
+        new(stage, 0, epochs, 0, 0, null, progress?.BestValidationLoss, progress?.BestValidationAccuracy, null, null, progress);
+}

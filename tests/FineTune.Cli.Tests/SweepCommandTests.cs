@@ -1,0 +1,132 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Azure.Storage.Blobs;
+
+namespace FineTune.Cli.Tests;
+
+/// <summary><c>finetune sweep</c> and <c>finetune worker</c> as users run them: processes, real photos, Azurite.</summary>
+public sealed class SweepCommandTests : IDisposable
+{
+    private static readonly BlobContainerClient Artifacts = new(Azurite.ConnectionString, "finetune");
+    private readonly string _dir = Directory.CreateTempSubdirectory("cli-sweep-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>An extra worker process joins the task hub: the sweep's trials run on both processes.</summary>
+    [Fact]
+    public void TrialsRunOnEveryWorkerOfTheTaskHub()
+    {
+        // Unique per test: the task hub and the artifact container outlive it in Azurite.
+        string id = "sweep-" + Guid.NewGuid().ToString("N")[..8], hub = "hub" + Guid.NewGuid().ToString("N")[..12];
+        WriteJob(id, trials: 8, epochs: 3, parallelism: 4);
+        string[] shared = ["--storage", Azurite.ConnectionString, "--task-hub", hub];
+        using var worker = Start(["worker", "--work", "worker", .. shared]);
+        try
+        {
+            Assert.Contains("serving task hub " + hub, worker.StandardOutput.ReadLine(), StringComparison.Ordinal);
+
+            var sweep = FinetuneProcess.Run(_dir, ["sweep", "job.json", "--work", "main", .. shared]);
+
+            Assert.True(sweep.ExitCode == ExitCodes.Succeeded, sweep.Output + sweep.Error);
+            Assert.Contains("sweep: 8 trials on 2 worker(s), 1 backbone pass(es)", sweep.Output, StringComparison.Ordinal);
+            var report = JsonDocument.Parse(Artifacts.GetBlobClient($"runs/{id}/reports/sweep.json").DownloadContent().Value.Content.ToString()).RootElement;
+            var workers = report.GetProperty("trials").EnumerateArray().SelectMany(t => t.GetProperty("workers").EnumerateArray().Select(w => w.GetString())).ToHashSet();
+            Assert.Contains(workers, w => w!.EndsWith("/" + worker.Id.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+            Assert.Equal(2, workers.Count);
+        }
+        finally
+        {
+            worker.Kill(entireProcessTree: true);
+            worker.WaitForExit();
+        }
+    }
+
+    /// <summary>kill -9 in the middle of a sweep and the same command again: the same best trial and byte-identical weights.</summary>
+    [Fact]
+    public void KilledSweepResumesToTheSameBestModel()
+    {
+        string id = "sweep-" + Guid.NewGuid().ToString("N")[..8];
+        WriteJob(id, trials: 4, epochs: 4, parallelism: 2);
+        var straight = FinetuneProcess.Run(_dir, "sweep", "job.json", "--work", "straight");
+        Assert.True(straight.ExitCode == ExitCodes.Succeeded, straight.Output + straight.Error);
+
+        using (var victim = Start(["sweep", "job.json", "--work", "killed"]))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(3);
+            string runs = Path.Combine(_dir, "killed", "artifacts", "runs");
+            // Killed once some trials have checkpoints and before any is published.
+            while (!Directory.Exists(runs) || Directory.GetFiles(runs, "manifest.json", SearchOption.AllDirectories).Length < 5)
+            {
+                Assert.True(DateTime.UtcNow < deadline && !victim.HasExited, "the sweep never reached its fifth checkpoint");
+                Thread.Sleep(50);
+            }
+            Process.Start("kill", ["-9", victim.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+            victim.WaitForExit();
+        }
+        var resumed = FinetuneProcess.Run(_dir, "sweep", "job.json", "--work", "killed");
+        Assert.True(resumed.ExitCode == ExitCodes.Succeeded, resumed.Output + resumed.Error);
+
+        string Best(string work) => JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, work, "artifacts", "runs", id, "reports", "sweep.json")))
+            .RootElement.GetProperty("best").GetString()!;
+        string best = Best("straight");
+        Assert.Equal(best, Best("killed"));
+        byte[] Weights(string work) => File.ReadAllBytes(Path.Combine(_dir, work, "artifacts", "runs", best, "published", "model.safetensors"));
+        Assert.Equal(Weights("straight"), Weights("killed"));
+    }
+
+    [Fact]
+    public void AJobWithoutASweepOrWithABadOneIsBadInput()
+    {
+        File.WriteAllText(Path.Combine(_dir, "plain.json"), """{ "dataset": { "location": "." } }""");
+        var plain = FinetuneProcess.Run(_dir, "sweep", "plain.json");
+        Assert.Equal(ExitCodes.BadInput, plain.ExitCode);
+        Assert.Contains("\"sweep\" section", plain.Error, StringComparison.Ordinal);
+
+        File.WriteAllText(Path.Combine(_dir, "bad.json"), """{ "dataset": { "location": "." }, "sweep": { "parameters": { "training.lr": [0.1] } } }""");
+        var bad = FinetuneProcess.Run(_dir, "sweep", "bad.json");
+        Assert.Equal(ExitCodes.BadInput, bad.ExitCode);
+        Assert.Contains("sweep.parameters.training.lr: not a job-spec field", bad.Error, StringComparison.Ordinal);
+
+        var worker = FinetuneProcess.Run(_dir, "worker");
+        Assert.Equal(ExitCodes.BadInput, worker.ExitCode);
+        Assert.Contains("--storage", worker.Error, StringComparison.Ordinal);
+    }
+
+    /// <summary>A head sweep over learning rate (and momentum, for more trials) on three photo categories.</summary>
+    private void WriteJob(string id, int trials, int epochs, int parallelism)
+    {
+        var photos = Directory.CreateDirectory(Path.Combine(_dir, "photos")).FullName;
+        foreach (var category in new[] { "animals", "food", "plants" })
+        {
+            var folder = Directory.CreateDirectory(Path.Combine(photos, category)).FullName;
+            foreach (var photo in TuxPaintStamps.Images(category, 8))
+            {
+                string link = Path.Combine(folder, Path.GetFileName(photo));
+                if (!File.Exists(link)) File.CreateSymbolicLink(link, photo);
+            }
+        }
+        double[] rates = [0.0003, 0.001, 0.003, 0.01];
+        double[] momenta = trials > rates.Length ? [0.8, 0.9] : [0.9];
+        File.WriteAllText(Path.Combine(_dir, "job.json"), JsonSerializer.Serialize(new
+        {
+            jobId = id,
+            dataset = new { location = photos, resize = "pad" },
+            training = new { epochs, batchSize = 4 },
+            sweep = new
+            {
+                parameters = new Dictionary<string, object> { ["training.learningRate"] = rates, ["training.momentum"] = momenta },
+                maxTrials = trials,
+                parallelism,
+                metric = "val_accuracy",
+            },
+        }));
+    }
+
+    private Process Start(string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _dir, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "finetune.dll"), .. arguments]) start.ArgumentList.Add(argument);
+        return Process.Start(start)!;
+    }
+}

@@ -1,0 +1,161 @@
+using System.Text.Json;
+using FineTune.Core.Data;
+using FineTune.Core.Export;
+using FineTune.Core.Models;
+using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
+using TorchSharp.Modules;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Tests.Export;
+
+/// <summary>
+/// Every family's exported graph, run by ONNX Runtime, gives TorchSharp's logits on real photos. The models are
+/// seeded at random (batch-norm statistics too, so that no layer is an identity) and, but for a few, fed small
+/// photos: the structure is what is checked, and the small input also exercises adaptive pooling written as
+/// matrix products (VGG, AlexNet) where 224 pixels would make it a no-op.
+/// </summary>
+public sealed class OnnxExportTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// |ONNX Runtime − TorchSharp| on a logit, relative to the largest logit when that exceeds 1: random weights give
+    /// logits in the hundreds, and float32 sums over them differ by their last bits whatever the graph.
+    /// </summary>
+    private const double Tolerance = 1e-4;
+
+    private static readonly string[] Classes = ["animals", "food", "town"];
+
+    /// <summary>One family per way of building (and the mean-image one at its native 224): a minute in CI.</summary>
+    private static readonly (string Family, int Size)[] Representative =
+    [
+        ("resnet18-cntk", 224), ("resnet18", 64), ("resnet50", 64), ("vgg11_bn", 64), ("alexnet", 224),
+        ("mobilenet_v2", 64), ("mobilenet_v3_small", 64), ("googlenet", 64), ("inception_v3", 96), ("densenet121", 64),
+    ];
+
+    public static TheoryData<string, int> RepresentativeFamilies => Data(Representative);
+
+    public static TheoryData<string, int> OtherFamilies =>
+        Data(ModelRegistry.Families.Select(f => f.Name).Except(Representative.Select(r => r.Family)).Select(name => (name, 64)));
+
+    private static TheoryData<string, int> Data(IEnumerable<(string Family, int Size)> cases)
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var (family, size) in cases) data.Add(family, size);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(RepresentativeFamilies))]
+    public void OnnxRuntimeGivesTorchSharpsLogits(string family, int size) => Compare(family, size);
+
+    [AllFamiliesTheory]
+    [MemberData(nameof(OtherFamilies))]
+    public void OnnxRuntimeGivesTorchSharpsLogitsForEveryOtherFamily(string family, int size) => Compare(family, size);
+
+    [Fact]
+    public void MetadataDocumentsThePreprocessingAndTheClasses()
+    {
+        var family = ModelRegistry.Get("mobilenet_v3_small");
+        using var model = FineTuneModel.Create(family, Classes.Length, seed: 3);
+        var preprocessing = family.Preprocessing with { Resize = ResizeMode.Pad };
+        using var session = new InferenceSession(OnnxExporter.ToBytes(OnnxExporter.Export(model, Classes, preprocessing)));
+
+        var metadata = session.ModelMetadata.CustomMetadataMap;
+        Assert.Equal("mobilenet_v3_small", metadata[OnnxExporter.MetadataKeys.Family]);
+        Assert.Equal(Classes, JsonSerializer.Deserialize<string[]>(metadata[OnnxExporter.MetadataKeys.Classes]));
+        var written = JsonDocument.Parse(metadata[OnnxExporter.MetadataKeys.Preprocessing]).RootElement;
+        Assert.Equal("pad", written.GetProperty("resize").GetString());
+        Assert.Equal(224, written.GetProperty("cropSize").GetInt32());
+        Assert.Equal("#ffffff", written.GetProperty("background").GetString());
+        Assert.Equal([0.485f, 0.456f, 0.406f], written.GetProperty("mean").EnumerateArray().Select(v => v.GetSingle()));
+        Assert.Equal([0.229f, 0.224f, 0.225f], written.GetProperty("std").EnumerateArray().Select(v => v.GetSingle()));
+        Assert.Contains("centred on white", metadata[OnnxExporter.MetadataKeys.Input]);
+        Assert.Equal([-1, 3, 224, 224], session.InputMetadata[OnnxExporter.InputName].Dimensions);
+        Assert.Equal([-1, Classes.Length], session.OutputMetadata[OnnxExporter.OutputName].Dimensions);
+    }
+
+    private void Compare(string name, int size)
+    {
+        var family = ModelRegistry.Get(name);
+        var preprocessing = family.Preprocessing.MeanImage is null
+            ? family.Preprocessing with { ResizeSize = size * 8 / 7, CropSize = size }
+            : family.Preprocessing;
+        using var model = FineTuneModel.Create(family, Classes.Length, seed: 7);
+        string[] photos = [.. Classes.Select(c => TuxPaintStamps.Images(c, 2)[1]), TuxPaintStamps.Images("plants", 1)[0]];
+
+        using var scope = NewDisposeScope();
+        var batch = stack(photos.Select(p => ImageLoader.Load(p, preprocessing)).ToList());
+        Randomise(model, stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 6).Skip(2))
+            .Select(p => ImageLoader.Load(p, preprocessing)).ToList()));
+        using var noGrad = no_grad();
+        var expected = model.Forward(batch).data<float>().ToArray();
+        // The graph subtracts a mean image itself: it takes the pixels before that step.
+        var pixels = stack(photos.Select(p => ImageLoader.Load(p, preprocessing with { MeanImage = null })).ToList());
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var bytes = OnnxExporter.ToBytes(OnnxExporter.Export(model, Classes, preprocessing, size));
+        var exported = clock.Elapsed;
+        using var session = new InferenceSession(bytes);
+        var input = new DenseTensor<float>(pixels.data<float>().ToArray(), [photos.Length, 3, size, size]);
+        using var results = session.Run([NamedOnnxValue.CreateFromTensor(OnnxExporter.InputName, input)]);
+        var actual = results.Single(r => r.Name == OnnxExporter.OutputName).AsTensor<float>().ToArray();
+
+        Assert.Equal(expected.Length, actual.Length);
+        double largest = expected.Max(Math.Abs), worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
+        output.WriteLine($"{name} at {size}px: max |ONNX Runtime − TorchSharp| {worst:E2}, largest |logit| {largest:F3}, " +
+            $"{bytes.Length / 1e6:F1} MB written in {exported.TotalSeconds:F1} s, run in {(clock.Elapsed - exported).TotalSeconds:F1} s");
+        Assert.True(worst <= Tolerance * Math.Max(1, largest), $"{name}: max difference {worst:E2} (largest logit {largest:F3})");
+        CheckWithOnnx(bytes, $"logits batch {Classes.Length}");
+        // Logits that hardly vary between photos would agree whatever the graph did to the input.
+        double spread = Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Max()
+            - Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Min();
+        Assert.True(spread > 100 * worst, $"{name}: the first logit varies by only {spread:E2} over the photos");
+    }
+
+    /// <summary>Not only ONNX Runtime's reading: ONNX's own checker (Debian's python3-onnx), with strict shape inference.</summary>
+    private static void CheckWithOnnx(byte[] model, string expectedOutput)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"onnx-check-{Guid.NewGuid():N}.onnx");
+        try
+        {
+            File.WriteAllBytes(path, model);
+            var check = ProcessRunner.Run("/usr/bin/python3", [Path.Combine(AppContext.BaseDirectory, "Reference", "onnx_check.py"), path], timeout: TimeSpan.FromMinutes(2));
+            Assert.True(check.ExitCode == 0, $"onnx.checker: {check.Error}");
+            Assert.Equal(expectedOutput, check.Output.Trim());
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
+    /// Weights like a trained model's in scale: convolutions and linears at random over their fan-in (torchvision's
+    /// fan-out initialisation makes a fresh MobileNetV3 output ~1e-10 whatever the photo), batch-norm affine
+    /// parameters away from 1 and 0 so that a misplaced one shows, and batch-norm statistics measured on the batch
+    /// of other photos (one training-mode pass, momentum 1) so that activations stay near unit scale at any depth.
+    /// </summary>
+    private static void Randomise(FineTuneModel model, TorchSharp.torch.Tensor batch)
+    {
+        using var noGrad = no_grad();
+        var generator = new Generator(11);
+        foreach (var module in model.Module.modules())
+        {
+            var weight = module switch { Conv2d conv => conv.weight, Linear linear => linear.weight, _ => null };
+            if (weight is null) continue;
+            long fanIn = weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+            weight.copy_(randn(weight.shape, generator: generator) * (float)Math.Sqrt(2.0 / fanIn));
+        }
+        foreach (var norm in model.Module.modules().OfType<BatchNorm2d>())
+        {
+            long n = norm.num_features;
+            norm.weight.copy_(rand(n, generator: generator) + 0.5f);
+            norm.bias!.copy_(randn(n, generator: generator) * 0.1f);
+            norm.momentum = 1;
+        }
+        model.Module.train();
+        using (NewDisposeScope()) model.Forward(batch);
+        model.EvalMode();
+    }
+}

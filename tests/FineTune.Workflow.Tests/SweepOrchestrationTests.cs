@@ -1,0 +1,86 @@
+using System.Text.Json;
+using FineTune.Core.Data;
+using FineTune.Storage;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Orchestration;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+
+namespace FineTune.Workflow.Tests;
+
+public sealed class SweepOrchestrationTests
+{
+    private static readonly double[] LearningRates = [0.00001, 0.0001, 0.001, 0.01];
+
+    [Fact]
+    public async Task TrialsShareOneFeaturePassPoorOnesStopAtRungsAndTheBestIsPublished()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new
+        {
+            jobId = "swept",
+            dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 6), resize = "pad" },
+            training = new { epochs = 3, batchSize = 4 },
+            seed = 7,
+            sweep = new
+            {
+                parameters = new Dictionary<string, object> { ["training.learningRate"] = LearningRates },
+                parallelism = 2,
+                metric = "val_loss",
+                earlyTermination = new { policy = "halving", graceEpochs = 1 },
+            },
+        }, JobSpecReader.Json), localPaths: false);
+
+        var client = host.Host.Client;
+        await client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("swept", spec), new StartOrchestrationOptions("swept"));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var status = await client.WaitForInstanceCompletionAsync("swept", getInputsAndOutputs: true, timeout.Token);
+        Assert.True(status.RuntimeStatus == OrchestrationRuntimeStatus.Completed, $"{status.RuntimeStatus}: {status.FailureDetails}");
+        var result = status.ReadOutputAs<FineTuneResult>()!;
+        var sweep = result.Sweep!;
+
+        // Rungs after epochs 1 and 2 keep the better half: 4 → 2 → 1 trial trains all 3 epochs.
+        Assert.Equal(4, sweep.Trials.Count);
+        Assert.Equal([("completed", 3), ("terminated", 1), ("terminated", 1), ("terminated", 2)],
+            sweep.Trials.Select(t => (t.State, t.EpochsRun)).Order());
+        // Best first, by the best epoch each trial reached (a terminated trial's early epoch can win).
+        Assert.Equal(sweep.Trials[0].JobId, sweep.BestTrial);
+        Assert.Equal(sweep.Trials.Select(t => t.Score).OrderDescending(), sweep.Trials.Select(t => t.Score));
+        // Lowest learning rates learn slowest on this data; the sweep must not pick them.
+        Assert.NotEqual("swept-t1", sweep.BestTrial);
+
+        // One backbone pass, in the feature run; the trials read it and keep only their own checkpoints.
+        Assert.Equal(1, sweep.FeaturePasses);
+        Assert.True(await host.Store.ExistsAsync(new RunLayout("swept-f0").FeaturesOf(DatasetSplits.Train), default));
+        foreach (var trial in sweep.Trials)
+        {
+            Assert.False(await host.Store.ExistsAsync(new RunLayout(trial.JobId).FeaturesOf(DatasetSplits.Train), default));
+            Assert.NotEmpty(await ListAsync(host.Store, new RunLayout(trial.JobId).Checkpoints));
+        }
+
+        // The best trial is evaluated and published like a run; the sweep's report compares every trial.
+        Assert.Equal(new RunLayout(sweep.BestTrial).ModelCard, result.Published.ModelCardName);
+        Assert.True(await host.Store.ExistsAsync(result.Published.SafetensorsName, default));
+        var card = JsonDocument.Parse(await ReadAsync(host.Store, result.Published.ModelCardName)).RootElement;
+        Assert.Equal(sweep.BestTrial, card.GetProperty("jobId").GetString());
+        var report = JsonDocument.Parse(await ReadAsync(host.Store, new RunLayout("swept").SweepReport)).RootElement;
+        Assert.Equal(("val_loss", sweep.BestTrial), (report.GetProperty("metric").GetString(), report.GetProperty("best").GetString()));
+        Assert.Equal(4, report.GetProperty("trials").GetArrayLength());
+        Assert.True(await host.Store.ExistsAsync(new RunLayout("swept").SweepPlot, default));
+        var progress = status.ReadCustomStatusAs<RunStatus>()!;
+        Assert.Equal((RunStage.Completed, 4, 4), (progress.Stage, progress.Sweep!.Trials, progress.Sweep.Finished));
+    }
+
+    private static async Task<List<string>> ListAsync(IArtifactStore store, string prefix)
+    {
+        var names = new List<string>();
+        await foreach (var item in store.ListAsync(prefix, default)) names.Add(item.Name);
+        return names;
+    }
+
+    private static async Task<string> ReadAsync(IArtifactStore store, string name)
+    {
+        await using var stream = await store.OpenReadAsync(name, default);
+        return await new StreamReader(stream).ReadToEndAsync();
+    }
+}
