@@ -112,9 +112,10 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         using var host = BuildHost();
         await host.StartAsync(cancellationToken);
+        IRunBackend? backend = null;
         try
         {
-            await using IRunBackend backend = storage is null
+            backend = storage is null
                 ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
                 : await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             StartOutcome outcome;
@@ -145,8 +146,20 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         finally
         {
-            await host.StopAsync(CancellationToken.None);
+            await StopAsync(host, backend);
         }
+    }
+
+    /// <summary>
+    /// Stops this process's work in order: the host's stopping token first, so a chunk still training (its run
+    /// terminated meanwhile, say) stops at its next step with a checkpoint; then the backend, which waits for it;
+    /// then the host, whose services (the engine's pooled models) that chunk was using until then.
+    /// </summary>
+    private static async Task StopAsync(IHost host, IRunBackend? backend)
+    {
+        host.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
+        if (backend is not null) await backend.DisposeAsync();
+        await host.StopAsync(CancellationToken.None);
     }
 
     /// <summary>
@@ -167,9 +180,10 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         using var host = BuildHost();
         await host.StartAsync(cancellationToken);
+        AzureStorageBackend? backend = null;
         try
         {
-            await using var backend = await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
+            backend = await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             output.WriteLine($"worker {WorkerIdentity.Current} serving task hub {taskHub}; Ctrl-C to stop");
             await Task.Delay(Timeout.Infinite, cancellationToken);
         }
@@ -180,7 +194,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         finally
         {
-            await host.StopAsync(CancellationToken.None);
+            await StopAsync(host, backend);
         }
         return ExitCodes.Succeeded;
     }

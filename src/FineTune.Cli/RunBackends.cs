@@ -168,9 +168,10 @@ internal sealed class AzureStorageBackend : IRunBackend
                 ?? (state.OrchestrationStatus is OrchestrationStatus.Failed or OrchestrationStatus.Terminated ? state.Output : null));
     }
 
+    /// <summary>Waits for the work items in flight (the caller has told a training chunk to stop at its next step).</summary>
     public async ValueTask DisposeAsync()
     {
-        if (_worker is not null) await _worker.StopAsync(isForced: true);
+        if (_worker is not null) await _worker.StopAsync(isForced: false);
     }
 
     /// <summary>A fresh shim for every execution, as the framework expects.</summary>
