@@ -52,6 +52,14 @@ var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 
+// Each app has its own Durable Functions task hub (host.json reads TaskHubName): sharing one, either app
+// could take the other's work items, and the GPU app would train where the Premium app was meant to.
+var premiumTaskHub = 'FineTune'
+var gpuTaskHub = 'FineTuneGpu'
+// The Azure Storage provider's queues: one work-item queue (activities) and, by default, four control
+// queues (orchestrations), named after the hub in lower case.
+var gpuHubQueues = [for queue in ['workitems', 'control-00', 'control-01', 'control-02', 'control-03']: '${toLower(gpuTaskHub)}-${queue}']
+
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: '${namePrefix}-identity'
   location: location
@@ -169,6 +177,7 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
       ftpsState: 'Disabled'
       alwaysOn: false
       appSettings: concat(appSettings, [
+        { name: 'TaskHubName', value: premiumTaskHub }
         // The package comes from blob storage through the identity, so no file share (and no key) is needed.
         { name: 'WEBSITE_RUN_FROM_PACKAGE', value: '${storage.properties.primaryEndpoints.blob}${packagesContainer}/functions.zip' }
         { name: 'WEBSITE_RUN_FROM_PACKAGE_BLOB_MI_RESOURCE_ID', value: identity.id }
@@ -210,7 +219,7 @@ resource environment 'Microsoft.App/managedEnvironments@2024-03-01' = if (enable
   }
 }
 
-resource gpuApp 'Microsoft.App/containerApps@2024-03-01' = if (enableGpu) {
+resource gpuApp 'Microsoft.App/containerApps@2025-01-01' = if (enableGpu) {
   name: '${namePrefix}-gpu'
   location: location
   identity: {
@@ -235,11 +244,25 @@ resource gpuApp 'Microsoft.App/containerApps@2024-03-01' = if (enableGpu) {
         {
           name: 'functions'
           image: gpuImage
-          env: appSettings
+          env: concat(appSettings, [{ name: 'TaskHubName', value: gpuTaskHub }])
           resources: { cpu: 8, memory: '56Gi' }
         }
       ]
-      scale: { minReplicas: 0, maxReplicas: 1 }
+      // Scaled on its task hub's queues, not on HTTP: a queue's length counts the messages being processed
+      // (invisible until done), so while an activity trains the replica stays, and with no work it goes to zero.
+      scale: {
+        minReplicas: 0
+        maxReplicas: 1
+        rules: [for queue in gpuHubQueues: {
+          name: queue
+          azureQueue: {
+            accountName: storage.name
+            queueName: queue
+            queueLength: 1
+            identity: identity.id
+          }
+        }]
+      }
     }
   }
   dependsOn: [storageRoles, registryPull]

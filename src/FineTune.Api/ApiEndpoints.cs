@@ -19,10 +19,7 @@ public static class ApiEndpoints
         return services;
     }
 
-    /// <summary>
-    /// Every route of <see cref="ApiRoutes"/>. Restart and purge (the run lifecycle services) map here beside cancel,
-    /// as handlers on <see cref="FineTuneApi"/>, and bind in the Functions app beside <c>CancelFineTune</c>.
-    /// </summary>
+    /// <summary>Every route of <see cref="ApiRoutes"/>, each a handler on <see cref="FineTuneApi"/>.</summary>
     public static IEndpointRouteBuilder MapFineTuneApi(this IEndpointRouteBuilder endpoints)
     {
         var api = endpoints.MapGroup("").WithTags("finetune");
@@ -39,6 +36,12 @@ public static class ApiEndpoints
         api.MapPost(ApiRoutes.Cancel, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.CancelAsync(request, id, client))
             .WithName("CancelFineTune").WithSummary("Stop a run at its next step; its checkpoints stay.")
             .Produces(202).Produces<ApiError>(404).Produces<ApiError>(409);
+        api.MapPost(ApiRoutes.Restart, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.RestartAsync(request, id, client))
+            .WithName("RestartFineTune").WithSummary("Start a failed or cancelled run again from its last checkpoint (same id, same spec).")
+            .Produces<StartedRun>(202).Produces<ApiError>(400).Produces<ApiError>(409);
+        api.MapDelete(ApiRoutes.Run, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.PurgeAsync(request, id, client))
+            .WithName("PurgeFineTune").WithSummary("Remove a run's history and artifacts; its published model stays unless ?includePublished=true.")
+            .Produces<FineTune.Workflow.Orchestration.PurgeOutcome>().Produces<ApiError>(400).Produces<ApiError>(409);
         api.MapGet(ApiRoutes.Artifacts, (HttpRequest request, string id, FineTuneApi handlers) => handlers.ListArtifactsAsync(request, id))
             .WithName("ListFineTuneArtifacts").WithSummary("The run's downloadable files so far.")
             .Produces<ArtifactListing[]>();

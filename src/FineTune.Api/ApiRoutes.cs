@@ -9,6 +9,7 @@ public static class ApiRoutes
     public const string Runs = "api/finetune";
     public const string Run = Runs + "/{id}";
     public const string Cancel = Run + "/cancel";
+    public const string Restart = Run + "/restart";
     public const string Artifacts = Run + "/artifacts";
     public const string Artifact = Artifacts + "/{name}";
     public const string Predict = Run + "/predict";

@@ -35,7 +35,7 @@ public sealed record ImagePrediction(string Image, IReadOnlyList<ClassProbabilit
 /// app calls them from its triggers (its client comes from the durable binding); <c>finetune serve</c> maps them
 /// as ASP.NET Core endpoints (its client from DI). Each handler returns an <see cref="IResult"/>.
 /// </summary>
-public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, ModelPool models, IOptions<ApiOptions> options)
+public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunControl runs, ModelPool models, IOptions<ApiOptions> options)
 {
     private const int MaxPageSize = 200;
     private const int DefaultPageSize = 50;
@@ -72,7 +72,15 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, Model
             && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
             return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
 
-        var outcome = await new DurableClientScheduler(client).StartAsync(spec, cancellationToken);
+        StartOutcome outcome;
+        try
+        {
+            outcome = await new DurableClientScheduler(client).StartAsync(spec, runs, cancellationToken);
+        }
+        catch (SpecConflictException e)
+        {
+            return Problem(409, e.Message, [new FieldError("jobId", "is bound to another spec")]);
+        }
         var links = RunView.LinksOf(request, outcome.JobId);
         if (!outcome.Started)
             return Results.Json(new { error = $"job '{outcome.JobId}' already exists ({outcome.ExistingStatus})", links }, Json, statusCode: 409);
@@ -152,9 +160,30 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, Model
         var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken);
         if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
         if (instance.IsCompleted) return Problem(409, $"job '{id}' has already ended ({instance.RuntimeStatus})");
-        await client.TerminateInstanceAsync(id, "cancelled through the API", cancellationToken);
+        // The running chunk stops at its next step with a checkpoint there; restart continues from it.
+        if (await runs.CancelAsync(new DurableClientScheduler(client), id, cancellationToken) is { } refusal) return Problem(409, refusal);
         var links = RunView.LinksOf(request, id);
         return new WithLocation(Results.Json(new { id, status = "cancelling", links }, Json, statusCode: 202), links.Status);
+    }
+
+    /// <summary>POST /api/finetune/{id}/restart: a failed or cancelled run again, under its id and spec, from its last checkpoint.</summary>
+    public async Task<IResult> RestartAsync(HttpRequest request, string id, DurableTaskClient client)
+    {
+        if (BadId(id) is { } bad) return bad;
+        var outcome = await runs.RestartAsync(new DurableClientScheduler(client), id, request.HttpContext.RequestAborted);
+        if (!outcome.Started) return Problem(409, outcome.ExistingStatus ?? $"run '{id}' cannot restart");
+        var links = RunView.LinksOf(request, id);
+        request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return new WithLocation(Results.Json(new StartedRun(id, links), Json, statusCode: 202), links.Status);
+    }
+
+    /// <summary>DELETE /api/finetune/{id}[?includePublished=true]: a run's history and artifacts; its published model stays unless asked.</summary>
+    public async Task<IResult> PurgeAsync(HttpRequest request, string id, DurableTaskClient client)
+    {
+        if (BadId(id) is { } bad) return bad;
+        bool includePublished = request.Query.TryGetValue("includePublished", out var value) && bool.TryParse(value, out bool flag) && flag;
+        var outcome = await runs.PurgeAsync(new DurableClientScheduler(client), id, includePublished, request.HttpContext.RequestAborted);
+        return outcome.Purged ? Results.Json(outcome, Json) : Problem(409, outcome.Refusal ?? $"run '{id}' cannot be purged");
     }
 
     /// <summary>GET /api/finetune/{id}/artifacts: the run's downloadable files that exist so far.</summary>

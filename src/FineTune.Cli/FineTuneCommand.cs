@@ -17,6 +17,9 @@ public static class FineTuneCommand
         ExportCommand.Create(output, error),
         StatusCommands.Status(output, error),
         StatusCommands.List(output),
+        RunControlCommands.Cancel(output, error),
+        RunControlCommands.Restart(output, error),
+        RunControlCommands.Purge(output, error),
         SchemaCommand.Create(output),
         ServeCommand.Create(output, error),
     };

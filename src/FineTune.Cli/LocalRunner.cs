@@ -9,6 +9,8 @@ using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 
 namespace FineTune.Cli;
 
@@ -45,7 +47,76 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
     }
 
-    public async Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken)
+    public Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken) =>
+        RunAsync((backend, runs, token) => backend.StartAsync(spec, runs, token), restart: false, id => spec.Model + ", " + (spec.Sweep is { } sweep
+            ? $"a {SweepMethods.Choices[sweep.Method].Name} sweep of {SweepPlanner.Plan(spec with { JobId = id }).Count} trials, {sweep.Parallelism} at once"
+            : $"{spec.Training.Epochs} epochs"), cancellationToken);
+
+    /// <summary>A failed or cancelled run, again under its id and bound spec, from its last checkpoint.</summary>
+    public Task<int> RestartAsync(string jobId, CancellationToken cancellationToken) =>
+        RunAsync((backend, runs, token) => runs.RestartAsync(backend, jobId, token), restart: true, _ => "restarted from its last checkpoint", cancellationToken);
+
+    /// <summary>
+    /// Cancels a run another <c>finetune</c> process is running: its chunk stops at the next step with a checkpoint there
+    /// (the request is a marker in the artifact store, which that process watches); on a persistent backend the
+    /// orchestration is terminated too. <c>finetune restart</c> continues it.
+    /// </summary>
+    public async Task<int> CancelAsync(string jobId, CancellationToken cancellationToken)
+    {
+        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+        {
+            error.WriteLine($"storage: {reason}");
+            return ExitCodes.StorageUnreachable;
+        }
+        var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
+        var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
+        if (storage is null)
+        {
+            // The in-memory backend lives in the running process: the marker alone reaches it.
+            if (await runs.BoundSpecAsync(jobId, cancellationToken) is null)
+            {
+                error.WriteLine($"run '{jobId}' does not exist here");
+                return ExitCodes.BadInput;
+            }
+            await runs.RequestCancelAsync(jobId, cancellationToken);
+        }
+        else
+        {
+            await using var backend = await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
+            if (await runs.CancelAsync(backend, jobId, cancellationToken) is { } refusal)
+            {
+                error.WriteLine(refusal);
+                return ExitCodes.BadInput;
+            }
+        }
+        output.WriteLine($"cancel requested: run {jobId} stops at its next step, checkpointed; 'finetune restart {jobId}' continues it");
+        return ExitCodes.Succeeded;
+    }
+
+    /// <summary>Removes a run's history (a persistent backend's) and artifacts; its published model stays unless <paramref name="includePublished"/>.</summary>
+    public async Task<int> PurgeAsync(string jobId, bool includePublished, CancellationToken cancellationToken)
+    {
+        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+        {
+            error.WriteLine($"storage: {reason}");
+            return ExitCodes.StorageUnreachable;
+        }
+        var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
+        var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
+        await using IRunBackend backend = storage is null ? new NoHistoryBackend() : await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
+        var outcome = await runs.PurgeAsync(backend, jobId, includePublished, cancellationToken);
+        if (!outcome.Purged)
+        {
+            error.WriteLine(outcome.Refusal);
+            return ExitCodes.BadInput;
+        }
+        output.WriteLine($"purged run {jobId}: {outcome.ArtifactsDeleted} artifact(s) deleted"
+            + (outcome.KeptPublished ? $"; its published model stays in {new RunLayout(jobId).Published} (--include-published removes it)" : ""));
+        return ExitCodes.Succeeded;
+    }
+
+    private async Task<int> RunAsync(Func<IRunBackend, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, Func<string, string> describe,
+        CancellationToken cancellationToken)
     {
         if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
         {
@@ -54,17 +125,31 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         using var host = BuildHost();
         await host.StartAsync(cancellationToken);
+        IRunBackend? backend = null;
         try
         {
-            await using IRunBackend backend = storage is null
+            backend = storage is null
                 ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
                 : await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
-            string id = (await backend.StartAsync(spec, cancellationToken)).JobId;
+            StartOutcome outcome;
+            try
+            {
+                outcome = await start(backend, host.Services.GetRequiredService<RunControl>(), cancellationToken);
+            }
+            catch (SpecConflictException e)
+            {
+                error.WriteLine(e.Message);
+                return ExitCodes.BadInput;
+            }
+            // A start finding its run live follows it; a restart refused says why.
+            if (restart && !outcome.Started)
+            {
+                error.WriteLine(outcome.ExistingStatus);
+                return ExitCodes.BadInput;
+            }
+            string id = outcome.JobId;
             var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds());
-            string what = spec.Sweep is { } sweep
-                ? $"a {SweepMethods.Choices[sweep.Method].Name} sweep of {SweepPlanner.Plan(spec with { JobId = id }).Count} trials, {sweep.Parallelism} at once"
-                : $"{spec.Training.Epochs} epochs";
-            output.WriteLine($"run {id}: {spec.Model}, {what}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
+            output.WriteLine($"run {id}: {describe(id)}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             return renderer.Report(await renderer.FollowAsync(backend, id, cancellationToken));
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -74,8 +159,20 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         finally
         {
-            await host.StopAsync(CancellationToken.None);
+            await StopAsync(host, backend);
         }
+    }
+
+    /// <summary>
+    /// Stops this process's work in order: the host's stopping token first, so a chunk still training (its run
+    /// terminated meanwhile, say) stops at its next step with a checkpoint; then the backend, which waits for it;
+    /// then the host, whose services (the engine's pooled models) that chunk was using until then.
+    /// </summary>
+    private static async Task StopAsync(IHost host, IRunBackend? backend)
+    {
+        host.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
+        if (backend is not null) await backend.DisposeAsync();
+        await host.StopAsync(CancellationToken.None);
     }
 
     /// <summary>
@@ -96,9 +193,10 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         using var host = BuildHost();
         await host.StartAsync(cancellationToken);
+        AzureStorageBackend? backend = null;
         try
         {
-            await using var backend = await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
+            backend = await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             output.WriteLine($"worker {WorkerIdentity.Current} serving task hub {taskHub}; Ctrl-C to stop");
             await Task.Delay(Timeout.Infinite, cancellationToken);
         }
@@ -109,7 +207,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         finally
         {
-            await host.StopAsync(CancellationToken.None);
+            await StopAsync(host, backend);
         }
         return ExitCodes.Succeeded;
     }

@@ -35,6 +35,10 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
 
     public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) => _scheduler.ScheduleAsync(job, cancellationToken);
 
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => _scheduler.TerminateAsync(jobId, reason, cancellationToken);
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => _scheduler.PurgeHistoryAsync(jobId, cancellationToken);
+
     public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
     {
         var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
@@ -51,6 +55,23 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
     }
 }
 
+/// <summary>The in-memory backend seen from another process: it kept no run, so there is nothing to hold an id or to purge.</summary>
+internal sealed class NoHistoryBackend : IRunBackend
+{
+    public Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) => Task.FromResult<string?>(null);
+
+    public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
+        throw new InvalidOperationException("the in-memory backend runs only within its own process");
+
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken) => Task.FromResult<RunSnapshot?>(null);
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
 /// <summary>
 /// The Durable Task Framework's Azure Storage provider, the one Durable Functions uses, running the same
 /// class-based orchestrator and activities through the Durable Task SDK's shims. Its state lives in the
@@ -63,11 +84,13 @@ internal sealed class AzureStorageBackend : IRunBackend
     /// <summary>The statuses in which a run holds its id (<see cref="IRunScheduler.HolderStatusAsync"/>).</summary>
     private static readonly OrchestrationStatus[] Holding =
         [OrchestrationStatus.Pending, OrchestrationStatus.Running, OrchestrationStatus.Completed, OrchestrationStatus.ContinuedAsNew];
-    private readonly TaskHubWorker _worker;
+    private readonly AzureStorageOrchestrationService _service;
+    private readonly TaskHubWorker? _worker;
     private readonly TaskHubClient _client;
 
-    private AzureStorageBackend(TaskHubWorker worker, TaskHubClient client)
+    private AzureStorageBackend(AzureStorageOrchestrationService service, TaskHubWorker? worker, TaskHubClient client)
     {
+        _service = service;
         _worker = worker;
         _client = client;
     }
@@ -89,10 +112,16 @@ internal sealed class AzureStorageBackend : IRunBackend
         LoggerFactory = logging,
     };
 
+    /// <summary>The task hub's client only, running nothing: for commands that cancel or purge runs.</summary>
+    public static async Task<AzureStorageBackend> ConnectAsync(string connectionString, string taskHub, ILoggerFactory logging)
+    {
+        var service = await ServiceAsync(connectionString, taskHub, logging);
+        return new AzureStorageBackend(service, null, new TaskHubClient(service, new SdkJsonConverter(), logging));
+    }
+
     public static async Task<AzureStorageBackend> StartAsync(string connectionString, string taskHub, IServiceProvider services, ILoggerFactory logging)
     {
-        var service = new AzureStorageOrchestrationService(Settings(connectionString, taskHub, logging));
-        await service.CreateIfNotExistsAsync();
+        var service = await ServiceAsync(connectionString, taskHub, logging);
         var shims = new DurableTaskShimFactory(new DurableTaskWorkerOptions(), logging);
         var worker = new TaskHubWorker(service, logging);
         foreach (var (name, type) in WorkflowServices.Orchestrators)
@@ -102,7 +131,14 @@ internal sealed class AzureStorageBackend : IRunBackend
             worker.AddTaskActivities(new Creator<TaskActivity>(name,
                 () => shims.CreateActivity(name, (ITaskActivity)ActivatorUtilities.CreateInstance(services, type))));
         await worker.StartAsync();
-        return new AzureStorageBackend(worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
+        return new AzureStorageBackend(service, worker, new TaskHubClient(service, new SdkJsonConverter(), logging));
+    }
+
+    private static async Task<AzureStorageOrchestrationService> ServiceAsync(string connectionString, string taskHub, ILoggerFactory logging)
+    {
+        var service = new AzureStorageOrchestrationService(Settings(connectionString, taskHub, logging));
+        await service.CreateIfNotExistsAsync();
+        return service;
     }
 
     public async Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) =>
@@ -120,6 +156,10 @@ internal sealed class AzureStorageBackend : IRunBackend
         }
     }
 
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => _client.TerminateInstanceAsync(new OrchestrationInstance { InstanceId = jobId }, reason);
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => _service.PurgeInstanceHistoryAsync(jobId);
+
     public async Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken)
     {
         var state = await _client.GetOrchestrationStateAsync(id);
@@ -127,11 +167,16 @@ internal sealed class AzureStorageBackend : IRunBackend
         bool ended = state.OrchestrationStatus is OrchestrationStatus.Completed or OrchestrationStatus.Failed
             or OrchestrationStatus.Terminated or OrchestrationStatus.Canceled;
         return new RunSnapshot(ended, state.OrchestrationStatus == OrchestrationStatus.Completed, state.OrchestrationStatus.ToString(),
-            state.Status, state.Output, state.FailureDetails?.ErrorMessage ?? (state.OrchestrationStatus == OrchestrationStatus.Failed ? state.Output : null),
+            state.Status, state.Output, state.FailureDetails?.ErrorMessage
+                ?? (state.OrchestrationStatus is OrchestrationStatus.Failed or OrchestrationStatus.Terminated ? state.Output : null),
             state.OrchestrationStatus == OrchestrationStatus.Failed ? KindOf(state.FailureDetails) : null);
     }
 
-    public async ValueTask DisposeAsync() => await _worker.StopAsync(isForced: true);
+    /// <summary>Waits for the work items in flight (the caller has told a training chunk to stop at its next step).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_worker is not null) await _worker.StopAsync(isForced: false);
+    }
 
     /// <summary><see cref="ErrorKinds.Of"/> for the framework's own failure details (the orchestration's wraps the activity's).</summary>
     private static string KindOf(FailureDetails? failure)

@@ -13,7 +13,7 @@ namespace FineTune.Functions;
 /// Uploading a job spec to the <c>finetune-jobs</c> container starts a run. The instance id derives from the
 /// blob name, so the trigger firing again for the same blob (it does on every ETag change) starts nothing new.
 /// </summary>
-public sealed partial class FineTuneBlobTrigger(ILogger<FineTuneBlobTrigger> logger)
+public sealed partial class FineTuneBlobTrigger(RunControl runs, ILogger<FineTuneBlobTrigger> logger)
 {
     public const string Container = "finetune-jobs";
 
@@ -34,7 +34,16 @@ public sealed partial class FineTuneBlobTrigger(ILogger<FineTuneBlobTrigger> log
             InvalidSpec(name, string.Join("; ", e.Errors));
             return;
         }
-        var outcome = await new DurableClientScheduler(client).StartAsync(spec, cancellationToken);
+        StartOutcome outcome;
+        try
+        {
+            outcome = await new DurableClientScheduler(client).StartAsync(spec, runs, cancellationToken);
+        }
+        catch (SpecConflictException e)
+        {
+            InvalidSpec(name, e.Message);
+            return;
+        }
         if (outcome.Started) Started(name, outcome.JobId);
         else AlreadyStarted(name, outcome.JobId, outcome.ExistingStatus);
     }

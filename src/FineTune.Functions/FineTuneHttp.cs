@@ -37,6 +37,18 @@ public sealed class FineTuneHttp(FineTuneApi api)
         [DurableClient] DurableTaskClient client) =>
         new Handled(await api.CancelAsync(request, id, client));
 
+    [Function("RestartFineTune")]
+    public async Task<IActionResult> Restart(
+        [HttpTrigger(AuthorizationLevel.Function, "post", Route = ApiRoutes.Restart)] HttpRequest request, string id,
+        [DurableClient] DurableTaskClient client) =>
+        new Handled(await api.RestartAsync(request, id, client));
+
+    [Function("PurgeFineTune")]
+    public async Task<IActionResult> Purge(
+        [HttpTrigger(AuthorizationLevel.Function, "delete", Route = ApiRoutes.Run)] HttpRequest request, string id,
+        [DurableClient] DurableTaskClient client) =>
+        new Handled(await api.PurgeAsync(request, id, client));
+
     [Function("ListFineTuneArtifacts")]
     public async Task<IActionResult> Artifacts(
         [HttpTrigger(AuthorizationLevel.Function, "get", Route = ApiRoutes.Artifacts)] HttpRequest request, string id) =>

@@ -48,13 +48,20 @@ public sealed record RunLayout
     public string JobId { get; }
 
     public string Root => $"{RunsPrefix}{JobId}/";
+    /// <summary>The spec the job id is bound to, with its hash: written once, when the id is first used.</summary>
+    public string Spec => Root + "spec.json";
+    /// <summary>Present while a cancel is requested: a running chunk watches for it and stops at a step boundary.</summary>
+    public string CancelRequest => Root + "cancel-requested";
+    /// <summary>How often each chunk has been started, by its first step: a worker killed mid-chunk leaves no other trace.</summary>
+    public string Attempts => Root + "attempts/";
+    public string AttemptsOf(long fromStep) => Attempts + fromStep.ToString("D12", System.Globalization.CultureInfo.InvariantCulture);
     public string Checkpoints => Root + "checkpoints/";
     public string Features => Root + "features/";
     public string Reports => Root + "reports/";
     public string Published => Root + "published/";
 
-    /// <summary>The cached backbone features of one dataset split.</summary>
-    public string FeaturesOf(string split) => ArtifactNames.Require($"{Features}{split}.safetensors");
+    /// <summary>One shard of the cached backbone features (a split's features are one or more shards).</summary>
+    public string FeaturesOf(string shard) => ArtifactNames.Require($"{Features}{shard}.safetensors");
 
     public string DatasetReport => Reports + DatasetReportFile;
     public string EvaluationReport => Reports + EvaluationReportFile;

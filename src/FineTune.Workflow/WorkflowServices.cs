@@ -57,6 +57,7 @@ public static class WorkflowServices
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();
         services.AddSingleton<RunMetrics>();
+        services.AddSingleton<RunControl>();
         services.AddSingleton<FineTuneEngine>();
         // A typed client: each activity gets a fetcher on the factory's pooled handlers, which are recycled so DNS
         // changes are seen. The fetcher follows redirects itself, checking every hop against the allow-list.

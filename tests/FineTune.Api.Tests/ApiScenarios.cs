@@ -125,14 +125,15 @@ public abstract class ApiScenarios
         Assert.DoesNotContain((await GetJsonAsync(http, "api/finetune?top=200")).GetProperty("runs").EnumerateArray(), r => r.GetProperty("id").GetString() == "bad");
     }
 
+    /// <summary>Cancel stops a running job; restart continues it to the end; purge removes it, keeping the published model.</summary>
     [Fact]
-    public async Task CancelStopsARunningJob()
+    public async Task ARunIsCancelledRestartedAndPurged()
     {
         await using var host = await StartAsync();
         var http = host.Client;
         string id = "cancel-" + Guid.NewGuid().ToString("N")[..8];
         using var started = await http.PostAsync("api/finetune", Upload(Zip.Value,
-            $$"""{ "jobId": "{{id}}", "training": { "epochs": 500, "batchSize": 4, "featureCache": false } }"""));
+            $$"""{ "jobId": "{{id}}", "training": { "epochs": 2, "batchSize": 4, "featureCache": false, "maxStepsPerChunk": 1 } }"""));
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
         JsonElement run;
@@ -145,6 +146,17 @@ public abstract class ApiScenarios
 
         Assert.Equal(HttpStatusCode.Accepted, cancelled.StatusCode);
         Assert.Equal("Terminated", (await PollAsync(http, id, expectRunning: false)).GetProperty("status").GetString());
+
+        using var restarted = await http.PostAsync($"api/finetune/{id}/restart", null);
+        Assert.Equal(HttpStatusCode.Accepted, restarted.StatusCode);
+        Assert.Equal("Completed", (await PollAsync(http, id, expectRunning: false)).GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.Conflict, (await http.PostAsync($"api/finetune/{id}/restart", null)).StatusCode);
+
+        using var purged = await http.DeleteAsync($"api/finetune/{id}");
+        Assert.Equal(HttpStatusCode.OK, purged.StatusCode);
+        Assert.True(JsonDocument.Parse(await purged.Content.ReadAsStringAsync()).RootElement.GetProperty("keptPublished").GetBoolean());
+        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"api/finetune/{id}")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync($"api/finetune/{id}/artifacts/model.safetensors")).StatusCode);
     }
 
     [Fact]
@@ -155,8 +167,9 @@ public abstract class ApiScenarios
         Assert.Equal("FineTune API", document.GetProperty("info").GetProperty("title").GetString());
         var paths = document.GetProperty("paths");
         Assert.Equal(["/api/finetune", "/api/finetune/{id}", "/api/finetune/{id}/artifacts", "/api/finetune/{id}/artifacts/{name}",
-            "/api/finetune/{id}/cancel", "/api/finetune/{id}/predict"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+            "/api/finetune/{id}/cancel", "/api/finetune/{id}/predict", "/api/finetune/{id}/restart"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
         Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
+        Assert.Equal(["delete", "get"], paths.GetProperty("/api/finetune/{id}").EnumerateObject().Select(p => p.Name).Order());
         Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));
         using var page = await host.Client.GetAsync("/");
         Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);

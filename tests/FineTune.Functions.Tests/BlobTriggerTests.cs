@@ -1,4 +1,6 @@
+using FineTune.Workflow.Orchestration;
 using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace FineTune.Functions.Tests;
@@ -19,7 +21,7 @@ public sealed class BlobTriggerTests
             await jobs.GetBlobClient(name).UploadAsync(BinaryData.FromString(
                 $$"""{ "jobId": "ignored", "dataset": { "location": "{{dataset}}", "resize": "pad" }, "training": { "epochs": 1, "batchSize": 4 } }"""));
             string content = (await jobs.GetBlobClient(name).DownloadContentAsync()).Value.Content.ToString();
-            var trigger = new FineTuneBlobTrigger(NullLogger<FineTuneBlobTrigger>.Instance);
+            var trigger = new FineTuneBlobTrigger(host.Host.Services.GetRequiredService<RunControl>(), NullLogger<FineTuneBlobTrigger>.Instance);
 
             await trigger.Run(content, name, host.Host.Client, default);
             await trigger.Run(content, name, host.Host.Client, default);

@@ -81,7 +81,8 @@ internal static class FunctionsClient
         var options = Options.Create(new ApiOptions { ModelCacheDirectory = Path.Combine(workflow.WorkDirectory, "models") });
         var models = new ModelPool(workflow.Store, options);
         var services = new ServiceCollection().AddLogging().BuildServiceProvider();
-        var api = new FineTuneApi(workflow.Store, workflow.Host.Services.GetRequiredService<UserUploads>(), models, options);
+        var api = new FineTuneApi(workflow.Store, workflow.Host.Services.GetRequiredService<UserUploads>(),
+            workflow.Host.Services.GetRequiredService<FineTune.Workflow.Orchestration.RunControl>(), models, options);
         var client = new HttpClient(new FunctionsHandler(new FineTuneHttp(api), workflow.Host.Client, services)) { BaseAddress = new Uri("http://localhost/") };
         return (client, models);
     }

@@ -16,12 +16,16 @@ public class FunctionsMetadataTests
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
         Assert.Equal(["CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact",
-            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
+            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "RestartFineTune", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
             functions.Keys.Order(StringComparer.Ordinal));
+        var retention = Trigger(functions["PurgeExpiredRuns"]);
+        Assert.Equal(("timerTrigger", "0 0 3 * * *"), (retention.GetProperty("type").GetString(), retention.GetProperty("schedule").GetString()));
         AssertHttp(functions["StartFineTune"], "api/finetune", "post");
         AssertHttp(functions["ListFineTunes"], "api/finetune", "get");
         AssertHttp(functions["GetFineTune"], "api/finetune/{id}", "get");
         AssertHttp(functions["CancelFineTune"], "api/finetune/{id}/cancel", "post");
+        AssertHttp(functions["RestartFineTune"], "api/finetune/{id}/restart", "post");
+        AssertHttp(functions["PurgeFineTune"], "api/finetune/{id}", "delete");
         AssertHttp(functions["ListFineTuneArtifacts"], "api/finetune/{id}/artifacts", "get", durableClient: false);
         AssertHttp(functions["GetFineTuneArtifact"], "api/finetune/{id}/artifacts/{name}", "get", durableClient: false);
         AssertHttp(functions["PredictFineTune"], "api/finetune/{id}/predict", "post", durableClient: false);
@@ -64,7 +68,8 @@ public class FunctionsMetadataTests
         var host = JsonDocument.Parse(built).RootElement;
         Assert.Equal("-1", host.GetProperty("functionTimeout").GetString());
         var durable = host.GetProperty("extensions").GetProperty("durableTask");
-        Assert.Equal("FineTune", durable.GetProperty("hubName").GetString());
+        // Each deployment names its own task hub (infra/main.bicep: the Premium app's and the GPU app's differ).
+        Assert.Equal("%TaskHubName%", durable.GetProperty("hubName").GetString());
         Assert.Equal(1, durable.GetProperty("maxConcurrentActivityFunctions").GetInt32());
         // The API's routes carry their own "api/" (ApiRoutes), and the dashboard is at the root.
         Assert.Equal("", host.GetProperty("extensions").GetProperty("http").GetProperty("routePrefix").GetString());
@@ -78,6 +83,7 @@ public class FunctionsMetadataTests
         Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("AzureWebJobsStorage").GetString());
         Assert.Equal("UseDevelopmentStorage=true", values.GetProperty("Artifacts__ConnectionString").GetString());
         Assert.Equal("dotnet-isolated", values.GetProperty("FUNCTIONS_WORKER_RUNTIME").GetString());
+        Assert.False(string.IsNullOrEmpty(values.GetProperty("TaskHubName").GetString()));
     }
 
     private static void AssertHttp(List<JsonElement> bindings, string route, string method, bool durableClient = true, string authLevel = "Function")

@@ -122,6 +122,29 @@ public sealed class BicepTemplateTests : IDisposable
     }
 
     [Fact]
+    public void EachAppHasItsOwnTaskHubAndTheGpuAppScalesOnItsHubsQueues()
+    {
+        var variables = Template.GetProperty("variables");
+        Assert.NotEqual(variables.GetProperty("premiumTaskHub").GetString(), variables.GetProperty("gpuTaskHub").GetString());
+        string Settings(JsonElement app) => new(app.GetRawText().Where(c => !"\"' :,\n".Contains(c)).ToArray());
+        Assert.Contains("nameTaskHubNamevaluevariables(premiumTaskHub)", Settings(Resources("Microsoft.Web/sites").Single()));
+        var app = Resources("Microsoft.App/containerApps").Single();
+        Assert.Contains("nameTaskHubNamevaluevariables(gpuTaskHub)", Settings(app));
+
+        var scale = app.GetProperty("properties").GetProperty("template").GetProperty("scale");
+        Assert.Equal(0, scale.GetProperty("minReplicas").GetInt32());
+        var rule = scale.GetProperty("copy").EnumerateArray().Single(c => c.GetProperty("name").GetString() == "rules").GetProperty("input").GetProperty("azureQueue");
+        Assert.Equal("[variables('gpuHubQueues')[copyIndex('rules')]]", rule.GetProperty("queueName").GetString());
+        Assert.Equal(1, rule.GetProperty("queueLength").GetInt32());
+        Assert.Contains("userAssignedIdentities", rule.GetProperty("identity").GetString());
+        // The work-item queue (activities: training) and the control queues (orchestrations) of the GPU app's hub.
+        string queues = Template.GetProperty("variables").GetProperty("copy").EnumerateArray()
+            .Single(c => c.GetProperty("name").GetString() == "gpuHubQueues").GetRawText();
+        foreach (var queue in new[] { "'workitems'", "'control-00'", "'control-03'", "toLower(variables('gpuTaskHub'))" })
+            Assert.Contains(queue, queues);
+    }
+
+    [Fact]
     public void OutputsGiveTheAppUrlAndStorageNames()
     {
         var outputs = Template.GetProperty("outputs");

@@ -58,12 +58,9 @@ public sealed class CheckpointStoreTests : IAsyncLifetime
         byte[] part = Parts("newest")["weights.bin"];
         switch (damage)
         {
-            case "truncate": await store.WriteAsync(folder + "weights.bin", new MemoryStream(part[..^10]), WriteMode.Overwrite, default); break;
-            case "flip":
-                part[100] ^= 0x01;
-                await store.WriteAsync(folder + "weights.bin", new MemoryStream(part), WriteMode.Overwrite, default);
-                break;
-            case "delete-part": await store.DeleteAsync(folder + "optimizer.bin", default); break;
+            case "truncate": await store.WriteAsync(await StoredAsync(store, folder, "weights.bin"), new MemoryStream(part[..^10]), WriteMode.Overwrite, default); break;
+            case "flip": await FlipAsync(store, folder, "weights.bin"); break;
+            case "delete-part": await store.DeleteAsync(await StoredAsync(store, folder, "optimizer.bin"), default); break;
             case "delete-manifest": await store.DeleteAsync(folder + "manifest.json", default); break;
             case "garbage-manifest": await store.WriteAsync(folder + "manifest.json", new MemoryStream("{not json"u8.ToArray()), WriteMode.Overwrite, default); break;
         }
@@ -91,13 +88,45 @@ public sealed class CheckpointStoreTests : IAsyncLifetime
 
     [Theory]
     [MemberData(nameof(Stores))]
+    public async Task PartsAreNamedByTheirContent(string kind)
+    {
+        var (store, checkpoints) = Create(kind);
+        var manifest = await Save(checkpoints, "job-n", 4, "named");
+
+        string weights = await StoredAsync(store, "runs/job-n/checkpoints/000000000004/", "weights.bin");
+
+        Assert.Equal($"runs/job-n/checkpoints/000000000004/{Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Parts("named")["weights.bin"]))}-weights.bin", weights);
+        Assert.Equal(manifest.Parts.Single(p => p.Name == "weights.bin").Sha256, weights.Split('/')[^1][..64]);
+    }
+
+    [Theory]
+    [MemberData(nameof(Stores))]
+    public async Task SavingADamagedCommittedSequenceAgainRepairsIt(string kind)
+    {
+        var (store, checkpoints) = Create(kind);
+        await Save(checkpoints, "job-r", 1, "older");
+        await Save(checkpoints, "job-r", 2, "newest");
+        await FlipAsync(store, "runs/job-r/checkpoints/000000000002/", "weights.bin");
+        Assert.Equal(1, (await checkpoints.LoadLatestAsync("job-r", default))!.Manifest.Sequence);
+
+        // What a run does after falling back: it trains to the same point again and saves it.
+        await Save(checkpoints, "job-r", 2, "newest");
+
+        var latest = await checkpoints.LoadLatestAsync("job-r", default);
+        Assert.Equal(2, latest!.Manifest.Sequence);
+        Assert.Equal(Parts("newest")["weights.bin"], latest.Parts["weights.bin"]);
+        Assert.Contains(_log.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("Checkpoint 2 of run job-r is committed but not usable"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Stores))]
     public async Task PruningKeepsTheLastAndTheBestAndNeverTheOnlyValidOne(string kind)
     {
         var (store, checkpoints) = Create(kind);
         for (int i = 1; i <= 6; i++) await Save(checkpoints, "job-d", i, $"c{i}");
-        await store.DeleteAsync("runs/job-d/checkpoints/000000000006/weights.bin", default);
+        await store.DeleteAsync(await StoredAsync(store, "runs/job-d/checkpoints/000000000006/", "weights.bin"), default);
 
-        await checkpoints.PruneAsync("job-d", keepLast: 2, keep: 2, default);
+        await checkpoints.PruneAsync("job-d", keepLast: 2, keep: 2, verified: null, default);
 
         Assert.Equal([6L, 5L, 4L, 2L], await checkpoints.ListAsync("job-d", default));
         Assert.Equal(5, (await checkpoints.LoadLatestAsync("job-d", default))!.Manifest.Sequence);
@@ -105,8 +134,8 @@ public sealed class CheckpointStoreTests : IAsyncLifetime
         await foreach (var item in store.ListAsync("runs/job-d/checkpoints/000000000001/", default)) remaining.Add(item.Name);
         Assert.Empty(remaining);
 
-        for (int i = 4; i <= 5; i++) await store.DeleteAsync($"runs/job-d/checkpoints/00000000000{i}/optimizer.bin", default);
-        await checkpoints.PruneAsync("job-d", keepLast: 1, keep: null, default);
+        for (int i = 4; i <= 5; i++) await store.DeleteAsync(await StoredAsync(store, $"runs/job-d/checkpoints/00000000000{i}/", "optimizer.bin"), default);
+        await checkpoints.PruneAsync("job-d", keepLast: 1, keep: null, verified: null, default);
         Assert.Equal(2, (await checkpoints.LoadLatestAsync("job-d", default))!.Manifest.Sequence);
     }
 
@@ -130,6 +159,25 @@ public sealed class CheckpointStoreTests : IAsyncLifetime
     {
         IArtifactStore store = kind == "blob" ? new BlobArtifactStore(_container) : new LocalFolderArtifactStore(_root);
         return (store, new CheckpointStore(store, _log));
+    }
+
+    /// <summary>The stored name of part <paramref name="part"/> in a checkpoint folder (parts are named by hash).</summary>
+    private static async Task<string> StoredAsync(IArtifactStore store, string folder, string part)
+    {
+        await foreach (var item in store.ListAsync(folder, default))
+            if (item.Name.EndsWith("-" + part, StringComparison.Ordinal)) return item.Name;
+        throw new InvalidOperationException($"no part {part} in {folder}");
+    }
+
+    /// <summary>Flips one bit of a stored part, in place, as storage rot would.</summary>
+    private static async Task FlipAsync(IArtifactStore store, string folder, string part)
+    {
+        string name = await StoredAsync(store, folder, part);
+        using var buffer = new MemoryStream();
+        await using (var stream = await store.OpenReadAsync(name, default)) await stream.CopyToAsync(buffer);
+        byte[] data = buffer.ToArray();
+        data[data.Length / 2] ^= 0x01;
+        await store.WriteAsync(name, new MemoryStream(data), WriteMode.Overwrite, default);
     }
 
     private static Task<CheckpointManifest> Save(CheckpointStore checkpoints, string job, long sequence, string label) =>

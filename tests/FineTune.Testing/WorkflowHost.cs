@@ -34,7 +34,8 @@ public sealed class WorkflowHost : IAsyncDisposable
     /// <summary>What users upload (datasets, their own weights), in its own container.</summary>
     public IArtifactStore Uploads => Host.Services.GetRequiredService<UserUploads>().Store;
 
-    public static async Task<WorkflowHost> StartAsync(Action<DurableTaskRegistry>? tasks = null)
+    /// <param name="services">changes to the workflow's services (options) after the defaults</param>
+    public static async Task<WorkflowHost> StartAsync(Action<DurableTaskRegistry>? tasks = null, Action<IServiceCollection>? services = null)
     {
         Azurite.RequireRunning();
         var container = new BlobContainerClient(Azurite.ConnectionString, "wf-" + Guid.NewGuid().ToString("N"));
@@ -43,17 +44,18 @@ public sealed class WorkflowHost : IAsyncDisposable
         {
             // The test host logs every dispatch at Information; warnings are what a failing test needs.
             LoggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
-            ConfigureServices = services =>
+            ConfigureServices = collection =>
             {
-                services.AddFineTuneWorkflow();
-                services.Configure<ArtifactStoreOptions>(o =>
+                collection.AddFineTuneWorkflow();
+                collection.Configure<ArtifactStoreOptions>(o =>
                 {
                     o.ConnectionString = Azurite.ConnectionString;
                     o.ContainerName = container.Name;
                     o.UploadsContainerName = container.Name + "-uploads";
                 });
-                services.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
-                services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
+                collection.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
+                collection.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
+                services?.Invoke(collection);
             },
         });
         return new WorkflowHost(host, container, work);

@@ -70,7 +70,7 @@ public sealed class FineTuneOrchestrationTests
         Assert.Equal((9, 3, 6), (card.GetProperty("dataset").GetProperty("trainImages").GetInt32(),
             card.GetProperty("dataset").GetProperty("validationImages").GetInt32(), card.GetProperty("dataset").GetProperty("testImages").GetInt32()));
         // The feature cache holds the test features too: evaluation needed no backbone pass.
-        Assert.True(await host.Store.ExistsAsync(new RunLayout("tested").FeaturesOf(Core.Data.DatasetSplits.Test), default));
+        Assert.True(await host.Store.ExistsAsync(new RunLayout("tested").FeaturesOf(FeatureCache.ShardName(Core.Data.DatasetSplits.Test, 0)), default));
         var predicted = (await ReadAsync(host.Store, result.Evaluation.PredictionsName)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal(7, predicted.Length);
     }
@@ -169,9 +169,9 @@ public sealed class FineTuneOrchestrationTests
 }
 
 /// <summary>The real TrainChunk, made to crash once in the middle of an epoch, as a worker dying would.</summary>
-public sealed class FlakyTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping,
-    RunMetrics metrics)
-    : TrainChunk(files, engine, checkpoints, options, stopping, metrics)
+public sealed class FlakyTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs,
+    IOptions<WorkflowOptions> options, WorkerStopping stopping, RunMetrics metrics)
+    : TrainChunk(files, engine, checkpoints, runs, options, stopping, metrics)
 {
     private static long _failAt;
     public static int Failures { get; private set; }

@@ -55,6 +55,16 @@ public class JobSpecReaderTests
         Assert.Contains(error.Errors, e => e.Field == "dataset.location" && e.Reason.Contains("blob:"));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5001)]
+    public void AChunkIsBoundedSoACancelOrRetryNeverWaitsOnHoursOfSteps(int maxStepsPerChunk)
+    {
+        var error = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read(
+            $$"""{ "dataset": { "location": "blob:d/" }, "training": { "maxStepsPerChunk": {{maxStepsPerChunk}} } }""", localPaths: false));
+        Assert.Equal([new FieldError("training.maxStepsPerChunk", "must be 1-5000")], error.Errors);
+    }
+
     [Fact]
     public void WeightsMayBeNamedByTorchvisionsNamesWhereTheFamilyHasThem()
     {

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using FineTune.Core.Data;
+using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
@@ -51,10 +52,10 @@ public sealed class SweepOrchestrationTests
 
         // One backbone pass, in the feature run; the trials read it and keep only their own checkpoints.
         Assert.Equal(1, sweep.FeaturePasses);
-        Assert.True(await host.Store.ExistsAsync(new RunLayout("swept-f0").FeaturesOf(DatasetSplits.Train), default));
+        Assert.True(await host.Store.ExistsAsync(new RunLayout("swept-f0").FeaturesOf(FeatureCache.ShardName(DatasetSplits.Train, 0)), default));
         foreach (var trial in sweep.Trials)
         {
-            Assert.False(await host.Store.ExistsAsync(new RunLayout(trial.JobId).FeaturesOf(DatasetSplits.Train), default));
+            Assert.False(await host.Store.ExistsAsync(new RunLayout(trial.JobId).FeaturesOf(FeatureCache.ShardName(DatasetSplits.Train, 0)), default));
             Assert.NotEmpty(await ListAsync(host.Store, new RunLayout(trial.JobId).Checkpoints));
         }
 

@@ -29,9 +29,11 @@ public sealed class FineTuneEngine : IDisposable
 
     /// <summary>
     /// "Freeze + replace head": builds the model, reports what trains, and computes the feature cache when it
-    /// applies: serialised features by split (<see cref="DatasetSplits"/>).
+    /// applies: serialised features by shard (<see cref="FeatureCache.ShardName"/>), each split cut into shards of at
+    /// most <paramref name="maxShardBytes"/> (one row at least).
     /// </summary>
-    public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken)
+    public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
+        long maxShardBytes = FeatureCache.DefaultShardBytes)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
@@ -47,9 +49,14 @@ public sealed class FineTuneEngine : IDisposable
                 [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
             var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)]), InferenceBatch, cancellationToken);
             int offset = 0;
+            int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.shape[1] * all.ElementSize), 1, int.MaxValue);
             foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))
             {
-                features[split] = Serialize(all[offset..(offset + samples.Count)]);
+                for (int start = 0, index = 0; start < samples.Count; start += rowsPerShard, index++)
+                {
+                    int end = Math.Min(samples.Count, start + rowsPerShard);
+                    features[FeatureCache.ShardName(split, index)] = Serialize(all[(offset + start)..(offset + end)]);
+                }
                 offset += samples.Count;
             }
         }
@@ -58,21 +65,22 @@ public sealed class FineTuneEngine : IDisposable
 
     /// <summary>
     /// "Train epochs": at most <paramref name="maxSteps"/> steps from <paramref name="state"/> (the start when
-    /// null). When the epoch ends, the model is scored on the validation set and the epoch joins the history.
+    /// null), fewer when <paramref name="stopRequested"/> says so (see <see cref="Trainer.TrainSteps"/>). When the
+    /// epoch ends, the model is scored on the validation set and the epoch joins the history.
     /// </summary>
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
-        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
+        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
     {
         if (features is null)
         {
             using var model = Build(recipe, dataset.ClassCount, out _);
-            return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, cancellationToken);
+            return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
         }
         var rented = _headModels.Rent(recipe, dataset.ClassCount);
         ChunkOutcome outcome;
         try
         {
-            outcome = TrainOn(rented, recipe, dataset, state, features, maxSteps, onStep, cancellationToken);
+            outcome = TrainOn(rented, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
         }
         catch
         {
@@ -84,11 +92,11 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     private static ChunkOutcome TrainOn(FineTuneModel model, Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
-        int maxSteps, Action<StepReport>? onStep, CancellationToken cancellationToken)
+        int maxSteps, Action<StepReport>? onStep, Func<bool>? stopRequested, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         var train = TrainSource(recipe, dataset);
-        var trainFeatures = features is null ? null : Deserialize(features[DatasetSplits.Train]);
+        var trainFeatures = features is null ? null : FeaturesOf(features, DatasetSplits.Train);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
@@ -98,7 +106,7 @@ public sealed class FineTuneEngine : IDisposable
         {
             lastLoss = step.Loss;
             onStep?.Invoke(step);
-        });
+        }, stopRequested);
         var history = progress.History;
         if (chunk.EpochCompleted)
         {
@@ -155,7 +163,7 @@ public sealed class FineTuneEngine : IDisposable
     {
         bool test = split == DatasetSplits.Test;
         var samples = test ? dataset.Test : dataset.Validation;
-        var cached = features is null ? null : Deserialize(features[split]);
+        var cached = features is null ? null : FeaturesOf(features, split);
         var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
     }
@@ -244,6 +252,17 @@ public sealed class FineTuneEngine : IDisposable
         using var stream = new MemoryStream();
         StateDictFile.Write(new Dictionary<string, Tensor> { [FeaturesKey] = features }, stream, StateDictFormat.Safetensors);
         return stream.ToArray();
+    }
+
+    /// <summary>A split's features, its shards joined in order.</summary>
+    private static Tensor FeaturesOf(IReadOnlyDictionary<string, byte[]> features, string split)
+    {
+        var shards = features.Where(f => FeatureCache.IsShardOf(f.Key, split)).OrderBy(f => f.Key, StringComparer.Ordinal)
+            .Select(f => Deserialize(f.Value)).ToList();
+        if (shards.Count == 1) return shards[0];
+        var joined = cat(shards, 0);
+        foreach (var shard in shards) shard.Dispose();
+        return joined;
     }
 
     private static Tensor Deserialize(byte[] data)

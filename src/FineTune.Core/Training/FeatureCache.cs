@@ -12,6 +12,19 @@ namespace FineTune.Core.Training;
 public static class FeatureCache
 {
     /// <summary>
+    /// The most bytes one stored shard of features holds: a .NET array (and so one artifact read whole) stops at
+    /// 2 GiB, which 2048-d features of ~262k images reach; a split is stored as as many shards as it needs.
+    /// </summary>
+    public const long DefaultShardBytes = 1L << 30;
+
+    /// <summary>The name of shard <paramref name="index"/> of a split's features; shards of a split sort in order.</summary>
+    public static string ShardName(string split, int index) => $"{split}-{index:D4}";
+
+    /// <summary>Whether <paramref name="shard"/> (a <see cref="ShardName"/>) holds features of <paramref name="split"/>.</summary>
+    public static bool IsShardOf(string shard, string split) =>
+        shard.Length == split.Length + 5 && shard.StartsWith(split + "-", StringComparison.Ordinal);
+
+    /// <summary>
     /// Whether cached features equal what training would compute: no augmentation, no trainable parameter
     /// outside the head (so frozen BatchNorm stays in eval mode), and no dropout outside the head.
     /// </summary>

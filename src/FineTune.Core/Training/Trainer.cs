@@ -64,8 +64,11 @@ public sealed class Trainer : IDisposable
     /// <summary>
     /// Runs up to <paramref name="maxSteps"/> steps of the current epoch (fewer when it ends); when it ends, the
     /// result carries the epoch's loss and accuracy and the position moves to the next epoch.
+    /// <paramref name="stopRequested"/>, asked before each step, ends the chunk early at that step boundary, a point
+    /// training can resume from (a cancelled run is checkpointed there); <paramref name="cancellationToken"/> abandons
+    /// the chunk with an exception.
     /// </summary>
-    public ChunkResult TrainSteps(int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null)
+    public ChunkResult TrainSteps(int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSteps, 1);
         var clock = Stopwatch.StartNew();
@@ -73,7 +76,7 @@ public sealed class Trainer : IDisposable
         int[] order = EpochOrder(position.Epoch);
         double rate = 0;
         if (_features is null) _model.TrainMode(); else _model.Head.train();
-        for (int done = 0; done < maxSteps && position.Step < StepsPerEpoch; done++)
+        for (int done = 0; done < maxSteps && position.Step < StepsPerEpoch && stopRequested?.Invoke() != true; done++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             long globalStep = (long)position.Epoch * StepsPerEpoch + position.Step;

@@ -9,7 +9,9 @@ public sealed record CheckpointPart(string Name, long Length, string Sha256);
 
 /// <summary>
 /// The commit record of a checkpoint: written last, with a conditional create, after every part is stored.
-/// A checkpoint exists only once its manifest does, and is valid only while every part matches it.
+/// A checkpoint exists only once its manifest does, and is valid only while every part matches it. From
+/// version 2 on, each part is stored under a name made of its SHA-256 and its name, so a part's name says
+/// what it must hold; version 1 stored parts under their bare names and is still read.
 /// </summary>
 public sealed record CheckpointManifest(
     int Version,
@@ -18,7 +20,11 @@ public sealed record CheckpointManifest(
     IReadOnlyList<CheckpointPart> Parts,
     JsonElement Metadata)
 {
-    public const int CurrentVersion = 1;
+    public const int CurrentVersion = 2;
+    public const int ContentNamedSince = 2;
+
+    /// <summary>Where <paramref name="part"/> lies in the checkpoint's folder.</summary>
+    public string StoredName(CheckpointPart part) => Version >= ContentNamedSince ? $"{part.Sha256}-{part.Name}" : part.Name;
 }
 
 /// <summary>A verified checkpoint: its manifest and the bytes of each part.</summary>
@@ -35,31 +41,39 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     /// <summary>
-    /// Stores the parts, then commits the manifest. Saving a sequence that is already committed changes
-    /// nothing and returns the stored manifest, so a re-delivered activity does no harm.
+    /// Stores the parts, then commits the manifest. Saving a sequence that is already committed and verifies
+    /// changes nothing and returns the stored manifest, so a re-delivered activity does no harm. A committed
+    /// sequence that does not verify (a part damaged or lost) is written again and its manifest replaced:
+    /// returning it unchecked would hand back a state no reader can load, and a run would retrain to it forever.
     /// </summary>
     public async Task<CheckpointManifest> SaveAsync(string jobId, long sequence, IReadOnlyDictionary<string, byte[]> parts,
         JsonElement metadata, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(sequence);
         string folder = Folder(jobId, sequence);
+        bool replace = false;
         if (await store.ExistsAsync(folder + ManifestName, cancellationToken))
-            return await ReadManifestAsync(folder + ManifestName, cancellationToken);
+        {
+            var (existing, problem) = await TryLoadAsync(jobId, sequence, cancellationToken);
+            if (existing is not null) return existing.Manifest;
+            Replacing(sequence, jobId, problem);
+            replace = true;
+        }
 
         var described = new List<CheckpointPart>();
         foreach (var (name, data) in parts.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
             ArtifactNames.Require(name);
             if (name == ManifestName) throw new ArgumentException($"'{ManifestName}' is reserved", nameof(parts));
-            using var content = new MemoryStream(data, writable: false);
-            await store.WriteAsync(folder + name, content, WriteMode.Overwrite, cancellationToken);
-            described.Add(new CheckpointPart(name, data.Length, Convert.ToHexStringLower(SHA256.HashData(data))));
+            described.Add(new CheckpointPart(name, data.Length, Sha256(data)));
         }
         var manifest = new CheckpointManifest(CheckpointManifest.CurrentVersion, sequence, DateTimeOffset.UtcNow, described, metadata.Clone());
+        foreach (var part in described)
+            await WritePartAsync(folder + manifest.StoredName(part), parts[part.Name], part.Sha256, cancellationToken);
         try
         {
             using var json = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(manifest, Json));
-            await store.WriteAsync(folder + ManifestName, json, WriteMode.CreateNew, cancellationToken);
+            await store.WriteAsync(folder + ManifestName, json, replace ? WriteMode.Overwrite : WriteMode.CreateNew, cancellationToken);
             return manifest;
         }
         catch (ArtifactExistsException)
@@ -68,6 +82,35 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
             return await ReadManifestAsync(folder + ManifestName, cancellationToken);
         }
     }
+
+    /// <summary>
+    /// Create-only: a part's name is its hash, so a stored part is never overwritten with other bytes. One that
+    /// exists but does not hold what its name says (damaged) is the only thing ever replaced.
+    /// </summary>
+    private async Task WritePartAsync(string name, byte[] data, string sha256, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var content = new MemoryStream(data, writable: false);
+            await store.WriteAsync(name, content, WriteMode.CreateNew, cancellationToken);
+        }
+        catch (ArtifactExistsException)
+        {
+            if (Sha256(await ReadAllAsync(name, cancellationToken)) == sha256) return;
+            using var content = new MemoryStream(data, writable: false);
+            await store.WriteAsync(name, content, WriteMode.Overwrite, cancellationToken);
+        }
+    }
+
+    private async Task<byte[]> ReadAllAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var stream = await store.OpenReadAsync(name, cancellationToken);
+        using var buffer = new MemoryStream();
+        await stream.CopyToAsync(buffer, cancellationToken);
+        return buffer.ToArray();
+    }
+
+    private static string Sha256(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
 
     /// <summary>Sequences with a manifest, newest first (valid or not).</summary>
     public async Task<IReadOnlyList<long>> ListAsync(string jobId, CancellationToken cancellationToken)
@@ -114,10 +157,7 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
             byte[] data;
             try
             {
-                await using var stream = await store.OpenReadAsync(folder + part.Name, cancellationToken);
-                using var buffer = new MemoryStream();
-                await stream.CopyToAsync(buffer, cancellationToken);
-                data = buffer.ToArray();
+                data = await ReadAllAsync(folder + manifest.StoredName(part), cancellationToken);
             }
             catch (ArtifactNotFoundException)
             {
@@ -125,7 +165,7 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
             }
             if (data.Length != part.Length)
                 return (null, $"part {part.Name} has {data.Length} bytes, the manifest says {part.Length}");
-            if (Convert.ToHexStringLower(SHA256.HashData(data)) != part.Sha256)
+            if (Sha256(data) != part.Sha256)
                 return (null, $"part {part.Name} does not match its SHA-256");
             parts[part.Name] = data;
         }
@@ -134,9 +174,10 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
 
     /// <summary>
     /// Deletes all but the newest <paramref name="keepLast"/> valid checkpoints and <paramref name="keep"/>
-    /// (the best). The newest valid checkpoint always stays, whatever the arguments.
+    /// (the best). The newest valid checkpoint always stays, whatever the arguments. <paramref name="verified"/>: a
+    /// sequence the caller has just saved (so knows valid), which is not downloaded again to check.
     /// </summary>
-    public async Task PruneAsync(string jobId, int keepLast, long? keep, CancellationToken cancellationToken)
+    public async Task PruneAsync(string jobId, int keepLast, long? keep, long? verified, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(keepLast, 1);
         var valid = new List<long>();
@@ -144,7 +185,7 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
         foreach (long sequence in all)
         {
             if (valid.Count >= keepLast) break;
-            if ((await TryLoadAsync(jobId, sequence, cancellationToken)).Checkpoint is not null) valid.Add(sequence);
+            if (sequence == verified || (await TryLoadAsync(jobId, sequence, cancellationToken)).Checkpoint is not null) valid.Add(sequence);
         }
         if (valid.Count == 0) return;
         long oldestKept = valid[^1];
@@ -166,8 +207,8 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
         await using var stream = await store.OpenReadAsync(name, cancellationToken);
         var manifest = await JsonSerializer.DeserializeAsync<CheckpointManifest>(stream, Json, cancellationToken)
             ?? throw new InvalidDataException("empty manifest");
-        if (manifest.Version != CheckpointManifest.CurrentVersion || manifest.Parts is null)
-            throw new InvalidDataException($"manifest version {manifest.Version} is not {CheckpointManifest.CurrentVersion}");
+        if (manifest.Version is < 1 or > CheckpointManifest.CurrentVersion || manifest.Parts is null)
+            throw new InvalidDataException($"manifest version {manifest.Version} is not 1-{CheckpointManifest.CurrentVersion}");
         return manifest;
     }
 
@@ -176,4 +217,7 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpoint {Sequence} of run {JobId} is not usable ({Problem}); falling back to the previous one")]
     private partial void Unusable(long sequence, string jobId, string? problem);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Checkpoint {Sequence} of run {JobId} is committed but not usable ({Problem}); writing it again")]
+    private partial void Replacing(long sequence, string jobId, string? problem);
 }

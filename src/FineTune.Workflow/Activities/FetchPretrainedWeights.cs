@@ -7,14 +7,19 @@ using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Activities;
 
-/// <summary>The recipe's "fetch pretrained weights" step: bring the pretrained weights in, verified, and share them through the artifact store by hash.</summary>
+/// <summary>
+/// The recipe's "fetch pretrained weights" step, the first of every run: checks the job id is bound to this spec
+/// (however the run was started), then brings the pretrained weights in, verified, and shares them through the
+/// artifact store by hash.
+/// </summary>
 [DurableTask(ActivityNames.FetchPretrainedWeights)]
-public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store, WorkerStopping stopping) : TaskActivity<FineTuneJob, WeightsRef>
+public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store, RunControl runs, WorkerStopping stopping) : TaskActivity<FineTuneJob, WeightsRef>
 {
     public override async Task<WeightsRef> RunAsync(TaskActivityContext context, FineTuneJob job)
     {
         var spec = job.Spec;
         var token = stopping.Token;
+        await runs.BindSpecAsync(job.JobId, spec, token);
         var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, token);
         string name = ArtifactNames.Weights(fetched.Sha256 + Path.GetExtension(fetched.Path));
         if (!await store.ExistsAsync(name, token))

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using FineTune.Core.Engine;
 using FineTune.Storage;
@@ -5,6 +6,7 @@ using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
+using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow.Activities;
 
@@ -13,7 +15,8 @@ namespace FineTune.Workflow.Activities;
 /// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
 /// </summary>
 [DurableTask(ActivityNames.PrepareModel)]
-public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, WorkerStopping stopping) : TaskActivity<PrepareRequest, PreparedSummary>
+public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOptions<WorkflowOptions> options, WorkerStopping stopping)
+    : TaskActivity<PrepareRequest, PreparedSummary>
 {
     public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)
     {
@@ -21,10 +24,15 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, Work
         var files = worker.For(request.Job);
         var clock = new StageClock();
         var (dataset, recipe, _) = await files.LoadAsync(request.Weights, prepared: null, token, clock);
-        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token));
+        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token, options.Value.FeatureShardBytes));
         var layout = files.Layout;
-        foreach (var (split, data) in features)
-            await files.WriteAsync(layout.FeaturesOf(split), data, WriteMode.Overwrite, token);
+        var shards = new List<FeatureShardRef>();
+        foreach (var (shard, data) in features.OrderBy(f => f.Key, StringComparer.Ordinal))
+        {
+            string name = layout.FeaturesOf(shard);
+            await files.WriteAsync(name, data, WriteMode.Overwrite, token);
+            shards.Add(new FeatureShardRef(shard, name, Convert.ToHexStringLower(SHA256.HashData(data)), data.Length));
+        }
         var report = new
         {
             classes = dataset.Classes,
@@ -37,6 +45,6 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, Work
         await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
             WriteMode.Overwrite, token);
         return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,
-            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, prepared.FeatureCache, clock.Times);
+            prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, shards, clock.Times);
     }
 }

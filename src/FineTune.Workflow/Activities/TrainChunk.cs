@@ -13,12 +13,13 @@ namespace FineTune.Workflow.Activities;
 /// <summary>
 /// The recipe's "train" step: one epoch, or a chunk of at most MaxSteps steps, from the latest checkpoint,
 /// ending with a new checkpoint. Idempotent: when the latest checkpoint is already past the requested start,
-/// a re-delivered call returns what that work produced instead of training again.
+/// a re-delivered call returns what that work produced instead of training again. When the latest usable
+/// checkpoint lies before the requested start (a newer one is damaged), it trains on until it is past it, so
+/// every call advances the run. A cancel request stops it at the next step, checkpointed there.
 /// </summary>
 [DurableTask(ActivityNames.TrainChunk)]
-public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, WorkerStopping stopping,
-    RunMetrics metrics)
-    : TaskActivity<TrainRequest, TrainResult>
+public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs, IOptions<WorkflowOptions> options,
+    WorkerStopping stopping, RunMetrics metrics) : TaskActivity<TrainRequest, TrainResult>
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
     {
@@ -28,23 +29,38 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
         int stepsPerEpoch = request.Prepared.StepsPerEpoch;
         var state = await files.LatestStateAsync(token);
         if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
-            return Result(state.Progress, stepsPerEpoch, lastLoss: null, []);
+            return Result(state.Progress, request, lastLoss: null, []);
 
+        // Counted in the store before any work: a worker killed for memory throws nothing, it just never finishes.
+        int attempts = await runs.CountAttemptAsync(job.JobId, request.FromStep, token);
+        if (attempts > options.Value.MaxChunkAttempts) throw new ChunkAttemptsExhaustedException(job.JobId, request.FromStep, attempts - 1);
+
+        int epochsBefore = state?.Progress.History.Count ?? 0;
         var clock = new StageClock();
         var inputs = await files.LoadAsync(request.Weights, request.Prepared, token, clock);
-        var outcome = clock.Time(Stages.Training, () => engine.Train(inputs.Recipe, inputs.Dataset, state, inputs.Features, request.MaxSteps, token, OnStep));
-
-        var progress = outcome.State.Progress;
-        long sequence = GlobalStep(progress.Position, stepsPerEpoch);
-        await clock.TimeAsync(Stages.Checkpoints, async () =>
+        // Both a cancel request and this worker stopping end the chunk at a step boundary with a checkpoint.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
+        TrainingProgress progress;
+        double? lastLoss;
+        await using (runs.WatchForCancel(job.JobId, stop))
         {
-            await checkpoints.SaveAsync(job.JobId, sequence, outcome.State.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), token);
-            var best = progress.Best(job.Spec.StoppingMetric());
-            await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep,
-                best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, token);
-        });
-        await metrics.RecordAsync(job.JobId, job.Spec.Training.Epochs, progress.History, state?.Progress.History.Count ?? 0, token);
-        return Result(progress, stepsPerEpoch, outcome.LastLoss, clock.Times);
+            do
+            {
+                var outcome = clock.Time(Stages.Training, () => engine.Train(inputs.Recipe, inputs.Dataset, state, inputs.Features, request.MaxSteps,
+                    CancellationToken.None, OnStep, () => stop.IsCancellationRequested));
+                state = outcome.State;
+                progress = state.Progress;
+                lastLoss = outcome.LastLoss;
+                // Not the stopping token: the point just reached is saved even while the worker shuts down.
+                await clock.TimeAsync(Stages.Checkpoints, () => SaveAsync(job, state, stepsPerEpoch, CancellationToken.None));
+            }
+            while (GlobalStep(progress.Position, stepsPerEpoch) <= request.FromStep && !stop.IsCancellationRequested);
+        }
+        // The epochs finished before this call were recorded by the calls that finished them.
+        await metrics.RecordAsync(job.JobId, job.Spec.Training.Epochs, progress.History, epochsBefore, CancellationToken.None);
+        token.ThrowIfCancellationRequested();
+        if (stop.IsCancellationRequested) throw new RunCancelledException(job.JobId, GlobalStep(progress.Position, stepsPerEpoch));
+        return Result(progress, request, lastLoss, clock.Times);
     }
 
     /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
@@ -55,12 +71,24 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
     /// <summary>Steps done since the start: the checkpoint sequence.</summary>
     public static long GlobalStep(TrainerPosition position, int stepsPerEpoch) => (long)position.Epoch * stepsPerEpoch + position.Step;
 
-    private static TrainResult Result(TrainingProgress progress, int stepsPerEpoch, double? lastLoss, IReadOnlyList<StageTime> times)
+    private async Task SaveAsync(FineTuneJob job, TrainingState state, int stepsPerEpoch, CancellationToken token)
+    {
+        var progress = state.Progress;
+        long sequence = GlobalStep(progress.Position, stepsPerEpoch);
+        await checkpoints.SaveAsync(job.JobId, sequence, state.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), token);
+        var best = progress.Best(job.Spec.StoppingMetric());
+        await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep, best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, sequence, token);
+    }
+
+    private static TrainResult Result(TrainingProgress progress, TrainRequest request, double? lastLoss, IReadOnlyList<StageTime> times)
     {
         var position = progress.Position;
+        int stepsPerEpoch = request.Prepared.StepsPerEpoch;
         // Step 0 of epoch e > 0: epoch e - 1 has just completed.
         bool epochCompleted = position.Step == 0 && position.Epoch > 0;
-        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted, progress.History, lastLoss, times,
-            WorkerIdentity.Current);
+        // Only the epochs this call can have changed: the orchestration keeps the earlier ones, so what it carries grows linearly.
+        long fromEpoch = request.FromStep / stepsPerEpoch;
+        return new TrainResult(GlobalStep(position, stepsPerEpoch), position.Epoch, position.Step, stepsPerEpoch, epochCompleted,
+            progress.History.Where(e => e.Epoch >= fromEpoch).ToList(), lastLoss, times, WorkerIdentity.Current);
     }
 }

@@ -24,9 +24,6 @@ public sealed record JobSpec
     /// <summary>Largest batch when only the head trains (on features, a few KB per image).</summary>
     public const int MaxHeadBatchSize = 4096;
 
-    /// <summary>Most steps one activity call trains: a call holds the worker until it ends and is retried whole.</summary>
-    public const int MaxStepsPerChunkLimit = 10_000;
-
     public int Version { get; init; } = CurrentVersion;
     /// <summary>Names the run (and its durable instance); derived from the spec when absent.</summary>
     public string? JobId { get; init; }
@@ -106,6 +103,7 @@ public sealed record TrainingSpec
     public bool FeatureCache { get; init; } = true;
     /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>
     public int MaxStepsPerChunk { get; init; } = 500;
+    public const int MaxStepsPerChunkLimit = 5000;
 }
 
 public sealed record EarlyStoppingSpec

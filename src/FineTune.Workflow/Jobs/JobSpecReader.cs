@@ -118,7 +118,8 @@ public static class JobSpecReader
         Check(t.WarmupSteps >= 0, "training.warmupSteps", "must be >= 0");
         Check(t.LabelSmoothing is >= 0 and < 1, "training.labelSmoothing", "must be in [0, 1)");
         Check(t.GradientClipNorm is null or > 0, "training.gradientClipNorm", "must be > 0");
-        Check(t.MaxStepsPerChunk is >= 1 and <= JobSpec.MaxStepsPerChunkLimit, "training.maxStepsPerChunk", $"must be 1-{JobSpec.MaxStepsPerChunkLimit}");
+        // Bounded so a chunk (one activity call, one retry unit) stays minutes long, not hours.
+        Check(t.MaxStepsPerChunk is >= 1 and <= TrainingSpec.MaxStepsPerChunkLimit, "training.maxStepsPerChunk", $"must be 1-{TrainingSpec.MaxStepsPerChunkLimit}");
         Check(!t.Nesterov || t.Optimizer == OptimizerKind.Sgd && t.Momentum > 0, "training.nesterov", "needs sgd with momentum > 0");
         if (t.EarlyStopping is { } stopping)
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
@@ -131,8 +132,11 @@ public static class JobSpecReader
     }
 
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
-    public static string DeriveJobId(JobSpec spec) =>
-        "ft-" + Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, Json)))[..12];
+    public static string DeriveJobId(JobSpec spec) => "ft-" + Hash(spec)[..12];
+
+    /// <summary>SHA-256 of the spec's JSON without its job id (nor its schema link): what a job id is bound to.</summary>
+    public static string Hash(JobSpec spec) =>
+        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, Json)));
 
     /// <summary>"'torchvision', " where the family has torchvision weights: the names to suggest first.</summary>
     private static string Named(string family) => TorchvisionWeights.Resolve(family, TorchvisionWeights.Default) is null ? "" : $"'{TorchvisionWeights.Default}', ";

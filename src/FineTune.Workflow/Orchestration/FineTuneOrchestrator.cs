@@ -17,14 +17,21 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
 {
     public const string Name = "FineTune";
 
+    /// <summary>How long transient failures of one activity call are retried before the run fails.</summary>
+    public static readonly TimeSpan RetryBudget = TimeSpan.FromMinutes(30);
+
     /// <summary>
-    /// Transient failures are retried (storage-queue timers round to seconds, so never under 2 s); bad input is not.
+    /// Transient failures (storage away, a worker lost) are retried for up to <see cref="RetryBudget"/>, backing off
+    /// from 2 s (storage-queue timers round to seconds) to 2 minutes, so an outage of many minutes does not end a long
+    /// run. Bad input and permanent failures (<see cref="PermanentRunFailureException"/>) are not retried. A worker
+    /// killed outright raises nothing: those restarts are counted per chunk by <see cref="TrainChunk"/> instead.
     /// Every orchestration of the workflow calls its activities so.
     /// </summary>
     internal static readonly TaskOptions Retry = TaskOptions.FromRetryPolicy(new RetryPolicy(
-        maxNumberOfAttempts: 4, firstRetryInterval: TimeSpan.FromSeconds(2), backoffCoefficient: 2, maxRetryInterval: TimeSpan.FromMinutes(1))
+        maxNumberOfAttempts: int.MaxValue, firstRetryInterval: TimeSpan.FromSeconds(2), backoffCoefficient: 2,
+        maxRetryInterval: TimeSpan.FromMinutes(2), retryTimeout: RetryBudget)
     {
-        HandleFailure = failure => !IsBadInput(failure),
+        HandleFailure = failure => !IsPermanent(failure),
     });
 
     public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
@@ -61,8 +68,11 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             var result = await context.CallActivityAsync<TrainResult>(ActivityNames.TrainChunk,
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
 #pragma warning restore DURABLE2003
+            if (result.GlobalStep <= step) throw new ChunkDidNotAdvanceException(job.JobId, step, result.GlobalStep);
+            // The result carries the epochs from the chunk's first epoch on; earlier ones are already here.
+            long fromEpoch = step / carried.Prepared.StepsPerEpoch;
+            history = [.. history.Where(e => e.Epoch < fromEpoch), .. result.History];
             step = result.GlobalStep;
-            history = result.History;
             times.AddRange(result.Times);
             context.SetCustomStatus(Training(context, carried, result, history, epochs, totalSteps, metric));
             if (result.EpochCompleted && TrainingHistory.ShouldStop(history, metric, spec.Training.EarlyStopping?.Patience))
@@ -104,6 +114,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             TrainingHistory.Best(history, metric)?.Epoch, eta);
     }
 
-    /// <summary>IsCausedBy loads the failure's type by name and matches base types, so every bad-input exception is one check.</summary>
-    private static bool IsBadInput(TaskFailureDetails failure) => failure.IsCausedBy<BadInputException>();
+    /// <summary>IsCausedBy loads the failure's type by name and matches base types, so each family of exceptions is one check.</summary>
+    private static bool IsPermanent(TaskFailureDetails failure) =>
+        failure.IsCausedBy<BadInputException>() || failure.IsCausedBy<PermanentRunFailureException>();
 }

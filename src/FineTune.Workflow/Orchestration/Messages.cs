@@ -34,14 +34,22 @@ public sealed record PreparedSummary(
     long TrainableParameters,
     long TotalParameters,
     int StepsPerEpoch,
-    bool FeatureCache,
-    IReadOnlyList<StageTime> Times);
+    IReadOnlyList<FeatureShardRef> FeatureShards,
+    IReadOnlyList<StageTime> Times)
+{
+    /// <summary>Whether training runs on cached backbone features (the shards), not on images.</summary>
+    public bool UsesFeatureCache => FeatureShards.Count > 0;
+}
+
+/// <summary>One stored shard of cached features: workers keep a copy by <see cref="Sha256"/> and verify what they fetch.</summary>
+public sealed record FeatureShardRef(string Shard, string ArtifactName, string Sha256, long Length);
 
 /// <summary>Train from global step <see cref="FromStep"/> for at most <see cref="MaxSteps"/> steps.</summary>
 public sealed record TrainRequest(FineTuneJob Job, WeightsRef Weights, PreparedSummary Prepared, long FromStep, int MaxSteps);
 
 /// <summary>
-/// Where training stands after a chunk; <see cref="History"/> is every finished epoch so far (a few numbers each);
+/// Where training stands after a chunk; <see cref="History"/> holds the finished epochs from the chunk's first epoch
+/// on (a few numbers each; all of them only when the call found the work already done from step 0);
 /// <see cref="LastLoss"/> is null when the call trained nothing (the work was already checkpointed).
 /// <see cref="Worker"/>: the process that ran the call (<see cref="Services.WorkerIdentity"/>).
 /// </summary>

@@ -18,9 +18,19 @@ public interface IRunScheduler
     Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken);
 
     Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken);
+
+    /// <summary>Ends the run's orchestration where it is (it schedules nothing more); running activities are not told.</summary>
+    Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken);
+
+    /// <summary>Forgets the run's durable history (its instance, inputs, outputs); nothing when there is none.</summary>
+    Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken);
 }
 
-/// <summary>The one way a run starts, for the HTTP API, the blob trigger and the command line: spec → id → held? → schedule.</summary>
+/// <summary>
+/// The one way a run starts, for the HTTP API, the blob trigger and the command line: spec → id → bound to this
+/// spec? → held? → schedule. A spec other than the one the id is bound to is refused with both hashes
+/// (<see cref="SpecConflictException"/>: HTTP 409, exit 2).
+/// </summary>
 public static class RunStarter
 {
     /// <summary>The orchestration that runs a job: a sweep's, or a single run's.</summary>
@@ -29,6 +39,22 @@ public static class RunStarter
     /// <summary>Whether an orchestration is a run users started (a run or a sweep), not a sweep's trial.</summary>
     public static bool IsRun(string orchestrationName) => orchestrationName is FineTuneOrchestrator.Name or SweepOrchestrator.Name;
 
+    public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, RunControl runs, CancellationToken cancellationToken)
+    {
+        string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
+        spec = spec with { JobId = id };
+        await runs.BindSpecAsync(id, spec, cancellationToken);
+        if (await scheduler.HolderStatusAsync(id, cancellationToken) is { } status) return new StartOutcome(id, false, status);
+        // Starting again after a cancel (same spec): the new run must not stop at once.
+        await runs.ClearControlAsync(new Storage.RunLayout(id), cancellationToken);
+        await scheduler.ScheduleAsync(new FineTuneJob(id, spec), cancellationToken);
+        return new StartOutcome(id, true, null);
+    }
+
+    /// <summary>
+    /// For callers holding only a durable client (the HTTP API until it takes <see cref="RunControl"/>): the spec
+    /// binding is then checked by the run's first activity, which fails the run with <see cref="SpecConflictException"/>.
+    /// </summary>
     public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, CancellationToken cancellationToken)
     {
         string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
@@ -49,4 +75,9 @@ public sealed class DurableClientScheduler(DurableTaskClient client) : IRunSched
 
     public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
         client.ScheduleNewOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), job, new StartOrchestrationOptions(job.JobId), cancellationToken);
+
+    public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) =>
+        client.TerminateInstanceAsync(jobId, reason, cancellationToken);
+
+    public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => client.PurgeInstanceAsync(jobId, cancellation: cancellationToken);
 }

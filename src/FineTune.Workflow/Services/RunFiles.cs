@@ -117,6 +117,30 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
     }
 
     /// <summary>
+    /// A shard of cached features, from this worker's copy (kept by hash) or else fetched once from the store and
+    /// verified: every chunk of a run needs all of them, and they can be gigabytes.
+    /// </summary>
+    internal async Task<byte[]> FeatureShardAsync(FeatureShardRef shard, CancellationToken cancellationToken)
+    {
+        string path = Path.Combine(Work, "features", shard.Sha256);
+        if (File.Exists(path) && new FileInfo(path).Length == shard.Length) return await File.ReadAllBytesAsync(path, cancellationToken);
+        byte[] data;
+        await using (var input = await store.OpenReadAsync(shard.ArtifactName, cancellationToken))
+        using (var buffer = new MemoryStream())
+        {
+            await input.CopyToAsync(buffer, cancellationToken);
+            data = buffer.ToArray();
+        }
+        if (data.Length != shard.Length || Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)) != shard.Sha256)
+            throw new InvalidDataException($"cached features {shard.ArtifactName} do not match their SHA-256 {shard.Sha256}: the preparation must run again");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        string temp = path + ".incoming-" + Guid.NewGuid().ToString("N");
+        await File.WriteAllBytesAsync(temp, data, cancellationToken);
+        File.Move(temp, path, overwrite: true);
+        return data;
+    }
+
+    /// <summary>
     /// Copies a dataset from the users' uploads into local scratch, once: every blob under a prefix, one .zip, or a .csv with the
     /// blobs its rows name under the manifest's own prefix. Each name is checked before it becomes a local path.
     /// </summary>
@@ -209,7 +233,7 @@ public sealed class RunFiles
     {
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken));
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
-        var features = prepared is { FeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
+        var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
         return new ActivityInputs(dataset, recipe, features);
     }
 
@@ -238,13 +262,9 @@ public sealed class RunFiles
 
     private async Task<IReadOnlyDictionary<string, byte[]>> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)
     {
-        var layout = new RunLayout(_job.DataRunId);
         var features = new Dictionary<string, byte[]>();
-        string[] splits = prepared.TestImages > 0
-            ? [DatasetSplits.Train, DatasetSplits.Validation, DatasetSplits.Test]
-            : [DatasetSplits.Train, DatasetSplits.Validation];
-        foreach (var split in splits)
-            features[split] = await ReadAllAsync(layout.FeaturesOf(split), cancellationToken);
+        foreach (var shard in prepared.FeatureShards)
+            features[shard.Shard] = await _worker.FeatureShardAsync(shard, cancellationToken);
         return features;
     }
 

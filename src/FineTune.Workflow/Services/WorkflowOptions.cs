@@ -10,4 +10,16 @@ public sealed class WorkflowOptions
 
     /// <summary>Newest checkpoints kept per run, besides the best epoch's.</summary>
     public int CheckpointsToKeep { get; set; } = 2;
+
+    /// <summary>The most bytes one stored shard of cached features holds (below the 2 GiB of one .NET array).</summary>
+    public long FeatureShardBytes { get; set; } = Core.Training.FeatureCache.DefaultShardBytes;
+
+    /// <summary>How often a running chunk looks for a cancel request: it stops within this and one step.</summary>
+    public TimeSpan CancelPollInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Starts of one chunk after which the run fails instead of starting it again (a worker killed every time).</summary>
+    public int MaxChunkAttempts { get; set; } = 5;
+
+    /// <summary>Days after its last change a finished run's history and artifacts are purged (its published model stays); null: never.</summary>
+    public int? RetentionDays { get; set; }
 }

@@ -1,0 +1,214 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using FineTune.Storage;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Services;
+using Microsoft.Extensions.Options;
+
+namespace FineTune.Workflow.Orchestration;
+
+/// <summary>The spec a job id is bound to (<see cref="RunLayout.Spec"/>), with its hash.</summary>
+public sealed record BoundSpec(string Sha256, JobSpec Spec);
+
+/// <summary>What purging a run removed; <see cref="KeptPublished"/>: its published model was left in place.</summary>
+public sealed record PurgeOutcome(string JobId, bool Purged, string? Refusal, int ArtifactsDeleted, bool KeptPublished);
+
+/// <summary>
+/// A run's life beyond its orchestration, kept in the artifact store so every backend and every worker sees it: the
+/// spec its id is bound to, a requested cancel, how often each chunk was started; and restart and purge.
+/// </summary>
+public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> options)
+{
+    /// <summary>
+    /// Binds <paramref name="jobId"/> to <paramref name="spec"/> on first use (a create-only write); later uses must
+    /// bring the same spec. Throws <see cref="SpecConflictException"/>, naming both hashes, when they do not.
+    /// </summary>
+    public async Task BindSpecAsync(string jobId, JobSpec spec, CancellationToken cancellationToken)
+    {
+        string sha256 = JobSpecReader.Hash(spec);
+        string name = new RunLayout(jobId).Spec;
+        try
+        {
+            byte[] json = JsonSerializer.SerializeToUtf8Bytes(new BoundSpec(sha256, spec with { JobId = jobId }), JobSpecReader.Json);
+            await store.WriteAsync(name, new MemoryStream(json, writable: false), WriteMode.CreateNew, cancellationToken);
+        }
+        catch (ArtifactExistsException)
+        {
+            var bound = await BoundSpecAsync(jobId, cancellationToken);
+            if (bound is not null && bound.Sha256 != sha256) throw new SpecConflictException(jobId, bound.Sha256, sha256);
+        }
+    }
+
+    /// <summary>The spec the id is bound to; null for an id never used (or purged).</summary>
+    public async Task<BoundSpec?> BoundSpecAsync(string jobId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = await store.OpenReadAsync(new RunLayout(jobId).Spec, cancellationToken);
+            return await JsonSerializer.DeserializeAsync<BoundSpec>(stream, JobSpecReader.Json, cancellationToken);
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Cancels a run: its orchestration ends at once, and its running chunk, on whichever worker, stops at its next
+    /// step boundary (within <see cref="WorkflowOptions.CancelPollInterval"/> and one step) with a checkpoint there.
+    /// Refused unless the run is live.
+    /// </summary>
+    public async Task<string?> CancelAsync(IRunScheduler scheduler, string jobId, CancellationToken cancellationToken)
+    {
+        if (await scheduler.HolderStatusAsync(jobId, cancellationToken) is not ({ } status and not "Completed"))
+            return $"run '{jobId}' is not running";
+        await RequestCancelAsync(jobId, cancellationToken);
+        await scheduler.TerminateAsync(jobId, "cancelled", cancellationToken);
+        return null;
+    }
+
+    /// <summary>Asks the run's running chunk, on whichever worker, to stop at its next step and checkpoint there.</summary>
+    public Task RequestCancelAsync(string jobId, CancellationToken cancellationToken) =>
+        store.WriteAsync(new RunLayout(jobId).CancelRequest, new MemoryStream(Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture))),
+            WriteMode.Overwrite, cancellationToken);
+
+    public Task<bool> IsCancelRequestedAsync(string jobId, CancellationToken cancellationToken) =>
+        store.ExistsAsync(new RunLayout(jobId).CancelRequest, cancellationToken);
+
+    /// <summary>
+    /// Cancels <paramref name="stop"/> once a cancel of the run is requested, polling the store every
+    /// <see cref="WorkflowOptions.CancelPollInterval"/> until disposed. A failed poll (storage away) is retried at
+    /// the next one: it must not end the chunk.
+    /// </summary>
+    public IAsyncDisposable WatchForCancel(string jobId, CancellationTokenSource stop)
+    {
+        var done = new CancellationTokenSource();
+        var watching = Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                try
+                {
+                    if (await IsCancelRequestedAsync(jobId, done.Token))
+                    {
+                        await stop.CancelAsync();
+                        return;
+                    }
+                    await Task.Delay(options.Value.CancelPollInterval, done.Token);
+                }
+                catch (OperationCanceledException) when (done.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception) when (!done.IsCancellationRequested)
+                {
+                    // Storage away (the SDK's retries spent: an AggregateException) or any other failed poll.
+                    await Task.Delay(options.Value.CancelPollInterval, CancellationToken.None);
+                }
+            }
+        });
+        return new Watch(done, watching);
+    }
+
+    /// <summary>Counts one more start of the chunk from <paramref name="fromStep"/> and returns how many there have been.</summary>
+    public async Task<int> CountAttemptAsync(string jobId, long fromStep, CancellationToken cancellationToken)
+    {
+        string name = new RunLayout(jobId).AttemptsOf(fromStep);
+        int attempts = 0;
+        try
+        {
+            await using var stream = await store.OpenReadAsync(name, cancellationToken);
+            attempts = int.Parse(await new StreamReader(stream).ReadToEndAsync(cancellationToken), CultureInfo.InvariantCulture);
+        }
+        catch (ArtifactNotFoundException)
+        {
+        }
+        attempts++;
+        await store.WriteAsync(name, new MemoryStream(Encoding.UTF8.GetBytes(attempts.ToString(CultureInfo.InvariantCulture))), WriteMode.Overwrite, cancellationToken);
+        return attempts;
+    }
+
+    /// <summary>
+    /// Starts a failed or cancelled run again under its id with its bound spec: it continues from its last
+    /// checkpoint (the orchestration finds every finished chunk already stored). Refused while the run is live,
+    /// once it has published, or when the id was never used.
+    /// </summary>
+    public async Task<StartOutcome> RestartAsync(IRunScheduler scheduler, string jobId, CancellationToken cancellationToken)
+    {
+        if (await scheduler.HolderStatusAsync(jobId, cancellationToken) is { } status)
+            return new StartOutcome(jobId, false, $"run '{jobId}' is {status}: only a failed or cancelled run restarts");
+        var layout = new RunLayout(jobId);
+        if (await store.ExistsAsync(layout.ModelCard, cancellationToken))
+            return new StartOutcome(jobId, false, $"run '{jobId}' has already published its model");
+        var bound = await BoundSpecAsync(jobId, cancellationToken);
+        if (bound is null) return new StartOutcome(jobId, false, $"run '{jobId}' does not exist (no spec is bound to it)");
+        await ClearControlAsync(layout, cancellationToken);
+        await scheduler.ScheduleAsync(new FineTuneJob(jobId, bound.Spec), cancellationToken);
+        return new StartOutcome(jobId, true, null);
+    }
+
+    /// <summary>
+    /// Removes a run that is not live: its durable history and its artifacts. The published model (with the spec its
+    /// id stays bound to) is kept unless <paramref name="includePublished"/>.
+    /// </summary>
+    public async Task<PurgeOutcome> PurgeAsync(IRunScheduler scheduler, string jobId, bool includePublished, CancellationToken cancellationToken)
+    {
+        if (await scheduler.HolderStatusAsync(jobId, cancellationToken) is { } status and not "Completed")
+            return new PurgeOutcome(jobId, false, $"run '{jobId}' is {status}: cancel it first", 0, false);
+        await scheduler.PurgeHistoryAsync(jobId, cancellationToken);
+        var layout = new RunLayout(jobId);
+        bool keep = !includePublished && await store.ExistsAsync(layout.ModelCard, cancellationToken);
+        var names = new List<string>();
+        await foreach (var item in store.ListAsync(layout.Root, cancellationToken))
+        {
+            if (keep && (item.Name.StartsWith(layout.Published, StringComparison.Ordinal) || item.Name == layout.Spec)) continue;
+            names.Add(item.Name);
+        }
+        // The checkpoints' manifests first: a purge cut short leaves uncommitted folders, never a checkpoint missing parts.
+        foreach (var name in names.OrderBy(n => n.EndsWith("/manifest.json", StringComparison.Ordinal) ? 0 : 1))
+            await store.DeleteAsync(name, cancellationToken);
+        return new PurgeOutcome(jobId, true, null, names.Count, keep);
+    }
+
+    /// <summary>
+    /// Purges (published models kept) every run untouched for <see cref="WorkflowOptions.RetentionDays"/>; nothing
+    /// when no retention is set. Returns the purged ids.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> PurgeExpiredAsync(IRunScheduler scheduler, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (options.Value.RetentionDays is not { } days) return [];
+        var newest = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        await foreach (var item in store.ListAsync(RunLayout.RunsPrefix, cancellationToken))
+        {
+            if (RunLayout.JobIdOf(item.Name) is not { } id) continue;
+            // Published files stay after a purge: they say nothing about whether the run was used since.
+            if (item.Name.StartsWith(new RunLayout(id).Published, StringComparison.Ordinal) || item.Name == new RunLayout(id).Spec) continue;
+            newest[id] = newest.TryGetValue(id, out var seen) && seen > item.LastModified ? seen : item.LastModified;
+        }
+        var purged = new List<string>();
+        foreach (var (id, modified) in newest.Where(r => r.Value < now.AddDays(-days)))
+        {
+            if ((await PurgeAsync(scheduler, id, includePublished: false, cancellationToken)).Purged) purged.Add(id);
+        }
+        return purged;
+    }
+
+    /// <summary>Forgets a past cancel and the chunk attempts counted before, so a restarted run starts afresh.</summary>
+    internal async Task ClearControlAsync(RunLayout layout, CancellationToken cancellationToken)
+    {
+        await store.DeleteAsync(layout.CancelRequest, cancellationToken);
+        await foreach (var item in store.ListAsync(layout.Attempts, cancellationToken))
+            await store.DeleteAsync(item.Name, cancellationToken);
+    }
+
+    private sealed class Watch(CancellationTokenSource done, Task watching) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await done.CancelAsync();
+            await watching;
+            done.Dispose();
+        }
+    }
+}

@@ -1,0 +1,39 @@
+using FineTune.Core;
+
+namespace FineTune.Workflow.Orchestration;
+
+/// <summary>
+/// A failure no retry can mend: the orchestration's retry policy gives up at once on these (and on
+/// <see cref="BadInputException"/>), and the run fails with the message.
+/// </summary>
+public abstract class PermanentRunFailureException(string message) : Exception(message);
+
+/// <summary>The run was cancelled: the chunk under way stopped at a step boundary and left a checkpoint there.</summary>
+public sealed class RunCancelledException(string jobId, long step)
+    : PermanentRunFailureException($"run '{jobId}' was cancelled; it stopped at step {step}, checkpointed: restart it to continue");
+
+/// <summary>
+/// One chunk was started too often without finishing: the worker running it keeps dying (killed for memory,
+/// most likely), which no exception reports, so only the count in the store tells.
+/// </summary>
+public sealed class ChunkAttemptsExhaustedException(string jobId, long fromStep, int attempts)
+    : PermanentRunFailureException($"run '{jobId}': the chunk from step {fromStep} was started {attempts} times without finishing; "
+        + "its worker keeps stopping (out of memory?): try a smaller batch size or a larger worker, then restart the run");
+
+/// <summary>A job id already bound to another spec: reusing it would resume the other run's state with this spec.</summary>
+public sealed class SpecConflictException(string jobId, string boundSha256, string givenSha256)
+    : BadInputException($"job id '{jobId}' is bound to spec sha256:{boundSha256}, not to this spec (sha256:{givenSha256}): "
+        + "use another job id, or purge the run first")
+{
+    public string JobId { get; } = jobId;
+    public string BoundSha256 { get; } = boundSha256;
+    public string GivenSha256 { get; } = givenSha256;
+}
+
+/// <summary>
+/// A chunk came back without moving the run forward: retrying would repeat it forever (a livelock), so the run
+/// fails and says where it stuck.
+/// </summary>
+public sealed class ChunkDidNotAdvanceException(string jobId, long fromStep, long returnedStep)
+    : PermanentRunFailureException($"run '{jobId}': the chunk from step {fromStep} returned step {returnedStep}; training does not advance, "
+        + "so the run stops here instead of repeating it (are its checkpoints being damaged or removed?)");
