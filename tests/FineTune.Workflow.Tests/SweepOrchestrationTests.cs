@@ -6,6 +6,7 @@ using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace FineTune.Workflow.Tests;
 
@@ -70,6 +71,35 @@ public sealed class SweepOrchestrationTests
         Assert.True(await host.Store.ExistsAsync(new RunLayout("swept").SweepPlot, default));
         var progress = status.ReadCustomStatusAs<RunStatus>()!;
         Assert.Equal((RunStage.Completed, 4, 4), (progress.Stage, progress.Sweep!.Trials, progress.Sweep.Finished));
+    }
+
+    /// <summary>A cancel of the sweep stops its trials' running chunks too (they watch the sweep's cancel request).</summary>
+    [Fact]
+    public async Task CancellingASweepStopsItsTrials()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new
+        {
+            jobId = "cancelled-sweep",
+            dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 4), resize = "pad" },
+            training = new { epochs = 200, batchSize = 4 },
+            sweep = new { parameters = new Dictionary<string, object> { ["training.learningRate"] = LearningRates[2..] }, parallelism = 2 },
+        }, JobSpecReader.Json), localPaths: false);
+        var client = host.Host.Client;
+        var runs = host.Host.Services.GetRequiredService<RunControl>();
+        Assert.True((await new DurableClientScheduler(client).StartAsync(spec, runs, default)).Started);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        while ((await ListAsync(host.Store, new RunLayout("cancelled-sweep-t1").Checkpoints)).Count == 0) await Task.Delay(200, timeout.Token);
+
+        Assert.Null(await runs.CancelAsync(new DurableClientScheduler(client), "cancelled-sweep", default));
+
+        var sweep = await client.WaitForInstanceCompletionAsync("cancelled-sweep", timeout.Token);
+        Assert.Equal(OrchestrationRuntimeStatus.Terminated, sweep.RuntimeStatus);
+        // Within a poll interval and a step, no trial trains on: their checkpoints stop growing.
+        await Task.Delay(TimeSpan.FromSeconds(5), timeout.Token);
+        var settled = await ListAsync(host.Store, "runs/cancelled-sweep-t");
+        await Task.Delay(TimeSpan.FromSeconds(5), timeout.Token);
+        Assert.Equal(settled, await ListAsync(host.Store, "runs/cancelled-sweep-t"));
     }
 
     private static async Task<List<string>> ListAsync(IArtifactStore store, string prefix)

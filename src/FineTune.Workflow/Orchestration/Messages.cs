@@ -9,11 +9,14 @@ namespace FineTune.Workflow.Orchestration;
 /// The orchestration's input. <see cref="ChunksPerGeneration"/>: training chunks after which the orchestration
 /// continues as new, keeping its history short; <see cref="Carried"/> is what such a new generation already has.
 /// <see cref="DataRun"/>: the run whose copy of the dataset and cached features this one reads (a sweep's trials
-/// share their feature run's); its own when null.
+/// share their feature run's); its own when null. <see cref="ControlRun"/>: the run whose cancel request stops this
+/// one's chunks (a sweep's, for its trials); its own when null.
 /// </summary>
-public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null, string? DataRun = null)
+public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null, string? DataRun = null,
+    string? ControlRun = null)
 {
     public string DataRunId => DataRun ?? JobId;
+    public string ControlRunId => ControlRun ?? JobId;
 }
 
 /// <summary>State an orchestration hands to its next generation when it continues as new, with the stage times so far.</summary>

@@ -76,8 +76,9 @@ public sealed class DurableClientScheduler(DurableTaskClient client) : IRunSched
     public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) =>
         client.ScheduleNewOrchestrationInstanceAsync(RunStarter.OrchestratorOf(job), job, new StartOrchestrationOptions(job.JobId), cancellationToken);
 
+    /// <summary>With its sub-orchestrations: a sweep's trials end with it.</summary>
     public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) =>
-        client.TerminateInstanceAsync(jobId, reason, cancellationToken);
+        client.TerminateInstanceAsync(jobId, new TerminateInstanceOptions { Output = reason, Recursive = true }, cancellationToken);
 
     public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => client.PurgeInstanceAsync(jobId, cancellation: cancellationToken);
 }

@@ -56,7 +56,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             foreach (var trial in live)
             {
                 if (running.Count == sweep.Parallelism) Collect(await Task.WhenAny(running.Keys));
-                var request = new TrialRequest(TrialJob(trial, groups[trial.FeatureGroup], outcomes[trial.Index].History, context.CurrentUtcDateTime),
+                var request = new TrialRequest(TrialJob(job.JobId, trial, groups[trial.FeatureGroup], outcomes[trial.Index].History, context.CurrentUtcDateTime),
                     outcomes[trial.Index].GlobalStep, untilEpoch);
                 running.Add(context.CallSubOrchestratorAsync<TrialOutcome>(TrialOrchestrator.Name, request,
                     new SubOrchestrationOptions { InstanceId = $"{trial.JobId}:r{rung + 1}" }), trial);
@@ -86,7 +86,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var best = trials.Single(t => t.Index == bestSummary.Index);
         var bestOutcome = outcomes[best.Index];
         var group = groups[best.FeatureGroup];
-        var bestJob = TrialJob(best, group, bestOutcome.History, startedAt);
+        var bestJob = TrialJob(job.JobId, best, group, bestOutcome.History, startedAt);
         var bestEpoch = TrainingHistory.Best(bestOutcome.History, best.Spec.StoppingMetric())!;
         var prepared = bestJob.Carried!.Prepared;
         long bestSequence = (bestEpoch.Epoch + 1L) * prepared.StepsPerEpoch;
@@ -139,8 +139,11 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         return running.Where(s => !kept.Contains(s.Trial.Index)).Select(s => s.Trial.Index);
     }
 
-    /// <summary>A trial as a run: its group's weights and prepared model (steps per epoch for its batch size), reading the group's features.</summary>
-    private static FineTuneJob TrialJob(SweepTrial trial, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group, IReadOnlyList<EpochMetrics> history,
+    /// <summary>
+    /// A trial as a run: its group's weights and prepared model (steps per epoch for its batch size), reading the group's
+    /// features, stopped by a cancel of the sweep.
+    /// </summary>
+    private static FineTuneJob TrialJob(string sweepId, SweepTrial trial, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group, IReadOnlyList<EpochMetrics> history,
         DateTime startedAt)
     {
         var prepared = group.Prepared with
@@ -148,7 +151,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             StepsPerEpoch = Trainer.StepsPerEpochFor(group.Prepared.TrainImages, trial.Spec.Training.BatchSize),
             Times = [],
         };
-        return new FineTuneJob(trial.JobId, trial.Spec, Carried: new CarriedState(group.Weights, prepared, 0, history, startedAt, 0, []), DataRun: group.RunId);
+        return new FineTuneJob(trial.JobId, trial.Spec, Carried: new CarriedState(group.Weights, prepared, 0, history, startedAt, 0, []), DataRun: group.RunId,
+            ControlRun: sweepId);
     }
 
     private static TrialSummary Summary(SweepTrial trial, TrialOutcome outcome, bool terminated, StoppingMetric metric)
