@@ -30,7 +30,7 @@ try
         var images = Directory.EnumerateFiles(Path.Combine(Stamps, category), "*.png", SearchOption.AllDirectories)
             .Where(p => !p.Contains("/cartoon/")).Order(StringComparer.Ordinal).Take(perClass);
         foreach (var image in images)
-            File.CreateSymbolicLink(Path.Combine(target, Path.GetRelativePath(Path.Combine(Stamps, category), image).Replace('/', '_')), image);
+            File.Copy(image, Path.Combine(target, Path.GetRelativePath(Path.Combine(Stamps, category), image).Replace('/', '_')));
     }
 
     var clock = Stopwatch.StartNew();

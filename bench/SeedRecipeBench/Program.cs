@@ -55,7 +55,7 @@ try
         for (int j = 0; j < photos.Length; j++)
         {
             var target = Directory.CreateDirectory(Path.Combine(data, j < train ? "train" : "val", name)).FullName;
-            File.CreateSymbolicLink(Path.Combine(target, Path.GetRelativePath(source, photos[j]).Replace('/', '_')), photos[j]);
+            File.Copy(photos[j], Path.Combine(target, Path.GetRelativePath(source, photos[j]).Replace('/', '_')));
         }
         trainCount += train;
         valCount += photos.Length - train;

@@ -28,7 +28,8 @@ try
         var images = Directory.EnumerateFiles(Path.Combine(Stamps, category), "*.png", SearchOption.AllDirectories)
             .Where(p => !p.Contains("/cartoon/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).Take(perClass);
         foreach (var image in images)
-            File.CreateSymbolicLink(Path.Combine(target, Path.GetRelativePath(Path.Combine(Stamps, category), image).Replace('/', '_')), image);
+            // Copies: a dataset never follows a link out of its folder.
+            File.Copy(image, Path.Combine(target, Path.GetRelativePath(Path.Combine(Stamps, category), image).Replace('/', '_')));
     }
     // The same data, split, epochs and batch for both; the sweep varies the head's training only.
     object Job(string id, object? sweep) => new

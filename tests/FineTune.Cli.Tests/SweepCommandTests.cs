@@ -102,8 +102,9 @@ public sealed class SweepCommandTests : IDisposable
             var folder = Directory.CreateDirectory(Path.Combine(photos, category)).FullName;
             foreach (var photo in TuxPaintStamps.Images(category, 8))
             {
-                string link = Path.Combine(folder, Path.GetFileName(photo));
-                if (!File.Exists(link)) File.CreateSymbolicLink(link, photo);
+                // Copies: a dataset never follows a link out of its folder.
+                string copy = Path.Combine(folder, Path.GetFileName(photo));
+                if (!File.Exists(copy)) File.Copy(photo, copy);
             }
         }
         double[] rates = [0.0003, 0.001, 0.003, 0.01];
