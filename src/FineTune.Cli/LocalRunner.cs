@@ -123,8 +123,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        using var host = BuildHost();
-        await host.StartAsync(cancellationToken);
+        using var host = await StartHostAsync(cancellationToken);
         IRunBackend? backend = null;
         try
         {
@@ -191,8 +190,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        using var host = BuildHost();
-        await host.StartAsync(cancellationToken);
+        using var host = await StartHostAsync(cancellationToken);
         AzureStorageBackend? backend = null;
         try
         {
@@ -210,6 +208,32 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             await StopAsync(host, backend);
         }
         return ExitCodes.Succeeded;
+    }
+
+    /// <summary>
+    /// The host, started. The in-memory backend's sidecar takes a free loopback port found just before it binds it, so
+    /// two processes starting at the same moment can pick the same one: the loser builds its host again.
+    /// </summary>
+    private async Task<IHost> StartHostAsync(CancellationToken cancellationToken)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            var host = BuildHost();
+            try
+            {
+                await host.StartAsync(cancellationToken);
+                return host;
+            }
+            catch (IOException e) when (attempt < 5 && e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException)
+            {
+                host.Dispose();
+            }
+            catch
+            {
+                host.Dispose();
+                throw;
+            }
+        }
     }
 
     private IHost BuildHost()
