@@ -47,6 +47,8 @@ public sealed class FineTuneEngine : IDisposable
             // warm-up of its own.
             (string Split, IReadOnlyList<ImageSample> Samples)[] splits =
                 [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
+            // The model is thrown away after this pass, which is all a frozen-backbone run spends its time on.
+            model.FuseForInference();
             var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)]), InferenceBatch, cancellationToken);
             int offset = 0;
             int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.shape[1] * all.ElementSize), 1, int.MaxValue);

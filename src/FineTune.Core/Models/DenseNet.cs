@@ -96,7 +96,8 @@ public sealed class DenseNet : Module<Tensor, Tensor>
         private readonly BatchNorm2d norm1;
         private readonly Module<Tensor, Tensor> relu1;
         private readonly Conv2d conv1;
-        private readonly BatchNorm2d norm2;
+        // Not a BatchNorm2d field: inference fusion folds it into conv1 and puts an identity in its place.
+        private readonly Module<Tensor, Tensor> norm2;
         private readonly Module<Tensor, Tensor> relu2;
         private readonly Conv2d conv2;
         private readonly double _dropRate;

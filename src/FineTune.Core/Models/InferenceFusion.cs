@@ -1,0 +1,82 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace FineTune.Core.Models;
+
+/// <summary>
+/// Rewrites a frozen network for inference only, the way torch.jit.freeze does: every BatchNorm that directly follows a
+/// convolution is folded into that convolution's weights and bias, and convolution weights are laid out channels-last,
+/// which oneDNN runs without re-laying out each activation. The outputs equal the original network's to float rounding;
+/// the module no longer has its family's state-dict layout, so only a network that is thrown away after use is fused.
+/// </summary>
+internal static class InferenceFusion
+{
+    /// <summary>
+    /// The (convolution, batch norm) pairs that a module type's forward applies back to back: torchvision's ResNet stem
+    /// and blocks, the bottleneck of a DenseNet layer. Inside a plain <see cref="Sequential"/>, every Conv2d directly followed by a BatchNorm2d is such a pair.
+    /// </summary>
+    private static readonly Dictionary<string, (string Conv, string Norm)[]> PairsByType = new(StringComparer.Ordinal)
+    {
+        [nameof(ResNet)] = [("conv1", "bn1")],
+        ["BasicBlock"] = [("conv1", "bn1"), ("conv2", "bn2")],
+        ["Bottleneck"] = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")],
+        ["DenseLayer"] = [("conv1", "norm2")],
+    };
+
+    /// <summary>Fuses <paramref name="root"/> in place (see the class); returns how many batch norms were folded.</summary>
+    public static int Fuse(nn.Module root)
+    {
+        // named_modules leaves out the root, whose own pairs (a ResNet's stem) count too.
+        var modules = root.named_modules().Prepend(("", root)).ToDictionary(m => m.Item1, m => m.Item2);
+        var pairs = new List<(string Conv, string Norm)>();
+        foreach (var (name, module) in modules)
+        {
+            string prefix = name.Length == 0 ? "" : name + ".";
+            if (module.GetType() == typeof(Sequential))
+            {
+                var children = module.named_children().ToList();
+                for (int i = 0; i + 1 < children.Count; i++)
+                {
+                    if (children[i].module is Conv2d && children[i + 1].module is BatchNorm2d)
+                        pairs.Add((prefix + children[i].name, prefix + children[i + 1].name));
+                }
+            }
+            else if (PairsByType.TryGetValue(module.GetType().Name, out var known))
+            {
+                pairs.AddRange(known.Where(p => modules.ContainsKey(prefix + p.Conv) && modules.ContainsKey(prefix + p.Norm))
+                    .Select(p => (prefix + p.Conv, prefix + p.Norm)));
+            }
+        }
+
+        int folded = 0;
+        using var noGrad = no_grad();
+        foreach (var (convName, normName) in pairs)
+        {
+            if (modules[convName] is not Conv2d conv || modules[normName] is not BatchNorm2d norm || !Fold(conv, norm)) continue;
+            ModuleSurgery.Replace(root, normName, nn.Identity());
+            folded++;
+        }
+        foreach (var conv in root.modules().OfType<Conv2d>())
+        {
+            // NHWC storage behind the same NCHW shape: PyTorch takes the memory format from the strides.
+            using var channelsLast = conv.weight.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+            conv.weight.set_(channelsLast);
+        }
+        return folded;
+    }
+
+    /// <summary>w·γ/σ and (b − μ)·γ/σ + β, σ = √(var + ε); false when the norm has no running statistics to fold.</summary>
+    private static bool Fold(Conv2d conv, BatchNorm2d norm)
+    {
+        if (norm.running_mean is null || norm.running_var is null) return false;
+        using var scope = NewDisposeScope();
+        var scale = (norm.running_var + norm.eps).rsqrt();
+        if (norm.weight is not null) scale = scale * norm.weight;
+        var bias = conv.bias is null ? -norm.running_mean * scale : (conv.bias - norm.running_mean) * scale;
+        if (norm.bias is not null) bias = bias + norm.bias;
+        var weight = conv.weight * scale.reshape(-1, 1, 1, 1);
+        conv.weight = new Parameter(weight.DetachFromDisposeScope(), requires_grad: false);
+        conv.bias = new Parameter(bias.DetachFromDisposeScope(), requires_grad: false);
+        return true;
+    }
+}
