@@ -78,19 +78,7 @@ public sealed class FineTuneEngine : IDisposable
             using var model = Build(recipe, dataset.ClassCount, out _);
             return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
         }
-        var rented = _headModels.Rent(recipe, dataset.ClassCount);
-        ChunkOutcome outcome;
-        try
-        {
-            outcome = TrainOn(rented, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
-        }
-        catch
-        {
-            rented.Dispose();
-            throw;
-        }
-        _headModels.Return(recipe, dataset.ClassCount, rented);
-        return outcome;
+        return WithPooledModel(recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken));
     }
 
     private static ChunkOutcome TrainOn(FineTuneModel model, Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
@@ -126,21 +114,35 @@ public sealed class FineTuneEngine : IDisposable
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
-        using var model = Restore(recipe, dataset, state, backboneWeights: features is null);
-        return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
+        if (features is not null)
+        {
+            return WithPooledModel(recipe, dataset.ClassCount, model =>
+            {
+                TrainingSnapshot.RestoreWeights(model, state.Parts);
+                return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
+            });
+        }
+        using var built = Restore(recipe, dataset, state);
+        return Score(built, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
 
     /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (the model is built once).</summary>
     public IReadOnlyDictionary<StateDictFormat, byte[]> Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyList<StateDictFormat> formats)
     {
         using var scope = NewDisposeScope();
-        using var model = Restore(recipe, dataset, state);
-        var stateDict = model.Module.state_dict();
-        return formats.ToDictionary(format => format, format =>
+        // A pooled model's backbone is random until loaded; the checkpoint then sets every module that trained, so every
+        // tensor of the state dict is overwritten whatever the model served before.
+        return WithPooledModel(recipe, dataset.ClassCount, model =>
         {
-            using var stream = new MemoryStream();
-            StateDictFile.Write(stateDict, stream, format);
-            return stream.ToArray();
+            LoadBackbone(model, recipe.WeightsPath);
+            TrainingSnapshot.RestoreWeights(model, state.Parts);
+            var stateDict = model.Module.state_dict();
+            return formats.ToDictionary(format => format, format =>
+            {
+                using var stream = new MemoryStream();
+                StateDictFile.Write(stateDict, stream, format);
+                return stream.ToArray();
+            });
         });
     }
 
@@ -152,9 +154,9 @@ public sealed class FineTuneEngine : IDisposable
         return OnnxExporter.ToBytes(OnnxExporter.Export(model, dataset.Classes, recipe.Preprocessing));
     }
 
-    private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state, bool backboneWeights = true)
+    private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)
     {
-        var model = Build(recipe, dataset.ClassCount, out _, backboneWeights);
+        var model = Build(recipe, dataset.ClassCount, out _);
         TrainingSnapshot.RestoreWeights(model, state.Parts);
         return model;
     }
@@ -207,10 +209,29 @@ public sealed class FineTuneEngine : IDisposable
         }
     }
 
+    /// <summary>Runs <paramref name="work"/> on a model from the pool (<see cref="HeadModelPool"/>), returned to it unless the work fails.</summary>
+    private T WithPooledModel<T>(Recipe recipe, int classes, Func<FineTuneModel, T> work)
+    {
+        var model = _headModels.Rent(recipe, classes);
+        T result;
+        try
+        {
+            result = work(model);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        _headModels.Return(recipe, classes, model);
+        return result;
+    }
+
     /// <summary>
-    /// Models for training on cached features, which runs only the head. Building one initialises a whole backbone, which
-    /// costs more than a chunk of head training (a sweep trains hundreds of chunks), so a few are kept per kind and each
-    /// call gets one whose head is what a fresh build under its seed would have.
+    /// Built models of a kind, for work that never trusts the backbone a model holds: training and scoring on cached
+    /// features (only the head runs) and export (which loads the backbone). Building one initialises a whole backbone,
+    /// which costs more than a chunk of head training (a sweep trains hundreds of chunks), so a few are kept per kind and
+    /// each call gets one whose head is what a fresh build under its seed would have.
     /// </summary>
     private sealed class HeadModelPool : IDisposable
     {
