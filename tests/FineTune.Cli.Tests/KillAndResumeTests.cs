@@ -16,14 +16,7 @@ public sealed class KillAndResumeTests : IDisposable
     [InlineData(true)]
     public void KilledRunResumesToTheSameWeights(bool onAzurite)
     {
-        var photos = Directory.CreateDirectory(Path.Combine(_dir, "photos")).FullName;
-        foreach (var category in new[] { "animals", "plants" })
-        {
-            var folder = Directory.CreateDirectory(Path.Combine(photos, category)).FullName;
-            foreach (var photo in Directory.GetFiles(Path.Combine("/usr/share/tuxpaint/stamps", category), "*.png", SearchOption.AllDirectories)
-                .Where(p => !p.Contains("/cartoon/")).Order(StringComparer.Ordinal).Take(8))
-                File.Copy(photo, Path.Combine(folder, Path.GetFileName(photo)));
-        }
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 8, ["animals", "plants"]);
         // Full fine-tuning of the last stage, with augmentation: the uncached path, slow enough to be killed mid-run.
         // Unique per run: on Azurite the task hub and artifact container outlive the test.
         string jobId = "killed-" + Guid.NewGuid().ToString("N")[..8];

@@ -96,17 +96,7 @@ public sealed class SweepCommandTests : IDisposable
     /// <summary>A head sweep over learning rate (and momentum, for more trials) on three photo categories.</summary>
     private void WriteJob(string id, int trials, int epochs, int parallelism)
     {
-        var photos = Directory.CreateDirectory(Path.Combine(_dir, "photos")).FullName;
-        foreach (var category in new[] { "animals", "food", "plants" })
-        {
-            var folder = Directory.CreateDirectory(Path.Combine(photos, category)).FullName;
-            foreach (var photo in TuxPaintStamps.Images(category, 8))
-            {
-                // Copies: a dataset never follows a link out of its folder.
-                string copy = Path.Combine(folder, Path.GetFileName(photo));
-                if (!File.Exists(copy)) File.Copy(photo, copy);
-            }
-        }
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 8, ["animals", "food", "plants"]);
         double[] rates = [0.0003, 0.001, 0.003, 0.01];
         double[] momenta = trials > rates.Length ? [0.8, 0.9] : [0.9];
         File.WriteAllText(Path.Combine(_dir, "job.json"), JsonSerializer.Serialize(new

@@ -107,9 +107,7 @@ public sealed class TrainAndDemoTests : IDisposable
     [Fact]
     public void DatasetThatCannotTrainFailsWithItsReasonAndNoStackTrace()
     {
-        var food = Directory.CreateDirectory(Path.Combine(_dir, "one-class", "food")).FullName;
-        foreach (var photo in Directory.GetFiles("/usr/share/tuxpaint/stamps/food", "*.png").Take(3))
-            File.Copy(photo, Path.Combine(food, Path.GetFileName(photo)));
+        TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "one-class"), 3, ["food"]);
         var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "one-class", "--epochs", "1");
         Assert.Equal(ExitCodes.BadInput, exit);
         Assert.Contains("only one class (food): a classifier needs at least two", error);

@@ -26,7 +26,7 @@ public static class TuxPaintStamps
 
     /// <summary>
     /// An ImageFolder tree of copies of the first <paramref name="perClass"/> images of each category (copies, not
-    /// links: a dataset the library scans by default never follows a link out of its folder).
+    /// links: a dataset the library scans by default never follows a link out of its folder); copies already there are kept.
     /// </summary>
     public static string CreateImageFolder(string destination, int perClass, IEnumerable<string>? categories = null)
     {
@@ -37,7 +37,8 @@ public static class TuxPaintStamps
             {
                 // Sub-folders reuse file names (food/fruit/banana.png, food/banana.png): keep the sub-path in the name.
                 string name = Path.GetRelativePath(Path.Combine(Root, category), image).Replace('/', '_');
-                File.Copy(image, Path.Combine(folder, name));
+                string copy = Path.Combine(folder, name);
+                if (!File.Exists(copy)) File.Copy(image, copy);
             }
         }
         return destination;
