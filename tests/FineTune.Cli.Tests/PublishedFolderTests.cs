@@ -1,4 +1,5 @@
 using System.Text.Json;
+using FineTune.Core.Export;
 using FineTune.Core.Weights;
 using FineTune.Cli.Tests.Reference;
 using FineTune.Storage;
@@ -7,9 +8,10 @@ namespace FineTune.Cli.Tests;
 
 /// <summary>
 /// The published folder as a PyTorch or model-hub user gets it: the README's script, run unchanged by Debian's
-/// Python (torch 1.13, torchvision 0.14) from a copy of the folder, must predict what <c>finetune predict</c> does.
-/// Here the two bundled-weights families (mean-image input; folded RGB input, padded) with everything the folder
-/// holds; PredictParityTests runs the script of every family it trains.
+/// Python (torch 1.13, torchvision 0.14) from a copy of the folder, must predict what <c>finetune predict</c> does, and
+/// so must its ONNX Runtime script on the model.onnx the job asked for. Here the two bundled-weights families
+/// (mean-image input; folded RGB input, padded) with everything the folder holds; PredictParityTests runs the
+/// PyTorch script of every family it trains.
 /// </summary>
 public sealed class PublishedFolderTests : IDisposable
 {
@@ -26,8 +28,9 @@ public sealed class PublishedFolderTests : IDisposable
     {
         string dataset = TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 3, ["animals", "food"]);
         string[] images = [TuxPaintStamps.Images("animals", 4)[3], TuxPaintStamps.Images("food", 4)[3], TuxPaintStamps.Images("town", 1)[0]];
-        string job = family + "-hub";
-        var train = FinetuneProcess.Run(_dir, "train", "--dataset", dataset, "--model", family, "--resize", resize, "--epochs", "1", "--batch-size", "4", "--job-id", job);
+        string job = family + "-hub", spec = Path.Combine(_dir, "job.json");
+        File.WriteAllText(spec, """{ "publish": { "onnx": true } }""");
+        var train = FinetuneProcess.Run(_dir, "train", spec, "--dataset", dataset, "--model", family, "--resize", resize, "--epochs", "1", "--batch-size", "4", "--job-id", job);
         Assert.True(train.ExitCode == 0, $"train: exit {train.ExitCode}: {train.Error}\n{train.Output}");
         var predict = FinetuneProcess.Run(_dir, ["predict", "--model", job, "--top", "2", .. images]);
         Assert.True(predict.ExitCode == 0, $"predict: exit {predict.ExitCode}: {predict.Error}");
@@ -47,16 +50,33 @@ public sealed class PublishedFolderTests : IDisposable
         Assert.StartsWith("---\nlibrary_name: pytorch\n", readme);
         Assert.Contains("model-index:", readme);
         Assert.Contains($"- {family}\n", readme);
-        var theirs = ReadmeScript.Run(published, Path.Combine(_dir, "hub"), images);
+        Assert.Contains($"`{RunLayout.OnnxFile}` is the same model as an ONNX graph (opset {OnnxExporter.Opset}): input `{OnnxExporter.InputName}`, " +
+            $"float32 [batch, 3, 224, 224]; output `{OnnxExporter.OutputName}`, [batch, 2].", readme);
         var ours = JsonDocument.Parse(predict.Output).RootElement.EnumerateArray().ToList();
-        Assert.Equal(images.Length, theirs.Count);
-        for (int i = 0; i < images.Length; i++)
+        AssertSameProbabilities("README script", ReadmeScript.Run(published, Path.Combine(_dir, "hub"), images));
+
+        var onnx = ReadmeScript.RunOnnx(published, Path.Combine(_dir, "hub-onnx"), images);
+        foreach (var call in onnx.Calls)
         {
-            foreach (var prediction in ours[i].GetProperty("predictions").EnumerateArray())
+            Assert.Equal(RunLayout.OnnxFile, call.GetProperty("model").GetString());
+            Assert.Equal([OnnxExporter.OutputName], call.GetProperty("outputs").EnumerateArray().Select(o => o.GetString()));
+            var input = Assert.Single(call.GetProperty("inputs").EnumerateObject());
+            Assert.Equal(OnnxExporter.InputName, input.Name);
+            Assert.Equal([1, 3, 224, 224], input.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt32()));
+        }
+        AssertSameProbabilities("README ONNX Runtime script", onnx.Probabilities);
+
+        void AssertSameProbabilities(string script, List<Dictionary<string, double>> theirs)
+        {
+            Assert.Equal(images.Length, theirs.Count);
+            for (int i = 0; i < images.Length; i++)
             {
-                double p = prediction.GetProperty("probability").GetDouble();
-                double q = theirs[i][prediction.GetProperty("class").GetString()!];
-                Assert.True(Math.Abs(p - q) <= Tolerance, $"{images[i]}: predict {p:F6}, README script {q:F6}");
+                foreach (var prediction in ours[i].GetProperty("predictions").EnumerateArray())
+                {
+                    double p = prediction.GetProperty("probability").GetDouble();
+                    double q = theirs[i][prediction.GetProperty("class").GetString()!];
+                    Assert.True(Math.Abs(p - q) <= Tolerance, $"{images[i]}: predict {p:F6}, {script} {q:F6}");
+                }
             }
         }
     }

@@ -45,7 +45,8 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
         await WriteOnceAsync(files, published.SafetensorsName, safetensors, token);
         await WriteOnceAsync(files, published.TorchSharpName, torchSharp, token);
-        if (job.Spec.Publish?.Onnx == true)
+        bool onnx = job.Spec.Publish?.Onnx == true;
+        if (onnx)
             await WriteOnceAsync(files, files.Layout.Onnx, engine.ExportOnnx(recipe, dataset, state), token);
 
         var prepared = request.Prepared;
@@ -66,7 +67,7 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         };
         var layout = files.Layout;
         await WriteOnceAsync(files, layout.HubConfig, HubFiles.Config(card), token);
-        await WriteOnceAsync(files, layout.Readme, HubFiles.Readme(card), token);
+        await WriteOnceAsync(files, layout.Readme, HubFiles.Readme(card, onnx), token);
         if (recipe.Preprocessing.MeanImage is { } meanImage)
         {
             int size = recipe.Preprocessing.CropSize;

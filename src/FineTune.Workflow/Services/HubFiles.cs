@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core.Export;
 using FineTune.Core.Models;
 using FineTune.Storage;
 
@@ -10,7 +11,8 @@ namespace FineTune.Workflow.Services;
 /// <summary>
 /// What makes a published folder usable outside this service: <c>config.json</c> (timm's layout: architecture,
 /// classes, label names, input size, mean/std, crop_pct, interpolation) and a <c>README.md</c> with model-hub
-/// metadata and a PyTorch script for its family, next to <c>model.safetensors</c>.
+/// metadata and a PyTorch script for its family, next to <c>model.safetensors</c> (and an ONNX Runtime script when
+/// <c>model.onnx</c> is published too).
 /// </summary>
 public static class HubFiles
 {
@@ -49,7 +51,8 @@ public static class HubFiles
         return Encoding.UTF8.GetBytes(config.ToJsonString(Indented) + "\n");
     }
 
-    public static byte[] Readme(ModelCard card)
+    /// <param name="onnx">whether <see cref="RunLayout.OnnxFile"/> is published beside the weights</param>
+    public static byte[] Readme(ModelCard card, bool onnx)
     {
         var family = ModelRegistry.Get(card.Model);
         var metrics = card.Metrics;
@@ -97,6 +100,21 @@ public static class HubFiles
         text.Append(Script(card, family));
         text.AppendLine("```");
         text.AppendLine();
+        if (onnx)
+        {
+            int size = card.Preprocessing.CropSize;
+            text.AppendLine("## Use it with ONNX Runtime");
+            text.AppendLine();
+            text.AppendLine(CultureInfo.InvariantCulture, $"`{RunLayout.OnnxFile}` is the same model as an ONNX graph (opset {OnnxExporter.Opset}): input `{OnnxExporter.InputName}`, float32 [batch, 3, {size}, {size}]; output `{OnnxExporter.OutputName}`, [batch, {card.Classes.Count}]. Its metadata holds the class names and the preprocessing.");
+            text.AppendLine(CultureInfo.InvariantCulture, $"Needs onnxruntime, numpy and Pillow, no PyTorch. Save this as `predict_onnx.py` in this folder and run `python predict_onnx.py photo.jpg`: it prints what `predict.py` prints.");
+            if (card.Preprocessing.MeanImage)
+                text.AppendLine("The graph subtracts the mean image itself: the script feeds it plain BGR pixels.");
+            text.AppendLine();
+            text.AppendLine("```python");
+            text.Append(OnnxScript(card));
+            text.AppendLine("```");
+            text.AppendLine();
+        }
         text.AppendLine(CultureInfo.InvariantCulture, $"`{RunLayout.ModelCardFile}` holds the rest: the training history, the hyper-parameters, the dataset's and the weights' hashes.");
         return Encoding.UTF8.GetBytes(text.ToString());
     }
@@ -129,31 +147,9 @@ public static class HubFiles
             model.eval()
 
             """);
-        if (p.MeanImage) script.Append(CultureInfo.InvariantCulture, $"mean_image = load_file(\"{RunLayout.MeanImageFile}\")[\"{MeanImageTensor}\"]\n\n");
-        script.Append("""
-            def open_rgb(path):
-                # As in training: the first frame, turned upright, transparent pixels on white.
-                image = ImageOps.exif_transpose(Image.open(path))
-                if "A" not in image.getbands() and "transparency" not in image.info:
-                    return image.convert("RGB")
-                rgba = np.asarray(image.convert("RGBA"), dtype=np.int64)
-                alpha = rgba[..., 3:4]
-                return Image.fromarray(((rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8))
-
-            """);
-        if (p.Resize == ResizeMode.Pad)
-            script.Append("""
-
-                def pad(image, size):
-                    # The long side to size, centred on white: nothing is cut off.
-                    w, h = image.size
-                    fitted = max(1, min(w, h) * size // max(w, h))
-                    nw, nh = (size, fitted) if w >= h else (fitted, size)
-                    canvas = Image.new("RGB", (size, size), (255, 255, 255))
-                    canvas.paste(image.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
-                    return canvas
-
-                """);
+        if (p.MeanImage) script.Append(CultureInfo.InvariantCulture, $"mean_image = load_file(\"{RunLayout.MeanImageFile}\")[\"{MeanImageTensor}\"]\n");
+        script.Append(OpenRgb);
+        if (p.Resize == ResizeMode.Pad) script.Append(Pad);
         script.Append(CultureInfo.InvariantCulture, $$"""
 
             preprocess = transforms.Compose([
@@ -169,6 +165,90 @@ public static class HubFiles
             """);
         return script.ToString();
     }
+
+    /// <summary>
+    /// The README's ONNX Runtime script: numpy and Pillow doing what torchvision does in <see cref="Script"/> (the graph
+    /// subtracts a mean image itself), the input and output named as <see cref="OnnxExporter"/> names them.
+    /// </summary>
+    public static string OnnxScript(ModelCard card)
+    {
+        var p = card.Preprocessing;
+        var script = new StringBuilder();
+        script.Append(CultureInfo.InvariantCulture, $$"""
+            import json
+            import sys
+
+            import numpy as np
+            import onnxruntime
+            from PIL import Image, ImageOps
+
+            labels = json.load(open("{{RunLayout.HubConfigFile}}"))["label_names"]
+            session = onnxruntime.InferenceSession("{{RunLayout.OnnxFile}}")
+            mean = np.array([{{Floats(p.Mean)}}], dtype=np.float32)
+            std = np.array([{{Floats(p.Std)}}], dtype=np.float32)
+
+            """);
+        script.Append(OpenRgb);
+        if (p.Resize == ResizeMode.Pad) script.Append(Pad);
+        else script.Append(CultureInfo.InvariantCulture, $$"""
+
+
+            def fit(image):
+                # torchvision's Resize({{p.ResizeSize}}) then CenterCrop({{p.CropSize}}).
+                w, h = image.size
+                short, long = min(w, h), max(w, h)
+                resized = int({{p.ResizeSize}} * long / short)
+                nw, nh = ({{p.ResizeSize}}, resized) if w <= h else (resized, {{p.ResizeSize}})
+                image = image.resize((nw, nh), Image.BILINEAR)
+                left, top = int(round((nw - {{p.CropSize}}) / 2.0)), int(round((nh - {{p.CropSize}}) / 2.0))
+                return image.crop((left, top, left + {{p.CropSize}}, top + {{p.CropSize}}))
+
+            """);
+        string fit = p.Resize == ResizeMode.Pad ? $"pad(open_rgb(path), {p.CropSize})" : "fit(open_rgb(path))";
+        string channels = p.ChannelOrder == "bgr" ? "[..., ::-1]" : "";
+        script.Append(CultureInfo.InvariantCulture, $$"""
+
+
+            for path in sys.argv[1:]:
+                pixels = np.asarray({{fit}}, dtype=np.float32){{channels}}
+                x = ((pixels * np.float32({{p.Scale.ToString("R", CultureInfo.InvariantCulture)}}) - mean) / std).transpose(2, 0, 1)[np.newaxis]
+                logits = session.run(["{{OnnxExporter.OutputName}}"], {"{{OnnxExporter.InputName}}": np.ascontiguousarray(x)})[0][0].astype(np.float64)
+                exp = np.exp(logits - logits.max())
+                probabilities = exp / exp.sum()
+                print(json.dumps({"image": path, "probabilities": dict(zip(labels, probabilities.tolist()))}))
+
+            """);
+        return script.ToString();
+    }
+
+    /// <summary>Both scripts read images as training does.</summary>
+    private const string OpenRgb = """
+
+
+        def open_rgb(path):
+            # As in training: the first frame, turned upright, transparent pixels on white.
+            image = ImageOps.exif_transpose(Image.open(path))
+            if "A" not in image.getbands() and "transparency" not in image.info:
+                return image.convert("RGB")
+            rgba = np.asarray(image.convert("RGBA"), dtype=np.int64)
+            alpha = rgba[..., 3:4]
+            return Image.fromarray(((rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8))
+
+        """;
+
+    private const string Pad = """
+
+
+        def pad(image, size):
+            # The long side to size, centred on white: nothing is cut off.
+            w, h = image.size
+            fitted = max(1, min(w, h) * size // max(w, h))
+            nw, nh = (size, fitted) if w >= h else (fitted, size)
+            canvas = Image.new("RGB", (size, size), (255, 255, 255))
+            canvas.paste(image.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+            return canvas
+
+        """;
 
     /// <summary>A Hugging Face hub repository the weights came from (https://huggingface.co/OWNER/NAME/…), which the hub links as the base model.</summary>
     private static string? BaseModel(string? source) =>

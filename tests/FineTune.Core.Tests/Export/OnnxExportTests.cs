@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace FineTune.Core.Tests.Export;
 
 /// <summary>
-/// Every family's exported graph, run by ONNX Runtime, gives TorchSharp's logits on real photos. The models are
+/// Every family's exported graph, run by ONNX Runtime, gives TorchSharp's logits on real photos to 1e-4. The models are
 /// seeded at random (batch-norm statistics too, so that no layer is an identity) and, but for a few, fed small
 /// photos: the structure is what is checked, and the small input also exercises adaptive pooling written as
 /// matrix products (VGG, AlexNet) where 224 pixels would make it a no-op.
@@ -19,10 +19,20 @@ namespace FineTune.Core.Tests.Export;
 public sealed class OnnxExportTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// |ONNX Runtime − TorchSharp| on a logit, relative to the largest logit when that exceeds 1: random weights give
-    /// logits in the hundreds, and float32 sums over them differ by their last bits whatever the graph.
+    /// |ONNX Runtime − TorchSharp| on a logit, the logits a fine-tuned model's size (<see cref="LogitScale"/>). Measured
+    /// over every family: 7e-5 for mobilenet_v3_large, 3e-5 or less for the rest. What remains is float32 rounding,
+    /// each side summing in its own order, not the graph: against TorchSharp in float64, ONNX Runtime's float32
+    /// logits were as close as TorchSharp's own float32 ones in every family (within a factor of 3 either way), and
+    /// the error grew gradually from node to node, never jumping at one. A graph that differed (a batch-norm
+    /// epsilon, a pooling window counting padding, a layer out of order) would be orders of magnitude further.
     /// </summary>
     private const double Tolerance = 1e-4;
+
+    /// <summary>
+    /// The largest |logit| on the compared photos, which the head is scaled to: a fine-tuned model's. The demo's
+    /// resnet18-cntk after its 15 epochs gives each photo a largest |logit| from 1.3 to 9.4, median 4.5.
+    /// </summary>
+    private const double LogitScale = 4.5;
 
     private static readonly string[] Classes = ["animals", "food", "town"];
 
@@ -87,7 +97,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         using var scope = NewDisposeScope();
         var batch = stack(photos.Select(p => ImageLoader.Load(p, preprocessing)).ToList());
         Randomise(model, stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 6).Skip(2))
-            .Select(p => ImageLoader.Load(p, preprocessing)).ToList()));
+            .Select(p => ImageLoader.Load(p, preprocessing)).ToList()), batch);
         using var noGrad = no_grad();
         var expected = model.Forward(batch).data<float>().ToArray();
         // The graph subtracts a mean image itself: it takes the pixels before that step.
@@ -105,7 +115,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         double largest = expected.Max(Math.Abs), worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
         output.WriteLine($"{name} at {size}px: max |ONNX Runtime − TorchSharp| {worst:E2}, largest |logit| {largest:F3}, " +
             $"{bytes.Length / 1e6:F1} MB written in {exported.TotalSeconds:F1} s, run in {(clock.Elapsed - exported).TotalSeconds:F1} s");
-        Assert.True(worst <= Tolerance * Math.Max(1, largest), $"{name}: max difference {worst:E2} (largest logit {largest:F3})");
+        Assert.True(worst <= Tolerance, $"{name}: max difference {worst:E2} (largest logit {largest:F3})");
         CheckWithOnnx(bytes, $"logits batch {Classes.Length}");
         // Logits that hardly vary between photos would agree whatever the graph did to the input.
         double spread = Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Max()
@@ -131,12 +141,18 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Weights like a trained model's in scale: convolutions and linears at random over their fan-in (torchvision's
-    /// fan-out initialisation makes a fresh MobileNetV3 output ~1e-10 whatever the photo), batch-norm affine
-    /// parameters away from 1 and 0 so that a misplaced one shows, and batch-norm statistics measured on the batch
-    /// of other photos (one training-mode pass, momentum 1) so that activations stay near unit scale at any depth.
+    /// Weights like a fine-tuned model's in scale. Convolutions and linears at random over their fan-in
+    /// (torchvision's fan-out initialisation makes a fresh MobileNetV3 output ~1e-10 whatever the photo); batch-norm
+    /// affine parameters away from 1 and 0 so that a misplaced one shows, and batch-norm statistics measured on the
+    /// batch of other photos (one training-mode pass, momentum 1) so that activations stay near unit scale at any
+    /// depth; then the head scaled so that the largest logit on the compared <paramref name="photos"/> is
+    /// <see cref="LogitScale"/> (unscaled, random heads give logits of 0.3 to 60 depending on the family).
+    /// Each residual block's last batch norm (not its shortcut's) is scaled by a quarter, so that a block adds a
+    /// correction to its input rather than doubling it (torchvision's zero_init_residual starts those scales at 0):
+    /// with full-scale branches a random resnet152 amplifies float32 rounding by ~13% per block, from 7e-7 relative
+    /// after its first block to 3e-4 after its fiftieth, a property of those random weights and not of any graph.
     /// </summary>
-    private static void Randomise(FineTuneModel model, TorchSharp.torch.Tensor batch)
+    private static void Randomise(FineTuneModel model, TorchSharp.torch.Tensor calibration, TorchSharp.torch.Tensor photos)
     {
         using var noGrad = no_grad();
         var generator = new Generator(11);
@@ -154,8 +170,19 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
             norm.bias!.copy_(randn(n, generator: generator) * 0.1f);
             norm.momentum = 1;
         }
+        foreach (var (_, block) in model.Module.named_modules().Where(m => m.module.GetType().Name is "BasicBlock" or "Bottleneck" or "InvertedResidual"))
+        {
+            var last = (BatchNorm2d)block.named_modules().Last(m => m.module is BatchNorm2d && !m.name.StartsWith("downsample", StringComparison.Ordinal)).module;
+            last.weight.mul_(0.25f);
+        }
         model.Module.train();
-        using (NewDisposeScope()) model.Forward(batch);
+        using (NewDisposeScope()) model.Forward(calibration);
         model.EvalMode();
+        using (NewDisposeScope())
+        {
+            float scale = (float)(LogitScale / model.Forward(photos).abs().max().item<float>());
+            model.Head.weight!.mul_(scale);
+            model.Head.bias!.mul_(scale);
+        }
     }
 }
