@@ -130,7 +130,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         // A sweep's published model and reports are its best trial's.
         var layout = new RunLayout(RunLayout.JobIdOf(result.Published.Folder) ?? result.JobId);
         output.WriteLine($"published: {where}{result.Published.SafetensorsName} (PyTorch-loadable safetensors)");
-        output.WriteLine($"           {where}{layout.Readme} (how to run it in PyTorch), {RunLayout.HubConfigFile}, {RunLayout.ModelCardFile}");
+        output.WriteLine($"           {where}{layout.Readme} (how to run it in PyTorch, and in ONNX Runtime when published as ONNX), {RunLayout.HubConfigFile}, {RunLayout.ModelCardFile}");
         output.WriteLine($"report:    {where}{e.ReportName}");
         output.WriteLine($"           {where}{e.PredictionsName}");
         output.WriteLine($"plots:     {where}{layout.Reports}{{{RunLayout.LossPlotFile},{RunLayout.AccuracyPlotFile},{RunLayout.ConfusionPlotFile}}}");
