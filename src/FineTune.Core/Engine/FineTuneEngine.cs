@@ -123,6 +123,7 @@ public sealed class FineTuneEngine : IDisposable
             });
         }
         using var built = Restore(recipe, dataset, state);
+        built.FuseForInference();
         return Score(built, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
 
