@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Text.Json;
 using FineTune.Core.Training;
 using FineTune.Storage;
@@ -119,6 +120,24 @@ public sealed class RunLifecycleTests
         await Assert.ThrowsAsync<SpecConflictException>(() => runs.BindSpecAsync("failed", spec with { Seed = 12 }, default));
         Assert.True((await runs.PurgeAsync(scheduler, "failed", includePublished: true, default)).Purged);
         Assert.Empty(await NamesAsync(host.Store, layout.Root));
+    }
+
+    /// <summary>
+    /// A framework exception outside CoreLib, such as the ENOTCONN of a reset connection, is transient: retried like any
+    /// other (the retry policy once gave up on it at once).
+    /// </summary>
+    [Fact]
+    public async Task ASocketFailureMidChunkIsRetriedAndTheRunEndsWithTheSameWeights()
+    {
+        string expected = await Uninterrupted.Value;
+        await using var host = await WorkflowHost.StartAsync(With<SocketFailingOnceTrainChunk>());
+        var spec = Spec("socket", await host.UploadDatasetAsync("tux", 6));
+        SocketFailingOnceTrainChunk.Reset(failAtGlobalStep: 5);
+
+        var status = await RunAsync(host, spec);
+
+        Assert.True(SocketFailingOnceTrainChunk.Failed);
+        Assert.Equal(expected, await SafetensorsShaAsync(host.Store, status.ReadOutputAs<FineTuneResult>()!));
     }
 
     [Fact]
@@ -356,6 +375,26 @@ public sealed class FailingOnceTrainChunk(WorkerFiles files, Core.Engine.FineTun
 }
 
 public sealed class DiskOnFireException() : PermanentRunFailureException("disk on fire");
+
+/// <summary>The real TrainChunk whose connection is reset once, mid-chunk, as storage calls see during an outage.</summary>
+public sealed class SocketFailingOnceTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs,
+    IOptions<WorkflowOptions> options, WorkerStopping stopping, RunMetrics metrics)
+    : TrainChunk(files, engine, checkpoints, runs, options, stopping, metrics)
+{
+    private static long _failAt;
+    public static bool Failed { get; private set; }
+
+    public static void Reset(long failAtGlobalStep) => (_failAt, Failed) = (failAtGlobalStep, false);
+
+    protected override void OnStep(StepReport report)
+    {
+        if (!Failed && (long)report.Epoch * report.StepsPerEpoch + report.Step == _failAt)
+        {
+            Failed = true;
+            throw new SocketException((int)SocketError.NotConnected);
+        }
+    }
+}
 
 /// <summary>The real TrainChunk whose worker dies every time it reaches the same step, as one killed for memory does.</summary>
 public sealed class DyingTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs,
