@@ -5,6 +5,8 @@ using FineTune.Workflow;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Testing;
+using Microsoft.DurableTask.Worker.Grpc;
+using Microsoft.DurableTask.Worker.Grpc.Internal;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -55,6 +57,10 @@ public sealed class WorkflowHost : IAsyncDisposable
                 });
                 collection.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
                 collection.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
+                // The in-process sidecar sends no health pings, so the worker's check for a work-item stream silent for
+                // 120 s drops a healthy stream during any long activity or retry timer; a work item the sidecar writes
+                // into a stream just dropped is lost, and its orchestration waits for it for good.
+                collection.Configure<GrpcDurableTaskWorkerOptions>(o => o.SetSilentDisconnectTimeout(TimeSpan.Zero));
                 services?.Invoke(collection);
             },
         });
