@@ -175,8 +175,7 @@ public sealed class RunLifecycleTests
         Assert.Empty(await host.Host.Services.GetRequiredService<CheckpointStore>().ListAsync("reused", default));
     }
 
-    /// <summary>Under CI's parallel test projects it failed twice at the first chunk with ENOTCONN; see <see cref="SerialOnlyFactAttribute"/>.</summary>
-    [SerialOnlyFact]
+    [Fact]
     public async Task StorageUnreachableForAMinuteMidRunDelaysTheRunWhichThenCompletesWithTheSameWeights()
     {
         string expected = await Uninterrupted.Value;

@@ -14,8 +14,7 @@ public sealed class SweepOrchestrationTests
 {
     private static readonly double[] LearningRates = [0.00001, 0.0001, 0.001, 0.01];
 
-    /// <summary>Under CI's parallel test projects it once never completed (5 min); see <see cref="SerialOnlyFactAttribute"/>.</summary>
-    [SerialOnlyFact]
+    [Fact]
     public async Task TrialsShareOneFeaturePassPoorOnesStopAtRungsAndTheBestIsPublished()
     {
         await using var host = await WorkflowHost.StartAsync();
