@@ -4,11 +4,11 @@ using FineTune.Storage;
 using FineTune.Workflow;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Testing;
 using Microsoft.DurableTask.Worker.Grpc;
 using Microsoft.DurableTask.Worker.Grpc.Internal;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace FineTune.Testing;
 
@@ -20,16 +20,19 @@ public sealed class WorkflowHost : IAsyncDisposable
 {
     public static readonly string[] Categories = ["animals", "food", "plants"];
 
-    private WorkflowHost(DurableTaskTestHost host, BlobContainerClient container, string work)
+    private WorkflowHost(DurableTaskTestHost host, BlobContainerClient container, string work, HostLog log)
     {
         Host = host;
         Container = container;
         WorkDirectory = work;
+        Log = log;
     }
 
     public DurableTaskTestHost Host { get; }
     public BlobContainerClient Container { get; }
     public string WorkDirectory { get; }
+    /// <summary>Warnings and failed activities: why a run stalls or fails.</summary>
+    public HostLog Log { get; }
     /// <summary>The app's artifacts: weights by hash, runs.</summary>
     public IArtifactStore Store => Host.Services.GetRequiredService<IArtifactStore>();
 
@@ -42,10 +45,10 @@ public sealed class WorkflowHost : IAsyncDisposable
         Azurite.RequireRunning();
         var container = new BlobContainerClient(Azurite.ConnectionString, "wf-" + Guid.NewGuid().ToString("N"));
         string work = Directory.CreateTempSubdirectory("workflow-").FullName;
+        var log = new HostLog();
         var host = await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), new DurableTaskTestHostOptions
         {
-            // The test host logs every dispatch at Information; warnings are what a failing test needs.
-            LoggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
+            LoggerFactory = log.Factory(),
             ConfigureServices = collection =>
             {
                 collection.AddFineTuneWorkflow();
@@ -64,7 +67,26 @@ public sealed class WorkflowHost : IAsyncDisposable
                 services?.Invoke(collection);
             },
         });
-        return new WorkflowHost(host, container, work);
+        return new WorkflowHost(host, container, work, log);
+    }
+
+    /// <summary>
+    /// The instance once it has ended, with its input and output; after <paramref name="timeout"/>, a failure saying where
+    /// it stands and what the host logged (an activity failing again and again shows there, not in the status).
+    /// </summary>
+    public async Task<OrchestrationMetadata> WaitForEndAsync(string instanceId, TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            return await Host.Client.WaitForInstanceCompletionAsync(instanceId, getInputsAndOutputs: true, cancel.Token);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            var status = await Host.Client.GetInstanceAsync(instanceId, getInputsAndOutputs: false);
+            throw new TimeoutException($"'{instanceId}' has not ended after {timeout}: {status?.RuntimeStatus} (custom status: {status?.SerializedCustomStatus ?? "none"}); the host logged:"
+                + Environment.NewLine + Log);
+        }
     }
 
     /// <summary>Uploads <paramref name="perClass"/> tuxpaint photos of each category under <c>datasets/{name}/{class}/</c>.</summary>

@@ -253,8 +253,7 @@ public sealed class RunLifecycleTests
     {
         var client = host.Host.Client;
         await client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(spec.JobId!, spec), new StartOrchestrationOptions(spec.JobId));
-        using var timeout = new CancellationTokenSource(Timeout);
-        var status = await client.WaitForInstanceCompletionAsync(spec.JobId!, getInputsAndOutputs: true, timeout.Token);
+        var status = await host.WaitForEndAsync(spec.JobId!, Timeout);
         if (expectCompleted && status.RuntimeStatus != OrchestrationRuntimeStatus.Completed)
             Assert.Fail($"run ended {status.RuntimeStatus}: {status.FailureDetails}");
         return status;
