@@ -3,6 +3,7 @@ using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow;
 using FineTune.Workflow.Services;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Testing;
@@ -46,7 +47,7 @@ public sealed class WorkflowHost : IAsyncDisposable
         var container = new BlobContainerClient(Azurite.ConnectionString, "wf-" + Guid.NewGuid().ToString("N"));
         string work = Directory.CreateTempSubdirectory("workflow-").FullName;
         var log = new HostLog();
-        var host = await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), new DurableTaskTestHostOptions
+        var options = new DurableTaskTestHostOptions
         {
             LoggerFactory = log.Factory(),
             ConfigureServices = collection =>
@@ -66,8 +67,20 @@ public sealed class WorkflowHost : IAsyncDisposable
                 collection.Configure<GrpcDurableTaskWorkerOptions>(o => o.SetSilentDisconnectTimeout(TimeSpan.Zero));
                 services?.Invoke(collection);
             },
-        });
-        return new WorkflowHost(host, container, work, log);
+        };
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return new WorkflowHost(await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), options), container, work, log);
+            }
+            catch (IOException e) when (attempt < 5 && e.InnerException is AddressInUseException)
+            {
+                // The test host picks its sidecar's port at random (30000-39999) without asking whether it is free: the
+                // OS hands out ports from 32768 up to every process (an OutageProxy got 32797). Kestrel then fails to bind
+                // and throws here; it never shares the port, so this host cannot reach another process's backend.
+            }
+        }
     }
 
     /// <summary>
