@@ -6,6 +6,8 @@ using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Testing;
+using Microsoft.DurableTask.Worker.Grpc;
+using Microsoft.DurableTask.Worker.Grpc.Internal;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -45,6 +47,10 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         });
         services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
         services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
+        // The workers here talk to the Durable Task sidecar in this process (in-memory or over Azure Storage), which sends
+        // no health pings: the check that drops a work-item stream silent for 120 s would drop it during every long chunk,
+        // and a work item the sidecar writes into a stream just dropped is lost, its run stalled for good.
+        services.Configure<GrpcDurableTaskWorkerOptions>(o => o.SetSilentDisconnectTimeout(TimeSpan.Zero));
     }
 
     public Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken) =>

@@ -10,6 +10,9 @@ namespace FineTune.Api.Tests;
 public interface IApiHost : IAsyncDisposable
 {
     HttpClient Client { get; }
+
+    /// <summary>What the host has logged: why a run failed or never ended.</summary>
+    string Log { get; }
 }
 
 /// <summary>
@@ -34,7 +37,7 @@ public abstract class ApiScenarios
         using var started = await http.PostAsync("api/finetune", Upload(Zip.Value, spec));
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
         Assert.Equal(new Uri(http.BaseAddress!, $"api/finetune/{id}"), started.Headers.Location);
-        var final = await PollAsync(http, id, expectRunning: true);
+        var final = await PollAsync(host, id, expectRunning: true);
         Assert.Equal("Completed", final.GetProperty("status").GetString());
         Assert.Equal("completed", final.GetProperty("progress").GetProperty("stage").GetString());
         Assert.Equal(2, final.GetProperty("result").GetProperty("epochsRun").GetInt32());
@@ -90,7 +93,7 @@ public abstract class ApiScenarios
         string second = id + "-b";
         using var secondStarted = await http.PostAsync("api/finetune", Json($$"""{ "jobId": "{{second}}", "dataset": { "location": "{{uploaded}}", "resize": "pad" }, "training": { "epochs": 1, "batchSize": 4 } }"""));
         Assert.Equal(HttpStatusCode.Accepted, secondStarted.StatusCode);
-        await PollAsync(http, second, expectRunning: false);
+        await PollAsync(host, second, expectRunning: false);
         // By prefix: a persistent task hub (serve --storage) also holds other runs.
         var first = await GetJsonAsync(http, $"api/finetune?status=Completed&top=1&prefix={id}");
         var page1 = first.GetProperty("runs").EnumerateArray().Select(r => r.GetProperty("id").GetString()).ToList();
@@ -145,11 +148,11 @@ public abstract class ApiScenarios
         using var cancelled = await http.PostAsync($"api/finetune/{id}/cancel", null);
 
         Assert.Equal(HttpStatusCode.Accepted, cancelled.StatusCode);
-        Assert.Equal("Terminated", (await PollAsync(http, id, expectRunning: false)).GetProperty("status").GetString());
+        Assert.Equal("Terminated", (await PollAsync(host, id, expectRunning: false)).GetProperty("status").GetString());
 
         using var restarted = await http.PostAsync($"api/finetune/{id}/restart", null);
         Assert.Equal(HttpStatusCode.Accepted, restarted.StatusCode);
-        Assert.Equal("Completed", (await PollAsync(http, id, expectRunning: false)).GetProperty("status").GetString());
+        Assert.Equal("Completed", (await PollAsync(host, id, expectRunning: false)).GetProperty("status").GetString());
         Assert.Equal(HttpStatusCode.Conflict, (await http.PostAsync($"api/finetune/{id}/restart", null)).StatusCode);
 
         using var purged = await http.DeleteAsync($"api/finetune/{id}");
@@ -176,26 +179,35 @@ public abstract class ApiScenarios
     }
 
     /// <summary>Polls as a Durable async-pattern client does: 202 with Location and Retry-After until a 200.</summary>
-    protected static async Task<JsonElement> PollAsync(HttpClient http, string id, bool expectRunning)
+    protected static async Task<JsonElement> PollAsync(IApiHost host, string id, bool expectRunning)
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var http = host.Client;
+        var patience = TimeSpan.FromMinutes(5);
+        using var timeout = new CancellationTokenSource(patience);
         bool sawRunning = false;
-        while (true)
+        try
         {
-            using var response = await http.GetAsync($"api/finetune/{id}", timeout.Token);
-            var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(timeout.Token)).RootElement;
-            if (response.StatusCode == HttpStatusCode.OK)
+            while (true)
             {
-                Assert.True(body.GetProperty("done").GetBoolean());
-                Assert.True(sawRunning || !expectRunning, "the run was never reported as running (202)");
-                return body;
+                using var response = await http.GetAsync($"api/finetune/{id}", timeout.Token);
+                var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync(timeout.Token)).RootElement;
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    Assert.True(body.GetProperty("done").GetBoolean());
+                    Assert.True(sawRunning || !expectRunning, "the run was never reported as running (202)");
+                    return body;
+                }
+                Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+                Assert.Equal(new Uri(http.BaseAddress!, $"api/finetune/{id}"), response.Headers.Location);
+                Assert.Equal(TimeSpan.FromSeconds(2), response.Headers.RetryAfter?.Delta);
+                Assert.False(body.GetProperty("done").GetBoolean());
+                sawRunning = true;
+                await Task.Delay(250, timeout.Token);
             }
-            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
-            Assert.Equal(new Uri(http.BaseAddress!, $"api/finetune/{id}"), response.Headers.Location);
-            Assert.Equal(TimeSpan.FromSeconds(2), response.Headers.RetryAfter?.Delta);
-            Assert.False(body.GetProperty("done").GetBoolean());
-            sawRunning = true;
-            await Task.Delay(250, timeout.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            throw new TimeoutException($"run {id} has not ended after {patience}; the host logged:{Environment.NewLine}{host.Log}");
         }
     }
 

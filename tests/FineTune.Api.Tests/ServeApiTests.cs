@@ -8,6 +8,7 @@ public sealed class ServeHost(ServeProcess serve) : IApiHost
 {
     public ServeProcess Process { get; } = serve;
     public HttpClient Client { get; } = new() { BaseAddress = new Uri(serve.Url, "/") };
+    public string Log => Process.Log;
 
     public async ValueTask DisposeAsync()
     {
@@ -29,7 +30,7 @@ public sealed class ServeLocalFolderTests : ApiScenarios
         using var started = await host.Client.PostAsync("api/finetune",
             Json($$"""{ "jobId": "local", "dataset": { "location": {{JsonSerializer.Serialize(photos)}}, "resize": "pad" }, "training": { "epochs": 2, "batchSize": 4 } }"""));
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
-        await PollAsync(host.Client, "local", expectRunning: true);
+        await PollAsync(host, "local", expectRunning: true);
 
         Assert.Equal(2, File.ReadAllLines(Path.Combine(host.Process.ArtifactRoot, "runs/local/reports/metrics.jsonl")).Length);
         Assert.Matches(@"Run local epoch 1/2: train loss \d+\.\d{4}, train accuracy \d\.\d{4}, val loss \d+\.\d{4}, val accuracy \d\.\d{4}, \d+\.\d s", host.Process.Log);
@@ -53,7 +54,7 @@ public sealed class ServeAzuriteTests : ApiScenarios
             using var started = await first.Client.PostAsync("api/finetune", Upload(photos,
                 $$"""{ "jobId": "{{id}}", "dataset": { "resize": "pad" }, "training": { "epochs": 1, "batchSize": 4 } }"""));
             Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
-            await PollAsync(first.Client, id, expectRunning: false);
+            await PollAsync(first, id, expectRunning: false);
         }
 
         await using var second = await StartAsync();

@@ -30,7 +30,7 @@ public sealed class FunctionsApiTests : ApiScenarios
         await using var host = new FunctionsHost(await WorkflowHost.StartAsync());
         string dataset = await host.Workflow.UploadDatasetAsync("tux", perClass: 5, Classes);
         using var started = await host.Client.PostAsync("api/finetune", Json($$"""{ "jobId": "loaded", "dataset": { "location": "{{dataset}}", "resize": "pad" }, "training": { "epochs": 1, "batchSize": 4 } }"""));
-        await PollAsync(host.Client, "loaded", expectRunning: false);
+        await PollAsync(host, "loaded", expectRunning: false);
 
         for (int call = 0; call < 3; call++)
             Assert.Equal(HttpStatusCode.OK, (await host.Client.PostAsync("api/finetune/loaded/predict", Images(TuxPaintStamps.Images("food", 1)[0]))).StatusCode);
@@ -63,6 +63,7 @@ public sealed class FunctionsApiTests : ApiScenarios
         public WorkflowHost Workflow { get; }
         public ModelPool Models { get; }
         public HttpClient Client { get; }
+        public string Log => Workflow.Log.ToString();
 
         public async ValueTask DisposeAsync()
         {

@@ -3,10 +3,13 @@ using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow;
 using FineTune.Workflow.Services;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Testing;
+using Microsoft.DurableTask.Worker.Grpc;
+using Microsoft.DurableTask.Worker.Grpc.Internal;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace FineTune.Testing;
 
@@ -18,16 +21,19 @@ public sealed class WorkflowHost : IAsyncDisposable
 {
     public static readonly string[] Categories = ["animals", "food", "plants"];
 
-    private WorkflowHost(DurableTaskTestHost host, BlobContainerClient container, string work)
+    private WorkflowHost(DurableTaskTestHost host, BlobContainerClient container, string work, HostLog log)
     {
         Host = host;
         Container = container;
         WorkDirectory = work;
+        Log = log;
     }
 
     public DurableTaskTestHost Host { get; }
     public BlobContainerClient Container { get; }
     public string WorkDirectory { get; }
+    /// <summary>Warnings and failed activities: why a run stalls or fails.</summary>
+    public HostLog Log { get; }
     /// <summary>The app's artifacts: weights by hash, runs.</summary>
     public IArtifactStore Store => Host.Services.GetRequiredService<IArtifactStore>();
 
@@ -40,10 +46,10 @@ public sealed class WorkflowHost : IAsyncDisposable
         Azurite.RequireRunning();
         var container = new BlobContainerClient(Azurite.ConnectionString, "wf-" + Guid.NewGuid().ToString("N"));
         string work = Directory.CreateTempSubdirectory("workflow-").FullName;
-        var host = await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), new DurableTaskTestHostOptions
+        var log = new HostLog();
+        var options = new DurableTaskTestHostOptions
         {
-            // The test host logs every dispatch at Information; warnings are what a failing test needs.
-            LoggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
+            LoggerFactory = log.Factory(),
             ConfigureServices = collection =>
             {
                 collection.AddFineTuneWorkflow();
@@ -55,10 +61,45 @@ public sealed class WorkflowHost : IAsyncDisposable
                 });
                 collection.Configure<WorkflowOptions>(o => o.WorkDirectory = work);
                 collection.Configure<WeightsFetchOptions>(o => o.CacheDirectory = Path.Combine(work, "weights-cache"));
+                // The in-process sidecar sends no health pings, so the worker's check for a work-item stream silent for
+                // 120 s drops a healthy stream during any long activity or retry timer; a work item the sidecar writes
+                // into a stream just dropped is lost, and its orchestration waits for it for good.
+                collection.Configure<GrpcDurableTaskWorkerOptions>(o => o.SetSilentDisconnectTimeout(TimeSpan.Zero));
                 services?.Invoke(collection);
             },
-        });
-        return new WorkflowHost(host, container, work);
+        };
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return new WorkflowHost(await DurableTaskTestHost.StartAsync(tasks ?? (registry => registry.AddFineTuneTasks()), options), container, work, log);
+            }
+            catch (IOException e) when (attempt < 5 && e.InnerException is AddressInUseException)
+            {
+                // The test host picks its sidecar's port at random (30000-39999) without asking whether it is free: the
+                // OS hands out ports from 32768 up to every process (an OutageProxy got 32797). Kestrel then fails to bind
+                // and throws here; it never shares the port, so this host cannot reach another process's backend.
+            }
+        }
+    }
+
+    /// <summary>
+    /// The instance once it has ended, with its input and output; after <paramref name="timeout"/>, a failure saying where
+    /// it stands and what the host logged (an activity failing again and again shows there, not in the status).
+    /// </summary>
+    public async Task<OrchestrationMetadata> WaitForEndAsync(string instanceId, TimeSpan timeout)
+    {
+        using var cancel = new CancellationTokenSource(timeout);
+        try
+        {
+            return await Host.Client.WaitForInstanceCompletionAsync(instanceId, getInputsAndOutputs: true, cancel.Token);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            var status = await Host.Client.GetInstanceAsync(instanceId, getInputsAndOutputs: false);
+            throw new TimeoutException($"'{instanceId}' has not ended after {timeout}: {status?.RuntimeStatus} (custom status: {status?.SerializedCustomStatus ?? "none"}); the host logged:"
+                + Environment.NewLine + Log);
+        }
     }
 
     /// <summary>Uploads <paramref name="perClass"/> tuxpaint photos of each category under <c>datasets/{name}/{class}/</c>.</summary>

@@ -150,8 +150,7 @@ public sealed class FineTuneOrchestrationTests
         var client = host.Host.Client;
         await client.ScheduleNewOrchestrationInstanceAsync(FineTuneOrchestrator.Name, new FineTuneJob(spec.JobId!, spec, chunksPerGeneration),
             new StartOrchestrationOptions(spec.JobId));
-        using var timeout = new CancellationTokenSource(Timeout);
-        var status = await client.WaitForInstanceCompletionAsync(spec.JobId!, getInputsAndOutputs: true, timeout.Token);
+        var status = await host.WaitForEndAsync(spec.JobId!, Timeout);
         if (expectResult && status.RuntimeStatus != OrchestrationRuntimeStatus.Completed)
             Assert.Fail($"run ended {status.RuntimeStatus}: {status.FailureDetails} {status.FailureDetails?.StackTrace} {status.FailureDetails?.InnerFailure?.StackTrace}");
         return (status, expectResult ? status.ReadOutputAs<FineTuneResult>()! : null!);

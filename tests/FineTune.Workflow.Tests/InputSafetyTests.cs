@@ -40,6 +40,10 @@ public sealed class InputSafetyTests
 
         Assert.Equal(ErrorKinds.BadInput, ErrorKinds.Of(orchestration));
         Assert.Equal(ErrorKinds.System, ErrorKinds.Of(new TaskFailureDetails(typeof(IOException).FullName!, "disk full", null, null, null)));
+        // SocketException as a process that has used sockets sees it: System.Net.Sockets, loaded, forwards it to its assembly.
+        _ = typeof(System.Net.Sockets.Socket);
+        var reset = new TaskFailureDetails(typeof(System.Net.Sockets.SocketException).FullName!, "Transport endpoint is not connected", null, null, null);
+        Assert.Equal(ErrorKinds.System, ErrorKinds.Of(new TaskFailureDetails(typeof(TaskFailedException).FullName!, "Task 'TrainEpoch' (#4) failed", null, reset, null)));
         Assert.Null(ErrorKinds.Of(null));
     }
 

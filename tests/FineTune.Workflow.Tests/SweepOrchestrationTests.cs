@@ -14,8 +14,7 @@ public sealed class SweepOrchestrationTests
 {
     private static readonly double[] LearningRates = [0.00001, 0.0001, 0.001, 0.01];
 
-    /// <summary>Under CI's parallel test projects it once never completed (5 min); see <see cref="SerialOnlyFactAttribute"/>.</summary>
-    [SerialOnlyFact]
+    [Fact]
     public async Task TrialsShareOneFeaturePassPoorOnesStopAtRungsAndTheBestIsPublished()
     {
         await using var host = await WorkflowHost.StartAsync();
@@ -36,8 +35,7 @@ public sealed class SweepOrchestrationTests
 
         var client = host.Host.Client;
         await client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("swept", spec), new StartOrchestrationOptions("swept"));
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
-        var status = await client.WaitForInstanceCompletionAsync("swept", getInputsAndOutputs: true, timeout.Token);
+        var status = await host.WaitForEndAsync("swept", TimeSpan.FromMinutes(5));
         Assert.True(status.RuntimeStatus == OrchestrationRuntimeStatus.Completed, $"{status.RuntimeStatus}: {status.FailureDetails}");
         var result = status.ReadOutputAs<FineTuneResult>()!;
         var sweep = result.Sweep!;

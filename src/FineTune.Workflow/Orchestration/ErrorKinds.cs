@@ -18,7 +18,7 @@ public static class ErrorKinds
     {
         if (failure is null) return null;
         for (var level = failure; level is not null; level = level.InnerFailure)
-            if (level.IsCausedBy<BadInputException>()) return BadInput;
+            if (FailureTypes.Is<BadInputException>(level)) return BadInput;
         return System;
     }
 

@@ -114,7 +114,10 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             TrainingHistory.Best(history, metric)?.Epoch, eta);
     }
 
-    /// <summary>IsCausedBy loads the failure's type by name and matches base types, so each family of exceptions is one check.</summary>
+    /// <summary>
+    /// Each family of exceptions is one check (base types match). An exception in this handler would end the retries at
+    /// once, which is how a SocketException once failed a run (see <see cref="FailureTypes.Is{T}"/>).
+    /// </summary>
     private static bool IsPermanent(TaskFailureDetails failure) =>
-        failure.IsCausedBy<BadInputException>() || failure.IsCausedBy<PermanentRunFailureException>();
+        FailureTypes.Is<BadInputException>(failure) || FailureTypes.Is<PermanentRunFailureException>(failure);
 }
