@@ -13,13 +13,24 @@ public static partial class GlibcMalloc
     private const int M_MMAP_THRESHOLD = -3;
     public const int MmapThresholdBytes = 128 * 1024;
 
+    /// <summary>The largest threshold glibc accepts on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX).</summary>
+    private const int LargestThresholdBytes = 32 * 1024 * 1024;
+
+    private static readonly Lock Gate = new();
+    private static bool _limited;
+    private static int _reusers;
+
     /// <summary>Returns whether the threshold was set (false off Linux/glibc).</summary>
     public static bool LimitRetainedMemory()
     {
         if (!OperatingSystem.IsLinux()) return false;
         try
         {
-            return mallopt(M_MMAP_THRESHOLD, MmapThresholdBytes) == 1;
+            lock (Gate)
+            {
+                _limited = mallopt(M_MMAP_THRESHOLD, MmapThresholdBytes) == 1;
+                return _limited;
+            }
         }
         catch (EntryPointNotFoundException)
         {
@@ -27,6 +38,53 @@ public static partial class GlibcMalloc
         }
     }
 
+    /// <summary>Whether a <see cref="ReuseLargeBlocks"/> scope is open and has lifted the threshold.</summary>
+    public static bool IsReusingLargeBlocks
+    {
+        get
+        {
+            lock (Gate) return _limited && _reusers > 0;
+        }
+    }
+
+    /// <summary>
+    /// Lifts the threshold to 32 MiB until the returned scope ends, for a loop that allocates the same sizes over and over
+    /// (a frozen network's forward passes). Under the 128 KiB threshold each of its 4–32 MB activations is mapped and
+    /// zeroed anew by the kernel and unmapped on free: resnet18's forward took 13.6 instead of 11.2 ms per image on 2
+    /// cores. Reused sizes find their own freed blocks, so the heap does not grow; when the last scope ends the threshold
+    /// comes back and the heap's free pages go back to the system (malloc_trim). Nothing happens where
+    /// <see cref="LimitRetainedMemory"/> did not set the threshold.
+    /// </summary>
+    public static IDisposable ReuseLargeBlocks()
+    {
+        lock (Gate)
+        {
+            // A refused setting leaves the threshold as it was: only the speed differs.
+            if (_limited && _reusers++ == 0) _ = mallopt(M_MMAP_THRESHOLD, LargestThresholdBytes);
+        }
+        return new ReuseScope();
+    }
+
+    private sealed class ReuseScope : IDisposable
+    {
+        private bool _disposed;
+
+        public void Dispose()
+        {
+            lock (Gate)
+            {
+                if (_disposed) return;
+                _disposed = true;
+                if (!_limited || --_reusers > 0) return;
+                _ = mallopt(M_MMAP_THRESHOLD, MmapThresholdBytes);
+                _ = malloc_trim(0);
+            }
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "mallopt")]
     private static partial int mallopt(int parameter, int value);
+
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int malloc_trim(nuint pad);
 }

@@ -44,6 +44,7 @@ public static class FeatureCache
         model.EvalMode();
         var batches = new List<Tensor>();
         using var _ = no_grad();
+        using var reuse = Runtime.GlibcMalloc.ReuseLargeBlocks();
         for (int start = 0; start < source.Count; start += batchSize)
         {
             cancellationToken.ThrowIfCancellationRequested();
