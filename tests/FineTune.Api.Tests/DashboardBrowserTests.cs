@@ -19,6 +19,9 @@ public sealed class DashboardBrowserTests
         string downloads = Directory.CreateDirectory(Path.Combine(serve.WorkDirectory, "downloads")).FullName;
         using var browser = Chrome(downloads);
         var wait = new WebDriverWait(browser, TimeSpan.FromMinutes(3)) { PollingInterval = TimeSpan.FromMilliseconds(100) };
+        // The dashboard redraws its charts and tables on every status poll: an element found a moment before may be
+        // gone by the time it is read, and the next poll finds its replacement.
+        wait.IgnoreExceptionTypes(typeof(StaleElementReferenceException));
         browser.Navigate().GoToUrl(new Uri(serve.Url, "/"));
 
         browser.FindElement(By.Id("dataset")).SendKeys(zip);
@@ -43,7 +46,7 @@ public sealed class DashboardBrowserTests
         Assert.Equal(6, epochsSeen.Max);
         Assert.Contains("training with ETA", stagesSeen);
         wait.Until(b => b.FindElement(By.CssSelector("#loss-chart polyline.validation")).GetDomAttribute("data-points") == "6");
-        Assert.Equal(6, browser.FindElement(By.CssSelector("#accuracy-chart polyline.train")).GetDomAttribute("points")!.Split(' ').Length);
+        wait.Until(b => b.FindElement(By.CssSelector("#accuracy-chart polyline.train")).GetDomAttribute("points")!.Split(' ').Length == 6);
         wait.Until(b => b.FindElements(By.CssSelector("#confusion tr")).Count == 4);
         Assert.Equal(4, browser.FindElements(By.CssSelector("#per-class tr")).Count);
 
