@@ -127,7 +127,7 @@ public sealed class FineTuneEngine : IDisposable
         return Score(built, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
 
-    /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (the model is built once).</summary>
+    /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (one model serves them all).</summary>
     public IReadOnlyDictionary<StateDictFormat, byte[]> Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyList<StateDictFormat> formats)
     {
         using var scope = NewDisposeScope();

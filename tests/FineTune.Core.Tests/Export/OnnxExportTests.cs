@@ -2,6 +2,7 @@ using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Export;
 using FineTune.Core.Models;
+using FineTune.Core.Tests.Models;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using TorchSharp.Modules;
@@ -88,9 +89,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     private void Compare(string name, int size)
     {
         var family = ModelRegistry.Get(name);
-        var preprocessing = family.Preprocessing.MeanImage is null
-            ? family.Preprocessing with { ResizeSize = size * 8 / 7, CropSize = size }
-            : family.Preprocessing;
+        var preprocessing = SmallModels.PreprocessingAt(family, size);
         using var model = FineTuneModel.Create(family, Classes.Length, seed: 7);
         string[] photos = [.. Classes.Select(c => TuxPaintStamps.Images(c, 2)[1]), TuxPaintStamps.Images("plants", 1)[0]];
 
@@ -163,13 +162,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
             long fanIn = weight.shape.Skip(1).Aggregate(1L, (a, b) => a * b);
             weight.copy_(randn(weight.shape, generator: generator) * (float)Math.Sqrt(2.0 / fanIn));
         }
-        foreach (var norm in model.Module.modules().OfType<BatchNorm2d>())
-        {
-            long n = norm.num_features;
-            norm.weight.copy_(rand(n, generator: generator) + 0.5f);
-            norm.bias!.copy_(randn(n, generator: generator) * 0.1f);
-            norm.momentum = 1;
-        }
+        SmallModels.RandomiseBatchNorms(model, generator);
         foreach (var (_, block) in model.Module.named_modules().Where(m => m.module.GetType().Name is "BasicBlock" or "Bottleneck" or "InvertedResidual"))
         {
             var last = (BatchNorm2d)block.named_modules().Last(m => m.module is BatchNorm2d && !m.name.StartsWith("downsample", StringComparison.Ordinal)).module;

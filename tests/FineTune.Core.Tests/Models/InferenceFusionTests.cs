@@ -19,7 +19,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
 
     /// <summary>
     /// The same in float32: folding a batch norm's 1/σ into the weights moves where rounding happens, and a deep
-    /// network (inception_v3: 94 folded layers) carries that to a few parts in 10⁴.
+    /// network (inception_v3: 96 folded layers) carries that to a few parts in 10⁴.
     /// </summary>
     private const double RoundingTolerance = 1e-3;
 
@@ -57,9 +57,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
     private void Compare(string name, int size, ScalarType type, double tolerance)
     {
         var family = ModelRegistry.Get(name);
-        var preprocessing = family.Preprocessing.MeanImage is null
-            ? family.Preprocessing with { ResizeSize = size * 8 / 7, CropSize = size }
-            : family.Preprocessing;
+        var preprocessing = SmallModels.PreprocessingAt(family, size);
         using var model = FineTuneModel.Create(family, numClasses: 3, seed: 5);
         using var scope = NewDisposeScope();
         var photos = stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 2))
@@ -84,13 +82,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
     private static void GiveBatchNormsStatistics(FineTuneModel model, Tensor photos)
     {
         using var noGrad = no_grad();
-        var generator = new Generator(3);
-        foreach (var norm in model.Module.modules().OfType<BatchNorm2d>())
-        {
-            norm.weight.copy_(rand(norm.num_features, generator: generator) + 0.5f);
-            norm.bias!.copy_(randn(norm.num_features, generator: generator) * 0.1f);
-            norm.momentum = 1;
-        }
+        SmallModels.RandomiseBatchNorms(model, new Generator(3));
         model.Module.train();
         using (NewDisposeScope()) model.Forward(photos);
         model.EvalMode();
