@@ -1,9 +1,11 @@
 // Whole process against whole process, on the same train/val split of real photos: PyTorch running the blog's
 // loop ("ConvNet as fixed feature extractor") from the ImageNet weights we ship, and `finetune train` with its
-// defaults (crop and pad). Prints wall times, their ratio and both sides' val top-1; asserts nothing.
+// defaults (crop and pad), both as README installs it (`dotnet publish`, compiled ahead of time) and as built beside
+// this bench (JIT-compiled, what `dotnet run` runs). Prints wall times, their ratio and both sides' val top-1; asserts nothing.
 // usage: SeedRecipeBench [--epochs 10] [--batch 32] [--set species|topics] [--skip-python]
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using FineTune.Core.Models;
 using FineTune.Core.Weights;
@@ -37,10 +39,14 @@ if (!Directory.Exists(Stamps))
     Console.Error.WriteLine("needs real photos: apt-get install tuxpaint-stamps-default");
     return 2;
 }
-string finetune = Path.Combine(AppContext.BaseDirectory, "finetune.dll");
+string built = Path.Combine(AppContext.BaseDirectory, "finetune.dll");
 string root = Directory.CreateTempSubdirectory("seed-recipe-").FullName;
 try
 {
+    // README's install command, into this run's folder (not timed).
+    string published = Path.Combine(root, "finetune");
+    Run("dotnet", ["publish", Path.Combine(RepositoryRoot(), "src", "FineTune.Cli"), "-r", "linux-x64", "-o", published, "--nologo", "-v", "quiet"]);
+
     // Per class: sorted photos, a seeded shuffle, 60 % train / 40 % val, as symlinks in an ImageFolder.
     string data = Path.Combine(root, "data");
     var random = new Random(0);
@@ -80,16 +86,17 @@ try
                 $"best {result.GetProperty("best").GetDouble():P1}; epochs {result.GetProperty("seconds").GetDouble():F1} s; val by epoch {curve}"));
         }
     }
+    foreach (var (cli, how) in new[] { (Path.Combine(published, "finetune.dll"), "published"), (built, "built") })
     foreach (var resize in new[] { "crop", "pad" })
     {
-        string work = Path.Combine(root, "work-" + resize);
-        var (wall, stdout) = Run("dotnet", [finetune, "train", "--dataset", data, "--epochs", Invariant(epochs),
+        string work = Path.Combine(root, $"work-{how}-{resize}");
+        var (wall, stdout) = Run("dotnet", [cli, "train", "--dataset", data, "--epochs", Invariant(epochs),
             "--batch-size", Invariant(batch), "--work", work, "--resize", resize]);
         string report = Directory.EnumerateFiles(Path.Combine(work, "artifacts", "runs"), "evaluation.json", SearchOption.AllDirectories).Single();
         using var json = JsonDocument.Parse(File.ReadAllText(report));
         var result = json.RootElement;
         string time = stdout.Split('\n').Select(l => string.Join(' ', l.Split(' ', StringSplitOptions.RemoveEmptyEntries))).LastOrDefault(l => l.StartsWith("time:", StringComparison.Ordinal)) ?? "time: (none printed)";
-        rows.Add(("finetune train (defaults)", resize, wall, result.GetProperty("top1Accuracy").GetDouble(),
+        rows.Add(($"finetune train ({how})", resize, wall, result.GetProperty("top1Accuracy").GetDouble(),
             $"{result.GetProperty("split").GetString()} n={result.GetProperty("count").GetInt32()}; {time}"));
     }
 
@@ -100,7 +107,7 @@ try
         Console.WriteLine($"{row.Side,-28} {row.Resize,-6} {row.Wall,8:F1} {row.Top1,10:P1}\n    {row.Note}");
     foreach (var ours in rows.Where(r => r.Side.StartsWith("finetune", StringComparison.Ordinal)))
         foreach (var theirs in rows.Where(r => r.Side.StartsWith("PyTorch", StringComparison.Ordinal)))
-            Console.WriteLine($"ratio {theirs.Side} / finetune {ours.Resize}: {theirs.Wall / ours.Wall:F2}x");
+            Console.WriteLine($"ratio {theirs.Side} / {ours.Side} {ours.Resize}: {theirs.Wall / ours.Wall:F2}x");
     return 0;
 }
 finally
@@ -109,6 +116,8 @@ finally
 }
 
 static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+static string RepositoryRoot([CallerFilePath] string program = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(program)!, "..", ".."));
 
 // Runs a process to its exit, stderr passed through; fails the bench when it fails.
 static (double Seconds, string Stdout) Run(string file, string[] arguments)

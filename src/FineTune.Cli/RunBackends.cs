@@ -24,6 +24,9 @@ internal sealed record RunSnapshot(bool Ended, bool Succeeded, string Status, st
 internal interface IRunBackend : IRunScheduler, IAsyncDisposable
 {
     Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken);
+
+    /// <summary>How often a follower asks for the run's state: what a query costs on this backend.</summary>
+    TimeSpan PollInterval { get; }
 }
 
 /// <summary>The in-memory backend: nothing outlives the process but the checkpoints in the artifact store.</summary>
@@ -45,6 +48,9 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
         return state is null ? null : new RunSnapshot(state.IsCompleted, state.RuntimeStatus == OrchestrationRuntimeStatus.Completed,
             state.RuntimeStatus.ToString(), state.SerializedCustomStatus, state.SerializedOutput, Innermost(state.FailureDetails), ErrorKinds.Of(state.FailureDetails));
     }
+
+    /// <summary>A query is a call within this process: often enough that a finished run is reported at once.</summary>
+    public TimeSpan PollInterval => TimeSpan.FromMilliseconds(50);
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 
@@ -68,6 +74,8 @@ internal sealed class NoHistoryBackend : IRunBackend
     public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task<RunSnapshot?> GetAsync(string id, CancellationToken cancellationToken) => Task.FromResult<RunSnapshot?>(null);
+
+    public TimeSpan PollInterval => TimeSpan.FromMilliseconds(50);
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }
@@ -171,6 +179,9 @@ internal sealed class AzureStorageBackend : IRunBackend
                 ?? (state.OrchestrationStatus is OrchestrationStatus.Failed or OrchestrationStatus.Terminated ? state.Output : null),
             state.OrchestrationStatus == OrchestrationStatus.Failed ? KindOf(state.FailureDetails) : null);
     }
+
+    /// <summary>A query reads the storage account's instances table.</summary>
+    public TimeSpan PollInterval => TimeSpan.FromMilliseconds(300);
 
     /// <summary>Waits for the work items in flight (the caller has told a training chunk to stop at its next step).</summary>
     public async ValueTask DisposeAsync()

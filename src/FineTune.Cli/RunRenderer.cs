@@ -72,7 +72,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                         final = state;
                         return;
                     }
-                    await System.Threading.Tasks.Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+                    await System.Threading.Tasks.Task.Delay(backend.PollInterval, cancellationToken);
                 }
             });
         return final!;
@@ -91,7 +91,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                 last = line;
             }
             if (state is { Ended: true }) return state;
-            await Task.Delay(TimeSpan.FromMilliseconds(300), cancellationToken);
+            await Task.Delay(backend.PollInterval, cancellationToken);
         }
     }
 

@@ -70,5 +70,8 @@ public sealed class InputSafetyTests
         await host.Store.WriteAsync(name, new MemoryStream(original), WriteMode.Overwrite, default);
         var loaded = await files.LoadAsync(weights, null, default);
         Assert.Equal(original, await File.ReadAllBytesAsync(loaded.Recipe.WeightsPath));
+        // A worker hashes its copy again only when the file changed; a change of the same length is one.
+        await File.WriteAllBytesAsync(local, swapped);
+        Assert.Equal(original, await File.ReadAllBytesAsync((await files.LoadAsync(weights, null, default)).Recipe.WeightsPath));
     }
 }

@@ -170,24 +170,52 @@ public sealed class FineTuneModel : IDisposable
     /// <summary>The backbone's output for <paramref name="batch"/>: what the head receives.</summary>
     public Tensor Features(Tensor batch)
     {
-        Tensor? captured = null;
-        var hook = Head.register_forward_pre_hook((_, input) =>
+        using var capture = CaptureFeatures();
+        return capture.Of(batch);
+    }
+
+    /// <summary>
+    /// The backbone's outputs while the capture lasts, from any number of threads at once (<see cref="FeatureCapture.Of"/>):
+    /// hooks must not be added or removed while another thread's forward pass runs them.
+    /// </summary>
+    public FeatureCapture CaptureFeatures() => new(this);
+
+    /// <summary>One hook on the head's input for every thread, each thread reading what its own forward pass gave.</summary>
+    public sealed class FeatureCapture : IDisposable
+    {
+        [ThreadStatic] private static Tensor? t_captured;
+        private readonly FineTuneModel _model;
+        private readonly Action _removeHook;
+
+        internal FeatureCapture(FineTuneModel model)
         {
-            captured = input.alias().DetachFromDisposeScope();
-            return input;
-        });
-        try
-        {
-            using (NewDisposeScope())
-                Module.call(batch.to(Device));
+            _model = model;
+            var hook = model.Head.register_forward_pre_hook((_, input) =>
+            {
+                t_captured?.Dispose();
+                t_captured = input.alias().DetachFromDisposeScope();
+                return input;
+            });
+            _removeHook = hook.remove;
         }
-        finally
+
+        public Tensor Of(Tensor batch)
         {
-            hook.remove();
+            try
+            {
+                using (NewDisposeScope())
+                    _model.Module.call(batch.to(_model.Device));
+                // Re-created here so that the result belongs to the caller's dispose scope, like any other op's.
+                return t_captured!.alias();
+            }
+            finally
+            {
+                t_captured?.Dispose();
+                t_captured = null;
+            }
         }
-        // Re-created here so that the result belongs to the caller's dispose scope, like any other op's.
-        using (captured)
-            return captured!.alias();
+
+        public void Dispose() => _removeHook();
     }
 
     public void Dispose() => Module.Dispose();

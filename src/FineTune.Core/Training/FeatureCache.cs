@@ -1,5 +1,7 @@
 using FineTune.Core.Data;
+using System.Runtime.ExceptionServices;
 using FineTune.Core.Models;
+using FineTune.Core.Runtime;
 using static TorchSharp.torch;
 
 namespace FineTune.Core.Training;
@@ -37,26 +39,67 @@ public static class FeatureCache
             && !m.name.StartsWith(model.Family.HeadPath, StringComparison.Ordinal));
     }
 
-    /// <summary>The backbone features of every image, [N, F], computed in eval mode in batches.</summary>
-    public static Tensor Compute(FineTuneModel model, IImageSource source, int batchSize, CancellationToken cancellationToken,
-        Action<int>? onProgress = null)
+    /// <summary>
+    /// The backbone features of every image, [N, F], computed in eval mode in batches. On the CPU, batches go to as many
+    /// threads as torch has intra-op threads, each decoding its batch and running it on one core (<see cref="OpenMpThreads"/>).
+    /// </summary>
+    public static Tensor Compute(FineTuneModel model, IImageSource source, int batchSize, CancellationToken cancellationToken)
     {
         model.EvalMode();
-        var batches = new List<Tensor>();
-        using var _ = no_grad();
-        using var reuse = Runtime.GlibcMalloc.ReuseLargeBlocks();
-        for (int start = 0; start < source.Count; start += batchSize)
+        int batchCount = (source.Count + batchSize - 1) / batchSize;
+        var batches = new Tensor?[batchCount];
+        int streams = model.Device.type == TorchSharp.DeviceType.CPU && OpenMpThreads.Available ? Math.Clamp(get_num_threads(), 1, batchCount) : 1;
+        int next = -1;
+        using var reuse = GlibcMalloc.ReuseLargeBlocks();
+        using var capture = model.CaptureFeatures();
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            int end = Math.Min(source.Count, start + batchSize);
-            var images = source.Range(start, end);
-            // Kept in host memory: the cache is stored as an artifact and can outgrow the GPU.
-            batches.Add(model.Features(images).cpu().MoveToOuterDisposeScope());
-            onProgress?.Invoke(end);
+            void Run()
+            {
+                try
+                {
+                    // Grad mode and the OpenMP team size are the calling thread's own.
+                    using var _ = no_grad();
+                    using var single = streams > 1 ? OpenMpThreads.OneThread() : null;
+                    for (int batch = Interlocked.Increment(ref next); batch < batchCount; batch = Interlocked.Increment(ref next))
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        using var scope = NewDisposeScope();
+                        var images = source.Range(batch * batchSize, Math.Min(source.Count, (batch + 1) * batchSize));
+                        // Kept in host memory: the cache is stored as an artifact and can outgrow the GPU.
+                        batches[batch] = capture.Of(images).cpu().DetachFromDisposeScope();
+                    }
+                }
+                catch
+                {
+                    // The other threads stop at their next batch.
+                    Interlocked.Exchange(ref next, batchCount);
+                    throw;
+                }
+            }
+            var helpers = Enumerable.Range(1, streams - 1)
+                .Select(_ => Task.Factory.StartNew(Run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
+            try
+            {
+                Run();
+            }
+            finally
+            {
+                // Never left running on tensors this method disposes; a helper's failure surfaces when this thread's did not.
+                try
+                {
+                    Task.WaitAll(helpers.ToArray(), CancellationToken.None);
+                }
+                catch (AggregateException e)
+                {
+                    ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+                }
+            }
+            return cat(batches!, 0);
         }
-        var features = cat(batches, 0);
-        foreach (var batch in batches) batch.Dispose();
-        return features;
+        finally
+        {
+            foreach (var batch in batches) batch?.Dispose();
+        }
     }
 }

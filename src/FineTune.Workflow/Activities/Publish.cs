@@ -43,8 +43,10 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var state = await files.StateAtAsync(request.Sequence, token);
         var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors, StateDictFormat.TorchSharp]);
         var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
-        await WriteOnceAsync(files, published.SafetensorsName, safetensors, token);
-        await WriteOnceAsync(files, published.TorchSharpName, torchSharp, token);
+        // The hashes are computed while both files are written and synced to disk: together they were most of this step.
+        var hashes = Task.Run(() => (Safetensors: Sha256(safetensors), TorchSharp: Sha256(torchSharp), Dataset: DatasetHash(dataset)), token);
+        await Task.WhenAll(WriteOnceAsync(files, published.SafetensorsName, safetensors, token), WriteOnceAsync(files, published.TorchSharpName, torchSharp, token));
+        var sha256 = await hashes;
         bool onnx = job.Spec.Publish?.Onnx == true;
         if (onnx)
             await WriteOnceAsync(files, files.Layout.Onnx, engine.ExportOnnx(recipe, dataset, state), token);
@@ -61,8 +63,8 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
             BestEpoch = request.BestEpoch + 1,
             History = request.History,
             HyperParameters = job.Spec,
-            Dataset = new DatasetCard(job.Spec.Dataset.Location, DatasetHash(dataset), prepared.TrainImages, prepared.ValidationImages, prepared.TestImages, prepared.SkippedFiles),
-            Weights = new WeightsCard(request.Weights, Sha256(safetensors), Sha256(torchSharp)),
+            Dataset = new DatasetCard(job.Spec.Dataset.Location, sha256.Dataset, prepared.TrainImages, prepared.ValidationImages, prepared.TestImages, prepared.SkippedFiles),
+            Weights = new WeightsCard(request.Weights, sha256.Safetensors, sha256.TorchSharp),
             Lineage = new LineageCard(context.InstanceId, request.Sequence, DateTimeOffset.UtcNow),
         };
         var layout = files.Layout;

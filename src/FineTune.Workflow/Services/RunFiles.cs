@@ -24,21 +24,24 @@ public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOn
 public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
 {
     private readonly ConcurrentDictionary<string, Lazy<ImageDataset>> _datasets = new();
+    // Local files this worker has hashed, with the length and write time they had: every activity call of a run loads the
+    // weights, and hashing them again per call (63 MB for resnet18) cost more than a call's training.
+    private readonly ConcurrentDictionary<string, (long Length, DateTime Written, string Sha256)> _hashed = new();
     private string Work => options.Value.WorkDirectory;
 
     public RunFiles For(FineTuneJob job) => new(this, store, checkpoints, job);
 
     /// <summary>
-    /// The weights as a local file, fetched from the store when this worker has no copy. Every load checks the
-    /// bytes against the SHA-256 the fetch step verified: a blob replaced in the store (or a local copy gone bad)
-    /// is never trained on.
+    /// The weights as a local file, fetched from the store when this worker has no copy. The copy is checked against
+    /// the SHA-256 the fetch step verified when fetched and whenever its length or write time changes: a blob replaced
+    /// in the store (or a local copy gone bad) is never trained on.
     /// </summary>
     internal async Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken)
     {
         string path = Path.Combine(Work, weights.ArtifactName);
         if (File.Exists(path))
         {
-            if (await Sha256Async(path, cancellationToken) == weights.Sha256) return path;
+            if (await LocalSha256Async(path, cancellationToken) == weights.Sha256) return path;
             File.Delete(path);
         }
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
@@ -53,12 +56,25 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
                 throw new InvalidWeightsException(
                     $"{weights.ArtifactName} in the artifact store has SHA-256 {actual}, not the {weights.Sha256} fetched from {weights.Source}: it was replaced or damaged");
             File.Move(temp, path, overwrite: true);
+            var moved = new FileInfo(path);
+            _hashed[path] = (moved.Length, moved.LastWriteTimeUtc, actual);
         }
         finally
         {
             File.Delete(temp);
         }
         return path;
+    }
+
+    /// <summary>A local file's SHA-256, hashed again only when its length or write time changed since this worker hashed it.</summary>
+    private async Task<string> LocalSha256Async(string path, CancellationToken cancellationToken)
+    {
+        var file = new FileInfo(path);
+        if (_hashed.TryGetValue(path, out var known) && known.Length == file.Length && known.Written == file.LastWriteTimeUtc) return known.Sha256;
+        // Length and time read before hashing: a write meanwhile makes the next call hash again.
+        var hashed = (file.Length, file.LastWriteTimeUtc, await Sha256Async(path, cancellationToken));
+        _hashed[path] = hashed;
+        return hashed.Item3;
     }
 
     private static async Task<string> Sha256Async(string path, CancellationToken cancellationToken)
