@@ -142,12 +142,15 @@ public sealed class FineTuneEngine : IDisposable
             LoadBackbone(model, recipe.WeightsPath);
             TrainingSnapshot.RestoreWeights(model, state.Parts);
             var stateDict = model.Module.state_dict();
-            return formats.ToDictionary(format => format, format =>
+            // Each format is a pass over the same tensors, which it only reads: one format per core.
+            var files = new byte[formats.Count][];
+            Parallel.For(0, formats.Count, i =>
             {
-                using var stream = new MemoryStream();
-                StateDictFile.Write(stateDict, stream, format);
-                return stream.ToArray();
+                using var stream = new MemoryStream(StateDictFile.SizeHint(stateDict));
+                StateDictFile.Write(stateDict, stream, formats[i]);
+                files[i] = stream.ToArray();
             });
+            return formats.Select((format, i) => (format, i)).ToDictionary(f => f.format, f => files[f.i]);
         });
     }
 
@@ -184,10 +187,13 @@ public sealed class FineTuneEngine : IDisposable
     /// </summary>
     private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze, bool backboneWeights = true)
     {
-        var model = FineTuneModel.Create(recipe.ModelFamily, classes, recipe.Training.Seed, recipe.HeadDropout);
+        // Reading the weights and drawing the network's initial ones take ~0.1 s each for resnet18: both at once, on two cores.
+        var weights = backboneWeights ? Task.Run(() => StateDictFile.Read(recipe.WeightsPath)) : null;
+        FineTuneModel? model = null;
         try
         {
-            if (backboneWeights) LoadBackbone(model, recipe.WeightsPath);
+            model = FineTuneModel.Create(recipe.ModelFamily, classes, recipe.Training.Seed, recipe.HeadDropout);
+            if (weights is not null) PretrainedWeights.LoadBackbone(model, weights.GetAwaiter().GetResult());
             freeze = model.Freeze(recipe.Freeze);
             var device = Runtime.TorchDevice.Resolve(recipe.Device);
             Runtime.TorchDevice.UseTf32(device, recipe.Tf32);
@@ -196,8 +202,15 @@ public sealed class FineTuneEngine : IDisposable
         }
         catch
         {
-            model.Dispose();
+            model?.Dispose();
             throw;
+        }
+        finally
+        {
+            // Read on another thread, outside any dispose scope: disposed here once copied (or when the build failed).
+            if (weights is not null)
+                _ = weights.ContinueWith(read => { foreach (var tensor in read.Result.Values) tensor.Dispose(); },
+                    CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 

