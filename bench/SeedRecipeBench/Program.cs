@@ -86,7 +86,12 @@ try
                 $"best {result.GetProperty("best").GetDouble():P1}; epochs {result.GetProperty("seconds").GetDouble():F1} s; val by epoch {curve}"));
         }
     }
-    foreach (var (cli, how) in new[] { (Path.Combine(published, "finetune.dll"), "published"), (built, "built") })
+    var clis = new[] { (Path.Combine(published, "finetune.dll"), "published"), (built, "built") };
+    // A build converts the weights it ships once, into the user's weights cache (as torch.hub downloads once): done here
+    // untimed, as the PyTorch side is handed its .pth.
+    foreach (var (cli, how) in clis)
+        Run("dotnet", [cli, "train", "--dataset", data, "--epochs", "1", "--work", Path.Combine(root, "warm-up-" + how)]);
+    foreach (var (cli, how) in clis)
     foreach (var resize in new[] { "crop", "pad" })
     {
         string work = Path.Combine(root, $"work-{how}-{resize}");
