@@ -27,15 +27,16 @@ public static class DatasetLoader
 
     /// <param name="location">a folder, a .zip or a .csv</param>
     /// <param name="extractTo">where a .zip is unpacked (a fresh temporary folder when null)</param>
-    public static ImageDataset Load(string location, DatasetOptions options, string? extractTo = null)
+    /// <param name="keep">where the images the scan decodes are kept for the pass that follows (none when null)</param>
+    public static ImageDataset Load(string location, DatasetOptions options, string? extractTo = null, FittedImages? keep = null)
     {
-        if (Directory.Exists(location)) return Build(FromFolder(location), options);
+        if (Directory.Exists(location)) return Build(FromFolder(location), options, keep);
         if (!File.Exists(location))
             throw new InvalidDatasetException($"dataset '{location}' does not exist");
         return Path.GetExtension(location).ToLowerInvariant() switch
         {
-            ".zip" => Build(FromFolder(Extract(location, options, extractTo ?? Directory.CreateTempSubdirectory("dataset-").FullName)), options),
-            ".csv" => Build(FromManifest(location), options),
+            ".zip" => Build(FromFolder(Extract(location, options, extractTo ?? Directory.CreateTempSubdirectory("dataset-").FullName)), options, keep),
+            ".csv" => Build(FromManifest(location), options, keep),
             _ => throw new InvalidDatasetException($"dataset '{location}' is neither a folder, a .zip nor a .csv manifest"),
         };
     }
@@ -146,13 +147,13 @@ public static class DatasetLoader
             throw new InvalidDatasetException($"{part} has classes that {trainPart} lacks: {string.Join(", ", extra)}");
     }
 
-    private static ImageDataset Build(Parts parts, DatasetOptions options)
+    private static ImageDataset Build(Parts parts, DatasetOptions options, FittedImages? keep)
     {
         var classes = parts.Classes;
         if (classes.Count == 0)
             throw new InvalidDatasetException("the dataset is empty: no class folders (one folder per class) or labels");
         var skipped = new ConcurrentBag<SkippedFile>();
-        List<List<string>>? ScanAll(List<List<string>>? byClass) => byClass?.Select(files => Scan(parts.Root, files, options, skipped)).ToList();
+        List<List<string>>? ScanAll(List<List<string>>? byClass) => byClass?.Select(files => Scan(parts.Root, files, options, skipped, keep)).ToList();
         var goodPool = ScanAll(parts.Pool)!;
         var goodVal = ScanAll(parts.Validation);
         var goodTest = ScanAll(parts.Test);
@@ -226,19 +227,19 @@ public static class DatasetLoader
     private static List<ImageSample> Samples(List<List<string>> byClass) =>
         byClass.SelectMany((files, label) => files.Select(f => new ImageSample(f, label))).ToList();
 
-    private static List<string> Scan(string root, List<string> files, DatasetOptions options, ConcurrentBag<SkippedFile> skipped)
+    private static List<string> Scan(string root, List<string> files, DatasetOptions options, ConcurrentBag<SkippedFile> skipped, FittedImages? keep)
     {
         var good = new ConcurrentBag<string>();
         Parallel.ForEach(files, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Parallelism) }, file =>
         {
-            string? reason = Check(root, file, options);
+            string? reason = Check(root, file, options, keep);
             if (reason is null) good.Add(file);
             else skipped.Add(new SkippedFile(file, reason));
         });
         return good.Order(StringComparer.Ordinal).ToList();
     }
 
-    private static string? Check(string root, string file, DatasetOptions options)
+    private static string? Check(string root, string file, DatasetOptions options, FittedImages? keep)
     {
         try
         {
@@ -248,7 +249,8 @@ public static class DatasetLoader
             long length = new FileInfo(file).Length;
             if (length == 0) return "empty file";
             if (length > options.MaxFileBytes) return $"{length} bytes is over the {options.MaxFileBytes}-byte limit";
-            ImageLoader.Decode(file, options.MaxPixels, options.MaxAspectRatio);
+            var decoded = ImageLoader.Decode(file, options.MaxPixels, options.MaxAspectRatio);
+            keep?.Keep(file, decoded);
             return null;
         }
         catch (InvalidImageException e)

@@ -20,10 +20,15 @@ public interface IImageSource
     bool IsAugmented { get; }
 }
 
-/// <summary>Image files, decoded and preprocessed for a model family on every access, a batch's files in parallel.</summary>
+/// <summary>
+/// Image files, decoded and preprocessed for a model family on every access, a batch's files in parallel; without
+/// augmentation, an image the dataset scan kept (<paramref name="fitted"/>, for this preprocessing) is taken instead.
+/// </summary>
 public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preprocessing preprocessing, Augmentation? augmentation = null,
-    int parallelism = 0) : IImageSource
+    int parallelism = 0, FittedImages? fitted = null) : IImageSource
 {
+    private readonly FittedImages? _fitted = augmentation is null && fitted?.Preprocessing == preprocessing ? fitted : null;
+
     public IReadOnlyList<ImageSample> Samples => samples;
     public int Count => samples.Count;
     public bool IsAugmented => augmentation is not null;
@@ -41,10 +46,11 @@ public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preproce
             Parallel.For(0, indices.Count, options, n =>
             {
                 int index = indices[n];
-                var decoded = ImageLoader.Decode(samples[index].Path);
-                var view = augmentation is null
-                    ? ImageLoader.Fit(decoded, preprocessing)
-                    : augmentation.Apply(decoded, preprocessing, new Random(augmentationSeed(index)));
+                string path = samples[index].Path;
+                var view = _fitted?.Take(path)
+                    ?? (augmentation is null
+                        ? ImageLoader.Fit(ImageLoader.Decode(path), preprocessing)
+                        : augmentation.Apply(ImageLoader.Decode(path), preprocessing, new Random(augmentationSeed(index))));
                 ImageLoader.Fill(view, preprocessing, inputs.AsSpan(n * length, length));
             });
         }

@@ -35,8 +35,9 @@ public sealed class FineTuneEngine : IDisposable
     /// applies: serialised features by shard (<see cref="FeatureCache.ShardName"/>), each split cut into shards of at
     /// most <paramref name="maxShardBytes"/> (one row at least).
     /// </summary>
+    /// <param name="fitted">the images the dataset's scan kept (<see cref="DatasetLoader.Load"/>): the pass decodes only the others</param>
     public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
-        long maxShardBytes = FeatureCache.DefaultShardBytes)
+        long maxShardBytes = FeatureCache.DefaultShardBytes, FittedImages? fitted = null)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
@@ -53,7 +54,8 @@ public sealed class FineTuneEngine : IDisposable
             // The model is thrown away after this pass, which is all a frozen-backbone run spends its time on.
             model.FuseForInference();
             int batch = model.Device.type == DeviceType.CPU ? CpuFeatureBatch : InferenceBatch;
-            var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)]), batch, cancellationToken);
+            var source = new FileImageSource([.. splits.SelectMany(s => s.Samples)], recipe.Preprocessing, fitted: fitted);
+            var all = FeatureCache.Compute(model, source, batch, cancellationToken);
             int offset = 0;
             int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.shape[1] * all.ElementSize), 1, int.MaxValue);
             foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))

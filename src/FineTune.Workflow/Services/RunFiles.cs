@@ -14,7 +14,11 @@ using Microsoft.Extensions.Options;
 namespace FineTune.Workflow.Services;
 
 /// <summary>What an activity call works on, loaded in one call: the dataset, the recipe and, when cached, the features.</summary>
-public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOnlyDictionary<string, byte[]>? Features);
+public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOnlyDictionary<string, byte[]>? Features)
+{
+    /// <summary>The images the scan decoded, kept fitted to the recipe's input when asked for and this call scanned.</summary>
+    public FittedImages? Fitted { get; init; }
+}
 
 /// <summary>
 /// What this worker keeps for the runs it serves, whichever activity lands on it: the pretrained weights and the
@@ -83,16 +87,19 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
         return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken));
     }
 
-    /// <summary>The dataset, scanned once per worker and run; from the store into local scratch when it is a blob.</summary>
-    internal async Task<ImageDataset> DatasetAsync(FineTuneJob job, CancellationToken cancellationToken)
+    /// <summary>
+    /// The dataset, scanned once per worker and run; from the store into local scratch when it is a blob. The images
+    /// the scan decodes go to <paramref name="keep"/> when this call is the one that scans.
+    /// </summary>
+    internal async Task<ImageDataset> DatasetAsync(FineTuneJob job, CancellationToken cancellationToken, FittedImages? keep = null)
     {
         string location = job.Spec.Dataset.Location;
         if (!location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
-            return Checked(job, Scanned(job, location));
+            return Checked(job, Scanned(job, location, keep));
         string name = location[WeightsFetcher.BlobPrefix.Length..];
         try
         {
-            return Checked(job, Scanned(job, await MaterialiseAsync(job.DataRunId, name, cancellationToken)));
+            return Checked(job, Scanned(job, await MaterialiseAsync(job.DataRunId, name, cancellationToken), keep));
         }
         catch (BadInputException e)
         {
@@ -121,9 +128,9 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
 
     private string UnzippedFolder(string jobId) => Path.Combine(Work, "runs", jobId, "unzipped");
 
-    private ImageDataset Scanned(FineTuneJob job, string local) =>
+    private ImageDataset Scanned(FineTuneJob job, string local, FittedImages? keep) =>
         _datasets.GetOrAdd($"{job.DataRunId}|{job.Spec.Dataset.Location}", _ => new Lazy<ImageDataset>(() =>
-            DatasetLoader.Load(local, job.Spec.ToDatasetOptions(), UnzippedFolder(job.DataRunId)))).Value;
+            DatasetLoader.Load(local, job.Spec.ToDatasetOptions(), UnzippedFolder(job.DataRunId), keep))).Value;
 
     private static ImageDataset Checked(FineTuneJob job, ImageDataset dataset)
     {
@@ -244,13 +251,17 @@ public sealed class RunFiles
     /// <summary>
     /// The dataset (its scan timed on <paramref name="clock"/> when given), the recipe with the weights as a local
     /// file, and the cached features when <paramref name="prepared"/> says there are some (null before they exist).
+    /// With <paramref name="forFeaturePass"/>, when the recipe can train on cached features, the images the scan decodes
+    /// are kept fitted to the recipe's input (<see cref="ActivityInputs.Fitted"/>) for the feature pass that follows.
     /// </summary>
-    public async Task<ActivityInputs> LoadAsync(WeightsRef weights, PreparedSummary? prepared, CancellationToken cancellationToken, StageClock? clock = null)
+    public async Task<ActivityInputs> LoadAsync(WeightsRef weights, PreparedSummary? prepared, CancellationToken cancellationToken, StageClock? clock = null,
+        bool forFeaturePass = false)
     {
-        var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken));
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
+        var fitted = forFeaturePass && recipe.Training is { UseFeatureCache: true, Augmentation: null } ? new FittedImages(recipe.Preprocessing) : null;
+        var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken, fitted));
         var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
-        return new ActivityInputs(dataset, recipe, features);
+        return new ActivityInputs(dataset, recipe, features) { Fitted = fitted };
     }
 
     public async Task<TrainingState?> LatestStateAsync(CancellationToken cancellationToken) =>
