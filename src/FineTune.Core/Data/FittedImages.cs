@@ -30,7 +30,15 @@ public sealed class FittedImages(Preprocessing preprocessing, long budgetBytes =
             Interlocked.Add(ref _bytes, -size);
             return;
         }
-        _images[path] = ImageLoader.Fit(decoded, preprocessing);
+        try
+        {
+            _images[path] = ImageLoader.Fit(decoded, preprocessing);
+        }
+        catch (ArgumentException)
+        {
+            // Not kept: the pass fits the file itself and meets the same failure there, where it belongs.
+            Interlocked.Add(ref _bytes, -size);
+        }
     }
 
     /// <summary>The kept image of <paramref name="path"/>, removed; null when it was not kept (or was taken already).</summary>

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.ExceptionServices;
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Core.Export;
@@ -146,12 +147,21 @@ public sealed class FineTuneEngine : IDisposable
             var stateDict = model.Module.state_dict();
             // Each format is a pass over the same tensors, which it only reads: one format per core.
             var files = new byte[formats.Count][];
-            Parallel.For(0, formats.Count, i =>
+            try
             {
-                using var stream = new MemoryStream(StateDictFile.SizeHint(stateDict));
-                StateDictFile.Write(stateDict, stream, formats[i]);
-                files[i] = stream.ToArray();
-            });
+                Parallel.For(0, formats.Count, i =>
+                {
+                    // Dispose scopes are per thread: each format's temporaries are its own thread's to free.
+                    using var formatScope = NewDisposeScope();
+                    using var stream = new MemoryStream(StateDictFile.SizeHint(stateDict));
+                    StateDictFile.Write(stateDict, stream, formats[i]);
+                    files[i] = stream.ToArray();
+                });
+            }
+            catch (AggregateException e)
+            {
+                ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
+            }
             return formats.Select((format, i) => (format, i)).ToDictionary(f => f.format, f => files[f.i]);
         });
     }
@@ -190,7 +200,8 @@ public sealed class FineTuneEngine : IDisposable
     private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze, bool backboneWeights = true)
     {
         // Reading the weights and drawing the network's initial ones take ~0.1 s each for resnet18: both at once, on two cores.
-        var weights = backboneWeights ? Task.Run(() => StateDictFile.Read(recipe.WeightsPath)) : null;
+        var weights = backboneWeights ? Task.Factory.StartNew(() => ReadDetached(recipe.WeightsPath), CancellationToken.None,
+            TaskCreationOptions.LongRunning, TaskScheduler.Default) : null;
         FineTuneModel? model = null;
         try
         {
@@ -214,6 +225,15 @@ public sealed class FineTuneEngine : IDisposable
                 _ = weights.ContinueWith(read => { foreach (var tensor in read.Result.Values) tensor.Dispose(); },
                     CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
+    }
+
+    /// <summary>A state dict read on a thread of its own: what the reading made besides is disposed there, the result is the caller's.</summary>
+    private static Dictionary<string, Tensor> ReadDetached(string path)
+    {
+        using var scope = NewDisposeScope();
+        var weights = StateDictFile.Read(path);
+        foreach (var tensor in weights.Values) tensor.DetachFromDisposeScope();
+        return weights;
     }
 
     private static void LoadBackbone(FineTuneModel model, string weightsPath)

@@ -48,7 +48,10 @@ public static class FeatureCache
         model.EvalMode();
         int batchCount = (source.Count + batchSize - 1) / batchSize;
         var batches = new Tensor?[batchCount];
-        int streams = model.Device.type == TorchSharp.DeviceType.CPU && OpenMpThreads.Available ? Math.Clamp(get_num_threads(), 1, batchCount) : 1;
+        // torch counts the machine's cores, .NET the ones a container may use: each stream holds a batch's activations.
+        int streams = model.Device.type == TorchSharp.DeviceType.CPU && OpenMpThreads.Available
+            ? Math.Clamp(Math.Min(get_num_threads(), Environment.ProcessorCount), 1, batchCount)
+            : 1;
         int next = -1;
         using var reuse = GlibcMalloc.ReuseLargeBlocks();
         using var capture = model.CaptureFeatures();
@@ -79,22 +82,25 @@ public static class FeatureCache
             }
             var helpers = Enumerable.Range(1, streams - 1)
                 .Select(_ => Task.Factory.StartNew(Run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToList();
+            Exception? failure = null;
             try
             {
                 Run();
             }
-            finally
+            catch (Exception e)
             {
-                // Never left running on tensors this method disposes; a helper's failure surfaces when this thread's did not.
-                try
-                {
-                    Task.WaitAll(helpers.ToArray(), CancellationToken.None);
-                }
-                catch (AggregateException e)
-                {
-                    ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
-                }
+                failure = e;
             }
+            // Never left running on tensors this method disposes; a helper's failure surfaces when this thread's did not.
+            try
+            {
+                Task.WaitAll(helpers.ToArray(), CancellationToken.None);
+            }
+            catch (AggregateException e)
+            {
+                failure ??= e.InnerExceptions[0];
+            }
+            if (failure is not null) ExceptionDispatchInfo.Throw(failure);
             return cat(batches!, 0);
         }
         finally

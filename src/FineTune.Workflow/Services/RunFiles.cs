@@ -4,6 +4,7 @@ using FineTune.Core;
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Engine;
+using FineTune.Core.Models;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
@@ -38,7 +39,7 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
     /// <summary>
     /// The weights as a local file, fetched from the store when this worker has no copy. The copy is checked against
     /// the SHA-256 the fetch step verified when fetched and whenever its length or write time changes: a blob replaced
-    /// in the store (or a local copy gone bad) is never trained on.
+    /// in the store, or a local copy rewritten since, is never trained on (damage that keeps both is not looked for).
     /// </summary>
     internal async Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken)
     {
@@ -258,7 +259,9 @@ public sealed class RunFiles
         bool forFeaturePass = false)
     {
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
-        var fitted = forFeaturePass && recipe.Training is { UseFeatureCache: true, Augmentation: null } ? new FittedImages(recipe.Preprocessing) : null;
+        // The conditions of a feature cache that need no model (FeatureCache.IsExact checks the rest).
+        bool cacheable = recipe.Training is { UseFeatureCache: true, Augmentation: null } && recipe.Freeze == FreezeMode.Head;
+        var fitted = forFeaturePass && cacheable ? new FittedImages(recipe.Preprocessing) : null;
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken, fitted));
         var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
         return new ActivityInputs(dataset, recipe, features) { Fitted = fitted };
