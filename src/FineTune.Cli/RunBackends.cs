@@ -49,7 +49,7 @@ internal sealed class InMemoryBackend(DurableTaskClient client) : IRunBackend
             state.RuntimeStatus.ToString(), state.SerializedCustomStatus, state.SerializedOutput, Innermost(state.FailureDetails), ErrorKinds.Of(state.FailureDetails));
     }
 
-    /// <summary>A query is a call within this process: often enough that a finished run is reported at once.</summary>
+    /// <summary>A query goes to the sidecar in this process over loopback, well under a millisecond: often enough that a finished run is reported at once.</summary>
     public TimeSpan PollInterval => TimeSpan.FromMilliseconds(50);
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;

@@ -44,7 +44,7 @@ public sealed class FineTuneEngine : IDisposable
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
         var train = TrainSource(recipe, dataset);
         int stepsPerEpoch = Trainer.StepsPerEpochFor(train.Count, recipe.Training.BatchSize);
-        bool cache = recipe.Training.UseFeatureCache && FeatureCache.IsExact(model, train);
+        bool cache = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train);
         var features = new Dictionary<string, byte[]>();
         if (cache)
         {
@@ -55,8 +55,7 @@ public sealed class FineTuneEngine : IDisposable
             // The model is thrown away after this pass, which is all a frozen-backbone run spends its time on.
             model.FuseForInference();
             int batch = model.Device.type == DeviceType.CPU ? CpuFeatureBatch : InferenceBatch;
-            var source = new FileImageSource([.. splits.SelectMany(s => s.Samples)], recipe.Preprocessing, fitted: fitted);
-            var all = FeatureCache.Compute(model, source, batch, cancellationToken);
+            var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)], fitted), batch, cancellationToken);
             int offset = 0;
             int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.shape[1] * all.ElementSize), 1, int.MaxValue);
             foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))
@@ -162,7 +161,7 @@ public sealed class FineTuneEngine : IDisposable
             {
                 ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
             }
-            return formats.Select((format, i) => (format, i)).ToDictionary(f => f.format, f => files[f.i]);
+            return formats.Zip(files).ToDictionary(f => f.First, f => f.Second);
         });
     }
 
@@ -308,7 +307,8 @@ public sealed class FineTuneEngine : IDisposable
     private static FileImageSource TrainSource(Recipe recipe, ImageDataset dataset) =>
         new(dataset.Train, recipe.Preprocessing, recipe.Training.Augmentation);
 
-    private static FileImageSource EvaluationSource(Recipe recipe, IReadOnlyList<ImageSample> samples) => new(samples, recipe.Preprocessing);
+    private static FileImageSource EvaluationSource(Recipe recipe, IReadOnlyList<ImageSample> samples, FittedImages? fitted = null) =>
+        new(samples, recipe.Preprocessing, fitted: fitted);
 
     private static byte[] Serialize(Tensor features)
     {

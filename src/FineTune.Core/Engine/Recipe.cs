@@ -19,6 +19,12 @@ public sealed record Recipe(
     public ModelFamily ModelFamily => ModelRegistry.Get(Family);
 
     public Preprocessing Preprocessing => ModelFamily.Preprocessing with { Resize = Resize };
+
+    /// <summary>
+    /// Whether the frozen-backbone feature cache may apply, as far as the recipe alone decides: asked for, no augmentation,
+    /// only the head trains. <see cref="FeatureCache.IsExact"/> checks the built network too (dropout before the head).
+    /// </summary>
+    public bool MayCacheFeatures => Training is { UseFeatureCache: true, Augmentation: null } && Freeze == FreezeMode.Head;
 }
 
 /// <summary>What "prepare model" found: the head, what trains, and whether the feature cache applies.</summary>

@@ -4,7 +4,6 @@ using FineTune.Core;
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Engine;
-using FineTune.Core.Models;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
@@ -259,9 +258,7 @@ public sealed class RunFiles
         bool forFeaturePass = false)
     {
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
-        // The conditions of a feature cache that need no model (FeatureCache.IsExact checks the rest).
-        bool cacheable = recipe.Training is { UseFeatureCache: true, Augmentation: null } && recipe.Freeze == FreezeMode.Head;
-        var fitted = forFeaturePass && cacheable ? new FittedImages(recipe.Preprocessing) : null;
+        var fitted = forFeaturePass && recipe.MayCacheFeatures ? new FittedImages(recipe.Preprocessing) : null;
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken, fitted));
         var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
         return new ActivityInputs(dataset, recipe, features) { Fitted = fitted };
