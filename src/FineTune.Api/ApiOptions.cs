@@ -13,6 +13,16 @@ public sealed class ApiOptions
     /// <summary>Largest dataset .zip a request may upload.</summary>
     public long MaxUploadBytes { get; set; } = 1L << 30;
 
+    /// <summary>
+    /// The absolute URL clients reach the API at (<c>finetune serve</c>: the address it listens on); links and
+    /// <c>Location</c> headers are built from it, never from a request's Host. Unset: the request's own URL, for the
+    /// Functions app, whose platform routes to it only the host names configured for it.
+    /// </summary>
+    public string? BaseUrl { get; set; }
+
+    /// <summary>Images one predict request may send.</summary>
+    public int MaxPredictImages { get; set; } = 1024;
+
     /// <summary>Largest image predict accepts, as in training.</summary>
     public long MaxImageBytes { get; set; } = new DatasetOptions().MaxFileBytes;
 

@@ -14,6 +14,13 @@ public static class Dashboard
         [".css"] = "text/css; charset=utf-8",
     };
 
+    /// <summary>Whether <paramref name="asset"/> ("": the page) is one of the dashboard's files.</summary>
+    public static bool Has(string asset)
+    {
+        string name = asset.Length == 0 ? Page : asset;
+        return ContentTypes.ContainsKey(Path.GetExtension(name)) && typeof(Dashboard).Assembly.GetManifestResourceInfo("dashboard/" + name) is not null;
+    }
+
     /// <summary>The file <paramref name="asset"/> ("" or null: the page); 404 for anything else.</summary>
     public static IResult Serve(string? asset)
     {

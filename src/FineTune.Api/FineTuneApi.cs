@@ -40,6 +40,8 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     private const int MaxPageSize = 200;
     private const int DefaultPageSize = 50;
     private const int DefaultTop = 5;
+    /// <summary>Parts a start request may have: the spec and the dataset, and a few a client adds that are ignored.</summary>
+    private const int StartParts = 8;
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
@@ -55,12 +57,14 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     public async Task<IResult> StartAsync(HttpRequest request, DurableTaskClient client)
     {
         var cancellationToken = request.HttpContext.RequestAborted;
+        if (request.HasFormContentType) return await StartWithUploadAsync(request, client, cancellationToken);
+        // A JSON body only as JSON: a page on another site may send text/plain without asking first.
+        if (!IsJson(request.ContentType))
+            return Problem(415, "send the job spec as application/json, or a dataset .zip and the spec as multipart/form-data");
         JobSpec spec;
         try
         {
-            string? json = request.HasFormContentType
-                ? await SpecWithUploadAsync(request, cancellationToken)
-                : await ReadCappedAsync(request, cancellationToken);
+            string? json = await ReadCappedAsync(request, cancellationToken);
             if (json is null) return Problem(413, $"the job spec is over {JobSpecReader.MaxBytes} bytes");
             spec = JobSpecReader.Read(json, localPaths: options.Value.AllowLocalPaths);
         }
@@ -71,7 +75,11 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         if (options.Value.AllowLocalPaths && !spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
             && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
             return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
+        return await ScheduleAsync(request, client, spec, cancellationToken);
+    }
 
+    private async Task<IResult> ScheduleAsync(HttpRequest request, DurableTaskClient client, JobSpec spec, CancellationToken cancellationToken)
+    {
         StartOutcome outcome;
         try
         {
@@ -81,7 +89,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         {
             return Problem(409, e.Message, [new FieldError("jobId", "is bound to another spec")]);
         }
-        var links = RunView.LinksOf(request, outcome.JobId);
+        var links = LinksOf(request, outcome.JobId);
         if (!outcome.Started)
             return Results.Json(new { error = $"job '{outcome.JobId}' already exists ({outcome.ExistingStatus})", links }, Json, statusCode: 409);
         request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
@@ -97,7 +105,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         if (BadId(id) is { } bad) return bad;
         var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: true, request.HttpContext.RequestAborted);
         if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
-        var view = RunView.Of(request, instance, withResult: true);
+        var view = RunView.Of(BaseUrl(request), instance, withResult: true);
         if (instance.IsCompleted) return Results.Json(view, Json);
         request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
         return new WithLocation(Results.Json(view, Json, statusCode: 202), view.Links.Status);
@@ -142,14 +150,28 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             PageSize = top,
         };
         string? token = query["continuationToken"];
-        await foreach (var page in client.GetAllInstancesAsync(filter).AsPages(string.IsNullOrEmpty(token) ? null : token, top)
-            .WithCancellation(request.HttpContext.RequestAborted))
+        if (string.IsNullOrEmpty(token)) token = null;
+        try
         {
-            var runs = page.Values.Where(i => RunStarter.IsRun(i.Name))
-                .OrderByDescending(i => i.CreatedAt).Select(i => RunView.Of(request, i, withResult: false)).ToList();
-            return Results.Json(new RunPage(runs, string.IsNullOrEmpty(page.ContinuationToken) ? null : page.ContinuationToken), Json);
+            var page = await FirstPageAsync(client, filter, token, request.HttpContext.RequestAborted);
+            var runs = page?.Values.Where(i => RunStarter.IsRun(i.Name))
+                .OrderByDescending(i => i.CreatedAt).Select(i => RunView.Of(BaseUrl(request), i, withResult: false)).ToList() ?? [];
+            return Results.Json(new RunPage(runs, string.IsNullOrEmpty(page?.ContinuationToken) ? null : page.ContinuationToken), Json);
         }
-        return Results.Json(new RunPage([], null), Json);
+        catch (Exception e) when (token is not null && e is not OperationCanceledException)
+        {
+            // The token's format is the backend's own: a query it fails while the same query without it succeeds
+            // is a bad token, not a failing store.
+            await FirstPageAsync(client, filter with { PageSize = 1 }, null, request.HttpContext.RequestAborted);
+            return Problem(400, "invalid filter", [new FieldError("continuationToken", "is not a token a previous page gave")]);
+        }
+    }
+
+    private static async Task<Microsoft.DurableTask.Page<OrchestrationMetadata>?> FirstPageAsync(DurableTaskClient client, OrchestrationQuery filter, string? token,
+        CancellationToken cancellationToken)
+    {
+        await foreach (var page in client.GetAllInstancesAsync(filter).AsPages(token, filter.PageSize).WithCancellation(cancellationToken)) return page;
+        return null;
     }
 
     /// <summary>POST /api/finetune/{id}/cancel: stops the run at its next step boundary; its checkpoints stay, so starting it again resumes.</summary>
@@ -162,7 +184,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         if (instance.IsCompleted) return Problem(409, $"job '{id}' has already ended ({instance.RuntimeStatus})");
         // The running chunk stops at its next step with a checkpoint there; restart continues from it.
         if (await runs.CancelAsync(new DurableClientScheduler(client), id, cancellationToken) is { } refusal) return Problem(409, refusal);
-        var links = RunView.LinksOf(request, id);
+        var links = LinksOf(request, id);
         return new WithLocation(Results.Json(new { id, status = "cancelling", links }, Json, statusCode: 202), links.Status);
     }
 
@@ -172,7 +194,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         if (BadId(id) is { } bad) return bad;
         var outcome = await runs.RestartAsync(new DurableClientScheduler(client), id, request.HttpContext.RequestAborted);
         if (!outcome.Started) return Problem(409, outcome.ExistingStatus ?? $"run '{id}' cannot restart");
-        var links = RunView.LinksOf(request, id);
+        var links = LinksOf(request, id);
         request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
         return new WithLocation(Results.Json(new StartedRun(id, links), Json, statusCode: 202), links.Status);
     }
@@ -191,7 +213,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     {
         if (BadId(id) is { } bad) return bad;
         var layout = new RunLayout(id);
-        var links = RunView.LinksOf(request, id);
+        var links = LinksOf(request, id);
         var files = new List<ArtifactListing>();
         await foreach (var item in store.ListAsync(layout.Root, request.HttpContext.RequestAborted))
         {
@@ -236,23 +258,37 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             return Problem(400, "invalid request", [new FieldError("top", "must be a whole number, at least 1")]);
         if (!request.HasFormContentType)
             return Problem(400, "invalid request", [new FieldError(ApiRoutes.ImageField, "send the images as multipart/form-data")]);
-        var form = await request.ReadFormAsync(cancellationToken);
-        var images = form.Files.GetFiles(ApiRoutes.ImageField);
-        if (images.Count == 0) return Problem(400, "invalid request", [new FieldError(ApiRoutes.ImageField, "at least one image is required")]);
-        var tooLarge = images.Select((image, i) => (image, i)).Where(x => x.image.Length > options.Value.MaxImageBytes)
-            .Select(x => new FieldError($"{ApiRoutes.ImageField}[{x.i}]", $"{x.image.FileName}: {x.image.Length} bytes is over the {options.Value.MaxImageBytes}-byte limit")).ToList();
-        if (tooLarge.Count > 0) return Problem(400, "invalid request", tooLarge);
 
         string folder = Directory.CreateTempSubdirectory("finetune-predict-").FullName;
         try
         {
+            // Each image is written where the model reads it as it arrives; too large ones are skipped and all named.
+            var names = new List<string>();
             var paths = new List<string>();
-            foreach (var image in images)
+            var tooLarge = new List<FieldError>();
+            long maxBytes = options.Value.MaxImageBytes;
+            int maxImages = options.Value.MaxPredictImages;
+            try
             {
-                string path = Path.Combine(folder, paths.Count.ToString(CultureInfo.InvariantCulture));
-                await using (var file = File.Create(path)) await image.CopyToAsync(file, cancellationToken);
-                paths.Add(path);
+                await MultipartForm.ReadAsync(request, maxImages + StartParts, async part =>
+                {
+                    if (part.Name != ApiRoutes.ImageField) return;
+                    int index = names.Count;
+                    if (index == maxImages) throw part.Bad($"at most {maxImages} images per request");
+                    string path = Path.Combine(folder, index.ToString(CultureInfo.InvariantCulture));
+                    names.Add(part.FileName ?? "");
+                    long? length;
+                    await using (var file = File.Create(path)) length = await part.CopyToAsync(file, maxBytes);
+                    if (length is null) tooLarge.Add(new FieldError($"{ApiRoutes.ImageField}[{index}]", $"{part.FileName}: over the {maxBytes}-byte limit"));
+                    paths.Add(path);
+                }, cancellationToken);
             }
+            catch (BadBodyException e)
+            {
+                return Problem(e.Status, e.Status == 413 ? "request too large" : "invalid request", [e.Field]);
+            }
+            if (names.Count == 0) return Problem(400, "invalid request", [new FieldError(ApiRoutes.ImageField, "at least one image is required")]);
+            if (tooLarge.Count > 0) return Problem(400, "invalid request", tooLarge);
             IReadOnlyList<IReadOnlyList<ClassProbability>>? answers;
             try
             {
@@ -261,10 +297,10 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             catch (InvalidImageException e)
             {
                 int index = paths.IndexOf(e.Path);
-                return Problem(400, "invalid request", [new FieldError($"{ApiRoutes.ImageField}[{index}]", $"{images[index].FileName}: {e.Reason}")]);
+                return Problem(400, "invalid request", [new FieldError($"{ApiRoutes.ImageField}[{index}]", $"{names[index]}: {e.Reason}")]);
             }
             if (answers is null) return Problem(404, $"run '{id}' has no published model (yet)");
-            return Results.Json(new { id, predictions = images.Select((image, i) => new ImagePrediction(image.FileName, answers[i])).ToList() }, Json);
+            return Results.Json(new { id, predictions = names.Select((name, i) => new ImagePrediction(name, answers[i])).ToList() }, Json);
         }
         finally
         {
@@ -272,40 +308,51 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         }
     }
 
-    /// <summary>Stores an uploaded dataset .zip under its content hash and returns the spec pointing at it.</summary>
-    private async Task<string> SpecWithUploadAsync(HttpRequest request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Multipart start: the dataset .zip goes to a temp file as it arrives (hashed on the way), the spec is checked
+    /// against the upload's name, and only a valid spec's upload is stored, under its content hash.
+    /// </summary>
+    private async Task<IResult> StartWithUploadAsync(HttpRequest request, DurableTaskClient client, CancellationToken cancellationToken)
     {
-        var form = await request.ReadFormAsync(cancellationToken);
-        JsonObject spec;
-        try
-        {
-            spec = form[ApiRoutes.SpecField] is { Count: > 0 } text && !string.IsNullOrWhiteSpace(text)
-                ? JsonNode.Parse(text.ToString()) as JsonObject ?? throw new JsonException("not a JSON object")
-                : [];
-        }
-        catch (JsonException e)
-        {
-            throw new InvalidJobSpecException([new FieldError(ApiRoutes.SpecField, $"is not a JSON object: {e.Message}")]);
-        }
-        var upload = form.Files.GetFile(ApiRoutes.DatasetField);
-        if (upload is null)
-            throw new InvalidJobSpecException([new FieldError(ApiRoutes.DatasetField, "a dataset .zip file is required")]);
-        if (!upload.FileName.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
-            throw new InvalidJobSpecException([new FieldError(ApiRoutes.DatasetField, $"'{upload.FileName}' is not a .zip")]);
-        if (upload.Length > options.Value.MaxUploadBytes)
-            throw new InvalidJobSpecException([new FieldError(ApiRoutes.DatasetField, $"{upload.Length} bytes is over the {options.Value.MaxUploadBytes}-byte limit")]);
-
         string temp = Path.GetTempFileName();
         try
         {
-            string sha256;
-            await using (var file = File.Create(temp))
+            string? specText = null;
+            string? sha256 = null;
+            await MultipartForm.ReadAsync(request, StartParts, async part =>
             {
-                await upload.CopyToAsync(file, cancellationToken);
-                file.Position = 0;
-                sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(file, cancellationToken));
-            }
+                switch (part.Name)
+                {
+                    case ApiRoutes.SpecField:
+                        if (specText is not null) throw part.Bad("is sent twice");
+                        specText = await part.ReadTextAsync(JobSpecReader.MaxBytes);
+                        break;
+                    case ApiRoutes.DatasetField:
+                        if (sha256 is not null) throw part.Bad("is sent twice: one dataset .zip per run");
+                        if (part.FileName is null || !part.FileName.EndsWith(".zip", StringComparison.OrdinalIgnoreCase))
+                            throw part.Bad($"'{part.FileName}' is not a .zip");
+                        using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+                        await using (var file = File.Create(temp))
+                        {
+                            if (await part.CopyToAsync(file, options.Value.MaxUploadBytes, hash) is null)
+                                throw new BadBodyException(413, part.Name, $"is over the {options.Value.MaxUploadBytes}-byte limit");
+                            sha256 = Convert.ToHexStringLower(hash.GetHashAndReset());
+                        }
+                        break;
+                }
+            }, cancellationToken);
+            if (sha256 is null) return Problem(400, "invalid job spec", [new FieldError(ApiRoutes.DatasetField, "a dataset .zip file is required")]);
+
             string name = ArtifactNames.UploadedDataset(sha256);
+            JobSpec spec;
+            try
+            {
+                spec = JobSpecReader.Read(WithDataset(specText, "blob:" + name), localPaths: options.Value.AllowLocalPaths);
+            }
+            catch (InvalidJobSpecException e)
+            {
+                return Problem(400, "invalid job spec", e.Errors);
+            }
             // With the users' other uploads, where runs read blob: datasets; never among the app's artifacts.
             if (!await uploads.Store.ExistsAsync(name, cancellationToken))
             {
@@ -319,14 +366,35 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
                     // The same bytes, uploaded by a request at the same moment.
                 }
             }
-            var dataset = spec["dataset"] as JsonObject ?? (JsonObject)(spec["dataset"] = new JsonObject());
-            dataset["location"] = "blob:" + name;
-            return spec.ToJsonString();
+            return await ScheduleAsync(request, client, spec, cancellationToken);
+        }
+        catch (BadBodyException e)
+        {
+            return Problem(e.Status, e.Status == 413 ? "request too large" : "invalid request", [e.Field]);
         }
         finally
         {
             File.Delete(temp);
         }
+    }
+
+    /// <summary>The multipart spec (none: <c>{}</c>) with <c>dataset.location</c> set to the upload.</summary>
+    private static string WithDataset(string? text, string location)
+    {
+        JsonObject spec;
+        try
+        {
+            spec = !string.IsNullOrWhiteSpace(text)
+                ? JsonNode.Parse(text) as JsonObject ?? throw new JsonException("not a JSON object")
+                : [];
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidJobSpecException([new FieldError(ApiRoutes.SpecField, $"is not a JSON object: {e.Message}")]);
+        }
+        var dataset = spec["dataset"] as JsonObject ?? (JsonObject)(spec["dataset"] = new JsonObject());
+        dataset["location"] = location;
+        return spec.ToJsonString();
     }
 
     private static string ContentType(string name) => Path.GetExtension(name) switch
@@ -337,6 +405,16 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         ".csv" => "text/csv",
         _ => "application/octet-stream",
     };
+
+    /// <summary>Where this API is reached: the configured address, or (unset) the request's own.</summary>
+    private string BaseUrl(HttpRequest request) =>
+        options.Value.BaseUrl?.TrimEnd('/') ?? $"{request.Scheme}://{request.Host}{request.PathBase}";
+
+    private RunLinks LinksOf(HttpRequest request, string id) => RunView.LinksOf(BaseUrl(request), id);
+
+    private static bool IsJson(string? contentType) =>
+        Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(contentType, out var type)
+        && (type.MediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase) || type.Suffix.Equals("json", StringComparison.OrdinalIgnoreCase));
 
     private static IResult? BadId(string id) => ArtifactNames.IsValidJobId(id)
         ? null
@@ -358,7 +436,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 
-    private static IResult Problem(int status, string error, IReadOnlyList<FieldError>? fields = null) =>
+    internal static IResult Problem(int status, string error, IReadOnlyList<FieldError>? fields = null) =>
         Results.Json(new ApiError(error, fields), Json, statusCode: status);
 
     /// <summary>A result with a Location header: where the run's status is polled.</summary>

@@ -1,6 +1,5 @@
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
-using Microsoft.AspNetCore.Http;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 
@@ -30,20 +29,21 @@ public sealed record RunView(
     RunLinks Links,
     string? ErrorKind = null)
 {
-    public static RunView Of(HttpRequest request, OrchestrationMetadata instance, bool withResult)
+    /// <summary>The run as shown, its links under <paramref name="baseUrl"/> (the API's absolute root URL).</summary>
+    public static RunView Of(string baseUrl, OrchestrationMetadata instance, bool withResult)
     {
         RunStatus? progress = instance.SerializedCustomStatus is null ? null : instance.ReadCustomStatusAs<RunStatus>();
         FineTuneResult? result = instance.RuntimeStatus == OrchestrationRuntimeStatus.Completed && instance.SerializedOutput is not null
             ? instance.ReadOutputAs<FineTuneResult>() : null;
         string id = instance.InstanceId;
-        var links = LinksOf(request, id);
+        var links = LinksOf(baseUrl, id);
         return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, instance.CreatedAt, instance.LastUpdatedAt, progress,
             withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links, ErrorKinds.Of(instance.FailureDetails));
     }
 
-    public static RunLinks LinksOf(HttpRequest request, string id)
+    public static RunLinks LinksOf(string baseUrl, string id)
     {
-        string root = $"{request.Scheme}://{request.Host}{request.PathBase}/{ApiRoutes.Runs}/{Uri.EscapeDataString(id)}";
+        string root = $"{baseUrl}/{ApiRoutes.Runs}/{Uri.EscapeDataString(id)}";
         return new RunLinks(root, root + "/cancel", root + "/artifacts", root + "/predict");
     }
 

@@ -4,7 +4,6 @@ using FineTune.Workflow;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -15,7 +14,8 @@ namespace FineTune.Cli;
 
 /// <summary>
 /// <c>finetune serve</c>: the HTTP API and the dashboard on this machine, over the same in-process durable workflow
-/// as <c>finetune train</c>. It listens on loopback only: the API has no authentication of its own.
+/// as <c>finetune train</c>. It listens on loopback only and answers its own pages and its own user only
+/// (<see cref="LocalAccess"/>): a per-process token, printed in the dashboard's URL and kept in the work folder.
 /// </summary>
 internal static class ServeCommand
 {
@@ -24,14 +24,18 @@ internal static class ServeCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var port = new Option<int>("--port") { Description = "TCP port on 127.0.0.1 (0: any free one).", DefaultValueFactory = _ => DefaultPort };
-        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub };
+        var noAuth = new Option<bool>("--no-auth")
+        {
+            Description = "Answer without the token: any local program may then use the API (job specs may then name no local paths).",
+        };
+        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, noAuth, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub };
         command.SetAction((result, cancellationToken) =>
-            RunAsync(result.GetValue(port), Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage), result.GetValue(TrainCommand.TaskHub)!,
+            RunAsync(result.GetValue(port), result.GetValue(noAuth), Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage), result.GetValue(TrainCommand.TaskHub)!,
                 output, error, cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int port, string work, string? storage, string taskHub, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int port, bool noAuth, string work, string? storage, string taskHub, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         if (port is < 0 or > 65535)
         {
@@ -52,21 +56,35 @@ internal static class ServeCommand
         {
             kestrel.Listen(System.Net.IPAddress.Loopback, port);
             kestrel.Limits.MaxRequestBodySize = api.MaxUploadBytes;
+            kestrel.Limits.MaxRequestHeaderCount = 64;
+            kestrel.Limits.MaxRequestHeadersTotalSize = 16 * 1024;
         });
-        builder.Services.Configure<FormOptions>(o => o.MultipartBodyLengthLimit = api.MaxUploadBytes);
+        // The API reads its forms part by part under its own limits (MultipartForm); these bound any other reader.
+        builder.Services.Configure<FormOptions>(o =>
+        {
+            o.MultipartBodyLengthLimit = api.MaxUploadBytes;
+            o.ValueLengthLimit = FineTune.Workflow.Jobs.JobSpecReader.MaxBytes;
+            o.ValueCountLimit = api.MaxPredictImages + 8;
+            o.MultipartHeadersCountLimit = 8;
+        });
         LocalRunner.AddWorkflow(builder.Services, work, storage);
         // As `finetune train`: the in-memory backend, or with a storage account the Azure Storage provider (runs survive a restart).
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub);
         builder.Services.AddFineTuneApi();
-        builder.Services.Configure<ApiOptions>(o =>
+        builder.Services.AddOptions<ApiOptions>().Configure<IServer>((o, server) =>
         {
-            // A user's own machine: job specs may name local folders, as with `finetune train`.
-            o.AllowLocalPaths = true;
+            // The caller holding the token is this machine's user: job specs may name local folders, as with
+            // `finetune train`. Without it, any local program may call: uploads and blob: sources only.
+            o.AllowLocalPaths = !noAuth;
             o.ModelCacheDirectory = Path.Combine(work, "cache", "models");
+            // Read at the first request, once the port is bound (--port 0 picks it then).
+            o.BaseUrl = LocalAccess.ListeningAddress(server).GetLeftPart(UriPartial.Authority);
         });
         builder.Services.AddFineTuneOpenApi();
         await using var app = builder.Build();
+        string? token = noAuth ? null : LocalAccess.NewToken();
+        app.UseLocalAccess(token);
         app.MapOpenApi("/" + ApiRoutes.OpenApiDocument);
         app.MapFineTuneApi();
         try
@@ -78,8 +96,17 @@ internal static class ServeCommand
             error.WriteLine($"port: {e.Message}");
             return ExitCodes.BadInput;
         }
-        string url = app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.First().TrimEnd('/');
+        string url = LocalAccess.ListeningAddress(app.Services.GetRequiredService<IServer>()).GetLeftPart(UriPartial.Authority);
+        string tokenFile = Path.Combine(work, LocalAccess.TokenFileName);
         output.WriteLine($"serving {url}/ (API {url}/{ApiRoutes.Runs}, OpenAPI {url}/{ApiRoutes.OpenApiDocument}); artifacts in {(storage is null ? Path.Combine(work, "artifacts") : "the blob store")}");
+        if (token is null)
+            error.WriteLine("warning: --no-auth: any program on this machine, and any web page it runs, may start, cancel and purge runs here (job specs may name no local paths)");
+        else
+        {
+            Directory.CreateDirectory(work);
+            LocalAccess.WriteTokenFile(tokenFile, token);
+            output.WriteLine($"open the dashboard at {url}/?{LocalAccess.TokenParameter}={token} ; API calls send 'Authorization: Bearer TOKEN', the token also in {tokenFile}");
+        }
         output.Flush();
         try
         {
@@ -90,6 +117,8 @@ internal static class ServeCommand
             // Ctrl+C or SIGTERM: stop serving; finished steps are checkpointed.
         }
         await app.StopAsync(CancellationToken.None);
+        // This process's token opens nothing once it has stopped.
+        if (token is not null) File.Delete(tokenFile);
         return ExitCodes.Succeeded;
     }
 }

@@ -22,7 +22,9 @@ public sealed class DashboardBrowserTests
         // The dashboard redraws its charts and tables on every status poll: an element found a moment before may be
         // gone by the time it is read, and the next poll finds its replacement.
         wait.IgnoreExceptionTypes(typeof(StaleElementReferenceException));
-        browser.Navigate().GoToUrl(new Uri(serve.Url, "/"));
+        // The URL serve printed: the page turns its token into a cookie and drops it from the address.
+        browser.Navigate().GoToUrl(serve.DashboardUrl);
+        Assert.Equal(new Uri(serve.Url, "/"), new Uri(browser.Url));
 
         browser.FindElement(By.Id("dataset")).SendKeys(zip);
         var epochs = browser.FindElement(By.Id("epochs"));
@@ -64,7 +66,7 @@ public sealed class DashboardBrowserTests
             ((ITakesScreenshot)browser).GetScreenshot().SaveAsFile(screenshot);
     }
 
-    private static ChromeDriver Chrome(string downloads)
+    internal static ChromeDriver Chrome(string downloads)
     {
         if (!File.Exists(Chromium) || !File.Exists(ChromeDriver))
             throw new InvalidOperationException("Chromium is not installed: apt-get install chromium chromium-driver (as .ci/run does)");

@@ -5,6 +5,8 @@ public sealed class ReadmeSessionTests
 {
     private const string Heading = "A session against `finetune serve`";
     private const string DocumentedUrl = "http://127.0.0.1:5080";
+    /// <summary>Where README's session reads serve's token: the default work folder's token file.</summary>
+    private const string DocumentedTokenFile = ".finetune/" + LocalAccess.TokenFileName;
 
     [Fact]
     public async Task TheCurlSessionWorksAsWritten()
@@ -17,7 +19,11 @@ public sealed class ReadmeSessionTests
             .Select(line => line.Length == 0 ? line : line[4..]).ToList();
         // The first line starts the server: this test has started one, on a free port.
         Assert.StartsWith("dotnet run --project src/FineTune.Cli -- serve", lines[0], StringComparison.Ordinal);
-        string script = "set -euo pipefail\n" + string.Join('\n', lines.Skip(1)).Replace(DocumentedUrl, serve.Url.ToString().TrimEnd('/'), StringComparison.Ordinal);
+        // This server's URL and work folder in place of the documented ones; every request of the session carries the token.
+        string script = "set -euo pipefail\n" + string.Join('\n', lines.Skip(1)).Replace(DocumentedUrl, serve.Url.ToString().TrimEnd('/'), StringComparison.Ordinal)
+            .Replace(DocumentedTokenFile, Path.Combine(serve.WorkDirectory, LocalAccess.TokenFileName), StringComparison.Ordinal);
+        Assert.All(lines.Where(line => line.Contains("curl ", StringComparison.Ordinal)), line => Assert.Contains("curl -s", line, StringComparison.Ordinal));
+        Assert.All(lines.Where(line => line.Contains("curl ", StringComparison.Ordinal)), line => Assert.Contains("-H \"$auth\"", line, StringComparison.Ordinal));
         string folder = Directory.CreateDirectory(Path.Combine(serve.WorkDirectory, "session")).FullName;
         await File.WriteAllTextAsync(Path.Combine(folder, "session.sh"), script);
 

@@ -7,8 +7,16 @@ namespace FineTune.Api.Tests;
 public sealed class ServeHost(ServeProcess serve) : IApiHost
 {
     public ServeProcess Process { get; } = serve;
-    public HttpClient Client { get; } = new() { BaseAddress = new Uri(serve.Url, "/") };
+    public HttpClient Client { get; } = Authorized(serve);
     public string Log => Process.Log;
+
+    /// <summary>A client as a script of the machine's user is: the token serve printed, as a bearer header.</summary>
+    public static HttpClient Authorized(ServeProcess serve)
+    {
+        var client = new HttpClient { BaseAddress = new Uri(serve.Url, "/") };
+        if (serve.Token is not null) client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", serve.Token);
+        return client;
+    }
 
     public async ValueTask DisposeAsync()
     {

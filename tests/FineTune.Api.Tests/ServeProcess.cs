@@ -16,12 +16,16 @@ public sealed partial class ServeProcess : IAsyncDisposable
     }
 
     public Uri Url { get; private set; } = null!;
+    /// <summary>The token it printed in the dashboard's URL (null with <c>--no-auth</c>).</summary>
+    public string? Token { get; private set; }
+    /// <summary>The dashboard's URL as printed, token included.</summary>
+    public Uri DashboardUrl => Token is null ? Url : new Uri(Url, "/?token=" + Token);
     public string WorkDirectory { get; }
     public string ArtifactRoot => Path.Combine(WorkDirectory, "artifacts");
     /// <summary>What the server has written to its outputs so far (the per-epoch log lines among them).</summary>
     public string Log { get { lock (_log) return _log.ToString(); } }
 
-    public static async Task<ServeProcess> StartAsync(string? storage = null)
+    public static async Task<ServeProcess> StartAsync(string? storage = null, bool noAuth = false)
     {
         if (storage is not null) Azurite.RequireRunning();
         string work = Directory.CreateTempSubdirectory("serve-").FullName;
@@ -33,26 +37,32 @@ public sealed partial class ServeProcess : IAsyncDisposable
             start.ArgumentList.Add("--storage");
             start.ArgumentList.Add(storage);
         }
+        if (noAuth) start.ArgumentList.Add("--no-auth");
         var process = Process.Start(start)!;
         var ready = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var token = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (noAuth) token.SetResult(null);
         var serve = new ServeProcess(process, work);
         void Read(string? line)
         {
             if (line is null) return;
             lock (serve._log) serve._log.AppendLine(line);
             if (Serving().Match(line) is { Success: true } match) ready.TrySetResult(new Uri(match.Groups[1].Value));
+            if (Dashboard().Match(line) is { Success: true } dashboard) token.TrySetResult(dashboard.Groups[1].Value);
         }
         process.OutputDataReceived += (_, e) => Read(e.Data);
         process.ErrorDataReceived += (_, e) => Read(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var exited = process.WaitForExitAsync();
-        if (await Task.WhenAny(ready.Task, exited, Task.Delay(TimeSpan.FromMinutes(1))) != ready.Task)
+        var started = Task.WhenAll(ready.Task, token.Task);
+        if (await Task.WhenAny(started, exited, Task.Delay(TimeSpan.FromMinutes(1))) != started)
         {
             process.Kill(entireProcessTree: true);
             throw new InvalidOperationException("finetune serve did not start:\n" + serve.Log);
         }
         serve.Url = await ready.Task;
+        serve.Token = await token.Task;
         return serve;
     }
 
@@ -66,4 +76,7 @@ public sealed partial class ServeProcess : IAsyncDisposable
 
     [GeneratedRegex(@"^serving (http://\S+?)/? ")]
     private static partial Regex Serving();
+
+    [GeneratedRegex(@"^open the dashboard at http://\S+/\?token=([0-9a-f]+) ")]
+    private static partial Regex Dashboard();
 }

@@ -1,9 +1,20 @@
 'use strict';
-// The dashboard: plain JavaScript over the HTTP API, no build step. Opened from the Functions app with ?code=KEY,
-// it passes that key on to every API call.
-const key = new URLSearchParams(location.search).get('code');
-const withKey = url => key ? url + (url.includes('?') ? '&' : '?') + 'code=' + encodeURIComponent(key) : url;
-const api = (path, init) => fetch(withKey('api/finetune' + path), init);
+// The dashboard: plain JavaScript over the HTTP API, no build step. `finetune serve` authorises it by the cookie
+// its token URL set. The Functions app's page is opened as /#key=FUNCTION_KEY: the fragment never reaches a
+// server; the key moves to this tab's sessionStorage and goes out only as the x-functions-key header, never in a URL.
+const fragmentKey = new URLSearchParams(location.hash.slice(1)).get('key');
+if (fragmentKey) {
+  sessionStorage.setItem('functions-key', fragmentKey);
+  history.replaceState(null, '', location.pathname + location.search);
+}
+const key = sessionStorage.getItem('functions-key');
+// The API's links are absolute, at the address the server names; the page follows them on its own origin.
+const local = url => { const u = new URL(url, location.href); return u.pathname + u.search; };
+const api = async (path, init = {}) => {
+  const response = await fetch('api/finetune' + path, key ? { ...init, headers: { ...init.headers, 'x-functions-key': key } } : init);
+  if (response.status === 401) $('auth-message').hidden = false;
+  return response;
+};
 const $ = id => document.getElementById(id);
 const percent = x => x == null ? '' : (100 * x).toFixed(1) + '%';
 
@@ -118,9 +129,22 @@ function showDownloads(run) {
   for (const [label, url] of Object.entries(run.artifacts)) {
     const item = document.createElement('li');
     const link = document.createElement('a');
-    link.href = withKey(url);
+    const path = local(url);
+    link.href = path;
     link.textContent = url.split('/').pop();
     link.dataset.artifact = label;
+    // A link cannot carry the key header: with a key, the file is fetched with it and saved from memory.
+    if (key) link.addEventListener('click', async event => {
+      event.preventDefault();
+      const response = await api(path.slice('/api/finetune'.length));
+      if (!response.ok) return;
+      const disposition = response.headers.get('content-disposition') ?? '';
+      const save = document.createElement('a');
+      save.href = URL.createObjectURL(await response.blob());
+      save.download = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? link.textContent;
+      save.click();
+      setTimeout(() => URL.revokeObjectURL(save.href), 60_000);
+    });
     item.append(link);
     list.append(item);
   }
