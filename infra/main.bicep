@@ -38,6 +38,15 @@ param containerRegistryName string = ''
 @description('Object ids of the users or groups who upload datasets and weights: they may write the uploads container and nothing else.')
 param uploaderPrincipalIds array = []
 
+@description('Put Microsoft Entra ID sign-in (App Service / Container Apps authentication, "EasyAuth") in front of the apps, besides the function key: browsers sign in, API callers send an Entra ID bearer token for entraClientId.')
+param enableEntraAuth bool = false
+
+@description('Application (client) id of the Entra ID app registration that signs users in (enableEntraAuth).')
+param entraClientId string = ''
+
+@description('Entra ID tenant of that app registration.')
+param entraTenantId string = subscription().tenantId
+
 var suffix = uniqueString(resourceGroup().id, namePrefix)
 var storageName = take('${namePrefix}${suffix}', 24)
 var artifactsContainer = 'finetune'
@@ -187,6 +196,36 @@ resource functionApp 'Microsoft.Web/sites@2023-12-01' = {
   dependsOn: [storageRoles]
 }
 
+// Entra ID sign-in in front of every request (the dashboard's page included); the function key is still needed.
+var entraSignIn = {
+  unauthenticatedClientAction: 'RedirectToLoginPage'
+  redirectToProvider: 'azureactivedirectory'
+}
+var entraAuth = {
+  platform: { enabled: true }
+  identityProviders: {
+    azureActiveDirectory: {
+      enabled: true
+      registration: {
+        clientId: entraClientId
+        openIdIssuer: '${az.environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+      }
+      validation: {
+        allowedAudiences: [entraClientId, 'api://${entraClientId}']
+      }
+    }
+  }
+}
+
+resource functionAppAuth 'Microsoft.Web/sites/config@2023-12-01' = if (enableEntraAuth) {
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: union(entraAuth, {
+    globalValidation: union(entraSignIn, { requireAuthentication: true })
+    httpSettings: { requireHttps: true }
+  })
+}
+
 resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = if (enableGpu) {
   name: containerRegistryName
 }
@@ -266,6 +305,13 @@ resource gpuApp 'Microsoft.App/containerApps@2025-01-01' = if (enableGpu) {
     }
   }
   dependsOn: [storageRoles, registryPull]
+}
+
+resource gpuAppAuth 'Microsoft.App/containerApps/authConfigs@2025-01-01' = if (enableGpu && enableEntraAuth) {
+  parent: gpuApp
+  name: 'current'
+  // Container Apps authentication requires sign-in whenever unauthenticated clients are redirected.
+  properties: union(entraAuth, { globalValidation: entraSignIn })
 }
 
 output functionAppUrl string = 'https://${functionApp.properties.defaultHostName}'

@@ -22,6 +22,16 @@ public sealed partial class ServeProcess : IAsyncDisposable
     public Uri DashboardUrl => Token is null ? Url : new Uri(Url, "/?token=" + Token);
     public string WorkDirectory { get; }
     public string ArtifactRoot => Path.Combine(WorkDirectory, "artifacts");
+    /// <summary>The server's resident memory now.</summary>
+    public long ResidentBytes
+    {
+        get
+        {
+            _process.Refresh();
+            return _process.WorkingSet64;
+        }
+    }
+
     /// <summary>What the server has written to its outputs so far (the per-epoch log lines among them).</summary>
     public string Log { get { lock (_log) return _log.ToString(); } }
 
