@@ -145,6 +145,34 @@ public sealed class BicepTemplateTests : IDisposable
     }
 
     [Fact]
+    public void EntraIdSignInIsAnOptionOffByDefaultRequiredOnEveryRequestWhenChosen()
+    {
+        var parameters = Template.GetProperty("parameters");
+        Assert.False(parameters.GetProperty("enableEntraAuth").GetProperty("defaultValue").GetBoolean());
+        var site = Resources("Microsoft.Web/sites/config").Single();
+        Assert.Equal("[parameters('enableEntraAuth')]", site.GetProperty("condition").GetString());
+        Assert.EndsWith("'authsettingsV2')]", site.GetProperty("name").GetString());
+        string siteAuth = site.GetProperty("properties").GetString()!;
+        Assert.Contains("variables('entraAuth')", siteAuth);
+        Assert.Contains("'requireAuthentication', true()", siteAuth);
+        Assert.Contains("'requireHttps', true()", siteAuth);
+        var gpu = Resources("Microsoft.App/containerApps/authConfigs").Single();
+        Assert.Equal("[and(parameters('enableGpu'), parameters('enableEntraAuth'))]", gpu.GetProperty("condition").GetString());
+        Assert.Contains("variables('entraAuth')", gpu.GetProperty("properties").GetString());
+
+        var variables = Template.GetProperty("variables");
+        Assert.True(variables.GetProperty("entraAuth").GetProperty("platform").GetProperty("enabled").GetBoolean());
+        var entra = variables.GetProperty("entraAuth").GetProperty("identityProviders").GetProperty("azureActiveDirectory");
+        Assert.Equal("[parameters('entraClientId')]", entra.GetProperty("registration").GetProperty("clientId").GetString());
+        Assert.Contains("parameters('entraTenantId')", entra.GetProperty("registration").GetProperty("openIdIssuer").GetString());
+        Assert.Equal("RedirectToLoginPage", variables.GetProperty("entraSignIn").GetProperty("unauthenticatedClientAction").GetString());
+
+        var chosen = Build("infra/entra.bicepparam", buildParams: true).GetProperty("parameters");
+        Assert.True(chosen.GetProperty("enableEntraAuth").GetProperty("value").GetBoolean());
+        Assert.True(Guid.TryParse(chosen.GetProperty("entraClientId").GetProperty("value").GetString(), out _));
+    }
+
+    [Fact]
     public void OutputsGiveTheAppUrlAndStorageNames()
     {
         var outputs = Template.GetProperty("outputs");
