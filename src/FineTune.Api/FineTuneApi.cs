@@ -40,6 +40,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     private const int MaxPageSize = 200;
     private const int DefaultPageSize = 50;
     private const int DefaultTop = 5;
+    private readonly LocalPathPolicy _paths = options.Value.LocalPathPolicy();
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
@@ -68,9 +69,14 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         {
             return Problem(400, "invalid job spec", e.Errors);
         }
-        if (options.Value.AllowLocalPaths && !spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
-            && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
-            return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
+        if (options.Value.AllowLocalPaths)
+        {
+            // The roots first: outside them, a path that exists and one that does not get the same answer.
+            if (_paths.Check(spec) is { Count: > 0 } outside) return Problem(400, "invalid job spec", outside);
+            if (!spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
+                && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
+                return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
+        }
 
         StartOutcome outcome;
         try

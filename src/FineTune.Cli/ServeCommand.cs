@@ -24,19 +24,30 @@ internal static class ServeCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var port = new Option<int>("--port") { Description = "TCP port on 127.0.0.1 (0: any free one).", DefaultValueFactory = _ => DefaultPort };
-        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub };
+        var datasetsRoot = new Option<string?>("--datasets-root") { Description = "Local datasets a job spec names must resolve under this folder, links followed (default: anywhere)." };
+        var weightsRoot = new Option<string?>("--weights-root") { Description = "Local weight files a job spec names must resolve under this folder, links followed (default: anywhere)." };
+        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub, datasetsRoot, weightsRoot };
         command.SetAction((result, cancellationToken) =>
             RunAsync(result.GetValue(port), Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage), result.GetValue(TrainCommand.TaskHub)!,
-                output, error, cancellationToken));
+                (result.GetValue(datasetsRoot), result.GetValue(weightsRoot)), output, error, cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int port, string work, string? storage, string taskHub, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int port, string work, string? storage, string taskHub, (string? Datasets, string? Weights) roots,
+        TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         if (port is < 0 or > 65535)
         {
             error.WriteLine("port: must be from 0 to 65535");
             return ExitCodes.BadInput;
+        }
+        foreach (var (name, root) in new[] { ("datasets-root", roots.Datasets), ("weights-root", roots.Weights) })
+        {
+            if (root is not null && !Directory.Exists(root))
+            {
+                error.WriteLine($"{name}: '{root}' is not a folder");
+                return ExitCodes.BadInput;
+            }
         }
         if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
         {
@@ -63,6 +74,8 @@ internal static class ServeCommand
         {
             // A user's own machine: job specs may name local folders, as with `finetune train`.
             o.AllowLocalPaths = true;
+            o.DatasetsRoot = roots.Datasets is null ? null : Path.GetFullPath(roots.Datasets);
+            o.WeightsRoot = roots.Weights is null ? null : Path.GetFullPath(roots.Weights);
             o.ModelCacheDirectory = Path.Combine(work, "cache", "models");
         });
         builder.Services.AddFineTuneOpenApi();

@@ -72,6 +72,6 @@ public sealed class StateDictFileTests : IDisposable
         var path = Path.Combine(_dir, "garbage.pth");
         File.WriteAllText(path, "<html>404 not found</html>");
         var error = Assert.Throws<InvalidWeightsException>(() => StateDictFile.Read(path));
-        Assert.Contains("not a readable state dict", error.Message);
+        Assert.Contains(StateDictFile.NotACheckpoint, error.Message);
     }
 }
