@@ -36,7 +36,7 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
     private static JobSpec Spec(string dataset, string weights = "bundled", JsonObject? sweep = null) =>
         JobSpecReader.Read(new JsonObject
         {
-            ["model"] = "resnet18", ["dataset"] = new JsonObject { ["location"] = dataset }, ["weights"] = new JsonObject { ["source"] = weights }, ["sweep"] = sweep,
+            ["dataset"] = new JsonObject { ["location"] = dataset }, ["weights"] = new JsonObject { ["source"] = weights }, ["sweep"] = sweep,
         }.ToJsonString(), localPaths: true);
 
     public static TheoryData<string, string?> Paths => new()
@@ -108,8 +108,8 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
         var policy = Policy();
         var sweep = new JsonObject { ["parameters"] = new JsonObject
         {
-            ["weights.source"] = new JsonObject { ["values"] = new JsonArray(Path.Combine(Root, "w.pth"), "/etc/passwd") },
-            ["dataset.location"] = new JsonObject { ["values"] = new JsonArray(Path.Combine(Root, "data"), "blob:d/") },
+            ["weights.source"] = new JsonArray(Path.Combine(Root, "w.pth"), "/etc/passwd"),
+            ["dataset.location"] = new JsonArray(Path.Combine(Root, "data"), "blob:d/"),
         } };
 
         var errors = policy.Check(Spec(Path.Combine(Root, "data"), Path.Combine(Root, "w.pth"), sweep));
@@ -137,7 +137,7 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
         var scheduler = new DurableClientScheduler(host.Host.Client);
         Assert.True((await scheduler.StartAsync(spec, host.Host.Services.GetRequiredService<RunControl>(), default)).Started);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        var final = await host.Host.Client.WaitForInstanceCompletionAsync("escaped", timeout.Token);
+        var final = await host.Host.Client.WaitForInstanceCompletionAsync("escaped", getInputsAndOutputs: true, timeout.Token);
 
         Assert.Equal(OrchestrationRuntimeStatus.Failed, final.RuntimeStatus);
         Assert.Contains(LocalPathPolicy.DatasetField, final.FailureDetails!.ErrorMessage);
