@@ -74,6 +74,9 @@ public sealed class HostileInputTests(HostileHome home, ITestOutputHelper log) :
         ["TorchSharp weights claiming 1 GiB from 16 bytes"] = (t => t.Weights("huge.dat", HostileFiles.TorchSharpClaimingElements(1 << 28)),
             "not a PyTorch, safetensors or TorchSharp checkpoint (TorchSharp format: tensor 0 needs more bytes than the file has left)"),
         ["weights of another family"] = (t => t.Weights("other.safetensors", HostileFiles.Safetensors("""{"foo":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}""", 16)), "does not fit resnet18"),
+        ["/dev/zero as weights"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", "/dev/zero"], "'/dev/zero' is not a regular file"),
+        ["a FIFO as weights"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", t.Fifo("pipe.pth")], "pipe.pth' is not a regular file"),
+        ["/etc/passwd as weights"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", "/etc/passwd"], "not a PyTorch, safetensors or TorchSharp checkpoint"),
         ["weights file that does not exist"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", Path.Combine(t._root, "nope.pth")], "does not exist"),
         ["weights from a host not allowed"] = (t => [.. t.Photos(), "--model", "resnet18", "--weights", "https://evil.example/resnet18-12345678.pth"], "host 'evil.example' is not in the allowed hosts"),
     };
@@ -96,6 +99,8 @@ public sealed class HostileInputTests(HostileHome home, ITestOutputHelper log) :
         var line = error.Split('\n').FirstOrDefault(l => l.Contains(reason, StringComparison.Ordinal));
         Assert.True(line is not null, $"{name}: no line says '{reason}':\n{error}");
         Assert.DoesNotContain("   at ", error);
+        // Nothing of a file read as input is ever quoted (/etc/passwd's first line).
+        Assert.DoesNotContain("root:x:0", error);
         Assert.True(peakKb < PeakBoundKb, $"{name}: peak {peakKb} KB");
         Assert.Equal(before, Snapshot(Data) + Snapshot(Outside));
     }
@@ -166,6 +171,15 @@ public sealed class HostileInputTests(HostileHome home, ITestOutputHelper log) :
         string path = Path.Combine(Data, "photos.zip");
         File.WriteAllBytes(path, zip);
         return ["--dataset", path];
+    }
+
+    /// <summary>A FIFO: whoever opens it for reading waits for a writer that never comes.</summary>
+    private string Fifo(string name)
+    {
+        string path = Path.Combine(_root, name);
+        using var mkfifo = Process.Start("mkfifo", [path]);
+        mkfifo.WaitForExit();
+        return path;
     }
 
     private string[] Photos() => ["--dataset", HostileFiles.ImageFolder(Data, 3, "a", "b")];
