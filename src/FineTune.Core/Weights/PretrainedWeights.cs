@@ -40,7 +40,7 @@ public static class PretrainedWeights
             var problems = new List<string>();
             if (missing.Count > 0) problems.Add($"missing {Describe(missing)}");
             // Named by count only: the checkpoint's own names are its content.
-            if (unexpected.Count > 0) problems.Add($"{unexpected.Count} tensors the model does not have");
+            if (unexpected.Count > 0) problems.Add($"{unexpected.Count} {(unexpected.Count == 1 ? "tensor" : "tensors")} the model does not have");
             if (wrongShape.Count > 0) problems.Add($"wrong shape {Describe(wrongShape)}");
             throw new InvalidWeightsException($"checkpoint does not fit {family.Name}: {string.Join("; ", problems)}");
         }

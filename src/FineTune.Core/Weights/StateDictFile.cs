@@ -53,7 +53,8 @@ public static class StateDictFile
         catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)
         {
             // The reader's own message may quote the file (a name, a type it met): only its kind is said.
-            throw new InvalidWeightsException($"{NotACheckpoint} (its reader failed: {e.GetType().Name})", e);
+            // Not chained either: a failure's innermost message is what a run reports.
+            throw new InvalidWeightsException($"{NotACheckpoint} (its reader failed: {e.GetType().Name})");
         }
     }
 
@@ -69,7 +70,7 @@ public static class StateDictFile
         }
         catch (InvalidWeightsException e)
         {
-            throw new InvalidWeightsException($"{NotACheckpoint} ({e.Message})", e);
+            throw new InvalidWeightsException($"{NotACheckpoint} ({e.Message})");
         }
     }
 
