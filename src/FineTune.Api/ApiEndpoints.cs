@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.DurableTask.Client;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace FineTune.Api;
 
@@ -14,6 +15,7 @@ public static class ApiEndpoints
     public static IServiceCollection AddFineTuneApi(this IServiceCollection services)
     {
         services.AddOptions<ApiOptions>();
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<ApiOptions>>().Value.LocalPathPolicy());
         services.AddSingleton<ModelPool>();
         services.AddSingleton<FineTuneApi>();
         return services;

@@ -1,4 +1,5 @@
 using FineTune.Core.Data;
+using FineTune.Workflow.Jobs;
 
 namespace FineTune.Api;
 
@@ -9,6 +10,15 @@ public sealed class ApiOptions
 
     /// <summary>Whether job specs may name local dataset and weight paths: on a user's own machine (serve), never on Azure.</summary>
     public bool AllowLocalPaths { get; set; }
+
+    /// <summary>With <see cref="AllowLocalPaths"/>: the folder a spec's local dataset must resolve under (links followed); null: anywhere.</summary>
+    public string? DatasetsRoot { get; set; }
+
+    /// <summary>With <see cref="AllowLocalPaths"/>: the folder a spec's local weights file must resolve under (links followed); null: anywhere.</summary>
+    public string? WeightsRoot { get; set; }
+
+    /// <summary>The roots as a policy: checked when a spec is submitted, and by the activities when they read the paths.</summary>
+    public LocalPathPolicy LocalPathPolicy() => new(DatasetsRoot, WeightsRoot);
 
     /// <summary>Largest dataset .zip a request may upload.</summary>
     public long MaxUploadBytes { get; set; } = 1L << 30;

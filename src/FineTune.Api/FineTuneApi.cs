@@ -42,6 +42,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     private const int DefaultTop = 5;
     /// <summary>Parts a start request may have: the spec and the dataset, and a few a client adds that are ignored.</summary>
     private const int StartParts = 8;
+    private readonly LocalPathPolicy _paths = options.Value.LocalPathPolicy();
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
     {
         DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
@@ -72,9 +73,14 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         {
             return Problem(400, "invalid job spec", e.Errors);
         }
-        if (options.Value.AllowLocalPaths && !spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
-            && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
-            return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
+        if (options.Value.AllowLocalPaths)
+        {
+            // The roots first: outside them, a path that exists and one that does not get the same answer.
+            if (_paths.Check(spec) is { Count: > 0 } outside) return Problem(400, "invalid job spec", outside);
+            if (!spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
+                && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
+                return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
+        }
         return await ScheduleAsync(request, client, spec, cancellationToken);
     }
 

@@ -28,19 +28,30 @@ internal static class ServeCommand
         {
             Description = "Answer without the token: any local program may then use the API (job specs may then name no local paths).",
         };
-        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, noAuth, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub };
+        var datasetsRoot = new Option<string?>("--datasets-root") { Description = "Local datasets a job spec names must resolve under this folder, links followed (default: anywhere)." };
+        var weightsRoot = new Option<string?>("--weights-root") { Description = "Local weight files a job spec names must resolve under this folder, links followed (default: anywhere)." };
+        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, noAuth, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub, datasetsRoot, weightsRoot };
         command.SetAction((result, cancellationToken) =>
             RunAsync(result.GetValue(port), result.GetValue(noAuth), Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage), result.GetValue(TrainCommand.TaskHub)!,
-                output, error, cancellationToken));
+                (result.GetValue(datasetsRoot), result.GetValue(weightsRoot)), output, error, cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int port, bool noAuth, string work, string? storage, string taskHub, TextWriter output, TextWriter error, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int port, bool noAuth, string work, string? storage, string taskHub, (string? Datasets, string? Weights) roots,
+        TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         if (port is < 0 or > 65535)
         {
             error.WriteLine("port: must be from 0 to 65535");
             return ExitCodes.BadInput;
+        }
+        foreach (var (name, root) in new[] { ("datasets-root", roots.Datasets), ("weights-root", roots.Weights) })
+        {
+            if (root is not null && !Directory.Exists(root))
+            {
+                error.WriteLine($"{name}: '{root}' is not a folder");
+                return ExitCodes.BadInput;
+            }
         }
         if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
         {
@@ -75,8 +86,10 @@ internal static class ServeCommand
         builder.Services.AddOptions<ApiOptions>().Configure<IServer>((o, server) =>
         {
             // The caller holding the token is this machine's user: job specs may name local folders, as with
-            // `finetune train`. Without it, any local program may call: uploads and blob: sources only.
+            // `finetune train`, under the roots when given. Without it, any local program may call: uploads and blob: sources only.
             o.AllowLocalPaths = !noAuth;
+            o.DatasetsRoot = roots.Datasets is null ? null : Path.GetFullPath(roots.Datasets);
+            o.WeightsRoot = roots.Weights is null ? null : Path.GetFullPath(roots.Weights);
             o.ModelCacheDirectory = Path.Combine(work, "cache", "models");
             // Read at the first request, once the port is bound (--port 0 picks it then).
             o.BaseUrl = LocalAccess.ListeningAddress(server).GetLeftPart(UriPartial.Authority);

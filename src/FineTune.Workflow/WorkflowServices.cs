@@ -7,10 +7,12 @@ using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
 using FineTune.Workflow.Activities;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow;
@@ -53,6 +55,8 @@ public static class WorkflowServices
                 : null));
         });
         services.AddSingleton<CheckpointStore>();
+        // Where local paths may lead: anywhere unless the host confines them (finetune serve's roots).
+        services.TryAddSingleton(LocalPathPolicy.Unconfined);
         services.AddSingleton<WorkerFiles>();
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();

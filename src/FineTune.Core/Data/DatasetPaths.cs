@@ -33,7 +33,7 @@ public static partial class DatasetPaths
     }
 
     /// <summary>The path with every symbolic link resolved (POSIX realpath); null when it does not exist.</summary>
-    private static string? RealPath(string path)
+    public static string? RealPath(string path)
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return Path.GetFullPath(path);
         nint resolved = realpath(path, 0);

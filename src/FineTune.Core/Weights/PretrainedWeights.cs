@@ -10,7 +10,7 @@ public static class PretrainedWeights
 
     /// <summary>
     /// Loads everything but the classifier head (and auxiliary heads), which the fine-tune replaces: a
-    /// checkpoint's heads (any number of classes, or none) are ignored. Fails, naming the first mismatching keys, when the rest does
+    /// checkpoint's heads (any number of classes, or none) are ignored. Fails, naming the first of the model's keys that mismatch, when the rest does
     /// not fit the family exactly.
     /// </summary>
     public static void LoadBackbone(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint) =>
@@ -39,7 +39,8 @@ public static class PretrainedWeights
         {
             var problems = new List<string>();
             if (missing.Count > 0) problems.Add($"missing {Describe(missing)}");
-            if (unexpected.Count > 0) problems.Add($"unexpected {Describe(unexpected)}");
+            // Named by count only: the checkpoint's own names are its content.
+            if (unexpected.Count > 0) problems.Add($"{unexpected.Count} {(unexpected.Count == 1 ? "tensor" : "tensors")} the model does not have");
             if (wrongShape.Count > 0) problems.Add($"wrong shape {Describe(wrongShape)}");
             throw new InvalidWeightsException($"checkpoint does not fit {family.Name}: {string.Join("; ", problems)}");
         }

@@ -52,9 +52,14 @@ public static class StateDictFile
         }
         catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)
         {
-            throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
+            // The reader's own message may quote the file (a name, a type it met): only its kind is said.
+            // Not chained either: a failure's innermost message is what a run reports.
+            throw new InvalidWeightsException($"{NotACheckpoint} (its reader failed: {e.GetType().Name})");
         }
     }
+
+    /// <summary>What a file that is no state dict is called; nothing of its content is ever added.</summary>
+    public const string NotACheckpoint = "not a PyTorch, safetensors or TorchSharp checkpoint";
 
     /// <summary>TorchSharp's format has no signature: a file that is not one is any file not recognised, and said so.</summary>
     private static void ValidateAsLastResort(Stream stream)
@@ -65,7 +70,7 @@ public static class StateDictFile
         }
         catch (InvalidWeightsException e)
         {
-            throw new InvalidWeightsException($"not a readable state dict (PyTorch .pth/.pt, .safetensors or TorchSharp): {e.Message}", e);
+            throw new InvalidWeightsException($"{NotACheckpoint} ({e.Message})");
         }
     }
 
@@ -164,7 +169,7 @@ public static class StateDictFile
         foreach (DictionaryEntry entry in table)
         {
             if (entry.Key is not string key || entry.Value is not Tensor tensor)
-                throw new InvalidWeightsException($"the pickle holds '{entry.Key}' of type {entry.Value?.GetType().Name ?? "null"}: only a state dict of tensors can be imported");
+                throw new InvalidWeightsException($"the pickle holds a {entry.Value?.GetType().Name ?? "null"} under a {entry.Key?.GetType().Name ?? "null"} key: only a state dict of tensors can be imported");
             result[key] = tensor;
         }
         return result;

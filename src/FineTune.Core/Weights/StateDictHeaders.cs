@@ -13,6 +13,8 @@ namespace FineTune.Core.Weights;
 /// pickle): the pickle only calls what a state dict needs, every storage's bytes are in the archive, and every
 /// tensor fits in its storage, and what they claim is at most <see cref="MaxTotalBytes"/> and what the archive's
 /// compressed bytes can expand to. TorchSharp's format: every tensor's dtype and shape ask for bytes the file has.
+/// A reason never quotes the file: tensor names, strings and unknown codes are the file's content (a file named as
+/// weights may be anyone's), so entries are named by their position and only sizes and offsets are given.
 /// </summary>
 public static class StateDictHeaders
 {
@@ -61,53 +63,53 @@ public static class StateDictHeaders
         }
         catch (JsonException e)
         {
-            throw Invalid($"safetensors: the header is not JSON ({e.Message})");
+            throw Invalid($"safetensors: the header is not JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine})");
         }
         using (document)
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 throw Invalid("safetensors: the header is not a JSON object");
-            var spans = new List<(long Begin, long End, string Name)>();
+            var spans = new List<(long Begin, long End, int Entry)>();
+            int index = 0;
             foreach (var entry in document.RootElement.EnumerateObject())
             {
                 if (entry.Name == "__metadata__") continue;
                 if (spans.Count == MaxTensors)
                     throw Invalid($"safetensors: more than {MaxTensors} tensors");
-                spans.Add(SafetensorsEntry(entry, dataLength));
+                spans.Add(SafetensorsEntry(entry.Value, index++, dataLength));
             }
             spans.Sort((a, b) => a.Begin.CompareTo(b.Begin));
             for (int i = 1; i < spans.Count; i++)
                 if (spans[i].Begin < spans[i - 1].End)
-                    throw Invalid($"safetensors: tensor '{spans[i].Name}' overlaps tensor '{spans[i - 1].Name}' in the data");
+                    throw Invalid($"safetensors: tensor {spans[i].Entry} overlaps tensor {spans[i - 1].Entry} in the data (counting the header's tensors from 0)");
         }
     }
 
-    private static (long Begin, long End, string Name) SafetensorsEntry(JsonProperty entry, long dataLength)
+    /// <param name="name">the tensor's position in the header: its name is the file's content</param>
+    private static (long Begin, long End, int Entry) SafetensorsEntry(JsonElement value, int name, long dataLength)
     {
-        string name = entry.Name;
-        var value = entry.Value;
         if (value.ValueKind != JsonValueKind.Object
             || !value.TryGetProperty("dtype", out var dtype) || dtype.ValueKind != JsonValueKind.String
             || !value.TryGetProperty("shape", out var shape) || shape.ValueKind != JsonValueKind.Array
             || !value.TryGetProperty("data_offsets", out var offsets) || offsets.ValueKind != JsonValueKind.Array || offsets.GetArrayLength() != 2)
-            throw Invalid($"safetensors: tensor '{name}' needs dtype, shape and data_offsets [begin, end]");
+            throw Invalid($"safetensors: tensor {name} needs dtype, shape and data_offsets [begin, end]");
         if (!SafetensorsDtypes.TryGetValue(dtype.GetString()!, out int size))
-            throw Invalid($"safetensors: tensor '{name}' has unknown dtype '{dtype.GetString()}'");
+            throw Invalid($"safetensors: tensor {name} has a dtype that is none of {string.Join(", ", SafetensorsDtypes.Keys)}");
         if (shape.GetArrayLength() > MaxDimensions)
-            throw Invalid($"safetensors: tensor '{name}' has {shape.GetArrayLength()} dimensions");
+            throw Invalid($"safetensors: tensor {name} has {shape.GetArrayLength()} dimensions");
         BigInteger bytes = size;
         foreach (var dimension in shape.EnumerateArray())
         {
             if (dimension.ValueKind != JsonValueKind.Number || !dimension.TryGetInt64(out long d) || d < 0)
-                throw Invalid($"safetensors: tensor '{name}' has a shape that is not a list of sizes");
+                throw Invalid($"safetensors: tensor {name} has a shape that is not a list of sizes");
             bytes *= d;
         }
         if (!offsets[0].TryGetInt64(out long begin) || !offsets[1].TryGetInt64(out long end) || begin < 0 || end < begin)
-            throw Invalid($"safetensors: tensor '{name}' has data_offsets that are not 0 <= begin <= end");
+            throw Invalid($"safetensors: tensor {name} has data_offsets that are not 0 <= begin <= end");
         if (end > dataLength)
-            throw Invalid($"safetensors: tensor '{name}' ends at byte {end} of the data, which has {dataLength}");
+            throw Invalid($"safetensors: tensor {name} ends at byte {end} of the data, which has {dataLength}");
         if (bytes != end - begin)
-            throw Invalid($"safetensors: tensor '{name}' spans {end - begin} bytes, its shape and dtype need {bytes}");
+            throw Invalid($"safetensors: tensor {name} spans {end - begin} bytes, its shape and dtype need {bytes}");
         return (begin, end, name);
     }
 
@@ -152,8 +154,9 @@ public static class StateDictHeaders
 
     /// <summary>
     /// Throws <see cref="InvalidWeightsException"/> unless TorchSharp's format (a varint count, then per tensor a
-    /// length-prefixed name, a dtype, a shape and the raw bytes) describes exactly bytes the file has. Leaves the
-    /// stream at 0.
+    /// length-prefixed name, a dtype, a shape and the raw bytes) describes exactly the bytes the file has, to its
+    /// last byte. The format has no signature, so any file not recognised otherwise is read as one: a reason says
+    /// what failed, never a number or name read from the file. Leaves the stream at 0.
     /// </summary>
     public static void ValidateTorchSharp(Stream stream)
     {
@@ -162,28 +165,30 @@ public static class StateDictHeaders
         {
             using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
             long count = Varint(reader);
-            if (count < 0 || count > MaxTensors) throw Invalid($"TorchSharp format: {count} tensors");
+            if (count < 0 || count > MaxTensors) throw Invalid($"TorchSharp format: not 0 to {MaxTensors} tensors");
             for (long i = 0; i < count; i++)
             {
                 long nameLength = Varint(reader);
                 if (nameLength < 0 || nameLength > 4096 || nameLength > stream.Length - stream.Position)
-                    throw Invalid($"TorchSharp format: entry {i} has a name of {nameLength} bytes");
-                string name = Encoding.UTF8.GetString(reader.ReadBytes((int)nameLength));
+                    throw Invalid($"TorchSharp format: tensor {i} has a name longer than 4096 bytes or than the file");
+                stream.Seek(nameLength, SeekOrigin.Current);
                 var dtype = (TorchSharp.torch.ScalarType)Varint(reader);
-                int size = ElementBytes(dtype) ?? throw Invalid($"TorchSharp format: tensor '{name}' has unknown dtype {(int)dtype}");
+                int size = ElementBytes(dtype) ?? throw Invalid($"TorchSharp format: tensor {i} has an unknown dtype");
                 long dimensions = Varint(reader);
-                if (dimensions < 0 || dimensions > MaxDimensions) throw Invalid($"TorchSharp format: tensor '{name}' has {dimensions} dimensions");
+                if (dimensions < 0 || dimensions > MaxDimensions) throw Invalid($"TorchSharp format: tensor {i} has more than {MaxDimensions} dimensions");
                 BigInteger bytes = size;
                 for (long d = 0; d < dimensions; d++)
                 {
                     long extent = Varint(reader);
-                    if (extent < 0) throw Invalid($"TorchSharp format: tensor '{name}' has a negative size");
+                    if (extent < 0) throw Invalid($"TorchSharp format: tensor {i} has a negative size");
                     bytes *= extent;
                 }
                 if (bytes > stream.Length - stream.Position)
-                    throw Invalid($"TorchSharp format: tensor '{name}' needs {bytes} bytes, the file has {stream.Length - stream.Position} left");
+                    throw Invalid($"TorchSharp format: tensor {i} needs more bytes than the file has left");
                 stream.Seek((long)bytes, SeekOrigin.Current);
             }
+            if (stream.Position != stream.Length)
+                throw Invalid("TorchSharp format: bytes follow the last tensor");
         }
         catch (EndOfStreamException)
         {
@@ -290,7 +295,7 @@ public static class StateDictHeaders
                     case (byte)'0': Pop(); break;
                     case (byte)'1': PopToMark(); break;
                     case (byte)'2': Push(Peek()); break;
-                    default: throw Invalid($"PyTorch archive: data.pkl uses pickle opcode 0x{op:x2} at byte {_at - 1}, which a state dict never needs");
+                    default: throw Invalid($"PyTorch archive: data.pkl uses a pickle opcode at byte {_at - 1} that a state dict never needs");
                 }
             }
         }
@@ -306,7 +311,7 @@ public static class StateDictHeaders
         {
             ("collections", "OrderedDict") or ("torch._utils", "_rebuild_tensor_v2") or ("torch._utils", "_rebuild_tensor") => new Global(module, name),
             ("torch", _) when StorageElementBytes.ContainsKey(name) => new Global(module, name),
-            _ => throw Invalid($"PyTorch archive: data.pkl calls {module}.{name}, which a state dict of tensors never does"),
+            _ => throw Invalid("PyTorch archive: data.pkl calls a function other than torch's tensor and storage rebuilders and collections.OrderedDict, which a state dict of tensors never does"),
         };
 
         private Storage PersistentStorage(object? id)
@@ -316,9 +321,9 @@ public static class StateDictHeaders
                 throw Invalid("PyTorch archive: data.pkl names a storage that is not ('storage', type, key, location, size)");
             int elementBytes = StorageElementBytes[type.Name];
             if (!storageEntries.TryGetValue(key, out long entryLength))
-                throw Invalid($"PyTorch archive: storage '{key}' is not in the archive");
+                throw Invalid("PyTorch archive: data.pkl names a storage that is not in the archive");
             if (elements > entryLength / elementBytes)
-                throw Invalid($"PyTorch archive: storage '{key}' claims {elements} elements of {elementBytes} bytes, the archive holds {entryLength} bytes for it");
+                throw Invalid($"PyTorch archive: a storage claims {elements} elements of {elementBytes} bytes, the archive holds {entryLength} bytes for it");
             return _storages[key] = new Storage(key, elements, elementBytes);
         }
 
@@ -337,12 +342,12 @@ public static class StateDictHeaders
             for (int i = 0; i < shape.Length; i++)
             {
                 if (shape[i] is not long size || stride[i] is not long step || size < 0 || step < 0)
-                    throw Invalid($"PyTorch archive: a tensor of storage '{storage.Key}' has a shape or stride that is not sizes");
+                    throw Invalid("PyTorch archive: a tensor has a shape or stride that is not sizes");
                 elements = size == 0 || elements == 0 ? 0 : elements <= storage.Elements / size ? elements * size : long.MaxValue;
                 if (size > 0) extent += (size - 1) * Math.Min(step, storage.Elements);
             }
             if (offset < 0 || elements > storage.Elements || (elements > 0 && extent >= storage.Elements))
-                throw Invalid($"PyTorch archive: a tensor of storage '{storage.Key}' reaches past its {storage.Elements} elements");
+                throw Invalid($"PyTorch archive: a tensor reaches past its storage's {storage.Elements} elements");
             return new Opaque();
         }
 

@@ -1,6 +1,8 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using FineTune.Core.Models;
+using FineTune.Core.Runtime;
 
 namespace FineTune.Core.Weights;
 
@@ -38,10 +40,16 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
             return await DownloadAsync(new Uri(new Uri(options.TorchvisionModelsUrl), checkpoint.FileName), expected, cancellationToken);
         }
         if (source.StartsWith(BlobPrefix, StringComparison.Ordinal)) return await CacheBlobAsync(source[BlobPrefix.Length..], expected, cancellationToken);
-        if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https")
-            return await DownloadAsync(uri, expected, cancellationToken);
+        if (IsUrl(source, out var uri)) return await DownloadAsync(uri, expected, cancellationToken);
         return await CacheLocalFileAsync(source, expected, cancellationToken);
     }
+
+    /// <summary>Whether a source names a file on this machine: none of the bundled weights, a torchvision name, a blob or a URL.</summary>
+    public static bool IsLocalFile(string source) =>
+        source.Length > 0 && source != Bundled && !TorchvisionWeights.IsName(source) && !source.StartsWith(BlobPrefix, StringComparison.Ordinal) && !IsUrl(source, out _);
+
+    private static bool IsUrl(string source, [NotNullWhen(true)] out Uri? uri) =>
+        Uri.TryCreate(source, UriKind.Absolute, out uri) && uri.Scheme is "http" or "https";
 
     private async Task<FetchedWeights> CacheBundledAsync(ModelFamily family, string? expected, CancellationToken cancellationToken)
     {
@@ -59,14 +67,26 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         {
             StateDictFile.Write(state, temp, StateDictFormat.Safetensors);
         }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
         finally
         {
             foreach (var tensor in state.Values) tensor.Dispose();
         }
         var fetched = await CommitAsync(temp, expected, source, ".safetensors", cancellationToken);
         string indexTemp = TempPath();
-        await File.WriteAllTextAsync(indexTemp, fetched.Sha256, cancellationToken);
-        File.Move(indexTemp, index, overwrite: true);
+        try
+        {
+            await File.WriteAllTextAsync(indexTemp, fetched.Sha256, cancellationToken);
+            File.Move(indexTemp, index, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(indexTemp);
+        }
         return fetched;
     }
 
@@ -122,14 +142,31 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         }
     }
 
+    /// <summary>
+    /// Copies a local file into the cache, capped like a download: only a regular file (a device never ends, a FIFO
+    /// blocks whoever opens it), at most <see cref="WeightsFetchOptions.MaxBytes"/> however it grows meanwhile, and
+    /// stopped by the token. The temporary copy never outlives a failure.
+    /// </summary>
     private async Task<FetchedWeights> CacheLocalFileAsync(string path, string? expected, CancellationToken cancellationToken)
     {
         if (!File.Exists(path))
             throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', '{TorchvisionWeights.Default}', '{BlobPrefix}NAME', a file path, or an https URL)");
+        if (!FileKinds.IsRegularFile(path))
+            throw new WeightsSourceException($"weights file '{path}' is not a regular file (a device, a pipe or a socket is no checkpoint)");
+        long length = new FileInfo(path).Length;
+        if (length > options.MaxBytes)
+            throw new WeightsSourceException($"weights file '{path}': {length} bytes is over the {options.MaxBytes}-byte limit");
         string temp = TempPath();
-        await using (var input = File.OpenRead(path))
-        await using (var output = File.Create(temp))
-            await input.CopyToAsync(output, cancellationToken);
+        try
+        {
+            await using var input = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            await CopyCappedAsync(input, temp, $"weights file '{path}'", cancellationToken);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
         return await CommitAsync(temp, expected, Path.GetFullPath(path), Path.GetExtension(path), cancellationToken);
     }
 

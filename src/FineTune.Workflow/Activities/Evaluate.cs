@@ -14,11 +14,13 @@ namespace FineTune.Workflow.Activities;
 /// has none; writes the JSON report (naming that split), per-image predictions and the confusion matrix.
 /// </summary>
 [DurableTask(ActivityNames.Evaluate)]
-public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerStopping stopping) : TaskActivity<ModelRequest, EvaluationSummary>
+public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerStopping stopping, RunControl runs) : TaskActivity<ModelRequest, EvaluationSummary>
 {
-    public override async Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request)
+    public override Task<EvaluationSummary> RunAsync(TaskActivityContext context, ModelRequest request) =>
+        runs.UntilCancelledAsync(request.Job, token => EvaluateAsync(request, token), stopping.Token);
+
+    private async Task<EvaluationSummary> EvaluateAsync(ModelRequest request, CancellationToken token)
     {
-        var token = stopping.Token;
         var files = worker.For(request.Job);
         var clock = Stopwatch.StartNew();
         var inputs = await files.LoadAsync(request.Weights, request.Prepared, token);

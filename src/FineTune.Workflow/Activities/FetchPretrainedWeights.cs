@@ -1,6 +1,7 @@
 using FineTune.Core.Models;
 using FineTune.Core.Weights;
 using FineTune.Storage;
+using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
@@ -10,16 +11,20 @@ namespace FineTune.Workflow.Activities;
 /// <summary>
 /// The recipe's "fetch pretrained weights" step, the first of every run: checks the job id is bound to this spec
 /// (however the run was started), then brings the pretrained weights in, verified, and shares them through the
-/// artifact store by hash.
+/// artifact store by hash. A local weights file is checked against the roots again here, where it is read.
 /// </summary>
 [DurableTask(ActivityNames.FetchPretrainedWeights)]
-public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store, RunControl runs, WorkerStopping stopping) : TaskActivity<FineTuneJob, WeightsRef>
+public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStore store, RunControl runs, WorkerStopping stopping, LocalPathPolicy paths)
+    : TaskActivity<FineTuneJob, WeightsRef>
 {
-    public override async Task<WeightsRef> RunAsync(TaskActivityContext context, FineTuneJob job)
+    public override Task<WeightsRef> RunAsync(TaskActivityContext context, FineTuneJob job) =>
+        runs.UntilCancelledAsync(job, token => FetchAsync(job, token), stopping.Token);
+
+    private async Task<WeightsRef> FetchAsync(FineTuneJob job, CancellationToken token)
     {
         var spec = job.Spec;
-        var token = stopping.Token;
         await runs.BindSpecAsync(job.JobId, spec, token);
+        paths.RequireWeights(spec.Weights.Source);
         var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, token);
         string name = ArtifactNames.Weights(fetched.Sha256 + Path.GetExtension(fetched.Path));
         if (!await store.ExistsAsync(name, token))

@@ -15,12 +15,14 @@ namespace FineTune.Workflow.Activities;
 /// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
 /// </summary>
 [DurableTask(ActivityNames.PrepareModel)]
-public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOptions<WorkflowOptions> options, WorkerStopping stopping)
+public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOptions<WorkflowOptions> options, WorkerStopping stopping, RunControl runs)
     : TaskActivity<PrepareRequest, PreparedSummary>
 {
-    public override async Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request)
+    public override Task<PreparedSummary> RunAsync(TaskActivityContext context, PrepareRequest request) =>
+        runs.UntilCancelledAsync(request.Job, token => PrepareAsync(request, token), stopping.Token);
+
+    private async Task<PreparedSummary> PrepareAsync(PrepareRequest request, CancellationToken token)
     {
-        var token = stopping.Token;
         var files = worker.For(request.Job);
         var clock = new StageClock();
         // The scan's decoded images go to the feature pass that follows: no file is decoded twice.

@@ -16,11 +16,14 @@ namespace FineTune.Workflow.Activities;
 /// A published model is never overwritten: a repeated call finds the card and returns it.
 /// </summary>
 [DurableTask(ActivityNames.Publish)]
-public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifactStore store, WorkerStopping stopping) : TaskActivity<PublishRequest, PublishedModel>
+public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifactStore store, WorkerStopping stopping, RunControl runs)
+    : TaskActivity<PublishRequest, PublishedModel>
 {
-    public override async Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request)
+    public override Task<PublishedModel> RunAsync(TaskActivityContext context, PublishRequest request) =>
+        runs.UntilCancelledAsync(request.Job, token => PublishAsync(context, request, token), stopping.Token);
+
+    private async Task<PublishedModel> PublishAsync(TaskActivityContext context, PublishRequest request, CancellationToken token)
     {
-        var token = stopping.Token;
         var files = worker.For(request.Job);
         var layout = files.Layout;
         var published = new PublishedModel(layout.Published, layout.Safetensors, layout.TorchSharp, layout.ModelCard, []);

@@ -37,13 +37,22 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
 
         int epochsBefore = state?.Progress.History.Count ?? 0;
         var clock = new StageClock();
-        var inputs = await files.LoadAsync(request.Weights, request.Prepared, token, clock);
-        // Both a cancel request and this worker stopping end the chunk at a step boundary with a checkpoint.
+        // Both a cancel request and this worker stopping end the chunk at a step boundary with a checkpoint; a cancel
+        // while the inputs load stops the load.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
         TrainingProgress progress;
         double? lastLoss;
         await using (runs.WatchForCancel(job.ControlRunId, stop))
         {
+            ActivityInputs inputs;
+            try
+            {
+                inputs = await files.LoadAsync(request.Weights, request.Prepared, stop.Token, clock);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested && !token.IsCancellationRequested)
+            {
+                throw new RunCancelledException(job.JobId);
+            }
             do
             {
                 var outcome = clock.Time(Stages.Training, () => engine.Train(inputs.Recipe, inputs.Dataset, state, inputs.Features, request.MaxSteps,

@@ -111,6 +111,27 @@ public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> o
         return new Watch(done, watching);
     }
 
+    /// <summary>
+    /// Runs an activity's <paramref name="work"/> with a token cancelled when this worker stops or a cancel of the run is
+    /// requested (<see cref="WatchForCancel"/>), so a cancel stops a weights copy, a dataset copy, a feature pass, an
+    /// evaluation or a publish as it stops training. Work that a requested cancel stops ends in <see cref="RunCancelledException"/>.
+    /// </summary>
+    public async Task<T> UntilCancelledAsync<T>(FineTuneJob job, Func<CancellationToken, Task<T>> work, CancellationToken stopping)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        await using (WatchForCancel(job.ControlRunId, stop))
+        {
+            try
+            {
+                return await work(stop.Token);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested && !stopping.IsCancellationRequested)
+            {
+                throw new RunCancelledException(job.JobId);
+            }
+        }
+    }
+
     /// <summary>Counts one more start of the chunk from <paramref name="fromStep"/> and returns how many there have been.</summary>
     public async Task<int> CountAttemptAsync(string jobId, long fromStep, CancellationToken cancellationToken)
     {

@@ -8,9 +8,20 @@ namespace FineTune.Workflow.Orchestration;
 /// </summary>
 public abstract class PermanentRunFailureException(string message) : Exception(message);
 
-/// <summary>The run was cancelled: the chunk under way stopped at a step boundary and left a checkpoint there.</summary>
-public sealed class RunCancelledException(string jobId, long step)
-    : PermanentRunFailureException($"run '{jobId}' was cancelled; it stopped at step {step}, checkpointed: restart it to continue");
+/// <summary>The run was cancelled: the activity under way stopped (a training chunk at a step boundary, with a checkpoint there).</summary>
+public sealed class RunCancelledException : PermanentRunFailureException
+{
+    public RunCancelledException(string jobId, long step)
+        : base($"run '{jobId}' was cancelled; it stopped at step {step}, checkpointed: restart it to continue")
+    {
+    }
+
+    /// <summary>A step other than training (fetching weights, preparing, evaluating, publishing) stopped where it was: a restart does it again.</summary>
+    public RunCancelledException(string jobId)
+        : base($"run '{jobId}' was cancelled: restart it to continue from its last checkpoint")
+    {
+    }
+}
 
 /// <summary>
 /// One chunk was started too often without finishing: the worker running it keeps dying (killed for memory,

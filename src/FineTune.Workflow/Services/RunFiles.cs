@@ -25,7 +25,7 @@ public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOn
 /// dataset (fetched from the artifact store once per worker) and the scanned dataset. <see cref="For"/> gives
 /// one run's view.
 /// </summary>
-public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, CheckpointStore checkpoints, IOptions<WorkflowOptions> options)
+public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, CheckpointStore checkpoints, IOptions<WorkflowOptions> options, LocalPathPolicy paths)
 {
     private readonly ConcurrentDictionary<string, Lazy<ImageDataset>> _datasets = new();
     // Local files this worker has hashed, with the length and write time they had: every activity call of a run loads the
@@ -95,7 +95,11 @@ public sealed class WorkerFiles(IArtifactStore store, UserUploads uploads, Check
     {
         string location = job.Spec.Dataset.Location;
         if (!location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
+        {
+            // Checked where it is read: since the spec was submitted, the path may have become a link out of its root.
+            paths.RequireDataset(location);
             return Checked(job, Scanned(job, location, keep));
+        }
         string name = location[WeightsFetcher.BlobPrefix.Length..];
         try
         {

@@ -1,3 +1,4 @@
+using System.Text;
 using FineTune.Core.Models;
 using FineTune.Core.Weights;
 using static TorchSharp.torch;
@@ -66,12 +67,54 @@ public sealed class StateDictFileTests : IDisposable
         Assert.Equal(model.Module.state_dict().Count, read.Count);
     }
 
+    private const string Secret = "AKIAQUOTEDSECRET";
+
+    /// <summary>Files that are no checkpoint, or checkpoints that lie, each carrying <see cref="Secret"/> where a reason could quote it.</summary>
+    private static readonly Dictionary<string, Func<byte[]>> NotCheckpoints = new()
+    {
+        ["/etc/passwd"] = () => File.ReadAllBytes("/etc/passwd"),
+        ["a credentials file"] = () => Encoding.UTF8.GetBytes($"[default]\naws_access_key_id = {Secret}\n"),
+        ["TorchSharp-shaped, named by the secret"] = () => [1, (byte)Secret.Length, .. Encoding.ASCII.GetBytes(Secret), 99, 0],
+        ["TorchSharp-shaped, then the secret"] = () => [0, .. Encoding.ASCII.GetBytes(Secret)],
+        ["safetensors naming the secret"] = () => HostileFiles.Safetensors($$$"""{"{{{Secret}}}":{"dtype":"{{{Secret}}}","shape":[1],"data_offsets":[0,4]}}""", 4),
+        ["safetensors whose header is not JSON"] = () => HostileFiles.Safetensors("{" + Secret, 0),
+        ["pickle calling the secret"] = () => HostileFiles.TorchArchive([0x80, 2, .. Encoding.ASCII.GetBytes($"c{Secret}\n{Secret}\n"), (byte)')', (byte)'R', (byte)'.']),
+    };
+
+    public static TheoryData<string> NotCheckpointNames => [.. NotCheckpoints.Keys];
+
+    [Theory]
+    [MemberData(nameof(NotCheckpointNames))]
+    public void ARefusalNeverQuotesTheFile(string name)
+    {
+        var bytes = NotCheckpoints[name]();
+        var path = Path.Combine(_dir, "weights.pth");
+        File.WriteAllBytes(path, bytes);
+
+        var error = Assert.Throws<InvalidWeightsException>(() => StateDictFile.Read(path));
+
+        Assert.DoesNotContain(Secret, error.Message);
+        // No run of the file's text (a name, a line) appears in the reason, but the format's own keys may.
+        string[] formatKeys = ["dtype", "shape", "data_offsets"];
+        var words = Encoding.UTF8.GetString(bytes).Split([':', '/', '\n', ' ', ',', '=', '"', '{', '}', '[', ']'], StringSplitOptions.RemoveEmptyEntries);
+        Assert.DoesNotContain(words.Where(w => w.Length >= 5 && w.All(char.IsAsciiLetterOrDigit)).Except(formatKeys), w => error.Message.Contains(w, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void AFileThatIsNoCheckpointIsCalledSo()
+    {
+        var path = Path.Combine(_dir, "passwd");
+        File.Copy("/etc/passwd", path);
+        var error = Assert.Throws<InvalidWeightsException>(() => StateDictFile.Read(path));
+        Assert.StartsWith(StateDictFile.NotACheckpoint, error.Message);
+    }
+
     [Fact]
     public void GarbageIsAClearError()
     {
         var path = Path.Combine(_dir, "garbage.pth");
         File.WriteAllText(path, "<html>404 not found</html>");
         var error = Assert.Throws<InvalidWeightsException>(() => StateDictFile.Read(path));
-        Assert.Contains("not a readable state dict", error.Message);
+        Assert.Contains(StateDictFile.NotACheckpoint, error.Message);
     }
 }

@@ -203,6 +203,61 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
         Assert.Contains("'/nope/w.pth' does not exist", error.Message);
     }
 
+    [Theory]
+    [InlineData("/dev/zero")]
+    [InlineData("/dev/urandom")]
+    [InlineData("fifo")]
+    public async Task DevicesAndPipesAreRefusedBeforeTheyAreOpened(string source)
+    {
+        string path = source == "fifo" ? Fifo() : source;
+
+        // Opening a FIFO blocks until a writer comes, and a device never ends: the bound only keeps a regression from hanging.
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() => NewFetcher().FetchAsync(Resnet18, path, null, default).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.Contains("is not a regular file", error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Cache));
+    }
+
+    [Fact]
+    public async Task LocalFileOverTheCapIsRefusedUnread()
+    {
+        var file = Path.Combine(_dir, "big.pth");
+        await File.WriteAllBytesAsync(file, _payload);
+
+        var error = await Assert.ThrowsAsync<WeightsSourceException>(() => NewFetcher(maxBytes: 100_000).FetchAsync(Resnet18, file, null, default));
+
+        Assert.Contains("300000 bytes is over the 100000-byte limit", error.Message);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Cache));
+    }
+
+    [Fact]
+    public async Task CancelStopsALongLocalCopyAtOnceAndRemovesItsTemporaryFile()
+    {
+        // 8 GiB that take no disk (a sparse file), copied at disk speed: long enough to be cancelled midway.
+        var file = Path.Combine(_dir, "huge.pth");
+        using (var stream = File.Create(file)) stream.SetLength(8L << 30);
+        using var cancel = new CancellationTokenSource();
+        var copying = NewFetcher(maxBytes: 16L << 30).FetchAsync(Resnet18, file, null, cancel.Token);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        while (!Directory.Exists(Cache) || !Directory.EnumerateFiles(Cache).Any(f => new FileInfo(f).Length > 0)) await Task.Delay(5, timeout.Token);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => copying.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"stopped {clock.Elapsed} after the cancel");
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Cache));
+    }
+
+    private string Fifo()
+    {
+        string path = Path.Combine(_dir, "pipe.pth");
+        using var mkfifo = System.Diagnostics.Process.Start("mkfifo", [path]);
+        mkfifo.WaitForExit();
+        Assert.Equal(0, mkfifo.ExitCode);
+        return path;
+    }
+
     [Fact]
     public async Task BundledWeightsAreMaterialisedOnceAsSafetensors()
     {
