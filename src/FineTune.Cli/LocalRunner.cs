@@ -43,6 +43,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         services.Configure<ArtifactStoreOptions>(o =>
         {
             o.LocalRoot = Path.Combine(workDirectory, "artifacts");
+            o.LocalUploadsRoot = Path.Combine(workDirectory, "uploads");
             o.ConnectionString = storage;
         });
         services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
@@ -74,8 +75,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
-        var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
+        await using var services = ControlServices();
+        var runs = services.GetRequiredService<RunControl>();
         if (storage is null)
         {
             // The in-memory backend lives in the running process: the marker alone reaches it.
@@ -107,8 +108,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        var store = new ArtifactStoreOptions { LocalRoot = ArtifactRoot, ConnectionString = storage }.Create();
-        var runs = new RunControl(store, Options.Create(new WorkflowOptions()));
+        await using var services = ControlServices();
+        var runs = services.GetRequiredService<RunControl>();
         await using IRunBackend backend = storage is null ? new NoHistoryBackend() : await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
         var outcome = await runs.PurgeAsync(backend, jobId, includePublished, cancellationToken);
         if (!outcome.Purged)
@@ -117,8 +118,17 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             return ExitCodes.BadInput;
         }
         output.WriteLine($"purged run {jobId}: {outcome.ArtifactsDeleted} artifact(s) deleted"
+            + (outcome.UploadDeleted is { } upload ? $", its uploaded dataset {upload} too (no other run uses it)" : "")
             + (outcome.KeptPublished ? $"; its published model stays in {new RunLayout(jobId).Published} (--include-published removes it)" : ""));
         return ExitCodes.Succeeded;
+    }
+
+    /// <summary>The services a one-shot command's <see cref="RunControl"/> takes: this work folder's (or the storage account's) artifacts, uploads and scratch.</summary>
+    private ServiceProvider ControlServices()
+    {
+        var services = new ServiceCollection();
+        AddWorkflow(services, workDirectory, storage);
+        return services.BuildServiceProvider();
     }
 
     private async Task<int> RunAsync(Func<IRunBackend, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, Func<string, string> describe,
@@ -131,6 +141,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
         using var host = await StartHostAsync(cancellationToken);
         IRunBackend? backend = null;
+        string? ended = null;
         try
         {
             backend = storage is null
@@ -155,7 +166,9 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             string id = outcome.JobId;
             var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds());
             output.WriteLine($"run {id}: {describe(id)}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
-            return renderer.Report(await renderer.FollowAsync(backend, id, cancellationToken));
+            var final = await renderer.FollowAsync(backend, id, cancellationToken);
+            ended = id;
+            return renderer.Report(final);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -165,6 +178,9 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         finally
         {
             await StopAsync(host, backend);
+            // The run ended, however (a cancel terminates it before its orchestration can): what it left here goes. A run
+            // merely stopped here (Ctrl-C) keeps it for the command that resumes it.
+            if (ended is not null) await host.Services.GetRequiredService<RunControl>().ReleaseScratchAsync(ended, CancellationToken.None);
         }
     }
 

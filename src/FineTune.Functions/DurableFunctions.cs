@@ -49,6 +49,10 @@ public sealed class DurableFunctions(IServiceProvider services)
     public Task<SweepSummary> WriteSweepReport([ActivityTrigger] SweepReportRequest input, FunctionContext context) =>
         Run<WriteSweepReport, SweepReportRequest, SweepSummary>(input, context);
 
+    [Function(ActivityNames.ReleaseRunFiles)]
+    public Task<int> ReleaseRunFiles([ActivityTrigger] string[] input, FunctionContext context) =>
+        Run<ReleaseRunFiles, string[], int>(input, context);
+
     private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
         where TActivity : TaskActivity<TInput, TOutput> =>
         ActivatorUtilities.CreateInstance<TActivity>(services).RunAsync(

@@ -41,7 +41,14 @@ public static partial class ArtifactNames
     public static string Weights(string sha256) => Require($"weights/{sha256}");
 
     /// <summary>A dataset .zip uploaded through the HTTP API, by content hash: the same upload is stored once.</summary>
-    public static string UploadedDataset(string sha256) => Require($"datasets/uploads/{sha256}.zip");
+    public static string UploadedDataset(string sha256) => Require($"{UploadedDatasets}{sha256}.zip");
+
+    /// <summary>Whether <paramref name="name"/> is an upload the service named (<see cref="UploadedDataset"/>), not a user's own blob.</summary>
+    public static bool IsUploadedDataset(string name) =>
+        name.StartsWith(UploadedDatasets, StringComparison.Ordinal) && name.EndsWith(".zip", StringComparison.Ordinal)
+        && name[UploadedDatasets.Length..^4] is { Length: 64 } sha256 && sha256.All(char.IsAsciiHexDigitLower);
+
+    private const string UploadedDatasets = "datasets/uploads/";
 
     [GeneratedRegex("^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
     private static partial Regex JobId();

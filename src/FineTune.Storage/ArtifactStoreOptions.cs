@@ -24,6 +24,9 @@ public sealed class ArtifactStoreOptions
     public string UploadsContainerName { get; set; } = "finetune-uploads";
     public string LocalRoot { get; set; } = ".finetune/artifacts";
 
+    /// <summary>The users' uploads without blob storage: a folder of their own, so <c>blob:NAME</c> never reaches the artifacts.</summary>
+    public string LocalUploadsRoot { get; set; } = ".finetune/uploads";
+
     /// <summary>Whether artifacts go to blob storage (a connection string or an account URL is set).</summary>
     public bool UsesBlobStorage => !string.IsNullOrWhiteSpace(ConnectionString) || AccountUrl is not null;
 
@@ -37,12 +40,13 @@ public sealed class ArtifactStoreOptions
     public IArtifactStore Create() => Create(UsesBlobStorage ? CreateServiceClient(new DefaultAzureCredential()) : null);
 
     /// <summary>
-    /// The users' uploads on <paramref name="service"/>: the uploads container; without blob storage, the local
-    /// folder itself (the command line user's own machine).
+    /// The users' uploads on <paramref name="service"/>: the uploads container; without blob storage, the folder
+    /// <see cref="LocalUploadsRoot"/> (never <see cref="LocalRoot"/>: a <c>blob:runs/...</c> dataset or weights would read
+    /// other runs' artifacts).
     /// </summary>
     public IArtifactStore CreateUploads(BlobServiceClient? service) => UsesBlobStorage
         ? new BlobArtifactStore((service ?? throw new ArgumentNullException(nameof(service))).GetBlobContainerClient(UploadsContainerName))
-        : new LocalFolderArtifactStore(LocalRoot);
+        : new LocalFolderArtifactStore(LocalUploadsRoot);
 
     /// <summary>The store on <paramref name="service"/> (null: the local folder).</summary>
     public IArtifactStore Create(BlobServiceClient? service) => UsesBlobStorage

@@ -57,6 +57,7 @@ public static class WorkflowServices
         services.AddSingleton<CheckpointStore>();
         // Where local paths may lead: anywhere unless the host confines them (finetune serve's roots).
         services.TryAddSingleton(LocalPathPolicy.Unconfined);
+        services.AddSingleton<RunScratch>();
         services.AddSingleton<WorkerFiles>();
         services.AddSingleton(sp => new WorkerStopping(sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.AddSingleton<RunCatalog>();
@@ -74,7 +75,7 @@ public static class WorkflowServices
 
     /// <summary>One activity per step of the recipe, in order, then the sweep's report, each under its durable name (<see cref="ActivityNames"/>).</summary>
     public static readonly IReadOnlyList<(string Name, Type Type)> Activities =
-        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport) }
+        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport), typeof(ReleaseRunFiles) }
             .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
 
     /// <summary>A run, a sweep and a sweep's trial, each under its durable name.</summary>

@@ -17,9 +17,12 @@ public sealed class CancelAndRestartTests : IDisposable
     [InlineData(true)]
     public async Task ACancelledRunRestartsToTheSameWeights(bool onAzurite)
     {
-        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 8, ["animals", "plants"]);
+        // A .zip: unpacked into the run's scratch, which must leave with the cancelled run.
+        string photos = Path.Combine(_dir, "photos.zip");
+        System.IO.Compression.ZipFile.CreateFromDirectory(TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 8, ["animals", "plants"]), photos);
         // Unique per run: on Azurite the task hub and artifact container outlive the test.
         string jobId = "halted-" + Guid.NewGuid().ToString("N")[..8];
+        string scratch = Path.Combine(_dir, "cancelled", "cache", "runs", jobId);
         string[] storage = onAzurite ? ["--storage", Azurite.ConnectionString] : [];
         // Full fine-tuning of the last stage, with augmentation: the uncached path, slow enough to cancel mid-run.
         File.WriteAllText(Path.Combine(_dir, "job.json"), System.Text.Json.JsonSerializer.Serialize(new
@@ -46,6 +49,8 @@ public sealed class CancelAndRestartTests : IDisposable
                 Assert.True(DateTime.UtcNow < deadline && !victim.HasExited, "the run never reached its first checkpoint");
                 await Task.Delay(100);
             }
+            long scratchBytes = Directory.EnumerateFiles(scratch, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
+            Assert.True(scratchBytes > 100_000, $"{scratchBytes} bytes of scratch");
             var cancel = FinetuneProcess.Run(_dir, ["cancel", jobId, "--work", "cancelled", .. storage]);
             Assert.True(cancel.ExitCode == ExitCodes.Succeeded, cancel.Error);
             Assert.True(victim.WaitForExit(TimeSpan.FromMinutes(2)), "the cancelled run did not stop");
@@ -54,6 +59,7 @@ public sealed class CancelAndRestartTests : IDisposable
             // In-process backend: the chunk's RunCancelledException fails the run; persistent backend: terminated, with the reason.
             Assert.Contains(onAzurite ? "run terminated: cancelled" : "was cancelled; it stopped at step", errors);
             Assert.DoesNotContain("published:", said);
+            Assert.False(Directory.Exists(scratch), "the cancelled run's scratch stays");
         }
 
         var restarted = FinetuneProcess.Run(_dir, ["restart", jobId, "--work", "cancelled", .. storage]);

@@ -60,7 +60,12 @@ public sealed class HostileInputTests(HostileHome home, ITestOutputHelper log) :
         ["1×40000 PNG"] = (t => t.Strict(d => File.WriteAllBytes(Path.Combine(d, "a", "tall.png"), HostileFiles.Png(1, 40_000))), "tall.png: 1×40000 is over the 100:1 aspect-ratio limit"),
         ["30000×30000 PNG header"] = (t => t.Strict(d => File.WriteAllBytes(Path.Combine(d, "a", "huge.png"), HostileFiles.Png(30_000, 30_000, headerOnly: true))), "huge.png: 30000×30000 is over the 50000000-pixel limit"),
         ["link to a file outside"] = (t => t.Strict(d => File.CreateSymbolicLink(Path.Combine(d, "a", "secret.png"), t.Secret)), "secret.png: is a link to a file outside the dataset"),
-        ["zip bomb"] = (t => t.Zip(HostileFiles.ZipBomb()), "expands to more than the 21474836480-byte limit"),
+        ["zip bomb"] = (t => t.Zip(HostileFiles.ZipBomb()), "expands to more than the 4294967296-byte limit"),
+        ["zip with a file and a folder of one name"] = (t => t.Zip(HostileFiles.ZipOf("a/1.png", "b/1.png", "a/x.png", "a/x.png/y.png")), "entry 'a/x.png/y.png' clashes with entry 'a/x.png'"),
+        ["zip with a 300-character name"] = (t => t.Zip(HostileFiles.ZipOf("a/1.png", "b/1.png", "a/" + new string('n', 296) + ".png")), "has a name part of 300 bytes"),
+        ["zip holding one entry twice"] = (t => t.Zip(HostileFiles.ZipOf("a/1.png", "b/1.png", "a/1.png")), "entry 'a/1.png' is in the archive twice"),
+        ["zip with a name that is not UTF-8"] = (t => t.Zip(HostileFiles.ZipWithUndecodableName()), "has a name that is not UTF-8 text"),
+        ["blob: naming another run's artifacts"] = (t => t.OtherRunsArtifact(), "dataset blob 'runs/victim/photos.zip' does not exist"),
         ["zip slip"] = (t => t.Zip(HostileFiles.ZipWith("../evil.png")), "entry '../evil.png' points outside the archive"),
         ["zip holding a link"] = (t => t.Zip(HostileFiles.ZipWith("a/link.png", symbolicLink: true)), "entry 'a/link.png' is a symbolic link"),
         ["zip that is not a zip"] = (t => t.Zip("PK\u0003\u0004 not really"u8.ToArray()), "not a readable zip archive"),
@@ -180,6 +185,15 @@ public sealed class HostileInputTests(HostileHome home, ITestOutputHelper log) :
         using var mkfifo = Process.Start("mkfifo", [path]);
         mkfifo.WaitForExit();
         return path;
+    }
+
+    /// <summary>A dataset another run keeps among the artifacts, named as a <c>blob:</c>: uploads are a store of their own.</summary>
+    private string[] OtherRunsArtifact()
+    {
+        string artifact = Path.Combine(_root, "work", "artifacts", "runs", "victim", "photos.zip");
+        Directory.CreateDirectory(Path.GetDirectoryName(artifact)!);
+        File.WriteAllBytes(artifact, HostileFiles.ZipOf("a/1.png", "a/2.png", "b/1.png", "b/2.png"));
+        return ["--dataset", "blob:runs/victim/photos.zip"];
     }
 
     private string[] Photos() => ["--dataset", HostileFiles.ImageFolder(Data, 3, "a", "b")];

@@ -99,6 +99,13 @@ public sealed class HostileRequestTests(HostileHost fixture, ITestOutputHelper l
         ["1×40000 PNG"] = (async (t, p) => Strict(Job(await t.PhotosAsync(p, "a", "b", ("a/tall.png", HostileFiles.Png(1, 40_000))))), "a/tall.png: 1×40000 is over the 100:1 aspect-ratio limit"),
         ["zip slip"] = (async (t, p) => Job(await t.UploadAsync(p + "photos.zip", HostileFiles.ZipWith("../evil.png"))), "photos.zip: entry '../evil.png' points outside the archive"),
         ["zip bomb"] = (async (t, p) => Job(await t.UploadAsync(p + "photos.zip", HostileFiles.ZipBomb())), "photos.zip: expands to more than"),
+        ["zip with a file and a folder of one name"] = (async (t, p) => Job(await t.UploadAsync(p + "photos.zip", HostileFiles.ZipOf("a/1.png", "b/1.png", "a/x.png", "a/x.png/y.png"))),
+            "photos.zip: entry 'a/x.png/y.png' clashes with entry 'a/x.png'"),
+        ["zip with a 300-character name"] = (async (t, p) => Job(await t.UploadAsync(p + "photos.zip", HostileFiles.ZipOf("a/1.png", "b/1.png", "a/" + new string('n', 296) + ".png"))),
+            "has a name part of 300 bytes"),
+        ["zip holding one entry twice"] = (async (t, p) => Job(await t.UploadAsync(p + "photos.zip", HostileFiles.ZipOf("a/1.png", "b/1.png", "a/1.png"))),
+            "photos.zip: entry 'a/1.png' is in the archive twice"),
+        ["zip with a name that is not UTF-8"] = (async (t, p) => Job(await t.UploadAsync(p + "photos.zip", HostileFiles.ZipWithUndecodableName())), "has a name that is not UTF-8 text"),
         ["overlapping safetensors"] = (async (t, p) => await t.WeightsAsync(p, "w.safetensors", HostileFiles.OverlappingSafetensors()), "overlaps tensor"),
         ["pickle calling os.system"] = (async (t, p) => await t.WeightsAsync(p, "w.pth", HostileFiles.TorchArchive(HostileFiles.PickleCallingSystem())), "data.pkl calls a function other than torch's"),
         ["weights from a host not allowed"] = (async (t, p) => Job(await t.PhotosAsync(p, "a", "b"), model: "resnet18", weights: "https://evil.example/resnet18-12345678.pth"),
@@ -132,6 +139,7 @@ public sealed class HostileRequestTests(HostileHost fixture, ITestOutputHelper l
         Assert.DoesNotContain(Host.WorkDirectory, error);
         Assert.DoesNotContain("/tmp/", error);
         Assert.True(growth < GrowthBoundBytes, $"{name}: peak {growth >> 20} MB over {before >> 20} MB");
+        Assert.False(Directory.Exists(Path.Combine(Host.WorkDirectory, "runs", id)), "the failed run's scratch stays");
         // The app's container holds only the shared weights and runs' own folders, nothing of this one published;
         // the uploads stay in theirs.
         await foreach (var blob in Host.Store.ListAsync("", default))

@@ -83,6 +83,44 @@ public static class HostileFiles
         return file;
     }
 
+    /// <summary>A zip of photos under each of <paramref name="entryNames"/>, in order (a name may repeat).</summary>
+    public static byte[] ZipOf(params string[] entryNames)
+    {
+        using var file = new MemoryStream();
+        using (var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true))
+            foreach (var name in entryNames)
+            {
+                using var stream = zip.CreateEntry(name).Open();
+                if (!name.EndsWith('/')) stream.Write(Photo());
+            }
+        return file.ToArray();
+    }
+
+    /// <summary>A zip of two photo classes plus <c>a/NAME.png</c> whose name bytes are not UTF-8 (0xFF 0xFE), as some Windows zip tools write them.</summary>
+    public static byte[] ZipWithUndecodableName()
+    {
+        var bytes = ZipOf("a/1.png", "b/1.png", "a/@@.png");
+        // The name is in the local header and in the central directory: both are patched.
+        for (int at = 0; at + 1 < bytes.Length; at++)
+            if (bytes[at] == '@' && bytes[at + 1] == '@') (bytes[at], bytes[at + 1]) = (0xFF, 0xFE);
+        return bytes;
+    }
+
+    /// <summary>A zip of two photo classes plus <c>a/zeros.png</c>: <paramref name="bytes"/> zeros, honestly declared, deflated to about 1/1000.</summary>
+    public static byte[] ZipWithZeros(long bytes)
+    {
+        using var file = new MemoryStream();
+        using (var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var name in new[] { "a/1.png", "a/2.png", "b/1.png", "b/2.png" })
+                using (var stream = zip.CreateEntry(name).Open()) stream.Write(Photo());
+            using var zeros = zip.CreateEntry("a/zeros.png", CompressionLevel.SmallestSize).Open();
+            var block = new byte[1 << 20];
+            for (long left = bytes; left > 0; left -= block.Length) zeros.Write(block, 0, (int)Math.Min(block.Length, left));
+        }
+        return file.ToArray();
+    }
+
     /// <summary>
     /// <paramref name="count"/> tensors that all claim the same 4 MiB of data: 4 MiB on disk, <paramref name="count"/> × 4 MiB
     /// once built (the attack that took a worker to 1.34 GB).

@@ -92,7 +92,8 @@ public sealed class FineTuneOrchestrationTests
             .AddActivity<PrepareModel>()
             .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<FlakyTrainChunk>(sp))
             .AddActivity<Evaluate>()
-            .AddActivity<Publish>());
+            .AddActivity<Publish>()
+            .AddActivity<ReleaseRunFiles>());
         var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
 
         Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);

@@ -237,8 +237,8 @@ public sealed class RunLifecycleTests
         var shards = await NamesAsync(host.Store, new RunLayout("sharded").Features);
         Assert.Equal(["train-0000", "train-0001", "validation-0000"], shards.Select(n => n.Split('/')[^1].Replace(".safetensors", "")));
         Assert.Equal(expected, await SafetensorsShaAsync(host.Store, status.ReadOutputAs<FineTuneResult>()!));
-        // The worker's copy, by hash: fetched once, not once per chunk.
-        Assert.Equal(3, Directory.GetFiles(Path.Combine(host.WorkDirectory, "features")).Length);
+        // The worker's copies, kept by hash in the run's scratch while it ran, leave with it.
+        Assert.False(Directory.Exists(host.Host.Services.GetRequiredService<RunScratch>().Folder("sharded")));
     }
 
     private static Action<DurableTaskRegistry> With<TTrainChunk>() where TTrainChunk : TrainChunk => registry => registry
@@ -247,7 +247,8 @@ public sealed class RunLifecycleTests
         .AddActivity<PrepareModel>()
         .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<TTrainChunk>(sp))
         .AddActivity<Evaluate>()
-        .AddActivity<Publish>();
+        .AddActivity<Publish>()
+        .AddActivity<ReleaseRunFiles>();
 
     private static async Task<OrchestrationMetadata> RunAsync(WorkflowHost host, JobSpec spec, bool expectCompleted = true)
     {

@@ -28,7 +28,16 @@ public sealed record DatasetOptions
 
     public int MaxZipEntries { get; init; } = 200_000;
 
-    public long MaxExpandedBytes { get; init; } = 20L * 1024 * 1024 * 1024;
+    /// <summary>
+    /// The most bytes a .zip dataset may expand to, counted as they are written (a zip can hold a 2 GiB entry in 4 MB).
+    /// Less when the disk has less to spare: see <see cref="DiskSpaceKeptFree"/>.
+    /// </summary>
+    public long MaxExpandedBytes { get; init; } = DefaultMaxExpandedBytes;
+
+    public const long DefaultMaxExpandedBytes = 4L * 1024 * 1024 * 1024;
+
+    /// <summary>Disk space an unpacked .zip must leave free on its folder's file system (for checkpoints, other runs).</summary>
+    public long DiskSpaceKeptFree { get; init; } = 1L * 1024 * 1024 * 1024;
 
     /// <summary>Decode and scan files on this many threads.</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;

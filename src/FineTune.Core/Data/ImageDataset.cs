@@ -1,9 +1,15 @@
 namespace FineTune.Core.Data;
 
-/// <summary>One labelled image file.</summary>
-public sealed record ImageSample(string Path, int Label);
+/// <summary>
+/// One labelled image file: <see cref="Path"/> where this process reads it, <see cref="Name"/> what the user calls it
+/// (<c>blob:data/cat/1.png</c>, <c>photos.zip!/cat/1.png</c>), which reports and errors show.
+/// </summary>
+public sealed record ImageSample(string Path, int Label)
+{
+    public string Name { get; init; } = Path;
+}
 
-/// <summary>A file that was left out, and why.</summary>
+/// <summary>A file that was left out, named as the user names it (<see cref="ImageSample.Name"/>), and why.</summary>
 public sealed record SkippedFile(string Path, string Reason);
 
 /// <summary>

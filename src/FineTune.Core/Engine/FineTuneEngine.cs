@@ -188,7 +188,7 @@ public sealed class FineTuneEngine : IDisposable
         var samples = test ? dataset.Test : dataset.Validation;
         var cached = features is null ? null : FeaturesOf(features, split);
         var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
-        return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Path).ToList());
+        return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Name).ToList());
     }
 
     /// <summary>

@@ -25,8 +25,7 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         var clock = Stopwatch.StartNew();
         var inputs = await files.LoadAsync(request.Weights, request.Prepared, token);
         var state = await files.StateAtAsync(request.Sequence, token);
-        var evaluated = engine.Evaluate(inputs.Recipe, inputs.Dataset, state, inputs.Features, token);
-        var report = evaluated with { Predictions = evaluated.Predictions.Select(p => p with { Path = files.UserNames(p.Path) }).ToList() };
+        var report = engine.Evaluate(inputs.Recipe, inputs.Dataset, state, inputs.Features, token);
 
         var layout = files.Layout;
         await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, token);

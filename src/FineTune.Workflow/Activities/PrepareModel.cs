@@ -43,7 +43,7 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
             train = dataset.Train.Count,
             validation = dataset.Validation.Count,
             test = dataset.Test.Count,
-            skipped = dataset.Skipped.Select(s => s with { Path = files.UserNames(s.Path) }),
+            skipped = dataset.Skipped,
             freeze = prepared.Freeze,
         };
         await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),

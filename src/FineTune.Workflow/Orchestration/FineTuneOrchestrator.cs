@@ -34,7 +34,32 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         HandleFailure = failure => !IsPermanent(failure),
     });
 
-    public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    /// <summary>The run, its scratch released on every worker path that ends it here: completed or failed (not continued as new).</summary>
+    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
+        ReleasingAsync(context, job.DataRun is null ? [job.JobId] : [], () => RunStepsAsync(context, job), result => result is not null);
+
+    /// <summary>
+    /// <paramref name="body"/>, then (when <paramref name="ended"/> says the run ended, or it failed) <see cref="ReleaseRunFiles"/>
+    /// for <paramref name="runIds"/>: what the runs left on a worker is removed with them. A cancel ends the orchestration
+    /// without running this; the runner (<c>finetune</c>), restart and purge release it then.
+    /// </summary>
+    internal static async Task<T> ReleasingAsync<T>(TaskOrchestrationContext context, string[] runIds, Func<Task<T>> body, Func<T, bool> ended)
+    {
+        T result;
+        try
+        {
+            result = await body();
+        }
+        catch (Exception) when (runIds.Length > 0)
+        {
+            await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
+            throw;
+        }
+        if (runIds.Length > 0 && ended(result)) await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
+        return result;
+    }
+
+    private static async Task<FineTuneResult?> RunStepsAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var spec = job.Spec;
         int epochs = spec.Training.Epochs;

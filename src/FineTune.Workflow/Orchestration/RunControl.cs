@@ -11,14 +11,18 @@ namespace FineTune.Workflow.Orchestration;
 /// <summary>The spec a job id is bound to (<see cref="RunLayout.Spec"/>), with its hash.</summary>
 public sealed record BoundSpec(string Sha256, JobSpec Spec);
 
-/// <summary>What purging a run removed; <see cref="KeptPublished"/>: its published model was left in place.</summary>
-public sealed record PurgeOutcome(string JobId, bool Purged, string? Refusal, int ArtifactsDeleted, bool KeptPublished);
+/// <summary>
+/// What purging a run removed; <see cref="KeptPublished"/>: its published model was left in place; <see cref="UploadDeleted"/>:
+/// the uploaded dataset it was the last run to use.
+/// </summary>
+public sealed record PurgeOutcome(string JobId, bool Purged, string? Refusal, int ArtifactsDeleted, bool KeptPublished, string? UploadDeleted = null);
 
 /// <summary>
 /// A run's life beyond its orchestration, kept in the artifact store so every backend and every worker sees it: the
-/// spec its id is bound to, a requested cancel, how often each chunk was started; and restart and purge.
+/// spec its id is bound to, a requested cancel, how often each chunk was started; and restart and purge, which also remove
+/// what the run left on this worker (<see cref="RunScratch"/>) and the dataset it uploaded once no other run uses it.
 /// </summary>
-public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> options)
+public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScratch scratch, IOptions<WorkflowOptions> options)
 {
     /// <summary>
     /// Binds <paramref name="jobId"/> to <paramref name="spec"/> on first use (a create-only write); later uses must
@@ -165,6 +169,8 @@ public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> o
         var bound = await BoundSpecAsync(jobId, cancellationToken);
         if (bound is null) return new StartOutcome(jobId, false, $"run '{jobId}' does not exist (no spec is bound to it)");
         await ClearControlAsync(layout, cancellationToken);
+        // The restart reads the dataset afresh: a user who fixed it is heard, and no copy or scan of the failed run is reused.
+        ReleaseScratch(jobId, bound.Spec);
         await scheduler.ScheduleAsync(new FineTuneJob(jobId, bound.Spec), cancellationToken);
         return new StartOutcome(jobId, true, null);
     }
@@ -179,6 +185,7 @@ public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> o
             return new PurgeOutcome(jobId, false, $"run '{jobId}' is {status}: cancel it first", 0, false);
         await scheduler.PurgeHistoryAsync(jobId, cancellationToken);
         var layout = new RunLayout(jobId);
+        var bound = await BoundSpecAsync(jobId, cancellationToken);
         bool keep = !includePublished && await store.ExistsAsync(layout.ModelCard, cancellationToken);
         var names = new List<string>();
         await foreach (var item in store.ListAsync(layout.Root, cancellationToken))
@@ -189,7 +196,40 @@ public sealed class RunControl(IArtifactStore store, IOptions<WorkflowOptions> o
         // The checkpoints' manifests first: a purge cut short leaves uncommitted folders, never a checkpoint missing parts.
         foreach (var name in names.OrderBy(n => n.EndsWith("/manifest.json", StringComparison.Ordinal) ? 0 : 1))
             await store.DeleteAsync(name, cancellationToken);
-        return new PurgeOutcome(jobId, true, null, names.Count, keep);
+        ReleaseScratch(jobId, bound?.Spec);
+        string? upload = bound is null ? null : await DeleteUnusedUploadAsync(jobId, bound.Spec, cancellationToken);
+        return new PurgeOutcome(jobId, true, null, names.Count, keep, upload);
+    }
+
+    /// <summary>Removes what the run (and a sweep's feature runs) left in this worker's scratch: for a run that has ended.</summary>
+    public async Task ReleaseScratchAsync(string jobId, CancellationToken cancellationToken) =>
+        ReleaseScratch(jobId, (await BoundSpecAsync(jobId, cancellationToken))?.Spec);
+
+    private void ReleaseScratch(string jobId, JobSpec? spec)
+    {
+        scratch.Release(jobId);
+        if (spec?.Sweep is not null)
+            foreach (var run in SweepOrchestrator.FeatureRuns(new FineTuneJob(jobId, spec))) scratch.Release(run);
+    }
+
+    /// <summary>
+    /// The dataset the run uploaded (<see cref="ArtifactNames.UploadedDataset"/>, named by its hash), deleted when no other run's
+    /// bound spec names it; null when it is kept or the run's dataset was no upload. Only uploads the service named are
+    /// counted: a user's own blobs are theirs to remove.
+    /// </summary>
+    private async Task<string?> DeleteUnusedUploadAsync(string jobId, JobSpec spec, CancellationToken cancellationToken)
+    {
+        string location = spec.Dataset.Location;
+        if (!location.StartsWith(Core.Weights.WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return null;
+        string name = location[Core.Weights.WeightsFetcher.BlobPrefix.Length..];
+        if (!ArtifactNames.IsUploadedDataset(name)) return null;
+        await foreach (var item in store.ListAsync(RunLayout.RunsPrefix, cancellationToken))
+        {
+            if (RunLayout.JobIdOf(item.Name) is not { } other || other == jobId || item.Name != new RunLayout(other).Spec) continue;
+            if ((await BoundSpecAsync(other, cancellationToken))?.Spec.Dataset.Location == location) return null;
+        }
+        await uploads.Store.DeleteAsync(name, cancellationToken);
+        return name;
     }
 
     /// <summary>

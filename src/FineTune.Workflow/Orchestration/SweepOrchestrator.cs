@@ -19,7 +19,15 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
 {
     public const string Name = "FineTuneSweep";
 
-    public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    /// <summary>The sweep, its feature runs' scratch released when it completes or fails.</summary>
+    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
+        FineTuneOrchestrator.ReleasingAsync(context, FeatureRuns(job), () => RunTrialsAsync(context, job), _ => true);
+
+    /// <summary>The runs whose dataset copy and cached features the sweep's trials share, one per feature group.</summary>
+    public static string[] FeatureRuns(FineTuneJob job) =>
+        [.. SweepPlanner.Plan(job.Spec).Select(t => t.FeatureGroup).Distinct().Select(g => SweepPlanner.FeatureRunId(job.JobId, g))];
+
+    private static async Task<FineTuneResult?> RunTrialsAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var sweep = job.Spec.Sweep ?? throw new ArgumentException("the job has no sweep", nameof(job));
         var trials = SweepPlanner.Plan(job.Spec);

@@ -8,6 +8,12 @@ public sealed class WorkflowOptions
     /// <summary>Local scratch: cached weights and datasets fetched from the artifact store.</summary>
     public string WorkDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "finetune");
 
+    /// <summary>
+    /// The most bytes a .zip dataset may expand to on this worker (less when the disk has less to spare): see
+    /// <see cref="Core.Data.DatasetOptions.MaxExpandedBytes"/>.
+    /// </summary>
+    public long MaxDatasetExpandedBytes { get; set; } = Core.Data.DatasetOptions.DefaultMaxExpandedBytes;
+
     /// <summary>Newest checkpoints kept per run, besides the best epoch's.</summary>
     public int CheckpointsToKeep { get; set; } = 2;
 
