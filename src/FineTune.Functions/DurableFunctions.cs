@@ -1,6 +1,7 @@
 using FineTune.Workflow;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.DurableTask;
 using Microsoft.Extensions.DependencyInjection;
@@ -48,6 +49,14 @@ public sealed class DurableFunctions(IServiceProvider services)
     [Function(ActivityNames.WriteSweepReport)]
     public Task<SweepSummary> WriteSweepReport([ActivityTrigger] SweepReportRequest input, FunctionContext context) =>
         Run<WriteSweepReport, SweepReportRequest, SweepSummary>(input, context);
+
+    [Function(ActivityNames.AdmitRun)]
+    public Task<Admission> AdmitRun([ActivityTrigger] string holder, FunctionContext context) =>
+        Run<AdmitRun, string, Admission>(holder, context);
+
+    [Function(ActivityNames.ReleaseRun)]
+    public Task<bool> ReleaseRun([ActivityTrigger] string holder, FunctionContext context) =>
+        Run<ReleaseRun, string, bool>(holder, context);
 
     private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
         where TActivity : TaskActivity<TInput, TOutput> =>

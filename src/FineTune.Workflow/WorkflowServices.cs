@@ -11,6 +11,7 @@ using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow;
@@ -58,6 +59,8 @@ public static class WorkflowServices
         services.AddSingleton<RunCatalog>();
         services.AddSingleton<RunMetrics>();
         services.AddSingleton<RunControl>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<RunSlots>();
         services.AddSingleton<FineTuneEngine>();
         // A typed client: each activity gets a fetcher on the factory's pooled handlers, which are recycled so DNS
         // changes are seen. The fetcher follows redirects itself, checking every hop against the allow-list.
@@ -70,7 +73,8 @@ public static class WorkflowServices
 
     /// <summary>One activity per step of the recipe, in order, then the sweep's report, each under its durable name (<see cref="ActivityNames"/>).</summary>
     public static readonly IReadOnlyList<(string Name, Type Type)> Activities =
-        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport) }
+        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport),
+            typeof(AdmitRun), typeof(ReleaseRun) }
             .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
 
     /// <summary>A run, a sweep and a sweep's trial, each under its durable name.</summary>

@@ -15,8 +15,8 @@ public class FunctionsMetadataTests
         var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
-        Assert.Equal(["CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact",
-            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "RestartFineTune", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
+        Assert.Equal(["AdmitRun", "CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact",
+            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRun", "RestartFineTune", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
             functions.Keys.Order(StringComparer.Ordinal));
         var retention = Trigger(functions["PurgeExpiredRuns"]);
         Assert.Equal(("timerTrigger", "0 0 3 * * *"), (retention.GetProperty("type").GetString(), retention.GetProperty("schedule").GetString()));

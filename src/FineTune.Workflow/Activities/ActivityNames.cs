@@ -13,4 +13,6 @@ public static class ActivityNames
     public const string Evaluate = nameof(Activities.Evaluate);
     public const string Publish = nameof(Activities.Publish);
     public const string WriteSweepReport = nameof(Activities.WriteSweepReport);
+    public const string AdmitRun = nameof(Activities.AdmitRun);
+    public const string ReleaseRun = nameof(Activities.ReleaseRun);
 }

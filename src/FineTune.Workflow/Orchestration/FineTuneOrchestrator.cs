@@ -34,7 +34,12 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         HandleFailure = failure => !IsPermanent(failure),
     });
 
-    public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    /// <summary>The run holds a slot of its worker (<see cref="RunAdmission"/>) from its first activity to its end, queued until it gets one.</summary>
+    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
+        RunAdmission.HoldingSlotAsync(context, position => context.SetCustomStatus(Queued(job.Spec.Training.Epochs, position)),
+            () => TrainAsync(context, job), continuesAsNew: result => result is null);
+
+    private static async Task<FineTuneResult?> TrainAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var spec = job.Spec;
         int epochs = spec.Training.Epochs;
@@ -95,6 +100,8 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         times.AddRange(published.Times);
         return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times));
     }
+
+    internal static RunStatus Queued(int epochs, int position) => new(RunStage.Queued, 0, epochs, 0, 0, null, null, null, null, null, QueuePosition: position);
 
     private static RunStatus Status(RunStage stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)
     {

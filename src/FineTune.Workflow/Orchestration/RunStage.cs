@@ -7,6 +7,8 @@ namespace FineTune.Workflow.Orchestration;
 [JsonConverter(typeof(JsonStringEnumConverter<RunStage>))]
 public enum RunStage
 {
+    /// <summary>Waiting for a run slot of its worker (admission control): its worker trains as many runs as it may hold.</summary>
+    [JsonStringEnumMemberName("queued")] Queued,
     [JsonStringEnumMemberName("fetching weights")] FetchingWeights,
     [JsonStringEnumMemberName("preparing model")] PreparingModel,
     [JsonStringEnumMemberName("training")] Training,
