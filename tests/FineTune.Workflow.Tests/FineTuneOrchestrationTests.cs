@@ -92,7 +92,9 @@ public sealed class FineTuneOrchestrationTests
             .AddActivity<PrepareModel>()
             .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<FlakyTrainChunk>(sp))
             .AddActivity<Evaluate>()
-            .AddActivity<Publish>());
+            .AddActivity<Publish>()
+            .AddActivity<AdmitRun>()
+            .AddActivity<ReleaseRun>());
         var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
 
         Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);

@@ -247,7 +247,9 @@ public sealed class RunLifecycleTests
         .AddActivity<PrepareModel>()
         .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<TTrainChunk>(sp))
         .AddActivity<Evaluate>()
-        .AddActivity<Publish>();
+        .AddActivity<Publish>()
+        .AddActivity<AdmitRun>()
+        .AddActivity<ReleaseRun>();
 
     private static async Task<OrchestrationMetadata> RunAsync(WorkflowHost host, JobSpec spec, bool expectCompleted = true)
     {

@@ -24,23 +24,23 @@ public sealed record MemoryEstimate(long Runtime, long Weights, long TrainingSta
 /// Tensor-free arithmetic for a run's peak memory, so a job that cannot fit a worker is refused when submitted instead
 /// of being killed for memory mid-run. Calibrated on resnet18-cntk (the figures at <see cref="ActivationFactor"/>); other
 /// families scale by their parameter count and by the activations one image produces (torchvision's builders, counted
-/// by <c>bench/memory_table.py</c>: every leaf module's output elements for one image at the family's input size).
+/// by <c>bench/memory_table.py</c> with torchvision 0.14: every leaf module's output elements for one image at the family's input size).
 /// </summary>
 public static class PeakMemory
 {
-    // Measured peak RSS of `finetune train` (/usr/bin/time -v, resnet18-cntk, tuxpaint photos, 1 epoch, 2 cores,
-    // this build), against this estimate:
-    //   freeze head, feature cache, batch 16:   MEASURE_HEAD
-    //   freeze full, batch 16:                  MEASURE_FULL16
-    //   freeze full, batch 64:                  MEASURE_FULL64
-    // The slope between the full runs gives the bytes one image's activations take: ActivationFactor × 4 bytes × the
-    // counted elements (libtorch keeps each saved output and its gradient, and the allocator's caching rounds up).
+    // Calibration: peak RSS of `finetune train` (/usr/bin/time -v; resnet18-cntk, 100 tuxpaint photos of 2 classes,
+    // 1 epoch, CPU, 2 cores), against this estimate:
+    //   freeze head, feature cache, batch 16:   768 MB measured,   876 MB estimated
+    //   freeze full, batch 16:                 1147 MB measured,  1151 MB estimated
+    //   freeze full, batch 256 (issue 23):     6.6 GB measured,   6.6 GB estimated
+    // The full runs give the runtime (~600 MB) and the slope: 22.7 MB per image, 0.76 × 4 bytes × resnet18's 7.48 M
+    // counted elements (in-place ReLUs are counted twice; libtorch frees some outputs once used).
 
-    /// <summary>Bytes a run takes before its model and batches: the process with libtorch loaded, the scan, buffers.</summary>
-    public const long RuntimeBytes = 400L << 20;
+    /// <summary>Bytes a run takes besides its model and batches: the process with libtorch loaded, the scan, buffers.</summary>
+    public const long RuntimeBytes = 600L << 20;
 
-    /// <summary>Stored activation bytes per counted float of one image in a training forward and backward (see above).</summary>
-    public const double ActivationFactor = 3.0;
+    /// <summary>Bytes kept per counted float of one image's activations through a training forward and backward (see above).</summary>
+    public const double ActivationFactor = 0.76;
 
     /// <summary>Share of the activations alive at once when nothing before the head trains (no graph is kept).</summary>
     public const double InferenceActivationShare = 0.25;

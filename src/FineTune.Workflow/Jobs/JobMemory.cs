@@ -32,7 +32,7 @@ public static class JobMemory
         var largest = trials.Select(t => (t.Spec, Estimate: Estimate(t.Spec))).MaxBy(t => t.Estimate.TotalBytes);
         if (largest.Estimate.TotalBytes > budget)
             return [new FieldError("training.batchSize", $"the sweep's largest trial ({largest.Spec.Model}, freeze {largest.Spec.Freeze}, batch size {largest.Spec.Training.BatchSize}) needs an estimated {largest.Estimate}, over {budgetText}")];
-        int atOnce = Math.Min(spec.Sweep.Parallelism, RunSlots.ConcurrentRuns(options));
+        int atOnce = Math.Min(Math.Min(spec.Sweep.Parallelism, trials.Count), RunSlots.ConcurrentRuns(options));
         long together = atOnce * largest.Estimate.TotalBytes;
         if (together <= budget) return [];
         return [new FieldError("sweep.parallelism", $"{atOnce} trials at once at up to {largest.Estimate.TotalMegabytes} MB each need ~{together >> 20} MB, over {budgetText}; at most {budget / largest.Estimate.TotalBytes} fit")];

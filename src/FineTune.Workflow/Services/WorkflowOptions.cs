@@ -33,7 +33,7 @@ public sealed class WorkflowOptions
     public TimeSpan RunSlotLease { get; set; } = TimeSpan.FromHours(2);
 
     /// <summary>The longest a queued run waits before asking for a slot again (it starts at 1 s and doubles).</summary>
-    public TimeSpan QueuePollInterval { get; set; } = TimeSpan.FromSeconds(30);
+    public TimeSpan QueuePollInterval { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Days after its last change a finished run's history and artifacts are purged (its published model stays); null: never.</summary>
     public int? RetentionDays { get; set; }
