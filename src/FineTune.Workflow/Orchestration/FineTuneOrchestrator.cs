@@ -34,12 +34,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         HandleFailure = failure => !IsPermanent(failure),
     });
 
-    /// <summary>The run holds a slot of its worker (<see cref="RunAdmission"/>) from its first activity to its end, queued until it gets one.</summary>
-    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
-        RunAdmission.HoldingSlotAsync(context, position => context.SetCustomStatus(Queued(job.Spec.Training.Epochs, position)),
-            () => TrainAsync(context, job), continuesAsNew: result => result is null);
-
-    private static async Task<FineTuneResult?> TrainAsync(TaskOrchestrationContext context, FineTuneJob job)
+    public override async Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var spec = job.Spec;
         int epochs = spec.Training.Epochs;

@@ -28,10 +28,21 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var startedAt = context.CurrentUtcDateTime;
         var times = new List<StageTime>();
 
-        // One feature pass per group; the groups are few (usually one), so they run one after another, holding a run
-        // slot (released before the trials, which take slots of their own).
-        void Queued(int position) => context.SetCustomStatus(FineTuneOrchestrator.Queued(maxEpochs, position));
-        var groups = await RunAdmission.HoldingSlotAsync(context, Queued, () => FeaturePassesAsync(context, job, trials, maxEpochs, times));
+        // One feature pass per group; the groups are few (usually one), so they run one after another.
+        var groups = new Dictionary<int, (string RunId, WeightsRef Weights, PreparedSummary Prepared)>();
+        foreach (var first in trials.GroupBy(t => t.FeatureGroup).Select(g => g.First()))
+        {
+            string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
+            var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun });
+            context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
+            var fetchStarted = context.CurrentUtcDateTime;
+            var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
+            times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
+            context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
+            var featurePass = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+            times.AddRange(featurePass.Times);
+            groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
+        }
 
         var outcomes = trials.ToDictionary(t => t.Index, t => new TrialOutcome(t.JobId, 0, [], false, false, [], []));
         TrialSummary? latest = null;
@@ -81,17 +92,12 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         long bestSequence = (bestEpoch.Epoch + 1L) * prepared.StepsPerEpoch;
         var progress = Progress(trials, outcomes, terminated, 0, metric);
 
-        // The best trial's evaluation and publishing hold a slot again, as a run's do.
-        var (evaluation, published) = await RunAdmission.HoldingSlotAsync(context, Queued, async () =>
-        {
-            context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
-            var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
-                new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
-            context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
-            var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
-                new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
-            return (evaluation, published);
-        });
+        context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
+        var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
+            new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
+        context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
+        var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
+            new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
         var report = await context.CallActivityAsync<SweepSummary>(ActivityNames.WriteSweepReport,
             new SweepReportRequest(job.JobId, metric, summaries), FineTuneOrchestrator.Retry);
         context.SetCustomStatus(Status(RunStage.Completed, maxEpochs, progress));
@@ -99,26 +105,6 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         times.AddRange(published.Times);
         return new FineTuneResult(job.JobId, published, evaluation, bestOutcome.History.Count, bestEpoch.Epoch, bestOutcome.StoppedEarly, Stages.Total(times),
             report with { FeaturePasses = groups.Count });
-    }
-
-    private static async Task<Dictionary<int, (string RunId, WeightsRef Weights, PreparedSummary Prepared)>> FeaturePassesAsync(TaskOrchestrationContext context,
-        FineTuneJob job, IReadOnlyList<SweepTrial> trials, int maxEpochs, List<StageTime> times)
-    {
-        var groups = new Dictionary<int, (string RunId, WeightsRef Weights, PreparedSummary Prepared)>();
-        foreach (var first in trials.GroupBy(t => t.FeatureGroup).Select(g => g.First()))
-        {
-            string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
-            var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun });
-            context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
-            var fetchStarted = context.CurrentUtcDateTime;
-            var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
-            times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
-            context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
-            var featurePass = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
-            times.AddRange(featurePass.Times);
-            groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
-        }
-        return groups;
     }
 
     /// <summary>The epochs after which early termination compares trials: grace, 2·grace, 4·grace, …, then the last epoch.</summary>

@@ -15,12 +15,7 @@ public sealed class TrialOrchestrator : TaskOrchestrator<TrialRequest, TrialOutc
 {
     public const string Name = "FineTuneTrial";
 
-    /// <summary>A trial holds a run slot of its worker (<see cref="RunAdmission"/>) while it trains, queued until it gets one.</summary>
-    public override Task<TrialOutcome> RunAsync(TaskOrchestrationContext context, TrialRequest request) =>
-        RunAdmission.HoldingSlotAsync(context, position => context.SetCustomStatus(FineTuneOrchestrator.Queued(request.Trial.Spec.Training.Epochs, position)),
-            () => TrainAsync(context, request));
-
-    private static async Task<TrialOutcome> TrainAsync(TaskOrchestrationContext context, TrialRequest request)
+    public override async Task<TrialOutcome> RunAsync(TaskOrchestrationContext context, TrialRequest request)
     {
         var job = request.Trial;
         var carried = job.Carried ?? throw new ArgumentException("a trial starts from its sweep's weights and prepared model", nameof(request));
