@@ -95,6 +95,11 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         {
             return Problem(409, e.Message, [new FieldError("jobId", "is bound to another spec")]);
         }
+        // Estimated past this worker's memory budget.
+        catch (InvalidJobSpecException e)
+        {
+            return Problem(400, "invalid job spec", e.Errors);
+        }
         var links = LinksOf(request, outcome.JobId);
         if (!outcome.Started)
             return Results.Json(new { error = $"job '{outcome.JobId}' already exists ({outcome.ExistingStatus})", links }, Json, statusCode: 409);

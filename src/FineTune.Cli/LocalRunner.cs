@@ -46,6 +46,9 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             o.LocalUploadsRoot = Path.Combine(workDirectory, "uploads");
             o.ConnectionString = storage;
         });
+        // Workflow:MemoryBudgetMB and the other workflow settings from the configuration (appsettings.json,
+        // Workflow__MemoryBudgetMB in the environment): the budget is this process's, whatever the backend.
+        services.AddOptions<WorkflowOptions>().BindConfiguration(WorkflowOptions.SectionName);
         services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
         services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
         // The workers here talk to the Durable Task sidecar in this process (in-memory or over Azure Storage), which sends
@@ -155,6 +158,12 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             catch (SpecConflictException e)
             {
                 error.WriteLine(e.Message);
+                return ExitCodes.BadInput;
+            }
+            // Estimated past this machine's memory budget (admission control).
+            catch (InvalidJobSpecException e)
+            {
+                foreach (var problem in e.Errors) error.WriteLine($"job spec: {problem.Field}: {problem.Reason}");
                 return ExitCodes.BadInput;
             }
             // A start finding its run live follows it; a restart refused says why.

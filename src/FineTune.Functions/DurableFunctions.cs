@@ -1,6 +1,7 @@
 using FineTune.Workflow;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.DurableTask;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Azure;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using Microsoft.Azure.Functions.Worker;
@@ -17,9 +20,14 @@ public sealed partial class FineTuneBlobTrigger(RunControl runs, ILogger<FineTun
 {
     public const string Container = "finetune-jobs";
 
+    /// <summary>
+    /// Bound to the blob's client, not its content: a content binding reads the whole blob into memory (and sends it to
+    /// this worker) before any code runs. The length is checked first and at most <see cref="JobSpecReader.MaxBytes"/>
+    /// + 1 bytes are read, so a blob that grew since is refused too.
+    /// </summary>
     [Function("StartFineTuneFromBlob")]
     public async Task Run(
-        [BlobTrigger(Container + "/{name}", Connection = "AzureWebJobsStorage")] string content,
+        [BlobTrigger(Container + "/{name}", Connection = "AzureWebJobsStorage")] BlobClient blob,
         string name,
         [DurableClient] DurableTaskClient client,
         CancellationToken cancellationToken)
@@ -27,6 +35,8 @@ public sealed partial class FineTuneBlobTrigger(RunControl runs, ILogger<FineTun
         JobSpec spec;
         try
         {
+            string content = await ReadCappedAsync(blob, cancellationToken) ?? throw new InvalidJobSpecException(
+                [new FieldError("$", $"the job blob is over {JobSpecReader.MaxBytes} bytes")]);
             spec = JobSpecReader.Read(content, localPaths: false) with { JobId = InstanceId(name) };
         }
         catch (InvalidJobSpecException e)
@@ -46,6 +56,17 @@ public sealed partial class FineTuneBlobTrigger(RunControl runs, ILogger<FineTun
         }
         if (outcome.Started) Started(name, outcome.JobId);
         else AlreadyStarted(name, outcome.JobId, outcome.ExistingStatus);
+    }
+
+    /// <summary>The blob as text; null when it is over <see cref="JobSpecReader.MaxBytes"/> bytes, read no further than one byte past them.</summary>
+    public static async Task<string?> ReadCappedAsync(BlobClient blob, CancellationToken cancellationToken)
+    {
+        if ((await blob.GetPropertiesAsync(cancellationToken: cancellationToken)).Value.ContentLength > JobSpecReader.MaxBytes) return null;
+        var download = await blob.DownloadStreamingAsync(new BlobDownloadOptions { Range = new HttpRange(0, JobSpecReader.MaxBytes + 1) }, cancellationToken);
+        await using var stream = download.Value.Content;
+        var buffer = new byte[JobSpecReader.MaxBytes + 1];
+        int read = await stream.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken);
+        return read > JobSpecReader.MaxBytes ? null : Encoding.UTF8.GetString(buffer, 0, read);
     }
 
     /// <summary>"blob-", the name made id-safe, and a hash of the exact name (so distinct names never collide).</summary>

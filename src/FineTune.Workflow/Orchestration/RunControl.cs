@@ -24,6 +24,9 @@ public sealed record PurgeOutcome(string JobId, bool Purged, string? Refusal, in
 /// </summary>
 public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScratch scratch, IOptions<WorkflowOptions> options)
 {
+    /// <summary>How this host runs the workflow: what a submitted job is admitted against.</summary>
+    public WorkflowOptions Options => options.Value;
+
     /// <summary>
     /// Binds <paramref name="jobId"/> to <paramref name="spec"/> on first use (a create-only write); later uses must
     /// bring the same spec. Throws <see cref="SpecConflictException"/>, naming both hashes, when they do not.

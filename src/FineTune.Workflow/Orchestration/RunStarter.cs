@@ -27,9 +27,10 @@ public interface IRunScheduler
 }
 
 /// <summary>
-/// The one way a run starts, for the HTTP API, the blob trigger and the command line: spec → id → bound to this
-/// spec? → held? → schedule. A spec other than the one the id is bound to is refused with both hashes
-/// (<see cref="SpecConflictException"/>: HTTP 409, exit 2).
+/// The one way a run starts, for the HTTP API, the blob trigger and the command line: spec → fits this worker's memory?
+/// → id → bound to this spec? → held? → schedule. A spec estimated past the memory budget is refused with the estimate
+/// (<see cref="InvalidJobSpecException"/>: HTTP 400, exit 2); a spec other than the one the id is bound to with both
+/// hashes (<see cref="SpecConflictException"/>: HTTP 409, exit 2).
 /// </summary>
 public static class RunStarter
 {
@@ -41,6 +42,7 @@ public static class RunStarter
 
     public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, RunControl runs, CancellationToken cancellationToken)
     {
+        if (JobMemory.Check(spec, runs.Options) is { Count: > 0 } tooBig) throw new InvalidJobSpecException(tooBig);
         string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
         spec = spec with { JobId = id };
         await runs.BindSpecAsync(id, spec, cancellationToken);

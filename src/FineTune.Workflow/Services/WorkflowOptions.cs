@@ -26,6 +26,10 @@ public sealed class WorkflowOptions
     /// <summary>Starts of one chunk after which the run fails instead of starting it again (a worker killed every time).</summary>
     public int MaxChunkAttempts { get; set; } = 5;
 
+    /// <summary>Memory this worker's runs may take, in MB: a job estimated past it is refused when submitted. Null: three quarters of what the process may use.</summary>
+    public long? MemoryBudgetMB { get; set; }
+
+
     /// <summary>Days after its last change a finished run's history and artifacts are purged (its published model stays); null: never.</summary>
     public int? RetentionDays { get; set; }
 }

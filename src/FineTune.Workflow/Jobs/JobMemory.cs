@@ -1,0 +1,44 @@
+using FineTune.Core.Engine;
+using FineTune.Core.Models;
+using FineTune.Workflow.Services;
+
+namespace FineTune.Workflow.Jobs;
+
+/// <summary>A job's estimated peak memory (<see cref="PeakMemory"/>), and the check that refuses at submit a job this worker cannot hold.</summary>
+public static class JobMemory
+{
+    public static MemoryEstimate Estimate(JobSpec spec)
+    {
+        var t = spec.Training;
+        bool featureCache = t is { FeatureCache: true, Augmentation: null } && spec.Freeze == FreezeMode.Head;
+        return PeakMemory.Estimate(ModelRegistry.Get(spec.Model), spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
+    }
+
+    /// <summary>
+    /// Errors for a valid spec whose run (or a sweep's trials running at once here: its parallelism, at most
+    /// its trial count) is estimated past this worker's memory budget; none when it fits.
+    /// </summary>
+    public static IReadOnlyList<FieldError> Check(JobSpec spec, WorkflowOptions options)
+    {
+        long budget = MemoryBudgetBytes(options);
+        string budgetText = $"this worker's memory budget of {budget >> 20} MB (Workflow:MemoryBudgetMB)";
+        if (spec.Sweep is null)
+        {
+            var estimate = Estimate(spec);
+            return estimate.TotalBytes <= budget ? [] :
+                [new FieldError("training.batchSize", $"{spec.Model} with freeze {spec.Freeze} and batch size {spec.Training.BatchSize} needs an estimated {estimate}, over {budgetText}: use a smaller batch, freeze more or a smaller model")];
+        }
+        var trials = SweepPlanner.Plan(spec);
+        var largest = trials.Select(t => (t.Spec, Estimate: Estimate(t.Spec))).MaxBy(t => t.Estimate.TotalBytes);
+        if (largest.Estimate.TotalBytes > budget)
+            return [new FieldError("training.batchSize", $"the sweep's largest trial ({largest.Spec.Model}, freeze {largest.Spec.Freeze}, batch size {largest.Spec.Training.BatchSize}) needs an estimated {largest.Estimate}, over {budgetText}")];
+        int atOnce = Math.Min(spec.Sweep.Parallelism, trials.Count);
+        long together = atOnce * largest.Estimate.TotalBytes;
+        if (together <= budget) return [];
+        return [new FieldError("sweep.parallelism", $"{atOnce} trials at once at up to {largest.Estimate.TotalMegabytes} MB each need ~{together >> 20} MB, over {budgetText}; at most {budget / largest.Estimate.TotalBytes} fit")];
+    }
+
+    /// <summary>Configured, or three quarters of the memory this process may use (its container's limit included).</summary>
+    public static long MemoryBudgetBytes(WorkflowOptions options) =>
+        options.MemoryBudgetMB is { } megabytes ? megabytes << 20 : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 * 3;
+}

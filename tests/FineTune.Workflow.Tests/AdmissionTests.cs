@@ -1,0 +1,80 @@
+using System.Text.Json;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Xunit.Abstractions;
+
+namespace FineTune.Workflow.Tests;
+
+/// <summary>
+/// Issue 23, admission control: a job estimated past the worker's memory budget is refused at submit, naming the estimate.
+/// </summary>
+public sealed class AdmissionTests(ITestOutputHelper log)
+{
+    private static JobSpec Spec(string jobId, string dataset) => JobSpecReader.Read(JsonSerializer.Serialize(new
+    {
+        jobId,
+        dataset = new { location = dataset, resize = "pad" },
+        training = new { epochs = 1, batchSize = 4 },
+    }, JobSpecReader.Json), localPaths: false);
+
+    [Fact]
+    public void SpecPastTheMemoryBudgetIsRefusedWithTheEstimate()
+    {
+        var options = new WorkflowOptions { MemoryBudgetMB = 4000 };
+        var fits = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 64 } }""", localPaths: false);
+        Assert.Empty(JobMemory.Check(fits, options));
+
+        var big = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 256 } }""", localPaths: false);
+        var error = Assert.Single(JobMemory.Check(big, options));
+        log.WriteLine(error.ToString());
+        Assert.Equal("training.batchSize", error.Field);
+        Assert.Contains($"~{JobMemory.Estimate(big).TotalMegabytes} MB", error.Reason);
+        Assert.Contains("4000 MB", error.Reason);
+
+        // Each trial fits; four at once do not.
+        var sweep = JobSpecReader.Read("""
+            { "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 64 },
+              "sweep": { "parameters": { "training.learningRate": [0.1, 0.01, 0.001, 0.0001] }, "parallelism": 64 } }
+            """, localPaths: false);
+        var parallel = Assert.Single(JobMemory.Check(sweep, options));
+        log.WriteLine(parallel.ToString());
+        Assert.Equal("sweep.parallelism", parallel.Field);
+        Assert.Contains("4 trials at once", parallel.Reason);
+    }
+
+    [Fact]
+    public async Task SubmitRefusesASpecPastTheBudgetBeforeBindingItsId()
+    {
+        string work = Directory.CreateTempSubdirectory("admission-").FullName;
+        try
+        {
+            var store = new Storage.LocalFolderArtifactStore(work);
+            var runs = new RunControl(store, Options.Create(new WorkflowOptions { MemoryBudgetMB = 2000 }));
+            var big = JobSpecReader.Read("""{ "jobId": "too-big", "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 256 } }""", localPaths: false);
+
+            var refused = await Assert.ThrowsAsync<InvalidJobSpecException>(() => new NeverScheduler().StartAsync(big, runs, default));
+
+            Assert.Equal("training.batchSize", Assert.Single(refused.Errors).Field);
+            Assert.Null(await runs.BoundSpecAsync("too-big", default));
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    private sealed class NeverScheduler : IRunScheduler
+    {
+        public Task<string?> HolderStatusAsync(string jobId, CancellationToken cancellationToken) => throw new InvalidOperationException("not reached");
+        public Task ScheduleAsync(FineTuneJob job, CancellationToken cancellationToken) => throw new InvalidOperationException("not reached");
+        public Task TerminateAsync(string jobId, string reason, CancellationToken cancellationToken) => throw new InvalidOperationException("not reached");
+        public Task PurgeHistoryAsync(string jobId, CancellationToken cancellationToken) => throw new InvalidOperationException("not reached");
+    }
+}
