@@ -56,7 +56,8 @@ public sealed class AdmissionTests(ITestOutputHelper log)
         try
         {
             var store = new Storage.LocalFolderArtifactStore(work);
-            var runs = new RunControl(store, Options.Create(new WorkflowOptions { MemoryBudgetMB = 2000 }));
+            var options = Options.Create(new WorkflowOptions { MemoryBudgetMB = 2000, WorkDirectory = Path.Combine(work, "cache") });
+            var runs = new RunControl(store, new UserUploads(store), new RunScratch(options), options);
             var big = JobSpecReader.Read("""{ "jobId": "too-big", "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 256 } }""", localPaths: false);
 
             var refused = await Assert.ThrowsAsync<InvalidJobSpecException>(() => new NeverScheduler().StartAsync(big, runs, default));
