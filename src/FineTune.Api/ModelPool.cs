@@ -120,7 +120,7 @@ public sealed class ModelPool : IDisposable
             }
             string cardPath = Path.Combine(folder, RunLayout.ModelCardFile);
             var card = ModelCard.Read(await File.ReadAllBytesAsync(cardPath, cancellationToken), cardPath);
-            var predictor = Predictor.Load(ModelRegistry.Get(card.Model), card.Classes, Path.Combine(folder, RunLayout.SafetensorsFile), card.Preprocessing.Resize);
+            var predictor = Predictor.Load(ModelRegistry.Get(card.Model), card.Classes, Path.Combine(folder, RunLayout.SafetensorsFile), card.Preprocessing);
             Loads++;
             return new Loaded(runId, predictor);
         }

@@ -52,7 +52,7 @@ internal static class ExportCommand
                 return ExitCodes.BadInput;
             }
             var family = ModelRegistry.Get(modelCard.Model);
-            var preprocessing = family.Preprocessing with { Resize = modelCard.Preprocessing.Resize };
+            var preprocessing = modelCard.Preprocessing;
             using (var model = FineTuneModel.Load(family, modelCard.Classes.Count, weights))
                 OnnxExporter.Save(OnnxExporter.Export(model, modelCard.Classes, preprocessing), path);
             output.WriteLine($"{path}: {modelCard.Model}, {modelCard.Classes.Count} classes, input [batch, 3, {preprocessing.CropSize}, {preprocessing.CropSize}], {new FileInfo(path).Length / 1e6:F1} MB");

@@ -40,7 +40,7 @@ internal static class ModelsCommand
             family.HeadPath,
             $"{p.CropSize}x{p.CropSize} (resize {p.ResizeSize})",
             preprocessing,
-            family.HasBundledWeights ? "bundled" : "torchvision: " + string.Join(", ", TorchvisionWeights.All.Where(c => c.Family == family.Name).Select(c => c.Tag)),
+            family.HasBundledWeights ? "bundled" : "torchvision: " + string.Join(", ", family.Weights.Select(w => w.Tag)),
         ];
     }
 

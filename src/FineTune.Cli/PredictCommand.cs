@@ -54,7 +54,7 @@ internal static class PredictCommand
                 error.WriteLine($"model: {e.Message}");
                 return ExitCodes.BadInput;
             }
-            using var predictor = Predictor.Load(ModelRegistry.Get(modelCard.Model), modelCard.Classes, weights, modelCard.Preprocessing.Resize);
+            using var predictor = Predictor.Load(ModelRegistry.Get(modelCard.Model), modelCard.Classes, weights, modelCard.Preprocessing);
             var answers = result.GetValue(images)!.Select(image =>
             {
                 try

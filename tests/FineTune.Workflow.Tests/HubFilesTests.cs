@@ -17,7 +17,7 @@ public sealed class HubFilesTests
             JobId = "job",
             Model = "resnet18",
             Classes = ["cats", "dogs"],
-            Preprocessing = PreprocessingCard.Of(ModelRegistry.Get("resnet18").Preprocessing),
+            Preprocessing = ModelRegistry.Get("resnet18").Preprocessing,
         };
         string readme = System.Text.Encoding.UTF8.GetString(HubFiles.Readme(card, onnx));
         Assert.Equal(onnx, readme.Contains(RunLayout.OnnxFile, StringComparison.Ordinal));

@@ -22,9 +22,9 @@ public sealed record Augmentation(
         if (RandomResizedCrop)
         {
             // With Pad, crops of the padded square, so a crop never starts from a cut-off object.
-            var canvas = preprocessing.Resize == ResizeMode.Pad ? ImageLoader.PadToSquare(image, size) : image;
+            var canvas = preprocessing.Resize == ResizeMode.Pad ? ImageLoader.PadToSquare(image, size, preprocessing.Interpolation) : image;
             var (left, top, width, height) = CropRectangle(canvas.Width, canvas.Height, random);
-            view = PilResize.Resize(canvas.Crop(left, top, width, height), size, size);
+            view = ImageLoader.Resample(canvas.Crop(left, top, width, height), size, size, preprocessing.Interpolation);
         }
         else
         {

@@ -38,32 +38,40 @@ public static class ImageLoader
 
     /// <summary>The CropSize × CropSize input per <see cref="Preprocessing.Resize"/>.</summary>
     public static RgbImage Fit(RgbImage image, Preprocessing preprocessing) => preprocessing.Resize == ResizeMode.Pad
-        ? PadToSquare(image, preprocessing.CropSize)
-        : CenterCrop(ResizeShortSide(image, preprocessing.ResizeSize), preprocessing.CropSize);
+        ? PadToSquare(image, preprocessing.CropSize, preprocessing.Interpolation)
+        : CenterCrop(ResizeShortSide(image, preprocessing.ResizeSize, preprocessing.Interpolation), preprocessing.CropSize);
+
+    /// <summary>Pillow's <c>image.resize((width, height), filter)</c> with the weights' filter.</summary>
+    public static RgbImage Resample(RgbImage image, int width, int height, Interpolation interpolation) => interpolation switch
+    {
+        Interpolation.Bilinear => PilResize.Resize(image, width, height),
+        // Never another filter in its place: the model would see other pixels than its weights were trained on.
+        _ => throw new UnsupportedInterpolationException(interpolation),
+    };
 
     /// <summary>
     /// The whole image on a <paramref name="size"/> square of <see cref="Background"/>: its long side resized to
     /// <paramref name="size"/>, its short side to ⌊short · size / long⌋ (at least 1), pasted at
     /// (⌊(size − w) / 2⌋, ⌊(size − h) / 2⌋). In Pillow: <c>Image.new("RGB", (size, size), "white").paste(img.resize((w, h), BILINEAR), box)</c>.
     /// </summary>
-    public static RgbImage PadToSquare(RgbImage image, int size)
+    public static RgbImage PadToSquare(RgbImage image, int size, Interpolation interpolation = Interpolation.Bilinear)
     {
         int longSide = Math.Max(image.Width, image.Height), shortSide = Math.Min(image.Width, image.Height);
         int fitted = (int)Math.Max(1, (long)shortSide * size / longSide);
         var (width, height) = image.Width >= image.Height ? (size, fitted) : (fitted, size);
         var result = RgbImage.Filled(size, size, Background);
-        result.Paste(PilResize.Resize(image, width, height), (size - width) / 2, (size - height) / 2);
+        result.Paste(Resample(image, width, height, interpolation), (size - width) / 2, (size - height) / 2);
         return result;
     }
 
     /// <summary>torchvision 0.14's <c>Resize(shortSide)</c>: the short side becomes <paramref name="shortSide"/>, the long side ⌊shortSide · long / short⌋.</summary>
-    public static RgbImage ResizeShortSide(RgbImage source, int shortSide)
+    public static RgbImage ResizeShortSide(RgbImage source, int shortSide, Interpolation interpolation = Interpolation.Bilinear)
     {
         bool portrait = source.Width <= source.Height;
         int shortIn = portrait ? source.Width : source.Height, longIn = portrait ? source.Height : source.Width;
         int longOut = (int)((double)((long)shortSide * longIn) / shortIn);
         var (width, height) = portrait ? (shortSide, longOut) : (longOut, shortSide);
-        return PilResize.Resize(source, width, height);
+        return Resample(source, width, height, interpolation);
     }
 
     /// <summary>torchvision 0.14's <c>CenterCrop(size)</c> (offsets rounded half to even, as Python's round).</summary>
@@ -192,3 +200,7 @@ public sealed class InvalidImageException(string path, string reason) : BadInput
     public string Path { get; } = path;
     public string Reason { get; } = reason;
 }
+
+/// <summary>Weights trained with a resampling filter that is not reproduced yet.</summary>
+public sealed class UnsupportedInterpolationException(Interpolation interpolation)
+    : BadInputException($"{Interpolations.Choices[interpolation].Name} interpolation is not supported yet");

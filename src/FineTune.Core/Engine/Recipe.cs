@@ -14,11 +14,13 @@ public sealed record Recipe(
     ResizeMode Resize,
     TrainingOptions Training,
     DeviceKind Device = DeviceKind.Auto,
-    bool Tf32 = true)
+    bool Tf32 = true,
+    string? Weights = null)
 {
     public ModelFamily ModelFamily => ModelRegistry.Get(Family);
 
-    public Preprocessing Preprocessing => ModelFamily.Preprocessing with { Resize = Resize };
+    /// <summary>The input the weights were trained with (<see cref="Weights"/>: the job's weights source; a tag's own, else the builder's).</summary>
+    public Preprocessing Preprocessing => ModelFamily.PreprocessingFor(Weights) with { Resize = Resize };
 
     /// <summary>
     /// Whether the frozen-backbone feature cache may apply, as far as the recipe alone decides: asked for, no augmentation,

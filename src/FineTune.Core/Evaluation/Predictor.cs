@@ -22,12 +22,13 @@ public sealed class Predictor : IDisposable
     public IReadOnlyList<string> Classes { get; }
 
     /// <param name="weightsPath">the whole model's state dict (<see cref="FineTuneModel.Load"/>)</param>
-    public static Predictor Load(ModelFamily family, IReadOnlyList<string> classes, string weightsPath, ResizeMode resize)
+    /// <param name="preprocessing">the input the model was trained on (its model card's)</param>
+    public static Predictor Load(ModelFamily family, IReadOnlyList<string> classes, string weightsPath, Preprocessing preprocessing)
     {
         var model = FineTuneModel.Load(family, classes.Count, weightsPath);
         // Only ever runs forward: fused, each prediction costs about a third less.
         model.FuseForInference();
-        return new(model, family.Preprocessing with { Resize = resize }, classes);
+        return new(model, preprocessing, classes);
     }
 
     /// <summary>The <paramref name="top"/> most probable classes of the image, most probable first.</summary>

@@ -23,7 +23,7 @@ public sealed class FineTuneModel : IDisposable
         Family = family;
         Module = module;
         NumClasses = numClasses;
-        Stages = ComputeStages(family, module);
+        Stages = family.Stages?.Invoke(module) ?? ComputeStages(family, module);
     }
 
     public ModelFamily Family { get; }

@@ -6,23 +6,12 @@ namespace FineTune.Core.Models;
 /// <summary>
 /// Rewrites a frozen network for inference only, the way torch.jit.freeze does: every BatchNorm that directly follows a
 /// convolution is folded into that convolution's weights and bias, and convolution weights are laid out channels-last,
-/// which oneDNN runs without re-laying out each activation. The outputs equal the original network's to float rounding;
+/// which oneDNN runs without re-laying out each activation. Pairs inside a plain Sequential are found here; those a
+/// family's own module types apply are declared by its file (<see cref="ModelArchitecture.FusionPairs"/>). The outputs equal the original network's to float rounding;
 /// the module no longer has its family's state-dict layout, so only a network that is thrown away after use is fused.
 /// </summary>
 internal static class InferenceFusion
 {
-    /// <summary>
-    /// The (convolution, batch norm) pairs that a module type's forward applies back to back: torchvision's ResNet stem
-    /// and blocks, the bottleneck of a DenseNet layer. Inside a plain <see cref="Sequential"/>, every Conv2d directly followed by a BatchNorm2d is such a pair.
-    /// </summary>
-    private static readonly Dictionary<string, (string Conv, string Norm)[]> PairsByType = new(StringComparer.Ordinal)
-    {
-        [nameof(ResNet)] = [("conv1", "bn1")],
-        ["BasicBlock"] = [("conv1", "bn1"), ("conv2", "bn2")],
-        ["Bottleneck"] = [("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")],
-        ["DenseLayer"] = [("conv1", "norm2")],
-    };
-
     /// <summary>Fuses <paramref name="root"/> in place (see the class); returns how many batch norms were folded.</summary>
     public static int Fuse(nn.Module root)
     {
@@ -41,7 +30,7 @@ internal static class InferenceFusion
                         pairs.Add((prefix + children[i].name, prefix + children[i + 1].name));
                 }
             }
-            else if (PairsByType.TryGetValue(module.GetType().Name, out var known))
+            else if (ModelRegistry.FusionPairs.TryGetValue(module.GetType().Name, out var known))
             {
                 pairs.AddRange(known.Where(p => modules.ContainsKey(prefix + p.Conv) && modules.ContainsKey(prefix + p.Norm))
                     .Select(p => (prefix + p.Conv, prefix + p.Norm)));

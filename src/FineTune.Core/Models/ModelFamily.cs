@@ -1,33 +1,65 @@
+using FineTune.Core.Weights;
 using static TorchSharp.torch;
 
 namespace FineTune.Core.Models;
 
 /// <summary>
-/// One architecture the service can fine-tune: how to build it with torchvision's parameter names,
-/// where its classifier head is, what input its pretrained weights expect, and its stages for
-/// partial freezing.
+/// One builder the service can fine-tune, by its torchvision name (what <c>--model</c> names: resnet50,
+/// vgg16_bn ...): how to build it with torchvision's parameter names, where its classifier head is, what
+/// input it takes without named weights, its weights tags and its stages for partial freezing. Builders are
+/// declared by their architecture's file (<see cref="ModelArchitecture"/>, under Models/Families).
 /// </summary>
+/// <param name="Preprocessing">the input without named weights (random init, a file, a URL); each weights tag has its own</param>
 public sealed record ModelFamily(
     string Name,
     Func<nn.Module<Tensor, Tensor>> CreateImageNetLayout,
     string HeadPath,
-    Preprocessing Preprocessing,
-    IReadOnlyList<string>? IgnoredCheckpointPrefixes = null,
-    Func<Dictionary<string, Tensor>>? BundledWeights = null,
-    IReadOnlyList<string>? AuxiliaryHeads = null)
+    Preprocessing Preprocessing)
 {
-    /// <summary>Whether pretrained weights ship with the app, so the family fine-tunes with no download.</summary>
-    public bool HasBundledWeights => BundledWeights is not null;
+    /// <summary>torchvision's published weights of this builder, in torchvision's order (<c>get_model_weights(name)</c>).</summary>
+    public IReadOnlyList<WeightsTag> Weights { get; init; } = [];
+
+    /// <summary>The tag torchvision's <c>DEFAULT</c> (and our <c>torchvision</c>) stands for.</summary>
+    public string? DefaultWeights { get; init; }
 
     /// <summary>Checkpoint keys under these prefixes exist in torchvision but not here (googlenet's aux heads).</summary>
-    public IReadOnlyList<string> IgnoredPrefixes => IgnoredCheckpointPrefixes ?? [];
+    public IReadOnlyList<string> IgnoredPrefixes { get; init; } = [];
+
+    /// <summary>Weights that ship with the app, so the family fine-tunes with no download.</summary>
+    public Func<Dictionary<string, Tensor>>? BundledWeights { get; init; }
+
+    /// <summary>Whether pretrained weights ship with the app, so the family fine-tunes with no download.</summary>
+    public bool HasBundledWeights => BundledWeights is not null;
 
     /// <summary>
     /// Classifiers besides the head that torchvision sizes to the classes too (inception's AuxLogits.fc), so a
     /// published state dict loads into torchvision's model built for those classes. Forward never uses them:
     /// they are swapped like the head but neither trained nor loaded from pretrained weights.
     /// </summary>
-    public IReadOnlyList<string> AuxiliaryHeadPaths => AuxiliaryHeads ?? [];
+    public IReadOnlyList<string> AuxiliaryHeadPaths { get; init; } = [];
+
+    /// <summary>
+    /// The Python expression that builds this builder in torchvision for <c>classes</c> classes, ready for a
+    /// published state dict (strict). torchvision's <c>torchvision.models.NAME(num_classes=N)</c> unless the
+    /// architecture says otherwise.
+    /// </summary>
+    public Func<int, string>? Constructor { get; init; }
+
+    /// <summary>
+    /// The backbone's stages, input to output, for <c>last:N</c>; where null, the model's top-level children that
+    /// hold backbone parameters, a <c>features</c> Sequential counted child by child.
+    /// </summary>
+    public Func<nn.Module, IReadOnlyList<string>>? Stages { get; init; }
+
+    public string PyTorchConstructor(int classes) =>
+        Constructor?.Invoke(classes) ?? $"torchvision.models.{Name}(num_classes={classes})";
+
+    /// <summary>The preprocessing for a weights source: the named tag's own, else <see cref="Preprocessing"/>.</summary>
+    public Preprocessing PreprocessingFor(string? weightsSource) =>
+        weightsSource is null ? Preprocessing : TorchvisionWeights.Resolve(this, weightsSource)?.Preprocessing ?? Preprocessing;
+
+    /// <summary>A preprocessing read back from JSON, with the mean image it stated attached again.</summary>
+    public Preprocessing Restore(Preprocessing stored) => stored with { MeanImage = Preprocessing.MeanImage };
 
     public bool IsHeadKey(string key) => key.StartsWith(HeadPath + ".", StringComparison.Ordinal);
 

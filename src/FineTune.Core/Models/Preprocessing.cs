@@ -1,8 +1,13 @@
+using System.Text.Json;
 using System.Text.Json.Serialization;
+using FineTune.Core.Data;
 
 namespace FineTune.Core.Models;
 
+[JsonConverter(typeof(ChannelOrderJson))]
 public enum ChannelOrder { Rgb, Bgr }
+
+public sealed class ChannelOrderJson() : JsonStringEnumConverter<ChannelOrder>(JsonNamingPolicy.CamelCase);
 
 /// <summary>How an image of any shape becomes the square model input.</summary>
 [JsonConverter(typeof(ResizeModeJson))]
@@ -24,11 +29,29 @@ public static class ResizeModes
 
 public sealed class ResizeModeJson() : ChoiceJsonConverter<ResizeMode, Choice<ResizeMode>>(ResizeModes.Choices);
 
+/// <summary>Pillow's resampling filter for the resize (torchvision's <c>InterpolationMode</c> on PIL images).</summary>
+[JsonConverter(typeof(InterpolationJson))]
+public enum Interpolation { Bilinear, Bicubic, Nearest }
+
+/// <summary>The interpolations by torchvision's (and timm's) names.</summary>
+public static class Interpolations
+{
+    public static readonly ChoiceTable<Interpolation, Choice<Interpolation>> Choices = new(
+        new(Interpolation.Bilinear, "bilinear", "Pillow's BILINEAR, antialiased"),
+        new(Interpolation.Bicubic, "bicubic", "Pillow's BICUBIC, antialiased"),
+        new(Interpolation.Nearest, "nearest", "Pillow's NEAREST"));
+}
+
+public sealed class InterpolationJson() : ChoiceJsonConverter<Interpolation, Choice<Interpolation>>(Interpolations.Choices);
+
 /// <summary>
-/// How an image becomes the input tensor a family's weights expect: fit it to a <see cref="CropSize"/> square
-/// (<see cref="Resize"/>), scale 0–255 pixels by <see cref="Scale"/>,
-/// order the channels, subtract <see cref="MeanImage"/> where the family has one, then subtract
-/// <see cref="Mean"/> and divide by <see cref="Std"/> per channel.
+/// How an image becomes the input tensor a model expects (timm's <c>PretrainedCfg</c>, torchvision's
+/// <c>weights.transforms()</c>): fit it to a <see cref="CropSize"/> square (<see cref="Resize"/>, resampled with
+/// <see cref="Interpolation"/>), scale 0–255 pixels by <see cref="Scale"/>, order the channels, subtract
+/// <see cref="MeanImage"/> where the weights have one, then subtract <see cref="Mean"/> and divide by
+/// <see cref="Std"/> per channel. Each weights tag has its own (<see cref="Weights.WeightsTag"/>); a builder's
+/// <see cref="ModelFamily.Preprocessing"/> is the one used without named weights. The one record the model card,
+/// the ONNX metadata, <c>config.json</c> and the README script state.
 /// </summary>
 public sealed record Preprocessing(
     int ResizeSize,
@@ -38,11 +61,36 @@ public sealed record Preprocessing(
     IReadOnlyList<float> Mean,
     IReadOnlyList<float> Std)
 {
+    public static readonly IReadOnlyList<float> ImageNetMean = [0.485f, 0.456f, 0.406f];
+    public static readonly IReadOnlyList<float> ImageNetStd = [0.229f, 0.224f, 0.225f];
+
     /// <summary>A per-pixel mean (CHW, CropSize × CropSize, after scaling and channel order), read when first needed.</summary>
+    [JsonIgnore]
     public Lazy<float[]>? MeanImage { get; init; }
+
+    /// <summary>
+    /// Whether a mean image is subtracted: what JSON states. The pixels stay with the family, which attaches them
+    /// again to a record read back (<see cref="ModelFamily.Restore"/>), so the value read is not kept.
+    /// </summary>
+    [JsonPropertyName("meanImage")]
+    public bool SubtractsMeanImage { get => MeanImage is not null; init { } }
 
     public ResizeMode Resize { get; init; } = ResizeMode.CenterCrop;
 
-    public static Preprocessing ImageNet(int resizeSize = 256, int cropSize = 224) =>
-        new(resizeSize, cropSize, ChannelOrder.Rgb, 1f / 255f, [0.485f, 0.456f, 0.406f], [0.229f, 0.224f, 0.225f]);
+    public Interpolation Interpolation { get; init; } = Interpolation.Bilinear;
+
+    /// <summary>Pillow antialiases every downscale but NEAREST's, as torchvision 0.14's Resize on PIL images does.</summary>
+    [JsonIgnore]
+    public bool Antialias => Interpolation != Interpolation.Nearest;
+
+    /// <summary>The colour <see cref="ResizeMode.Pad"/> centres an image on, as <c>#rrggbb</c>.</summary>
+    public static string Background => $"#{ImageLoader.Background.R:x2}{ImageLoader.Background.G:x2}{ImageLoader.Background.B:x2}";
+
+    /// <summary>timm's crop_pct: the share of the resized short side the crop keeps.</summary>
+    [JsonIgnore]
+    public double CropPct => Math.Round((double)CropSize / ResizeSize, 4);
+
+    /// <summary>torchvision's ImageNet normalisation with the given sizes: what most weights were trained with.</summary>
+    public static Preprocessing ImageNet(int resizeSize = 256, int cropSize = 224, Interpolation interpolation = Interpolation.Bilinear) =>
+        new(resizeSize, cropSize, ChannelOrder.Rgb, 1f / 255f, ImageNetMean, ImageNetStd) { Interpolation = interpolation };
 }

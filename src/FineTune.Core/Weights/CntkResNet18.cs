@@ -1,4 +1,5 @@
 using FineTune.Core.Models;
+using FineTune.Core.Models.Families;
 using Google.Protobuf;
 using Onnx;
 using TorchSharp.Modules;

@@ -1,8 +1,15 @@
+using FineTune.Core.Models;
+
 namespace FineTune.Core.Weights;
 
-/// <summary>One of torchvision's published ImageNet checkpoints for a family (torchvision's <c>*_Weights</c> enums).</summary>
-/// <param name="Tag">torchvision's name for it: IMAGENET1K_V1, IMAGENET1K_V2</param>
-public sealed record TorchvisionCheckpoint(string Family, string Tag, string Url)
+/// <summary>
+/// One published checkpoint of a builder (an entry of torchvision's <c>*_Weights</c> enums), with the
+/// preprocessing its weights were trained with (<c>weights.transforms()</c>) and its meta.
+/// </summary>
+/// <param name="Tag">torchvision's name for it: IMAGENET1K_V1, IMAGENET1K_V2, IMAGENET1K_SWAG_E2E_V1 ...</param>
+/// <param name="Categories">how many classes its head has (<c>len(meta["categories"])</c>)</param>
+/// <param name="NumParams">torchvision's <c>meta["num_params"]</c></param>
+public sealed record WeightsTag(string Tag, string Url, Preprocessing Preprocessing, int Categories, long NumParams)
 {
     public string FileName => Url[(Url.LastIndexOf('/') + 1)..];
 
@@ -11,63 +18,50 @@ public sealed record TorchvisionCheckpoint(string Family, string Tag, string Url
         ?? throw new InvalidOperationException($"{FileName} has no hash in its name");
 }
 
+/// <summary>A builder's weights tag, as the table lists it.</summary>
+public sealed record TorchvisionCheckpoint(ModelFamily Family, WeightsTag Weights)
+{
+    public string Tag => Weights.Tag;
+    public string Url => Weights.Url;
+    public string FileName => Weights.FileName;
+    public string Sha256Prefix => Weights.Sha256Prefix;
+}
+
 /// <summary>
-/// Weights by name: <c>torchvision</c> (torchvision's default for the family: V2 where there is one) or a tag,
-/// resolved to torchvision's published URL. A download is verified by the SHA-256 prefix in the file's name, as
-/// torchvision's own loader does, or by the job's sha256 when it gives one; the model card records the full hash.
+/// Weights by name: <c>torchvision</c> or <c>DEFAULT</c> (torchvision's best weights for the builder) or a tag,
+/// resolved through the builders' weights tables (<see cref="ModelFamily.Weights"/>) to torchvision's published URL.
+/// A download is verified by the SHA-256 prefix in the file's name, as torchvision's own loader does, or by the
+/// job's sha256 when it gives one; the model card records the full hash.
 /// </summary>
 public static class TorchvisionWeights
 {
     public const string Default = "torchvision";
+    /// <summary>torchvision's own name for the best weights of a builder.</summary>
+    public const string DefaultTag = "DEFAULT";
     public const string ModelsUrl = "https://download.pytorch.org/models/";
 
-    private static readonly (string Family, string V1, string? V2)[] Files =
-    [
-        ("resnet18", "resnet18-f37072fd.pth", null),
-        ("resnet34", "resnet34-b627a593.pth", null),
-        ("resnet50", "resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
-        ("resnet101", "resnet101-63fe2227.pth", "resnet101-cd907fc2.pth"),
-        ("resnet152", "resnet152-394f9c45.pth", "resnet152-f82ba261.pth"),
-        ("resnext50_32x4d", "resnext50_32x4d-7cdf4587.pth", "resnext50_32x4d-1a0047aa.pth"),
-        ("wide_resnet50_2", "wide_resnet50_2-95faca4d.pth", "wide_resnet50_2-9ba9bcbe.pth"),
-        ("vgg11", "vgg11-8a719046.pth", null),
-        ("vgg11_bn", "vgg11_bn-6002323d.pth", null),
-        ("vgg13", "vgg13-19584684.pth", null),
-        ("vgg13_bn", "vgg13_bn-abd245e5.pth", null),
-        ("vgg16", "vgg16-397923af.pth", null),
-        ("vgg16_bn", "vgg16_bn-6c64b313.pth", null),
-        ("vgg19", "vgg19-dcbb9e9d.pth", null),
-        ("vgg19_bn", "vgg19_bn-c79401a0.pth", null),
-        ("mobilenet_v2", "mobilenet_v2-b0353104.pth", "mobilenet_v2-7ebf99e0.pth"),
-        ("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", null),
-        ("mobilenet_v3_large", "mobilenet_v3_large-8738ca79.pth", "mobilenet_v3_large-5c1a4163.pth"),
-        ("alexnet", "alexnet-owt-7be5be79.pth", null),
-        ("googlenet", "googlenet-1378be20.pth", null),
-        ("inception_v3", "inception_v3_google-0cc3c7bd.pth", null),
-        ("densenet121", "densenet121-a639ec97.pth", null),
-        ("densenet161", "densenet161-8d451a50.pth", null),
-        ("densenet169", "densenet169-b2777c0a.pth", null),
-        ("densenet201", "densenet201-c1103571.pth", null),
-    ];
-
+    /// <summary>Every tag of every builder.</summary>
     public static IReadOnlyList<TorchvisionCheckpoint> All { get; } =
-    [
-        .. Files.SelectMany(f => f.V2 is null
-            ? new[] { new TorchvisionCheckpoint(f.Family, "IMAGENET1K_V1", ModelsUrl + f.V1) }
-            : [new TorchvisionCheckpoint(f.Family, "IMAGENET1K_V1", ModelsUrl + f.V1), new TorchvisionCheckpoint(f.Family, "IMAGENET1K_V2", ModelsUrl + f.V2)]),
-    ];
+        [.. ModelRegistry.Families.SelectMany(f => f.Weights.Select(w => new TorchvisionCheckpoint(f, w)))];
 
     /// <summary>Whether a weights source is a name this table resolves (rather than a file, URL or blob).</summary>
-    public static bool IsName(string source) => source == Default || All.Any(c => c.Tag == source);
+    public static bool IsName(string source) => source is Default or DefaultTag || All.Any(c => c.Tag == source);
 
-    /// <summary>The checkpoint a name stands for; null when the family has none by that name.</summary>
-    public static TorchvisionCheckpoint? Resolve(string family, string name)
+    /// <summary>The weights a name stands for; null when the builder has none by that name.</summary>
+    public static WeightsTag? Resolve(ModelFamily family, string name) =>
+        name is Default or DefaultTag
+            ? family.Weights.FirstOrDefault(w => w.Tag == family.DefaultWeights)
+            : family.Weights.FirstOrDefault(w => w.Tag == name);
+
+    /// <inheritdoc cref="Resolve(ModelFamily, string)"/>
+    public static WeightsTag? Resolve(string family, string name) =>
+        ModelRegistry.Families.FirstOrDefault(f => f.Name == family) is { } builder ? Resolve(builder, name) : null;
+
+    /// <summary>"torchvision, DEFAULT, IMAGENET1K_V1 or IMAGENET1K_V2": the names a builder has, for error messages.</summary>
+    public static string NamesFor(string family)
     {
-        var published = All.Where(c => c.Family == family).ToList();
-        return name == Default ? published.LastOrDefault() : published.FirstOrDefault(c => c.Tag == name);
+        var tags = ModelRegistry.Families.FirstOrDefault(f => f.Name == family)?.Weights ?? [];
+        var names = tags.Select(w => w.Tag).Prepend(DefaultTag).Prepend(Default).ToList();
+        return string.Join(", ", names[..^1]) + " or " + names[^1];
     }
-
-    /// <summary>"IMAGENET1K_V1 or IMAGENET1K_V2": the names a family has, for error messages.</summary>
-    public static string NamesFor(string family) =>
-        string.Join(" or ", All.Where(c => c.Family == family).Select(c => c.Tag).Prepend(Default));
 }

@@ -61,7 +61,7 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
             Model = job.Spec.Model,
             Classes = prepared.Classes,
             Head = recipe.ModelFamily.HeadPath,
-            Preprocessing = PreprocessingCard.Of(recipe.Preprocessing),
+            Preprocessing = recipe.Preprocessing,
             Metrics = request.Evaluation with { Times = [] },
             BestEpoch = request.BestEpoch + 1,
             History = request.History,

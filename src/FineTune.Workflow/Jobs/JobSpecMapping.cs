@@ -34,7 +34,8 @@ public static class JobSpecMapping
                 UseFeatureCache = t.FeatureCache,
             },
             spec.Device,
-            spec.Tf32);
+            spec.Tf32,
+            spec.Weights?.Source);
     }
 
     /// <summary>What picks the best epoch: the early-stopping metric, else <see cref="TrainingSpec.BestEpochMetric"/>, else validation loss.</summary>

@@ -28,22 +28,22 @@ public static class HubFiles
         var pretrained = new JsonObject
         {
             ["input_size"] = new JsonArray(3, p.CropSize, p.CropSize),
-            ["interpolation"] = "bilinear",
-            ["crop_pct"] = Math.Round((double)p.CropSize / p.ResizeSize, 4),
+            ["interpolation"] = Interpolations.Choices[p.Interpolation].Name,
+            ["crop_pct"] = p.CropPct,
             // center: torchvision's resize + centre crop; pad: the long side to the input size, centred on white.
             ["crop_mode"] = p.Resize == ResizeMode.Pad ? "pad" : "center",
-            ["channel_order"] = p.ChannelOrder,
+            ["channel_order"] = JsonSerializer.SerializeToNode(p.ChannelOrder),
             ["pixel_scale"] = p.Scale,
             ["mean"] = new JsonArray([.. p.Mean.Select(m => JsonValue.Create(m))]),
             ["std"] = new JsonArray([.. p.Std.Select(s => JsonValue.Create(s))]),
             ["classifier"] = family.HeadPath,
         };
-        if (p.MeanImage) pretrained["mean_image"] = RunLayout.MeanImageFile;
+        if (p.SubtractsMeanImage) pretrained["mean_image"] = RunLayout.MeanImageFile;
         var config = new JsonObject
         {
             ["architecture"] = card.Model,
             ["library"] = "torchvision",
-            ["model_constructor"] = ModelRegistry.PyTorchConstructor(family, card.Classes.Count),
+            ["model_constructor"] = family.PyTorchConstructor(card.Classes.Count),
             ["num_classes"] = card.Classes.Count,
             ["label_names"] = new JsonArray([.. card.Classes.Select(c => JsonValue.Create(c))]),
             ["pretrained_cfg"] = pretrained,
@@ -93,7 +93,7 @@ public static class HubFiles
         text.AppendLine("## Use it in PyTorch");
         text.AppendLine();
         text.AppendLine(CultureInfo.InvariantCulture, $"Needs torch, torchvision, Pillow and safetensors. Save this as `predict.py` in this folder and run `python predict.py photo.jpg`: it prints each image's class probabilities.");
-        if (card.Preprocessing.MeanImage)
+        if (card.Preprocessing.SubtractsMeanImage)
             text.AppendLine(CultureInfo.InvariantCulture, $"This family's input is BGR pixels (0–255) minus the mean image in `{RunLayout.MeanImageFile}`, which the script subtracts.");
         text.AppendLine();
         text.AppendLine("```python");
@@ -107,7 +107,7 @@ public static class HubFiles
             text.AppendLine();
             text.AppendLine(CultureInfo.InvariantCulture, $"`{RunLayout.OnnxFile}` is the same model as an ONNX graph (opset {OnnxExporter.Opset}): input `{OnnxExporter.InputName}`, float32 [batch, 3, {size}, {size}]; output `{OnnxExporter.OutputName}`, [batch, {card.Classes.Count}]. Its metadata holds the class names and the preprocessing.");
             text.AppendLine(CultureInfo.InvariantCulture, $"Needs onnxruntime, numpy and Pillow, no PyTorch. Save this as `predict_onnx.py` in this folder and run `python predict_onnx.py photo.jpg`: it prints what `predict.py` prints.");
-            if (card.Preprocessing.MeanImage)
+            if (card.Preprocessing.SubtractsMeanImage)
                 text.AppendLine("The graph subtracts the mean image itself: the script feeds it plain BGR pixels.");
             text.AppendLine();
             text.AppendLine("```python");
@@ -125,8 +125,8 @@ public static class HubFiles
         var p = card.Preprocessing;
         string fit = p.Resize == ResizeMode.Pad
             ? $"    lambda image: pad(image, {p.CropSize}),"
-            : $"    transforms.Resize({p.ResizeSize}),\n    transforms.CenterCrop({p.CropSize}),";
-        string normalise = p.MeanImage
+            : $"    transforms.Resize({p.ResizeSize}{(p.Interpolation == Interpolation.Bilinear ? "" : $", interpolation=transforms.InterpolationMode.{PilFilter(p)}")}),\n    transforms.CenterCrop({p.CropSize}),";
+        string normalise = p.SubtractsMeanImage
             ? $"    transforms.PILToTensor(),\n    lambda x: x.float()[[2, 1, 0]] - mean_image,"
             : $"    transforms.ToTensor(),\n    transforms.Normalize([{Floats(p.Mean)}], [{Floats(p.Std)}]),";
         var script = new StringBuilder();
@@ -142,14 +142,14 @@ public static class HubFiles
             from torchvision import transforms
 
             labels = json.load(open("{{RunLayout.HubConfigFile}}"))["label_names"]
-            model = {{ModelRegistry.PyTorchConstructor(family, card.Classes.Count)}}
+            model = {{family.PyTorchConstructor(card.Classes.Count)}}
             model.load_state_dict(load_file("{{RunLayout.SafetensorsFile}}"))
             model.eval()
 
             """);
-        if (p.MeanImage) script.Append(CultureInfo.InvariantCulture, $"mean_image = load_file(\"{RunLayout.MeanImageFile}\")[\"{MeanImageTensor}\"]\n");
+        if (p.SubtractsMeanImage) script.Append(CultureInfo.InvariantCulture, $"mean_image = load_file(\"{RunLayout.MeanImageFile}\")[\"{MeanImageTensor}\"]\n");
         script.Append(OpenRgb);
-        if (p.Resize == ResizeMode.Pad) script.Append(Pad);
+        if (p.Resize == ResizeMode.Pad) script.Append(Pad(p));
         script.Append(CultureInfo.InvariantCulture, $$"""
 
             preprocess = transforms.Compose([
@@ -189,7 +189,7 @@ public static class HubFiles
 
             """);
         script.Append(OpenRgb);
-        if (p.Resize == ResizeMode.Pad) script.Append(Pad);
+        if (p.Resize == ResizeMode.Pad) script.Append(Pad(p));
         else script.Append(CultureInfo.InvariantCulture, $$"""
 
 
@@ -199,13 +199,13 @@ public static class HubFiles
                 short, long = min(w, h), max(w, h)
                 resized = int({{p.ResizeSize}} * long / short)
                 nw, nh = ({{p.ResizeSize}}, resized) if w <= h else (resized, {{p.ResizeSize}})
-                image = image.resize((nw, nh), Image.BILINEAR)
+                image = image.resize((nw, nh), Image.{{PilFilter(p)}})
                 left, top = int(round((nw - {{p.CropSize}}) / 2.0)), int(round((nh - {{p.CropSize}}) / 2.0))
                 return image.crop((left, top, left + {{p.CropSize}}, top + {{p.CropSize}}))
 
             """);
         string fit = p.Resize == ResizeMode.Pad ? $"pad(open_rgb(path), {p.CropSize})" : "fit(open_rgb(path))";
-        string channels = p.ChannelOrder == "bgr" ? "[..., ::-1]" : "";
+        string channels = p.ChannelOrder == ChannelOrder.Bgr ? "[..., ::-1]" : "";
         script.Append(CultureInfo.InvariantCulture, $$"""
 
 
@@ -236,7 +236,7 @@ public static class HubFiles
 
         """;
 
-    private const string Pad = """
+    private static string Pad(Preprocessing p) => $$"""
 
 
         def pad(image, size):
@@ -245,7 +245,7 @@ public static class HubFiles
             fitted = max(1, min(w, h) * size // max(w, h))
             nw, nh = (size, fitted) if w >= h else (fitted, size)
             canvas = Image.new("RGB", (size, size), (255, 255, 255))
-            canvas.paste(image.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+            canvas.paste(image.resize((nw, nh), Image.{{PilFilter(p)}}), ((size - nw) // 2, (size - nh) // 2))
             return canvas
 
         """;
@@ -255,6 +255,9 @@ public static class HubFiles
         Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Host == "huggingface.co" && uri.Segments.Length >= 3
             ? $"{uri.Segments[1].TrimEnd('/')}/{uri.Segments[2].TrimEnd('/')}"
             : null;
+
+    /// <summary>Pillow's name of the weights' filter (BILINEAR, BICUBIC, NEAREST), as torchvision's InterpolationMode names it too.</summary>
+    private static string PilFilter(Preprocessing p) => Interpolations.Choices[p.Interpolation].Name.ToUpperInvariant();
 
     private static string Floats(IEnumerable<float> values) => string.Join(", ", values.Select(v => v.ToString("R", CultureInfo.InvariantCulture)));
 

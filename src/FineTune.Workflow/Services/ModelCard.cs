@@ -21,7 +21,8 @@ public sealed record ModelCard
     public IReadOnlyList<string> Classes { get; init; } = [];
     /// <summary>The classifier's path in the state dict (torchvision's name).</summary>
     public string Head { get; init; } = "";
-    public PreprocessingCard Preprocessing { get; init; } = new();
+    /// <summary>The input the model was trained on: its weights' preprocessing with the job's resize mode.</summary>
+    public Preprocessing Preprocessing { get; init; } = Preprocessing.ImageNet();
     public EvaluationSummary? Metrics { get; init; }
     /// <summary>Counted from 1, as the command line shows it (the history's <see cref="EpochMetrics.Epoch"/> counts from 0).</summary>
     public int BestEpoch { get; init; }
@@ -48,37 +49,12 @@ public sealed record ModelCard
         if (card is null) throw new InvalidModelCardException(source, "empty");
         if (card.Version != CurrentVersion) throw new InvalidModelCardException(source, $"version {card.Version} is not {CurrentVersion}");
         if (card.Classes.Count < 2) throw new InvalidModelCardException(source, "classes: at least two are needed");
-        if (!ModelRegistry.Families.Any(f => f.Name == card.Model)) throw new InvalidModelCardException(source, $"model: unknown family '{card.Model}'");
-        return card;
+        var family = ModelRegistry.Families.FirstOrDefault(f => f.Name == card.Model)
+            ?? throw new InvalidModelCardException(source, $"model: unknown family '{card.Model}'");
+        return card with { Preprocessing = family.Restore(card.Preprocessing) };
     }
 
     private static readonly JsonSerializerOptions Written = new(JobSpecReader.Json) { WriteIndented = true };
-}
-
-/// <summary>How an image becomes this model's input; <see cref="Resize"/> decides the rest with the family's own numbers.</summary>
-public sealed record PreprocessingCard
-{
-    public ResizeMode Resize { get; init; } = ResizeMode.CenterCrop;
-    public int ResizeSize { get; init; }
-    public int CropSize { get; init; }
-    public string ChannelOrder { get; init; } = "rgb";
-    public float Scale { get; init; }
-    public IReadOnlyList<float> Mean { get; init; } = [];
-    public IReadOnlyList<float> Std { get; init; } = [];
-    /// <summary>Whether the family subtracts a per-pixel mean image (resnet18-cntk) before <see cref="Mean"/>.</summary>
-    public bool MeanImage { get; init; }
-
-    public static PreprocessingCard Of(Preprocessing preprocessing) => new()
-    {
-        Resize = preprocessing.Resize,
-        ResizeSize = preprocessing.ResizeSize,
-        CropSize = preprocessing.CropSize,
-        ChannelOrder = preprocessing.ChannelOrder.ToString().ToLowerInvariant(),
-        Scale = preprocessing.Scale,
-        Mean = preprocessing.Mean,
-        Std = preprocessing.Std,
-        MeanImage = preprocessing.MeanImage is not null,
-    };
 }
 
 public sealed record DatasetCard(string Location, string Sha256, int TrainImages, int ValidationImages, int TestImages, int SkippedFiles);

@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using FineTune.Core.Models;
+using FineTune.Core.Tests.Reference;
 using FineTune.Core.Weights;
 
 namespace FineTune.Core.Tests.Weights;
@@ -21,38 +22,45 @@ public sealed class TorchvisionWeightsTests : IDisposable
     {
         foreach (var family in ModelRegistry.Families)
         {
-            var checkpoint = TorchvisionWeights.Resolve(family.Name, TorchvisionWeights.Default);
+            var checkpoint = TorchvisionWeights.Resolve(family, TorchvisionWeights.Default);
             Assert.True(family.HasBundledWeights == (checkpoint is null), family.Name);
+            Assert.Equal(checkpoint, TorchvisionWeights.Resolve(family, TorchvisionWeights.DefaultTag));
         }
         foreach (var checkpoint in TorchvisionWeights.All)
         {
             Assert.Matches("^[0-9a-f]{8}$", checkpoint.Sha256Prefix);
             Assert.StartsWith(TorchvisionWeights.ModelsUrl, checkpoint.Url);
-            Assert.Contains(ModelRegistry.Families, f => f.Name == checkpoint.Family);
+            Assert.Contains(checkpoint.Family, ModelRegistry.Families);
         }
         Assert.Equal("IMAGENET1K_V2", TorchvisionWeights.Resolve("resnet50", TorchvisionWeights.Default)!.Tag);
         Assert.Equal("IMAGENET1K_V1", TorchvisionWeights.Resolve("resnet18", TorchvisionWeights.Default)!.Tag);
         Assert.Null(TorchvisionWeights.Resolve("resnet18", "IMAGENET1K_V2"));
+        Assert.Null(TorchvisionWeights.Resolve("no-such-model", TorchvisionWeights.Default));
     }
 
-    /// <summary>Debian's torchvision 0.14 lists its ImageNet weights: the table is exactly those, tag for tag.</summary>
+    /// <summary>
+    /// Debian's torchvision 0.14 lists every builder's weights (<c>get_model_weights</c>): the table is exactly those, tag
+    /// for tag, with each tag's URL, the hash prefix in its file name, its <c>transforms()</c> (crop, resize,
+    /// interpolation, mean, std), its categories count, its parameter count and which tag is DEFAULT.
+    /// </summary>
     [Fact]
     public void TheTableIsTorchvisionsOwn()
     {
-        string families = string.Join(",", ModelRegistry.Families.Where(f => !f.HasBundledWeights).Select(f => f.Name));
-        var result = ProcessRunner.Run("/usr/bin/python3", ["-c", """
-            import sys
-            from torchvision.models import get_model_weights
-            for family in sys.argv[1].split(","):
-                for weights in get_model_weights(family):
-                    if weights.name.startswith("IMAGENET1K_V"):
-                        print(family, weights.name, weights.url)
-            """, families]);
-        Assert.True(result.ExitCode == 0, result.Error);
-        var theirs = result.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal);
-        var ours = TorchvisionWeights.All.Select(c => $"{c.Family} {c.Tag} {c.Url}").Order(StringComparer.Ordinal);
+        var builders = ModelRegistry.Families.Where(f => !f.HasBundledWeights).Select(f => f.Name).ToArray();
+        var theirs = PythonReference.RunScript(WeightsTable, ["rows", .. builders]).Split('\n').Select(line => line.Trim());
+        var ours = ModelRegistry.Families.SelectMany(f => f.Weights.Select(w => string.Join(' ',
+            f.Name, w.Tag, w.Url, w.Sha256Prefix, w.Preprocessing.CropSize, w.Preprocessing.ResizeSize,
+            Interpolations.Choices[w.Preprocessing.Interpolation].Name, Floats(w.Preprocessing.Mean), Floats(w.Preprocessing.Std),
+            w.Categories, w.NumParams, w.Tag == f.DefaultWeights ? "default" : "-")));
         Assert.Equal(theirs, ours);
+        Assert.All(TorchvisionWeights.All, c => Assert.Equal((ChannelOrder.Rgb, 1f / 255f), (c.Weights.Preprocessing.ChannelOrder, c.Weights.Preprocessing.Scale)));
     }
+
+    private static string WeightsTable => Path.Combine(AppContext.BaseDirectory, "Reference", "weights_table.py");
+
+    /// <summary>As the script prints them: Python's <c>f"{v:.6g}"</c>.</summary>
+    private static string Floats(IEnumerable<float> values) =>
+        string.Join(',', values.Select(v => ((double)v).ToString("G6", System.Globalization.CultureInfo.InvariantCulture)));
 
     [Fact]
     public async Task ANameIsDownloadedOverHttpsFromTheConfiguredFolderAndVerified()

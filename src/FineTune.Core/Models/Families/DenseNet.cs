@@ -1,9 +1,11 @@
+using FineTune.Core.Export;
+using FineTune.Core.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace FineTune.Core.Models;
+namespace FineTune.Core.Models.Families;
 
 /// <summary>
 /// torchvision's DenseNet (TorchVision .NET has none), with its module and parameter names so that
@@ -66,7 +68,7 @@ public sealed class DenseNet : Module<Tensor, Tensor>
         return classifier.call(x).MoveToOuterDisposeScope();
     }
 
-    private sealed class DenseBlock : Module<Tensor, Tensor>
+    internal sealed class DenseBlock : Module<Tensor, Tensor>
     {
         private readonly List<DenseLayer> _layers = [];
 
@@ -91,7 +93,7 @@ public sealed class DenseNet : Module<Tensor, Tensor>
         }
     }
 
-    private sealed class DenseLayer : Module<Tensor, Tensor>
+    internal sealed class DenseLayer : Module<Tensor, Tensor>
     {
         private readonly BatchNorm2d norm1;
         private readonly Module<Tensor, Tensor> relu1;
@@ -124,4 +126,64 @@ public sealed class DenseNet : Module<Tensor, Tensor>
             return output.MoveToOuterDisposeScope();
         }
     }
+}
+
+/// <summary>torchvision's DenseNet (<c>models/densenet.py</c>), built by <see cref="DenseNet"/>: stages features.N for <c>last:N</c>.</summary>
+/// <remarks>Weights tables: <c>tests/FineTune.Core.Tests/Reference/weights_table.py csharp densenet121 densenet161 densenet169 densenet201</c>.</remarks>
+internal static class DenseNetFamily
+{
+    public static ModelArchitecture Architecture { get; } = new("DenseNet",
+    [
+        new("densenet121", () => DenseNet.Create(32, [6, 12, 24, 16], 64), "classifier", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/densenet121-a639ec97.pth", Preprocessing.ImageNet(256, 224), 1000, 7978856),
+            ],
+            DefaultWeights = "IMAGENET1K_V1",
+        },
+        new("densenet161", () => DenseNet.Create(48, [6, 12, 36, 24], 96), "classifier", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/densenet161-8d451a50.pth", Preprocessing.ImageNet(256, 224), 1000, 28681000),
+            ],
+            DefaultWeights = "IMAGENET1K_V1",
+        },
+        new("densenet169", () => DenseNet.Create(32, [6, 12, 32, 32], 64), "classifier", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/densenet169-b2777c0a.pth", Preprocessing.ImageNet(256, 224), 1000, 14149480),
+            ],
+            DefaultWeights = "IMAGENET1K_V1",
+        },
+        new("densenet201", () => DenseNet.Create(32, [6, 12, 48, 32], 64), "classifier", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/densenet201-c1103571.pth", Preprocessing.ImageNet(256, 224), 1000, 20013928),
+            ],
+            DefaultWeights = "IMAGENET1K_V1",
+        },
+    ])
+    {
+        OnnxForwards = new Dictionary<string, OnnxForward>
+        {
+            [nameof(DenseNet)] = (w, m, path, x) => w.Child(m, path, "classifier", w.Flatten(path, w.AdaptiveAvgPool(path, w.Relu(path, w.Child(m, path, "features", x)), [1, 1]))),
+            // Each layer sees the block input and all earlier layers' outputs, concatenated on channels.
+            [nameof(DenseNet.DenseBlock)] = (w, m, path, x) =>
+            {
+                var collected = new List<OnnxValue> { x };
+                foreach (var (name, layer) in m.named_children())
+                    collected.Add(w.Write(layer, OnnxModuleWriter.Join(path, name), w.Concat(path, collected)));
+                return w.Concat(path, collected);
+            },
+            [nameof(DenseNet.DenseLayer)] = (w, m, path, x) => w.Children(m, path, x, "norm1", "relu1", "conv1", "norm2", "relu2", "conv2"),
+        },
+        FusionPairs = new Dictionary<string, (string Conv, string Norm)[]>
+        {
+            [nameof(DenseNet.DenseLayer)] = [("conv1", "norm2")],
+        },
+    };
 }

@@ -2,7 +2,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace FineTune.Core.Models;
+namespace FineTune.Core.Models.Families;
 
 /// <summary>
 /// torchvision's ResNet BasicBlock, for ResNet layouts TorchVision .NET does not build itself (its own
