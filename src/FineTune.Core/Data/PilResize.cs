@@ -1,36 +1,85 @@
+using System.Text.Json.Serialization;
+
 namespace FineTune.Core.Data;
 
+/// <summary>The resampling filters torchvision's weights were trained with, by torchvision's <c>InterpolationMode</c> names.</summary>
+[JsonConverter(typeof(InterpolationJson))]
+public enum Interpolation
+{
+    /// <summary>Pillow's BILINEAR: a triangle filter, support 1.</summary>
+    Bilinear,
+    /// <summary>Pillow's BICUBIC: Keys' cubic convolution with a = −0.5, support 2 (it overshoots, so results are clipped).</summary>
+    Bicubic,
+}
+
+/// <summary>The interpolations by their names in job specs, weights tables and model cards (torchvision's <c>InterpolationMode.value</c>).</summary>
+public static class Interpolations
+{
+    public static readonly ChoiceTable<Interpolation, Choice<Interpolation>> Choices = new(
+        new(Interpolation.Bilinear, "bilinear", "Pillow's bilinear filter, antialiased when shrinking"),
+        new(Interpolation.Bicubic, "bicubic", "Pillow's bicubic filter (a = -0.5), antialiased when shrinking"));
+}
+
+public sealed class InterpolationJson() : ChoiceJsonConverter<Interpolation, Choice<Interpolation>>(Interpolations.Choices);
+
 /// <summary>
-/// Pillow's bilinear resampling of 8-bit RGB (<c>Image.resize(size, Image.BILINEAR)</c>, libImaging/Resample.c),
-/// which torchvision 0.14's <c>Resize</c> calls on PIL images: a triangle filter widened by the scale factor when
-/// shrinking (so it antialiases), fixed-point coefficients, a horizontal pass rounded to 8 bits, then a
-/// vertical pass. Reproduced operation for operation so our inputs equal PyTorch users' to the byte.
+/// Pillow's resampling of 8-bit RGB (<c>Image.resize(size, Image.BILINEAR | Image.BICUBIC)</c>, libImaging/Resample.c),
+/// which torchvision 0.14's <c>Resize</c> calls on PIL images: the filter widened by the scale factor when
+/// shrinking (so it antialiases), fixed-point coefficients, a horizontal pass rounded and clipped to 8 bits, then
+/// a vertical pass. Reproduced operation for operation so our inputs equal PyTorch users' to the byte.
 /// </summary>
 public static class PilResize
 {
     private const int PrecisionBits = 32 - 8 - 2;
     private const int Half = 1 << (PrecisionBits - 1);
 
-    public static RgbImage Resize(RgbImage source, int width, int height)
+    /// <summary>Resample.c's filters: the kernel and the distance beyond which it is zero (at scale 1).</summary>
+    private sealed record Filter(Func<double, double> Kernel, double Support);
+
+    private static readonly Filter BilinearFilter = new(x =>
+    {
+        x = Math.Abs(x);
+        return x < 1.0 ? 1.0 - x : 0.0;
+    }, 1.0);
+
+    private static readonly Filter BicubicFilter = new(x =>
+    {
+        // Resample.c's bicubic_filter, in its own arithmetic order so the doubles round alike.
+        const double a = -0.5;
+        x = Math.Abs(x);
+        if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+        if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+        return 0.0;
+    }, 2.0);
+
+    private static Filter FilterOf(Interpolation interpolation) => interpolation switch
+    {
+        Interpolation.Bilinear => BilinearFilter,
+        Interpolation.Bicubic => BicubicFilter,
+        _ => throw new ArgumentOutOfRangeException(nameof(interpolation), interpolation, "not an interpolation"),
+    };
+
+    public static RgbImage Resize(RgbImage source, int width, int height, Interpolation interpolation = Interpolation.Bilinear)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        var filter = FilterOf(interpolation);
         if (width == source.Width && height == source.Height) return new RgbImage(width, height, (byte[])source.Pixels.Clone());
 
-        var vertical = Coefficients(source.Height, height);
+        var vertical = Coefficients(source.Height, height, filter);
         // Only the rows the vertical pass reads are resampled horizontally.
         int firstRow = vertical.Bounds[0];
         int lastRow = vertical.Bounds[2 * height - 2] + vertical.Bounds[2 * height - 1];
         var horizontal = width == source.Width
             ? source.Crop(0, firstRow, source.Width, lastRow - firstRow)
-            : Horizontal(source, firstRow, lastRow - firstRow, width);
+            : Horizontal(source, firstRow, lastRow - firstRow, width, filter);
         for (int i = 0; i < height; i++) vertical.Bounds[2 * i] -= firstRow;
         return height == source.Height ? horizontal : Vertical(horizontal, vertical, height);
     }
 
-    private static RgbImage Horizontal(RgbImage source, int firstRow, int rows, int width)
+    private static RgbImage Horizontal(RgbImage source, int firstRow, int rows, int width, Filter filter)
     {
-        var (bounds, kernel, size) = Coefficients(source.Width, width);
+        var (bounds, kernel, size) = Coefficients(source.Width, width, filter);
         var result = new RgbImage(width, rows);
         byte[] input = source.Pixels, output = result.Pixels;
         for (int y = 0; y < rows; y++)
@@ -77,12 +126,12 @@ public static class PilResize
         return result;
     }
 
-    /// <summary>Resample.c's precompute_coeffs + normalize_coeffs_8bpc for the bilinear filter (support 1).</summary>
-    private static (int[] Bounds, int[] Kernel, int Size) Coefficients(int inSize, int outSize)
+    /// <summary>Resample.c's precompute_coeffs + normalize_coeffs_8bpc.</summary>
+    private static (int[] Bounds, int[] Kernel, int Size) Coefficients(int inSize, int outSize, Filter filter)
     {
         double scale = (double)inSize / outSize;
         double filterScale = Math.Max(scale, 1.0);
-        double support = filterScale;
+        double support = filter.Support * filterScale;
         int size = (int)Math.Ceiling(support) * 2 + 1;
         var bounds = new int[2 * outSize];
         var kernel = new int[outSize * size];
@@ -91,12 +140,12 @@ public static class PilResize
         {
             double center = (xx + 0.5) * scale;
             double total = 0, inverse = 1.0 / filterScale;
+            // (int) truncates toward zero, as C's cast does.
             int min = Math.Max(0, (int)(center - support + 0.5));
             int max = Math.Min(inSize, (int)(center + support + 0.5)) - min;
             for (int x = 0; x < max; x++)
             {
-                double w = Math.Abs((x + min - center + 0.5) * inverse);
-                weights[x] = w < 1.0 ? 1.0 - w : 0.0;
+                weights[x] = filter.Kernel((x + min - center + 0.5) * inverse);
                 total += weights[x];
             }
             for (int x = 0; x < max; x++)
@@ -110,6 +159,7 @@ public static class PilResize
         return (bounds, kernel, size);
     }
 
+    /// <summary>Resample.c's clip8: the sum back to 8 bits, clipped (bicubic's negative lobes overshoot both ways).</summary>
     private static byte Clip8(int value)
     {
         value >>= PrecisionBits;
