@@ -41,6 +41,13 @@ def seeded(family):
                 m.running_mean.normal_(0, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
                 m.num_batches_tracked.fill_(7)
+            elif isinstance(m, torch.nn.LayerNorm):
+                # Drawn away from 1 and 0 (and ConvNeXt's layer scale away from 1e-6), so a misplaced one shows.
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+        for name, p in model.named_parameters():
+            if name.endswith("layer_scale"):
+                p.uniform_(0.2, 0.6)
     return model.eval()
 
 
