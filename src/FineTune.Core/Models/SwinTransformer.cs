@@ -223,16 +223,18 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             // [batch, windows, tokens, 3·dim] -> 3 × [batch, windows, heads, tokens, head dim]
             var projected = functional.linear(x, qkv.weight!, bias).view(batch, windows, tokens, 3, _heads, headDim).permute(3, 0, 1, 4, 2, 5);
             Tensor q = projected[0], k = projected[1], v = projected[2];
-            if (logit_scale is not null)
-            {
-                // Cosine attention: scaled dot-product attention divides by √head dim, which the query is multiplied by first.
-                var scale = clamp(logit_scale, max: Math.Log(100)).exp() * Math.Sqrt(headDim);
-                q = functional.normalize(q, dim: -1) * scale;
-                k = functional.normalize(k, dim: -1);
-            }
             var logitBias = PositionBias().unsqueeze(0);
             if (shifted) logitBias = logitBias + ShiftMask(paddedHeight, paddedWidth, shiftH, shiftW, x.device);
-            var attended = functional.scaled_dot_product_attention(q, k, v, logitBias);
+            Tensor attended;
+            if (logit_scale is null)
+                attended = functional.scaled_dot_product_attention(q, k, v, logitBias);
+            else
+            {
+                // Cosine attention as torchvision computes it: the cosines times a learned scale of at most 100.
+                var cosine = functional.normalize(q, dim: -1).matmul(functional.normalize(k, dim: -1).transpose(-2, -1));
+                var logits = cosine * clamp(logit_scale, max: Math.Log(100)).exp() + logitBias;
+                attended = functional.softmax(logits, -1).matmul(v);
+            }
             x = proj.call(attended.transpose(2, 3).reshape(batch, windows, tokens, dim));
 
             x = x.view(batch, rows, columns, w, w, dim).permute(0, 1, 3, 2, 4, 5).reshape(batch, paddedHeight, paddedWidth, dim);

@@ -39,8 +39,11 @@ def randomised(builder, image_size):
                 module.bias.normal_(0, 0.1)
         for name, parameter in model.named_parameters():
             if name.endswith("logit_scale"):
-                # Swin v2 clamps the scale at 100: draw some beyond it.
-                parameter.uniform_(math.log(5), math.log(200))
+                # Swin v2 clamps the scale at 100: one head per stage beyond it. More would be ill-conditioned: PyTorch's
+                # own float32 logits would then differ from its float64 ones by more than the tolerance.
+                parameter.uniform_(math.log(5), math.log(20))
+                if ".0.attn." in name:
+                    parameter[0].fill_(math.log(150))
             elif "norm" not in name and ".ln" not in name and not name.startswith("ln"):
                 parameter.add_(torch.randn_like(parameter) * 0.02)
     return model.eval()
