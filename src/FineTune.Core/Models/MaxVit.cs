@@ -221,7 +221,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
             relative_position_index = TransformerParts.RelativePositionIndex(PartitionSize, PartitionSize);
             RegisterComponents();
             using var _ = no_grad();
-            init.trunc_normal_(relative_position_bias_table, std: 0.02);
+            TransformerParts.TruncatedNormal(relative_position_bias_table, 0.02);
         }
 
         public override Tensor forward(Tensor input)

@@ -46,7 +46,7 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
         using var _ = no_grad();
         foreach (var linear in modules().OfType<Linear>())
         {
-            init.trunc_normal_(linear.weight!, std: 0.02);
+            TransformerParts.TruncatedNormal(linear.weight!, 0.02);
             if (linear.bias is not null) init.zeros_(linear.bias);
         }
         foreach (var attention in modules().OfType<ShiftedWindowAttention>())
@@ -169,7 +169,7 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             {
                 relative_position_bias_table = new Parameter(zeros((2 * window - 1) * (2 * window - 1), heads));
                 using var _ = no_grad();
-                init.trunc_normal_(relative_position_bias_table, std: 0.02);
+                TransformerParts.TruncatedNormal(relative_position_bias_table, 0.02);
             }
             RegisterComponents();
         }

@@ -15,6 +15,26 @@ internal static class TransformerParts
         Sequential(Linear(dim, hidden), GELU(), Dropout(dropout), Linear(hidden, dim), Dropout(dropout));
 
     /// <summary>
+    /// torch.nn.init.trunc_normal_ as PyTorch computes it (inverse CDF of a uniform draw, then clamped to [a, b]).
+    /// TorchSharp 0.107's native one leaves NaNs in large tensors (a 3072×768 linear gets some): it does not clamp the
+    /// infinities the inverse error function gives at ±1.
+    /// </summary>
+    public static void TruncatedNormal(Tensor tensor, double std, double a = -2, double b = 2)
+    {
+        using var _ = no_grad();
+        static double Cdf(double x) => (1 + Erf(x / Math.Sqrt(2))) / 2;
+        tensor.uniform_(2 * Cdf(a / std) - 1, 2 * Cdf(b / std) - 1).erfinv_().mul_(std * Math.Sqrt(2)).clamp_(a, b);
+    }
+
+    /// <summary>The error function (Abramowitz and Stegun 7.1.26, |error| &lt; 1.5e-7): only the draw's bounds need it.</summary>
+    private static double Erf(double x)
+    {
+        double t = 1 / (1 + 0.3275911 * Math.Abs(x));
+        double y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.Exp(-x * x);
+        return Math.Sign(x) * y;
+    }
+
+    /// <summary>
     /// torchvision's <c>ops.stochastic_depth(mode="row")</c>: while training, drops each sample's residual branch with
     /// probability <paramref name="probability"/> and scales the survivors; the identity in eval.
     /// </summary>

@@ -36,7 +36,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
 
         // torchvision's initialisation, so a model trained from scratch starts like theirs.
         using var _ = no_grad();
-        init.trunc_normal_(conv_proj.weight, std: Math.Sqrt(1.0 / (3 * patchSize * patchSize)));
+        TransformerParts.TruncatedNormal(conv_proj.weight, Math.Sqrt(1.0 / (3 * patchSize * patchSize)));
         init.zeros_(conv_proj.bias!);
         var head = (Linear)this.heads[0];
         init.zeros_(head.weight!);

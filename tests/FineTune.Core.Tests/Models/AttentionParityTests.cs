@@ -50,6 +50,18 @@ public sealed class AttentionParityTests : IDisposable
     [InlineData("maxvit_t", 224)]
     public void OneBuilderPerFamilyGivesTorchvisionsLogits(string builder, int size) => CheckParity(builder, size);
 
+    /// <summary>torchvision's initialisation gives finite logits (TorchSharp's native trunc_normal_ leaves NaNs in Swin's big linears).</summary>
+    [Fact]
+    public void FreshModelsGiveFiniteLogits()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var model = SwinTransformer.SwinT();
+        Assert.DoesNotContain(model.parameters(), p => p.isnan().any().item<bool>() || p.isinf().any().item<bool>());
+        model.eval();
+        Assert.True(model.call(randn(1, 3, 64, 64)).isfinite().all().item<bool>());
+    }
+
     public static TheoryData<string> AllBuilders => new(Builders.Keys);
 
     /// <summary>Every builder at 224 pixels (Swin's maps are then window multiples, 56→28→14→7).</summary>
