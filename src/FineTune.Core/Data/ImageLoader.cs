@@ -42,12 +42,8 @@ public static class ImageLoader
         : CenterCrop(ResizeShortSide(image, preprocessing.ResizeSize, preprocessing.Interpolation), preprocessing.CropSize);
 
     /// <summary>Pillow's <c>image.resize((width, height), filter)</c> with the weights' filter.</summary>
-    public static RgbImage Resample(RgbImage image, int width, int height, Interpolation interpolation) => interpolation switch
-    {
-        Interpolation.Bilinear => PilResize.Resize(image, width, height),
-        // Never another filter in its place: the model would see other pixels than its weights were trained on.
-        _ => throw new UnsupportedInterpolationException(interpolation),
-    };
+    public static RgbImage Resample(RgbImage image, int width, int height, Interpolation interpolation) =>
+        PilResize.Resize(image, width, height, interpolation);
 
     /// <summary>
     /// The whole image on a <paramref name="size"/> square of <see cref="Background"/>: its long side resized to
@@ -201,6 +197,3 @@ public sealed class InvalidImageException(string path, string reason) : BadInput
     public string Reason { get; } = reason;
 }
 
-/// <summary>Weights trained with a resampling filter that is not reproduced yet.</summary>
-public sealed class UnsupportedInterpolationException(Interpolation interpolation)
-    : BadInputException($"{Interpolations.Choices[interpolation].Name} interpolation is not supported yet");

@@ -1,3 +1,4 @@
+using FineTune.Core.Data;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Models;
@@ -114,7 +115,7 @@ public static class OnnxExporter
 
     private static string InputDescription(Preprocessing p, int size)
     {
-        string resample = $"{Interpolations.Choices[p.Interpolation].Name}{(p.Antialias ? ", antialiased" : "")}, as PIL";
+        string resample = $"{Interpolations.Choices[p.Interpolation].Name}, antialiased, as PIL";
         string fit = p.Resize == ResizeMode.Pad
             ? $"the long side resized to {size} ({resample}) and centred on white to {size}×{size}"
             : $"the short side resized to {p.ResizeSize} ({resample}) and the centre {size}×{size} cropped";
@@ -131,7 +132,8 @@ public static class OnnxExporter
     public static JsonObject PreprocessingMetadata(Preprocessing p, int size)
     {
         var json = JsonSerializer.SerializeToNode(p with { CropSize = size }, MetadataJson)!.AsObject();
-        json["antialias"] = p.Antialias;
+        // Both Pillow filters antialias every downscale (torchvision 0.14's Resize on PIL images).
+        json["antialias"] = true;
         json["background"] = Preprocessing.Background;
         json["meanImageInGraph"] = p.SubtractsMeanImage;
         json["layout"] = "NCHW";

@@ -29,21 +29,6 @@ public static class ResizeModes
 
 public sealed class ResizeModeJson() : ChoiceJsonConverter<ResizeMode, Choice<ResizeMode>>(ResizeModes.Choices);
 
-/// <summary>Pillow's resampling filter for the resize (torchvision's <c>InterpolationMode</c> on PIL images).</summary>
-[JsonConverter(typeof(InterpolationJson))]
-public enum Interpolation { Bilinear, Bicubic, Nearest }
-
-/// <summary>The interpolations by torchvision's (and timm's) names.</summary>
-public static class Interpolations
-{
-    public static readonly ChoiceTable<Interpolation, Choice<Interpolation>> Choices = new(
-        new(Interpolation.Bilinear, "bilinear", "Pillow's BILINEAR, antialiased"),
-        new(Interpolation.Bicubic, "bicubic", "Pillow's BICUBIC, antialiased"),
-        new(Interpolation.Nearest, "nearest", "Pillow's NEAREST"));
-}
-
-public sealed class InterpolationJson() : ChoiceJsonConverter<Interpolation, Choice<Interpolation>>(Interpolations.Choices);
-
 /// <summary>
 /// How an image becomes the input tensor a model expects (timm's <c>PretrainedCfg</c>, torchvision's
 /// <c>weights.transforms()</c>): fit it to a <see cref="CropSize"/> square (<see cref="Resize"/>, resampled with
@@ -78,10 +63,6 @@ public sealed record Preprocessing(
     public ResizeMode Resize { get; init; } = ResizeMode.CenterCrop;
 
     public Interpolation Interpolation { get; init; } = Interpolation.Bilinear;
-
-    /// <summary>Pillow antialiases every downscale but NEAREST's, as torchvision 0.14's Resize on PIL images does.</summary>
-    [JsonIgnore]
-    public bool Antialias => Interpolation != Interpolation.Nearest;
 
     /// <summary>The colour <see cref="ResizeMode.Pad"/> centres an image on, as <c>#rrggbb</c>.</summary>
     public static string Background => $"#{ImageLoader.Background.R:x2}{ImageLoader.Background.G:x2}{ImageLoader.Background.B:x2}";

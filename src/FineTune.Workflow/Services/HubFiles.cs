@@ -1,3 +1,4 @@
+using FineTune.Core.Data;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;

@@ -1,3 +1,4 @@
+using FineTune.Core.Data;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;

@@ -1,3 +1,4 @@
+using FineTune.Core.Data;
 using FineTune.Core.Weights;
 using static TorchSharp.torchvision.models;
 
