@@ -46,9 +46,6 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             o.LocalUploadsRoot = Path.Combine(workDirectory, "uploads");
             o.ConnectionString = storage;
         });
-        // Workflow:MemoryBudgetMB and the other workflow settings from the configuration (appsettings.json,
-        // Workflow__MemoryBudgetMB in the environment): the budget is this process's, whatever the backend.
-        services.AddOptions<WorkflowOptions>().BindConfiguration(WorkflowOptions.SectionName);
         services.Configure<WorkflowOptions>(o => o.WorkDirectory = Path.Combine(workDirectory, "cache"));
         services.Configure<WeightsFetchOptions>(o => o.CacheDirectory = UserWeightsCache);
         // The workers here talk to the Durable Task sidecar in this process (in-memory or over Azure Storage), which sends

@@ -222,8 +222,8 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// </summary>
     private async Task<string?> DeleteUnusedUploadAsync(string jobId, JobSpec spec, CancellationToken cancellationToken)
     {
-        string location = spec.Dataset.Location;
-        if (!location.StartsWith(Core.Weights.WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return null;
+        // A spec written by an older version, or by hand, may have no dataset at all.
+        if (spec.Dataset?.Location is not { } location || !location.StartsWith(Core.Weights.WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return null;
         string name = location[Core.Weights.WeightsFetcher.BlobPrefix.Length..];
         if (!ArtifactNames.IsUploadedDataset(name)) return null;
         await foreach (var item in store.ListAsync(RunLayout.RunsPrefix, cancellationToken))
