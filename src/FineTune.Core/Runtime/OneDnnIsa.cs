@@ -1,15 +1,17 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace FineTune.Core.Runtime;
 
 /// <summary>
-/// On an AMD EPYC with AVX-512 (the 2-core machines this was built on since 2026-12-05), libtorch 2.10's oneDNN
-/// float32 convolutions through its AVX-512 kernels gave wrong numbers: a batch-norm-folded resnet18 differed from the
-/// unfolded one by 0.73 on features of 3.1 (float64: 1.5e-14), predict's probabilities differed from PyTorch 1.13's by
-/// up to 0.03, and densenet121's training died of SIGFPE. Capped at AVX2 (oneDNN's <c>ONEDNN_MAX_CPU_ISA</c>) all of
-/// them agree again. So on AMD processors with AVX-512 the cap is set before libtorch makes its first oneDNN
-/// primitive, unless the user set the variable themselves.
+/// oneDNN sizes its convolution blocking from the caches CPUID reports. On the virtual AMD EPYC machines this was
+/// built on since 2026-12-05, both deterministic cache leaves (CPUID 4 and 0x8000001D) return zeros, so
+/// libtorch 2.10's oneDNN divided by a zero cache size (SIGFPE in <c>brg_blocking_t::est_eff_1x1</c>, the test host and
+/// <c>finetune train densenet121</c> killed) and its AVX2/AVX-512 float32 kernels gave wrong numbers (a batch-norm-folded
+/// resnet18 0.73 off the unfolded one on features of 3.1; predict up to 0.03 off PyTorch 1.13's probabilities). Its AVX
+/// kernels do not use those sizes and agree again. So on such a processor oneDNN is capped at AVX
+/// (<c>ONEDNN_MAX_CPU_ISA</c>) before libtorch makes its first primitive, unless the user set the variable.
 /// </summary>
 internal static partial class OneDnnIsa
 {
@@ -20,31 +22,23 @@ internal static partial class OneDnnIsa
 #pragma warning disable CA2255
     [ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void CapOnAmdAvx512()
+    internal static void CapWhereCachesAreUnreported()
     {
-        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(Variable) is not null || !IsAmdWithAvx512()) return;
+        if (!OperatingSystem.IsLinux() || Environment.GetEnvironmentVariable(Variable) is not null || !CachesUnreported()) return;
         // Environment.SetEnvironmentVariable changes .NET's copy only; oneDNN reads the C library's.
-        if (SetEnv(Variable, "AVX2", overwrite: 0) == 0) Environment.SetEnvironmentVariable(Variable, "AVX2");
+        if (SetEnv(Variable, "AVX", overwrite: 0) == 0) Environment.SetEnvironmentVariable(Variable, "AVX");
     }
 
-    private static bool IsAmdWithAvx512()
+    /// <summary>
+    /// Neither deterministic cache leaf describes a cache: Intel's (CPUID 4) nor AMD's (0x8000001D), where a real
+    /// processor lists its L1 first (cache type, EAX bits 0-4, nonzero).
+    /// </summary>
+    internal static bool CachesUnreported()
     {
-        try
-        {
-            bool amd = false;
-            foreach (string line in File.ReadLines("/proc/cpuinfo"))
-            {
-                if (line.StartsWith("vendor_id", StringComparison.Ordinal)) amd = line.EndsWith("AuthenticAMD", StringComparison.Ordinal);
-                else if (line.StartsWith("flags", StringComparison.Ordinal)) return amd && line.Contains(" avx512f", StringComparison.Ordinal);
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-        return false;
+        if (!X86Base.IsSupported) return false;
+        static bool Described(int leaf, uint highest) => (uint)leaf <= highest && (X86Base.CpuId(leaf, 0).Eax & 0x1F) != 0;
+        uint basic = (uint)X86Base.CpuId(0, 0).Eax, extended = (uint)X86Base.CpuId(unchecked((int)0x80000000), 0).Eax;
+        return !Described(4, basic) && !Described(unchecked((int)0x8000001D), extended);
     }
 
     [LibraryImport("libc", EntryPoint = "setenv", StringMarshalling = StringMarshalling.Utf8)]
