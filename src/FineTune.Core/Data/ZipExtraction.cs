@@ -52,11 +52,12 @@ internal static class ZipExtraction
         using var archive = ZipFile.OpenRead(zip);
         if (archive.Entries.Count > options.MaxZipEntries)
             throw new InvalidDatasetException($"{name}: {archive.Entries.Count} entries is over the {options.MaxZipEntries}-entry limit");
+        // Names first: what is wrong with the archive itself is reported whatever the disk has free.
+        string root = Path.GetFullPath(destination) + Path.DirectorySeparatorChar;
+        var targets = CheckNames(archive, name, root);
         var (cap, limit) = Cap(options, destination);
         if (archive.Entries.Sum(e => e.Length) > cap)
             throw new InvalidDatasetException($"{name}: expands to more than {limit}");
-        string root = Path.GetFullPath(destination) + Path.DirectorySeparatorChar;
-        var targets = CheckNames(archive, name, root);
         long written = 0;
         var buffer = new byte[1 << 16];
         foreach (var (entry, target) in targets)

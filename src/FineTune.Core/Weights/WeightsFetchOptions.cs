@@ -49,6 +49,12 @@ public sealed class WeightsFetchOptions
     /// <summary>A download not finished in this time is abandoned, however steadily it trickles.</summary>
     public TimeSpan Deadline { get; set; } = TimeSpan.FromMinutes(30);
 
+    /// <summary>Tries at a host that cannot be reached (no such name, connection refused, TLS failure) before the run fails.</summary>
+    public int UnreachableAttempts { get; set; } = 3;
+
+    /// <summary>The wait before the second try at an unreachable host, doubled before each further one.</summary>
+    public TimeSpan UnreachableRetryDelay { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Redirects followed, each to an allowed host, before a download is refused.</summary>
     public int MaxRedirects { get; set; } = 5;
 

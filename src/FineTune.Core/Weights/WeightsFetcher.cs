@@ -186,7 +186,7 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         deadline.CancelAfter(options.Deadline);
         try
         {
-            using var response = await GetFollowingAllowedRedirectsAsync(uri, deadline.Token);
+            using var response = await ReachAsync(uri, deadline.Token);
             if (!response.IsSuccessStatusCode)
                 throw new WeightsSourceException($"{uri}: the server answered {(int)response.StatusCode} {response.ReasonPhrase}");
             if (response.Content.Headers.ContentLength > options.MaxBytes)
@@ -206,6 +206,38 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         }
         return await CommitAsync(temp, expected, uri.ToString(), Path.GetExtension(fileName), cancellationToken, expected is null ? namePrefix : null);
     }
+
+    /// <summary>
+    /// The download's response. A host that cannot be reached (its name does not resolve, it refuses the connection, TLS
+    /// fails) is tried <see cref="WeightsFetchOptions.UnreachableAttempts"/> times, so a blip passes, and then given up
+    /// with <see cref="WeightsHostUnreachableException"/>: an offline machine learns so in seconds, not after every retry
+    /// a run allows.
+    /// </summary>
+    private async Task<HttpResponseMessage> ReachAsync(Uri uri, CancellationToken cancellationToken)
+    {
+        var delay = options.UnreachableRetryDelay;
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await GetFollowingAllowedRedirectsAsync(uri, cancellationToken);
+            }
+            catch (HttpRequestException e) when (Unreachable(e) is { } why)
+            {
+                if (attempt >= options.UnreachableAttempts) throw new WeightsHostUnreachableException(uri, why, attempt);
+                await Task.Delay(delay, cancellationToken);
+                delay *= 2;
+            }
+        }
+    }
+
+    private static string? Unreachable(HttpRequestException e) => e.HttpRequestError switch
+    {
+        HttpRequestError.NameResolutionError => "its name does not resolve",
+        HttpRequestError.ConnectionError => "the connection was refused or lost",
+        HttpRequestError.SecureConnectionError => "the TLS handshake failed",
+        _ => null,
+    };
 
     /// <summary>
     /// Follows redirects itself, checking every hop against the allow-list (an HttpClient that follows them
@@ -299,3 +331,15 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
 
 /// <summary>A weights source that cannot be used: not allowed, not found, or failing verification.</summary>
 public sealed class WeightsSourceException(string message) : BadInputException(message);
+
+/// <summary>
+/// A download host that could not be reached, after the attempts <see cref="WeightsFetchOptions.UnreachableAttempts"/>
+/// allows. Not bad input (the source may be right, the network is not) and not worth more retries: the run fails with
+/// the host, the file and the ways to do without the network.
+/// </summary>
+public sealed class WeightsHostUnreachableException(Uri uri, string why, int attempts)
+    : Exception($"{uri}: host '{uri.Host}' cannot be reached ({why}; {attempts} attempts). Without access to it: give a weights file "
+        + $"on this machine, upload one and name it '{WeightsFetcher.BlobPrefix}NAME', or point {WeightsFetchOptions.SectionName}:TorchvisionModelsUrl at a mirror")
+{
+    public string Host { get; } = uri.Host;
+}

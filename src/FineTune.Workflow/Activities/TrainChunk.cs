@@ -23,6 +23,18 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
     {
+        try
+        {
+            return await TrainAsync(request);
+        }
+        catch (Exception e) when (WorkerDiskFullException.Is(e))
+        {
+            throw new WorkerDiskFullException(request.Job.JobId);
+        }
+    }
+
+    private async Task<TrainResult> TrainAsync(TrainRequest request)
+    {
         var token = stopping.Token;
         var job = request.Job;
         var files = worker.For(job);

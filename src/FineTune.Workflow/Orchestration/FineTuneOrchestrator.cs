@@ -1,5 +1,6 @@
 using FineTune.Core;
 using FineTune.Core.Training;
+using FineTune.Core.Weights;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Jobs;
 using Microsoft.DurableTask;
@@ -23,7 +24,8 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// <summary>
     /// Transient failures (storage away, a worker lost) are retried for up to <see cref="RetryBudget"/>, backing off
     /// from 2 s (storage-queue timers round to seconds) to 2 minutes, so an outage of many minutes does not end a long
-    /// run. Bad input and permanent failures (<see cref="PermanentRunFailureException"/>) are not retried. A worker
+    /// run. Bad input, permanent failures (<see cref="PermanentRunFailureException"/>) and an unreachable weights host
+    /// (<see cref="WeightsHostUnreachableException"/>, tried a few times already) are not retried. A worker
     /// killed outright raises nothing: those restarts are counted per chunk by <see cref="TrainChunk"/> instead.
     /// Every orchestration of the workflow calls its activities so.
     /// </summary>
@@ -144,5 +146,6 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// once, which is how a SocketException once failed a run (see <see cref="FailureTypes.Is{T}"/>).
     /// </summary>
     private static bool IsPermanent(TaskFailureDetails failure) =>
-        FailureTypes.Is<BadInputException>(failure) || FailureTypes.Is<PermanentRunFailureException>(failure);
+        FailureTypes.Is<BadInputException>(failure) || FailureTypes.Is<PermanentRunFailureException>(failure)
+        || FailureTypes.Is<WeightsHostUnreachableException>(failure);
 }

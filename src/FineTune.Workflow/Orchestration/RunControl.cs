@@ -121,7 +121,8 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// <summary>
     /// Runs an activity's <paramref name="work"/> with a token cancelled when this worker stops or a cancel of the run is
     /// requested (<see cref="WatchForCancel"/>), so a cancel stops a weights copy, a dataset copy, a feature pass, an
-    /// evaluation or a publish as it stops training. Work that a requested cancel stops ends in <see cref="RunCancelledException"/>.
+    /// evaluation or a publish as it stops training. Work that a requested cancel stops ends in <see cref="RunCancelledException"/>;
+    /// work that fills the disk, in <see cref="WorkerDiskFullException"/>.
     /// </summary>
     public async Task<T> UntilCancelledAsync<T>(FineTuneJob job, Func<CancellationToken, Task<T>> work, CancellationToken stopping)
     {
@@ -135,6 +136,10 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
             catch (OperationCanceledException) when (stop.IsCancellationRequested && !stopping.IsCancellationRequested)
             {
                 throw new RunCancelledException(job.JobId);
+            }
+            catch (Exception e) when (WorkerDiskFullException.Is(e))
+            {
+                throw new WorkerDiskFullException(job.JobId);
             }
         }
     }

@@ -48,3 +48,24 @@ public sealed class SpecConflictException(string jobId, string boundSha256, stri
 public sealed class ChunkDidNotAdvanceException(string jobId, long fromStep, long returnedStep)
     : PermanentRunFailureException($"run '{jobId}': the chunk from step {fromStep} returned step {returnedStep}; training does not advance, "
         + "so the run stops here instead of repeating it (are its checkpoints being damaged or removed?)");
+
+/// <summary>
+/// The worker's disk is full. Retrying does not free it, and retrying for the whole retry budget hides it (a run
+/// that stays "fetching weights" for half an hour): the run fails at once and says so. The message names no path,
+/// since HTTP callers see it; a restart continues from the last checkpoint once space is freed.
+/// </summary>
+public sealed class WorkerDiskFullException(string jobId)
+    : PermanentRunFailureException($"run '{jobId}': this worker's disk is full (no space left on device): free some space, "
+        + "then restart the run to continue from its last checkpoint")
+{
+    /// <summary>
+    /// Whether <paramref name="failure"/> or an exception inside it is a full disk: Linux's ENOSPC (.NET reports the errno
+    /// as the HResult), Windows' ERROR_DISK_FULL and ERROR_HANDLE_DISK_FULL.
+    /// </summary>
+    public static bool Is(Exception? failure)
+    {
+        for (var e = failure; e is not null; e = e.InnerException)
+            if (e is IOException { HResult: 28 or unchecked((int)0x80070070) or unchecked((int)0x80070027) }) return true;
+        return false;
+    }
+}

@@ -283,6 +283,27 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
         Assert.Contains(CntkResNet18.FamilyName, error.Message);
     }
 
+    [Theory]
+    [InlineData("no-such-host.invalid", "its name does not resolve")]
+    [InlineData("127.0.0.1:1", "the connection was refused or lost")]
+    public async Task AnUnreachableHostIsTriedAFewTimesThenNamedWithTheWaysAround(string host, string why)
+    {
+        var options = new WeightsFetchOptions
+        {
+            AllowedHosts = [host.Split(':')[0]], NameHashHosts = [host.Split(':')[0]], AllowHttp = true, CacheDirectory = Cache,
+            UnreachableAttempts = 3, UnreachableRetryDelay = TimeSpan.FromMilliseconds(200),
+        };
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<WeightsHostUnreachableException>(() =>
+            new WeightsFetcher(new HttpClient(), options).FetchAsync(Resnet18, $"http://{host}/resnet18-0123abcd.pth", null, default));
+        Assert.Contains($"http://{host}/resnet18-0123abcd.pth", e.Message);
+        Assert.Contains($"{why}; 3 attempts", e.Message);
+        Assert.Contains("TorchvisionModelsUrl", e.Message);
+        // The two waits between the three attempts, doubling: 200 ms, then 400 ms.
+        Assert.True(clock.Elapsed >= TimeSpan.FromMilliseconds(600), $"gave up after {clock.Elapsed}");
+        Assert.Empty(Directory.GetFiles(Cache));
+    }
+
     private WeightsFetcher NewFetcher(string allowed = "127.0.0.1", long maxBytes = 10_000_000, TimeSpan? idle = null, bool nameHashes = true) =>
         new(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }), new WeightsFetchOptions
     {
