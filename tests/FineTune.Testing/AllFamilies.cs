@@ -1,3 +1,4 @@
+using FineTune.Core.Models;
 using Xunit;
 
 namespace FineTune.Testing;
@@ -8,6 +9,13 @@ public static class AllFamilies
     public const string Variable = "FINETUNE_ALL_FAMILIES";
 
     public static bool Enabled => Environment.GetEnvironmentVariable(Variable) == "1";
+
+    /// <summary>
+    /// Of <paramref name="builders"/>: all with <see cref="Variable"/>=1; otherwise the smallest of each architecture (by
+    /// torchvision's parameter count), so the time CI spends grows with the families, not with their 80 builders.
+    /// </summary>
+    public static IEnumerable<ModelFamily> OnePerArchitecture(IEnumerable<ModelFamily> builders) =>
+        Enabled ? builders : builders.GroupBy(b => b.Architecture).Select(g => g.MinBy(b => b.Weights.Count > 0 ? b.Weights.Min(w => w.NumParams) : long.MaxValue)!);
 }
 
 /// <summary>A theory run only with <see cref="AllFamilies.Variable"/>=1.</summary>

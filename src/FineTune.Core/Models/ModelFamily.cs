@@ -16,6 +16,9 @@ public sealed record ModelFamily(
     string HeadPath,
     Preprocessing Preprocessing)
 {
+    /// <summary>The architecture (<see cref="ModelArchitecture.Name"/>: ResNet, VGG …) that declares this builder; set by <see cref="ModelRegistry"/>.</summary>
+    public string Architecture { get; init; } = "";
+
     /// <summary>torchvision's published weights of this builder, in torchvision's order (<c>get_model_weights(name)</c>).</summary>
     public IReadOnlyList<WeightsTag> Weights { get; init; } = [];
 

@@ -18,7 +18,7 @@ public static class ModelRegistry
         DenseNetFamily.Architecture,
     ];
 
-    private static readonly ModelFamily[] All = [.. Architectures.SelectMany(a => a.Builders)];
+    private static readonly ModelFamily[] All = [.. Architectures.SelectMany(a => a.Builders.Select(b => b with { Architecture = a.Name }))];
 
     public static IReadOnlyList<ModelFamily> Families => All;
 
