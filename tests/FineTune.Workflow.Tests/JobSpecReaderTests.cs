@@ -76,7 +76,7 @@ public class JobSpecReaderTests(ITestOutputHelper log)
         Assert.Equal("torchvision", Read("resnet50", "torchvision").Weights.Source);
         Assert.Equal("IMAGENET1K_V2", Read("resnet50", "IMAGENET1K_V2").Weights.Source);
         var v2 = Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read("resnet18", "IMAGENET1K_V2")).Errors);
-        Assert.Equal(new FieldError("weights.source", "resnet18 has no torchvision weights named 'IMAGENET1K_V2'; it has torchvision or IMAGENET1K_V1"), v2);
+        Assert.Equal(new FieldError("weights.source", "resnet18 has no torchvision weights named 'IMAGENET1K_V2'; it has torchvision, DEFAULT or IMAGENET1K_V1"), v2);
         var bundled = Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read("resnet50", "bundled")).Errors);
         Assert.Contains("give 'torchvision', blob:NAME or an https URL", bundled.Reason);
         Assert.Contains("its own are 'bundled'", Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read("resnet18-cntk", "torchvision")).Errors).Reason);

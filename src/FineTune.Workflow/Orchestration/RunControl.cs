@@ -205,7 +205,8 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         foreach (var name in names.OrderBy(n => n.EndsWith("/manifest.json", StringComparison.Ordinal) ? 0 : 1))
             await store.DeleteAsync(name, cancellationToken);
         ReleaseScratch(jobId, bound?.Spec);
-        string? upload = bound is null ? null : await DeleteUnusedUploadAsync(jobId, bound.Spec, cancellationToken);
+        // A spec written by an older version, or by hand, may hold no spec or no dataset at all.
+        string? upload = bound?.Spec is { } spec ? await DeleteUnusedUploadAsync(jobId, spec, cancellationToken) : null;
         return new PurgeOutcome(jobId, true, null, names.Count, keep, upload);
     }
 
@@ -227,14 +228,13 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// </summary>
     private async Task<string?> DeleteUnusedUploadAsync(string jobId, JobSpec spec, CancellationToken cancellationToken)
     {
-        // A spec written by an older version, or by hand, may have no dataset at all.
         if (spec.Dataset?.Location is not { } location || !location.StartsWith(Core.Weights.WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return null;
         string name = location[Core.Weights.WeightsFetcher.BlobPrefix.Length..];
         if (!ArtifactNames.IsUploadedDataset(name)) return null;
         await foreach (var item in store.ListAsync(RunLayout.RunsPrefix, cancellationToken))
         {
             if (RunLayout.JobIdOf(item.Name) is not { } other || other == jobId || item.Name != new RunLayout(other).Spec) continue;
-            if ((await BoundSpecAsync(other, cancellationToken))?.Spec.Dataset.Location == location) return null;
+            if ((await BoundSpecAsync(other, cancellationToken))?.Spec?.Dataset?.Location == location) return null;
         }
         await uploads.Store.DeleteAsync(name, cancellationToken);
         return name;
