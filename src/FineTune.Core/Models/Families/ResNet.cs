@@ -11,7 +11,7 @@ namespace FineTune.Core.Models.Families;
 /// conv1, bn1, layer1..layer4 for <c>last:N</c>. Its module types (ResNet, BasicBlock, Bottleneck) serve
 /// <see cref="CntkResNetFamily"/> too.
 /// </summary>
-/// <remarks>Weights tables: <c>tests/FineTune.Core.Tests/Reference/weights_table.py csharp resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d wide_resnet50_2</c>.</remarks>
+/// <remarks>Weights tables: <c>tests/FineTune.Core.Tests/Reference/weights_table.py csharp resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d wide_resnet50_2 wide_resnet101_2</c>.</remarks>
 internal static class ResNetFamily
 {
     public static ModelArchitecture Architecture { get; } = new("ResNet",
@@ -74,6 +74,15 @@ internal static class ResNetFamily
             [
                 new("IMAGENET1K_V1", "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth", Preprocessing.ImageNet(256, 224), 1000, 68883240),
                 new("IMAGENET1K_V2", "https://download.pytorch.org/models/wide_resnet50_2-9ba9bcbe.pth", Preprocessing.ImageNet(232, 224), 1000, 68883240),
+            ],
+            DefaultWeights = "IMAGENET1K_V2",
+        },
+        new("wide_resnet101_2", () => wide_resnet101_2(), "fc", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/wide_resnet101_2-32ee1156.pth", Preprocessing.ImageNet(256, 224), 1000, 126886696),
+                new("IMAGENET1K_V2", "https://download.pytorch.org/models/wide_resnet101_2-d733dc28.pth", Preprocessing.ImageNet(232, 224), 1000, 126886696),
             ],
             DefaultWeights = "IMAGENET1K_V2",
         },
