@@ -35,7 +35,12 @@ public static class OnnxExporter
     }
 
     /// <param name="inputSize">the square input side the graph is fixed to; the family's crop size by default</param>
-    public static ModelProto Export(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, int? inputSize = null)
+    public static ModelProto Export(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, int? inputSize = null) =>
+        Export(model, classes, preprocessing, inputSize, ModelRegistry.OnnxForwards);
+
+    /// <param name="forwards">the family forwards the writer knows (a family not yet in the registry brings its own)</param>
+    internal static ModelProto Export(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, int? inputSize,
+        IReadOnlyDictionary<string, OnnxForward> forwards)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (classes.Count != model.NumClasses)
@@ -53,7 +58,7 @@ public static class OnnxExporter
         var trace = arange(3 * size * size, dtype: float32, device: device).mul(0.001f).sin().mul(2f).view(1, 3, size, size);
 
         var builder = new OnnxGraphBuilder();
-        var writer = new OnnxModuleWriter(builder);
+        var writer = new OnnxModuleWriter(builder, forwards);
         var input = new OnnxValue(InputName, trace);
         if (meanImage is not null)
         {

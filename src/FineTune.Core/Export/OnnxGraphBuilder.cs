@@ -40,6 +40,27 @@ internal sealed class OnnxGraphBuilder
         return Initializer(name, tensor);
     }
 
+    /// <summary>A one-dimensional int64 initializer (shapes, axes, slice bounds, gather indices).</summary>
+    public string Int64s(string name, long[] values)
+    {
+        var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        proto.Dims.Add(values.Length);
+        proto.Int64Data.AddRange(values);
+        if (!_initializers.Add(name)) throw new InvalidOperationException($"initializer '{name}' written twice");
+        _graph.Initializer.Add(proto);
+        return name;
+    }
+
+    /// <summary>A rank-0 int64 (a Gather index).</summary>
+    public string Int64(string name, long value)
+    {
+        var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Int64 };
+        proto.Int64Data.Add(value);
+        if (!_initializers.Add(name)) throw new InvalidOperationException($"initializer '{name}' written twice");
+        _graph.Initializer.Add(proto);
+        return name;
+    }
+
     /// <summary>A rank-0 float (Clip's bounds).</summary>
     public string Scalar(string name, float value)
     {
