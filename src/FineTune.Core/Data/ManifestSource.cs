@@ -206,6 +206,9 @@ public static class ManifestSource
             // No split named: the row is a training image, as in a two-column manifest.
             string part = split.Length == 0 ? DatasetSplits.Train : DatasetSplits.Of(split)
                 ?? throw Error(line, $"'{split}' is not a split; use one of {DatasetSplits.AllAliases}");
+            // Azure ML and Vertex manifests name cloud URLs: only files beside the manifest are read.
+            if (path.Contains("://", StringComparison.Ordinal))
+                throw Error(line, $"'{path}' is a URL; a manifest names files relative to its folder");
             var (full, problem) = DatasetPaths.UnderFolder(folder, path);
             if (full is null)
                 throw Error(line, problem!);
