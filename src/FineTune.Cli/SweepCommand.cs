@@ -10,7 +10,7 @@ internal static class SweepCommand
     public static Command Create(TextWriter output, TextWriter error)
     {
         var jobFile = new Argument<FileInfo>("job") { Description = "A job spec (JSON) with a \"sweep\" section: the fields to vary and how." };
-        var dataset = new Option<string?>("--dataset") { Description = "A folder of class folders, a .zip, or a path,label .csv. Default: the job's dataset.location." };
+        var dataset = new Option<string?>("--dataset") { Description = "A folder of class folders, a .zip, or a .csv or .jsonl manifest. Default: the job's dataset.location." };
         var command = new Command("sweep", "Try many settings of a job and publish the best (trials share one backbone pass).")
         {
             jobFile, dataset, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub,

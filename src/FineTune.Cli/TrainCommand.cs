@@ -29,7 +29,7 @@ internal static class TrainCommand
     /// <summary>The flags that set job spec fields; each help text names its field and the spec's default.</summary>
     private static readonly Flag[] Flags =
     [
-        Set(new Option<string?>("--dataset") { Description = "A folder of class folders, a .zip, or a path,label .csv (dataset.location). Required unless the job file has it." },
+        Set(new Option<string?>("--dataset") { Description = "A folder of class folders, a .zip, or a .csv or .jsonl manifest (dataset.location). Required unless the job file has it." },
             "dataset.location", d => d is null || d.StartsWith("blob:", StringComparison.Ordinal) ? d : Path.GetFullPath(d)),
         Set(new Option<string>("--model") { Description = "Model family, see 'finetune models' (model).", DefaultValueFactory = _ => Defaults.Model }, "model", v => v),
         Set(new Option<string>("--weights") { Description = "bundled, torchvision (torchvision's default ImageNet weights for the family) or a torchvision tag such as IMAGENET1K_V1, a file, an https URL, or blob:NAME (weights.source).", DefaultValueFactory = _ => Defaults.Weights.Source }, "weights.source", v => v),

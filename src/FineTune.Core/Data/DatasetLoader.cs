@@ -5,7 +5,7 @@ namespace FineTune.Core.Data;
 
 /// <summary>
 /// Reads a labelled image dataset: an ImageFolder tree (<see cref="FolderSource"/>), the same as a .zip
-/// (<see cref="ZipExtraction"/>), or a CSV manifest (<see cref="ManifestSource"/>). A part the dataset does not give is
+/// (<see cref="ZipExtraction"/>), or a .csv or .jsonl manifest (<see cref="ManifestSource"/>). A part the dataset does not give is
 /// carved from the training images (<see cref="StratifiedSplit"/>): validation always, test when
 /// <see cref="DatasetOptions.TestFraction"/> asks. Every file is checked and decoded once here, so training never meets a bad file.
 /// </summary>
@@ -13,7 +13,7 @@ public static class DatasetLoader
 {
     private const int NamedInErrors = 5;
 
-    /// <param name="location">a folder, a .zip or a .csv</param>
+    /// <param name="location">a folder, a .zip, a .csv or a .jsonl</param>
     /// <param name="extractTo">where a .zip is unpacked (a fresh temporary folder when null)</param>
     /// <param name="keep">where the images the scan decodes are kept for the pass that follows (none when null)</param>
     /// <param name="name">
@@ -26,15 +26,14 @@ public static class DatasetLoader
         if (Directory.Exists(location)) return Build(FolderSource.Read(location, DatasetNames.Under(location, name)), options, keep);
         if (!File.Exists(location))
             throw new InvalidDatasetException($"dataset '{name}' does not exist");
+        if (ManifestSource.IsManifest(location)) return Build(ManifestSource.Read(location, name), options, keep);
         switch (Path.GetExtension(location).ToLowerInvariant())
         {
             case ".zip":
                 string destination = extractTo ?? Directory.CreateTempSubdirectory("dataset-").FullName;
                 return Build(FolderSource.Read(ZipExtraction.Extract(location, name, options, destination), new DatasetNames(destination, name + "!/")), options, keep);
-            case ".csv":
-                return Build(ManifestSource.Read(location, name), options, keep);
             default:
-                throw new InvalidDatasetException($"dataset '{name}' is neither a folder, a .zip nor a .csv manifest");
+                throw new InvalidDatasetException($"dataset '{name}' is neither a folder, a .zip nor a .csv or .jsonl manifest");
         }
     }
 

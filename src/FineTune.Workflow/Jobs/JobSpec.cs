@@ -61,7 +61,7 @@ public sealed record WeightsSpec
 
 public sealed record DatasetSpec
 {
-    /// <summary>blob:PREFIX/ (class folders), blob:NAME.zip, blob:NAME.csv, or a local folder, .zip or .csv (command line only).</summary>
+    /// <summary>blob:PREFIX/ (class folders), blob:NAME.zip, blob:NAME.csv, blob:NAME.jsonl, or a local folder, .zip, .csv or .jsonl (command line only).</summary>
     public string Location { get; init; } = "";
     /// <summary>Share of each class held out for validation (best epoch, early stopping) when the dataset has no validation folder.</summary>
     public double ValidationFraction { get; init; } = 0.2;

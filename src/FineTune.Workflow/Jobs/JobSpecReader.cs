@@ -88,7 +88,7 @@ public static class JobSpecReader
         if (dataset.Location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
             Check(IsArtifactName(dataset.Location[WeightsFetcher.BlobPrefix.Length..].TrimEnd('/')), "dataset.location", "blob:NAME needs a valid artifact name");
         else
-            Check(localPaths && dataset.Location.Length > 0, "dataset.location", localPaths ? "is required: a folder of class folders, a .zip or a .csv" : "must be blob:PREFIX/, blob:NAME.zip or blob:NAME.csv");
+            Check(localPaths && dataset.Location.Length > 0, "dataset.location", localPaths ? "is required: a folder of class folders, a .zip, a .csv or a .jsonl" : "must be blob:PREFIX/, blob:NAME.zip, blob:NAME.csv or blob:NAME.jsonl");
         bool validationFraction = dataset.ValidationFraction is >= 0 and < 1, testFraction = dataset.TestFraction is >= 0 and < 1;
         Check(validationFraction, "dataset.validationFraction", "must be in [0, 1)");
         Check(testFraction, "dataset.testFraction", "must be in [0, 1)");

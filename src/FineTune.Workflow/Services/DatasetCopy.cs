@@ -8,7 +8,7 @@ namespace FineTune.Workflow.Services;
 internal sealed class DatasetCopy(UserUploads uploads)
 {
     /// <summary>
-    /// Copies dataset <paramref name="name"/> into <paramref name="root"/>: every blob under a prefix, one .zip, or a .csv with the
+    /// Copies dataset <paramref name="name"/> into <paramref name="root"/>: every blob under a prefix, one .zip, or a manifest with the
     /// blobs its rows name under the manifest's own prefix. Each name is checked before it becomes a local path. Returns the local
     /// folder or file to load.
     /// </summary>
@@ -24,7 +24,7 @@ internal sealed class DatasetCopy(UserUploads uploads)
         {
             if (!await CopyBlobAsync(name, root, Path.GetFileName(name), cancellationToken))
                 throw new InvalidDatasetException($"dataset blob '{name}' does not exist");
-            if (Path.GetExtension(name).Equals(".csv", StringComparison.OrdinalIgnoreCase))
+            if (ManifestSource.IsManifest(name))
             {
                 string folder = name[..(name.LastIndexOf('/') + 1)];
                 // A row whose blob is missing stays missing: the scan reports it by name like any unusable file.

@@ -360,7 +360,69 @@ public sealed class DatasetLoaderTests : IDisposable
         var csv = Path.Combine(_dir, "bad.csv");
         File.WriteAllLines(csv, ["path,label", "a.png,cat", "b.png"]);
         var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(csv, new DatasetOptions()));
-        Assert.Contains("bad.csv:3: expected 'path,label'", error.Message);
+        Assert.Contains("bad.csv:3: 1 fields where the header has 2", error.Message);
+        File.WriteAllLines(csv, ["a.png,cat", "b.png"]);
+        error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(csv, new DatasetOptions()));
+        Assert.Contains("bad.csv:2: expected 'path,label'", error.Message);
+    }
+
+    [Fact]
+    public void QuotedNamesWrittenByPythonsCsvModuleAreReadBack()
+    {
+        var root = Folder("quoted", ("x", 4), ("y", 4));
+        // Names with a comma, a quote and a space, as predictions.csv quotes them; Python's csv module is the independent writer.
+        var files = Directory.GetFiles(root, "*", SearchOption.AllDirectories).Order().ToList();
+        var renamed = files.Select((f, i) => Path.Combine(Path.GetDirectoryName(f)!, $"IMG {i}, \"copy\".png")).ToList();
+        for (int i = 0; i < files.Count; i++) File.Move(files[i], renamed[i]);
+        var csv = Path.Combine(root, "predictions.csv");
+        var rows = string.Join(";", renamed.Select(f => Path.GetRelativePath(root, f)));
+        var python = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("/usr/bin/python3",
+            ["-c", "import csv,sys\nw=csv.writer(open(sys.argv[1],'w',newline=''))\nw.writerow(['path','label','predicted','confidence','top'])\n" +
+                   "[w.writerow([p,p[0],p[0],'0.9',p[0]]) for p in sys.argv[2].split(';')]", csv, rows]))!;
+        python.WaitForExit();
+        Assert.Contains("\"x/IMG 0, \"\"copy\"\".png\"", File.ReadAllText(csv));
+
+        var dataset = DatasetLoader.Load(csv, new DatasetOptions());
+
+        Assert.Equal(["x", "y"], dataset.Classes);
+        Assert.Equal(renamed.Order(), dataset.Train.Concat(dataset.Validation).Select(s => s.Path).Order());
+    }
+
+    [Fact]
+    public void HuggingFaceMetadataAndJsonLinesManifestsAreRead()
+    {
+        var root = Folder("hf", ("x", 3), ("y", 3));
+        var files = Directory.GetFiles(root, "*", SearchOption.AllDirectories).Order().Select(f => Path.GetRelativePath(root, f)).ToList();
+        var csv = Path.Combine(root, "metadata.csv");
+        File.WriteAllLines(csv, ["file_name,label", .. files.Select(f => $"{f},{f[0]}")]);
+        var hf = DatasetLoader.Load(csv, new DatasetOptions());
+        Assert.Equal(["x", "y"], hf.Classes);
+        Assert.Equal(6, hf.Train.Count + hf.Validation.Count);
+
+        var jsonl = Path.Combine(root, "manifest.jsonl");
+        File.WriteAllLines(jsonl, files.Select((f, i) => $"{{\"image_url\": \"{f}\", \"label\": \"{f[0]}\", \"split\": \"{(i % 3 == 2 ? "validation" : "train")}\"}}"));
+        var lines = DatasetLoader.Load(jsonl, new DatasetOptions());
+        Assert.Equal(4, lines.Train.Count);
+        Assert.Equal(2, lines.Validation.Count);
+    }
+
+    [Theory]
+    [InlineData("labels.csv", "filename,class\nx/x-00.png,x", "unknown column 'filename'")]
+    [InlineData("labels.csv", "path,label,weight\nx/x-00.png,x,1", "unknown column 'weight'")]
+    [InlineData("labels.csv", "path,label\n../../etc/passwd.png,x", "labels.csv:2: '../../etc/passwd.png' leaves the manifest's folder")]
+    [InlineData("labels.csv", "path,label\n/etc/passwd.png,x", "labels.csv:2: '/etc/passwd.png' is not a path relative")]
+    [InlineData("labels.csv", "path,label\n\"x/x-00.png\",\"a\u0007b\"", "labels.csv:2: the label holds a control character")]
+    [InlineData("m.jsonl", "{\"image_url\": \"https://example.com/a.png\", \"label\": \"x\"}", "m.jsonl:1: 'https://example.com/a.png' is a URL")]
+    [InlineData("m.jsonl", "{\"image_url\": \"x/x-00.png\", \"label\": \"x\", \"weight\": 1}", "m.jsonl:1: unknown field 'weight'")]
+    [InlineData("m.jsonl", "[1, 2]", "m.jsonl:1: expected a JSON object")]
+    [InlineData("m.jsonl", "{\"image_url\": 3, \"label\": \"x\"}", "m.jsonl:1: 'image_url' must be a string")]
+    public void HostileOrUnknownManifestsAreRefusedNamingTheProblem(string file, string content, string expected)
+    {
+        var root = Folder("hostile-" + Path.GetExtension(file)[1..] + "-" + (uint)content.GetHashCode(), ("x", 2), ("y", 2));
+        var manifest = Path.Combine(root, file);
+        File.WriteAllText(manifest, content + "\n");
+        var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(manifest, new DatasetOptions()));
+        Assert.Contains(expected, error.Message.Replace(root + "/", "", StringComparison.Ordinal));
     }
 
     /// <summary>A folder of class folders holding small real PNGs of distinct colours.</summary>
