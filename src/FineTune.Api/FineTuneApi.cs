@@ -429,7 +429,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
 
     private static IResult? BadId(string id) => ArtifactNames.IsValidJobId(id)
         ? null
-        : Problem(400, "invalid job id", [new FieldError("id", "must be 1-63 lower-case letters, digits or inner hyphens")]);
+        : Problem(400, "invalid job id", [new FieldError("id", ArtifactNames.JobIdRule)]);
 
     private static IResult NotFound(string id) => Problem(404, $"job '{id}' does not exist");
 

@@ -10,12 +10,19 @@ public static partial class ArtifactNames
 {
     public const int MaxLength = 512;
 
-    /// <summary>Lower-case letters, digits and inner hyphens, 1–63 characters: valid in URLs, blob names and instance ids.</summary>
+    /// <summary>
+    /// What a job id may be, as every refusal says it. Names people type (<c>mobilenet_v2.pets-1</c>) are valid in URLs,
+    /// blob names, folder names and Durable instance ids; starting and ending with a letter or digit keeps out '.', '..'
+    /// and hidden folders, and no '/', ':' or upper case means no path, no clash with sub-orchestration ids
+    /// (<c>id:r1</c>) and no two ids for one folder on a case-insensitive disk.
+    /// </summary>
+    public const string JobIdRule = "must be 1-63 lower-case letters, digits, '-', '_' or '.', starting and ending with a letter or digit";
+
     public static bool IsValidJobId(string? jobId) => jobId is not null && JobId().IsMatch(jobId);
 
     public static string RequireJobId(string? jobId) => IsValidJobId(jobId)
         ? jobId!
-        : throw new ArgumentException($"job id '{jobId}' must be 1-63 lower-case letters, digits or inner hyphens", nameof(jobId));
+        : throw new ArgumentException($"job id '{jobId}' {JobIdRule}", nameof(jobId));
 
     /// <summary>
     /// Throws unless every '/'-separated segment is a file name users give (<c>IMG_0001 (1).png</c>): not empty,
@@ -50,6 +57,6 @@ public static partial class ArtifactNames
 
     private const string UploadedDatasets = "datasets/uploads/";
 
-    [GeneratedRegex("^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+    [GeneratedRegex("^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")]
     private static partial Regex JobId();
 }

@@ -1,3 +1,4 @@
+using FineTune.Storage;
 using System.Globalization;
 using System.Text.Json;
 using FineTune.Core;
@@ -24,6 +25,27 @@ public class JobSpecReaderTests(ITestOutputHelper log)
         Assert.Equal((OptimizerKind.Sgd, 0.001, 0.9), (spec.Training.Optimizer, spec.Training.LearningRate, spec.Training.Momentum));
         Assert.Matches("^ft-[0-9a-f]{12}$", spec.JobId);
         Assert.Equal(spec.JobId, JobSpecReader.Read("""{"dataset":{"location":"blob:datasets/pets.zip"}}""", false).JobId);
+    }
+
+    [Theory]
+    [InlineData("mobilenet_v2.pets-1", true)]
+    [InlineData("a", true)]
+    [InlineData("ft-0123456789ab", true)]
+    [InlineData("_hidden", false)]
+    [InlineData(".finetune", false)]
+    [InlineData("run.", false)]
+    [InlineData("..", false)]
+    [InlineData("a/b", false)]
+    [InlineData("a:r1", false)]
+    [InlineData("Pets", false)]
+    [InlineData("a b", false)]
+    public void JobIdsAreWhatPeopleTypeWhereSafe(string jobId, bool valid)
+    {
+        string json = $$"""{ "jobId": "{{jobId}}", "dataset": { "location": "blob:d/" } }""";
+        if (valid) Assert.Equal(jobId, JobSpecReader.Read(json, false).JobId);
+        else Assert.Contains(new FieldError("jobId", ArtifactNames.JobIdRule), Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read(json, false)).Errors);
+        // 63 characters at most, whatever they are.
+        if (valid) Assert.False(ArtifactNames.IsValidJobId(jobId + new string('x', 64 - jobId.Length)));
     }
 
     [Fact]

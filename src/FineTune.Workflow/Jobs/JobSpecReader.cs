@@ -66,7 +66,7 @@ public static class JobSpecReader
         void Check(bool ok, string field, string reason) { if (!ok) errors.Add(new FieldError(field, reason)); }
 
         Check(spec.Version == JobSpec.CurrentVersion, "version", $"must be {JobSpec.CurrentVersion}");
-        Check(spec.JobId is null || ArtifactNames.IsValidJobId(spec.JobId), "jobId", "must be 1-63 lower-case letters, digits or inner hyphens");
+        Check(spec.JobId is null || ArtifactNames.IsValidJobId(spec.JobId), "jobId", ArtifactNames.JobIdRule);
         var family = ModelRegistry.Families.FirstOrDefault(f => f.Name == spec.Model);
         Check(family is not null, "model", $"unknown model family '{spec.Model}'; known: {string.Join(", ", ModelRegistry.Families.Select(f => f.Name))}");
 
