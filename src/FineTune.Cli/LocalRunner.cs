@@ -170,7 +170,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
                 return ExitCodes.BadInput;
             }
             string id = outcome.JobId;
-            var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds());
+            var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds(),
+                host.Services.GetRequiredService<IArtifactStore>());
             output.WriteLine($"run {id}: {describe(id)}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
             var final = await renderer.FollowAsync(backend, id, cancellationToken);
             ended = id;

@@ -1,8 +1,10 @@
 using System.Globalization;
+using System.Text.Json;
 using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.DurableTask.Converters;
 using Spectre.Console;
 
@@ -14,7 +16,8 @@ namespace FineTune.Cli;
 /// </summary>
 /// <param name="artifactPrefix">what makes an artifact name a path the user can open ("" for blob storage)</param>
 /// <param name="startUpSeconds">from the process's start to the run's start: runtime, host and backend</param>
-internal sealed class RunRenderer(TextWriter output, TextWriter error, string artifactPrefix, double startUpSeconds)
+/// <param name="store">the run's artifacts: its finished epochs are read from its metrics.jsonl</param>
+internal sealed class RunRenderer(TextWriter output, TextWriter error, string artifactPrefix, double startUpSeconds, IArtifactStore store)
 {
     /// <summary>Progress bars on a terminal; one line per change where output goes to a file, a pipe or a test.</summary>
     public Task<RunSnapshot> FollowAsync(IRunBackend backend, string id, CancellationToken cancellationToken) =>
@@ -78,15 +81,22 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         return final!;
     }
 
+    /// <summary>
+    /// A line per change of the polled status, and a line per finished epoch, each once and in order: those come from the
+    /// run's recorded metrics, since several epochs may finish between two polls.
+    /// </summary>
     private async Task<RunSnapshot> FollowWithLinesAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
     {
         string? last = null;
+        int epochsPrinted = 0;
         while (true)
         {
             var state = await backend.GetAsync(id, cancellationToken);
-            if (state?.CustomStatus is { } status)
+            epochsPrinted = await PrintFinishedEpochsAsync(id, epochsPrinted, cancellationToken);
+            if (state?.CustomStatus is { } status && JsonDataConverter.Default.Deserialize<RunStatus>(status) is { } s
+                && !(s.Stage == RunStage.Training && s.Sweep is null && s.Step == 0 && s.Epoch > 0))
             {
-                string line = Describe(JsonDataConverter.Default.Deserialize<RunStatus>(status)!);
+                string line = Describe(s);
                 if (line != last) output.WriteLine(line);
                 last = line;
             }
@@ -94,6 +104,30 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             await Task.Delay(backend.PollInterval, cancellationToken);
         }
     }
+
+    /// <summary>Prints the epochs of the run's metrics.jsonl after the first <paramref name="printed"/>; returns how many are printed now.</summary>
+    private async Task<int> PrintFinishedEpochsAsync(string id, int printed, CancellationToken cancellationToken)
+    {
+        string text;
+        try
+        {
+            await using var stream = await store.OpenReadAsync(new RunLayout(id).Metrics, cancellationToken);
+            text = await new StreamReader(stream).ReadToEndAsync(cancellationToken);
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return printed;
+        }
+        var epochs = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        foreach (var json in epochs.Skip(printed))
+        {
+            var e = JsonSerializer.Deserialize<EpochLine>(json, MetricsJson)!;
+            output.WriteLine($"  epoch {e.Epoch}/{e.Epochs} done  train_loss {e.TrainLoss:F4}  val_loss {e.ValidationLoss:F4}  val_acc {e.ValidationAccuracy:P1}  {e.Seconds:F1} s");
+        }
+        return Math.Max(printed, epochs.Length);
+    }
+
+    private static readonly JsonSerializerOptions MetricsJson = new(JsonSerializerDefaults.Web);
 
     private static string Describe(RunStatus s) => s.Stage switch
     {

@@ -16,6 +16,9 @@ public sealed class TrainAndDemoTests : IDisposable
         Assert.True(exit == ExitCodes.Succeeded, $"exit {exit}: {error}\n{output}");
         Assert.Contains("top-1 accuracy", output);
         Assert.Contains("  completed", output);
+        // Output to a pipe: every epoch's line once, in order, however the polls fell.
+        var epochLines = output.Split('\n').Where(l => l.StartsWith("  epoch ", StringComparison.Ordinal) && l.Contains(" done ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(["1/3", "2/3", "3/3"], epochLines.Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
         string published = Path.Combine(_dir, ".finetune", "artifacts", "runs", "demo-3", "published");
         Assert.True(File.Exists(Path.Combine(published, "model.safetensors")));
         var card = JsonDocument.Parse(File.ReadAllText(Path.Combine(published, "model-card.json"))).RootElement;
