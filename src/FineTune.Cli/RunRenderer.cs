@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
 using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
@@ -108,26 +107,11 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
     /// <summary>Prints the epochs of the run's metrics.jsonl after the first <paramref name="printed"/>; returns how many are printed now.</summary>
     private async Task<int> PrintFinishedEpochsAsync(string id, int printed, CancellationToken cancellationToken)
     {
-        string text;
-        try
-        {
-            await using var stream = await store.OpenReadAsync(new RunLayout(id).Metrics, cancellationToken);
-            text = await new StreamReader(stream).ReadToEndAsync(cancellationToken);
-        }
-        catch (ArtifactNotFoundException)
-        {
-            return printed;
-        }
-        var epochs = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        foreach (var json in epochs.Skip(printed))
-        {
-            var e = JsonSerializer.Deserialize<EpochLine>(json, MetricsJson)!;
+        var epochs = await RunMetrics.ReadAsync(store, id, cancellationToken);
+        foreach (var e in epochs.Skip(printed))
             output.WriteLine($"  epoch {e.Epoch}/{e.Epochs} done  train_loss {e.TrainLoss:F4}  val_loss {e.ValidationLoss:F4}  val_acc {e.ValidationAccuracy:P1}  {e.Seconds:F1} s");
-        }
-        return Math.Max(printed, epochs.Length);
+        return Math.Max(printed, epochs.Count);
     }
-
-    private static readonly JsonSerializerOptions MetricsJson = new(JsonSerializerDefaults.Web);
 
     private static string Describe(RunStatus s) => s.Stage switch
     {

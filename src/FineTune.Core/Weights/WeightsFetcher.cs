@@ -339,7 +339,4 @@ public sealed class WeightsSourceException(string message) : BadInputException(m
 /// </summary>
 public sealed class WeightsHostUnreachableException(Uri uri, string why, int attempts)
     : Exception($"{uri}: host '{uri.Host}' cannot be reached ({why}; {attempts} attempts). Without access to it: give a weights file "
-        + $"on this machine, upload one and name it '{WeightsFetcher.BlobPrefix}NAME', or point {WeightsFetchOptions.SectionName}:TorchvisionModelsUrl at a mirror")
-{
-    public string Host { get; } = uri.Host;
-}
+        + $"on this machine, upload one and name it '{WeightsFetcher.BlobPrefix}NAME', or point {WeightsFetchOptions.SectionName}:TorchvisionModelsUrl at a mirror");

@@ -33,6 +33,22 @@ public sealed partial class RunMetrics(IArtifactStore store, ILogger<RunMetrics>
         await store.WriteAsync(new RunLayout(runId).Metrics, content, WriteMode.Overwrite, cancellationToken);
     }
 
+    /// <summary>The run's finished epochs as its metrics.jsonl holds them; none before its first epoch finishes.</summary>
+    public static async Task<IReadOnlyList<EpochLine>> ReadAsync(IArtifactStore store, string runId, CancellationToken cancellationToken)
+    {
+        string text;
+        try
+        {
+            await using var stream = await store.OpenReadAsync(new RunLayout(runId).Metrics, cancellationToken);
+            text = await new StreamReader(stream).ReadToEndAsync(cancellationToken);
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return [];
+        }
+        return [.. text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonSerializer.Deserialize<EpochLine>(line, Json)!)];
+    }
+
     [LoggerMessage(Level = LogLevel.Information,
         Message = "Run {RunId} epoch {Epoch}/{Epochs}: train loss {TrainLoss:F4}, train accuracy {TrainAccuracy:F4}, val loss {ValidationLoss:F4}, val accuracy {ValidationAccuracy:F4}, {Seconds:F1} s")]
     private partial void EpochFinished(string runId, int epoch, int epochs, double trainLoss, double trainAccuracy, double validationLoss, double validationAccuracy, double seconds);
