@@ -40,6 +40,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
     public static void AddWorkflow(IServiceCollection services, string workDirectory, string? storage)
     {
         services.AddFineTuneWorkflow();
+        // Workflow__* settings (environment) as the Functions app reads them; the work folder is the command's.
+        services.AddOptions<WorkflowOptions>().BindConfiguration(WorkflowOptions.SectionName);
         services.Configure<ArtifactStoreOptions>(o =>
         {
             o.LocalRoot = Path.Combine(workDirectory, "artifacts");

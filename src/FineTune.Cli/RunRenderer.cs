@@ -65,7 +65,9 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                             // Epochs that finished between two polls still get their bar.
                             for (int epoch = 0; epoch < s.Epoch; epoch++)
                                 Task($"epoch {epoch}", $"epoch {epoch + 1}/{s.Epochs} done").Value = 100;
-                            Task(s.Stage.Display(), s.Stage.Display()).IsIndeterminate = true;
+                            var task = Task(s.Stage.Display(), s.Stage.Display());
+                            task.IsIndeterminate = true;
+                            task.Description = Markup.Escape(Describe(s).Trim());
                         }
                     }
                     if (state is { Ended: true })
@@ -124,6 +126,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             + (s.LastLoss is { } loss ? $"  loss {loss:F4}" : "")
             + (s.ValidationAccuracy is { } accuracy ? $"  val_loss {s.ValidationLoss:F4}  val_acc {accuracy:P1}" : "")
             + (s.EtaSeconds is { } eta ? $"  eta {TimeSpan.FromSeconds(Math.Round(eta)):g}" : ""),
+        RunStage.Queued => $"  queued: position {s.QueuePosition} for a slot on this worker (Workflow:MaxConcurrentRuns)",
         var stage => $"  {stage.Display()}",
     };
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using FineTune.Api;
 using FineTune.Workflow;
+using FineTune.Workflow.Services;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -30,19 +31,29 @@ internal static class ServeCommand
         };
         var datasetsRoot = new Option<string?>("--datasets-root") { Description = "Local datasets a job spec names must resolve under this folder, links followed (default: anywhere)." };
         var weightsRoot = new Option<string?>("--weights-root") { Description = "Local weight files a job spec names must resolve under this folder, links followed (default: anywhere)." };
-        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.") { port, noAuth, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub, datasetsRoot, weightsRoot };
+        var maxRuns = new Option<int?>("--max-runs")
+        {
+            Description = "Runs (a sweep's trials each count) working at once; the rest queue, their status says queued (default: this machine's cores, at least 2; runs together also stay within the memory budget).",
+        };
+        var command = new Command("serve", "Serve the HTTP API and the dashboard on http://127.0.0.1:PORT/.")
+            { port, noAuth, TrainCommand.Work, TrainCommand.Storage, TrainCommand.TaskHub, datasetsRoot, weightsRoot, maxRuns };
         command.SetAction((result, cancellationToken) =>
             RunAsync(result.GetValue(port), result.GetValue(noAuth), Path.GetFullPath(result.GetValue(TrainCommand.Work)!), result.GetValue(TrainCommand.Storage), result.GetValue(TrainCommand.TaskHub)!,
-                (result.GetValue(datasetsRoot), result.GetValue(weightsRoot)), output, error, cancellationToken));
+                (result.GetValue(datasetsRoot), result.GetValue(weightsRoot)), result.GetValue(maxRuns), output, error, cancellationToken));
         return command;
     }
 
     private static async Task<int> RunAsync(int port, bool noAuth, string work, string? storage, string taskHub, (string? Datasets, string? Weights) roots,
-        TextWriter output, TextWriter error, CancellationToken cancellationToken)
+        int? maxRuns, TextWriter output, TextWriter error, CancellationToken cancellationToken)
     {
         if (port is < 0 or > 65535)
         {
             error.WriteLine("port: must be from 0 to 65535");
+            return ExitCodes.BadInput;
+        }
+        if (maxRuns is < 1)
+        {
+            error.WriteLine("max-runs: must be at least 1");
             return ExitCodes.BadInput;
         }
         foreach (var (name, root) in new[] { ("datasets-root", roots.Datasets), ("weights-root", roots.Weights) })
@@ -79,6 +90,7 @@ internal static class ServeCommand
             o.MultipartHeadersCountLimit = 8;
         });
         LocalRunner.AddWorkflow(builder.Services, work, storage);
+        if (maxRuns is not null) builder.Services.Configure<WorkflowOptions>(o => o.MaxConcurrentRuns = maxRuns);
         // As `finetune train`: the in-memory backend, or with a storage account the Azure Storage provider (runs survive a restart).
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
         else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub);

@@ -54,6 +54,14 @@ public sealed class DurableFunctions(IServiceProvider services)
     public Task<int> ReleaseRunFiles([ActivityTrigger] string[] input, FunctionContext context) =>
         Run<ReleaseRunFiles, string[], int>(input, context);
 
+    [Function(ActivityNames.AdmitRun)]
+    public Task<Admission> AdmitRun([ActivityTrigger] FineTuneJob input, FunctionContext context) =>
+        Run<AdmitRun, FineTuneJob, Admission>(input, context);
+
+    [Function(ActivityNames.LeaveRun)]
+    public Task<bool> LeaveRun([ActivityTrigger] string input, FunctionContext context) =>
+        Run<LeaveRun, string, bool>(input, context);
+
     private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
         where TActivity : TaskActivity<TInput, TOutput> =>
         ActivatorUtilities.CreateInstance<TActivity>(services).RunAsync(

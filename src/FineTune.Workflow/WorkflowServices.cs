@@ -63,6 +63,8 @@ public static class WorkflowServices
         services.AddSingleton<RunCatalog>();
         services.AddSingleton<RunMetrics>();
         services.AddSingleton<RunControl>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<RunSlots>();
         services.AddSingleton<FineTuneEngine>();
         // A typed client: each activity gets a fetcher on the factory's pooled handlers, which are recycled so DNS
         // changes are seen. The fetcher follows redirects itself, checking every hop against the allow-list.
@@ -73,9 +75,9 @@ public static class WorkflowServices
         return services;
     }
 
-    /// <summary>One activity per step of the recipe, in order, then the sweep's report, each under its durable name (<see cref="ActivityNames"/>).</summary>
+    /// <summary>One activity per step of the recipe, in order, then the sweep's report, scratch release and admission, each under its durable name (<see cref="ActivityNames"/>).</summary>
     public static readonly IReadOnlyList<(string Name, Type Type)> Activities =
-        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport), typeof(ReleaseRunFiles) }
+        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport), typeof(ReleaseRunFiles), typeof(AdmitRun), typeof(LeaveRun) }
             .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
 
     /// <summary>A run, a sweep and a sweep's trial, each under its durable name.</summary>

@@ -46,6 +46,60 @@ public sealed class ServeLocalFolderTests : ApiScenarios
     }
 }
 
+/// <summary>Issue 23, item 7: <c>finetune serve --max-runs 1</c> over HTTP runs one run at a time and queues the rest.</summary>
+public sealed class ServeQueueTests
+{
+    [Fact]
+    public async Task WithOneRunAtATimeASecondRunQueuesThenCompletesAndAQueuedRunCancels()
+    {
+        await using var host = new ServeHost(await ServeProcess.StartAsync(arguments: ["--max-runs", "1"]));
+        var http = host.Client;
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(host.Process.WorkDirectory, "photos"), perClass: 5, ApiScenarios.Classes);
+        string location = JsonSerializer.Serialize(photos);
+        async Task StartAsync(string id, int epochs)
+        {
+            using var started = await http.PostAsync("api/finetune", new StringContent(
+                $$"""{ "jobId": "{{id}}", "dataset": { "location": {{location}}, "resize": "pad" }, "training": { "epochs": {{epochs}}, "batchSize": 4, "featureCache": false, "maxStepsPerChunk": 1 } }""",
+                System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+        }
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        async Task<JsonElement> StageAsync(string id, string stage)
+        {
+            while (true)
+            {
+                var run = JsonDocument.Parse(await http.GetStringAsync($"api/finetune/{id}", timeout.Token)).RootElement;
+                if (run.TryGetProperty("progress", out var progress) && progress.ValueKind == JsonValueKind.Object && progress.GetProperty("stage").GetString() == stage)
+                    return progress;
+                Assert.False(run.GetProperty("done").GetBoolean(), $"{id} ended before it was {stage}: {run}");
+                await Task.Delay(100, timeout.Token);
+            }
+        }
+
+        await StartAsync("first", epochs: 3);
+        await StageAsync("first", "training");
+        await StartAsync("second", epochs: 1);
+        await StartAsync("third", epochs: 1);
+
+        Assert.Equal(1, (await StageAsync("second", "queued")).GetProperty("queuePosition").GetInt32());
+        Assert.Equal(2, (await StageAsync("third", "queued")).GetProperty("queuePosition").GetInt32());
+        using (var cancelled = await http.PostAsync("api/finetune/third/cancel", null)) Assert.Equal(HttpStatusCode.Accepted, cancelled.StatusCode);
+
+        foreach (var (id, status) in new[] { ("first", "Completed"), ("second", "Completed"), ("third", "Terminated") })
+        {
+            JsonElement run;
+            while (!(run = JsonDocument.Parse(await http.GetStringAsync($"api/finetune/{id}", timeout.Token)).RootElement).GetProperty("done").GetBoolean())
+                await Task.Delay(250, timeout.Token);
+            Assert.True(run.GetProperty("status").GetString() == status, $"{id}: {run}");
+        }
+        // Had they run together, the one-epoch second run would have finished its epoch before the first's third.
+        string log = host.Log;
+        Assert.True(log.IndexOf("Run first epoch 3/3", StringComparison.Ordinal) is >= 0 and var firstDone
+            && log.IndexOf("Run second epoch 1/1", StringComparison.Ordinal) > firstDone, log);
+        Assert.DoesNotContain("Run third epoch", log, StringComparison.Ordinal);
+    }
+}
+
 /// <summary>The API scenarios against <c>finetune serve --storage</c>: artifacts (and uploads) in Azurite's blob storage.</summary>
 public sealed class ServeAzuriteTests : ApiScenarios
 {

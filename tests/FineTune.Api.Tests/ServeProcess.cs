@@ -35,7 +35,8 @@ public sealed partial class ServeProcess : IAsyncDisposable
     /// <summary>What the server has written to its outputs so far (the per-epoch log lines among them).</summary>
     public string Log { get { lock (_log) return _log.ToString(); } }
 
-    public static async Task<ServeProcess> StartAsync(string? storage = null, bool noAuth = false)
+    /// <param name="arguments">more options of <c>finetune serve</c> (<c>--max-runs 1</c>)</param>
+    public static async Task<ServeProcess> StartAsync(string? storage = null, bool noAuth = false, IReadOnlyList<string>? arguments = null)
     {
         if (storage is not null) Azurite.RequireRunning();
         string work = Directory.CreateTempSubdirectory("serve-").FullName;
@@ -48,6 +49,7 @@ public sealed partial class ServeProcess : IAsyncDisposable
             start.ArgumentList.Add(storage);
         }
         if (noAuth) start.ArgumentList.Add("--no-auth");
+        foreach (var argument in arguments ?? []) start.ArgumentList.Add(argument);
         var process = Process.Start(start)!;
         var ready = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         var token = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -15,7 +15,7 @@ public class FunctionsMetadataTests
         var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
-        Assert.Equal(["CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact",
+        Assert.Equal(["AdmitRun", "CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact", "LeaveRun",
             "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRunFiles", "RestartFineTune", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
             functions.Keys.Order(StringComparer.Ordinal));
         var retention = Trigger(functions["PurgeExpiredRuns"]);

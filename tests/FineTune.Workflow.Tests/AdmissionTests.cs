@@ -38,15 +38,20 @@ public sealed class AdmissionTests(ITestOutputHelper log)
         Assert.Contains($"~{JobMemory.Estimate(big).TotalMegabytes} MB", error.Reason);
         Assert.Contains("4000 MB", error.Reason);
 
-        // Each trial fits; four at once do not.
+        // Each trial fits: however many at once the sweep asks for, its trials queue for slots instead (RunSlots).
         var sweep = JobSpecReader.Read("""
             { "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 64 },
               "sweep": { "parameters": { "training.learningRate": [0.1, 0.01, 0.001, 0.0001] }, "parallelism": 64 } }
             """, localPaths: false);
-        var parallel = Assert.Single(JobMemory.Check(sweep, options));
-        log.WriteLine(parallel.ToString());
-        Assert.Equal("sweep.parallelism", parallel.Field);
-        Assert.Contains("4 trials at once", parallel.Reason);
+        Assert.Empty(JobMemory.Check(sweep, options));
+        var bigTrials = JobSpecReader.Read("""
+            { "dataset": { "location": "blob:d/" }, "freeze": "full",
+              "sweep": { "parameters": { "training.batchSize": [64, 256] } } }
+            """, localPaths: false);
+        var trial = Assert.Single(JobMemory.Check(bigTrials, options));
+        log.WriteLine(trial.ToString());
+        Assert.Contains("the sweep's largest trial", trial.Reason);
+        Assert.Contains("batch size 256", trial.Reason);
     }
 
     [Fact]
@@ -57,7 +62,7 @@ public sealed class AdmissionTests(ITestOutputHelper log)
         {
             var store = new Storage.LocalFolderArtifactStore(work);
             var options = Options.Create(new WorkflowOptions { MemoryBudgetMB = 2000, WorkDirectory = Path.Combine(work, "cache") });
-            var runs = new RunControl(store, new UserUploads(store), new RunScratch(options), options);
+            var runs = new RunControl(store, new UserUploads(store), new RunScratch(options), new RunSlots(options, TimeProvider.System), options);
             var big = JobSpecReader.Read("""{ "jobId": "too-big", "dataset": { "location": "blob:d/" }, "freeze": "full", "training": { "batchSize": 256 } }""", localPaths: false);
 
             var refused = await Assert.ThrowsAsync<InvalidJobSpecException>(() => new NeverScheduler().StartAsync(big, runs, default));

@@ -93,7 +93,9 @@ public sealed class FineTuneOrchestrationTests
             .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<FlakyTrainChunk>(sp))
             .AddActivity<Evaluate>()
             .AddActivity<Publish>()
-            .AddActivity<ReleaseRunFiles>());
+            .AddActivity<ReleaseRunFiles>()
+            .AddActivity<AdmitRun>()
+            .AddActivity<LeaveRun>());
         var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
 
         Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);

@@ -248,7 +248,9 @@ public sealed class RunLifecycleTests
         .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<TTrainChunk>(sp))
         .AddActivity<Evaluate>()
         .AddActivity<Publish>()
-        .AddActivity<ReleaseRunFiles>();
+        .AddActivity<ReleaseRunFiles>()
+        .AddActivity<AdmitRun>()
+        .AddActivity<LeaveRun>();
 
     private static async Task<OrchestrationMetadata> RunAsync(WorkflowHost host, JobSpec spec, bool expectCompleted = true)
     {

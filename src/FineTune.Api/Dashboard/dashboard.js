@@ -61,7 +61,7 @@ async function refreshRun() {
   const run = await response.json();
   const p = run.progress;
   $('run-status').textContent = run.status;
-  $('stage').textContent = p?.stage ?? 'pending';
+  $('stage').textContent = p?.stage === 'queued' ? `queued (position ${p.queuePosition})` : p?.stage ?? 'pending';
   const epochs = p?.epochs ?? 0, done = p?.epoch ?? 0;
   $('epoch').dataset.done = String(done);
   // A sweep reports trials, and its curves and evaluation are its best trial's.

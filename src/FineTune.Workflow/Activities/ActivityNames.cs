@@ -14,4 +14,6 @@ public static class ActivityNames
     public const string Publish = nameof(Activities.Publish);
     public const string WriteSweepReport = nameof(Activities.WriteSweepReport);
     public const string ReleaseRunFiles = nameof(Activities.ReleaseRunFiles);
+    public const string AdmitRun = nameof(Activities.AdmitRun);
+    public const string LeaveRun = nameof(Activities.LeaveRun);
 }

@@ -54,7 +54,7 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(token);
         TrainingProgress progress;
         double? lastLoss;
-        await using (runs.WatchForCancel(job.ControlRunId, stop))
+        await using (runs.WatchForCancel(job, stop))
         {
             ActivityInputs inputs;
             try

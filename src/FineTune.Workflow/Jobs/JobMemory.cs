@@ -15,8 +15,8 @@ public static class JobMemory
     }
 
     /// <summary>
-    /// Errors for a valid spec whose run (or a sweep's trials running at once here: its parallelism, at most
-    /// its trial count) is estimated past this worker's memory budget; none when it fits.
+    /// Errors for a valid spec whose run (or a sweep's largest trial) is estimated past this worker's memory budget; none
+    /// when it fits. Runs that fit alone but not together queue for a slot (<see cref="RunSlots"/>).
     /// </summary>
     public static IReadOnlyList<FieldError> Check(JobSpec spec, WorkflowOptions options)
     {
@@ -28,14 +28,9 @@ public static class JobMemory
             return estimate.TotalBytes <= budget ? [] :
                 [new FieldError("training.batchSize", $"{spec.Model} with freeze {spec.Freeze} and batch size {spec.Training.BatchSize} needs an estimated {estimate}, over {budgetText}: use a smaller batch, freeze more or a smaller model")];
         }
-        var trials = SweepPlanner.Plan(spec);
-        var largest = trials.Select(t => (t.Spec, Estimate: Estimate(t.Spec))).MaxBy(t => t.Estimate.TotalBytes);
-        if (largest.Estimate.TotalBytes > budget)
-            return [new FieldError("training.batchSize", $"the sweep's largest trial ({largest.Spec.Model}, freeze {largest.Spec.Freeze}, batch size {largest.Spec.Training.BatchSize}) needs an estimated {largest.Estimate}, over {budgetText}")];
-        int atOnce = Math.Min(spec.Sweep.Parallelism, trials.Count);
-        long together = atOnce * largest.Estimate.TotalBytes;
-        if (together <= budget) return [];
-        return [new FieldError("sweep.parallelism", $"{atOnce} trials at once at up to {largest.Estimate.TotalMegabytes} MB each need ~{together >> 20} MB, over {budgetText}; at most {budget / largest.Estimate.TotalBytes} fit")];
+        var largest = SweepPlanner.Plan(spec).Select(t => (t.Spec, Estimate: Estimate(t.Spec))).MaxBy(t => t.Estimate.TotalBytes);
+        return largest.Estimate.TotalBytes <= budget ? [] :
+            [new FieldError("training.batchSize", $"the sweep's largest trial ({largest.Spec.Model}, freeze {largest.Spec.Freeze}, batch size {largest.Spec.Training.BatchSize}) needs an estimated {largest.Estimate}, over {budgetText}")];
     }
 
     /// <summary>Configured, or three quarters of the memory this process may use (its container's limit included).</summary>

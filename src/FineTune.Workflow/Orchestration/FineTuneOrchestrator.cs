@@ -3,6 +3,7 @@ using FineTune.Core.Training;
 using FineTune.Core.Weights;
 using FineTune.Workflow.Activities;
 using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 
 namespace FineTune.Workflow.Orchestration;
@@ -36,9 +37,50 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         HandleFailure = failure => !IsPermanent(failure),
     });
 
-    /// <summary>The run, its scratch released on every worker path that ends it here: completed or failed (not continued as new).</summary>
+    /// <summary>Asks for a slot this many times in one generation before continuing as new: a long wait keeps the history bounded.</summary>
+    private const int AsksPerGeneration = 100;
+
+    /// <summary>
+    /// The run once admitted (<see cref="AdmitAsync"/>), its scratch and its slot released on every worker path that ends it
+    /// here: completed or failed (not continued as new).
+    /// </summary>
     public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
-        ReleasingAsync(context, job.DataRun is null ? [job.JobId] : [], () => RunStepsAsync(context, job), result => result is not null);
+        ReleasingAsync(context, job.DataRun is null ? [job.JobId] : [], () => AdmittedAsync(context, job,
+            position => Status(RunStage.Queued, job.Spec.Training.Epochs) with { QueuePosition = position }, () => RunStepsAsync(context, job),
+            result => result is not null, AsksPerGeneration), result => result is not null);
+
+    /// <summary>
+    /// Waits for a slot for <paramref name="job"/> on its worker (<see cref="RunSlots"/>) — its status <paramref name="queued"/>
+    /// with its place meanwhile, a durable timer between asks — then runs <paramref name="body"/>, and frees the slot when
+    /// <paramref name="ended"/> says the body ended the run, or it failed. After <paramref name="maxAsks"/> asks without a
+    /// slot it continues as new (returning default), so a long wait does not grow the history.
+    /// </summary>
+    internal static async Task<T?> AdmittedAsync<T>(TaskOrchestrationContext context, FineTuneJob job, Func<int, RunStatus> queued, Func<Task<T>> body,
+        Func<T, bool> ended, int maxAsks = int.MaxValue)
+    {
+        for (int asks = 1; await context.CallActivityAsync<Admission>(ActivityNames.AdmitRun, job, Retry) is { Admitted: false } wait; asks++)
+        {
+            if (asks == maxAsks)
+            {
+                context.ContinueAsNew(job);
+                return default;
+            }
+            context.SetCustomStatus(queued(wait.Position));
+            await context.CreateTimer(wait.RetryAfter, CancellationToken.None);
+        }
+        T result;
+        try
+        {
+            result = await body();
+        }
+        catch (Exception)
+        {
+            await context.CallActivityAsync<bool>(ActivityNames.LeaveRun, job.JobId, Retry);
+            throw;
+        }
+        if (ended(result)) await context.CallActivityAsync<bool>(ActivityNames.LeaveRun, job.JobId, Retry);
+        return result;
+    }
 
     /// <summary>
     /// <paramref name="body"/>, then (when <paramref name="ended"/> says the run ended, or it failed) <see cref="ReleaseRunFiles"/>

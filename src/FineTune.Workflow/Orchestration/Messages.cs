@@ -77,7 +77,10 @@ public sealed record PublishedModel(string Folder, string SafetensorsName, strin
 public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly,
     IReadOnlyList<StageTime> Times, SweepSummary? Sweep = null);
 
-/// <summary>The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar.</summary>
+/// <summary>
+/// The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar. While the run is
+/// queued, <see cref="QueuePosition"/> is its place in the worker's queue (1: next).
+/// </summary>
 public sealed record RunStatus(
     RunStage Stage,
     int Epoch,
@@ -89,4 +92,5 @@ public sealed record RunStatus(
     double? ValidationAccuracy,
     int? BestEpoch,
     double? EtaSeconds,
-    SweepProgress? Sweep = null);
+    SweepProgress? Sweep = null,
+    int? QueuePosition = null);

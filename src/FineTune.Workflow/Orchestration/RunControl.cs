@@ -22,7 +22,7 @@ public sealed record PurgeOutcome(string JobId, bool Purged, string? Refusal, in
 /// spec its id is bound to, a requested cancel, how often each chunk was started; and restart and purge, which also remove
 /// what the run left on this worker (<see cref="RunScratch"/>) and the dataset it uploaded once no other run uses it.
 /// </summary>
-public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScratch scratch, IOptions<WorkflowOptions> options)
+public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScratch scratch, RunSlots slots, IOptions<WorkflowOptions> options)
 {
     /// <summary>How this host runs the workflow: what a submitted job is admitted against.</summary>
     public WorkflowOptions Options => options.Value;
@@ -72,6 +72,8 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
             return $"run '{jobId}' is not running";
         await RequestCancelAsync(jobId, cancellationToken);
         await scheduler.TerminateAsync(jobId, "cancelled", cancellationToken);
+        // Its slot goes to the next queued run now, not when the chunk stops: the chunk ends within a step.
+        LeaveSlots(jobId, (await BoundSpecAsync(jobId, cancellationToken))?.Spec);
         return null;
     }
 
@@ -84,11 +86,11 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         store.ExistsAsync(new RunLayout(jobId).CancelRequest, cancellationToken);
 
     /// <summary>
-    /// Cancels <paramref name="stop"/> once a cancel of the run is requested, polling the store every
-    /// <see cref="WorkflowOptions.CancelPollInterval"/> until disposed. A failed poll (storage away) is retried at
-    /// the next one: it must not end the chunk.
+    /// Cancels <paramref name="stop"/> once a cancel of the job's run (a trial's sweep) is requested, polling the store every
+    /// <see cref="WorkflowOptions.CancelPollInterval"/> until disposed, and keeps the job's slot (<see cref="RunSlots"/>)
+    /// marked in use meanwhile. A failed poll (storage away) is retried at the next one: it must not end the chunk.
     /// </summary>
-    public IAsyncDisposable WatchForCancel(string jobId, CancellationTokenSource stop)
+    public IAsyncDisposable WatchForCancel(FineTuneJob job, CancellationTokenSource stop)
     {
         var done = new CancellationTokenSource();
         var watching = Task.Run(async () =>
@@ -97,7 +99,8 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
             {
                 try
                 {
-                    if (await IsCancelRequestedAsync(jobId, done.Token))
+                    slots.Touch(job.JobId);
+                    if (await IsCancelRequestedAsync(job.ControlRunId, done.Token))
                     {
                         await stop.CancelAsync();
                         return;
@@ -127,7 +130,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     public async Task<T> UntilCancelledAsync<T>(FineTuneJob job, Func<CancellationToken, Task<T>> work, CancellationToken stopping)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        await using (WatchForCancel(job.ControlRunId, stop))
+        await using (WatchForCancel(job, stop))
         {
             try
             {
@@ -214,11 +217,23 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     public async Task ReleaseScratchAsync(string jobId, CancellationToken cancellationToken) =>
         ReleaseScratch(jobId, (await BoundSpecAsync(jobId, cancellationToken))?.Spec);
 
+    // A run that has ended or been purged: what it held on this worker, its scratch and its slots, is freed (a sweep's
+    // feature runs' too).
     private void ReleaseScratch(string jobId, JobSpec? spec)
     {
         scratch.Release(jobId);
         if (spec?.Sweep is not null)
             foreach (var run in SweepOrchestrator.FeatureRuns(new FineTuneJob(jobId, spec))) scratch.Release(run);
+        LeaveSlots(jobId, spec);
+    }
+
+    // The run's slot on this worker, or its place in the queue, and a sweep's trials' and feature runs'.
+    private void LeaveSlots(string jobId, JobSpec? spec)
+    {
+        slots.Leave(jobId);
+        if (spec?.Sweep is null) return;
+        foreach (var run in SweepOrchestrator.FeatureRuns(new FineTuneJob(jobId, spec))) slots.Leave(run);
+        foreach (var trial in SweepPlanner.Plan(spec)) slots.Leave(trial.JobId);
     }
 
     /// <summary>

@@ -7,6 +7,8 @@ namespace FineTune.Workflow.Orchestration;
 [JsonConverter(typeof(JsonStringEnumConverter<RunStage>))]
 public enum RunStage
 {
+    /// <summary>Waiting for a slot on its worker (<see cref="Services.RunSlots"/>).</summary>
+    [JsonStringEnumMemberName("queued")] Queued,
     [JsonStringEnumMemberName("fetching weights")] FetchingWeights,
     [JsonStringEnumMemberName("preparing model")] PreparingModel,
     [JsonStringEnumMemberName("training")] Training,

@@ -46,8 +46,12 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             var fetchStarted = context.CurrentUtcDateTime;
             var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
             times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
-            context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
-            var featurePass = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+            // The feature pass holds a slot of its own, freed before the trials ask for theirs.
+            var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
+            {
+                context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
+                return context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+            }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
             times.AddRange(featurePass.Times);
             groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
         }
@@ -100,12 +104,17 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         long bestSequence = (bestEpoch.Epoch + 1L) * prepared.StepsPerEpoch;
         var progress = Progress(trials, outcomes, terminated, 0, metric);
 
-        context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
-        var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
-            new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
-        context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
-        var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
-            new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
+        // Evaluating and publishing the best trial take a slot under the sweep's id.
+        var (evaluation, published) = await FineTuneOrchestrator.AdmittedAsync(context, job, position => Queued(maxEpochs, progress, position), async () =>
+        {
+            context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
+            var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
+                new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
+            context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
+            var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
+                new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
+            return (evaluation, published);
+        }, _ => true);
         var report = await context.CallActivityAsync<SweepSummary>(ActivityNames.WriteSweepReport,
             new SweepReportRequest(job.JobId, metric, summaries), FineTuneOrchestrator.Retry);
         context.SetCustomStatus(Status(RunStage.Completed, maxEpochs, progress));
@@ -180,6 +189,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         int finished = trials.Count(t => outcomes[t.Index].Finished || terminated.Contains(t.Index));
         return new SweepProgress(trials.Count, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest);
     }
+
+    private static RunStatus Queued(int epochs, SweepProgress? progress, int position) => Status(RunStage.Queued, epochs, progress) with { QueuePosition = position };
 
     private static RunStatus Status(RunStage stage, int epochs, SweepProgress? progress) =>
         new(stage, 0, epochs, 0, 0, null, progress?.BestValidationLoss, progress?.BestValidationAccuracy, null, null, progress);

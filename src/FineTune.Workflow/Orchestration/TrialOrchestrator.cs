@@ -15,7 +15,13 @@ public sealed class TrialOrchestrator : TaskOrchestrator<TrialRequest, TrialOutc
 {
     public const string Name = "FineTuneTrial";
 
-    public override async Task<TrialOutcome> RunAsync(TaskOrchestrationContext context, TrialRequest request)
+    /// <summary>The trial's chunks up to the rung, once it holds a slot of its own (each trial counts as a run).</summary>
+    public override async Task<TrialOutcome> RunAsync(TaskOrchestrationContext context, TrialRequest request) =>
+        await FineTuneOrchestrator.AdmittedAsync(context, request.Trial,
+            position => new RunStatus(RunStage.Queued, 0, request.Trial.Spec.Training.Epochs, 0, 0, null, null, null, null, null, QueuePosition: position),
+            () => TrainAsync(context, request), _ => true) ?? throw new InvalidOperationException("a trial does not continue as new");
+
+    private static async Task<TrialOutcome> TrainAsync(TaskOrchestrationContext context, TrialRequest request)
     {
         var job = request.Trial;
         var carried = job.Carried ?? throw new ArgumentException("a trial starts from its sweep's weights and prepared model", nameof(request));

@@ -29,6 +29,20 @@ public sealed class WorkflowOptions
     /// <summary>Memory this worker's runs may take, in MB: a job estimated past it is refused when submitted. Null: three quarters of what the process may use.</summary>
     public long? MemoryBudgetMB { get; set; }
 
+    /// <summary>Runs (a sweep's trials each count) that hold a slot on this worker at once; the rest queue (<see cref="RunSlots"/>). Null: the machine's cores, at least two.</summary>
+    public int? MaxConcurrentRuns { get; set; }
+
+    /// <summary>How long one ask for a slot waits for one to free before the run's status says queued.</summary>
+    public TimeSpan AdmissionWait { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long a queued run's orchestration waits (a durable timer) between asks for a slot.</summary>
+    public TimeSpan QueuePollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A queued run that has not asked for this long (terminated elsewhere) loses its place.</summary>
+    public TimeSpan QueuedRunExpiry { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A run holding a slot none of whose activities has run on this worker for this long (ended elsewhere) loses it.</summary>
+    public TimeSpan HeldRunExpiry { get; set; } = TimeSpan.FromMinutes(10);
 
     /// <summary>Days after its last change a finished run's history and artifacts are purged (its published model stays); null: never.</summary>
     public int? RetentionDays { get; set; }
