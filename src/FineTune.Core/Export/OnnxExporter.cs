@@ -36,7 +36,7 @@ public static class OnnxExporter
 
     /// <param name="inputSize">the square input side the graph is fixed to; the family's crop size by default</param>
     public static ModelProto Export(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, int? inputSize = null) =>
-        Export(model, classes, preprocessing, inputSize, ModelRegistry.OnnxForwards);
+        Export(model, classes, preprocessing, inputSize, ModelRegistry.ArchitectureOf(model.Family).OnnxForwards);
 
     /// <param name="forwards">the family forwards the writer knows (a family not yet in the registry brings its own)</param>
     internal static ModelProto Export(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, int? inputSize,

@@ -11,11 +11,11 @@ namespace FineTune.Core.Export;
 /// written here; a family's own module types by the forwards its file declares
 /// (<see cref="ModelArchitecture.OnnxForwards"/>), which compose this class's public operations.
 /// </summary>
-/// <param name="forwards">the family forwards by type name: the registry's unless a caller brings others</param>
-internal sealed class OnnxModuleWriter(OnnxGraphBuilder graph, IReadOnlyDictionary<string, OnnxForward>? forwards = null)
+/// <param name="forwards">the model's family's forwards by type name</param>
+internal sealed class OnnxModuleWriter(OnnxGraphBuilder graph, IReadOnlyDictionary<string, OnnxForward> forwards)
 {
     private readonly Dictionary<string, string> _constants = [];
-    private readonly IReadOnlyDictionary<string, OnnxForward> _forwards = forwards ?? ModelRegistry.OnnxForwards;
+    private readonly IReadOnlyDictionary<string, OnnxForward> _forwards = forwards;
 
     public OnnxGraphBuilder Graph => graph;
 

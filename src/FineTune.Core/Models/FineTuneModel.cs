@@ -57,14 +57,15 @@ public sealed class FineTuneModel : IDisposable
             ?? throw new InvalidOperationException($"{family.Name}: '{family.HeadPath}' is not a Linear layer");
         long inFeatures = oldHead.weight!.shape[1];
         manual_seed(seed);
-        var head = nn.Linear(inFeatures, numClasses);
+        // Bias as the family's own head has it (MaxViT's has none), so published weights load into torchvision strictly.
+        var head = nn.Linear(inFeatures, numClasses, hasBias: oldHead.bias is not null);
         if (headDropout > 0)
             head.register_forward_pre_hook((self, input) => self.training ? nn.functional.dropout(input, headDropout, training: true) : input);
         ModuleSurgery.Replace(module, family.HeadPath, head);
         foreach (var path in family.AuxiliaryHeadPaths)
         {
             var old = (Linear)ModuleSurgery.Find(module, path);
-            ModuleSurgery.Replace(module, path, nn.Linear(old.weight!.shape[1], numClasses));
+            ModuleSurgery.Replace(module, path, nn.Linear(old.weight!.shape[1], numClasses, hasBias: old.bias is not null));
         }
         return new FineTuneModel(family, module, numClasses);
     }
@@ -110,11 +111,11 @@ public sealed class FineTuneModel : IDisposable
             foreach (var path in (string[])[Family.HeadPath, .. Family.AuxiliaryHeadPaths])
             {
                 var head = (Linear)ModuleSurgery.Find(Module, path);
-                using var fresh = nn.Linear(head.weight!.shape[1], NumClasses);
+                using var fresh = nn.Linear(head.weight!.shape[1], NumClasses, hasBias: head.bias is not null);
                 using (no_grad())
                 {
                     head.weight.copy_(fresh.weight!);
-                    head.bias!.copy_(fresh.bias!);
+                    head.bias?.copy_(fresh.bias!);
                 }
             }
         }
@@ -126,7 +127,8 @@ public sealed class FineTuneModel : IDisposable
         long trainable = 0, total = 0;
         foreach (var (name, parameter) in Module.named_parameters())
         {
-            bool train = Family.IsHeadKey(name) || trainableStages.Any(stage => name.StartsWith(stage + ".", StringComparison.Ordinal));
+            // Under full, parameters outside every stage train too (ViT's class_token sits on the model itself).
+            bool train = mode == FreezeMode.Full || Family.IsHeadKey(name) || trainableStages.Any(stage => name.StartsWith(stage + ".", StringComparison.Ordinal));
             parameter.requires_grad = train;
             total += parameter.numel();
             if (train) trainable += parameter.numel();
@@ -135,15 +137,17 @@ public sealed class FineTuneModel : IDisposable
     }
 
     /// <summary>
-    /// Training mode, except for BatchNorm layers whose parameters are all frozen: they stay in eval mode so
-    /// their running statistics do not drift away from the pretrained ones.
+    /// Training mode, except for modules whose parameters are all frozen: they stay in eval mode, with everything in
+    /// them, so batch norms keep their pretrained running statistics and a frozen block's dropout and stochastic depth
+    /// (EfficientNet, ConvNeXt, Swin, MaxViT) stay off: a frozen part computes what the feature cache computed.
     /// </summary>
     public void TrainMode()
     {
         Module.train();
         foreach (var module in Module.modules())
         {
-            if (module is BatchNorm2d or BatchNorm1d && !module.parameters().Any(p => p.requires_grad))
+            var parameters = module.parameters().ToList();
+            if (parameters.Count > 0 && !parameters.Any(p => p.requires_grad))
                 module.eval();
         }
     }
@@ -159,7 +163,7 @@ public sealed class FineTuneModel : IDisposable
     public int FuseForInference()
     {
         EvalMode();
-        return InferenceFusion.Fuse(Module);
+        return InferenceFusion.Fuse(Module, ModelRegistry.ArchitectureOf(Family).FusionPairs);
     }
 
     /// <summary>Where the model's parameters are; inputs are moved there.</summary>

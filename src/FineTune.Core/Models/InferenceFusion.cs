@@ -13,7 +13,8 @@ namespace FineTune.Core.Models;
 internal static class InferenceFusion
 {
     /// <summary>Fuses <paramref name="root"/> in place (see the class); returns how many batch norms were folded.</summary>
-    public static int Fuse(nn.Module root)
+    /// <param name="familyPairs">the pairs the family's own module types apply (<see cref="ModelArchitecture.FusionPairs"/>)</param>
+    public static int Fuse(nn.Module root, IReadOnlyDictionary<string, (string Conv, string Norm)[]> familyPairs)
     {
         // named_modules leaves out the root, whose own pairs (a ResNet's stem) count too.
         var modules = root.named_modules().Prepend(("", root)).ToDictionary(m => m.Item1, m => m.Item2);
@@ -30,7 +31,7 @@ internal static class InferenceFusion
                         pairs.Add((prefix + children[i].name, prefix + children[i + 1].name));
                 }
             }
-            else if (ModelRegistry.FusionPairs.TryGetValue(module.GetType().Name, out var known))
+            else if (familyPairs.TryGetValue(module.GetType().Name, out var known))
             {
                 pairs.AddRange(known.Where(p => modules.ContainsKey(prefix + p.Conv) && modules.ContainsKey(prefix + p.Norm))
                     .Select(p => (prefix + p.Conv, prefix + p.Norm)));

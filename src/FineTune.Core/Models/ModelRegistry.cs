@@ -22,13 +22,13 @@ public static class ModelRegistry
 
     public static IReadOnlyList<ModelFamily> Families => All;
 
-    /// <summary>Every family's ONNX forwards by module type name; a type belongs to one family.</summary>
-    internal static IReadOnlyDictionary<string, OnnxForward> OnnxForwards { get; } =
-        Architectures.SelectMany(a => a.OnnxForwards).ToDictionary();
-
-    /// <summary>Every family's fusion pairs by module type name; a type belongs to one family.</summary>
-    internal static IReadOnlyDictionary<string, (string Conv, string Norm)[]> FusionPairs { get; } =
-        Architectures.SelectMany(a => a.FusionPairs).ToDictionary();
+    /// <summary>
+    /// The architecture that declares the builder; one that is none of the registry's (a test's) declares nothing. Forwards and
+    /// fusion pairs are looked up in the model's own architecture: type names need only be unique within a family
+    /// (MobileNet, MNASNet and ShuffleNetV2 all have an InvertedResidual).
+    /// </summary>
+    internal static ModelArchitecture ArchitectureOf(ModelFamily family) =>
+        Architectures.FirstOrDefault(a => a.Name == family.Architecture) ?? new ModelArchitecture(family.Architecture, []);
 
     public static ModelFamily Get(string name) =>
         Array.Find(All, f => f.Name == name)
