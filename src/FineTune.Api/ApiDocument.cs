@@ -15,12 +15,25 @@ public static class ApiDocument
 
     /// <summary>OpenAPI for <see cref="ApiEndpoints.MapFineTuneApi"/>'s endpoints, titled for the API rather than the host.</summary>
     public static IServiceCollection AddFineTuneOpenApi(this IServiceCollection services) =>
-        services.AddOpenApi(Name, options => options.AddDocumentTransformer((document, _, _) =>
+        services.AddOpenApi(Name, options =>
         {
-            document.Info.Title = "FineTune API";
-            document.Info.Description = "Fine-tune pretrained vision models: start runs, follow them, download their artifacts, classify images.";
-            return Task.CompletedTask;
-        }));
+            options.AddDocumentTransformer((document, _, _) =>
+            {
+                document.Info.Title = "FineTune API";
+                document.Info.Description = "Fine-tune pretrained vision models: start runs, follow them, download their artifacts, classify images.";
+                return Task.CompletedTask;
+            });
+            // The API's JSON leaves null members out, so a nullable member is never required (checked against real responses).
+            options.AddSchemaTransformer((schema, context, _) =>
+            {
+                if (schema.Required is { Count: > 0 } required)
+                {
+                    foreach (var property in context.JsonTypeInfo.Properties.Where(p => p.IsGetNullable))
+                        required.Remove(property.Name);
+                }
+                return Task.CompletedTask;
+            });
+        });
 
     private static readonly Lazy<Task<string>> Document = new(GenerateAsync);
 

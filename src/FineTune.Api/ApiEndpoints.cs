@@ -28,33 +28,40 @@ public static class ApiEndpoints
         api.MapPost(ApiRoutes.Runs, (HttpRequest request, DurableTaskClient client, FineTuneApi handlers) => handlers.StartAsync(request, client))
             .WithName("StartFineTune").WithSummary("Start a run from a JSON job spec, or from an uploaded dataset .zip (multipart: dataset, spec).")
             .Accepts<JobSpec>("application/json", "multipart/form-data")
-            .Produces<StartedRun>(202).Produces<ApiError>(400).Produces(409);
+            .Produces<StartedRun>(202).Problem(400, 409, 413, 415);
         api.MapGet(ApiRoutes.Runs, (HttpRequest request, DurableTaskClient client, FineTuneApi handlers) => handlers.ListAsync(request, client))
             .WithName("ListFineTunes").WithSummary("One page of runs: ?status=Running,Completed&top=50&createdFrom=&createdTo=&prefix=&continuationToken=")
-            .Produces<RunPage>().Produces<ApiError>(400);
+            .Produces<RunPage>().Problem(400);
         api.MapGet(ApiRoutes.Run, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.GetAsync(request, id, client))
             .WithName("GetFineTune").WithSummary("A run's status: 202 with Location and Retry-After while it runs, 200 with the result when it has ended.")
-            .Produces<RunView>().Produces<RunView>(202).Produces<ApiError>(400).Produces<ApiError>(404);
+            .Produces<RunView>().Produces<RunView>(202).Problem(400, 404);
         api.MapPost(ApiRoutes.Cancel, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.CancelAsync(request, id, client))
             .WithName("CancelFineTune").WithSummary("Stop a run at its next step; its checkpoints stay.")
-            .Produces(202).Produces<ApiError>(404).Produces<ApiError>(409);
+            .Produces<CancellingRun>(202).Problem(400, 404, 409);
         api.MapPost(ApiRoutes.Restart, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.RestartAsync(request, id, client))
             .WithName("RestartFineTune").WithSummary("Start a failed or cancelled run again from its last checkpoint (same id, same spec).")
-            .Produces<StartedRun>(202).Produces<ApiError>(400).Produces<ApiError>(409);
+            .Produces<StartedRun>(202).Problem(400, 404, 409);
         api.MapDelete(ApiRoutes.Run, (HttpRequest request, string id, DurableTaskClient client, FineTuneApi handlers) => handlers.PurgeAsync(request, id, client))
             .WithName("PurgeFineTune").WithSummary("Remove a run's history and artifacts; its published model stays unless ?includePublished=true.")
-            .Produces<FineTune.Workflow.Orchestration.PurgeOutcome>().Produces<ApiError>(400).Produces<ApiError>(409);
+            .Produces<FineTune.Workflow.Orchestration.PurgeOutcome>().Problem(400, 404, 409);
         api.MapGet(ApiRoutes.Artifacts, (HttpRequest request, string id, FineTuneApi handlers) => handlers.ListArtifactsAsync(request, id))
             .WithName("ListFineTuneArtifacts").WithSummary("The run's downloadable files so far.")
-            .Produces<ArtifactListing[]>();
+            .Produces<ArtifactList>().Problem(400);
         api.MapGet(ApiRoutes.Artifact, (HttpRequest request, string id, string name, FineTuneApi handlers) => handlers.DownloadAsync(request, id, name))
             .WithName("GetFineTuneArtifact").WithSummary("Download a run's file (model.safetensors, model-card.json, evaluation.json, predictions.csv, metrics.jsonl, loss.png, …), streamed.")
-            .Produces<Stream>(200, "application/octet-stream").Produces<ApiError>(404);
+            .Produces<Stream>(200, "application/octet-stream", "application/json", "application/jsonl", "text/csv", "image/png").Problem(400, 404);
         api.MapPost(ApiRoutes.Predict, (HttpRequest request, string id, FineTuneApi handlers) => handlers.PredictAsync(request, id))
             .WithName("PredictFineTune").WithSummary("Classify images (multipart field 'image', repeatable) with the run's published model: ?top=K.")
-            .Accepts<IFormFile>("multipart/form-data").Produces<ImagePrediction[]>().Produces<ApiError>(400).Produces<ApiError>(404);
+            .Accepts<IFormFile>("multipart/form-data").Produces<PredictionList>().Problem(400, 404, 413);
         endpoints.MapGet("/", () => Dashboard.Serve(null)).ExcludeFromDescription();
         endpoints.MapGet("/{asset}", (string asset) => Dashboard.Serve(asset)).ExcludeFromDescription();
         return endpoints;
+    }
+
+    /// <summary>Declares <see cref="ApiProblem"/> bodies for these statuses.</summary>
+    private static RouteHandlerBuilder Problem(this RouteHandlerBuilder route, params int[] statuses)
+    {
+        foreach (int status in statuses) route.Produces<ApiProblem>(status, ApiProblem.ContentType);
+        return route;
     }
 }

@@ -16,6 +16,8 @@ public static class ApiRoutes
     /// <summary>The dashboard's files: <c>/</c> is its page.</summary>
     public const string DashboardAsset = "{*asset}";
     public const string OpenApiDocument = "openapi/" + ApiDocument.Name + ".json";
+    /// <summary>The API reference page (Scalar, its script served from the app: no CDN), and its assets under it.</summary>
+    public const string Docs = "docs";
 
     /// <summary>The multipart field of an uploaded dataset (.zip) when starting a run, and of the job spec beside it.</summary>
     public const string DatasetField = "dataset";

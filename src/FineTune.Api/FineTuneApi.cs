@@ -14,14 +14,16 @@ using Microsoft.Extensions.Options;
 
 namespace FineTune.Api;
 
-/// <summary>An API error: what went wrong and, for bad input, every field at fault.</summary>
-/// <summary>A refused request: what is wrong, the fields at fault, and <see cref="ErrorKind"/> (always badInput: fix the request).</summary>
-public sealed record ApiError(string Error, IReadOnlyList<FieldError>? Fields = null)
-{
-    public string ErrorKind => ErrorKinds.BadInput;
-}
-
 public sealed record StartedRun(string Id, RunLinks Links);
+
+/// <summary>A cancel accepted: the run stops at its next step.</summary>
+public sealed record CancellingRun(string Id, string Status, RunLinks Links);
+
+/// <summary>The run's downloadable files so far.</summary>
+public sealed record ArtifactList(string Id, IReadOnlyList<ArtifactListing> Artifacts);
+
+/// <summary>Each image sent, in order, with its top classes.</summary>
+public sealed record PredictionList(string Id, IReadOnlyList<ImagePrediction> Predictions);
 
 public sealed record RunPage(IReadOnlyList<RunView> Runs, string? ContinuationToken);
 
@@ -102,7 +104,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         }
         var links = LinksOf(request, outcome.JobId);
         if (!outcome.Started)
-            return Results.Json(new { error = $"job '{outcome.JobId}' already exists ({outcome.ExistingStatus})", links }, Json, statusCode: 409);
+            return ApiProblem.Of(409, $"job '{outcome.JobId}' already exists ({outcome.ExistingStatus})", links: links).ToResult(Json);
         request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
         return new WithLocation(Results.Json(new StartedRun(outcome.JobId, links), Json, statusCode: 202), links.Status);
     }
@@ -196,7 +198,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         // The running chunk stops at its next step with a checkpoint there; restart continues from it.
         if (await runs.CancelAsync(new DurableClientScheduler(client), id, cancellationToken) is { } refusal) return Problem(409, refusal);
         var links = LinksOf(request, id);
-        return new WithLocation(Results.Json(new { id, status = "cancelling", links }, Json, statusCode: 202), links.Status);
+        return new WithLocation(Results.Json(new CancellingRun(id, "cancelling", links), Json, statusCode: 202), links.Status);
     }
 
     /// <summary>POST /api/finetune/{id}/restart: a failed or cancelled run again, under its id and spec, from its last checkpoint.</summary>
@@ -231,7 +233,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             string file = item.Name[(item.Name.LastIndexOf('/') + 1)..];
             if (layout.Downloadable(file) == item.Name) files.Add(new ArtifactListing(file, item.Length, item.LastModified, $"{links.Artifacts}/{file}"));
         }
-        return Results.Json(new { id, artifacts = files }, Json);
+        return Results.Json(new ArtifactList(id, files), Json);
     }
 
     /// <summary>GET /api/finetune/{id}/artifacts/{name}: the file, streamed from storage (models as attachments).</summary>
@@ -311,7 +313,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
                 return Problem(400, "invalid request", [new FieldError($"{ApiRoutes.ImageField}[{index}]", $"{names[index]}: {e.Reason}")]);
             }
             if (answers is null) return Problem(404, $"run '{id}' has no published model (yet)");
-            return Results.Json(new { id, predictions = names.Select((name, i) => new ImagePrediction(name, answers[i])).ToList() }, Json);
+            return Results.Json(new PredictionList(id, [.. names.Select((name, i) => new ImagePrediction(name, answers[i]))]), Json);
         }
         finally
         {
@@ -447,8 +449,8 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         return System.Text.Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
     }
 
-    internal static IResult Problem(int status, string error, IReadOnlyList<FieldError>? fields = null) =>
-        Results.Json(new ApiError(error, fields), Json, statusCode: status);
+    internal static IResult Problem(int status, string detail, IReadOnlyList<FieldError>? fields = null) =>
+        ApiProblem.Of(status, detail, fields).ToResult(Json);
 
     /// <summary>A result with a Location header: where the run's status is polled.</summary>
     private sealed class WithLocation(IResult inner, string location) : IResult

@@ -96,7 +96,7 @@ public static class LocalAccess
                 response.Cookies.Append(CookieName(port), token!, new CookieOptions { HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/", IsEssential = true });
                 response.Headers.CacheControl = "no-store";
                 // Relative: the browser stays on the host it used (its cookie is that host's), whatever the request's Host says.
-                response.Redirect("/");
+                response.Redirect(IsDocs(request.Path.Value!) ? "/" + ApiRoutes.Docs : "/");
                 return;
             }
             if (!Authorized(request, port, expected))
@@ -112,10 +112,16 @@ public static class LocalAccess
     private static IEnumerable<string> OwnHosts(int port) =>
         LoopbackNames.Select(name => $"{name}:{port}").Concat(port == 80 ? LoopbackNames : []);
 
-    /// <summary>The dashboard's page and static files: no data, reachable without the token (the page then needs it for the API).</summary>
+    /// <summary>
+    /// The dashboard's and the API reference's pages and static files: no data, reachable without the token (the pages
+    /// then need it for the API and the OpenAPI document).
+    /// </summary>
     private static bool IsDashboardFile(HttpRequest request) =>
         (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)) && request.Path.Value is { } path && path.StartsWith('/')
-        && Dashboard.Has(path[1..]);
+        && (Dashboard.Has(path[1..]) || IsDocs(path));
+
+    private static bool IsDocs(string path) =>
+        path == "/" + ApiRoutes.Docs || path.StartsWith("/" + ApiRoutes.Docs + "/", StringComparison.Ordinal);
 
     private static bool Authorized(HttpRequest request, int port, byte[] expected)
     {

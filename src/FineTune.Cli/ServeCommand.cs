@@ -1,6 +1,7 @@
 using System.CommandLine;
 using FineTune.Api;
 using FineTune.Workflow;
+using Scalar.AspNetCore;
 using FineTune.Workflow.Services;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -111,6 +112,7 @@ internal static class ServeCommand
         string? token = noAuth ? null : LocalAccess.NewToken();
         app.UseLocalAccess(token);
         app.MapOpenApi("/" + ApiRoutes.OpenApiDocument);
+        app.MapScalarApiReference("/" + ApiRoutes.Docs, o => o.WithTitle("FineTune API").WithOpenApiRoutePattern("/" + ApiRoutes.OpenApiDocument));
         app.MapFineTuneApi();
         try
         {

@@ -31,11 +31,15 @@ public abstract class ApiScenarios
     {
         await using var host = await StartAsync();
         var http = host.Client;
+        // Every kind of answer below is also checked against the host's OpenAPI document.
+        var openApi = await OpenApiConformance.LoadAsync(http);
         string id = "zip-" + Guid.NewGuid().ToString("N")[..8];
         string spec = $$"""{ "jobId": "{{id}}", "dataset": { "resize": "pad" }, "training": { "epochs": 2, "batchSize": 4 } }""";
 
         using var started = await http.PostAsync("api/finetune", Upload(Zip.Value, spec));
         Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+        await openApi.AssertConformsAsync(started, "POST", "/api/finetune");
+        using (var running = await http.GetAsync($"api/finetune/{id}")) await openApi.AssertConformsAsync(running, "GET", "/api/finetune/{id}");
         Assert.Equal(new Uri(http.BaseAddress!, $"api/finetune/{id}"), started.Headers.Location);
         var final = await PollAsync(host, id, expectRunning: true);
         Assert.Equal("Completed", final.GetProperty("status").GetString());
@@ -43,6 +47,11 @@ public abstract class ApiScenarios
         Assert.Equal(2, final.GetProperty("result").GetProperty("epochsRun").GetInt32());
         using var again = await http.PostAsync("api/finetune", Upload(Zip.Value, spec));
         Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal("application/problem+json", again.Content.Headers.ContentType?.MediaType);
+        await openApi.AssertConformsAsync(again, "POST", "/api/finetune");
+        using (var ended = await http.GetAsync($"api/finetune/{id}")) await openApi.AssertConformsAsync(ended, "GET", "/api/finetune/{id}");
+        using (var listing = await http.GetAsync($"api/finetune/{id}/artifacts")) await openApi.AssertConformsAsync(listing, "GET", "/api/finetune/{id}/artifacts");
+        using (var file = await http.GetAsync($"api/finetune/{id}/artifacts/model-card.json")) await openApi.AssertConformsAsync(file, "GET", "/api/finetune/{id}/artifacts/{name}");
 
         // metrics.jsonl: one line per epoch, as the dashboard reads it.
         var metrics = (await http.GetStringAsync($"api/finetune/{id}/artifacts/metrics.jsonl")).Split('\n', StringSplitOptions.RemoveEmptyEntries)
@@ -71,6 +80,7 @@ public abstract class ApiScenarios
         {
             using var predicted = await http.PostAsync($"api/finetune/{id}/predict?top={top}", Images(animal, food));
             Assert.Equal(HttpStatusCode.OK, predicted.StatusCode);
+            await openApi.AssertConformsAsync(predicted, "POST", "/api/finetune/{id}/predict");
             var answers = JsonDocument.Parse(await predicted.Content.ReadAsStringAsync()).RootElement.GetProperty("predictions").EnumerateArray().ToList();
             Assert.Equal([Path.GetFileName(animal), Path.GetFileName(food)], answers.Select(a => a.GetProperty("image").GetString()));
             foreach (var answer in answers)
@@ -85,8 +95,16 @@ public abstract class ApiScenarios
         await AssertFieldErrorAsync(await http.PostAsync($"api/finetune/{id}/predict", Images(Path.Combine(AppContext.BaseDirectory, "finetune.Api.Tests.dll.missing"))), "image");
         using (var notImage = new MultipartFormDataContent { { new ByteArrayContent(Encoding.UTF8.GetBytes("not an image")), "image", "notes.png" } })
             await AssertFieldErrorAsync(await http.PostAsync($"api/finetune/{id}/predict", notImage), "image[0]");
-        await AssertFieldErrorAsync(await http.PostAsync($"api/finetune/{id}/predict?top=0", Images(animal)), "top");
-        Assert.Equal(HttpStatusCode.NotFound, (await http.PostAsync("api/finetune/no-such-run/predict", Images(animal))).StatusCode);
+        using (var badTop = await http.PostAsync($"api/finetune/{id}/predict?top=0", Images(animal)))
+        {
+            await openApi.AssertConformsAsync(badTop, "POST", "/api/finetune/{id}/predict");
+            await AssertFieldErrorAsync(badTop, "top");
+        }
+        using (var noRun = await http.PostAsync("api/finetune/no-such-run/predict", Images(animal)))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, noRun.StatusCode);
+            await openApi.AssertConformsAsync(noRun, "POST", "/api/finetune/{id}/predict");
+        }
 
         // A second run on the uploaded dataset, by its name in the store: the list pages through both.
         string uploaded = $"blob:datasets/uploads/{Convert.ToHexStringLower(SHA256.HashData(Zip.Value))}.zip";
@@ -104,8 +122,21 @@ public abstract class ApiScenarios
         Assert.Empty((await GetJsonAsync(http, $"api/finetune?status=Running,Pending&prefix={id}")).GetProperty("runs").EnumerateArray());
         Assert.Single((await GetJsonAsync(http, $"api/finetune?prefix={second}")).GetProperty("runs").EnumerateArray());
 
-        Assert.Equal(HttpStatusCode.Conflict, (await http.PostAsync($"api/finetune/{id}/cancel", null)).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await http.GetAsync($"api/finetune/{id}/artifacts/secrets.txt")).StatusCode);
+        using (var page = await http.GetAsync($"api/finetune?prefix={id}")) await openApi.AssertConformsAsync(page, "GET", "/api/finetune");
+        using (var badPage = await http.GetAsync("api/finetune?top=0")) await openApi.AssertConformsAsync(badPage, "GET", "/api/finetune");
+        using (var ended = await http.PostAsync($"api/finetune/{id}/cancel", null))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, ended.StatusCode);
+            await openApi.AssertConformsAsync(ended, "POST", "/api/finetune/{id}/cancel");
+        }
+        using (var published = await http.PostAsync($"api/finetune/{id}/restart", null)) await openApi.AssertConformsAsync(published, "POST", "/api/finetune/{id}/restart");
+        using (var secrets = await http.GetAsync($"api/finetune/{id}/artifacts/secrets.txt"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, secrets.StatusCode);
+            await openApi.AssertConformsAsync(secrets, "GET", "/api/finetune/{id}/artifacts/{name}");
+        }
+        using (var badId = await http.DeleteAsync("api/finetune/NOT_AN_ID")) await openApi.AssertConformsAsync(badId, "DELETE", "/api/finetune/{id}");
+        using (var purged = await http.DeleteAsync($"api/finetune/{second}")) await openApi.AssertConformsAsync(purged, "DELETE", "/api/finetune/{id}");
     }
 
     [Fact]
@@ -148,6 +179,7 @@ public abstract class ApiScenarios
         using var cancelled = await http.PostAsync($"api/finetune/{id}/cancel", null);
 
         Assert.Equal(HttpStatusCode.Accepted, cancelled.StatusCode);
+        await (await OpenApiConformance.LoadAsync(http)).AssertConformsAsync(cancelled, "POST", "/api/finetune/{id}/cancel");
         Assert.Equal("Terminated", (await PollAsync(host, id, expectRunning: false)).GetProperty("status").GetString());
 
         using var restarted = await http.PostAsync($"api/finetune/{id}/restart", null);
@@ -237,7 +269,7 @@ public abstract class ApiScenarios
         {
             string body = await response.Content.ReadAsStringAsync();
             Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{response.StatusCode}: {body}");
-            return JsonDocument.Parse(body).RootElement.GetProperty("fields").EnumerateArray().Select(f => f.GetProperty("field").GetString()).ToList();
+            return JsonDocument.Parse(body).RootElement.GetProperty("errors").EnumerateObject().Select(f => (string?)f.Name).ToList();
         }
     }
 

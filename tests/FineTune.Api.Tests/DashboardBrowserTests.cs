@@ -66,6 +66,23 @@ public sealed class DashboardBrowserTests
             ((ITakesScreenshot)browser).GetScreenshot().SaveAsFile(screenshot);
     }
 
+    [Fact]
+    public async Task TheApiReferencePageOpensFromTheTokenUrlAndDescribesEveryRouteOffline()
+    {
+        await using var serve = await ServeProcess.StartAsync();
+        using var browser = Chrome(Directory.CreateDirectory(Path.Combine(serve.WorkDirectory, "downloads")).FullName);
+        var wait = new WebDriverWait(browser, TimeSpan.FromMinutes(1)) { PollingInterval = TimeSpan.FromMilliseconds(100) };
+
+        // As the dashboard's URL: the token becomes the cookie the page's fetch of the OpenAPI document sends.
+        browser.Navigate().GoToUrl(new Uri(serve.Url, "/docs?token=" + serve.Token));
+
+        // Scalar's script is served by the app (no CDN is reachable here): the routes' summaries come from our document.
+        wait.Until(b => b.PageSource.Contains("Classify images", StringComparison.Ordinal));
+        Assert.Contains("Start a run from a JSON job spec", browser.PageSource, StringComparison.Ordinal);
+        Assert.DoesNotContain("token=", browser.Url, StringComparison.Ordinal);
+        Assert.StartsWith(new Uri(serve.Url, "/docs").ToString(), browser.Url, StringComparison.Ordinal);
+    }
+
     internal static ChromeDriver Chrome(string downloads)
     {
         if (!File.Exists(Chromium) || !File.Exists(ChromeDriver))

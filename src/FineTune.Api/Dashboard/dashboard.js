@@ -209,7 +209,7 @@ $('start-form').addEventListener('submit', async event => {
     message.textContent = `started ${body.id}`;
     select(body.id);
   } else {
-    message.textContent = body.error + (body.fields ? ': ' + body.fields.map(f => `${f.field} ${f.reason}`).join('; ') : '');
+    message.textContent = body.detail;
   }
 });
 
@@ -221,7 +221,7 @@ $('predict-form').addEventListener('submit', async event => {
   const response = await api(`/${encodeURIComponent(selected)}/predict?top=${encodeURIComponent($('top').value)}`, { method: 'POST', body: form });
   const body = await response.json();
   if (!response.ok) {
-    $('predict-message').textContent = body.error + (body.fields ? ': ' + body.fields.map(f => `${f.field} ${f.reason}`).join('; ') : '');
+    $('predict-message').textContent = body.detail;
     return;
   }
   $('predict-message').textContent = '';
