@@ -28,7 +28,12 @@ internal static class CntkResNetFamily
             BundledWeights = FoldedWeights,
             Constructor = Constructor,
         },
-    ]);
+    ])
+    {
+        // ResNet's module types: forwards and fusion pairs are looked up in the model's own architecture.
+        OnnxForwards = ResNetFamily.Architecture.OnnxForwards,
+        FusionPairs = ResNetFamily.Architecture.FusionPairs,
+    };
 
     private static string Constructor(int classes) =>
         $"torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [{string.Join(", ", CntkResNet18.Layers)}], num_classes={classes})";
