@@ -49,6 +49,13 @@ public sealed record ModelFamily(
     public Func<int, string>? Constructor { get; init; }
 
     /// <summary>
+    /// The version torchvision's model class requires a state dict to state in its <c>_metadata</c> (MNASNet refuses
+    /// one that states none); a plain dict, as safetensors' <c>load_file</c> gives, states none, so the published script
+    /// sets it. Null where the class needs none.
+    /// </summary>
+    public int? StateDictVersion { get; init; }
+
+    /// <summary>
     /// The backbone's stages, input to output, for <c>last:N</c>; where null, the model's top-level children that
     /// hold backbone parameters, a <c>features</c> Sequential counted child by child.
     /// </summary>
