@@ -18,6 +18,7 @@ public static class ModelRegistry
         DenseNetFamily.Architecture,
         ShuffleNetV2Family.Architecture,
         MnasNetFamily.Architecture,
+        SqueezeNetFamily.Architecture,
     ];
 
     private static readonly ModelFamily[] All = [.. Architectures.SelectMany(a => a.Builders.Select(b => b with { Architecture = a.Name }))];
