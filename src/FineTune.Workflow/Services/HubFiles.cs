@@ -173,9 +173,12 @@ public static class HubFiles
         : $$"""
             state_dict = collections.OrderedDict(load_file("{{RunLayout.SafetensorsFile}}"))
             # torchvision's {{family.Architecture}} loads only a state dict that states its version.
-            state_dict._metadata = {"": {"version": {{version}}} }
+            state_dict._metadata = {{VersionMetadata(version)}}
             model.load_state_dict(state_dict)
             """;
+
+    /// <summary>A state dict's <c>_metadata</c> stating the model's version, as torch's <c>state_dict()</c> writes it.</summary>
+    private static string VersionMetadata(int version) => "{\"\": {\"version\": " + version.ToString(CultureInfo.InvariantCulture) + "}}";
 
     /// <summary>
     /// The README's ONNX Runtime script: numpy and Pillow doing what torchvision does in <see cref="Script"/> (the graph
