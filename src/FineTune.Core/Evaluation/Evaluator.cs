@@ -19,7 +19,7 @@ public static class Evaluator
             using var scope = NewDisposeScope();
             int end = Math.Min(source.Count, start + batchSize);
             var logits = features is not null
-                ? model.Head.call(features[start..end].to(model.Device))
+                ? model.HeadLogits(features[start..end].to(model.Device))
                 : model.Forward(source.Range(start, end));
             batches.Add(logits.cpu().MoveToOuterDisposeScope());
         }

@@ -34,13 +34,14 @@ public sealed class FineTuneModel : IDisposable
     public IReadOnlyList<string> Stages { get; }
 
     /// <summary>
-    /// Builds the family and swaps its head (then any auxiliary heads) for a fresh Linear(in, <paramref name="numClasses"/>).
+    /// Builds the family and swaps its head (then any auxiliary heads) for a fresh Linear(in, <paramref name="numClasses"/>)
+    /// (a fresh 1×1 Conv2d where the family's head is one: SqueezeNet's).
     /// The backbone is initialised after <c>manual_seed(seed)</c> and the head after a second
     /// <c>manual_seed(seed)</c>, which is how the PyTorch reference reproduces both.
     /// </summary>
     /// <param name="headDropout">
     /// Dropout on the head's input while training. Applied by a hook rather than a Dropout module, so the
-    /// head stays a plain Linear under torchvision's name and published weights load in PyTorch unchanged.
+    /// head stays a plain layer under torchvision's name and published weights load in PyTorch unchanged.
     /// </param>
     public static FineTuneModel Create(ModelFamily family, int numClasses, long seed, double headDropout = 0)
     {
@@ -53,22 +54,28 @@ public sealed class FineTuneModel : IDisposable
     {
         manual_seed(seed);
         var module = family.CreateImageNetLayout();
-        var oldHead = ModuleSurgery.Find(module, family.HeadPath) as Linear
-            ?? throw new InvalidOperationException($"{family.Name}: '{family.HeadPath}' is not a Linear layer");
-        long inFeatures = oldHead.weight!.shape[1];
+        var oldHead = ModuleSurgery.Find(module, family.HeadPath);
         manual_seed(seed);
-        // Bias as the family's own head has it (MaxViT's has none), so published weights load into torchvision strictly.
-        var head = nn.Linear(inFeatures, numClasses, hasBias: oldHead.bias is not null);
+        var head = FreshHead(oldHead, numClasses, $"{family.Name}'s {family.HeadPath}");
         if (headDropout > 0)
             head.register_forward_pre_hook((self, input) => self.training ? nn.functional.dropout(input, headDropout, training: true) : input);
         ModuleSurgery.Replace(module, family.HeadPath, head);
         foreach (var path in family.AuxiliaryHeadPaths)
-        {
-            var old = (Linear)ModuleSurgery.Find(module, path);
-            ModuleSurgery.Replace(module, path, nn.Linear(old.weight!.shape[1], numClasses, hasBias: old.bias is not null));
-        }
+            ModuleSurgery.Replace(module, path, FreshHead(ModuleSurgery.Find(module, path), numClasses, $"{family.Name}'s {path}"));
         return new FineTuneModel(family, module, numClasses);
     }
+
+    /// <summary>
+    /// A head like <paramref name="old"/> for <paramref name="numClasses"/> classes: a Linear, or a 1×1 Conv2d (SqueezeNet's),
+    /// with a bias where the family's own has one (MaxViT's has none), so published weights load into torchvision strictly.
+    /// </summary>
+    private static nn.Module<Tensor, Tensor> FreshHead(nn.Module old, int numClasses, string where) => old switch
+    {
+        Linear linear => nn.Linear(linear.weight!.shape[1], numClasses, hasBias: linear.bias is not null),
+        Conv2d conv when conv.weight!.shape is [_, _, 1, 1] && conv.groups == 1 =>
+            nn.Conv2d(conv.weight.shape[1], numClasses, 1, bias: conv.bias is not null),
+        _ => throw new InvalidOperationException($"{where} is neither a Linear layer nor a 1×1 convolution"),
+    };
 
     /// <summary>A published model: the family's layout holding the whole state dict in <paramref name="weightsPath"/>, in eval mode.</summary>
     /// <param name="weightsPath">any format <see cref="StateDictFile"/> reads</param>
@@ -96,7 +103,15 @@ public sealed class FineTuneModel : IDisposable
         }
     }
 
-    public Linear Head => (Linear)ModuleSurgery.Find(Module, Family.HeadPath);
+    /// <summary>The classifier head: a Linear, or SqueezeNet's 1×1 Conv2d.</summary>
+    public nn.Module<Tensor, Tensor> Head => (nn.Module<Tensor, Tensor>)ModuleSurgery.Find(Module, Family.HeadPath);
+
+    /// <summary>The logits from the head's input (<see cref="Features"/>): the head and whatever the forward applies after it (<see cref="ModelFamily.AfterHead"/>).</summary>
+    public Tensor HeadLogits(Tensor features)
+    {
+        var output = Head.call(features);
+        return Family.AfterHead is { } after ? after(output) : output;
+    }
 
     /// <summary>
     /// Gives the head and any auxiliary heads the values <see cref="Create"/> gives them under <paramref name="seed"/>
@@ -110,12 +125,12 @@ public sealed class FineTuneModel : IDisposable
             manual_seed(seed);
             foreach (var path in (string[])[Family.HeadPath, .. Family.AuxiliaryHeadPaths])
             {
-                var head = (Linear)ModuleSurgery.Find(Module, path);
-                using var fresh = nn.Linear(head.weight!.shape[1], NumClasses, hasBias: head.bias is not null);
+                var head = ModuleSurgery.Find(Module, path);
+                using var fresh = FreshHead(head, NumClasses, path);
+                var values = fresh.named_parameters().ToDictionary(p => p.name, p => p.parameter);
                 using (no_grad())
                 {
-                    head.weight.copy_(fresh.weight!);
-                    head.bias?.copy_(fresh.bias!);
+                    foreach (var (name, parameter) in head.named_parameters()) parameter.copy_(values[name]);
                 }
             }
         }

@@ -49,6 +49,20 @@ public sealed record ModelFamily(
     public Func<int, string>? Constructor { get; init; }
 
     /// <summary>
+    /// What the model's forward applies to the head's output to give the logits, for training and evaluating the head on
+    /// cached features, which calls the head alone (SqueezeNet's 1×1 convolution head: ReLU, global average pooling,
+    /// flatten); null where the head's output is the logits (a Linear head).
+    /// </summary>
+    public Func<Tensor, Tensor>? AfterHead { get; init; }
+
+    /// <summary>
+    /// The version torchvision's model class requires a state dict to state in its <c>_metadata</c> (MNASNet refuses
+    /// one that states none); a plain dict, as safetensors' <c>load_file</c> gives, states none, so the published script
+    /// sets it. Null where the class needs none.
+    /// </summary>
+    public int? StateDictVersion { get; init; }
+
+    /// <summary>
     /// The backbone's stages, input to output, for <c>last:N</c>; where null, the model's top-level children that
     /// hold backbone parameters, a <c>features</c> Sequential counted child by child.
     /// </summary>

@@ -16,6 +16,9 @@ public static class ModelRegistry
         GoogLeNetFamily.Architecture,
         InceptionFamily.Architecture,
         DenseNetFamily.Architecture,
+        ShuffleNetV2Family.Architecture,
+        MnasNetFamily.Architecture,
+        SqueezeNetFamily.Architecture,
     ];
 
     private static readonly ModelFamily[] All = [.. Architectures.SelectMany(a => a.Builders.Select(b => b with { Architecture = a.Name }))];

@@ -113,7 +113,7 @@ public sealed class Trainer : IDisposable
         Tensor logits;
         if (_features is not null)
         {
-            logits = _model.Head.call(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
+            logits = _model.HeadLogits(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
         }
         else
         {

@@ -132,7 +132,7 @@ public static class HubFiles
             : $"    transforms.ToTensor(),\n    transforms.Normalize([{Floats(p.Mean)}], [{Floats(p.Std)}]),";
         var script = new StringBuilder();
         script.Append(CultureInfo.InvariantCulture, $$"""
-            import json
+            {{(family.StateDictVersion is null ? "" : "import collections\n")}}import json
             import sys
 
             import numpy as np
@@ -144,7 +144,7 @@ public static class HubFiles
 
             labels = json.load(open("{{RunLayout.HubConfigFile}}"))["label_names"]
             model = {{family.PyTorchConstructor(card.Classes.Count)}}
-            model.load_state_dict(load_file("{{RunLayout.SafetensorsFile}}"))
+            {{LoadStateDict(family)}}
             model.eval()
 
             """);
@@ -166,6 +166,19 @@ public static class HubFiles
             """);
         return script.ToString();
     }
+
+    /// <summary>The script's strict load of the published weights into <c>model</c>, with the version its class requires stated.</summary>
+    private static string LoadStateDict(ModelFamily family) => family.StateDictVersion is not { } version
+        ? $"model.load_state_dict(load_file(\"{RunLayout.SafetensorsFile}\"))"
+        : $$"""
+            state_dict = collections.OrderedDict(load_file("{{RunLayout.SafetensorsFile}}"))
+            # torchvision's {{family.Architecture}} loads only a state dict that states its version.
+            state_dict._metadata = {{VersionMetadata(version)}}
+            model.load_state_dict(state_dict)
+            """;
+
+    /// <summary>A state dict's <c>_metadata</c> stating the model's version, as torch's <c>state_dict()</c> writes it.</summary>
+    private static string VersionMetadata(int version) => "{\"\": {\"version\": " + version.ToString(CultureInfo.InvariantCulture) + "}}";
 
     /// <summary>
     /// The README's ONNX Runtime script: numpy and Pillow doing what torchvision does in <see cref="Script"/> (the graph

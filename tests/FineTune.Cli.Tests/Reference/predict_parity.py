@@ -22,7 +22,7 @@ import torchvision
 from torchvision import transforms
 
 from preprocessing_reference import MEAN, STD, open_rgb
-from torchvision_reference import seeded
+from torchvision_reference import load, seeded
 
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8}
@@ -92,7 +92,7 @@ def export(request):
 
 def predict(request):
     model = build(request["predict"], request["classes"])
-    model.load_state_dict(read_safetensors(request["weights"]), strict=True)
+    load(model, read_safetensors(request["weights"]), strict=True)
     model.eval()
     with torch.no_grad():
         return torch.softmax(model(inputs(request)), dim=1).tolist()

@@ -174,8 +174,8 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         using (NewDisposeScope())
         {
             float scale = (float)(LogitScale / model.Forward(photos).abs().max().item<float>());
-            model.Head.weight!.mul_(scale);
-            model.Head.bias!.mul_(scale);
+            // Scales the logits too where ReLU and pooling follow the head (SqueezeNet's).
+            foreach (var parameter in model.Head.parameters()) parameter.mul_(scale);
         }
     }
 }

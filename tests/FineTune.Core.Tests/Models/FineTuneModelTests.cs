@@ -37,7 +37,7 @@ public class FineTuneModelTests
         using var c = FineTuneModel.Create(family, 4, seed: 43);
         foreach (var (key, value) in a.Module.state_dict())
             Assert.True(value.SameAs(b.Module.state_dict()[key]), key);
-        Assert.False(a.Head.weight!.SameAs(c.Head.weight!));
+        Assert.False(((Linear)a.Head).weight!.SameAs(((Linear)c.Head).weight!));
     }
 
     /// <summary>A built model reused for another run's cached-feature training gets the heads a fresh build would have.</summary>
@@ -49,7 +49,7 @@ public class FineTuneModelTests
         using var scope = NewDisposeScope();
         var family = ModelRegistry.Get(name);
         using var reused = FineTuneModel.Create(family, 4, seed: 43);
-        using (no_grad()) reused.Head.weight!.add_(1);
+        using (no_grad()) ((Linear)reused.Head).weight!.add_(1);
         using var fresh = FineTuneModel.Create(family, 4, seed: 42);
 
         reused.ResetHeads(42);
@@ -70,8 +70,8 @@ public class FineTuneModelTests
             manual_seed(9);
             expected = nn.Linear(512, 5);
         }
-        Assert.True(model.Head.weight!.SameAs(expected.weight!));
-        Assert.True(model.Head.bias!.SameAs(expected.bias!));
+        Assert.True(((Linear)model.Head).weight!.SameAs(expected.weight!));
+        Assert.True(((Linear)model.Head).bias!.SameAs(expected.bias!));
     }
 
     [Fact]
@@ -206,11 +206,11 @@ public class FineTuneModelTests
         var family = ModelRegistry.Get("resnet18");
         using var source = FineTuneModel.Create(family, 1000, seed: 1);
         using var target = FineTuneModel.Create(family, 7, seed: 2);
-        var head = target.Head.weight!.clone();
+        var head = ((Linear)target.Head).weight!.clone();
 
         PretrainedWeights.LoadBackbone(target, source.Module.state_dict());
 
-        Assert.True(target.Head.weight!.SameAs(head));
+        Assert.True(((Linear)target.Head).weight!.SameAs(head));
         Assert.True(target.Module.state_dict()["layer4.1.conv2.weight"].SameAs(source.Module.state_dict()["layer4.1.conv2.weight"]));
     }
 

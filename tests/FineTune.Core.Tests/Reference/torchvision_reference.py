@@ -10,6 +10,7 @@ train FAMILY STATE DATA OUT
                          frozen but the head (BatchNorm in eval mode), SGD on the head with DATA's lr and
                          momentum over DATA's batches of DATA's images; OUT gets {"losses", "head_weight"}
 """
+import collections
 import sys
 
 import torch
@@ -25,6 +26,15 @@ def build(family, num_classes=1000):
     if family == "inception_v3":
         return models.inception_v3(num_classes=num_classes, aux_logits=True, transform_input=False, init_weights=True)
     return getattr(models, family)(num_classes=num_classes)
+
+
+def load(model, state, strict=True):
+    """model.load_state_dict(state), stating the version torchvision's MNASNet requires of a state dict where it has
+    none (one written by C#, a safetensors file): every MNASNet we build is version 2, whose stem scales with the width."""
+    if isinstance(model, torchvision.models.mnasnet.MNASNet) and getattr(state, "_metadata", None) is None:
+        state = collections.OrderedDict(state)
+        state._metadata = {"": {"version": 2}}
+    model.load_state_dict(state, strict=strict)
 
 
 def seeded(family):
@@ -64,7 +74,7 @@ def export(family, out, size):
 def check(family, num_classes, state_path, io_path):
     state = torch.load(state_path)
     model = build(family, num_classes)
-    model.load_state_dict(state, strict=family != "googlenet")
+    load(model, state, strict=family != "googlenet")
     model.eval()
     io = torch.load(io_path)
     with torch.no_grad():
@@ -76,7 +86,7 @@ def train(family, state_path, data_path, out_path):
     state = torch.load(state_path)
     data = torch.load(data_path)
     model = build(family, num_classes=int(data["num_classes"]))
-    model.load_state_dict(state)
+    load(model, state)
     head = model.fc
     for p in model.parameters():
         p.requires_grad = False

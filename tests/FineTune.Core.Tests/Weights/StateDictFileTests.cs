@@ -1,6 +1,7 @@
 using System.Text;
 using FineTune.Core.Models;
 using FineTune.Core.Weights;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace FineTune.Core.Tests.Weights;
@@ -63,7 +64,7 @@ public sealed class StateDictFileTests : IDisposable
 
         var read = StateDictFile.Read(path);
 
-        Assert.True(read["fc.weight"].SameAs(model.Head.weight!));
+        Assert.True(read["fc.weight"].SameAs(((Linear)model.Head).weight!));
         Assert.Equal(model.Module.state_dict().Count, read.Count);
     }
 

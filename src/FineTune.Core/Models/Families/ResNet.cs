@@ -11,7 +11,7 @@ namespace FineTune.Core.Models.Families;
 /// conv1, bn1, layer1..layer4 for <c>last:N</c>. Its module types (ResNet, BasicBlock, Bottleneck) serve
 /// <see cref="CntkResNetFamily"/> too.
 /// </summary>
-/// <remarks>Weights tables: <c>tests/FineTune.Core.Tests/Reference/weights_table.py csharp resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d wide_resnet50_2 wide_resnet101_2</c>.</remarks>
+/// <remarks>Weights tables: <c>tests/FineTune.Core.Tests/Reference/weights_table.py csharp resnet18 resnet34 resnet50 resnet101 resnet152 resnext50_32x4d resnext101_32x8d resnext101_64x4d wide_resnet50_2 wide_resnet101_2</c>.</remarks>
 internal static class ResNetFamily
 {
     public static ModelArchitecture Architecture { get; } = new("ResNet",
@@ -67,6 +67,24 @@ internal static class ResNetFamily
                 new("IMAGENET1K_V2", "https://download.pytorch.org/models/resnext50_32x4d-1a0047aa.pth", Preprocessing.ImageNet(232, 224), 1000, 25028904),
             ],
             DefaultWeights = "IMAGENET1K_V2",
+        },
+        // TorchSharp 0.107's resnext101_32x8d and resnext101_64x4d build ResNet-50's 6 blocks in layer3, not 23: ResNet-101 with their groups and widths instead.
+        new("resnext101_32x8d", () => resnet101(groups: 32, width_per_group: 8), "fc", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/resnext101_32x8d-8ba56ff5.pth", Preprocessing.ImageNet(256, 224), 1000, 88791336),
+                new("IMAGENET1K_V2", "https://download.pytorch.org/models/resnext101_32x8d-110c445d.pth", Preprocessing.ImageNet(232, 224), 1000, 88791336),
+            ],
+            DefaultWeights = "IMAGENET1K_V2",
+        },
+        new("resnext101_64x4d", () => resnet101(groups: 64, width_per_group: 4), "fc", Preprocessing.ImageNet())
+        {
+            Weights =
+            [
+                new("IMAGENET1K_V1", "https://download.pytorch.org/models/resnext101_64x4d-173b62eb.pth", Preprocessing.ImageNet(232, 224), 1000, 83455272),
+            ],
+            DefaultWeights = "IMAGENET1K_V1",
         },
         new("wide_resnet50_2", () => wide_resnet50_2(), "fc", Preprocessing.ImageNet())
         {
