@@ -19,8 +19,6 @@ public sealed class NewFamiliesOnnxTests(ITestOutputHelper output)
     private static readonly Dictionary<string, (Func<nn.Module<Tensor, Tensor>> Create, string Head, IReadOnlyDictionary<string, OnnxForward> Forwards)> Cases = new()
     {
         ["shufflenet_v2_x0_5"] = (ShuffleNetV2.Builders[0].Create, "fc", ShuffleNetV2Onnx.Forwards),
-        ["regnet_y_400mf"] = (RegNet.Builders[0].Create, "fc", RegNetOnnx.Forwards),
-        ["efficientnet_b0"] = (EfficientNet.Builders[0].Create, "classifier.1", EfficientNetOnnx.Forwards),
     };
 
     public static TheoryData<string> Names => new(Cases.Keys);

@@ -163,7 +163,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
             weight.copy_(randn(weight.shape, generator: generator) * (float)Math.Sqrt(2.0 / fanIn));
         }
         SmallModels.RandomiseBatchNorms(model, generator);
-        foreach (var (_, block) in model.Module.named_modules().Where(m => m.module.GetType().Name is "BasicBlock" or "Bottleneck" or "InvertedResidual"))
+        foreach (var (_, block) in model.Module.named_modules().Where(m => m.module.GetType().Name is "BasicBlock" or "Bottleneck" or "InvertedResidual" or "MBConv" or "FusedMBConv"))
         {
             var last = (BatchNorm2d)block.named_modules().Last(m => m.module is BatchNorm2d && !m.name.StartsWith("downsample", StringComparison.Ordinal)).module;
             last.weight.mul_(0.25f);
