@@ -55,14 +55,15 @@ public sealed class ConvNeXt : Module<Tensor, Tensor>
         classifier = Sequential(new LayerNorm2d(lastChannels, NormEps), Flatten(1), Linear(lastChannels, numClasses));
         RegisterComponents();
 
-        // torchvision's initialisation, so a fresh model trains like theirs.
+        // torchvision's initialisation, so a fresh model trains like theirs; TorchSharp 0.107's native trunc_normal_ swaps
+        // mean and std and gives NaN (0·∞) at the draw's bounds, hence PyTorch's computation.
         using var noGrad = no_grad();
         foreach (var module in modules())
         {
             switch (module)
             {
-                case Conv2d conv: init.trunc_normal_(conv.weight, std: 0.02); conv.bias?.zero_(); break;
-                case Linear linear: init.trunc_normal_(linear.weight, std: 0.02); linear.bias?.zero_(); break;
+                case Conv2d conv: TransformerParts.TruncatedNormal(conv.weight, 0.02); conv.bias?.zero_(); break;
+                case Linear linear: TransformerParts.TruncatedNormal(linear.weight, 0.02); linear.bias?.zero_(); break;
             }
         }
     }

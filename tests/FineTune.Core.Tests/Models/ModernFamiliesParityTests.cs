@@ -51,6 +51,23 @@ public sealed class ModernFamiliesParityTests : IDisposable
         Assert.Equal(torchvision.Order(), Builders.Keys.Order());
     }
 
+    /// <summary>
+    /// torchvision's initialisation of a fresh ConvNeXt (truncated normal, std 0.02) gives finite logits: TorchSharp 0.107's
+    /// native trunc_normal_ gave every weight 0.02 and NaN at the draw's bounds.
+    /// </summary>
+    [Fact]
+    public void FreshConvNeXtGivesFiniteLogits()
+    {
+        using var model = FineTuneModel.Create(ModelRegistry.Get("convnext_tiny"), numClasses: 3, seed: 5);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        Assert.All(model.Module.parameters(), p => Assert.True(p.isfinite().all().item<bool>()));
+        var linear = model.Module.named_parameters().Single(p => p.name == "features.1.0.block.3.weight").parameter;
+        Assert.InRange(linear.std().item<float>(), 0.015, 0.025);
+        model.EvalMode();
+        Assert.True(model.Forward(randn(2, 3, InputSize, InputSize)).isfinite().all().item<bool>());
+    }
+
     [Theory]
     [MemberData(nameof(Smallest))]
     public void SmallestBuilderOfEachFamilyMatchesTorchvision(string name) => CheckAgainstTorchvision(name);
