@@ -37,7 +37,8 @@ public sealed class CompactFamiliesParityTests(ITestOutputHelper output) : IDisp
 
     public static TheoryData<string> TheOthers => new(Builders.Keys.Except(InCi));
 
-    [Theory]
+    // Registered now: TorchvisionParityTests checks the smallest of each family in CI, through FineTuneModel.
+    [AllFamiliesTheory]
     [MemberData(nameof(OnePerFamily))]
     public void OneBuilderPerFamilyMatchesTorchvision(string name) => AssertMatchesTorchvision(name);
 
