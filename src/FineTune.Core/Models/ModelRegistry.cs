@@ -16,6 +16,9 @@ public static class ModelRegistry
         GoogLeNetFamily.Architecture,
         InceptionFamily.Architecture,
         DenseNetFamily.Architecture,
+        VisionTransformerFamily.Architecture,
+        SwinFamily.Architecture,
+        MaxVitFamily.Architecture,
     ];
 
     private static readonly ModelFamily[] All = [.. Architectures.SelectMany(a => a.Builders.Select(b => b with { Architecture = a.Name }))];
