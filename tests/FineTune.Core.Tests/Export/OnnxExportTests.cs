@@ -42,12 +42,16 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     [
         ("resnet18-cntk", 224), ("resnet18", 64), ("resnet50", 64), ("vgg11_bn", 64), ("alexnet", 224),
         ("mobilenet_v2", 64), ("mobilenet_v3_small", 64), ("googlenet", 64), ("inception_v3", 96), ("densenet121", 64),
+        ("vit_b_32", 224), ("swin_t", 64), ("maxvit_t", 224),
     ];
 
     public static TheoryData<string, int> RepresentativeFamilies => Data(Representative);
 
     public static TheoryData<string, int> OtherFamilies =>
-        Data(ModelRegistry.Families.Select(f => f.Name).Except(Representative.Select(r => r.Family)).Select(name => (name, 64)));
+        Data(ModelRegistry.Families.Where(f => !Representative.Any(r => r.Family == f.Name)).Select(f => (f.Name, SmallestInput(f))));
+
+    /// <summary>64 pixels, but for the families whose layout fixes the input's size (ViT's position embedding, MaxViT's 7×7 partitions).</summary>
+    internal static int SmallestInput(ModelFamily family) => family.Architecture is "VisionTransformer" or "MaxVit" ? 224 : 64;
 
     private static TheoryData<string, int> Data(IEnumerable<(string Family, int Size)> cases)
     {

@@ -27,6 +27,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
     {
         { "resnet18-cntk", 224 }, { "resnet50", 64 }, { "vgg11_bn", 64 }, { "mobilenet_v2", 64 }, { "mobilenet_v3_small", 64 },
         { "googlenet", 64 }, { "inception_v3", 96 }, { "densenet121", 64 },
+        { "maxvit_t", 224 },
     };
 
     public static TheoryData<string, int> OtherFamilies
@@ -35,7 +36,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
         {
             var data = new TheoryData<string, int>();
             var representative = RepresentativeFamilies.Select(row => (string)row[0]).ToHashSet();
-            foreach (var family in ModelRegistry.Families.Where(f => !representative.Contains(f.Name))) data.Add(family.Name, 64);
+            foreach (var family in ModelRegistry.Families.Where(f => !representative.Contains(f.Name))) data.Add(family.Name, Export.OnnxExportTests.SmallestInput(family));
             return data;
         }
     }
