@@ -42,7 +42,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     [
         ("resnet18-cntk", 224), ("resnet18", 64), ("resnet50", 64), ("vgg11_bn", 64), ("alexnet", 224),
         ("mobilenet_v2", 64), ("mobilenet_v3_small", 64), ("googlenet", 64), ("inception_v3", 96), ("densenet121", 64),
-        ("vit_b_32", 224), ("swin_t", 64), ("maxvit_t", 224),
+        ("vit_b_32", 224), ("swin_t", 64),
     ];
 
     public static TheoryData<string, int> RepresentativeFamilies => Data(Representative);
@@ -179,7 +179,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         {
             float scale = (float)(LogitScale / model.Forward(photos).abs().max().item<float>());
             model.Head.weight!.mul_(scale);
-            model.Head.bias!.mul_(scale);
+            model.Head.bias?.mul_(scale);
         }
     }
 }

@@ -27,7 +27,6 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
     {
         { "resnet18-cntk", 224 }, { "resnet50", 64 }, { "vgg11_bn", 64 }, { "mobilenet_v2", 64 }, { "mobilenet_v3_small", 64 },
         { "googlenet", 64 }, { "inception_v3", 96 }, { "densenet121", 64 },
-        { "maxvit_t", 224 },
     };
 
     public static TheoryData<string, int> OtherFamilies
