@@ -48,10 +48,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     public static TheoryData<string, int> RepresentativeFamilies => Data(Representative);
 
     public static TheoryData<string, int> OtherFamilies =>
-        Data(ModelRegistry.Families.Where(f => !Representative.Any(r => r.Family == f.Name)).Select(f => (f.Name, SmallestInput(f))));
-
-    /// <summary>64 pixels, but for the families whose layout fixes the input's size (ViT's position embedding, MaxViT's 7×7 partitions).</summary>
-    internal static int SmallestInput(ModelFamily family) => family.Architecture is "VisionTransformer" or "MaxVit" ? 224 : 64;
+        Data(ModelRegistry.Families.Where(f => !Representative.Any(r => r.Family == f.Name)).Select(f => (f.Name, SmallModels.SmallestInput(f))));
 
     private static TheoryData<string, int> Data(IEnumerable<(string Family, int Size)> cases)
     {
