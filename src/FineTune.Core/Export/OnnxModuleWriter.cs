@@ -223,7 +223,7 @@ internal sealed class OnnxModuleWriter(OnnxGraphBuilder graph, IReadOnlyDictiona
         using var scope = NewDisposeScope();
         var expected = ((nn.Module<Tensor, Tensor>)module).call(trace);
         return Permutations(Enumerable.Range(0, (int)trace.dim()).Select(i => (long)i).ToList())
-            .FirstOrDefault(p => expected.shape.SequenceEqual(trace.permute(p).shape) && trace.permute(p).equal(expected).item<bool>())
+            .FirstOrDefault(p => expected.shape.SequenceEqual(trace.permute(p).shape) && trace.permute(p).equal(expected).all().item<bool>())
             ?? throw new NotSupportedException($"no permutation reproduces {module.GetType().Name}'s output");
     }
 

@@ -75,7 +75,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
     }
 
     /// <summary>torchvision's MaxVitBlock: its layers in a list named <c>layers</c>.</summary>
-    private sealed class LayerList : Module<Tensor, Tensor>
+    internal sealed class LayerList : Module<Tensor, Tensor>
     {
         private readonly ModuleList<Module<Tensor, Tensor>> layers;
 
@@ -94,7 +94,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
         }
     }
 
-    private sealed class MaxVitLayer : Module<Tensor, Tensor>
+    internal sealed class MaxVitLayer : Module<Tensor, Tensor>
     {
         private readonly Sequential layers;
 
@@ -111,7 +111,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
     }
 
     /// <summary>Mobile inverted bottleneck: pre-norm, 1×1 expansion ×4, depthwise 3×3, squeeze-excitation, 1×1 projection.</summary>
-    private sealed class MBConv : Module<Tensor, Tensor>
+    internal sealed class MBConv : Module<Tensor, Tensor>
     {
         private readonly Module<Tensor, Tensor> proj;
         private readonly Sequential layers;
@@ -142,7 +142,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
     }
 
     /// <summary>torchvision's ops.SqueezeExcitation with SiLU: channels rescaled by a gate computed from their means.</summary>
-    private sealed class SqueezeExcitation : Module<Tensor, Tensor>
+    internal sealed class SqueezeExcitation : Module<Tensor, Tensor>
     {
         private readonly Conv2d fc1;
         private readonly Conv2d fc2;
@@ -166,7 +166,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
     /// Pre-norm attention then pre-norm MLP over 7×7 token groups: "window" groups are 7×7 neighbourhoods (local),
     /// "grid" groups take one position from each cell of a 7×7 grid over the whole map (global, dilated).
     /// </summary>
-    private sealed class PartitionAttention : Module<Tensor, Tensor>
+    internal sealed class PartitionAttention : Module<Tensor, Tensor>
     {
         private readonly Sequential attn_layer;
         private readonly Sequential mlp_layer;
@@ -182,15 +182,25 @@ public sealed class MaxVit : Module<Tensor, Tensor>
             RegisterComponents();
         }
 
-        public override Tensor forward(Tensor input)
+        /// <summary>Whether the groups are a grid's (dilated, global) rather than windows (local).</summary>
+        internal bool Grid => _grid;
+
+        /// <summary>The side of a group's square, the tiles per side (rows, columns) of a map: as the forward partitions it.</summary>
+        internal (long Side, long Rows, long Columns) Partition(long height, long width)
         {
-            using var scope = NewDisposeScope();
-            long batch = input.shape[0], channels = input.shape[1], height = input.shape[2], width = input.shape[3];
             if (height % PartitionSize != 0 || width % PartitionSize != 0 || (_grid && height != width))
                 throw new ArgumentException(
                     $"MaxViT needs square feature maps that are multiples of {PartitionSize}, got {height}×{width}: give it 224×224 images");
             // Window: p = 7, groups are 7×7 tiles. Grid: p = side/7 tiles, and a group is the same position in each tile.
-            long p = _grid ? height / PartitionSize : PartitionSize, rows = height / p, columns = width / p;
+            long p = _grid ? height / PartitionSize : PartitionSize;
+            return (p, height / p, width / p);
+        }
+
+        public override Tensor forward(Tensor input)
+        {
+            using var scope = NewDisposeScope();
+            long batch = input.shape[0], channels = input.shape[1], height = input.shape[2], width = input.shape[3];
+            var (p, rows, columns) = Partition(height, width);
             var x = input.reshape(batch, channels, rows, p, columns, p).permute(0, 2, 4, 3, 5, 1).reshape(batch, rows * columns, p * p, channels);
             if (_grid) x = x.swapaxes(-2, -3);
             x = x + TransformerParts.StochasticDepth(attn_layer.call(x), _stochasticDepth, training);
@@ -202,7 +212,7 @@ public sealed class MaxVit : Module<Tensor, Tensor>
     }
 
     /// <summary>Multi-head self-attention within each group of 7×7 tokens, with a learned bias per relative offset and head.</summary>
-    private sealed class RelativePositionalAttention : Module<Tensor, Tensor>
+    internal sealed class RelativePositionalAttention : Module<Tensor, Tensor>
     {
         private readonly Linear to_qkv;
         private readonly Linear merge;
@@ -224,16 +234,24 @@ public sealed class MaxVit : Module<Tensor, Tensor>
             TransformerParts.TruncatedNormal(relative_position_bias_table, 0.02);
         }
 
+        internal long Heads => _heads;
+
+        /// <summary>The factor on the queries: torchvision scales by 1/√channels, not 1/√head dim.</summary>
+        internal static double QueryScale(long channels) => 1 / Math.Sqrt(channels);
+
+        /// <summary>The bias each head adds to a group's logits, [1, 1, heads, tokens, tokens].</summary>
+        internal Tensor PositionBias() =>
+            TransformerParts.RelativePositionBias(relative_position_bias_table, relative_position_index, PartitionSize * PartitionSize).unsqueeze(0);
+
         public override Tensor forward(Tensor input)
         {
             using var scope = NewDisposeScope();
             long batch = input.shape[0], groups = input.shape[1], tokens = input.shape[2], channels = input.shape[3];
             // [batch, groups, tokens, 3·channels]: q, k and v one after the other -> 3 × [batch, groups, heads, tokens, head dim]
             var qkv = to_qkv.call(input).view(batch, groups, tokens, 3, _heads, _headDim).permute(3, 0, 1, 4, 2, 5);
-            // torchvision scales by 1/√channels, not 1/√head dim; scaled dot-product attention applies the latter.
-            var q = qkv[0] * (Math.Sqrt(_headDim) / Math.Sqrt(channels));
-            var bias = TransformerParts.RelativePositionBias(relative_position_bias_table, relative_position_index, tokens).unsqueeze(0);
-            var attended = functional.scaled_dot_product_attention(q, qkv[1], qkv[2], bias);
+            // Scaled dot-product attention applies 1/√head dim itself.
+            var q = qkv[0] * (QueryScale(channels) * Math.Sqrt(_headDim));
+            var attended = functional.scaled_dot_product_attention(q, qkv[1], qkv[2], PositionBias());
             return merge.call(attended.transpose(2, 3).reshape(batch, groups, tokens, channels)).MoveToOuterDisposeScope();
         }
     }

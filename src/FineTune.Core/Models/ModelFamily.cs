@@ -28,6 +28,12 @@ public sealed record ModelFamily(
     /// <summary>Checkpoint keys under these prefixes exist in torchvision but not here (googlenet's aux heads).</summary>
     public IReadOnlyList<string> IgnoredPrefixes { get; init; } = [];
 
+    /// <summary>
+    /// A checkpoint key as this builder names it, where published checkpoints predate its layout (ViT's MLP); applied
+    /// to every checkpoint key on loading, as torchvision's load hooks do.
+    /// </summary>
+    public Func<string, string>? UpgradeKey { get; init; }
+
     /// <summary>Weights that ship with the app, so the family fine-tunes with no download.</summary>
     public Func<Dictionary<string, Tensor>>? BundledWeights { get; init; }
 

@@ -22,6 +22,9 @@ public static class ModelRegistry
         ShuffleNetV2Family.Architecture,
         MnasNetFamily.Architecture,
         SqueezeNetFamily.Architecture,
+        VisionTransformerFamily.Architecture,
+        SwinFamily.Architecture,
+        MaxVitFamily.Architecture,
     ];
 
     private static readonly ModelFamily[] All = [.. Architectures.SelectMany(a => a.Builders.Select(b => b with { Architecture = a.Name }))];

@@ -69,7 +69,7 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
     }
 
     /// <summary>Halves the map's height and width and doubles its channels: each 2×2 neighbourhood into one position.</summary>
-    private sealed class PatchMerging : Module<Tensor, Tensor>
+    internal sealed class PatchMerging : Module<Tensor, Tensor>
     {
         private readonly Linear reduction;
         private readonly LayerNorm norm;
@@ -83,6 +83,9 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             _v2 = v2;
             RegisterComponents();
         }
+
+        /// <summary>Whether the norm follows the reduction (v2) rather than precedes it.</summary>
+        internal bool PostNorm => _v2;
 
         public override Tensor forward(Tensor input)
         {
@@ -100,7 +103,7 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
         }
     }
 
-    private sealed class Block : Module<Tensor, Tensor>
+    internal sealed class Block : Module<Tensor, Tensor>
     {
         private readonly LayerNorm norm1;
         private readonly ShiftedWindowAttention attn;
@@ -120,6 +123,9 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             RegisterComponents();
         }
 
+        /// <summary>Whether each branch's norm follows it (v2) rather than precedes it.</summary>
+        internal bool PostNorm => _v2;
+
         public override Tensor forward(Tensor input)
         {
             using var scope = NewDisposeScope();
@@ -136,7 +142,7 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
     /// other block (tokens that the shift brings together from opposite edges masked apart), with a relative position bias:
     /// v1 learns it as a table, v2 computes it from log-spaced offsets with a small MLP and attends by scaled cosine.
     /// </summary>
-    private sealed class ShiftedWindowAttention : Module<Tensor, Tensor>
+    internal sealed class ShiftedWindowAttention : Module<Tensor, Tensor>
     {
         private const float MaskedLogit = -100f;
 
@@ -193,6 +199,41 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             return (sign(grid) * log2(grid.abs() + 1.0) / 3.0).MoveToOuterDisposeScope();
         }
 
+        internal long Heads => _heads;
+        internal long Window => _window;
+
+        /// <summary>v2's scaled cosine attention rather than v1's scaled dot product.</summary>
+        internal bool Cosine => logit_scale is not null;
+
+        /// <summary>The shifts of a padded map of this size: none along an axis one window covers, which shifting would only mask.</summary>
+        internal (long Height, long Width) ShiftsFor(long paddedHeight, long paddedWidth) =>
+            (_window >= paddedHeight ? 0 : _shift, _window >= paddedWidth ? 0 : _shift);
+
+        /// <summary>The qkv projection's bias as attention applies it: v2's key part zero.</summary>
+        internal Tensor QkvBias()
+        {
+            var bias = qkv.bias!;
+            if (logit_scale is null) return bias.alias();
+            long dim = bias.shape[0] / 3;
+            return cat([bias.narrow(0, 0, dim), zeros(dim, dtype: bias.dtype, device: bias.device), bias.narrow(0, 2 * dim, dim)]);
+        }
+
+        /// <summary>v2's factor on the cosines, per head [heads, 1, 1]: the learned scale, at most 100.</summary>
+        internal Tensor CosineScale() => clamp(logit_scale!, max: Math.Log(100)).exp();
+
+        /// <summary>
+        /// What every window's logits get added, [1, windows or 1, heads, tokens, tokens]: the relative position bias and,
+        /// where the map is shifted, the mask between regions the shift brought together.
+        /// </summary>
+        internal Tensor LogitBias(long paddedHeight, long paddedWidth, Device device)
+        {
+            using var scope = NewDisposeScope();
+            var (shiftH, shiftW) = ShiftsFor(paddedHeight, paddedWidth);
+            var bias = PositionBias().unsqueeze(0);
+            if (shiftH + shiftW > 0) bias = bias + ShiftMask(paddedHeight, paddedWidth, shiftH, shiftW, device);
+            return bias.MoveToOuterDisposeScope();
+        }
+
         private Tensor PositionBias()
         {
             long tokens = _window * _window;
@@ -209,22 +250,17 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             long w = _window;
             var x = functional.pad(input, [0, 0, 0, (w - width % w) % w, 0, (w - height % w) % w]);
             long paddedHeight = x.shape[1], paddedWidth = x.shape[2];
-            // A window as large as the map sees all of it: shifting would change nothing but the mask.
-            long shiftH = w >= paddedHeight ? 0 : _shift, shiftW = w >= paddedWidth ? 0 : _shift;
+            var (shiftH, shiftW) = ShiftsFor(paddedHeight, paddedWidth);
             bool shifted = shiftH + shiftW > 0;
             if (shifted) x = x.roll([-shiftH, -shiftW], [1, 2]);
 
             long rows = paddedHeight / w, columns = paddedWidth / w, windows = rows * columns, tokens = w * w, headDim = dim / _heads;
             x = x.view(batch, rows, w, columns, w, dim).permute(0, 1, 3, 2, 4, 5).reshape(batch, windows, tokens, dim);
 
-            Tensor bias = qkv.bias!;
-            if (logit_scale is not null)
-                bias = cat([bias.narrow(0, 0, dim), zeros(dim, dtype: bias.dtype, device: bias.device), bias.narrow(0, 2 * dim, dim)]);
             // [batch, windows, tokens, 3·dim] -> 3 × [batch, windows, heads, tokens, head dim]
-            var projected = functional.linear(x, qkv.weight!, bias).view(batch, windows, tokens, 3, _heads, headDim).permute(3, 0, 1, 4, 2, 5);
+            var projected = functional.linear(x, qkv.weight!, QkvBias()).view(batch, windows, tokens, 3, _heads, headDim).permute(3, 0, 1, 4, 2, 5);
             Tensor q = projected[0], k = projected[1], v = projected[2];
-            var logitBias = PositionBias().unsqueeze(0);
-            if (shifted) logitBias = logitBias + ShiftMask(paddedHeight, paddedWidth, shiftH, shiftW, x.device);
+            var logitBias = LogitBias(paddedHeight, paddedWidth, x.device);
             Tensor attended;
             if (logit_scale is null)
                 attended = functional.scaled_dot_product_attention(q, k, v, logitBias);
@@ -232,7 +268,7 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             {
                 // Cosine attention as torchvision computes it: the cosines times a learned scale of at most 100.
                 var cosine = functional.normalize(q, dim: -1).matmul(functional.normalize(k, dim: -1).transpose(-2, -1));
-                var logits = cosine * clamp(logit_scale, max: Math.Log(100)).exp() + logitBias;
+                var logits = cosine * CosineScale() + logitBias;
                 attended = functional.softmax(logits, -1).matmul(v);
             }
             x = proj.call(attended.transpose(2, 3).reshape(batch, windows, tokens, dim));

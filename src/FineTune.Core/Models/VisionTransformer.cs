@@ -131,7 +131,7 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
     /// torch.nn.MultiheadAttention with query, key and value the same sequence (batch first), under its parameter names:
     /// one [3·dim, dim] input projection for q, k and v, then scaled dot-product attention per head and the output projection.
     /// </summary>
-    private sealed class SelfAttention : Module<Tensor, Tensor>
+    internal sealed class SelfAttention : Module<Tensor, Tensor>
     {
         private readonly Parameter in_proj_weight;
         private readonly Parameter in_proj_bias;
@@ -149,6 +149,9 @@ public sealed class VisionTransformer : Module<Tensor, Tensor>
             init.xavier_uniform_(in_proj_weight);
             init.zeros_(out_proj.bias!);
         }
+
+        /// <summary>How many heads the dimension is split into (for the ONNX forward).</summary>
+        internal long Heads => _heads;
 
         public override Tensor forward(Tensor input)
         {

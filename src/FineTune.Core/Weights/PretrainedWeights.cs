@@ -26,6 +26,7 @@ public static class PretrainedWeights
         bool Wanted(string key) => includeHead || !family.IsClassifierKey(key);
         var target = model.Module.state_dict().Where(kv => Wanted(kv.Key)).ToDictionary();
         var source = checkpoint
+            .Select(kv => KeyValuePair.Create(family.UpgradeKey?.Invoke(kv.Key) ?? kv.Key, kv.Value))
             .Where(kv => Wanted(kv.Key) && !family.IgnoredPrefixes.Any(p => kv.Key.StartsWith(p, StringComparison.Ordinal)))
             .ToDictionary();
 

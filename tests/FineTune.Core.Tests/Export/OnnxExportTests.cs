@@ -45,12 +45,13 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         // EfficientNet at 128: at 64 its last stages' 2×2 maps give the random batch-norm statistics tiny variances, and
         // TorchSharp's own float32 logits then drift 1e-2 from float64 (v2_s), the graph's alike; at 128, 7e-5.
         ("regnet_y_400mf", 64), ("efficientnet_v2_s", 128), ("convnext_tiny", 64),
+        ("vit_b_32", 224), ("swin_t", 64),
     ];
 
     public static TheoryData<string, int> RepresentativeFamilies => Data(Representative);
 
     public static TheoryData<string, int> OtherFamilies =>
-        Data(ModelRegistry.Families.Select(f => f.Name).Except(Representative.Select(r => r.Family)).Select(name => (name, 64)));
+        Data(ModelRegistry.Families.Where(f => !Representative.Any(r => r.Family == f.Name)).Select(f => (f.Name, SmallModels.SmallestInput(f))));
 
     private static TheoryData<string, int> Data(IEnumerable<(string Family, int Size)> cases)
     {

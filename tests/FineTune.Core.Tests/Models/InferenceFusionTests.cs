@@ -35,7 +35,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
         {
             var data = new TheoryData<string, int>();
             var representative = RepresentativeFamilies.Select(row => (string)row[0]).ToHashSet();
-            foreach (var family in ModelRegistry.Families.Where(f => !representative.Contains(f.Name))) data.Add(family.Name, 64);
+            foreach (var family in ModelRegistry.Families.Where(f => !representative.Contains(f.Name))) data.Add(family.Name, SmallModels.SmallestInput(family));
             return data;
         }
     }

@@ -30,4 +30,7 @@ internal static class SmallModels
             norm.momentum = 1;
         }
     }
+
+    /// <summary>64 pixels, but for the families whose layout fixes the input's size (ViT's position embedding, MaxViT's 7×7 partitions).</summary>
+    public static int SmallestInput(ModelFamily family) => family.Architecture is "VisionTransformer" or "MaxVit" ? 224 : 64;
 }

@@ -31,7 +31,7 @@ public sealed class TorchvisionParityTests : IDisposable
     {
         var family = ModelRegistry.Get(name);
         // Small inputs keep the big families fast; inception needs at least 75 pixels.
-        int size = name == "inception_v3" ? 80 : 64;
+        int size = name == "inception_v3" ? 80 : SmallModels.SmallestInput(family);
         PythonReference.Run("export", name, _dir, size.ToString(CultureInfo.InvariantCulture));
 
         using var scope = NewDisposeScope();
