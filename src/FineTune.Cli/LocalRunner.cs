@@ -8,6 +8,7 @@ using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Testing;
 using Microsoft.DurableTask.Worker.Grpc;
 using Microsoft.DurableTask.Worker.Grpc.Internal;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -129,6 +130,8 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
     private ServiceProvider ControlServices()
     {
         var services = new ServiceCollection();
+        // AddWorkflow binds the Workflow section: without a host, from the environment (Workflow__...), as the host reads it.
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddEnvironmentVariables().Build());
         AddWorkflow(services, workDirectory, storage);
         return services.BuildServiceProvider();
     }

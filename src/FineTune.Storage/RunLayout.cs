@@ -52,6 +52,12 @@ public sealed record RunLayout
     public string Spec => Root + "spec.json";
     /// <summary>Present while a cancel is requested: a running chunk watches for it and stops at a step boundary.</summary>
     public string CancelRequest => Root + "cancel-requested";
+    /// <summary>
+    /// One marker per activity running for the run (and its trials and feature runs), renewed while it runs: a restart
+    /// waits until they are gone, so no call of the earlier attempt runs beside the new one.
+    /// </summary>
+    public string Running => Root + "running/";
+    public string RunningOf(string call) => ArtifactNames.Require(Running + call);
     /// <summary>How often each chunk has been started, by its first step: a worker killed mid-chunk leaves no other trace.</summary>
     public string Attempts => Root + "attempts/";
     public string AttemptsOf(long fromStep) => Attempts + fromStep.ToString("D12", System.Globalization.CultureInfo.InvariantCulture);

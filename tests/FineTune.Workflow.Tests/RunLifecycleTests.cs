@@ -87,6 +87,34 @@ public sealed class RunLifecycleTests
         Assert.False((await runs.RestartAsync(scheduler, "cancelled", default)).Started);
     }
 
+    /// <summary>
+    /// A restart at once after a cancel, before the cancelled chunk has looked for it (every 2 s): the old chunk must still
+    /// stop, and before the restarted run trains. Once, the restart forgot the cancel, the old chunk trained on beside the
+    /// new run, and the restarted run never ended: the in-process sidecar keys a running activity by instance id and task
+    /// id only, so the old call's late answer took the new call's place.
+    /// </summary>
+    [Fact]
+    public async Task ARestartAtOnceAfterACancelWaitsForTheCancelledChunkToStopAndEndsWithTheSameWeights()
+    {
+        string expected = await Uninterrupted.Value;
+        await using var host = await WorkflowHost.StartAsync(With<RestartingTrainChunk>());
+        var spec = Spec("restarted", await host.UploadDatasetAsync("tux", 6));
+        var scheduler = new DurableClientScheduler(host.Host.Client);
+        var runs = host.Host.Services.GetRequiredService<RunControl>();
+        RestartingTrainChunk.Reset(restartAtGlobalStep: 4, runs, scheduler, host.Host.Client);
+
+        Assert.True((await scheduler.StartAsync(spec, runs, default)).Started);
+        var restarted = await RestartingTrainChunk.Restarted.Task.WaitAsync(Timeout);
+        Assert.True(restarted.Started, restarted.ExistingStatus);
+        var done = await host.WaitForEndAsync("restarted", TimeSpan.FromMinutes(2));
+
+        Assert.Equal(OrchestrationRuntimeStatus.Completed, done.RuntimeStatus);
+        Assert.IsType<RunCancelledException>(RestartingTrainChunk.OldFailure);
+        Assert.True(RestartingTrainChunk.OldEnded <= RestartingTrainChunk.NewStarted,
+            $"the cancelled chunk ended at {RestartingTrainChunk.OldEnded:O}, after the restarted run's first chunk began at {RestartingTrainChunk.NewStarted:O}");
+        Assert.Equal(expected, await SafetensorsShaAsync(host.Store, done.ReadOutputAs<FineTuneResult>()!));
+    }
+
     [Fact]
     public async Task AFailedRunRestartsToTheSameWeightsAndPurgeKeepsOnlyThePublishedModel()
     {
@@ -352,6 +380,72 @@ public sealed class SlowTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine
             Assert.Null(_runs!.CancelAsync(_scheduler!, "cancelled", default).GetAwaiter().GetResult());
         }
         Thread.Sleep(300);
+    }
+}
+
+/// <summary>
+/// The real TrainChunk whose run, once it reaches a step, is cancelled and restarted at once from another thread (as
+/// over HTTP), while this chunk goes on at 3 s a step; records when it ends and when the restarted run's first chunk begins.
+/// </summary>
+public sealed class RestartingTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs,
+    IOptions<WorkflowOptions> options, WorkerStopping stopping, RunMetrics metrics)
+    : TrainChunk(files, engine, checkpoints, runs, options, stopping, metrics)
+{
+    private static long _restartAt;
+    private static RunControl? _runs;
+    private static IRunScheduler? _scheduler;
+    private static DurableTaskClient? _client;
+    private static int _triggered;
+    private bool _old;
+    public static Exception? OldFailure { get; private set; }
+    public static DateTimeOffset? OldEnded { get; private set; }
+    public static DateTimeOffset? NewStarted { get; private set; }
+    public static TaskCompletionSource<StartOutcome> Restarted { get; private set; } = new();
+
+    public static void Reset(long restartAtGlobalStep, RunControl runs, IRunScheduler scheduler, DurableTaskClient client)
+    {
+        (_restartAt, _runs, _scheduler, _client, _triggered, OldFailure, OldEnded, NewStarted) = (restartAtGlobalStep, runs, scheduler, client, 0, null, null, null);
+        Restarted = new TaskCompletionSource<StartOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
+    {
+        if (Volatile.Read(ref _triggered) == 1) NewStarted ??= DateTimeOffset.UtcNow;
+        try
+        {
+            return await base.RunAsync(context, request);
+        }
+        catch (Exception e) when (_old)
+        {
+            OldFailure = e;
+            throw;
+        }
+        finally
+        {
+            if (_old) OldEnded = DateTimeOffset.UtcNow;
+        }
+    }
+
+    protected override void OnStep(StepReport report)
+    {
+        if (!_old && (long)report.Epoch * report.StepsPerEpoch + report.Step == _restartAt && Interlocked.Exchange(ref _triggered, 1) == 0)
+        {
+            _old = true;
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    Assert.Null(await _runs!.CancelAsync(_scheduler!, "restarted", default));
+                    await _client!.WaitForInstanceCompletionAsync("restarted");
+                    Restarted.TrySetResult(await _runs.RestartAsync(_scheduler!, "restarted", default));
+                }
+                catch (Exception e)
+                {
+                    Restarted.TrySetException(e);
+                }
+            });
+        }
+        if (_old) Thread.Sleep(3000);
     }
 }
 

@@ -76,9 +76,10 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
                 await clock.TimeAsync(Stages.Checkpoints, () => SaveAsync(job, state, stepsPerEpoch, CancellationToken.None));
             }
             while (GlobalStep(progress.Position, stepsPerEpoch) <= request.FromStep && !stop.IsCancellationRequested);
+            // The epochs finished before this call were recorded by the calls that finished them. Inside the watch: a
+            // restart waits for its running marker, so a cancelled call's late record cannot overwrite the new attempt's.
+            await metrics.RecordAsync(job.JobId, job.Spec.Training.Epochs, progress.History, epochsBefore, CancellationToken.None);
         }
-        // The epochs finished before this call were recorded by the calls that finished them.
-        await metrics.RecordAsync(job.JobId, job.Spec.Training.Epochs, progress.History, epochsBefore, CancellationToken.None);
         token.ThrowIfCancellationRequested();
         if (stop.IsCancellationRequested) throw new RunCancelledException(job.JobId, GlobalStep(progress.Position, stepsPerEpoch));
         return Result(progress, request, lastLoss, clock.Times);

@@ -88,10 +88,12 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// <summary>
     /// Cancels <paramref name="stop"/> once a cancel of the job's run (a trial's sweep) is requested, polling the store every
     /// <see cref="WorkflowOptions.CancelPollInterval"/> until disposed, and keeps the job's slot (<see cref="RunSlots"/>)
-    /// marked in use meanwhile. A failed poll (storage away) is retried at the next one: it must not end the chunk.
+    /// marked in use meanwhile, and its running marker (<see cref="RunLayout.Running"/>) renewed until disposed, when it
+    /// is removed. A failed poll (storage away) is retried at the next one: it must not end the chunk.
     /// </summary>
     public IAsyncDisposable WatchForCancel(FineTuneJob job, CancellationTokenSource stop)
     {
+        string marker = new RunLayout(job.ControlRunId).RunningOf(Guid.NewGuid().ToString("N"));
         var done = new CancellationTokenSource();
         var watching = Task.Run(async () =>
         {
@@ -100,6 +102,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
                 try
                 {
                     slots.Touch(job.JobId);
+                    await store.WriteAsync(marker, new MemoryStream(Encoding.UTF8.GetBytes(job.JobId)), WriteMode.Overwrite, done.Token);
                     if (await IsCancelRequestedAsync(job.ControlRunId, done.Token))
                     {
                         await stop.CancelAsync();
@@ -118,7 +121,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
                 }
             }
         });
-        return new Watch(done, watching);
+        return new Watch(done, watching, () => store.DeleteAsync(marker, CancellationToken.None));
     }
 
     /// <summary>
@@ -179,7 +182,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
             return new StartOutcome(jobId, false, $"run '{jobId}' has already published its model");
         var bound = await BoundSpecAsync(jobId, cancellationToken);
         if (bound is null) return new StartOutcome(jobId, false, $"run '{jobId}' does not exist (no spec is bound to it)");
-        await ClearControlAsync(layout, cancellationToken);
+        if (await ClearControlAsync(layout, cancellationToken) is { } stopping) return new StartOutcome(jobId, false, stopping);
         // The restart reads the dataset afresh: a user who fixed it is heard, and no copy or scan of the failed run is reused.
         ReleaseScratch(jobId, bound.Spec);
         await scheduler.ScheduleAsync(new FineTuneJob(jobId, bound.Spec), cancellationToken);
@@ -278,21 +281,61 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         return purged;
     }
 
-    /// <summary>Forgets a past cancel and the chunk attempts counted before, so a restarted run starts afresh.</summary>
-    internal async Task ClearControlAsync(RunLayout layout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Forgets a past cancel and the chunk attempts counted before, so a restarted run starts afresh; first waits, up to
+    /// <see cref="WorkflowOptions.StopWaitLimit"/>, for every call of the earlier attempt still running to stop, the cancel
+    /// requested meanwhile. Returns why the run cannot start yet when one has not stopped; null once cleared.
+    /// </summary>
+    /// <remarks>
+    /// A terminated orchestration's running chunk sees the cancel only at its next poll: forgotten before then, it trains
+    /// on beside the new attempt, on the same checkpoints. And the in-process sidecar (the in-memory backend) keys a running
+    /// activity by instance id and task id alone: a restarted run's call that meets a running call of the old attempt under
+    /// the same task id is never answered ("Activity not found"), and the run waits for it for good.
+    /// </remarks>
+    internal async Task<string?> ClearControlAsync(RunLayout layout, CancellationToken cancellationToken)
     {
+        var deadline = DateTimeOffset.UtcNow + options.Value.StopWaitLimit;
+        for (bool requested = false; await IsAnyCallRunningAsync(layout, cancellationToken); requested = true)
+        {
+            if (!requested) await RequestCancelAsync(layout.JobId, cancellationToken);
+            if (DateTimeOffset.UtcNow >= deadline)
+                return $"run '{layout.JobId}' is still stopping: a call of its cancelled attempt has run on for {options.Value.StopWaitLimit}; try again later";
+            await Task.Delay(options.Value.CancelPollInterval, cancellationToken);
+        }
         await store.DeleteAsync(layout.CancelRequest, cancellationToken);
-        await foreach (var item in store.ListAsync(layout.Attempts, cancellationToken))
-            await store.DeleteAsync(item.Name, cancellationToken);
+        // What is left under Running or Attempts is a dead worker's, or the ended attempt's.
+        foreach (string prefix in new[] { layout.Running, layout.Attempts })
+        {
+            await foreach (var item in store.ListAsync(prefix, cancellationToken))
+                await store.DeleteAsync(item.Name, cancellationToken);
+        }
+        return null;
     }
 
-    private sealed class Watch(CancellationTokenSource done, Task watching) : IAsyncDisposable
+    // A marker renewed within StopWaitLimit: its call is running (an older one is a dead worker's).
+    private async Task<bool> IsAnyCallRunningAsync(RunLayout layout, CancellationToken cancellationToken)
+    {
+        var since = DateTimeOffset.UtcNow - options.Value.StopWaitLimit;
+        await foreach (var item in store.ListAsync(layout.Running, cancellationToken))
+            if (item.LastModified > since) return true;
+        return false;
+    }
+
+    private sealed class Watch(CancellationTokenSource done, Task watching, Func<Task> removeMarker) : IAsyncDisposable
     {
         public async ValueTask DisposeAsync()
         {
             await done.CancelAsync();
             await watching;
             done.Dispose();
+            try
+            {
+                await removeMarker();
+            }
+            catch (Exception)
+            {
+                // Storage away: the marker, no longer renewed, is ignored once StopWaitLimit old; the call's outcome stands.
+            }
         }
     }
 }

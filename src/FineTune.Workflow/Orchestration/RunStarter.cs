@@ -47,8 +47,8 @@ public static class RunStarter
         spec = spec with { JobId = id };
         await runs.BindSpecAsync(id, spec, cancellationToken);
         if (await scheduler.HolderStatusAsync(id, cancellationToken) is { } status) return new StartOutcome(id, false, status);
-        // Starting again after a cancel (same spec): the new run must not stop at once.
-        await runs.ClearControlAsync(new Storage.RunLayout(id), cancellationToken);
+        // Starting again after a cancel (same spec): the new run must not stop at once, nor start beside the old one's chunk.
+        if (await runs.ClearControlAsync(new Storage.RunLayout(id), cancellationToken) is { } stopping) return new StartOutcome(id, false, stopping);
         await scheduler.ScheduleAsync(new FineTuneJob(id, spec), cancellationToken);
         return new StartOutcome(id, true, null);
     }

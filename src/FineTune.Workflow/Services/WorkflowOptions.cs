@@ -23,6 +23,12 @@ public sealed class WorkflowOptions
     /// <summary>How often a running chunk looks for a cancel request: it stops within this and one step.</summary>
     public TimeSpan CancelPollInterval { get; set; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// How long a restart (or a start after a cancel) waits for the cancelled attempt's running chunk to stop before it is
+    /// refused; a running marker (<see cref="Storage.RunLayout.Running"/>) not renewed for this long is a dead worker's.
+    /// </summary>
+    public TimeSpan StopWaitLimit { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Starts of one chunk after which the run fails instead of starting it again (a worker killed every time).</summary>
     public int MaxChunkAttempts { get; set; } = 5;
 
