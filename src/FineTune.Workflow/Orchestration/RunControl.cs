@@ -312,10 +312,11 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         return null;
     }
 
-    // A marker renewed within StopWaitLimit: its call is running (an older one is a dead worker's).
+    // A marker renewed within a few polls: its call is running. An older one is a dead worker's (killed mid-chunk): a run
+    // resumed after a crash waits seconds for it, not StopWaitLimit.
     private async Task<bool> IsAnyCallRunningAsync(RunLayout layout, CancellationToken cancellationToken)
     {
-        var since = DateTimeOffset.UtcNow - options.Value.StopWaitLimit;
+        var since = DateTimeOffset.UtcNow - TimeSpan.FromSeconds(Math.Max(10, 5 * options.Value.CancelPollInterval.TotalSeconds));
         await foreach (var item in store.ListAsync(layout.Running, cancellationToken))
             if (item.LastModified > since) return true;
         return false;
@@ -334,7 +335,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
             }
             catch (Exception)
             {
-                // Storage away: the marker, no longer renewed, is ignored once StopWaitLimit old; the call's outcome stands.
+                // Storage away: the marker, no longer renewed, is ignored once a few polls old; the call's outcome stands.
             }
         }
     }
