@@ -27,16 +27,22 @@ public static class FeatureCache
         shard.Length == split.Length + 5 && shard.StartsWith(split + "-", StringComparison.Ordinal);
 
     /// <summary>
-    /// Whether cached features equal what training would compute: no augmentation, no trainable parameter
-    /// outside the head (so frozen BatchNorm stays in eval mode), and no dropout outside the head.
+    /// Whether cached features equal what training would compute: no augmentation, no trainable parameter outside the
+    /// head, and no dropout or stochastic depth that training leaves on before the head. Those inside a fully frozen
+    /// module are off (<see cref="FineTuneModel.TrainMode"/> keeps such a module in eval: ViT's, Swin's and MaxViT's
+    /// blocks); one beside the head in a module that trains (mobilenet_v2's classifier.0) is on.
     /// </summary>
     public static bool IsExact(FineTuneModel model, IImageSource source)
     {
         if (source.IsAugmented) return false;
         if (model.Module.named_parameters().Any(p => p.parameter.requires_grad && !model.Family.IsHeadKey(p.name))) return false;
+        var frozen = model.Module.named_modules()
+            .Where(m => m.module.parameters().Any() && !m.module.parameters().Any(p => p.requires_grad))
+            .Select(m => m.name + ".").ToList();
         return !model.Module.named_modules().Any(m =>
-            m.module.GetType().Name.Contains("Dropout", StringComparison.Ordinal)
-            && !m.name.StartsWith(model.Family.HeadPath, StringComparison.Ordinal));
+            m.module.GetType().Name is var type && (type.Contains("Dropout", StringComparison.Ordinal) || type.Contains("StochasticDepth", StringComparison.Ordinal))
+            && !m.name.StartsWith(model.Family.HeadPath, StringComparison.Ordinal)
+            && !frozen.Any(f => m.name.StartsWith(f, StringComparison.Ordinal)));
     }
 
     /// <summary>

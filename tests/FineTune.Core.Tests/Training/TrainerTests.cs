@@ -153,7 +153,18 @@ public sealed class TrainerTests : IDisposable
         Assert.False(FeatureCache.IsExact(withDropout, plain));
         Assert.False(FeatureCache.IsExact(frozen, augmented));
         Assert.True(FeatureCache.IsExact(frozen, plain));
+        // Swin's dropouts and stochastic depth sit in its frozen blocks, which training keeps in eval: the cache is exact.
+        using var swin = FineTuneModel.Create(ModelRegistry.Get("swin_t"), 2, seed: 1);
+        swin.Freeze(FreezeMode.Head);
+        Assert.True(FeatureCache.IsExact(swin, plain));
+        using var mobilenet = FineTuneModel.Create(ModelRegistry.Get("mobilenet_v2"), 2, seed: 1);
+        mobilenet.Freeze(FreezeMode.Head);
+        Assert.False(FeatureCache.IsExact(mobilenet, plain));
     }
+
+    /// <summary>Swin's blocks hold dropout and stochastic depth: frozen, training keeps them off, so the cache serves its head.</summary>
+    [Fact]
+    public void CachedFeaturesTrainSwinsHeadAsTheFullNetworkDoes() => AssertCachedFeaturesTrainTheSameHead(ModelRegistry.Get("swin_t"));
 
     [Fact]
     public void ResumingFromSavedStateMidEpochEndsWithIdenticalWeights()
