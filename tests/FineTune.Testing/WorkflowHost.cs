@@ -84,6 +84,20 @@ public sealed class WorkflowHost : IAsyncDisposable
     }
 
     /// <summary>
+    /// Every task of the workflow (<see cref="WorkflowServices"/>), with the training chunk replaced by
+    /// <typeparamref name="TTrainChunk"/>: a test's fault injection or observer, the rest as the app has it.
+    /// </summary>
+    public static Action<DurableTaskRegistry> WithTrainChunk<TTrainChunk>() where TTrainChunk : Workflow.Activities.TrainChunk => registry =>
+    {
+        foreach (var (name, type) in WorkflowServices.Orchestrators) registry.AddOrchestrator(name, type);
+        foreach (var (name, type) in WorkflowServices.Activities)
+        {
+            if (name == Workflow.Activities.ActivityNames.TrainChunk) registry.AddActivity(name, sp => ActivatorUtilities.CreateInstance<TTrainChunk>(sp));
+            else registry.AddActivity(name, type);
+        }
+    };
+
+    /// <summary>
     /// The instance once it has ended, with its input and output; after <paramref name="timeout"/>, a failure saying where
     /// it stands and what the host logged (an activity failing again and again shows there, not in the status).
     /// </summary>

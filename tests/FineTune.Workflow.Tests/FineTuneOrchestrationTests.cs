@@ -86,16 +86,7 @@ public sealed class FineTuneOrchestrationTests
         }
 
         FlakyTrainChunk.Reset(failAtGlobalStep: 5);
-        await using var host = await WorkflowHost.StartAsync(registry => registry
-            .AddOrchestrator<FineTuneOrchestrator>()
-            .AddActivity<FetchPretrainedWeights>()
-            .AddActivity<PrepareModel>()
-            .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<FlakyTrainChunk>(sp))
-            .AddActivity<Evaluate>()
-            .AddActivity<Publish>()
-            .AddActivity<ReleaseRunFiles>()
-            .AddActivity<AdmitRun>()
-            .AddActivity<LeaveRun>());
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<FlakyTrainChunk>());
         var (status, flaky) = await RunAsync(host, Spec("flaky", await host.UploadDatasetAsync("tux", 6)));
 
         Assert.Equal(OrchestrationRuntimeStatus.Completed, status.RuntimeStatus);

@@ -31,16 +31,7 @@ public sealed class QueueingTests
     [Fact]
     public async Task WithOneSlotASecondRunQueuesThenCompletesAndAQueuedRunCancels()
     {
-        await using var host = await WorkflowHost.StartAsync(registry => registry
-                .AddOrchestrator<FineTuneOrchestrator>()
-                .AddActivity<FetchPretrainedWeights>()
-                .AddActivity<PrepareModel>()
-                .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<GatedTrainChunk>(sp))
-                .AddActivity<Evaluate>()
-                .AddActivity<Publish>()
-                .AddActivity<ReleaseRunFiles>()
-                .AddActivity<AdmitRun>()
-                .AddActivity<LeaveRun>(),
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<GatedTrainChunk>(),
             services => services.Configure<WorkflowOptions>(o =>
             {
                 o.MaxConcurrentRuns = 1;

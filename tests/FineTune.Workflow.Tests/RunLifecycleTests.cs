@@ -45,7 +45,7 @@ public sealed class RunLifecycleTests
     public async Task ADamagedNewestCheckpointIsWrittenAgainAndTheRunFinishesWithTheSameWeights()
     {
         string expected = await Uninterrupted.Value;
-        await using var host = await WorkflowHost.StartAsync(With<CorruptingTrainChunk>());
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<CorruptingTrainChunk>());
         var spec = Spec("corrupted", await host.UploadDatasetAsync("tux", 6));
         CorruptingTrainChunk.Reset(atFromStep: 7);
 
@@ -59,7 +59,7 @@ public sealed class RunLifecycleTests
     public async Task ACancelStopsTheChunkWithinAStepCheckpointedThereAndARestartEndsWithTheSameWeights()
     {
         string expected = await Uninterrupted.Value;
-        await using var host = await WorkflowHost.StartAsync(With<SlowTrainChunk>(),
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<SlowTrainChunk>(),
             services => services.Configure<WorkflowOptions>(o => o.CancelPollInterval = TimeSpan.FromMilliseconds(100)));
         var spec = Spec("cancelled", await host.UploadDatasetAsync("tux", 6));
         var scheduler = new DurableClientScheduler(host.Host.Client);
@@ -97,7 +97,7 @@ public sealed class RunLifecycleTests
     public async Task ARestartAtOnceAfterACancelWaitsForTheCancelledChunkToStopAndEndsWithTheSameWeights()
     {
         string expected = await Uninterrupted.Value;
-        await using var host = await WorkflowHost.StartAsync(With<RestartingTrainChunk>());
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<RestartingTrainChunk>());
         var spec = Spec("restarted", await host.UploadDatasetAsync("tux", 6));
         var scheduler = new DurableClientScheduler(host.Host.Client);
         var runs = host.Host.Services.GetRequiredService<RunControl>();
@@ -119,7 +119,7 @@ public sealed class RunLifecycleTests
     public async Task AFailedRunRestartsToTheSameWeightsAndPurgeKeepsOnlyThePublishedModel()
     {
         string expected = await Uninterrupted.Value;
-        await using var host = await WorkflowHost.StartAsync(With<FailingOnceTrainChunk>());
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<FailingOnceTrainChunk>());
         var spec = Spec("failed", await host.UploadDatasetAsync("tux", 6));
         var scheduler = new DurableClientScheduler(host.Host.Client);
         var runs = host.Host.Services.GetRequiredService<RunControl>();
@@ -158,7 +158,7 @@ public sealed class RunLifecycleTests
     public async Task ASocketFailureMidChunkIsRetriedAndTheRunEndsWithTheSameWeights()
     {
         string expected = await Uninterrupted.Value;
-        await using var host = await WorkflowHost.StartAsync(With<SocketFailingOnceTrainChunk>());
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<SocketFailingOnceTrainChunk>());
         var spec = Spec("socket", await host.UploadDatasetAsync("tux", 6));
         SocketFailingOnceTrainChunk.Reset(failAtGlobalStep: 5);
 
@@ -171,7 +171,7 @@ public sealed class RunLifecycleTests
     [Fact]
     public async Task AWorkerDyingOnTheSameChunkFailsTheRunWithTheReasonAfterNStarts()
     {
-        await using var host = await WorkflowHost.StartAsync(With<DyingTrainChunk>(),
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<DyingTrainChunk>(),
             services => services.Configure<WorkflowOptions>(o => o.MaxChunkAttempts = 2));
         var spec = Spec("dying", await host.UploadDatasetAsync("tux", 6));
 
@@ -208,7 +208,7 @@ public sealed class RunLifecycleTests
     {
         string expected = await Uninterrupted.Value;
         await using var proxy = new OutageProxy();
-        await using var host = await WorkflowHost.StartAsync(With<OutageTrainChunk>(),
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<OutageTrainChunk>(),
             services => services.Configure<ArtifactStoreOptions>(o => o.ConnectionString = proxy.ConnectionString));
         var spec = Spec("outage", await host.UploadDatasetAsync("tux", 6));
         OutageTrainChunk.Reset(proxy, atGlobalStep: 5, TimeSpan.FromSeconds(60));
@@ -242,7 +242,7 @@ public sealed class RunLifecycleTests
     [Fact]
     public async Task AChunkThatDoesNotAdvanceFailsTheRunInsteadOfRepeatingIt()
     {
-        await using var host = await WorkflowHost.StartAsync(With<StuckTrainChunk>());
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<StuckTrainChunk>());
         var spec = Spec("stuck", await host.UploadDatasetAsync("tux", 6));
 
         var status = await RunAsync(host, spec, expectCompleted: false);
@@ -269,16 +269,6 @@ public sealed class RunLifecycleTests
         Assert.False(Directory.Exists(host.Host.Services.GetRequiredService<RunScratch>().Folder("sharded")));
     }
 
-    private static Action<DurableTaskRegistry> With<TTrainChunk>() where TTrainChunk : TrainChunk => registry => registry
-        .AddOrchestrator<FineTuneOrchestrator>()
-        .AddActivity<FetchPretrainedWeights>()
-        .AddActivity<PrepareModel>()
-        .AddActivity(ActivityNames.TrainChunk, sp => ActivatorUtilities.CreateInstance<TTrainChunk>(sp))
-        .AddActivity<Evaluate>()
-        .AddActivity<Publish>()
-        .AddActivity<ReleaseRunFiles>()
-        .AddActivity<AdmitRun>()
-        .AddActivity<LeaveRun>();
 
     private static async Task<OrchestrationMetadata> RunAsync(WorkflowHost host, JobSpec spec, bool expectCompleted = true)
     {
