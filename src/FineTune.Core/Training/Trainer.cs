@@ -50,8 +50,13 @@ public sealed class Trainer : IDisposable
         _trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
         if (_trainable.Count == 0) throw new ArgumentException("the model has no trainable parameters", nameof(model));
         _optimizer = Optimizers.Create(_trainable, options);
-        _classWeights = options.ClassWeightedLoss ? ClassWeights(train, model.NumClasses).to(model.Device) : null;
+        _classWeights = options.ClassWeightedLoss
+            ? StackedHeads.ClassWeights([.. Enumerable.Range(0, train.Count).Select(train.Label)], model.NumClasses).to(model.Device)
+            : null;
     }
+
+    /// <summary>Mixed with the seed and the step into the seed of a step's dropout masks.</summary>
+    public const long DropoutSeedSalt = 0x5eed;
 
     public TrainerPosition Position { get; private set; } = TrainerPosition.Start;
     public int StepsPerEpoch => StepsPerEpochFor(_train.Count, _options.BatchSize);
@@ -108,7 +113,7 @@ public sealed class Trainer : IDisposable
     {
         using var scope = NewDisposeScope();
         // Dropout draws from torch's global generator: seeding it per step makes a resumed run draw the same masks.
-        manual_seed(Seeds.Mix(_options.Seed, globalStep, 0x5eed));
+        manual_seed(Seeds.Mix(_options.Seed, globalStep, DropoutSeedSalt));
         var labels = tensor(batch.Select(i => (long)_train.Label(i)).ToArray()).to(_model.Device);
         Tensor logits;
         if (_features is not null)
@@ -131,10 +136,13 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>The epoch's sample order: a permutation drawn from the seed and the epoch alone.</summary>
-    public int[] EpochOrder(int epoch)
+    public int[] EpochOrder(int epoch) => EpochOrder(_options.Seed, epoch, _train.Count);
+
+    /// <summary>The order a run seeded with <paramref name="seed"/> visits <paramref name="samples"/> samples in that epoch.</summary>
+    public static int[] EpochOrder(long seed, int epoch, int samples)
     {
-        var order = Enumerable.Range(0, _train.Count).ToArray();
-        new Random(Seeds.Mix(_options.Seed, epoch)).Shuffle(order);
+        var order = Enumerable.Range(0, samples).ToArray();
+        new Random(Seeds.Mix(seed, epoch)).Shuffle(order);
         return order;
     }
 
@@ -156,12 +164,5 @@ public sealed class Trainer : IDisposable
     {
         _optimizer.Dispose();
         _classWeights?.Dispose();
-    }
-
-    private static Tensor ClassWeights(IImageSource train, int classes)
-    {
-        var counts = new double[classes];
-        for (int i = 0; i < train.Count; i++) counts[train.Label(i)]++;
-        return tensor(counts.Select(c => c == 0 ? 0f : (float)(train.Count / (classes * c))).ToArray());
     }
 }
