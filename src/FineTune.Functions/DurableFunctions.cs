@@ -62,6 +62,14 @@ public sealed class DurableFunctions(IServiceProvider services)
     public Task<bool> LeaveRun([ActivityTrigger] string input, FunctionContext context) =>
         Run<LeaveRun, string, bool>(input, context);
 
+    [Function(ActivityNames.TrainStackedTrials)]
+    public Task<StackResult> TrainStackedTrials([ActivityTrigger] StackRequest input, FunctionContext context) =>
+        Run<TrainStackedTrials, StackRequest, StackResult>(input, context);
+
+    [Function(ActivityNames.SaveTrialCheckpoint)]
+    public Task<long> SaveTrialCheckpoint([ActivityTrigger] TrialCheckpointRequest input, FunctionContext context) =>
+        Run<SaveTrialCheckpoint, TrialCheckpointRequest, long>(input, context);
+
     private Task<TOutput> Run<TActivity, TInput, TOutput>(TInput input, FunctionContext context)
         where TActivity : TaskActivity<TInput, TOutput> =>
         ActivatorUtilities.CreateInstance<TActivity>(services).RunAsync(

@@ -50,13 +50,16 @@ public sealed class SweepOrchestrationTests
         // Lowest learning rates learn slowest on this data; the sweep must not pick them.
         Assert.NotEqual("swept-t1", sweep.BestTrial);
 
-        // One backbone pass, in the feature run; the trials read it and keep only their own checkpoints.
+        // One backbone pass, in the feature run; the trials train on it in two stacks (parallelism 2), which keep the
+        // checkpoints; the best trial's best epoch becomes a checkpoint of its own run, which is published.
         Assert.Equal(1, sweep.FeaturePasses);
         Assert.True(await host.Store.ExistsAsync(new RunLayout("swept-f0").FeaturesOf(FeatureCache.ShardName(DatasetSplits.Train, 0)), default));
+        foreach (var stack in (string[])["swept-s1", "swept-s2"]) Assert.NotEmpty(await ListAsync(host.Store, new RunLayout(stack).Checkpoints));
+        Assert.Empty(await ListAsync(host.Store, new RunLayout("swept-s3").Checkpoints));
         foreach (var trial in sweep.Trials)
         {
             Assert.False(await host.Store.ExistsAsync(new RunLayout(trial.JobId).FeaturesOf(FeatureCache.ShardName(DatasetSplits.Train, 0)), default));
-            Assert.NotEmpty(await ListAsync(host.Store, new RunLayout(trial.JobId).Checkpoints));
+            Assert.Equal(trial.JobId == sweep.BestTrial, (await ListAsync(host.Store, new RunLayout(trial.JobId).Checkpoints)).Count > 0);
         }
 
         // The best trial is evaluated and published like a run; the sweep's report compares every trial.
@@ -72,7 +75,7 @@ public sealed class SweepOrchestrationTests
         Assert.Equal((RunStage.Completed, 4, 4), (progress.Stage, progress.Sweep!.Trials, progress.Sweep.Finished));
     }
 
-    /// <summary>A cancel of the sweep stops its trials' running chunks too (they watch the sweep's cancel request).</summary>
+    /// <summary>A cancel of the sweep stops its stacks' training too (they watch the sweep's cancel request).</summary>
     [Fact]
     public async Task CancellingASweepStopsItsTrials()
     {
@@ -88,17 +91,17 @@ public sealed class SweepOrchestrationTests
         var runs = host.Host.Services.GetRequiredService<RunControl>();
         Assert.True((await new DurableClientScheduler(client).StartAsync(spec, runs, default)).Started);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        while ((await ListAsync(host.Store, new RunLayout("cancelled-sweep-t1").Checkpoints)).Count == 0) await Task.Delay(200, timeout.Token);
+        while ((await ListAsync(host.Store, new RunLayout("cancelled-sweep-s1").Checkpoints)).Count == 0) await Task.Delay(200, timeout.Token);
 
         Assert.Null(await runs.CancelAsync(new DurableClientScheduler(client), "cancelled-sweep", default));
 
         var sweep = await client.WaitForInstanceCompletionAsync("cancelled-sweep", timeout.Token);
         Assert.Equal(OrchestrationRuntimeStatus.Terminated, sweep.RuntimeStatus);
-        // Within a poll interval and a step, no trial trains on: their checkpoints stop growing.
+        // Within a poll interval and a step, no stack trains on: their checkpoints stop growing.
         await Task.Delay(TimeSpan.FromSeconds(5), timeout.Token);
-        var settled = await ListAsync(host.Store, "runs/cancelled-sweep-t");
-        await Task.Delay(TimeSpan.FromSeconds(5), timeout.Token);
-        Assert.Equal(settled, await ListAsync(host.Store, "runs/cancelled-sweep-t"));
+        var settled = await ListAsync(host.Store, "runs/cancelled-sweep-s");
+        await Task.Delay(TimeSpan.FromSeconds(12), timeout.Token);
+        Assert.Equal(settled, await ListAsync(host.Store, "runs/cancelled-sweep-s"));
     }
 
     private static async Task<List<string>> ListAsync(IArtifactStore store, string prefix)

@@ -68,7 +68,7 @@ public sealed class FineTuneEngine : IDisposable
                 offset += samples.Count;
             }
         }
-        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache), features);
+        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache) { StacksTrials = cache && model.Head is TorchSharp.Modules.Linear }, features);
     }
 
     /// <summary>
@@ -113,6 +113,62 @@ public sealed class FineTuneEngine : IDisposable
         }
         var next = new TrainingProgress(trainer.Position, history);
         return new ChunkOutcome(new TrainingState(TrainingSnapshot.Capture(model, trainer), next), lastLoss);
+    }
+
+    /// <summary>
+    /// "Train a sweep's trials": the trials of one feature group (their recipes differ only in training options and head
+    /// dropout) as one <see cref="StackedHeads"/> on the group's cached features, from <paramref name="state"/> (the start
+    /// when null) to the end of epoch <paramref name="untilEpoch"/>; members in <paramref name="exclude"/> stay where they
+    /// are. When <paramref name="stopRequested"/> says so, the epoch under way is abandoned and the state returned is
+    /// <paramref name="state"/>'s epochs.
+    /// </summary>
+    public StackOutcome TrainStackedTrials(IReadOnlyList<Recipe> trials, ImageDataset dataset, IReadOnlyDictionary<string, byte[]> features, StackState? state,
+        int untilEpoch, IReadOnlySet<int> exclude, Func<bool>? stopRequested, CancellationToken cancellationToken)
+    {
+        using var scope = NewDisposeScope();
+        var heads = trials.Select(recipe => WithPooledModel(recipe, dataset.ClassCount, model =>
+        {
+            var head = model.Head as TorchSharp.Modules.Linear
+                ?? throw new ArgumentException($"{recipe.Family}'s head is not linear: its trials train one by one", nameof(trials));
+            return (head.weight!.detach().clone(), head.bias?.detach().clone());
+        })).ToList();
+        var device = Runtime.TorchDevice.Resolve(trials[0].Device);
+        using var stack = new StackedHeads(FeaturesOf(features, DatasetSplits.Train).to(device), [.. dataset.Train.Select(s => s.Label)],
+            FeaturesOf(features, DatasetSplits.Validation), [.. dataset.Validation.Select(s => s.Label)], dataset.ClassCount,
+            [.. trials.Select(r => new StackMember(r.Training, r.HeadDropout))], heads);
+        if (state is not null) stack.Restore(Deserialize(state.Tensors, key: null), state.Members);
+        bool completed = stack.Train(untilEpoch, exclude, cancellationToken, stopRequested);
+        if (!completed && state is not null) return new StackOutcome(state, false);
+        using var stream = new MemoryStream();
+        StateDictFile.Write(stack.State(), stream, StateDictFormat.Safetensors);
+        var next = new StackState(stream.ToArray(), [.. Enumerable.Range(0, stack.Count).Select(stack.ProgressOf)]);
+        return new StackOutcome(next, completed);
+    }
+
+    /// <summary>
+    /// One trial of a stack as a checkpoint of its own run: its best epoch's head in the model its lone run would have
+    /// built, for <see cref="Evaluate"/> and <see cref="Export"/>.
+    /// </summary>
+    public TrainingState TrialState(Recipe trial, int member, ImageDataset dataset, StackState state)
+    {
+        using var scope = NewDisposeScope();
+        var saved = Deserialize(state.Tensors, key: null);
+        string prefix = $"{member}.";
+        var progress = state.Members[member];
+        var best = progress.History.Count == 0 ? null : TrainingHistory.Best(progress.History, trial.Training.StoppingMetric);
+        string source = best is null ? prefix : prefix + "best.";
+        return WithPooledModel(trial, dataset.ClassCount, model =>
+        {
+            var head = (TorchSharp.Modules.Linear)model.Head;
+            using (no_grad())
+            {
+                head.weight!.copy_(saved[source + "weight"]);
+                if (head.bias is { } bias) bias.copy_(saved[source + "bias"]);
+            }
+            int epochs = best is null ? 0 : best.Epoch + 1;
+            return new TrainingState(TrainingSnapshot.CaptureWeights(model),
+                new TrainingProgress(TrainerPosition.Start with { Epoch = epochs }, [.. progress.History.Take(epochs)]));
+        });
     }
 
     /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the test set, or the validation set when there is none.</summary>
@@ -328,9 +384,15 @@ public sealed class FineTuneEngine : IDisposable
         return joined;
     }
 
-    private static Tensor Deserialize(byte[] data)
+    private static Tensor Deserialize(byte[] data) => Deserialize(data, FeaturesKey)[FeaturesKey];
+
+    /// <summary>A safetensors file's tensors: all of them, or only <paramref name="key"/>.</summary>
+    private static Dictionary<string, Tensor> Deserialize(byte[] data, string? key)
     {
         using var stream = new MemoryStream(data, writable: false);
-        return StateDictFile.Read(stream)[FeaturesKey];
+        var all = StateDictFile.Read(stream);
+        if (key is null) return all;
+        foreach (var (name, tensor) in all.Where(kv => kv.Key != key)) tensor.Dispose();
+        return new Dictionary<string, Tensor> { [key] = all[key] };
     }
 }

@@ -34,7 +34,17 @@ public sealed record PreparedModel(
     IReadOnlyList<string> Classes,
     FreezeReport Freeze,
     int StepsPerEpoch,
-    bool FeatureCache);
+    bool FeatureCache)
+{
+    /// <summary>Whether a sweep's trials of this model can train together (<see cref="StackedHeads"/>): cached features and a linear head.</summary>
+    public bool StacksTrials { get; init; }
+}
+
+/// <summary>A stack of trials between two calls: every member's tensors (safetensors bytes) and where each stands.</summary>
+public sealed record StackState(byte[] Tensors, IReadOnlyList<StackMemberProgress> Members);
+
+/// <summary>What a call to train a stack did: the state reached, and whether it got to the epoch asked for (false: stopped).</summary>
+public sealed record StackOutcome(StackState State, bool Completed);
 
 /// <summary>A checkpoint's content: its parts (tensors as bytes) and the training progress.</summary>
 public sealed record TrainingState(IReadOnlyDictionary<string, byte[]> Parts, TrainingProgress Progress);

@@ -26,6 +26,15 @@ public static class TrainingSnapshot
         return new Dictionary<string, byte[]> { [ModelPart] = weights.ToArray(), [OptimizerPart] = optimizer.ToArray() };
     }
 
+    /// <summary>Only the weights of what trains, for a checkpoint that is evaluated or published but never continued.</summary>
+    public static Dictionary<string, byte[]> CaptureWeights(FineTuneModel model)
+    {
+        using var scope = NewDisposeScope();
+        using var weights = new MemoryStream();
+        StateDictFile.Write(TrainableState(model), weights, StateDictFormat.Safetensors);
+        return new Dictionary<string, byte[]> { [ModelPart] = weights.ToArray() };
+    }
+
     /// <summary>Puts the captured state back into a freshly prepared model (same family, classes, freezing) and trainer.</summary>
     public static void Restore(FineTuneModel model, Trainer trainer, IReadOnlyDictionary<string, byte[]> parts, TrainerPosition position)
     {

@@ -16,4 +16,6 @@ public static class ActivityNames
     public const string ReleaseRunFiles = nameof(Activities.ReleaseRunFiles);
     public const string AdmitRun = nameof(Activities.AdmitRun);
     public const string LeaveRun = nameof(Activities.LeaveRun);
+    public const string TrainStackedTrials = nameof(Activities.TrainStackedTrials);
+    public const string SaveTrialCheckpoint = nameof(Activities.SaveTrialCheckpoint);
 }

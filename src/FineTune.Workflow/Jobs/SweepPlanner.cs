@@ -27,6 +27,9 @@ public static class SweepPlanner
     public static string TrialId(string sweepId, int index, int trials) =>
         $"{sweepId}-t{index.ToString(new string('0', trials.ToString(CultureInfo.InvariantCulture).Length), CultureInfo.InvariantCulture)}";
 
+    /// <summary>A stack of trials trained together (numbered from 1 across the sweep): its checkpoints and its slot.</summary>
+    public static string StackId(string sweepId, int stack) => $"{sweepId}-s{stack.ToString(CultureInfo.InvariantCulture)}";
+
     /// <summary>The run that computes one feature group's backbone features (and holds the dataset's copy) for its trials.</summary>
     public static string FeatureRunId(string sweepId, int group) => $"{sweepId}-f{group}";
 

@@ -42,6 +42,9 @@ public sealed record PreparedSummary(
 {
     /// <summary>Whether training runs on cached backbone features (the shards), not on images.</summary>
     public bool UsesFeatureCache => FeatureShards.Count > 0;
+
+    /// <summary>Whether a sweep's trials of this model train together as one stack (<see cref="Core.Engine.PreparedModel.StacksTrials"/>).</summary>
+    public bool StacksTrials { get; init; }
 }
 
 /// <summary>One stored shard of cached features: workers keep a copy by <see cref="Sha256"/> and verify what they fetch.</summary>

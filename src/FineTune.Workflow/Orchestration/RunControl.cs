@@ -236,7 +236,10 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         slots.Leave(jobId);
         if (spec?.Sweep is null) return;
         foreach (var run in SweepOrchestrator.FeatureRuns(new FineTuneJob(jobId, spec))) slots.Leave(run);
-        foreach (var trial in SweepPlanner.Plan(spec)) slots.Leave(trial.JobId);
+        var trials = SweepPlanner.Plan(spec);
+        foreach (var trial in trials) slots.Leave(trial.JobId);
+        // Stacks are numbered from 1, never more than the trials.
+        for (int stack = 1; stack <= trials.Count; stack++) slots.Leave(SweepPlanner.StackId(jobId, stack));
     }
 
     /// <summary>

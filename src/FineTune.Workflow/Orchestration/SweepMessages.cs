@@ -1,5 +1,6 @@
 using System.Text.Json;
 using FineTune.Core.Training;
+using FineTune.Workflow.Jobs;
 
 namespace FineTune.Workflow.Orchestration;
 
@@ -38,3 +39,23 @@ public sealed record SweepProgress(int Trials, int Finished, int Running, string
 public sealed record SweepSummary(string BestTrial, StoppingMetric Metric, IReadOnlyList<TrialSummary> Trials, int FeaturePasses, string ReportName, string PlotName);
 
 public sealed record SweepReportRequest(string SweepId, StoppingMetric Metric, IReadOnlyList<TrialSummary> Trials);
+
+/// <summary>
+/// Train a stack of a sweep's trials (<see cref="Activities.TrainStackedTrials"/>) to the end of epoch <see cref="UntilEpoch"/>:
+/// <see cref="Stack"/> is the stack as a run (its id names its checkpoints; <see cref="FineTuneJob.Carried"/> holds the
+/// group's weights and prepared model, <see cref="FineTuneJob.DataRun"/> its feature run, <see cref="FineTuneJob.ControlRun"/>
+/// the sweep); <see cref="Excluded"/>: trials (by index) terminated at an earlier rung, which train no more.
+/// </summary>
+public sealed record StackRequest(FineTuneJob Stack, IReadOnlyList<SweepTrial> Trials, int UntilEpoch, IReadOnlyList<int> Excluded);
+
+/// <summary>Where each trial of a stack stands (in the request's order), and the stages' times of the call.</summary>
+public sealed record StackResult(IReadOnlyList<TrialOutcome> Trials, IReadOnlyList<StageTime> Times);
+
+/// <summary>
+/// Store one stacked trial's best epoch as a checkpoint of the trial's own run, at <see cref="Sequence"/>, for the
+/// evaluate and publish steps that read a run's checkpoints.
+/// </summary>
+public sealed record TrialCheckpointRequest(FineTuneJob Stack, SweepTrial Trial, int Member, long Sequence);
+
+/// <summary>What trains some of a sweep's trials: a stack (<see cref="StackId"/>, trained by one activity per rung) or one trial alone (null).</summary>
+public sealed record SweepUnit(string? StackId, IReadOnlyList<SweepTrial> Trials);

@@ -57,6 +57,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         }
 
         var outcomes = trials.ToDictionary(t => t.Index, t => new TrialOutcome(t.JobId, 0, [], false, false, [], []));
+        var units = Units(job.JobId, trials, sweep.Parallelism, g => groups[g].Prepared);
         TrialSummary? latest = null;
         var terminated = new HashSet<int>();
         var rungs = Rungs(sweep.EarlyTermination, maxEpochs);
@@ -64,26 +65,32 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         {
             int untilEpoch = rungs[rung];
             var live = trials.Where(t => !outcomes[t.Index].Finished && !terminated.Contains(t.Index)).ToList();
-            var running = new Dictionary<Task<TrialOutcome>, SweepTrial>();
-            foreach (var trial in live)
+            var running = new Dictionary<Task<IReadOnlyList<TrialOutcome>>, SweepUnit>();
+            int Running() => running.Values.Sum(u => u.Trials.Count);
+            foreach (var unit in units.Where(u => u.Trials.Any(live.Contains)))
             {
                 if (running.Count == sweep.Parallelism) Collect(await Task.WhenAny(running.Keys));
-                var request = new TrialRequest(TrialJob(job.JobId, trial, groups[trial.FeatureGroup], outcomes[trial.Index].History, context.CurrentUtcDateTime),
-                    outcomes[trial.Index].GlobalStep, untilEpoch);
-                running.Add(context.CallSubOrchestratorAsync<TrialOutcome>(TrialOrchestrator.Name, request,
-                    new SubOrchestrationOptions { InstanceId = $"{trial.JobId}:r{rung + 1}" }), trial);
-                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric, latest)));
+                var unitGroup = groups[unit.Trials[0].FeatureGroup];
+                var task = unit.StackId is { } stackId
+                    ? TrainStackAsync(context, StackJob(job.JobId, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
+                    : TrainTrialAsync(context, job.JobId, unit.Trials[0], unitGroup, outcomes[unit.Trials[0].Index], rung, untilEpoch);
+                running.Add(task, unit);
+                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, Running(), metric, latest)));
             }
             while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
 
-            void Collect(Task<TrialOutcome> done)
+            void Collect(Task<IReadOnlyList<TrialOutcome>> done)
             {
-                var trial = running[done];
+                var unit = running[done];
                 running.Remove(done);
-                outcomes[trial.Index] = done.Result;
-                times.AddRange(done.Result.Times);
-                latest = Summary(trial, done.Result, terminated: false, metric);
-                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, running.Count, metric, latest)));
+                foreach (var (trial, outcome) in unit.Trials.Zip(done.Result))
+                {
+                    // A trial's workers over all its rungs.
+                    outcomes[trial.Index] = outcome with { Workers = [.. outcomes[trial.Index].Workers.Union(outcome.Workers)] };
+                    times.AddRange(outcome.Times);
+                    latest = Summary(trial, outcomes[trial.Index], terminated: false, metric);
+                }
+                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, Running(), metric, latest)));
             }
 
             if (sweep.EarlyTermination is { } termination && rung < rungs.Count - 1)
@@ -105,9 +112,16 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var progress = Progress(trials, outcomes, terminated, 0, metric);
 
         // Evaluating and publishing the best trial take a slot under the sweep's id.
+        var bestUnit = units.Single(u => u.Trials.Contains(best));
         var (evaluation, published) = await FineTuneOrchestrator.AdmittedAsync(context, job, position => Queued(maxEpochs, progress, position), async () =>
         {
             context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
+            if (bestUnit.StackId is { } stackId)
+            {
+                // A stacked trial's best epoch becomes a checkpoint of its own run, which evaluate and publish read.
+                await context.CallActivityAsync<long>(ActivityNames.SaveTrialCheckpoint, new TrialCheckpointRequest(
+                    StackJob(job.JobId, stackId, bestUnit.Trials[0], group, startedAt), best, bestUnit.Trials.ToList().IndexOf(best), bestSequence), FineTuneOrchestrator.Retry);
+            }
             var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
                 new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
             context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
@@ -123,6 +137,61 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         return new FineTuneResult(job.JobId, published, evaluation, bestOutcome.History.Count, bestEpoch.Epoch, bestOutcome.StoppedEarly, Stages.Total(times),
             report with { FeaturePasses = groups.Count });
     }
+
+    /// <summary>
+    /// What trains a sweep's trials: stacks (<see cref="TrainStackedTrials"/>) for the groups whose model stacks trials (cached
+    /// features, a linear head), each group cut into as many stacks as the sweep's parallelism allows, so that several
+    /// workers share it, and at most <see cref="MaxTrialsPerStack"/> trials each; one trial each (a
+    /// <see cref="TrialOrchestrator"/>) for the others. Deterministic: the orchestrator replays it.
+    /// </summary>
+    public static IReadOnlyList<SweepUnit> Units(string sweepId, IReadOnlyList<SweepTrial> trials, int parallelism, Func<int, PreparedSummary> prepared)
+    {
+        var units = new List<SweepUnit>();
+        foreach (var group in trials.GroupBy(t => t.FeatureGroup))
+        {
+            var members = group.ToList();
+            if (!prepared(group.Key).StacksTrials)
+            {
+                units.AddRange(members.Select(t => new SweepUnit(null, [t])));
+                continue;
+            }
+            int stacks = Math.Min(members.Count, Math.Max(parallelism, (members.Count + MaxTrialsPerStack - 1) / MaxTrialsPerStack));
+            int size = (members.Count + stacks - 1) / stacks;
+            foreach (var chunk in members.Chunk(size)) units.Add(new SweepUnit(SweepPlanner.StackId(sweepId, units.Count(u => u.StackId is not null) + 1), chunk));
+        }
+        return units;
+    }
+
+    /// <summary>The most trials one stack trains: its tensors grow with the trials, and more stacks spread over more workers.</summary>
+    public const int MaxTrialsPerStack = 64;
+
+    /// <summary>A stack's trials to the end of <paramref name="untilEpoch"/>, once the stack holds a slot (it counts as one run).</summary>
+    private static async Task<IReadOnlyList<TrialOutcome>> TrainStackAsync(TaskOrchestrationContext context, FineTuneJob stack, IReadOnlyList<SweepTrial> trials,
+        int untilEpoch, IReadOnlySet<int> terminated, List<StageTime> times)
+    {
+        var request = new StackRequest(stack, trials, untilEpoch, [.. trials.Select(t => t.Index).Where(terminated.Contains)]);
+        var result = await FineTuneOrchestrator.AdmittedAsync(context, stack,
+            position => new RunStatus(RunStage.Queued, 0, untilEpoch, 0, 0, null, null, null, null, null, QueuePosition: position),
+            () => context.CallActivityAsync<StackResult>(ActivityNames.TrainStackedTrials, request, FineTuneOrchestrator.Retry), _ => true)
+            ?? throw new InvalidOperationException("a stack does not continue as new");
+        times.AddRange(result.Times);
+        return result.Trials;
+    }
+
+    /// <summary>One trial that cannot stack, to the end of <paramref name="untilEpoch"/>, as a sub-orchestration of its own.</summary>
+    private static async Task<IReadOnlyList<TrialOutcome>> TrainTrialAsync(TaskOrchestrationContext context, string sweepId, SweepTrial trial,
+        (string RunId, WeightsRef Weights, PreparedSummary Prepared) group, TrialOutcome outcome, int rung, int untilEpoch)
+    {
+        var request = new TrialRequest(TrialJob(sweepId, trial, group, outcome.History, context.CurrentUtcDateTime), outcome.GlobalStep, untilEpoch);
+        return [await context.CallSubOrchestratorAsync<TrialOutcome>(TrialOrchestrator.Name, request,
+            new SubOrchestrationOptions { InstanceId = $"{trial.JobId}:r{rung + 1}" })];
+    }
+
+    /// <summary>A stack as a run: its group's weights, prepared model and feature run, stopped by a cancel of the sweep.</summary>
+    private static FineTuneJob StackJob(string sweepId, string stackId, SweepTrial first, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group,
+        DateTime startedAt) =>
+        new(stackId, first.Spec with { JobId = stackId }, Carried: new CarriedState(group.Weights, group.Prepared with { Times = [] }, 0, [], startedAt, 0, []),
+            DataRun: group.RunId, ControlRun: sweepId);
 
     /// <summary>The epochs after which early termination compares trials: grace, 2·grace, 4·grace, …, then the last epoch.</summary>
     public static IReadOnlyList<int> Rungs(EarlyTerminationSpec? termination, int epochs)
