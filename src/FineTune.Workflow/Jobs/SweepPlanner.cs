@@ -107,7 +107,8 @@ public static class SweepPlanner
 
         var history = new List<ObservedTrial>(observed);
         var groups = new List<string>();
-        foreach (var trial in observed) Group(groups, Apply(spec, trial.Parameters, sweepId));
+        // Where no swept field decides the features, every trial is in the first trial's group: one key is enough.
+        foreach (var trial in keys.Any(ChangesFeatures) ? observed : observed.Take(1)) Group(groups, Apply(spec, trial.Parameters, sweepId));
         var seen = observed.Select(t => Identity(keys, t.Parameters)).ToHashSet(StringComparer.Ordinal);
         bool Fits(IReadOnlyDictionary<string, JsonElement> values) =>
             !seen.Contains(Identity(keys, values)) && Problem(spec, values, localPaths: true) is null;
@@ -322,16 +323,16 @@ public static class SweepPlanner
     internal static JsonElement Number(double value, bool integer) =>
         JsonSerializer.SerializeToElement(integer ? (object)(long)value : value);
 
-    /// <summary>What decides the images a trial sees and the features the frozen backbone gives them.</summary>
-    private static string FeatureKey(JobSpec spec) => JsonSerializer.Serialize(new
+    /// <summary>The job-spec fields that decide the images a trial sees and the features the frozen backbone gives them.</summary>
+    private static readonly string[] FeaturePaths = ["model", "weights", "dataset", "freeze", "seed", "device", "training.augmentation", "training.featureCache"];
+
+    private static string FeatureKey(JobSpec spec)
     {
-        spec.Model,
-        spec.Weights,
-        spec.Dataset,
-        spec.Freeze,
-        spec.Seed,
-        spec.Device,
-        spec.Training.Augmentation,
-        spec.Training.FeatureCache,
-    }, JobSpecReader.Json);
+        var root = JsonSerializer.SerializeToNode(spec, JobSpecReader.Json);
+        return string.Join('\n', FeaturePaths.Select(path => path.Split('.').Aggregate(root, (node, name) => node?[name])?.ToJsonString() ?? "null"));
+    }
+
+    /// <summary>Whether setting the field at <paramref name="path"/> can change a trial's <see cref="FeatureKey"/>.</summary>
+    private static bool ChangesFeatures(string path) => FeaturePaths.Any(feature =>
+        path == feature || path.StartsWith(feature + ".", StringComparison.Ordinal) || feature.StartsWith(path + ".", StringComparison.Ordinal));
 }

@@ -42,7 +42,7 @@ internal static class TreeParzenSearch
     }
 
     private static List<JsonElement> Observed(List<ObservedTrial> trials, string key) =>
-        [.. trials.Select(t => t.Parameters.TryGetValue(key, out var value) ? value : (JsonElement?)null).OfType<JsonElement>()];
+        [.. trials.Where(t => t.Parameters.ContainsKey(key)).Select(t => t.Parameters[key])];
 
     /// <summary>
     /// Optuna's default_weights: 1 for each of the newest 25 observations (given oldest first), older ones ramping
@@ -55,7 +55,9 @@ internal static class TreeParzenSearch
         for (int i = 0; i < n; i++)
             weights[i] = i >= ramp ? 1 : ramp == 1 ? 1.0 / n : 1.0 / n + i * (1 - 1.0 / n) / (ramp - 1);
         weights[n] = PriorWeight;
-        double total = weights.Sum();
+        // Added in order: Enumerable.Sum may vectorise, and the grouping of a floating-point sum changes its last bits.
+        double total = 0;
+        foreach (double weight in weights) total += weight;
         return [.. weights.Select(w => PortableMath.Log(w / total))];
     }
 
