@@ -93,7 +93,7 @@ public class SweepPlannerTests
     [Fact]
     public void BadShapesAndChoicesAreFieldErrors()
     {
-        Assert.Contains(Invalid("""{ "method": "bayes", "parameters": { "seed": [1] } }""").Errors, e => e.Field == "sweep.method" && e.Reason.Contains("grid or random"));
+        Assert.Contains(Invalid("""{ "method": "bayes", "parameters": { "seed": [1] } }""").Errors, e => e.Field == "sweep.method" && e.Reason.Contains("grid, random or bayesian"));
         Assert.Contains(Invalid("""{ "parameters": { "seed": 1 } }""").Errors, e => e.Field.StartsWith("sweep.parameters", StringComparison.Ordinal) && e.Reason.Contains("list of values"));
         Assert.Contains(Invalid("""{ "method": "random", "parameters": { "seed": { "min": 5, "max": 1 } } }""").Errors, e => e.Reason.Contains("min <= max"));
         Assert.Contains(Invalid("""{ "parameters": {} }""").Errors, e => e.Field == "sweep.parameters");

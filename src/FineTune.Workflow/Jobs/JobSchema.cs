@@ -55,7 +55,7 @@ public static class JobSchema
     /// <summary>A swept field: a list of scalar values, or a numeric range (<see cref="SweepParameterJson"/>).</summary>
     private static JsonObject SweepParameterSchema() => new()
     {
-        ["description"] = "a list of values to choose from, or a range {min, max[, log]} for random search",
+        ["description"] = "a list of values to choose from, or a range {min, max[, log]} for random and bayesian search",
         ["oneOf"] = new JsonArray(
             new JsonObject
             {

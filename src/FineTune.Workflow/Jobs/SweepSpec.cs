@@ -15,13 +15,13 @@ public sealed record SweepSpec
     /// <summary><see cref="SweepMethods.Choices"/></summary>
     public SweepMethod Method { get; init; } = SweepMethod.Grid;
     public IReadOnlyDictionary<string, SweepParameter> Parameters { get; init; } = new Dictionary<string, SweepParameter>();
-    /// <summary>Random search draws this many trials; a grid may not have more combinations.</summary>
+    /// <summary>Random and bayesian search run this many trials (fewer where the lists allow fewer distinct ones); a grid may not have more combinations.</summary>
     public int MaxTrials { get; init; } = 20;
     /// <summary>Trials running at once (one sub-orchestration each; more workers run more of them).</summary>
     public int Parallelism { get; init; } = 4;
     /// <summary><see cref="StoppingMetrics.Choices"/></summary>
     public StoppingMetric Metric { get; init; } = StoppingMetric.ValidationAccuracy;
-    /// <summary>Seeds the random search's draws (the trials' own seed is the job's <c>seed</c>).</summary>
+    /// <summary>Seeds the random and bayesian searches' draws (the trials' own seed is the job's <c>seed</c>).</summary>
     public long Seed { get; init; }
     public EarlyTerminationSpec? EarlyTermination { get; init; }
 }
@@ -39,7 +39,7 @@ public sealed record EarlyTerminationSpec
 
 /// <summary>
 /// One swept field: a list of values to choose from (<c>[0.001, 0.01]</c>, <c>["sgd", "adam"]</c>), or a numeric range
-/// (<c>{"min": 0, "max": 0.01}</c>, log-uniform with <c>"log": true</c>; whole numbers when both ends are) for random search.
+/// (<c>{"min": 0, "max": 0.01}</c>, log-uniform with <c>"log": true</c>; whole numbers when both ends are) for random and bayesian search.
 /// </summary>
 [JsonConverter(typeof(SweepParameterJson))]
 public sealed record SweepParameter(IReadOnlyList<JsonElement>? Values, double Min = 0, double Max = 0, bool Log = false, bool WholeNumbers = false)
@@ -48,13 +48,14 @@ public sealed record SweepParameter(IReadOnlyList<JsonElement>? Values, double M
 }
 
 [JsonConverter(typeof(SweepMethodJson))]
-public enum SweepMethod { Grid, Random }
+public enum SweepMethod { Grid, Random, Bayesian }
 
 public static class SweepMethods
 {
     public static readonly ChoiceTable<SweepMethod, Choice<SweepMethod>> Choices = new(
         new(SweepMethod.Grid, "grid", "every combination of the listed values"),
-        new(SweepMethod.Random, "random", "maxTrials draws from the lists and ranges"));
+        new(SweepMethod.Random, "random", "maxTrials draws from the lists and ranges"),
+        new(SweepMethod.Bayesian, "bayesian", "maxTrials trials, a few drawn at random and the rest where the recorded results promise most, by TPE"));
 }
 
 public sealed class SweepMethodJson() : ChoiceJsonConverter<SweepMethod, Choice<SweepMethod>>(SweepMethods.Choices);
