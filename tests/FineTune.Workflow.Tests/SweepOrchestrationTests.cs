@@ -75,6 +75,40 @@ public sealed class SweepOrchestrationTests
         Assert.Equal((RunStage.Completed, 4, 4), (progress.Stage, progress.Sweep!.Trials, progress.Sweep.Finished));
     }
 
+    /// <summary>
+    /// A bayesian sweep runs in rounds of `parallelism` trials, each proposed from the results recorded before it: the
+    /// second round's trials are the planner's proposals given the first round's scores, and each round has stacks of its own.
+    /// </summary>
+    [Fact]
+    public async Task BayesianRoundsProposeFromRecordedResults()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new
+        {
+            jobId = "tpe",
+            dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 4), resize = "pad" },
+            training = new { epochs = 2, batchSize = 4 },
+            sweep = new
+            {
+                method = "bayesian",
+                parameters = new Dictionary<string, object> { ["training.learningRate"] = new { min = 1e-4, max = 0.1, log = true } },
+                maxTrials = 4,
+                parallelism = 2,
+            },
+        }, JobSpecReader.Json), localPaths: false);
+
+        await host.Host.Client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("tpe", spec), new StartOrchestrationOptions("tpe"));
+        var status = await host.WaitForEndAsync("tpe", TimeSpan.FromMinutes(5));
+        Assert.True(status.RuntimeStatus == OrchestrationRuntimeStatus.Completed, $"{status.RuntimeStatus}: {status.FailureDetails}");
+        var trials = status.ReadOutputAs<FineTuneResult>()!.Sweep!.Trials.OrderBy(t => t.Index).ToList();
+        Assert.Equal(4, trials.Count);
+
+        var first = trials.Take(2).Select(t => new ObservedTrial(t.Index, t.Parameters, t.Score)).ToList();
+        var second = SweepPlanner.Propose(spec, first, 2);
+        Assert.Equal(second.Select(t => SweepPlanner.Describe(t.Parameters)), trials.Skip(2).Select(t => SweepPlanner.Describe(t.Parameters)));
+        foreach (var stack in (string[])["tpe-s1", "tpe-s2", "tpe-s3", "tpe-s4"]) Assert.NotEmpty(await ListAsync(host.Store, new RunLayout(stack).Checkpoints));
+    }
+
     /// <summary>A cancel of the sweep stops its stacks' training too (they watch the sweep's cancel request).</summary>
     [Fact]
     public async Task CancellingASweepStopsItsTrials()

@@ -30,71 +30,87 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     private static async Task<FineTuneResult?> RunTrialsAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var sweep = job.Spec.Sweep ?? throw new ArgumentException("the job has no sweep", nameof(job));
-        var trials = SweepPlanner.Plan(job.Spec);
+        // Grid and random: every trial at once. Bayesian: rounds of `parallelism` trials, each proposed from the results so far.
+        var planned = SweepPlanner.Plan(job.Spec);
         var metric = sweep.Metric;
-        int maxEpochs = trials.Max(t => t.Spec.Training.Epochs);
+        int maxEpochs = planned.Max(t => t.Spec.Training.Epochs);
         var startedAt = context.CurrentUtcDateTime;
         var times = new List<StageTime>();
-
-        // One feature pass per group; the groups are few (usually one), so they run one after another.
         var groups = new Dictionary<int, (string RunId, WeightsRef Weights, PreparedSummary Prepared)>();
-        foreach (var first in trials.GroupBy(t => t.FeatureGroup).Select(g => g.First()))
-        {
-            string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
-            var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun });
-            context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
-            var fetchStarted = context.CurrentUtcDateTime;
-            var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
-            times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
-            // The feature pass holds a slot of its own, freed before the trials ask for theirs.
-            var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
-            {
-                context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
-                return context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
-            }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
-            times.AddRange(featurePass.Times);
-            groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
-        }
-
-        var outcomes = trials.ToDictionary(t => t.Index, t => new TrialOutcome(t.JobId, 0, [], false, false, [], []));
-        var units = Units(job.JobId, trials, sweep.Parallelism, g => groups[g].Prepared);
-        TrialSummary? latest = null;
+        var trials = new List<SweepTrial>();
+        var outcomes = new Dictionary<int, TrialOutcome>();
+        var units = new List<SweepUnit>();
         var terminated = new HashSet<int>();
-        var rungs = Rungs(sweep.EarlyTermination, maxEpochs);
-        for (int rung = 0; rung < rungs.Count; rung++)
+        TrialSummary? latest = null;
+        // Each round adds at least one trial, until the planned count.
+        while (trials.Count < planned.Count)
         {
-            int untilEpoch = rungs[rung];
-            var live = trials.Where(t => !outcomes[t.Index].Finished && !terminated.Contains(t.Index)).ToList();
-            var running = new Dictionary<Task<IReadOnlyList<TrialOutcome>>, SweepUnit>();
-            int Running() => running.Values.Sum(u => u.Trials.Count);
-            foreach (var unit in units.Where(u => u.Trials.Any(live.Contains)))
-            {
-                if (running.Count == sweep.Parallelism) Collect(await Task.WhenAny(running.Keys));
-                var unitGroup = groups[unit.Trials[0].FeatureGroup];
-                var task = unit.StackId is { } stackId
-                    ? TrainStackAsync(context, StackJob(job.JobId, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
-                    : TrainTrialAsync(context, job.JobId, unit.Trials[0], unitGroup, outcomes[unit.Trials[0].Index], rung, untilEpoch);
-                running.Add(task, unit);
-                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, Running(), metric, latest)));
-            }
-            while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
+            var round = sweep.Method == SweepMethod.Bayesian
+                ? SweepPlanner.Propose(job.Spec, [.. trials.Select(t => new ObservedTrial(t.Index, t.Parameters,
+                    Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric).Score))], sweep.Parallelism)
+                : trials.Count == 0 ? planned : [];
+            if (round.Count == 0) break;
+            trials.AddRange(round);
+            foreach (var trial in round) outcomes[trial.Index] = new TrialOutcome(trial.JobId, 0, [], false, false, [], []);
 
-            void Collect(Task<IReadOnlyList<TrialOutcome>> done)
+            // One feature pass per group, the first time a trial of it comes; the groups are few (usually one), so they run
+            // one after another.
+            foreach (var first in round.Where(t => !groups.ContainsKey(t.FeatureGroup)).GroupBy(t => t.FeatureGroup).Select(g => g.First()))
             {
-                var unit = running[done];
-                running.Remove(done);
-                foreach (var (trial, outcome) in unit.Trials.Zip(done.Result))
+                string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
+                var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun });
+                context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
+                var fetchStarted = context.CurrentUtcDateTime;
+                var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
+                times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
+                // The feature pass holds a slot of its own, freed before the trials ask for theirs.
+                var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
                 {
-                    // A trial's workers over all its rungs.
-                    outcomes[trial.Index] = outcome with { Workers = [.. outcomes[trial.Index].Workers.Union(outcome.Workers)] };
-                    times.AddRange(outcome.Times);
-                    latest = Summary(trial, outcomes[trial.Index], terminated: false, metric);
-                }
-                context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(trials, outcomes, terminated, Running(), metric, latest)));
+                    context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
+                    return context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+                }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
+                times.AddRange(featurePass.Times);
+                groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
             }
 
-            if (sweep.EarlyTermination is { } termination && rung < rungs.Count - 1)
-                terminated.UnionWith(Terminate(termination.Policy, live, outcomes, untilEpoch, metric));
+            var roundUnits = Units(job.JobId, round, sweep.Parallelism, g => groups[g].Prepared, firstStack: units.Count(u => u.StackId is not null) + 1);
+            units.AddRange(roundUnits);
+            var rungs = Rungs(sweep.EarlyTermination, round.Max(t => t.Spec.Training.Epochs));
+            for (int rung = 0; rung < rungs.Count; rung++)
+            {
+                int untilEpoch = rungs[rung];
+                var live = round.Where(t => !outcomes[t.Index].Finished && !terminated.Contains(t.Index)).ToList();
+                var running = new Dictionary<Task<IReadOnlyList<TrialOutcome>>, SweepUnit>();
+                int Running() => running.Values.Sum(u => u.Trials.Count);
+                foreach (var unit in roundUnits.Where(u => u.Trials.Any(live.Contains)))
+                {
+                    if (running.Count == sweep.Parallelism) Collect(await Task.WhenAny(running.Keys));
+                    var unitGroup = groups[unit.Trials[0].FeatureGroup];
+                    var task = unit.StackId is { } stackId
+                        ? TrainStackAsync(context, StackJob(job.JobId, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
+                        : TrainTrialAsync(context, job.JobId, unit.Trials[0], unitGroup, outcomes[unit.Trials[0].Index], rung, untilEpoch);
+                    running.Add(task, unit);
+                    context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
+                }
+                while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
+
+                void Collect(Task<IReadOnlyList<TrialOutcome>> done)
+                {
+                    var unit = running[done];
+                    running.Remove(done);
+                    foreach (var (trial, outcome) in unit.Trials.Zip(done.Result))
+                    {
+                        // A trial's workers over all its rungs.
+                        outcomes[trial.Index] = outcome with { Workers = [.. outcomes[trial.Index].Workers.Union(outcome.Workers)] };
+                        times.AddRange(outcome.Times);
+                        latest = Summary(trial, outcomes[trial.Index], terminated: false, metric);
+                    }
+                    context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
+                }
+
+                if (sweep.EarlyTermination is { } termination && rung < rungs.Count - 1)
+                    terminated.UnionWith(Terminate(termination.Policy, live, outcomes, untilEpoch, metric));
+            }
         }
 
         // Best first; equal accuracies are told apart by the validation loss.
@@ -109,7 +125,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var bestEpoch = TrainingHistory.Best(bestOutcome.History, best.Spec.StoppingMetric())!;
         var prepared = bestJob.Carried!.Prepared;
         long bestSequence = (bestEpoch.Epoch + 1L) * prepared.StepsPerEpoch;
-        var progress = Progress(trials, outcomes, terminated, 0, metric);
+        var progress = Progress(planned.Count, trials, outcomes, terminated, 0, metric);
 
         // Evaluating and publishing the best trial take a slot under the sweep's id.
         var bestUnit = units.Single(u => u.Trials.Contains(best));
@@ -144,7 +160,9 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     /// workers share it, and at most <see cref="MaxTrialsPerStack"/> trials each; one trial each (a
     /// <see cref="TrialOrchestrator"/>) for the others. Deterministic: the orchestrator replays it.
     /// </summary>
-    public static IReadOnlyList<SweepUnit> Units(string sweepId, IReadOnlyList<SweepTrial> trials, int parallelism, Func<int, PreparedSummary> prepared)
+    /// <param name="firstStack">the number of the first stack (stacks are numbered across a sweep's rounds)</param>
+    public static IReadOnlyList<SweepUnit> Units(string sweepId, IReadOnlyList<SweepTrial> trials, int parallelism, Func<int, PreparedSummary> prepared,
+        int firstStack = 1)
     {
         var units = new List<SweepUnit>();
         foreach (var group in trials.GroupBy(t => t.FeatureGroup))
@@ -157,7 +175,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             }
             int stacks = Math.Min(members.Count, Math.Max(parallelism, (members.Count + MaxTrialsPerStack - 1) / MaxTrialsPerStack));
             int size = (members.Count + stacks - 1) / stacks;
-            foreach (var chunk in members.Chunk(size)) units.Add(new SweepUnit(SweepPlanner.StackId(sweepId, units.Count(u => u.StackId is not null) + 1), chunk));
+            foreach (var chunk in members.Chunk(size)) units.Add(new SweepUnit(SweepPlanner.StackId(sweepId, firstStack + units.Count(u => u.StackId is not null)), chunk));
         }
         return units;
     }
@@ -249,14 +267,15 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             best is null ? null : TrainingHistory.Score(best, metric), best?.ValidationLoss, best?.ValidationAccuracy, outcome.Workers);
     }
 
-    private static SweepProgress Progress(IReadOnlyList<SweepTrial> trials, Dictionary<int, TrialOutcome> outcomes, HashSet<int> terminated, int running,
+    /// <param name="planned">the sweep's trials in all (a bayesian sweep's are proposed round by round)</param>
+    private static SweepProgress Progress(int planned, IReadOnlyList<SweepTrial> trials, Dictionary<int, TrialOutcome> outcomes, HashSet<int> terminated, int running,
         StoppingMetric metric, TrialSummary? latest = null)
     {
         // Best first; equal accuracies are told apart by the validation loss.
         var summaries = trials.Select(t => Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric)).ToList();
         var best = summaries.Where(s => s.BestEpoch is not null).OrderByDescending(s => s.Score).ThenBy(s => s.ValidationLoss).ThenBy(s => s.Index).FirstOrDefault();
         int finished = trials.Count(t => outcomes[t.Index].Finished || terminated.Contains(t.Index));
-        return new SweepProgress(trials.Count, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest);
+        return new SweepProgress(planned, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest);
     }
 
     private static RunStatus Queued(int epochs, SweepProgress? progress, int position) => Status(RunStage.Queued, epochs, progress) with { QueuePosition = position };
