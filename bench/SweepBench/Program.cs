@@ -1,7 +1,8 @@
-// A 24-trial head sweep against one run of the same epochs, whole `finetune` processes on the same real photos:
-// prints both wall times, their ratio (the sweep should cost at most 2 runs: the trials share one backbone pass),
-// and the held-out test accuracy of the default run and of the sweep's best trial. Asserts nothing.
-// usage: SweepBench [photos-per-class=30] [epochs=10] [trials=24] [parallelism=4]
+// Head sweeps of 24 and 200 trials against one run of the same epochs, whole `finetune` processes on the same real photos:
+// prints the wall times, each sweep's ratio to the run beside its goal (24 trials: at most 1.5 runs, 200 trials: at most
+// 3: the trials share one backbone pass and train as stacks), each process's peak RSS, and the held-out test accuracy of
+// the default run and of each sweep's best trial. Asserts nothing.
+// usage: SweepBench [photos-per-class=30] [epochs=10] [trials=24,200] [parallelism=4]
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -10,7 +11,7 @@ const string Stamps = "/usr/share/tuxpaint/stamps";
 string[] categories = ["animals", "food", "household", "plants", "town"];
 int perClass = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 30;
 int epochs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10;
-int trials = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 24;
+int[] sweeps = args.Length > 2 ? [.. args[2].Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture))] : [24, 200];
 int parallelism = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 4;
 if (!Directory.Exists(Stamps))
 {
@@ -39,7 +40,7 @@ try
         training = new { epochs, batchSize = 8 },
         sweep,
     };
-    var sweepSection = new
+    object SweepSection(int trials) => new
     {
         method = "random",
         maxTrials = trials,
@@ -55,33 +56,51 @@ try
         },
     };
     File.WriteAllText(Path.Combine(folder, "single.json"), JsonSerializer.Serialize(Job("bench-single", null)));
-    File.WriteAllText(Path.Combine(folder, "sweep.json"), JsonSerializer.Serialize(Job("bench-sweep", sweepSection)));
+    foreach (int trials in sweeps)
+        File.WriteAllText(Path.Combine(folder, $"sweep{trials}.json"), JsonSerializer.Serialize(Job($"bench-sweep{trials}", SweepSection(trials))));
 
     // One untimed run first, so that neither side pays for first-use work (the bundled weights' conversion, disk caches).
     Run(["train", "single.json", "--work", "warm"]);
-    double single = Run(["train", "single.json", "--work", "single"]);
-    double sweep = Run(["sweep", "sweep.json", "--work", "sweep"]);
+    var (single, singleRss) = Run(["train", "single.json", "--work", "single"]);
 
     double Accuracy(string work, string run) => JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, work, "artifacts", "runs", run, "reports", "evaluation.json")))
         .RootElement.GetProperty("top1Accuracy").GetDouble();
-    string best = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "sweep", "artifacts", "runs", "bench-sweep", "reports", "sweep.json")))
-        .RootElement.GetProperty("best").GetString()!;
-    Console.WriteLine($"{categories.Length} classes, {perClass} photos each (20% test), {epochs} epochs, batch 8; {trials} random trials, {parallelism} at once; {Environment.ProcessorCount} cores");
-    Console.WriteLine($"finetune train (defaults):  {single,7:F1} s   test top-1 {Accuracy("single", "bench-single"):P1}");
-    Console.WriteLine($"finetune sweep ({trials} trials): {sweep,7:F1} s   test top-1 {Accuracy("sweep", best):P1} (best trial {best})");
-    Console.WriteLine($"ratio sweep / single run: {sweep / single:F2}x");
+    Console.WriteLine($"{categories.Length} classes, {perClass} photos each (20% test), {epochs} epochs, batch 8; random trials, {parallelism} at once; {Environment.ProcessorCount} cores");
+    Console.WriteLine($"finetune train (defaults):    {single,7:F1} s   peak RSS {singleRss,5} MB   test top-1 {Accuracy("single", "bench-single"):P1}");
+    foreach (int trials in sweeps)
+    {
+        var (sweep, rss) = Run(["sweep", $"sweep{trials}.json", "--work", $"sweep{trials}"]);
+        string best = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, $"sweep{trials}", "artifacts", "runs", $"bench-sweep{trials}", "reports", "sweep.json")))
+            .RootElement.GetProperty("best").GetString()!;
+        double goal = trials <= 24 ? 1.5 : 3;
+        Console.WriteLine($"finetune sweep ({trials,3} trials): {sweep,7:F1} s   peak RSS {rss,5} MB   test top-1 {Accuracy($"sweep{trials}", best):P1} (best trial {best})");
+        Console.WriteLine($"  ratio sweep / single run: {sweep / single:F2}x (goal <= {goal}x for {(trials <= 24 ? "24" : "200")} trials)");
+    }
     return 0;
 
-    double Run(string[] arguments)
+    // Wall time and the process's peak resident memory (VmHWM, read until it exits).
+    (double Seconds, long PeakMegabytes) Run(string[] arguments)
     {
         var clock = Stopwatch.StartNew();
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = folder, RedirectStandardOutput = true };
         foreach (var argument in (string[])[finetune, .. arguments]) start.ArgumentList.Add(argument);
         using var process = Process.Start(start)!;
-        string output = process.StandardOutput.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0) throw new InvalidOperationException($"finetune {string.Join(' ', arguments)} failed: {output}");
-        return clock.Elapsed.TotalSeconds;
+        var output = process.StandardOutput.ReadToEndAsync();
+        long peak = 0;
+        while (!process.WaitForExit(50))
+        {
+            try
+            {
+                var line = File.ReadLines($"/proc/{process.Id}/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+                if (line is not null) peak = Math.Max(peak, long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024);
+            }
+            catch (IOException)
+            {
+                // It exited between the check and the read.
+            }
+        }
+        if (process.ExitCode != 0) throw new InvalidOperationException($"finetune {string.Join(' ', arguments)} failed: {output.Result}");
+        return (clock.Elapsed.TotalSeconds, peak);
     }
 }
 finally

@@ -16,7 +16,7 @@ public class FunctionsMetadataTests
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
         Assert.Equal(["AdmitRun", "CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact", "LeaveRun",
-            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRunFiles", "RestartFineTune", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "WriteSweepReport"],
+            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRunFiles", "RestartFineTune", "SaveTrialCheckpoint", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "TrainStackedTrials", "WriteSweepReport"],
             functions.Keys.Order(StringComparer.Ordinal));
         var retention = Trigger(functions["PurgeExpiredRuns"]);
         Assert.Equal(("timerTrigger", "0 0 3 * * *"), (retention.GetProperty("type").GetString(), retention.GetProperty("schedule").GetString()));
