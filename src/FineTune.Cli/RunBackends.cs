@@ -117,6 +117,13 @@ internal sealed class AzureStorageBackend : IRunBackend
         // Training uses every core already; a process taking more activities than it has cores only queues them,
         // while other workers of the hub (finetune worker) could run them.
         MaxConcurrentTaskActivityWorkItems = Environment.ProcessorCount,
+        // The provider names a worker by its machine by default, and partition leases by their owner's name: two processes
+        // on one machine then both took every partition and wrote one orchestration's history at once ("split brain"; seen
+        // with a sweep's stacks on `finetune worker`s: an activity's result read as another's).
+        WorkerId = Workflow.Services.WorkerIdentity.Current,
+        // Partitions owned through a table, handed over only once released: with blob leases a worker joining the hub took
+        // partitions still being processed by another (split brain again, while partitions rebalanced).
+        UseTablePartitionManagement = true,
         LoggerFactory = logging,
     };
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Azure.Storage.Blobs;
+using FineTune.Workflow.Orchestration;
 
 namespace FineTune.Cli.Tests;
 
@@ -13,13 +14,17 @@ public sealed class SweepCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>An extra worker process joins the task hub: the sweep's trials run on both processes.</summary>
+    /// <summary>
+    /// An extra worker process joins the task hub: a sweep large enough to be cut into stacks (8 of 32 trials) has them
+    /// trained on both processes.
+    /// </summary>
     [Fact]
     public void TrialsRunOnEveryWorkerOfTheTaskHub()
     {
         // Unique per test: the task hub and the artifact container outlive it in Azurite.
         string id = "sweep-" + Guid.NewGuid().ToString("N")[..8], hub = "hub" + Guid.NewGuid().ToString("N")[..12];
-        WriteJob(id, trials: 8, epochs: 3, parallelism: 4);
+        // Epochs enough that a stack keeps a process's activity slots busy a few seconds, so the other process takes the next.
+        WriteJob(id, trials: 8 * SweepOrchestrator.MaxTrialsPerStack, epochs: 20, parallelism: 4);
         string[] shared = ["--storage", Azurite.ConnectionString, "--task-hub", hub];
         using var worker = Start(["worker", "--work", "worker", .. shared]);
         try
@@ -29,7 +34,7 @@ public sealed class SweepCommandTests : IDisposable
             var sweep = FinetuneProcess.Run(_dir, ["sweep", "job.json", "--work", "main", .. shared]);
 
             Assert.True(sweep.ExitCode == ExitCodes.Succeeded, sweep.Output + sweep.Error);
-            Assert.Contains("sweep: 8 trials on 2 worker(s), 1 backbone pass(es)", sweep.Output, StringComparison.Ordinal);
+            Assert.Contains($"sweep: {8 * SweepOrchestrator.MaxTrialsPerStack} trials on 2 worker(s), 1 backbone pass(es)", sweep.Output, StringComparison.Ordinal);
             var report = JsonDocument.Parse(Artifacts.GetBlobClient($"runs/{id}/reports/sweep.json").DownloadContent().Value.Content.ToString()).RootElement;
             var workers = report.GetProperty("trials").EnumerateArray().SelectMany(t => t.GetProperty("workers").EnumerateArray().Select(w => w.GetString())).ToHashSet();
             Assert.Contains(workers, w => w!.EndsWith("/" + worker.Id.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
@@ -95,12 +100,15 @@ public sealed class SweepCommandTests : IDisposable
         Assert.Contains("--storage", worker.Error, StringComparison.Ordinal);
     }
 
-    /// <summary>A head sweep over learning rate (and momentum, for more trials) on three photo categories.</summary>
+    /// <summary>
+    /// A head sweep over learning rate (and momentum, for more trials) on three photo categories: a grid up to 8 trials,
+    /// random draws from ranges beyond.
+    /// </summary>
     private void WriteJob(string id, int trials, int epochs, int parallelism)
     {
         string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 8, ["animals", "food", "plants"]);
-        double[] rates = [0.0003, 0.001, 0.003, 0.01];
-        double[] momenta = trials > rates.Length ? [0.8, 0.9] : [0.9];
+        object rates = trials > 8 ? new { min = 0.0003, max = 0.01, log = true } : new[] { 0.0003, 0.001, 0.003, 0.01 };
+        object momenta = trials > 8 ? new { min = 0.8, max = 0.95 } : trials > 4 ? new[] { 0.8, 0.9 } : new[] { 0.9 };
         File.WriteAllText(Path.Combine(_dir, "job.json"), JsonSerializer.Serialize(new
         {
             jobId = id,
@@ -108,6 +116,7 @@ public sealed class SweepCommandTests : IDisposable
             training = new { epochs, batchSize = 4 },
             sweep = new
             {
+                method = trials > 8 ? "random" : "grid",
                 parameters = new Dictionary<string, object> { ["training.learningRate"] = rates, ["training.momentum"] = momenta },
                 maxTrials = trials,
                 parallelism,

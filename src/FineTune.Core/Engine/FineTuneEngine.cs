@@ -118,12 +118,9 @@ public sealed class FineTuneEngine : IDisposable
     /// <summary>
     /// "Train a sweep's trials": the trials of one feature group (their recipes differ only in training options and head
     /// dropout) as one <see cref="StackedHeads"/> on the group's cached features, from <paramref name="state"/> (the start
-    /// when null) to the end of epoch <paramref name="untilEpoch"/>; members in <paramref name="exclude"/> stay where they
-    /// are. When <paramref name="stopRequested"/> says so, the epoch under way is abandoned and the state returned is
-    /// <paramref name="state"/>'s epochs.
+    /// when null). The session keeps the stack between epochs, so a rung costs its tensor work only.
     /// </summary>
-    public StackOutcome TrainStackedTrials(IReadOnlyList<Recipe> trials, ImageDataset dataset, IReadOnlyDictionary<string, byte[]> features, StackState? state,
-        int untilEpoch, IReadOnlySet<int> exclude, Func<bool>? stopRequested, CancellationToken cancellationToken)
+    public StackSession OpenStack(IReadOnlyList<Recipe> trials, ImageDataset dataset, IReadOnlyDictionary<string, byte[]> features, StackState? state)
     {
         using var scope = NewDisposeScope();
         var heads = trials.Select(recipe => WithPooledModel(recipe, dataset.ClassCount, model =>
@@ -133,16 +130,19 @@ public sealed class FineTuneEngine : IDisposable
             return (head.weight!.detach().clone(), head.bias?.detach().clone());
         })).ToList();
         var device = Runtime.TorchDevice.Resolve(trials[0].Device);
-        using var stack = new StackedHeads(FeaturesOf(features, DatasetSplits.Train).to(device), [.. dataset.Train.Select(s => s.Label)],
+        var stack = new StackedHeads(FeaturesOf(features, DatasetSplits.Train).to(device), [.. dataset.Train.Select(s => s.Label)],
             FeaturesOf(features, DatasetSplits.Validation), [.. dataset.Validation.Select(s => s.Label)], dataset.ClassCount,
             [.. trials.Select(r => new StackMember(r.Training, r.HeadDropout))], heads);
-        if (state is not null) stack.Restore(Deserialize(state.Tensors, key: null), state.Members);
-        bool completed = stack.Train(untilEpoch, exclude, cancellationToken, stopRequested);
-        if (!completed && state is not null) return new StackOutcome(state, false);
-        using var stream = new MemoryStream();
-        StateDictFile.Write(stack.State(), stream, StateDictFormat.Safetensors);
-        var next = new StackState(stream.ToArray(), [.. Enumerable.Range(0, stack.Count).Select(stack.ProgressOf)]);
-        return new StackOutcome(next, completed);
+        try
+        {
+            if (state is not null) stack.Restore(Deserialize(state.Tensors, key: null), state.Members);
+        }
+        catch
+        {
+            stack.Dispose();
+            throw;
+        }
+        return new StackSession(stack);
     }
 
     /// <summary>

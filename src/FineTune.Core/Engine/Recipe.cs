@@ -43,8 +43,6 @@ public sealed record PreparedModel(
 /// <summary>A stack of trials between two calls: every member's tensors (safetensors bytes) and where each stands.</summary>
 public sealed record StackState(byte[] Tensors, IReadOnlyList<StackMemberProgress> Members);
 
-/// <summary>What a call to train a stack did: the state reached, and whether it got to the epoch asked for (false: stopped).</summary>
-public sealed record StackOutcome(StackState State, bool Completed);
 
 /// <summary>A checkpoint's content: its parts (tensors as bytes) and the training progress.</summary>
 public sealed record TrainingState(IReadOnlyDictionary<string, byte[]> Parts, TrainingProgress Progress);

@@ -18,7 +18,7 @@ namespace FineTune.Workflow.Activities;
 /// </summary>
 [DurableTask(ActivityNames.TrainStackedTrials)]
 public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs, IOptions<WorkflowOptions> options,
-    WorkerStopping stopping, RunMetrics metrics) : TaskActivity<StackRequest, StackResult>
+    WorkerStopping stopping, RunMetrics metrics, RunSlots slots) : TaskActivity<StackRequest, StackResult>
 {
     /// <summary>A rung's epochs are checkpointed at least this often (and at its end).</summary>
     private static readonly TimeSpan CheckpointInterval = TimeSpan.FromSeconds(10);
@@ -35,6 +35,12 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
         catch (Exception e) when (WorkerDiskFullException.Is(e))
         {
             throw new WorkerDiskFullException(request.Stack.JobId);
+        }
+        finally
+        {
+            // A stack's rung is its whole work: its slot frees here, on the worker that most likely holds it, even when the
+            // orchestration's LeaveRun runs on another worker of the hub.
+            slots.Leave(request.Stack.JobId);
         }
     }
 
@@ -79,25 +85,29 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
             var recipes = request.Trials.Select(t => t.Spec.ToRecipe(inputs.Recipe.WeightsPath)).ToList();
             var excluded = request.Trials.Select((t, member) => (t, member)).Where(m => request.Excluded.Contains(m.t.Index)).Select(m => m.member).ToHashSet();
             var state = latest?.State;
-            int stateEpoch = (int)(latest?.Sequence ?? 0);
+            int stateEpoch = (int)(latest?.Sequence ?? 0), savedEpoch = stateEpoch;
             var sinceSave = System.Diagnostics.Stopwatch.StartNew();
             completed = true;
+            using var session = engine.OpenStack(recipes, inputs.Dataset, features, state);
             // Epoch by epoch, checkpointed at the rung and every CheckpointInterval on the way: a long rung killed midway
             // loses little, and resuming from an epoch's end gives the same result.
-            for (int until = stateEpoch + 1; until <= request.UntilEpoch && completed; until++)
+            for (int until = stateEpoch + 1; until <= request.UntilEpoch; until++)
             {
-                var outcome = clock.Time(Stages.Training, () => engine.TrainStackedTrials(recipes, inputs.Dataset, features, state, until, excluded,
-                    () => stop.IsCancellationRequested, CancellationToken.None));
-                completed = outcome.Completed;
+                completed = clock.Time(Stages.Training, () => session.Train(until, excluded, () => stop.IsCancellationRequested, CancellationToken.None));
                 if (!completed) break;
-                (state, stateEpoch) = (outcome.State, until);
+                stateEpoch = until;
                 if (until < request.UntilEpoch && sinceSave.Elapsed < CheckpointInterval) continue;
+                state = session.State();
                 await SaveAsync(request, stateEpoch, state, saved, clock);
-                saved = state;
+                (saved, savedEpoch) = (state, stateEpoch);
                 sinceSave.Restart();
             }
             // A cancel keeps the epochs finished since the last checkpoint, as a cancelled chunk keeps its steps.
-            if (!completed && state is not null && !ReferenceEquals(state, saved)) await SaveAsync(request, stateEpoch, state, saved, clock);
+            if (!completed && stateEpoch > savedEpoch)
+            {
+                state = session.State();
+                await SaveAsync(request, stateEpoch, state, saved, clock);
+            }
             reached = state;
         }
         token.ThrowIfCancellationRequested();

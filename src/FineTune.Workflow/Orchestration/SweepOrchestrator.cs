@@ -73,7 +73,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                 groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
             }
 
-            var roundUnits = Units(job.JobId, round, sweep.Parallelism, g => groups[g].Prepared, firstStack: units.Count(u => u.StackId is not null) + 1);
+            var roundUnits = Units(job.JobId, round, g => groups[g].Prepared, firstStack: units.Count(u => u.StackId is not null) + 1);
             units.AddRange(roundUnits);
             var rungs = Rungs(sweep.EarlyTermination, round.Max(t => t.Spec.Training.Epochs));
             for (int rung = 0; rung < rungs.Count; rung++)
@@ -156,12 +156,12 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
 
     /// <summary>
     /// What trains a sweep's trials: stacks (<see cref="TrainStackedTrials"/>) for the groups whose model stacks trials (cached
-    /// features, a linear head), each group cut into as many stacks as the sweep's parallelism allows, so that several
-    /// workers share it, and at most <see cref="MaxTrialsPerStack"/> trials each; one trial each (a
-    /// <see cref="TrialOrchestrator"/>) for the others. Deterministic: the orchestrator replays it.
+    /// features, a linear head), a group cut into as few stacks as hold at most <see cref="MaxTrialsPerStack"/> trials each
+    /// (one stack is one worker's work: more stacks only pay for more activities unless more workers share them); one trial
+    /// each (a <see cref="TrialOrchestrator"/>) for the others. Deterministic: the orchestrator replays it.
     /// </summary>
     /// <param name="firstStack">the number of the first stack (stacks are numbered across a sweep's rounds)</param>
-    public static IReadOnlyList<SweepUnit> Units(string sweepId, IReadOnlyList<SweepTrial> trials, int parallelism, Func<int, PreparedSummary> prepared,
+    public static IReadOnlyList<SweepUnit> Units(string sweepId, IReadOnlyList<SweepTrial> trials, Func<int, PreparedSummary> prepared,
         int firstStack = 1)
     {
         var units = new List<SweepUnit>();
@@ -173,15 +173,15 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                 units.AddRange(members.Select(t => new SweepUnit(null, [t])));
                 continue;
             }
-            int stacks = Math.Min(members.Count, Math.Max(parallelism, (members.Count + MaxTrialsPerStack - 1) / MaxTrialsPerStack));
+            int stacks = (members.Count + MaxTrialsPerStack - 1) / MaxTrialsPerStack;
             int size = (members.Count + stacks - 1) / stacks;
             foreach (var chunk in members.Chunk(size)) units.Add(new SweepUnit(SweepPlanner.StackId(sweepId, firstStack + units.Count(u => u.StackId is not null)), chunk));
         }
         return units;
     }
 
-    /// <summary>The most trials one stack trains: its tensors grow with the trials, and more stacks spread over more workers.</summary>
-    public const int MaxTrialsPerStack = 64;
+    /// <summary>The most trials one stack trains: a larger group is split so that several workers can share it.</summary>
+    public const int MaxTrialsPerStack = 32;
 
     /// <summary>A stack's trials to the end of <paramref name="untilEpoch"/>, once the stack holds a slot (it counts as one run).</summary>
     private static async Task<IReadOnlyList<TrialOutcome>> TrainStackAsync(TaskOrchestrationContext context, FineTuneJob stack, IReadOnlyList<SweepTrial> trials,

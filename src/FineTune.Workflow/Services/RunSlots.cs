@@ -14,8 +14,9 @@ public sealed record Admission(bool Admitted, int Position, TimeSpan RetryAfter)
 /// orchestration (a durable timer between asks), never in a long-blocking activity: a queued run costs no worker time,
 /// no retry budget and no function timeout. A waiter that stops asking (its orchestration was terminated elsewhere)
 /// loses its place after <see cref="WorkflowOptions.QueuedRunExpiry"/>, and a holder none of whose activities has run
-/// here for <see cref="WorkflowOptions.HeldRunExpiry"/> (<see cref="Touch"/>) loses its slot, so neither can stall the
-/// queue. Exact in one process (<c>finetune serve</c>, <c>train</c>, <c>worker</c>); on a scaled-out Functions app each
+/// here for <see cref="WorkflowOptions.HeldRunExpiry"/> (<see cref="Touch"/>) loses its slot — one none of whose
+/// activities ever ran here (another worker of the hub trained it) after <see cref="WorkflowOptions.QueuedRunExpiry"/> —
+/// so neither can stall the queue. Exact in one process (<c>finetune serve</c>, <c>train</c>, <c>worker</c>); on a scaled-out Functions app each
 /// instance admits its own runs, while their activities may run on any instance.
 /// </summary>
 public sealed class RunSlots(IOptions<WorkflowOptions> options, TimeProvider time)
@@ -77,7 +78,7 @@ public sealed class RunSlots(IOptions<WorkflowOptions> options, TimeProvider tim
     {
         lock (gate)
         {
-            if (holders.TryGetValue(runId, out var holder)) holders[runId] = holder with { LastSeen = time.GetUtcNow() };
+            if (holders.TryGetValue(runId, out var holder)) holders[runId] = holder with { LastSeen = time.GetUtcNow(), Touched = true };
         }
     }
 
@@ -102,7 +103,10 @@ public sealed class RunSlots(IOptions<WorkflowOptions> options, TimeProvider tim
             return 0;
         }
         queue.RemoveAll(w => now - w.LastAsked > options.Value.QueuedRunExpiry);
-        foreach (var stale in holders.Where(h => now - h.Value.LastSeen > options.Value.HeldRunExpiry).Select(h => h.Key).ToList()) holders.Remove(stale);
+        // A holder none of whose activities ever ran here was most likely trained by another worker of the hub, which cannot
+        // free a slot of this one: it expires as a waiter does.
+        foreach (var stale in holders.Where(h => now - h.Value.LastSeen > (h.Value.Touched ? options.Value.HeldRunExpiry : options.Value.QueuedRunExpiry))
+            .Select(h => h.Key).ToList()) holders.Remove(stale);
         int index = queue.FindIndex(w => w.RunId == runId);
         if (index < 0)
         {
@@ -132,7 +136,7 @@ public sealed class RunSlots(IOptions<WorkflowOptions> options, TimeProvider tim
         signalled.TrySetResult();
     }
 
-    private sealed record Holder(long EstimatedBytes, DateTimeOffset LastSeen);
+    private sealed record Holder(long EstimatedBytes, DateTimeOffset LastSeen, bool Touched = false);
 
     private sealed record Waiter(string RunId, DateTimeOffset LastAsked);
 }
