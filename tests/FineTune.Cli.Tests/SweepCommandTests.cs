@@ -24,7 +24,7 @@ public sealed class SweepCommandTests : IDisposable
         // Unique per test: the task hub and the artifact container outlive it in Azurite.
         string id = "sweep-" + Guid.NewGuid().ToString("N")[..8], hub = "hub" + Guid.NewGuid().ToString("N")[..12];
         // Epochs enough that a stack keeps a process's activity slots busy a few seconds, so the other process takes the next.
-        WriteJob(id, trials: 8 * SweepOrchestrator.MaxTrialsPerStack, epochs: 20, parallelism: 4);
+        WriteJob(id, trials: 8 * SweepOrchestrator.MaxTrialsPerStack, epochs: 300, parallelism: 4);
         string[] shared = ["--storage", Azurite.ConnectionString, "--task-hub", hub];
         using var worker = Start(["worker", "--work", "worker", .. shared]);
         try
