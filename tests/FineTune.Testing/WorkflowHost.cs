@@ -1,5 +1,4 @@
 using Azure.Storage.Blobs;
-using FineTune.Core.Training;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow;
@@ -18,19 +17,6 @@ namespace FineTune.Testing;
 
 /// <summary>A test's code around one call of the real training chunk: <paramref name="train"/> runs the chunk.</summary>
 public delegate Task<TrainResult> AroundTrainChunk(IServiceProvider services, TrainRequest request, Func<Task<TrainResult>> train);
-
-/// <summary>A test's observer of training steps (<see cref="IStepObserver"/>), registered in a host's services.</summary>
-public sealed class StepHook(Action<StepReport, CancellationToken> onStep) : IStepObserver
-{
-    public StepHook(Action<StepReport> onStep) : this((report, _) => onStep(report))
-    {
-    }
-
-    public void OnStep(FineTuneJob job, StepReport report, CancellationToken stopping) => onStep(report, stopping);
-
-    /// <summary>Steps since the run began: the sequence of a checkpoint taken after this step.</summary>
-    public static long GlobalStep(StepReport report) => (long)report.Epoch * report.StepsPerEpoch + report.Step;
-}
 
 /// <summary>
 /// The real orchestrator and activities in the Durable Task in-process test host, with artifacts in a fresh
