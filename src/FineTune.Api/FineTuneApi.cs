@@ -33,7 +33,7 @@ public sealed record ArtifactListing(string Name, long Length, DateTimeOffset La
 public sealed record ImagePrediction(string Image, IReadOnlyList<ClassProbability> Predictions);
 
 /// <summary>
-/// The HTTP API's handlers, written once over a <see cref="DurableTaskClient"/> and the artifact store. The Functions
+/// The HTTP API's handlers, written once over a <see cref="DurableTaskClient"/>, the artifact store and <see cref="RunControl"/>. The Functions
 /// app calls them from its triggers (its client comes from the durable binding); <c>finetune serve</c> maps them
 /// as ASP.NET Core endpoints (its client from DI). Each handler returns an <see cref="IResult"/>.
 /// </summary>
@@ -187,7 +187,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         return null;
     }
 
-    /// <summary>POST /api/finetune/{id}/cancel: stops the run at its next step boundary; its checkpoints stay, so starting it again resumes.</summary>
+    /// <summary>POST /api/finetune/{id}/cancel: stops the run at its next step boundary, with a checkpoint there, from which restart continues.</summary>
     public async Task<IResult> CancelAsync(HttpRequest request, string id, DurableTaskClient client)
     {
         if (BadId(id) is { } bad) return bad;
@@ -195,7 +195,6 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken);
         if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
         if (instance.IsCompleted) return Problem(409, $"job '{id}' has already ended ({instance.RuntimeStatus})");
-        // The running chunk stops at its next step with a checkpoint there; restart continues from it.
         if (await runs.CancelAsync(new DurableClientScheduler(client), id, cancellationToken) is { } refusal) return Problem(409, refusal);
         var links = LinksOf(request, id);
         return new WithLocation(Results.Json(new CancellingRun(id, "cancelling", links), Json, statusCode: 202), links.Status);

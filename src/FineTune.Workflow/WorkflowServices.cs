@@ -66,6 +66,7 @@ public static class WorkflowServices
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<RunSlots>();
         services.AddSingleton<FineTuneEngine>();
+        services.TryAddSingleton<IStepObserver, NoStepObserver>();
         // A typed client: each activity gets a fetcher on the factory's pooled handlers, which are recycled so DNS
         // changes are seen. The fetcher follows redirects itself, checking every hop against the allow-list.
         services.AddHttpClient(nameof(WeightsFetcher))

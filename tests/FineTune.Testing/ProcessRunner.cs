@@ -14,13 +14,15 @@ public static class ProcessRunner
         if (workingDirectory is not null) start.WorkingDirectory = workingDirectory;
         foreach (var argument in arguments) start.ArgumentList.Add(argument);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {program}");
+        // Both outputs read while waiting: reading one to its end first would wait as long as the program runs, past the timeout.
         var error = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
+        var output = process.StandardOutput.ReadToEndAsync();
         if (!process.WaitForExit(timeout ?? Timeout.InfiniteTimeSpan))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in {timeout}");
+            process.WaitForExit();
+            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in {timeout}; it wrote:{Environment.NewLine}{output.Result}{error.Result}");
         }
-        return new ProcessResult(process.ExitCode, output, error.Result);
+        return new ProcessResult(process.ExitCode, output.Result, error.Result);
     }
 }

@@ -2,6 +2,8 @@ using Azure.Storage.Blobs;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow;
+using FineTune.Workflow.Activities;
+using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.DurableTask;
@@ -12,6 +14,9 @@ using Microsoft.DurableTask.Worker.Grpc.Internal;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace FineTune.Testing;
+
+/// <summary>A test's code around one call of the real training chunk: <paramref name="train"/> runs the chunk.</summary>
+public delegate Task<TrainResult> AroundTrainChunk(IServiceProvider services, TrainRequest request, Func<Task<TrainResult>> train);
 
 /// <summary>
 /// The real orchestrator and activities in the Durable Task in-process test host, with artifacts in a fresh
@@ -84,18 +89,25 @@ public sealed class WorkflowHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Every task of the workflow (<see cref="WorkflowServices"/>), with the training chunk replaced by
-    /// <typeparamref name="TTrainChunk"/>: a test's fault injection or observer, the rest as the app has it.
+    /// Every task of the workflow (<see cref="WorkflowServices"/>), with a test's code <paramref name="around"/> each call
+    /// of the real training chunk (faults between calls, gates, recording failures), the rest as the app has it. Faults
+    /// within a chunk go through an <see cref="IStepObserver"/> in the host's services (<see cref="StepHook"/>).
     /// </summary>
-    public static Action<DurableTaskRegistry> WithTrainChunk<TTrainChunk>() where TTrainChunk : Workflow.Activities.TrainChunk => registry =>
+    public static Action<DurableTaskRegistry> WithTrainChunk(AroundTrainChunk around) => registry =>
     {
         foreach (var (name, type) in WorkflowServices.Orchestrators) registry.AddOrchestrator(name, type);
         foreach (var (name, type) in WorkflowServices.Activities)
         {
-            if (name == Workflow.Activities.ActivityNames.TrainChunk) registry.AddActivity(name, sp => ActivatorUtilities.CreateInstance<TTrainChunk>(sp));
+            if (name == ActivityNames.TrainChunk) registry.AddActivity(name, sp => new WrappedTrainChunk(ActivatorUtilities.CreateInstance<TrainChunk>(sp), sp, around));
             else registry.AddActivity(name, type);
         }
     };
+
+    private sealed class WrappedTrainChunk(TrainChunk chunk, IServiceProvider services, AroundTrainChunk around) : TaskActivity<TrainRequest, TrainResult>
+    {
+        public override Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request) =>
+            around(services, request, () => chunk.RunAsync(context, request));
+    }
 
     /// <summary>
     /// The instance once it has ended, with its input and output; after <paramref name="timeout"/>, a failure saying where

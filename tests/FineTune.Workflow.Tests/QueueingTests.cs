@@ -31,7 +31,27 @@ public sealed class QueueingTests
     [Fact]
     public async Task WithOneSlotASecondRunQueuesThenCompletesAndAQueuedRunCancels()
     {
-        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk<GatedTrainChunk>(),
+        // Training held at a gate until the test opens it; counts the runs training at once.
+        using var gate = new ManualResetEventSlim();
+        int active = 0, mostAtOnce = 0;
+        var order = new ConcurrentQueue<string>();
+        var firstEntered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var host = await WorkflowHost.StartAsync(WorkflowHost.WithTrainChunk(async (_, request, train) =>
+            {
+                int now = Interlocked.Increment(ref active);
+                InterlockedMax(ref mostAtOnce, now);
+                order.Enqueue(request.Job.JobId);
+                try
+                {
+                    firstEntered.TrySetResult();
+                    await Task.Run(() => gate.Wait(System.Threading.Timeout.InfiniteTimeSpan));
+                    return await train();
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref active);
+                }
+            }),
             services => services.Configure<WorkflowOptions>(o =>
             {
                 o.MaxConcurrentRuns = 1;
@@ -43,10 +63,9 @@ public sealed class QueueingTests
         var scheduler = new DurableClientScheduler(client);
         var runs = host.Host.Services.GetRequiredService<RunControl>();
         using var timeout = new CancellationTokenSource(Timeout);
-        using var gate = GatedTrainChunk.Reset();
 
         Assert.True((await scheduler.StartAsync(Spec("first", dataset), runs, default)).Started);
-        await GatedTrainChunk.FirstEntered.Task.WaitAsync(timeout.Token);
+        await firstEntered.Task.WaitAsync(timeout.Token);
         Assert.True((await scheduler.StartAsync(Spec("second", dataset), runs, default)).Started);
         Assert.True((await scheduler.StartAsync(Spec("third", dataset), runs, default)).Started);
 
@@ -61,9 +80,15 @@ public sealed class QueueingTests
             var ended = await host.WaitForEndAsync(id, Timeout);
             Assert.True(ended.RuntimeStatus == OrchestrationRuntimeStatus.Completed, $"{id}: {ended.RuntimeStatus} {ended.FailureDetails}");
         }
-        Assert.Equal(1, GatedTrainChunk.MostAtOnce);
-        Assert.Equal(["first", "second"], GatedTrainChunk.Order.Distinct());
+        Assert.Equal(1, mostAtOnce);
+        Assert.Equal(["first", "second"], order.Distinct());
         Assert.Empty(host.Host.Services.GetRequiredService<RunSlots>().Holders);
+    }
+
+    private static void InterlockedMax(ref int most, int value)
+    {
+        for (int seen = Volatile.Read(ref most); value > seen; seen = Volatile.Read(ref most))
+            if (Interlocked.CompareExchange(ref most, value, seen) == seen) return;
     }
 
     private static async Task<RunStatus> QueuedAsync(DurableTaskClient client, string id, CancellationToken cancellationToken)
@@ -74,41 +99,6 @@ public sealed class QueueingTests
             if (instance?.SerializedCustomStatus is not null && instance.ReadCustomStatusAs<RunStatus>() is { Stage: RunStage.Queued } status) return status;
             Assert.False(instance?.IsCompleted, $"{id} ended without being queued");
             await Task.Delay(100, cancellationToken);
-        }
-    }
-}
-
-/// <summary>Training held at a gate until the test opens it; counts the runs training at once.</summary>
-public sealed class GatedTrainChunk(WorkerFiles files, Core.Engine.FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs,
-    IOptions<WorkflowOptions> options, WorkerStopping stopping, RunMetrics metrics)
-    : TrainChunk(files, engine, checkpoints, runs, options, stopping, metrics)
-{
-    private static ManualResetEventSlim _gate = new();
-    private static int _active;
-    public static int MostAtOnce { get; private set; }
-    public static ConcurrentQueue<string> Order { get; private set; } = new();
-    public static TaskCompletionSource FirstEntered { get; private set; } = new();
-
-    public static ManualResetEventSlim Reset()
-    {
-        (_gate, _active, MostAtOnce, Order, FirstEntered) = (new ManualResetEventSlim(), 0, 0, new ConcurrentQueue<string>(), new TaskCompletionSource());
-        return _gate;
-    }
-
-    public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
-    {
-        int active = Interlocked.Increment(ref _active);
-        MostAtOnce = Math.Max(MostAtOnce, active);
-        Order.Enqueue(request.Job.JobId);
-        try
-        {
-            FirstEntered.TrySetResult();
-            await Task.Run(() => _gate.Wait(Timeout.InfiniteTimeSpan));
-            return await base.RunAsync(context, request);
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _active);
         }
     }
 }

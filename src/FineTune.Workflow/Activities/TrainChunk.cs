@@ -18,8 +18,8 @@ namespace FineTune.Workflow.Activities;
 /// every call advances the run. A cancel request stops it at the next step, checkpointed there.
 /// </summary>
 [DurableTask(ActivityNames.TrainChunk)]
-public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs, IOptions<WorkflowOptions> options,
-    WorkerStopping stopping, RunMetrics metrics) : TaskActivity<TrainRequest, TrainResult>
+public sealed class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointStore checkpoints, RunControl runs, IOptions<WorkflowOptions> options,
+    WorkerStopping stopping, RunMetrics metrics, IStepObserver steps) : TaskActivity<TrainRequest, TrainResult>
 {
     public override async Task<TrainResult> RunAsync(TaskActivityContext context, TrainRequest request)
     {
@@ -68,7 +68,7 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
             do
             {
                 var outcome = clock.Time(Stages.Training, () => engine.Train(inputs.Recipe, inputs.Dataset, state, inputs.Features, request.MaxSteps,
-                    CancellationToken.None, OnStep, () => stop.IsCancellationRequested));
+                    CancellationToken.None, report => steps.OnStep(job, report, stop.Token), () => stop.IsCancellationRequested));
                 state = outcome.State;
                 progress = state.Progress;
                 lastLoss = outcome.LastLoss;
@@ -83,11 +83,6 @@ public class TrainChunk(WorkerFiles worker, FineTuneEngine engine, CheckpointSto
         token.ThrowIfCancellationRequested();
         if (stop.IsCancellationRequested) throw new RunCancelledException(job.JobId, GlobalStep(progress.Position, stepsPerEpoch));
         return Result(progress, request, lastLoss, clock.Times);
-    }
-
-    /// <summary>Called after every optimisation step (progress reporting, fault injection in tests).</summary>
-    protected virtual void OnStep(StepReport report)
-    {
     }
 
     /// <summary>Steps done since the start: the checkpoint sequence.</summary>

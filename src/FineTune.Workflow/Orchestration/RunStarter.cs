@@ -52,18 +52,6 @@ public static class RunStarter
         await scheduler.ScheduleAsync(new FineTuneJob(id, spec), cancellationToken);
         return new StartOutcome(id, true, null);
     }
-
-    /// <summary>
-    /// For callers holding only a durable client (the HTTP API until it takes <see cref="RunControl"/>): the spec
-    /// binding is then checked by the run's first activity, which fails the run with <see cref="SpecConflictException"/>.
-    /// </summary>
-    public static async Task<StartOutcome> StartAsync(this IRunScheduler scheduler, JobSpec spec, CancellationToken cancellationToken)
-    {
-        string id = spec.JobId ?? JobSpecReader.DeriveJobId(spec);
-        if (await scheduler.HolderStatusAsync(id, cancellationToken) is { } status) return new StartOutcome(id, false, status);
-        await scheduler.ScheduleAsync(new FineTuneJob(id, spec with { JobId = id }), cancellationToken);
-        return new StartOutcome(id, true, null);
-    }
 }
 
 /// <summary>The Durable Task SDK's client: Durable Functions, the in-process test host, the in-memory backend.</summary>

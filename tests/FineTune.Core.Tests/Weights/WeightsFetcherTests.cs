@@ -12,7 +12,7 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
     private static readonly ModelFamily Resnet18 = ModelRegistry.Get("resnet18");
     private readonly string _dir = Directory.CreateTempSubdirectory("fetch-").FullName;
     private readonly byte[] _payload = RandomNumberGenerator.GetBytes(300_000);
-    private readonly HttpListener _server = new();
+    private HttpListener _server = new();
     private readonly CancellationTokenSource _stop = new();
     private int _requests;
     private string _base = "";
@@ -23,10 +23,23 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
 
     public Task InitializeAsync()
     {
-        int port = FreePort();
-        _base = $"http://127.0.0.1:{port}";
-        _server.Prefixes.Add(_base + "/");
-        _server.Start();
+        // HttpListener cannot bind port 0. A port the OS just handed to a probe is free, but another process may take it before
+        // the listener binds it: then Start fails and another is tried, so the tests only use a port the listener holds.
+        for (int attempt = 1; ; attempt++)
+        {
+            _base = $"http://127.0.0.1:{FreePort()}";
+            _server.Prefixes.Add(_base + "/");
+            try
+            {
+                _server.Start();
+                break;
+            }
+            catch (HttpListenerException) when (attempt < 10)
+            {
+                _server.Close();
+                _server = new HttpListener();
+            }
+        }
         _serving = ServeAsync();
         return Task.CompletedTask;
     }
