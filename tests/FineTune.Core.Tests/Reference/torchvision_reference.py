@@ -42,7 +42,7 @@ def load(model, state, strict=True):
     model.load_state_dict(state, strict=strict)
 
 
-def seeded(family, size):
+def seeded(family, size=224):
     """torchvision's FAMILY (1000 classes, for SIZE-pixel images) with seed 0 and randomised BatchNorm state, in eval mode."""
     torch.manual_seed(0)
     model = build(family, size=size)
