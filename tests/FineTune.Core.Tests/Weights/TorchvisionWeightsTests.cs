@@ -58,6 +58,15 @@ public sealed class TorchvisionWeightsTests : IDisposable
         Assert.All(TorchvisionWeights.All, c => Assert.Equal((ChannelOrder.Rgb, 1f / 255f), (c.Weights.Preprocessing.ChannelOrder, c.Weights.Preprocessing.Scale)));
     }
 
+    /// <summary>Every classification builder of Debian's torchvision 0.14 is registered under its name (the CNTK ResNets besides, with no torchvision weights).</summary>
+    [Fact]
+    public void EveryTorchvisionClassificationBuilderIsRegistered()
+    {
+        var theirs = PythonReference.RunScript("-c", "import torchvision; print(' '.join(torchvision.models.list_models(module=torchvision.models)))").Split(' ');
+        Assert.Equal(80, theirs.Length);
+        Assert.Equal(theirs.Order(StringComparer.Ordinal), ModelRegistry.Families.Where(f => !f.HasBundledWeights).Select(f => f.Name).Order(StringComparer.Ordinal));
+    }
+
     private static string WeightsTable => Path.Combine(AppContext.BaseDirectory, "Reference", "weights_table.py");
 
     /// <summary>As the script prints them: Python's <c>f"{v:.6g}"</c>.</summary>
