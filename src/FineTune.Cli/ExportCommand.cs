@@ -51,8 +51,8 @@ internal static class ExportCommand
                 error.WriteLine($"output: the folder '{parent}' does not exist");
                 return ExitCodes.BadInput;
             }
-            var family = ModelRegistry.Get(modelCard.Model);
             var preprocessing = modelCard.Preprocessing;
+            var family = ModelRegistry.Get(modelCard.Model).For(preprocessing);
             using (var model = FineTuneModel.Load(family, modelCard.Classes.Count, weights))
                 OnnxExporter.Save(OnnxExporter.Export(model, modelCard.Classes, preprocessing), path);
             output.WriteLine($"{path}: {modelCard.Model}, {modelCard.Classes.Count} classes, input [batch, 3, {preprocessing.CropSize}, {preprocessing.CropSize}], {new FileInfo(path).Length / 1e6:F1} MB");

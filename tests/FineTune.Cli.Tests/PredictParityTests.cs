@@ -20,11 +20,17 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
 
     /// <summary>
     /// One family per way a family differs (mean-image input, folded input, residual, squeeze-excitation, dropped
-    /// and resized auxiliary heads, 299-pixel input, our DenseNet, a classifier.6 head): a minute. The other
-    /// families, the VGGs above all, take several more.
+    /// and resized auxiliary heads, 299-pixel input, our DenseNet, a classifier.6 head), then the cheapest builder of
+    /// each family added since whose case costs under 30 s on 2 cores (RegNet, EfficientNet, ShuffleNetV2, MNASNet,
+    /// SqueezeNet's convolution head, ResNeXt's grouped convolutions): 5–19 s each. ConvNeXt, Swin, MaxViT and ViT cost
+    /// 33–90 s each even at their smallest (PyTorch building, calibrating and loading them is most of it): they run with
+    /// the other builders, the VGGs among them, under FINETUNE_ALL_FAMILIES=1.
     /// </summary>
     private static readonly string[] Representative =
-        ["resnet18-cntk", "resnet18-cntk-rgb", "resnet18", "mobilenet_v3_large", "googlenet", "inception_v3", "densenet121", "alexnet"];
+    [
+        "resnet18-cntk", "resnet18-cntk-rgb", "resnet18", "mobilenet_v3_large", "googlenet", "inception_v3", "densenet121", "alexnet",
+        "regnet_y_400mf", "efficientnet_b0", "shufflenet_v2_x0_5", "mnasnet0_5", "squeezenet1_1", "resnext50_32x4d",
+    ];
 
     private readonly string _dir = Directory.CreateTempSubdirectory("predict-parity-").FullName;
 

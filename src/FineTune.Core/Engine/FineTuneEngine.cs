@@ -334,7 +334,7 @@ public sealed class FineTuneEngine : IDisposable
         private readonly ConcurrentDictionary<string, ConcurrentBag<FineTuneModel>> _idle = new();
 
         private static string Kind(Recipe recipe, int classes) =>
-            string.Join('|', recipe.ModelFamily.Name, classes, recipe.HeadDropout, recipe.Freeze, recipe.Device);
+            string.Join('|', recipe.ModelFamily.Name, recipe.Preprocessing.CropSize, classes, recipe.HeadDropout, recipe.Freeze, recipe.Device);
 
         public FineTuneModel Rent(Recipe recipe, int classes)
         {

@@ -17,10 +17,11 @@ public sealed record Recipe(
     bool Tf32 = true,
     string? Weights = null)
 {
-    public ModelFamily ModelFamily => ModelRegistry.Get(Family);
+    /// <summary>The builder laid out for <see cref="Preprocessing"/> (<see cref="ModelFamily.For"/>).</summary>
+    public ModelFamily ModelFamily => ModelRegistry.Get(Family).For(Preprocessing);
 
     /// <summary>The input the weights were trained with (<see cref="Weights"/>: the job's weights source; a tag's own, else the builder's).</summary>
-    public Preprocessing Preprocessing => ModelFamily.PreprocessingFor(Weights) with { Resize = Resize };
+    public Preprocessing Preprocessing => ModelRegistry.Get(Family).PreprocessingFor(Weights) with { Resize = Resize };
 
     /// <summary>
     /// Whether the frozen-backbone feature cache may apply, as far as the recipe alone decides: asked for, no augmentation,

@@ -25,7 +25,7 @@ public sealed class Predictor : IDisposable
     /// <param name="preprocessing">the input the model was trained on (its model card's)</param>
     public static Predictor Load(ModelFamily family, IReadOnlyList<string> classes, string weightsPath, Preprocessing preprocessing)
     {
-        var model = FineTuneModel.Load(family, classes.Count, weightsPath);
+        var model = FineTuneModel.Load(family.For(preprocessing), classes.Count, weightsPath);
         // Only ever runs forward: fused, each prediction costs about a third less.
         model.FuseForInference();
         return new(model, preprocessing, classes);

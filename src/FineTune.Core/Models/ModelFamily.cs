@@ -74,6 +74,26 @@ public sealed record ModelFamily(
     /// </summary>
     public Func<nn.Module, IReadOnlyList<string>>? Stages { get; init; }
 
+    /// <summary>
+    /// Where the builder's layout fixes the input's size (ViT's position embedding has one entry per patch): the layout and
+    /// its PyTorch constructor (for a number of classes) at a square input's size, as torchvision builds it for weights
+    /// trained at another size (<c>image_size=weights.meta["min_size"]</c>). Null where the layout takes any size.
+    /// </summary>
+    public SizedLayout? LayoutForSize { get; init; }
+
+    /// <summary>
+    /// This builder for <paramref name="input"/>: laid out for its crop where <see cref="LayoutForSize"/> says the layout
+    /// depends on it (ViT's SWAG end-to-end weights at 384 to 518 pixels), else itself. What builds a model for a run's
+    /// preprocessing (training, prediction, export, the published script) asks for it so.
+    /// </summary>
+    public ModelFamily For(Preprocessing input) =>
+        LayoutForSize is not { } sized || input.CropSize == Preprocessing.CropSize ? this : this with
+        {
+            CreateImageNetLayout = () => sized.Create(input.CropSize),
+            Constructor = classes => sized.Constructor(classes, input.CropSize),
+            Preprocessing = input,
+        };
+
     public string PyTorchConstructor(int classes) =>
         Constructor?.Invoke(classes) ?? $"torchvision.models.{Name}(num_classes={classes})";
 
@@ -92,3 +112,8 @@ public sealed record ModelFamily(
 
     public override string ToString() => Name;
 }
+
+/// <summary>A layout built for one input size (<see cref="ModelFamily.LayoutForSize"/>).</summary>
+/// <param name="Create">the ImageNet layout for square inputs of the given size</param>
+/// <param name="Constructor">the PyTorch expression building it for (classes, size)</param>
+public sealed record SizedLayout(Func<int, nn.Module<Tensor, Tensor>> Create, Func<int, int, string> Constructor);

@@ -24,7 +24,7 @@ public static class HubFiles
 
     public static byte[] Config(ModelCard card)
     {
-        var family = ModelRegistry.Get(card.Model);
+        var family = ModelRegistry.Get(card.Model).For(card.Preprocessing);
         var p = card.Preprocessing;
         var pretrained = new JsonObject
         {
@@ -55,7 +55,7 @@ public static class HubFiles
     /// <param name="onnx">whether <see cref="RunLayout.OnnxFile"/> is published beside the weights</param>
     public static byte[] Readme(ModelCard card, bool onnx)
     {
-        var family = ModelRegistry.Get(card.Model);
+        var family = ModelRegistry.Get(card.Model).For(card.Preprocessing);
         var metrics = card.Metrics;
         var text = new StringBuilder();
         text.AppendLine("---");

@@ -12,6 +12,7 @@ for every family, driven by JSON lines on stdin, one JSON line answered on stdou
     Resize(R) + CenterCrop(C) + ToTensor + Normalize with ImageNet's statistics; with bgrMeanImage (CNTK's
     ResNet18) Resize(R) + CenterCrop(C), 0-255 pixels in BGR order minus that raw float32 CHW mean image.
 """
+import contextlib
 import json
 import sys
 import traceback
@@ -90,8 +91,24 @@ def export(request):
     torch.save(model.state_dict(), request["out"])
 
 
+@contextlib.contextmanager
+def uninitialised():
+    """torch.nn.init's functions as no-ops: the strict load that follows replaces every parameter and buffer, and
+    drawing them costs seconds for the large families (ViT, Swin, MaxViT)."""
+    names = [name for name in vars(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    for name in names:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
+
+
 def predict(request):
-    model = build(request["predict"], request["classes"])
+    with uninitialised():
+        model = build(request["predict"], request["classes"])
     load(model, read_safetensors(request["weights"]), strict=True)
     model.eval()
     with torch.no_grad():

@@ -58,7 +58,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
     {
         var family = ModelRegistry.Get(name);
         var preprocessing = SmallModels.PreprocessingAt(family, size);
-        using var model = FineTuneModel.Create(family, numClasses: 3, seed: 5);
+        using var model = FineTuneModel.Create(family.For(preprocessing), numClasses: 3, seed: 5);
         using var scope = NewDisposeScope();
         var photos = stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 2))
             .Select(p => ImageLoader.Load(p, preprocessing)).ToList()).to(type);

@@ -31,6 +31,14 @@ internal static class SmallModels
         }
     }
 
-    /// <summary>64 pixels, but for the families whose layout fixes the input's size (ViT's position embedding, MaxViT's 7×7 partitions).</summary>
-    public static int SmallestInput(ModelFamily family) => family.Architecture is "VisionTransformer" or "MaxVit" ? 224 : 64;
+    /// <summary>
+    /// 64 pixels, but 224 for MaxViT (its 7×7 partitions) and 4 patches a side for ViT, whose layout is built for the input's
+    /// size (<see cref="ModelFamily.For"/>; torchvision's ViT names end with the patch size: vit_h_14).
+    /// </summary>
+    public static int SmallestInput(ModelFamily family) => family.Architecture switch
+    {
+        "MaxVit" => 224,
+        "VisionTransformer" => 4 * int.Parse(family.Name[(family.Name.LastIndexOf('_') + 1)..], System.Globalization.CultureInfo.InvariantCulture),
+        _ => 64,
+    };
 }

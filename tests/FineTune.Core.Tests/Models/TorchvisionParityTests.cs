@@ -35,7 +35,7 @@ public sealed class TorchvisionParityTests : IDisposable
         PythonReference.Run("export", name, _dir, size.ToString(CultureInfo.InvariantCulture));
 
         using var scope = NewDisposeScope();
-        using var model = LoadReference(family);
+        using var model = LoadReference(family.For(SmallModels.PreprocessingAt(family, size)));
         var io = StateDictFile.Read(Path.Combine(_dir, "io.pth"));
         using (no_grad())
         {

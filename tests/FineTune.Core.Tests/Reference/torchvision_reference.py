@@ -9,6 +9,7 @@ train FAMILY STATE DATA OUT
                          the seed recipe in PyTorch: STATE into torchvision's FAMILY (head sized to it), everything
                          frozen but the head (BatchNorm in eval mode), SGD on the head with DATA's lr and
                          momentum over DATA's batches of DATA's images; OUT gets {"losses", "head_weight"}
+shapes EXPRESSION        the model a Python expression builds (torchvision imported): "key d0,d1,..." per state-dict entry
 """
 import collections
 import sys
@@ -19,8 +20,12 @@ import torchvision
 torch.set_num_threads(2)
 
 
-def build(family, num_classes=1000):
+def build(family, num_classes=1000, size=224):
+    """torchvision's FAMILY; a ViT for SIZE-pixel images (its position embedding has one entry per patch), as torchvision
+    builds it for weights of that size."""
     models = torchvision.models
+    if family.startswith("vit_"):
+        return getattr(models, family)(num_classes=num_classes, image_size=size)
     if family == "googlenet":
         return models.googlenet(num_classes=num_classes, aux_logits=True, transform_input=False, init_weights=True)
     if family == "inception_v3":
@@ -37,10 +42,10 @@ def load(model, state, strict=True):
     model.load_state_dict(state, strict=strict)
 
 
-def seeded(family):
-    """torchvision's FAMILY (1000 classes) with seed 0 and randomised BatchNorm state, in eval mode."""
+def seeded(family, size=224):
+    """torchvision's FAMILY (1000 classes, for SIZE-pixel images) with seed 0 and randomised BatchNorm state, in eval mode."""
     torch.manual_seed(0)
-    model = build(family)
+    model = build(family, size=size)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -62,7 +67,7 @@ def seeded(family):
 
 
 def export(family, out, size):
-    model = seeded(family)
+    model = seeded(family, size)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logits = model(x)
@@ -73,10 +78,10 @@ def export(family, out, size):
 
 def check(family, num_classes, state_path, io_path):
     state = torch.load(state_path)
-    model = build(family, num_classes)
+    io = torch.load(io_path)
+    model = build(family, num_classes, size=io["input"].shape[-1])
     load(model, state, strict=family != "googlenet")
     model.eval()
-    io = torch.load(io_path)
     with torch.no_grad():
         logits = model(io["input"])
     print(float((logits - io["logits"]).abs().max()))
@@ -105,8 +110,15 @@ def train(family, state_path, data_path, out_path):
     torch.save({"losses": torch.tensor(losses, dtype=torch.float64), "head_weight": head.weight.detach()}, out_path)
 
 
+def shapes(expression):
+    for key, value in eval(expression, {"torchvision": torchvision}).state_dict().items():
+        print(key, ",".join(str(d) for d in value.shape))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "export":
+    if sys.argv[1] == "shapes":
+        shapes(sys.argv[2])
+    elif sys.argv[1] == "export":
         export(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1] == "train":
         train(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])

@@ -1,5 +1,7 @@
 using FineTune.Core.Models;
+using FineTune.Core.Tests.Reference;
 using FineTune.Core.Weights;
+using FineTune.Testing;
 
 namespace FineTune.Core.Tests.Weights;
 
@@ -25,5 +27,41 @@ public sealed class VisionTransformerWeightsTests
         var loaded = target.Module.state_dict();
         Assert.All(source.Module.state_dict().Where(kv => !family.IsHeadKey(kv.Key)),
             kv => Assert.True(kv.Value.allclose(loaded[kv.Key], rtol: 0, atol: 0), kv.Key));
+    }
+
+    /// <summary>The tags trained at another size than the builder's 224 pixels (the SWAG end-to-end ones); vit_b_16's in CI.</summary>
+    public static TheoryData<string, string> OtherSizes
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var family in ModelRegistry.Families.Where(f => f.Architecture == "VisionTransformer" && (AllFamilies.Enabled || f.Name == "vit_b_16")))
+                foreach (var tag in family.Weights.Where(w => w.Preprocessing.CropSize != family.Preprocessing.CropSize))
+                    data.Add(family.Name, tag.Tag);
+            return data;
+        }
+    }
+
+    /// <summary>
+    /// torchvision builds a ViT for its weights' image size (<c>image_size=weights.meta["min_size"]</c>): the layout for a
+    /// tag's preprocessing has the parameters torchvision's meta counts for the tag, and the state-dict keys and shapes of
+    /// the model the published script's constructor builds in PyTorch. One copy of the weights at a time (vit_h_14: 2.5 GB).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(OtherSizes))]
+    public void ATagAtAnotherSizeGetsTorchvisionsLayoutForIt(string name, string tagName)
+    {
+        var family = ModelRegistry.Get(name);
+        var tag = TorchvisionWeights.Resolve(family, tagName)!;
+        var sized = family.For(tag.Preprocessing);
+        string[] ours;
+        using (var module = sized.CreateImageNetLayout())
+        {
+            Assert.Equal(tag.NumParams, module.parameters().Sum(p => p.numel()));
+            ours = [.. module.state_dict().Select(kv => $"{kv.Key} {string.Join(',', kv.Value.shape)}")];
+        }
+        string constructor = sized.PyTorchConstructor(tag.Categories);
+        Assert.Contains($"image_size={tag.Preprocessing.CropSize}", constructor);
+        Assert.Equal(PythonReference.Run("shapes", constructor).Split('\n').Select(line => line.Trim()), ours);
     }
 }
