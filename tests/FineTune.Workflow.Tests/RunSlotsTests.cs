@@ -63,11 +63,28 @@ public sealed class RunSlotsTests
         Assert.True((await slots.EnterAsync("huge", 2000 * MB, default)).Admitted);
     }
 
+    /// <summary>
+    /// Admitted here but trained by another worker of the hub (no activity of it ever ran here, and that worker's LeaveRun
+    /// cannot free this one's slot): the slot expires as a waiter's place does, not after the holders' long expiry.
+    /// </summary>
+    [Fact]
+    public async Task AHolderNoneOfWhoseActivitiesRanHereExpiresLikeAWaiter()
+    {
+        var (slots, time) = Slots(capacity: 1);
+        Assert.True((await slots.EnterAsync("elsewhere", MB, default)).Admitted);
+        Assert.Equal(1, (await slots.EnterAsync("next", MB, default)).Position);
+        time.Advance(TimeSpan.FromSeconds(20));
+        Assert.False((await slots.EnterAsync("next", MB, default)).Admitted);
+        time.Advance(TimeSpan.FromSeconds(20));
+        Assert.True((await slots.EnterAsync("next", MB, default)).Admitted);
+    }
+
     [Fact]
     public async Task AWaiterThatStopsAskingLosesItsPlaceAndAnIdleHolderItsSlot()
     {
         var (slots, time) = Slots(capacity: 1);
         Assert.True((await slots.EnterAsync("holder", MB, default)).Admitted);
+        slots.Touch("holder");
         Assert.Equal(1, (await slots.EnterAsync("gone", MB, default)).Position);
         Assert.Equal(2, (await slots.EnterAsync("waiting", MB, default)).Position);
 
