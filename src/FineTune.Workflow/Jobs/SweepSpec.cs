@@ -17,7 +17,7 @@ public sealed record SweepSpec
     public IReadOnlyDictionary<string, SweepParameter> Parameters { get; init; } = new Dictionary<string, SweepParameter>();
     /// <summary>Random and bayesian search run this many trials (fewer where the lists allow fewer distinct ones); a grid may not have more combinations.</summary>
     public int MaxTrials { get; init; } = 20;
-    /// <summary>Trials running at once (one sub-orchestration each; more workers run more of them).</summary>
+    /// <summary>Stacks of trials (or trials that cannot stack) training at once, and a bayesian sweep's trials per round; more workers run more of them.</summary>
     public int Parallelism { get; init; } = 4;
     /// <summary><see cref="StoppingMetrics.Choices"/></summary>
     public StoppingMetric Metric { get; init; } = StoppingMetric.ValidationAccuracy;

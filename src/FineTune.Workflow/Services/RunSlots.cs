@@ -7,7 +7,7 @@ namespace FineTune.Workflow.Services;
 public sealed record Admission(bool Admitted, int Position, TimeSpan RetryAfter);
 
 /// <summary>
-/// Admission control on this worker: at most <see cref="WorkflowOptions.MaxConcurrentRuns"/> runs (each trial of a sweep
+/// Admission control on this worker: at most <see cref="WorkflowOptions.MaxConcurrentRuns"/> runs (each stack of a sweep's trials, or trial that cannot stack,
 /// is one) hold a slot at once, and their estimated peak memory (<see cref="JobMemory"/>) together stays within the
 /// worker's budget; the others wait, first come first served, and their status says queued. A run holds its slot from
 /// admission until it ends (<see cref="Leave"/>), across continue-as-new generations. Waiting happens in the
