@@ -135,7 +135,7 @@ public sealed class FineTuneEngine : IDisposable
             [.. trials.Select(r => new StackMember(r.Training, r.HeadDropout))], heads);
         try
         {
-            if (state is not null) stack.Restore(Deserialize(state.Tensors, key: null), state.Members);
+            if (state is not null) stack.Restore(ReadAll(state.Tensors), state.Members);
         }
         catch
         {
@@ -152,18 +152,16 @@ public sealed class FineTuneEngine : IDisposable
     public TrainingState TrialState(Recipe trial, int member, ImageDataset dataset, StackState state)
     {
         using var scope = NewDisposeScope();
-        var saved = Deserialize(state.Tensors, key: null);
-        string prefix = $"{member}.";
+        var (weight, bias) = StackedHeads.BestHeadIn(ReadAll(state.Tensors), member);
         var progress = state.Members[member];
-        var best = progress.History.Count == 0 ? null : TrainingHistory.Best(progress.History, trial.Training.StoppingMetric);
-        string source = best is null ? prefix : prefix + "best.";
+        var best = TrainingHistory.Best(progress.History, trial.Training.StoppingMetric);
         return WithPooledModel(trial, dataset.ClassCount, model =>
         {
             var head = (TorchSharp.Modules.Linear)model.Head;
             using (no_grad())
             {
-                head.weight!.copy_(saved[source + "weight"]);
-                if (head.bias is { } bias) bias.copy_(saved[source + "bias"]);
+                head.weight!.copy_(weight);
+                if (bias is not null) head.bias!.copy_(bias);
             }
             int epochs = best is null ? 0 : best.Epoch + 1;
             return new TrainingState(TrainingSnapshot.CaptureWeights(model),
@@ -384,15 +382,12 @@ public sealed class FineTuneEngine : IDisposable
         return joined;
     }
 
-    private static Tensor Deserialize(byte[] data) => Deserialize(data, FeaturesKey)[FeaturesKey];
+    private static Tensor Deserialize(byte[] data) => ReadAll(data)[FeaturesKey];
 
-    /// <summary>A safetensors file's tensors: all of them, or only <paramref name="key"/>.</summary>
-    private static Dictionary<string, Tensor> Deserialize(byte[] data, string? key)
+    /// <summary>Every tensor of a safetensors file held in memory.</summary>
+    private static Dictionary<string, Tensor> ReadAll(byte[] data)
     {
         using var stream = new MemoryStream(data, writable: false);
-        var all = StateDictFile.Read(stream);
-        if (key is null) return all;
-        foreach (var (name, tensor) in all.Where(kv => kv.Key != key)) tensor.Dispose();
-        return new Dictionary<string, Tensor> { [key] = all[key] };
+        return StateDictFile.Read(stream);
     }
 }

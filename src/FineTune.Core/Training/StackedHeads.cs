@@ -95,6 +95,13 @@ public sealed class StackedHeads : IDisposable
         return m.Best is { } best ? (best.Weight, best.Bias) : (m.Weight, m.Bias);
     }
 
+    /// <summary><see cref="BestHead"/> read from a checkpoint's tensors (<see cref="State"/>), without building the stack.</summary>
+    public static (Tensor Weight, Tensor? Bias) BestHeadIn(IReadOnlyDictionary<string, Tensor> state, int member)
+    {
+        string prefix = state.ContainsKey($"{member}.best.weight") ? $"{member}.best." : $"{member}.";
+        return (state[prefix + "weight"], state.GetValueOrDefault(prefix + "bias"));
+    }
+
     /// <summary>Every member's tensors by name, for a checkpoint; <see cref="Restore"/> reads them back.</summary>
     public Dictionary<string, Tensor> State()
     {

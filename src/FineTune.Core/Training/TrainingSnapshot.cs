@@ -17,13 +17,11 @@ public static class TrainingSnapshot
 
     public static Dictionary<string, byte[]> Capture(FineTuneModel model, Trainer trainer)
     {
-        using var scope = NewDisposeScope();
-        var trainable = TrainableState(model);
-        using var weights = new MemoryStream();
-        StateDictFile.Write(trainable, weights, StateDictFormat.Safetensors);
+        var parts = CaptureWeights(model);
         using var optimizer = new MemoryStream();
         trainer.SaveOptimizer(optimizer);
-        return new Dictionary<string, byte[]> { [ModelPart] = weights.ToArray(), [OptimizerPart] = optimizer.ToArray() };
+        parts[OptimizerPart] = optimizer.ToArray();
+        return parts;
     }
 
     /// <summary>Only the weights of what trains, for a checkpoint that is evaluated or published but never continued.</summary>
