@@ -80,27 +80,30 @@ public sealed record DatasetSpec
 
 public sealed record TrainingSpec
 {
-    public int Epochs { get; init; } = 5;
-    public int BatchSize { get; init; } = 16;
+    /// <summary>Core's training options own the defaults; the spec states them for the schema and the CLI's help.</summary>
+    private static readonly TrainingOptions Defaults = new();
+
+    public int Epochs { get; init; } = Defaults.Epochs;
+    public int BatchSize { get; init; } = Defaults.BatchSize;
     /// <summary><see cref="Optimizers.Choices"/></summary>
-    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
-    public double LearningRate { get; init; } = 0.001;
-    public double Momentum { get; init; } = 0.9;
-    public bool Nesterov { get; init; }
-    public double WeightDecay { get; init; }
+    public OptimizerKind Optimizer { get; init; } = Defaults.Optimizer;
+    public double LearningRate { get; init; } = Defaults.LearningRate;
+    public double Momentum { get; init; } = Defaults.Momentum;
+    public bool Nesterov { get; init; } = Defaults.Nesterov;
+    public double WeightDecay { get; init; } = Defaults.WeightDecay;
     /// <summary><see cref="LearningRateSchedule.Choices"/></summary>
-    public ScheduleKind Schedule { get; init; } = ScheduleKind.Constant;
-    public int StepEpochs { get; init; } = 7;
-    public double Gamma { get; init; } = 0.1;
-    public int WarmupSteps { get; init; }
-    public double LabelSmoothing { get; init; }
-    public bool ClassWeighted { get; init; }
-    public double? GradientClipNorm { get; init; }
+    public ScheduleKind Schedule { get; init; } = Defaults.Schedule;
+    public int StepEpochs { get; init; } = Defaults.StepEpochs;
+    public double Gamma { get; init; } = Defaults.Gamma;
+    public int WarmupSteps { get; init; } = Defaults.WarmupSteps;
+    public double LabelSmoothing { get; init; } = Defaults.LabelSmoothing;
+    public bool ClassWeighted { get; init; } = Defaults.ClassWeightedLoss;
+    public double? GradientClipNorm { get; init; } = Defaults.GradientClipNorm;
     public EarlyStoppingSpec? EarlyStopping { get; init; }
     /// <summary>What picks the best epoch when early stopping is off (its metric otherwise); validation loss when not given.</summary>
     public StoppingMetric? BestEpochMetric { get; init; }
     public AugmentationSpec? Augmentation { get; init; }
-    public bool FeatureCache { get; init; } = true;
+    public bool FeatureCache { get; init; } = Defaults.UseFeatureCache;
     /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>
     public int MaxStepsPerChunk { get; init; } = 500;
     public const int MaxStepsPerChunkLimit = 5000;
@@ -110,7 +113,7 @@ public sealed record EarlyStoppingSpec
 {
     public int Patience { get; init; } = 3;
     /// <summary><see cref="StoppingMetrics.Choices"/></summary>
-    public StoppingMetric Metric { get; init; } = StoppingMetric.ValidationLoss;
+    public StoppingMetric Metric { get; init; } = new TrainingOptions().StoppingMetric;
 }
 
 public sealed record AugmentationSpec
