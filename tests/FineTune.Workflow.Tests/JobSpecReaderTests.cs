@@ -131,11 +131,12 @@ public class JobSpecReaderTests(ITestOutputHelper log)
     [Fact]
     public void ChoicesKeepTheirNamesAndTheDerivedJobIds()
     {
-        // Pinned from before choices were typed: specs posted then name the same runs now.
-        Assert.Equal("ft-f4c27f3f9241", JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false).JobId);
+        // Pinned from before choices were typed: specs posted then name the same runs now. Their epochs were the
+        // default then (5); a spec that leaves them out now means the new default, another job, so they are stated.
+        Assert.Equal("ft-f4c27f3f9241", JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "training": { "epochs": 5 } }""", false).JobId);
         var spec = JobSpecReader.Read("""
             { "dataset": { "location": "blob:d/", "resize": "pad" }, "freeze": "last:2", "device": "cpu",
-              "training": { "optimizer": "adamw", "schedule": "cosine", "earlyStopping": { "metric": "val_accuracy" } } }
+              "training": { "epochs": 5, "optimizer": "adamw", "schedule": "cosine", "earlyStopping": { "metric": "val_accuracy" } } }
             """, false);
         Assert.Equal("ft-71832720dd9e", spec.JobId);
         Assert.Equal((ResizeMode.Pad, FreezeMode.Last(2), DeviceKind.Cpu), (spec.Dataset.Resize, spec.Freeze, spec.Device));
