@@ -37,7 +37,7 @@ public sealed record ImagePrediction(string Image, IReadOnlyList<ClassProbabilit
 /// app calls them from its triggers (its client comes from the durable binding); <c>finetune serve</c> maps them
 /// as ASP.NET Core endpoints (its client from DI). Each handler returns an <see cref="IResult"/>.
 /// </summary>
-public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunControl runs, ModelPool models, IOptions<ApiOptions> options)
+public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunControl runs, RunCatalog catalog, ModelPool models, IOptions<ApiOptions> options)
 {
     private const int MaxPageSize = 200;
     private const int DefaultPageSize = 50;
@@ -116,10 +116,20 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     public async Task<IResult> GetAsync(HttpRequest request, string id, DurableTaskClient client)
     {
         if (BadId(id) is { } bad) return bad;
-        var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: true, request.HttpContext.RequestAborted);
-        if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
-        var view = RunView.Of(BaseUrl(request), instance, withResult: true);
-        if (instance.IsCompleted) return Results.Json(view, Json);
+        var cancellationToken = request.HttpContext.RequestAborted;
+        var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
+        RunView view;
+        if (instance is null)
+        {
+            if (await FromCatalogAsync(request, id, cancellationToken) is not { } stored) return NotFound(id);
+            view = stored;
+        }
+        else
+        {
+            if (!RunStarter.IsRun(instance.Name)) return NotFound(id);
+            view = RunView.Of(BaseUrl(request), instance, withResult: true);
+        }
+        if (view.Done) return Results.Json(view, Json);
         request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
         return new WithLocation(Results.Json(view, Json, statusCode: 202), view.Links.Status);
     }
@@ -169,6 +179,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             var page = await FirstPageAsync(client, filter, token, request.HttpContext.RequestAborted);
             var runs = page?.Values.Where(i => RunStarter.IsRun(i.Name))
                 .OrderByDescending(i => i.CreatedAt).Select(i => RunView.Of(BaseUrl(request), i, withResult: false)).ToList() ?? [];
+            if (token is null) runs.AddRange(await StoredOnlyAsync(request, client, filter, runs, request.HttpContext.RequestAborted));
             return Results.Json(new RunPage(runs, string.IsNullOrEmpty(page?.ContinuationToken) ? null : page.ContinuationToken), Json);
         }
         catch (Exception e) when (token is not null && e is not OperationCanceledException)
@@ -179,6 +190,33 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             return Problem(400, "invalid filter", [new FieldError("continuationToken", "is not a token a previous page gave")]);
         }
     }
+
+    /// <summary>
+    /// The runs on the store that the durable backend does not hold (trained by another process: <c>finetune train</c>,
+    /// another <c>serve</c>), filtered like the backend's page and listed after it on the first page only, up to its size.
+    /// </summary>
+    private async Task<List<RunView>> StoredOnlyAsync(HttpRequest request, DurableTaskClient client, OrchestrationQuery filter, List<RunView> listed,
+        CancellationToken cancellationToken)
+    {
+        var found = new List<RunView>();
+        var shown = listed.Select(r => r.Id).ToHashSet(StringComparer.Ordinal);
+        foreach (string id in await catalog.JobIdsAsync(cancellationToken))
+        {
+            if (listed.Count + found.Count >= filter.PageSize) break;
+            if (shown.Contains(id) || (filter.InstanceIdPrefix is { } prefix && !id.StartsWith(prefix, StringComparison.Ordinal))) continue;
+            if (await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken) is not null) continue;
+            if (await FromCatalogAsync(request, id, cancellationToken) is not { } view) continue;
+            bool statusMatches = filter.Statuses is null || filter.Statuses.Any(s => s.ToString() == view.Status);
+            if (statusMatches && view.CreatedAt >= (filter.CreatedFrom ?? DateTimeOffset.MinValue) && view.CreatedAt <= (filter.CreatedTo ?? DateTimeOffset.MaxValue))
+                found.Add(view);
+        }
+        return [.. found.OrderByDescending(r => r.CreatedAt)];
+    }
+
+    private async Task<RunView?> FromCatalogAsync(HttpRequest request, string id, CancellationToken cancellationToken) =>
+        await catalog.DescribeAsync(id, cancellationToken) is { } run
+            ? RunView.Of(BaseUrl(request), run, await runs.IsAnyCallRunningAsync(id, cancellationToken))
+            : null;
 
     private static async Task<Microsoft.DurableTask.Page<OrchestrationMetadata>?> FirstPageAsync(DurableTaskClient client, OrchestrationQuery filter, string? token,
         CancellationToken cancellationToken)
@@ -193,9 +231,19 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         if (BadId(id) is { } bad) return bad;
         var cancellationToken = request.HttpContext.RequestAborted;
         var instance = await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken);
-        if (instance is null || !RunStarter.IsRun(instance.Name)) return NotFound(id);
-        if (instance.IsCompleted) return Problem(409, $"job '{id}' has already ended ({instance.RuntimeStatus})");
-        if (await runs.CancelAsync(new DurableClientScheduler(client), id, cancellationToken) is { } refusal) return Problem(409, refusal);
+        if (instance is null)
+        {
+            // Another process's run: its running chunk sees the request in the store and stops at its next step.
+            if (await FromCatalogAsync(request, id, cancellationToken) is not { } stored) return NotFound(id);
+            if (stored.Done) return Problem(409, $"job '{id}' is not running ({stored.Status})");
+            await runs.RequestCancelAsync(id, cancellationToken);
+        }
+        else
+        {
+            if (!RunStarter.IsRun(instance.Name)) return NotFound(id);
+            if (instance.IsCompleted) return Problem(409, $"job '{id}' has already ended ({instance.RuntimeStatus})");
+            if (await runs.CancelAsync(new DurableClientScheduler(client), id, cancellationToken) is { } refusal) return Problem(409, refusal);
+        }
         var links = LinksOf(request, id);
         return new WithLocation(Results.Json(new CancellingRun(id, "cancelling", links), Json, statusCode: 202), links.Status);
     }

@@ -1,9 +1,21 @@
 using FineTune.Storage;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 
 namespace FineTune.Api;
+
+/// <summary>
+/// The status of a run known from its artifacts only: the durable statuses where they apply, and <see cref="Stopped"/> for a
+/// run no process is running that has not published (killed, or cancelled in another process): its own command resumes it.
+/// </summary>
+public static class CatalogStatus
+{
+    public const string Running = nameof(OrchestrationRuntimeStatus.Running);
+    public const string Completed = nameof(OrchestrationRuntimeStatus.Completed);
+    public const string Stopped = "Stopped";
+}
 
 /// <summary>The URLs of one run, absolute, as the status, list and start answers give them.</summary>
 public sealed record RunLinks(string Status, string Cancel, string Artifacts, string Predict);
@@ -39,6 +51,19 @@ public sealed record RunView(
         var links = LinksOf(baseUrl, id);
         return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, instance.CreatedAt, instance.LastUpdatedAt, progress,
             withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links, ErrorKinds.Of(instance.FailureDetails));
+    }
+
+    /// <summary>
+    /// A run this API's durable backend never held (another process trained it on the same store), as its artifacts tell it:
+    /// <see cref="CatalogStatus.Running"/> while one of its calls runs somewhere, else completed once published or
+    /// <see cref="CatalogStatus.Stopped"/>.
+    /// </summary>
+    public static RunView Of(string baseUrl, RunSummary run, bool running)
+    {
+        bool published = run.PublishedModel is not null;
+        string status = running ? CatalogStatus.Running : published ? CatalogStatus.Completed : CatalogStatus.Stopped;
+        var links = LinksOf(baseUrl, run.JobId);
+        return new RunView(run.JobId, status, !running, run.FirstWritten, run.LastWritten, null, null, published ? Downloads(links) : null, null, links);
     }
 
     public static RunLinks LinksOf(string baseUrl, string id)

@@ -44,6 +44,39 @@ public sealed class ServeLocalFolderTests : ApiScenarios
         Assert.Matches(@"Run local epoch 1/2: train loss \d+\.\d{4}, train accuracy \d\.\d{4}, val loss \d+\.\d{4}, val accuracy \d\.\d{4}, \d+\.\d s", host.Process.Log);
         Assert.Contains("Run local epoch 2/2", host.Process.Log, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ARunTheCommandLineTrainedInTheSameFolderIsListedViewedPredictedAndPurged()
+    {
+        await using var host = (ServeHost)await StartAsync();
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(host.Process.WorkDirectory, "photos"), perClass: 5, Classes);
+        var train = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "finetune.dll"), "train", "--dataset", photos, "--resize", "pad",
+            "--epochs", "1", "--batch-size", "4", "--job-id", "by-cli", "--work", host.Process.WorkDirectory])
+            train.ArgumentList.Add(argument);
+        using (var process = System.Diagnostics.Process.Start(train)!)
+        {
+            var output = process.StandardOutput.ReadToEndAsync();
+            string error = await process.StandardError.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.True(process.ExitCode == 0, $"finetune train exited {process.ExitCode}: {await output}\n{error}");
+        }
+
+        var listed = (await GetJsonAsync(host.Client, "api/finetune")).GetProperty("runs").EnumerateArray().Single(r => r.GetProperty("id").GetString() == "by-cli");
+        Assert.Equal("Completed", listed.GetProperty("status").GetString());
+        Assert.Empty((await GetJsonAsync(host.Client, "api/finetune?status=Running")).GetProperty("runs").EnumerateArray());
+        var run = await GetJsonAsync(host.Client, "api/finetune/by-cli");
+        Assert.True(run.GetProperty("done").GetBoolean());
+        using (var model = await host.Client.GetAsync(run.GetProperty("artifacts").GetProperty("model").GetString()))
+            Assert.Equal(HttpStatusCode.OK, model.StatusCode);
+        using var image = new MultipartFormDataContent { { new ByteArrayContent(File.ReadAllBytes(Directory.EnumerateFiles(photos, "*.png", SearchOption.AllDirectories).First())), "image", "a.png" } };
+        using (var predicted = await host.Client.PostAsync("api/finetune/by-cli/predict", image))
+            Assert.Equal(HttpStatusCode.OK, predicted.StatusCode);
+        using (var purged = await host.Client.DeleteAsync("api/finetune/by-cli?includePublished=true"))
+            Assert.Equal(HttpStatusCode.OK, purged.StatusCode);
+        using var gone = await host.Client.GetAsync("api/finetune/by-cli");
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+    }
 }
 
 /// <summary>Issue 23, item 7: <c>finetune serve --max-runs 1</c> over HTTP runs one run at a time and queues the rest.</summary>

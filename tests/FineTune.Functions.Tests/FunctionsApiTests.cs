@@ -83,7 +83,8 @@ internal static class FunctionsClient
         var models = new ModelPool(workflow.Store, options);
         var services = new ServiceCollection().AddLogging().BuildServiceProvider();
         var api = new FineTuneApi(workflow.Store, workflow.Host.Services.GetRequiredService<UserUploads>(),
-            workflow.Host.Services.GetRequiredService<FineTune.Workflow.Orchestration.RunControl>(), models, options);
+            workflow.Host.Services.GetRequiredService<FineTune.Workflow.Orchestration.RunControl>(),
+            workflow.Host.Services.GetRequiredService<FineTune.Workflow.Services.RunCatalog>(), models, options);
         var client = new HttpClient(new FunctionsHandler(new FineTuneHttp(api), workflow.Host.Client, services)) { BaseAddress = new Uri("http://localhost/") };
         return (client, models);
     }

@@ -298,7 +298,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     internal async Task<string?> ClearControlAsync(RunLayout layout, CancellationToken cancellationToken)
     {
         var deadline = DateTimeOffset.UtcNow + options.Value.StopWaitLimit;
-        for (bool requested = false; await IsAnyCallRunningAsync(layout, cancellationToken); requested = true)
+        for (bool requested = false; await IsAnyCallRunningAsync(layout.JobId, cancellationToken); requested = true)
         {
             if (!requested) await RequestCancelAsync(layout.JobId, cancellationToken);
             if (DateTimeOffset.UtcNow >= deadline)
@@ -315,10 +315,13 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         return null;
     }
 
-    // A marker renewed within a few polls: its call is running. An older one is a dead worker's (killed mid-chunk): a run
-    // resumed after a crash waits seconds for it, not StopWaitLimit.
-    private async Task<bool> IsAnyCallRunningAsync(RunLayout layout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Whether a call of the run is running on some worker, whichever process: its running marker was renewed within a few
+    /// polls. An older one is a dead worker's (killed mid-chunk): a run resumed after a crash waits seconds for it, not StopWaitLimit.
+    /// </summary>
+    public async Task<bool> IsAnyCallRunningAsync(string jobId, CancellationToken cancellationToken)
     {
+        var layout = new RunLayout(jobId);
         var since = DateTimeOffset.UtcNow - TimeSpan.FromSeconds(Math.Max(10, 5 * options.Value.CancelPollInterval.TotalSeconds));
         await foreach (var item in store.ListAsync(layout.Running, cancellationToken))
             if (item.LastModified > since) return true;

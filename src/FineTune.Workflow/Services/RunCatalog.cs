@@ -8,15 +8,22 @@ using FineTune.Workflow.Jobs;
 namespace FineTune.Workflow.Services;
 
 /// <summary>A run as its artifacts tell it, whatever durable backend ran it (or whether it is still running).</summary>
+/// <param name="FirstWritten">when its oldest stored file was written: about when it started</param>
+/// <param name="LastWritten">when its newest stored file was written</param>
 public sealed record RunSummary(
     string JobId,
     string State,
     int EpochsDone,
     EpochMetrics? LastEpoch,
     string? PublishedModel,
-    double? Top1Accuracy);
+    double? Top1Accuracy,
+    DateTimeOffset FirstWritten,
+    DateTimeOffset LastWritten);
 
-/// <summary>Reads runs back from the artifact store: for <c>finetune status</c> and <c>list</c>.</summary>
+/// <summary>
+/// Reads runs back from the artifact store: for <c>finetune status</c> and <c>list</c>, and for the API's runs that its own
+/// durable backend never held (another process's, on the same store).
+/// </summary>
 public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints)
 {
     public async Task<IReadOnlyList<string>> JobIdsAsync(CancellationToken cancellationToken)
@@ -48,7 +55,13 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
         bool prepared = await store.ExistsAsync(layout.DatasetReport, cancellationToken);
         if (!published && progress is null && !prepared) return null;
         string state = published ? "published" : progress is not null ? "training" : "prepared";
-        return new RunSummary(jobId, state, progress?.History.Count ?? 0, progress?.History is [.., var last] ? last : null,
-            published ? layout.Safetensors : null, accuracy);
+        DateTimeOffset first = DateTimeOffset.MaxValue, last = DateTimeOffset.MinValue;
+        await foreach (var item in store.ListAsync(layout.Root, cancellationToken))
+        {
+            if (item.LastModified < first) first = item.LastModified;
+            if (item.LastModified > last) last = item.LastModified;
+        }
+        return new RunSummary(jobId, state, progress?.History.Count ?? 0, progress?.History is [.., var lastEpoch] ? lastEpoch : null,
+            published ? layout.Safetensors : null, accuracy, first, last);
     }
 }
