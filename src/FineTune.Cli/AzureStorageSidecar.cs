@@ -6,6 +6,7 @@ using FineTune.Workflow;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Testing.Sidecar.Grpc;
 using Microsoft.DurableTask.Worker;
@@ -25,16 +26,22 @@ internal sealed class AzureStorageSidecar(string address, string connectionStrin
 {
     private WebApplication? _sidecar;
 
-    public static IServiceCollection AddAzureStorageDurableTask(IServiceCollection services, string connectionString, string taskHub)
+    /// <param name="tasks">the orchestrators and activities this process runs for the task hub; null: none, a client only (the
+    /// sidecar dispatches no work until a worker connects, so it takes no partition from the hub's workers)</param>
+    public static IServiceCollection AddAzureStorageDurableTask(IServiceCollection services, string connectionString, string taskHub,
+        Action<DurableTaskRegistry>? tasks)
     {
         string address = $"http://127.0.0.1:{FreePort()}";
         // Registered before the worker, so the sidecar is up when the worker connects.
         services.AddHostedService(sp => new AzureStorageSidecar(address, connectionString, taskHub, sp.GetRequiredService<ILoggerFactory>()));
-        services.AddDurableTaskWorker(worker =>
+        if (tasks is not null)
         {
-            worker.UseGrpc(address);
-            worker.AddTasks(registry => registry.AddFineTuneTasks());
-        });
+            services.AddDurableTaskWorker(worker =>
+            {
+                worker.UseGrpc(address);
+                worker.AddTasks(tasks);
+            });
+        }
         services.AddDurableTaskClient(client =>
         {
             client.UseGrpc(address);
