@@ -36,7 +36,7 @@ internal static class DemoCommand
                 ["dataset"] = new JsonObject { ["location"] = dataset, ["resize"] = ResizeModes.Choices[ResizeMode.Pad].Name },
                 ["training"] = new JsonObject { ["epochs"] = result.GetValue(epochs), ["batchSize"] = 4 },
             };
-            return await TrainCommand.RunAsync(job, new LocalRunner(work, storage: null, AzureStorageBackend.DefaultTaskHub, output, error), error, cancellationToken);
+            return await TrainCommand.RunAsync(job, new LocalRunner(work, storage: null, AzureStorageSidecar.DefaultTaskHub, output, error), error, cancellationToken);
         });
         return command;
     }

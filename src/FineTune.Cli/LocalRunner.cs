@@ -58,104 +58,68 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
     }
 
     public Task<int> RunAsync(JobSpec spec, CancellationToken cancellationToken) =>
-        RunAsync((backend, runs, token) => backend.StartAsync(spec, runs, token), restart: false, id => spec.Model + ", " + (spec.Sweep is { } sweep
+        RunAsync((scheduler, runs, token) => scheduler.StartAsync(spec, runs, token), restart: false, id => spec.Model + ", " + (spec.Sweep is { } sweep
             ? $"a {SweepMethods.Choices[sweep.Method].Name} sweep of {SweepPlanner.Plan(spec with { JobId = id }).Count} trials, {sweep.Parallelism} at once"
             : $"{spec.Training.Epochs} epochs"), cancellationToken);
 
     /// <summary>A failed or cancelled run, again under its id and bound spec, from its last checkpoint.</summary>
     public Task<int> RestartAsync(string jobId, CancellationToken cancellationToken) =>
-        RunAsync((backend, runs, token) => runs.RestartAsync(backend, jobId, token), restart: true, _ => "restarted from its last checkpoint", cancellationToken);
+        RunAsync((scheduler, runs, token) => runs.RestartAsync(scheduler, jobId, token), restart: true, _ => "restarted from its last checkpoint", cancellationToken);
 
     /// <summary>
     /// Cancels a run another <c>finetune</c> process is running: its chunk stops at the next step with a checkpoint there
     /// (the request is a marker in the artifact store, which that process watches); on a persistent backend the
     /// orchestration is terminated too. <c>finetune restart</c> continues it.
     /// </summary>
-    public async Task<int> CancelAsync(string jobId, CancellationToken cancellationToken)
-    {
-        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+    public Task<int> CancelAsync(string jobId, CancellationToken cancellationToken) =>
+        WithBackendAsync(runsTasks: false, async (host, scheduler) =>
         {
-            error.WriteLine($"storage: {reason}");
-            return ExitCodes.StorageUnreachable;
-        }
-        await using var services = ControlServices();
-        var runs = services.GetRequiredService<RunControl>();
-        if (storage is null)
-        {
-            // The in-memory backend lives in the running process: the marker alone reaches it.
-            if (await runs.BoundSpecAsync(jobId, cancellationToken) is null)
+            var runs = host.Services.GetRequiredService<RunControl>();
+            if (storage is null)
             {
-                error.WriteLine($"run '{jobId}' does not exist here");
-                return ExitCodes.BadInput;
+                // The in-memory backend lives in the running process: the marker alone reaches it.
+                if (await runs.BoundSpecAsync(jobId, cancellationToken) is null)
+                {
+                    error.WriteLine($"run '{jobId}' does not exist here");
+                    return ExitCodes.BadInput;
+                }
+                await runs.RequestCancelAsync(jobId, cancellationToken);
             }
-            await runs.RequestCancelAsync(jobId, cancellationToken);
-        }
-        else
-        {
-            await using var backend = await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
-            if (await runs.CancelAsync(backend, jobId, cancellationToken) is { } refusal)
+            else if (await runs.CancelAsync(scheduler, jobId, cancellationToken) is { } refusal)
             {
                 error.WriteLine(refusal);
                 return ExitCodes.BadInput;
             }
-        }
-        output.WriteLine($"cancel requested: run {jobId} stops at its next step, checkpointed; 'finetune restart {jobId}' continues it");
-        return ExitCodes.Succeeded;
-    }
+            output.WriteLine($"cancel requested: run {jobId} stops at its next step, checkpointed; 'finetune restart {jobId}' continues it");
+            return ExitCodes.Succeeded;
+        }, cancellationToken);
 
     /// <summary>Removes a run's history (a persistent backend's) and artifacts; its published model stays unless <paramref name="includePublished"/>.</summary>
-    public async Task<int> PurgeAsync(string jobId, bool includePublished, CancellationToken cancellationToken)
-    {
-        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+    public Task<int> PurgeAsync(string jobId, bool includePublished, CancellationToken cancellationToken) =>
+        WithBackendAsync(runsTasks: false, async (host, scheduler) =>
         {
-            error.WriteLine($"storage: {reason}");
-            return ExitCodes.StorageUnreachable;
-        }
-        await using var services = ControlServices();
-        var runs = services.GetRequiredService<RunControl>();
-        await using IRunBackend backend = storage is null ? new NoHistoryBackend() : await AzureStorageBackend.ConnectAsync(storage, taskHub, NullLoggerFactory.Instance);
-        var outcome = await runs.PurgeAsync(backend, jobId, includePublished, cancellationToken);
-        if (!outcome.Purged)
-        {
-            error.WriteLine(outcome.Refusal);
-            return ExitCodes.BadInput;
-        }
-        output.WriteLine($"purged run {jobId}: {outcome.ArtifactsDeleted} artifact(s) deleted"
-            + (outcome.UploadDeleted is { } upload ? $", its uploaded dataset {upload} too (no other run uses it)" : "")
-            + (outcome.KeptPublished ? $"; its published model stays in {new RunLayout(jobId).Published} (--include-published removes it)" : ""));
-        return ExitCodes.Succeeded;
-    }
+            var outcome = await host.Services.GetRequiredService<RunControl>().PurgeAsync(scheduler, jobId, includePublished, cancellationToken);
+            if (!outcome.Purged)
+            {
+                error.WriteLine(outcome.Refusal);
+                return ExitCodes.BadInput;
+            }
+            output.WriteLine($"purged run {jobId}: {outcome.ArtifactsDeleted} artifact(s) deleted"
+                + (outcome.UploadDeleted is { } upload ? $", its uploaded dataset {upload} too (no other run uses it)" : "")
+                + (outcome.KeptPublished ? $"; its published model stays in {new RunLayout(jobId).Published} (--include-published removes it)" : ""));
+            return ExitCodes.Succeeded;
+        }, cancellationToken);
 
-    /// <summary>The services a one-shot command's <see cref="RunControl"/> takes: this work folder's (or the storage account's) artifacts, uploads and scratch.</summary>
-    private ServiceProvider ControlServices()
-    {
-        var services = new ServiceCollection();
-        // AddWorkflow binds the Workflow section: without a host, from the environment (Workflow__...), as the host reads it.
-        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddEnvironmentVariables().Build());
-        AddWorkflow(services, workDirectory, storage);
-        return services.BuildServiceProvider();
-    }
-
-    private async Task<int> RunAsync(Func<IRunBackend, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, Func<string, string> describe,
+    private Task<int> RunAsync(Func<IRunScheduler, RunControl, CancellationToken, Task<StartOutcome>> start, bool restart, Func<string, string> describe,
         CancellationToken cancellationToken)
     {
-        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
-        {
-            error.WriteLine($"storage: {reason}");
-            return ExitCodes.StorageUnreachable;
-        }
-        using var host = await StartHostAsync(cancellationToken);
-        IRunBackend? backend = null;
         string? ended = null;
-        try
+        return WithBackendAsync(runsTasks: true, async (host, scheduler) =>
         {
-            backend = storage is null
-                ? new InMemoryBackend(host.Services.GetRequiredService<DurableTaskClient>())
-                : await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
             StartOutcome outcome;
             try
             {
-                outcome = await start(backend, host.Services.GetRequiredService<RunControl>(), cancellationToken);
+                outcome = await start(scheduler, host.Services.GetRequiredService<RunControl>(), cancellationToken);
             }
             catch (SpecConflictException e)
             {
@@ -178,81 +142,99 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
             var renderer = new RunRenderer(output, error, storage is null ? ArtifactRoot + "/" : "", startUpSeconds: RunRenderer.ProcessSeconds(),
                 host.Services.GetRequiredService<IArtifactStore>());
             output.WriteLine($"run {id}: {describe(id)}, artifacts in {(storage is null ? ArtifactRoot : "the blob store")}");
-            var final = await renderer.FollowAsync(backend, id, cancellationToken);
-            ended = id;
-            return renderer.Report(final);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            try
+            {
+                var final = await renderer.FollowAsync(host.Services.GetRequiredService<DurableTaskClient>(), PollInterval, id, cancellationToken);
+                ended = id;
+                return renderer.Report(final);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                output.WriteLine("stopped; every finished step is checkpointed: run the same command again to resume");
+                return ExitCodes.Cancelled;
+            }
+        },
+        // The run ended, however (a cancel terminates it before its orchestration can): what it left here goes, once this
+        // process's work has stopped. A run merely stopped here (Ctrl-C) keeps it for the command that resumes it.
+        cancellationToken, async host =>
         {
-            output.WriteLine("stopped; every finished step is checkpointed: run the same command again to resume");
-            return ExitCodes.Cancelled;
-        }
-        finally
-        {
-            await StopAsync(host, backend);
-            // The run ended, however (a cancel terminates it before its orchestration can): what it left here goes. A run
-            // merely stopped here (Ctrl-C) keeps it for the command that resumes it.
             if (ended is not null) await host.Services.GetRequiredService<RunControl>().ReleaseScratchAsync(ended, CancellationToken.None);
-        }
-    }
-
-    /// <summary>
-    /// Stops this process's work in order: the host's stopping token first, so a chunk still training (its run
-    /// terminated meanwhile, say) stops at its next step with a checkpoint; then the backend, which waits for it;
-    /// then the host, whose services (the engine's pooled models) that chunk was using until then.
-    /// </summary>
-    private static async Task StopAsync(IHost host, IRunBackend? backend)
-    {
-        host.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
-        if (backend is not null) await backend.DisposeAsync();
-        await host.StopAsync(CancellationToken.None);
+        });
     }
 
     /// <summary>
     /// Serves the task hub in the storage account until cancelled: runs started anywhere on that hub (by
     /// <c>finetune train</c>/<c>sweep</c> or other workers) have their orchestrations and activities run here too.
     /// </summary>
-    public async Task<int> ServeAsync(CancellationToken cancellationToken)
+    public Task<int> ServeAsync(CancellationToken cancellationToken)
     {
         if (storage is null)
         {
             error.WriteLine("storage: a worker needs --storage: workers meet in a task hub of a storage account");
-            return ExitCodes.BadInput;
+            return Task.FromResult(ExitCodes.BadInput);
         }
-        if (await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
+        return WithBackendAsync(runsTasks: true, async (_, _) =>
+        {
+            output.WriteLine($"worker {WorkerIdentity.Current} serving task hub {taskHub}; Ctrl-C to stop");
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // Work items in flight reappear for the other workers once their visibility timeout passes.
+                output.WriteLine("worker stopped");
+            }
+            return ExitCodes.Succeeded;
+        }, cancellationToken);
+    }
+
+    /// <summary>How often a follower asks for a run's state: what a query costs on the backend.</summary>
+    private TimeSpan PollInterval => storage is null
+        // The in-memory sidecar in this process answers over loopback well under a millisecond: a finished run is reported at once.
+        ? TimeSpan.FromMilliseconds(50)
+        // A query reads the storage account's instances table.
+        : TimeSpan.FromMilliseconds(300);
+
+    /// <summary>
+    /// Every command's way to its durable backend: the storage account checked first (in seconds, not after the SDKs'
+    /// retries), then this process's host, whose <see cref="DurableTaskClient"/> talks to the backend (in-memory, or the
+    /// task hub through <see cref="AzureStorageSidecar"/>), stopped in order however the command ends.
+    /// </summary>
+    /// <param name="runsTasks">whether this process runs the hub's orchestrations and activities, or only asks about and controls runs</param>
+    /// <param name="afterStop">what goes once this process's work has stopped</param>
+    private async Task<int> WithBackendAsync(bool runsTasks, Func<IHost, IRunScheduler, Task<int>> command, CancellationToken cancellationToken,
+        Func<IHost, Task>? afterStop = null)
+    {
+        if (storage is not null && await StorageProbe.UnreachableAsync(storage, cancellationToken) is { } reason)
         {
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        using var host = await StartHostAsync(cancellationToken);
-        AzureStorageBackend? backend = null;
+        using var host = await StartHostAsync(runsTasks, cancellationToken);
         try
         {
-            backend = await AzureStorageBackend.StartAsync(storage, taskHub, host.Services, host.Services.GetRequiredService<ILoggerFactory>());
-            output.WriteLine($"worker {WorkerIdentity.Current} serving task hub {taskHub}; Ctrl-C to stop");
-            await Task.Delay(Timeout.Infinite, cancellationToken);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            // Work items in flight reappear for the other workers once their visibility timeout passes.
-            output.WriteLine("worker stopped");
+            return await command(host, new DurableClientScheduler(host.Services.GetRequiredService<DurableTaskClient>()));
         }
         finally
         {
-            await StopAsync(host, backend);
+            // The host's stopping token first, so a chunk still training (its run terminated meanwhile, say) stops at its next
+            // step with a checkpoint; then the host, whose worker, sidecar and services (the engine's pooled models) go last.
+            host.Services.GetRequiredService<IHostApplicationLifetime>().StopApplication();
+            await host.StopAsync(CancellationToken.None);
+            if (afterStop is not null) await afterStop(host);
         }
-        return ExitCodes.Succeeded;
     }
 
     /// <summary>
     /// The host, started. The in-memory backend's sidecar takes a free loopback port found just before it binds it, so
     /// two processes starting at the same moment can pick the same one: the loser builds its host again.
     /// </summary>
-    private async Task<IHost> StartHostAsync(CancellationToken cancellationToken)
+    private async Task<IHost> StartHostAsync(bool runsTasks, CancellationToken cancellationToken)
     {
         for (int attempt = 1; ; attempt++)
         {
-            var host = BuildHost();
+            var host = BuildHost(runsTasks);
             try
             {
                 await host.StartAsync(cancellationToken);
@@ -270,13 +252,15 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         }
     }
 
-    private IHost BuildHost()
+    private IHost BuildHost(bool runsTasks)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         AddWorkflow(builder.Services, workDirectory, storage);
+        // In memory, a control command's backend is its own, empty: it runs nothing others wait for.
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+        else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub, runsTasks ? registry => registry.AddFineTuneTasks() : null);
         return builder.Build();
     }
 }

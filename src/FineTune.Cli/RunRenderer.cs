@@ -4,6 +4,7 @@ using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
+using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Converters;
 using Spectre.Console;
 
@@ -19,14 +20,15 @@ namespace FineTune.Cli;
 internal sealed class RunRenderer(TextWriter output, TextWriter error, string artifactPrefix, double startUpSeconds, IArtifactStore store)
 {
     /// <summary>Progress bars on a terminal; one line per change where output goes to a file, a pipe or a test.</summary>
-    public Task<RunSnapshot> FollowAsync(IRunBackend backend, string id, CancellationToken cancellationToken) =>
+    /// <param name="pollInterval">how often the run's state is asked for: what a query costs on the backend</param>
+    public Task<OrchestrationMetadata> FollowAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken) =>
         ReferenceEquals(output, Console.Out) && AnsiConsole.Profile.Capabilities.Interactive
-            ? FollowWithBarsAsync(backend, id, cancellationToken)
-            : FollowWithLinesAsync(backend, id, cancellationToken);
+            ? FollowWithBarsAsync(client, pollInterval, id, cancellationToken)
+            : FollowWithLinesAsync(client, pollInterval, id, cancellationToken);
 
-    private static async Task<RunSnapshot> FollowWithBarsAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
+    private static async Task<OrchestrationMetadata> FollowWithBarsAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken)
     {
-        RunSnapshot? final = null;
+        OrchestrationMetadata? final = null;
         await AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new SpinnerColumn())
             .StartAsync(async progress =>
@@ -43,8 +45,8 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                 }
                 while (true)
                 {
-                    var state = await backend.GetAsync(id, cancellationToken);
-                    if (state?.CustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
+                    var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
+                    if (state?.SerializedCustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
                     {
                         if (s.Stage == RunStage.Training && s.Sweep is { } sweep)
                         {
@@ -70,13 +72,13 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                             task.Description = Markup.Escape(Describe(s).Trim());
                         }
                     }
-                    if (state is { Ended: true })
+                    if (state is { IsCompleted: true })
                     {
                         foreach (var task in tasks.Values) { task.IsIndeterminate = false; task.Value = task.MaxValue; }
                         final = state;
                         return;
                     }
-                    await System.Threading.Tasks.Task.Delay(backend.PollInterval, cancellationToken);
+                    await System.Threading.Tasks.Task.Delay(pollInterval, cancellationToken);
                 }
             });
         return final!;
@@ -86,23 +88,23 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
     /// A line per change of the polled status, and a line per finished epoch, each once and in order: those come from the
     /// run's recorded metrics, since several epochs may finish between two polls.
     /// </summary>
-    private async Task<RunSnapshot> FollowWithLinesAsync(IRunBackend backend, string id, CancellationToken cancellationToken)
+    private async Task<OrchestrationMetadata> FollowWithLinesAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken)
     {
         string? last = null;
         int epochsPrinted = 0;
         while (true)
         {
-            var state = await backend.GetAsync(id, cancellationToken);
+            var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
             epochsPrinted = await PrintFinishedEpochsAsync(id, epochsPrinted, cancellationToken);
-            if (state?.CustomStatus is { } status && JsonDataConverter.Default.Deserialize<RunStatus>(status) is { } s
+            if (state?.SerializedCustomStatus is { } status && JsonDataConverter.Default.Deserialize<RunStatus>(status) is { } s
                 && !(s.Stage == RunStage.Training && s.Sweep is null && s.Step == 0 && s.Epoch > 0))
             {
                 string line = Describe(s);
                 if (line != last) output.WriteLine(line);
                 last = line;
             }
-            if (state is { Ended: true }) return state;
-            await Task.Delay(backend.PollInterval, cancellationToken);
+            if (state is { IsCompleted: true }) return state;
+            await Task.Delay(pollInterval, cancellationToken);
         }
     }
 
@@ -130,14 +132,15 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         var stage => $"  {stage.Display()}",
     };
 
-    public int Report(RunSnapshot final)
+    /// <summary>A finished run's report; its exit code, by <see cref="ErrorKinds"/> for a run that did not complete.</summary>
+    public int Report(OrchestrationMetadata final)
     {
-        if (!final.Succeeded)
+        if (final.RuntimeStatus != OrchestrationRuntimeStatus.Completed)
         {
-            error.WriteLine($"run {final.Status.ToLowerInvariant()}: {UserMessage(final.Failure)}");
-            return final.ErrorKind == ErrorKinds.BadInput ? ExitCodes.BadInput : ExitCodes.Failed;
+            error.WriteLine($"run {final.RuntimeStatus.ToString().ToLowerInvariant()}: {Failure(final)}");
+            return ErrorKinds.Of(final.FailureDetails) == ErrorKinds.BadInput ? ExitCodes.BadInput : ExitCodes.Failed;
         }
-        var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.Output)!;
+        var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.SerializedOutput)!;
         var e = result.Evaluation;
         var table = new Table().Border(TableBorder.Rounded).AddColumn("metric").AddColumn(new TableColumn("value").RightAligned());
         table.AddRow($"{e.Split} images", e.Images.ToString(CultureInfo.InvariantCulture));
@@ -182,12 +185,26 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
 
     public static double ProcessSeconds() => (DateTime.Now - System.Diagnostics.Process.GetCurrentProcess().StartTime).TotalSeconds;
 
-    /// <summary>What the user got wrong, without a stack trace or the framework's wrapping.</summary>
-    private static string UserMessage(string? failure)
+    /// <summary>
+    /// What went wrong, without a stack trace or the framework's wrapping: the innermost failure (the activity's, inside the
+    /// orchestration's), or a terminated run's reason.
+    /// </summary>
+    private static string Failure(OrchestrationMetadata final)
     {
-        string message = failure ?? "unknown failure";
+        var failure = final.FailureDetails;
+        while (failure?.InnerFailure is not null) failure = failure.InnerFailure;
+        if (failure is not null) return failure.ErrorMessage;
+        // The Azure Storage provider keeps no failure details: its failed run's output is the orchestration's failure message.
+        // A terminated run's is the reason the client serialized.
+        return (final.RuntimeStatus == OrchestrationRuntimeStatus.Terminated && final.SerializedOutput is { } reason
+            ? JsonDataConverter.Default.Deserialize<string>(reason) : UserMessage(final.SerializedOutput)) ?? "unknown failure";
+    }
+
+    /// <summary>A failure message without the framework's wrapping.</summary>
+    private static string? UserMessage(string? failure)
+    {
         const string prefix = "failed with an unhandled exception: ";
-        int at = message.LastIndexOf(prefix, StringComparison.Ordinal);
-        return at < 0 ? message : message[(at + prefix.Length)..];
+        int at = failure?.LastIndexOf(prefix, StringComparison.Ordinal) ?? -1;
+        return at < 0 ? failure : failure![(at + prefix.Length)..];
     }
 }

@@ -16,7 +16,7 @@ internal static class TrainCommand
     public static readonly Option<string> TaskHub = new("--task-hub")
     {
         Description = "With --storage: the task hub (in that account) the run and its workers share.",
-        DefaultValueFactory = _ => AzureStorageBackend.DefaultTaskHub,
+        DefaultValueFactory = _ => AzureStorageSidecar.DefaultTaskHub,
     };
 
     /// <summary>A flag and the job spec field it sets; set only when typed, so a job file's value stands otherwise.</summary>
