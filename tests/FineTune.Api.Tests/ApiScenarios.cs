@@ -106,6 +106,27 @@ public abstract class ApiScenarios
             await openApi.AssertConformsAsync(noRun, "POST", "/api/finetune/{id}/predict");
         }
 
+        // Predict with a JSON body of base64 images: the same answers as multipart, top from the body.
+        string Encoded(string path) => Convert.ToBase64String(File.ReadAllBytes(path));
+        using (var viaJson = await http.PostAsync($"api/finetune/{id}/predict?top=1",
+            Json($$"""{ "images": [{ "name": "a.png", "data": "{{Encoded(animal)}}" }, { "name": "f.png", "data": "{{Encoded(food)}}" }], "top": 2 }""")))
+        using (var viaForm = await http.PostAsync($"api/finetune/{id}/predict?top=2", Images(animal, food)))
+        {
+            Assert.Equal(HttpStatusCode.OK, viaJson.StatusCode);
+            await openApi.AssertConformsAsync(viaJson, "POST", "/api/finetune/{id}/predict");
+            var json = JsonDocument.Parse(await viaJson.Content.ReadAsStringAsync()).RootElement.GetProperty("predictions").EnumerateArray().ToList();
+            var form = JsonDocument.Parse(await viaForm.Content.ReadAsStringAsync()).RootElement.GetProperty("predictions").EnumerateArray().ToList();
+            Assert.Equal(["a.png", "f.png"], json.Select(a => a.GetProperty("image").GetString()));
+            Assert.Equal(form.Select(a => a.GetProperty("predictions").ToString()), json.Select(a => a.GetProperty("predictions").ToString()));
+        }
+        using (var badBase64 = await http.PostAsync($"api/finetune/{id}/predict", Json("""{ "images": [{ "name": "a.png", "data": "AA==" }, { "name": "b.png", "data": "not base64" }] }""")))
+        {
+            await openApi.AssertConformsAsync(badBase64, "POST", "/api/finetune/{id}/predict");
+            await AssertFieldErrorAsync(badBase64, "images[1].data");
+        }
+        using (var notImageJson = await http.PostAsync($"api/finetune/{id}/predict", Json("""{ "images": [{ "name": "n.png", "data": "AAAA" }] }""")))
+            await AssertFieldErrorAsync(notImageJson, "images[0]");
+
         // A second run on the uploaded dataset, by its name in the store: the list pages through both.
         string uploaded = $"blob:datasets/uploads/{Convert.ToHexStringLower(SHA256.HashData(Zip.Value))}.zip";
         string second = id + "-b";
