@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
@@ -32,8 +31,7 @@ internal static class PredictJsonBody
         // One image's base64 text, with room for its name and the JSON around it.
         long maxToken = (maxImageBytes + 2) / 3 * 4 + ChunkBytes;
         var parser = new Parser(maxImages, maxImageBytes);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
-        try
+        var buffer = new byte[ChunkBytes];
         {
             int filled = 0;
             long total = 0;
@@ -51,9 +49,9 @@ internal static class PredictJsonBody
                     // A token longer than the buffer: grow it, up to one whole image.
                     if (buffer.Length >= maxToken)
                         throw new BadBodyException(413, parser.Field, $"over the {maxImageBytes}-byte limit of an image");
-                    var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(maxToken, 2L * buffer.Length));
+                    // Not pooled: a pool would keep an image-sized array for good once it has lent it.
+                    var larger = new byte[(int)Math.Min(maxToken, 2L * buffer.Length)];
                     Buffer.BlockCopy(buffer, 0, larger, 0, filled);
-                    ArrayPool<byte>.Shared.Return(buffer);
                     buffer = larger;
                 }
                 int read = await MultipartForm.Guard(async () => await request.Body.ReadAsync(buffer.AsMemory(filled), cancellationToken), parser.Field, cancellationToken);
@@ -63,10 +61,6 @@ internal static class PredictJsonBody
                 filled += read;
                 final = read == 0;
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

@@ -93,7 +93,7 @@ public sealed class AttackCorpusTests(AttackTarget target, ITestOutputHelper log
         ["upload with a spec that is not JSON"] = new(t => t.Request(HttpMethod.Post, "api/finetune", Upload(spec: "{ not json")), 400, "spec"),
         ["bad continuation token"] = new(t => t.Request(HttpMethod.Get, "api/finetune?continuationToken=garbage"), 400, "continuationToken"),
         ["1025 predict images"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", Parts(1025, "image", "x.png")), 400, "image"),
-        ["predict images as text/plain"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", new StringContent("""{ "images": [] }""", Encoding.UTF8, "text/plain")), 415, "image"),
+        ["predict images as text/plain"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", new StringContent("""{ "images": [] }""", Encoding.UTF8, "text/plain")), 415, ""),
         ["predict JSON with bad base64"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", Json("""{ "images": [{ "name": "a.png", "data": "iVBO!!" }] }""")), 400, "images[0].data"),
         ["predict JSON with 1025 images"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict",
             Json($$"""{ "images": [{{string.Join(',', Enumerable.Repeat("""{ "data": "AA==" }""", 1025))}}] }""")), 400, "images"),
