@@ -227,6 +227,14 @@ public abstract class ApiScenarios
         Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
         Assert.Equal(["delete", "get"], paths.GetProperty("/api/finetune/{id}").EnumerateObject().Select(p => p.Name).Order());
         Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));
+        // Predict takes multipart images or a JSON body of base64 ones, each described as itself.
+        var predictBody = paths.GetProperty("/api/finetune/{id}/predict").GetProperty("post").GetProperty("requestBody").GetProperty("content");
+        Assert.Equal(["application/json", "multipart/form-data"], predictBody.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        var json = predictBody.GetProperty("application/json").GetProperty("schema");
+        Assert.Equal(["images"], json.GetProperty("required").EnumerateArray().Select(r => r.GetString()));
+        var image = json.GetProperty("properties").GetProperty("images").GetProperty("items");
+        Assert.Equal(["data"], image.GetProperty("required").EnumerateArray().Select(r => r.GetString()));
+        Assert.Equal(["data", "name"], image.GetProperty("properties").EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
         using var page = await host.Client.GetAsync("/");
         Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
     }
