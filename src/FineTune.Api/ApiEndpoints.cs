@@ -51,8 +51,14 @@ public static class ApiEndpoints
             .WithName("GetFineTuneArtifact").WithSummary("Download a run's file (model.safetensors, model-card.json, evaluation.json, predictions.csv, metrics.jsonl, loss.png, …), streamed.")
             .Produces<Stream>(200, "application/octet-stream", "application/json", "application/jsonl", "text/csv", "image/png").Problem(400, 404);
         api.MapPost(ApiRoutes.Predict, (HttpRequest request, string id, FineTuneApi handlers) => handlers.PredictAsync(request, id))
-            .WithName("PredictFineTune").WithSummary("Classify images (multipart field 'image', repeatable) with the run's published model: ?top=K.")
-            .Accepts<IFormFile>("multipart/form-data").Produces<PredictionList>().Problem(400, 404, 413);
+            .WithName("PredictFineTune").WithSummary("Classify images (multipart field 'image', repeatable; or JSON {\"images\": [{\"name\", \"data\": base64}], \"top\": K}) with the run's published model: ?top=K.")
+            .Accepts<IFormFile>("multipart/form-data", "application/json").Produces<PredictionList>().Problem(400, 404, 413, 415)
+            // One accepts list (routing answers 415 to any other type), two bodies: the JSON one is described as itself.
+            .AddOpenApiOperationTransformer(async (operation, context, cancellationToken) =>
+            {
+                if (operation.RequestBody?.Content?.TryGetValue("application/json", out var json) == true)
+                    json.Schema = await context.GetOrCreateSchemaAsync(typeof(PredictRequest), null, cancellationToken);
+            });
         endpoints.MapGet("/", () => Dashboard.Serve(null)).ExcludeFromDescription();
         endpoints.MapGet("/{asset}", (string asset) => Dashboard.Serve(asset)).ExcludeFromDescription();
         return endpoints;

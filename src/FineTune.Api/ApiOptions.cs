@@ -36,7 +36,7 @@ public sealed class ApiOptions
     /// <summary>Largest image predict accepts, as in training.</summary>
     public long MaxImageBytes { get; set; } = new DatasetOptions().MaxFileBytes;
 
-    /// <summary>Images classified at the same time, over all requests; more wait their turn.</summary>
+    /// <summary>Batches of images classified at the same time, over all requests; more wait their turn.</summary>
     public int PredictConcurrency { get; set; } = 2;
 
     /// <summary>Published models kept loaded for predict; the least recently used one is unloaded past this.</summary>

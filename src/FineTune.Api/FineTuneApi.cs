@@ -29,6 +29,12 @@ public sealed record RunPage(IReadOnlyList<RunView> Runs, string? ContinuationTo
 
 public sealed record ArtifactListing(string Name, long Length, DateTimeOffset LastModified, string Url);
 
+/// <summary>Predict's JSON body: the images in base64, and optionally how many classes to list (else ?top=K, else 5).</summary>
+public sealed record PredictRequest(IReadOnlyList<EncodedImage> Images, int? Top);
+
+/// <summary>An image of a JSON predict request: its name (echoed in the answer) and its file's bytes in base64.</summary>
+public sealed record EncodedImage(string? Name, string Data);
+
 /// <summary>One image's top classes, most probable first.</summary>
 public sealed record ImagePrediction(string Image, IReadOnlyList<ClassProbability> Predictions);
 
@@ -305,8 +311,8 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     }
 
     /// <summary>
-    /// POST /api/finetune/{id}/predict?top=K: multipart images (field <see cref="ApiRoutes.ImageField"/>, repeatable)
-    /// → each image's top-K classes. 404 when the run has published no model; 400 naming any image that is too large
+    /// POST /api/finetune/{id}/predict?top=K: multipart images (field <see cref="ApiRoutes.ImageField"/>, repeatable), or JSON
+    /// (<see cref="PredictJsonBody"/>, base64 images) → each image's top-K classes. 404 when the run has published no model; 400 naming any image that is too large
     /// or not an image.
     /// </summary>
     public async Task<IResult> PredictAsync(HttpRequest request, string id)
@@ -316,8 +322,10 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         int top = DefaultTop;
         if (request.Query.TryGetValue("top", out var topText) && (!int.TryParse(topText, NumberStyles.None, CultureInfo.InvariantCulture, out top) || top < 1))
             return Problem(400, "invalid request", [new FieldError("top", "must be a whole number, at least 1")]);
-        if (!request.HasFormContentType)
-            return Problem(400, "invalid request", [new FieldError(ApiRoutes.ImageField, "send the images as multipart/form-data")]);
+        bool json = IsJson(request.ContentType);
+        if (!request.HasFormContentType && !json)
+            return Problem(415, "send the images as multipart/form-data (field 'image') or as application/json ({\"images\": [{\"name\", \"data\": base64}]})",
+                [new FieldError(ApiRoutes.ImageField, "send the images as multipart/form-data or application/json")]);
 
         string folder = Directory.CreateTempSubdirectory("finetune-predict-").FullName;
         try
@@ -328,9 +336,21 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             var tooLarge = new List<FieldError>();
             long maxBytes = options.Value.MaxImageBytes;
             int maxImages = options.Value.MaxPredictImages;
+            string imageField = json ? PredictJsonBody.ImagesField : ApiRoutes.ImageField;
             try
             {
-                await MultipartForm.ReadAsync(request, maxImages + StartParts, async part =>
+                if (json)
+                {
+                    var body = await PredictJsonBody.ReadAsync(request, maxImages, maxBytes, options.Value.MaxUploadBytes, async (index, name, bytes) =>
+                    {
+                        string path = Path.Combine(folder, index.ToString(CultureInfo.InvariantCulture));
+                        await File.WriteAllBytesAsync(path, bytes, cancellationToken);
+                        names.Add(name);
+                        paths.Add(path);
+                    }, cancellationToken);
+                    top = body.Top ?? top;
+                }
+                else await MultipartForm.ReadAsync(request, maxImages + StartParts, async part =>
                 {
                     if (part.Name != ApiRoutes.ImageField) return;
                     int index = names.Count;
@@ -357,7 +377,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             catch (InvalidImageException e)
             {
                 int index = paths.IndexOf(e.Path);
-                return Problem(400, "invalid request", [new FieldError($"{ApiRoutes.ImageField}[{index}]", $"{names[index]}: {e.Reason}")]);
+                return Problem(400, "invalid request", [new FieldError($"{imageField}[{index}]", $"{names[index]}: {e.Reason}")]);
             }
             if (answers is null) return Problem(404, $"run '{id}' has no published model (yet)");
             return Results.Json(new PredictionList(id, [.. names.Select((name, i) => new ImagePrediction(name, answers[i]))]), Json);

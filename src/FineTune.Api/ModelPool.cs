@@ -8,7 +8,7 @@ namespace FineTune.Api;
 
 /// <summary>
 /// Published models kept loaded between predict calls (the most recently used <see cref="ApiOptions.LoadedModels"/>),
-/// and a bound on how many images are classified at once, whatever the number of requests.
+/// and a bound on how many batches of images are classified at once, whatever the number of requests.
 /// </summary>
 public sealed class ModelPool : IDisposable
 {
@@ -36,13 +36,13 @@ public sealed class ModelPool : IDisposable
         try
         {
             var answers = new List<IReadOnlyList<ClassProbability>>();
-            foreach (var image in images)
+            foreach (var batch in images.Chunk(Predictor.DefaultBatchSize))
             {
                 await _slots.WaitAsync(cancellationToken);
                 try
                 {
-                    // Decoding and the forward pass are CPU work: off the request thread.
-                    answers.Add(await Task.Run(() => model.Predictor.Predict(image, top), cancellationToken));
+                    // Decoding and the forward pass are CPU work: off the request thread, a batch per forward.
+                    answers.AddRange(await Task.Run(() => model.Predictor.PredictBatch(batch, top), cancellationToken));
                 }
                 finally
                 {

@@ -106,6 +106,27 @@ public abstract class ApiScenarios
             await openApi.AssertConformsAsync(noRun, "POST", "/api/finetune/{id}/predict");
         }
 
+        // Predict with a JSON body of base64 images: the same answers as multipart, top from the body.
+        string Encoded(string path) => Convert.ToBase64String(File.ReadAllBytes(path));
+        using (var viaJson = await http.PostAsync($"api/finetune/{id}/predict?top=1",
+            Json($$"""{ "images": [{ "name": "a.png", "data": "{{Encoded(animal)}}" }, { "name": "f.png", "data": "{{Encoded(food)}}" }], "top": 2 }""")))
+        using (var viaForm = await http.PostAsync($"api/finetune/{id}/predict?top=2", Images(animal, food)))
+        {
+            Assert.Equal(HttpStatusCode.OK, viaJson.StatusCode);
+            await openApi.AssertConformsAsync(viaJson, "POST", "/api/finetune/{id}/predict");
+            var json = JsonDocument.Parse(await viaJson.Content.ReadAsStringAsync()).RootElement.GetProperty("predictions").EnumerateArray().ToList();
+            var form = JsonDocument.Parse(await viaForm.Content.ReadAsStringAsync()).RootElement.GetProperty("predictions").EnumerateArray().ToList();
+            Assert.Equal(["a.png", "f.png"], json.Select(a => a.GetProperty("image").GetString()));
+            Assert.Equal(form.Select(a => a.GetProperty("predictions").ToString()), json.Select(a => a.GetProperty("predictions").ToString()));
+        }
+        using (var badBase64 = await http.PostAsync($"api/finetune/{id}/predict", Json("""{ "images": [{ "name": "a.png", "data": "AA==" }, { "name": "b.png", "data": "not base64" }] }""")))
+        {
+            await openApi.AssertConformsAsync(badBase64, "POST", "/api/finetune/{id}/predict");
+            await AssertFieldErrorAsync(badBase64, "images[1].data");
+        }
+        using (var notImageJson = await http.PostAsync($"api/finetune/{id}/predict", Json("""{ "images": [{ "name": "n.png", "data": "AAAA" }] }""")))
+            await AssertFieldErrorAsync(notImageJson, "images[0]");
+
         // A second run on the uploaded dataset, by its name in the store: the list pages through both.
         string uploaded = $"blob:datasets/uploads/{Convert.ToHexStringLower(SHA256.HashData(Zip.Value))}.zip";
         string second = id + "-b";
@@ -206,6 +227,14 @@ public abstract class ApiScenarios
         Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
         Assert.Equal(["delete", "get"], paths.GetProperty("/api/finetune/{id}").EnumerateObject().Select(p => p.Name).Order());
         Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));
+        // Predict takes multipart images or a JSON body of base64 ones, each described as itself.
+        var predictBody = paths.GetProperty("/api/finetune/{id}/predict").GetProperty("post").GetProperty("requestBody").GetProperty("content");
+        Assert.Equal(["application/json", "multipart/form-data"], predictBody.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+        var json = predictBody.GetProperty("application/json").GetProperty("schema");
+        Assert.Equal(["images"], json.GetProperty("required").EnumerateArray().Select(r => r.GetString()));
+        var image = json.GetProperty("properties").GetProperty("images").GetProperty("items");
+        Assert.Equal(["data"], image.GetProperty("required").EnumerateArray().Select(r => r.GetString()));
+        Assert.Equal(["data", "name"], image.GetProperty("properties").EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
         using var page = await host.Client.GetAsync("/");
         Assert.Equal("text/html", page.Content.Headers.ContentType?.MediaType);
     }

@@ -25,6 +25,26 @@ public static class ImageLoader
     /// </summary>
     public const double DefaultMaxAspectRatio = 100;
 
+    /// <summary>The extensions of the formats <see cref="Decode"/> reads (SkiaSharp's codecs), lower case.</summary>
+    public static readonly IReadOnlySet<string> Extensions = new HashSet<string>([".bmp", ".gif", ".ico", ".jpeg", ".jpg", ".png", ".wbmp", ".webp"]);
+
+    /// <summary>
+    /// The image files under <paramref name="folder"/> (by <see cref="Extensions"/>, any case), its subfolders too, each
+    /// folder's in ordinal order, found as they are enumerated; hidden files and folders (a leading '.') are left out.
+    /// </summary>
+    public static IEnumerable<string> FilesUnder(string folder)
+    {
+        foreach (var file in Directory.EnumerateFiles(folder).Order(StringComparer.Ordinal))
+        {
+            if (!Path.GetFileName(file).StartsWith('.') && Extensions.Contains(Path.GetExtension(file).ToLowerInvariant())) yield return file;
+        }
+        foreach (var child in Directory.EnumerateDirectories(folder).Order(StringComparer.Ordinal))
+        {
+            if (Path.GetFileName(child).StartsWith('.')) continue;
+            foreach (var file in FilesUnder(child)) yield return file;
+        }
+    }
+
     /// <summary>Decodes, orients, flattens and fits the image to the model's square, then normalises it: [3, crop, crop].</summary>
     public static Tensor Load(string path, Preprocessing preprocessing)
     {

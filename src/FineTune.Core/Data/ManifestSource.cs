@@ -21,13 +21,13 @@ public static class ManifestSource
     private static readonly string[] PathNames = ["path", "file_name", "image", "image_url"];
 
     /// <summary>predictions.csv's other columns: read back as a manifest, its rows are its images with their true labels.</summary>
-    private static readonly string[] PredictionColumns = ["predicted", "confidence", "top"];
+    private static readonly string[] PredictionColumns = ["predicted", "confidence", "top", "error"];
 
     private static readonly string KnownColumns =
         $"{string.Join(", ", PathNames)} (the image), {Label}, {Split}; ignored: {string.Join(", ", PredictionColumns)} (predictions.csv)";
 
-    /// <summary>A manifest row: the file it names (under the manifest's folder), its label and split.</summary>
-    private sealed record ManifestRow(string Path, string Label, string Split);
+    /// <summary>A manifest row: the file it names (under the manifest's folder) and as written, its label and split.</summary>
+    private sealed record ManifestRow(string Path, string Written, string Label, string Split);
 
     /// <summary>Whether <paramref name="location"/> is read as a manifest (by its extension).</summary>
     public static bool IsManifest(string location) => Path.GetExtension(location).ToLowerInvariant() is ".csv" or ".jsonl";
@@ -42,6 +42,14 @@ public static class ManifestSource
         string folder = Path.GetDirectoryName(Path.GetFullPath(manifest))!;
         return ReadRows(manifest, name).Select(r => Path.GetRelativePath(folder, r.Path)).ToList();
     }
+
+    /// <summary>
+    /// The images of a manifest to classify, in its order: its label column is optional (a row's label is then empty), its
+    /// split column ignored; the rows are checked as a dataset's are.
+    /// </summary>
+    /// <param name="name">what the user calls the manifest, for errors</param>
+    public static IReadOnlyList<ManifestImage> Images(string manifest, string name) =>
+        ReadRows(manifest, name, labelsRequired: false).Select(r => new ManifestImage(r.Path, r.Written, r.Label)).ToList();
 
     /// <param name="name">what the user calls the manifest: its files are named from its folder</param>
     internal static DatasetParts Read(string manifest, string name)
@@ -72,12 +80,12 @@ public static class ManifestSource
     }
 
     /// <summary>Every row, its path resolved under the manifest's folder: an absolute path or one leaving the folder is refused.</summary>
-    private static List<ManifestRow> ReadRows(string manifest, string name)
+    private static List<ManifestRow> ReadRows(string manifest, string name, bool labelsRequired = true)
     {
         long length = new FileInfo(manifest).Length;
         if (length > MaxBytes)
             throw new InvalidDatasetException($"{name}: {length} bytes is over the {MaxBytes}-byte limit of a manifest");
-        var rows = new Rows(Path.GetDirectoryName(Path.GetFullPath(manifest))!, name);
+        var rows = new Rows(Path.GetDirectoryName(Path.GetFullPath(manifest))!, name, labelsRequired);
         if (Path.GetExtension(manifest).Equals(".jsonl", StringComparison.OrdinalIgnoreCase)) ReadJsonLines(manifest, rows);
         else ReadCsv(manifest, rows);
         return rows.All;
@@ -97,26 +105,26 @@ public static class ManifestSource
             if (cells.All(string.IsNullOrWhiteSpace)) continue;
             if (columns is null)
             {
-                columns = Header(cells, rows.Name, line);
+                columns = Header(cells, rows.Name, line, rows.LabelsRequired);
                 if (columns is not null) continue;
                 columns = Columns.Bare;
             }
             if (columns.Count is int count && cells.Length != count)
                 throw rows.Error(line, $"{cells.Length} fields where the header has {count}");
-            if (columns.Count is null && cells.Length is not (2 or 3))
-                throw rows.Error(line, $"expected 'path,label' or 'path,label,split', found {cells.Length} fields");
-            rows.Add(line, cells[columns.Path], cells[columns.Label], columns.Split is int s && s < cells.Length ? cells[s] : "");
+            if (columns.Count is null && (cells.Length > 3 || cells.Length < (rows.LabelsRequired ? 2 : 1)))
+                throw rows.Error(line, $"expected {(rows.LabelsRequired ? "" : "'path', ")}'path,label' or 'path,label,split', found {cells.Length} fields");
+            rows.Add(line, cells[columns.Path], columns.Label is int l && l < cells.Length ? cells[l] : "", columns.Split is int s && s < cells.Length ? cells[s] : "");
         }
     }
 
     /// <summary>The columns a manifest's header names; null when the first row is an image's row.</summary>
     /// <param name="Count">the header's width; null for bare path,label[,split] rows</param>
-    private sealed record Columns(int Path, int Label, int? Split, int? Count)
+    private sealed record Columns(int Path, int? Label, int? Split, int? Count)
     {
         public static readonly Columns Bare = new(0, 1, 2, null);
     }
 
-    private static Columns? Header(string[] cells, string name, int line)
+    private static Columns? Header(string[] cells, string name, int line, bool labelsRequired)
     {
         // An image's path has an extension; a column name has none. So a first row that names a known column, or whose first
         // cell has no extension, is a header, and a header with a column this reader does not know is refused, not read as data.
@@ -134,9 +142,9 @@ public static class ManifestSource
                     $"{name}:{line}: unknown column '{column}'; a manifest's header names {KnownColumns} " +
                     "(a manifest without a header starts with an image's path, which has an extension)");
         }
-        if (path is null || label is null)
+        if (path is null || (label is null && labelsRequired))
             throw new InvalidDatasetException($"{name}:{line}: the header names no {(path is null ? "image column (path, file_name or image)" : "label column")}");
-        return new Columns(path.Value, label.Value, split, cells.Length);
+        return new Columns(path.Value, label, split, cells.Length);
 
         void Assign(ref int? slot, int index, string column)
         {
@@ -186,11 +194,12 @@ public static class ManifestSource
     }
 
     /// <summary>The rows read so far, each checked as it is added: both formats keep the same rules.</summary>
-    private sealed class Rows(string folder, string name)
+    private sealed class Rows(string folder, string name, bool labelsRequired)
     {
         private readonly Dictionary<string, int> _firstLine = new(StringComparer.Ordinal);
 
         public string Name => name;
+        public bool LabelsRequired => labelsRequired;
         public List<ManifestRow> All { get; } = [];
 
         public InvalidDatasetException Error(int line, string reason) => new($"{name}:{line}: {reason}");
@@ -198,8 +207,8 @@ public static class ManifestSource
         public void Add(int line, string path, string label, string split)
         {
             (path, label, split) = (path.Trim(), label.Trim(), split.Trim());
-            if (path.Length == 0 || label.Length == 0)
-                throw Error(line, "empty path or label");
+            if (path.Length == 0 || (label.Length == 0 && labelsRequired))
+                throw Error(line, labelsRequired ? "empty path or label" : "empty path");
             // A label becomes a class name in the model card, the metrics and the terminal.
             if (label.Any(char.IsControl))
                 throw Error(line, "the label holds a control character");
@@ -215,7 +224,10 @@ public static class ManifestSource
             // One file in two rows would be counted twice, or under two labels, or in two splits.
             if (!_firstLine.TryAdd(full, line))
                 throw Error(line, $"'{path}' is already listed on line {_firstLine[full]}");
-            All.Add(new ManifestRow(full, label, part));
+            All.Add(new ManifestRow(full, path, label, part));
         }
     }
 }
+
+/// <summary>An image a manifest names: its file, its path as the manifest writes it, its label (empty when it has none).</summary>
+public sealed record ManifestImage(string Path, string Written, string Label);

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -27,15 +25,10 @@ public sealed record EvaluationReport(
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>path,label,predicted,confidence,top: one line per image.</summary>
+    /// <summary>path,label,predicted,confidence,top: one line per image (<see cref="PredictionsCsv"/>).</summary>
     public void WritePredictionsCsv(TextWriter writer)
     {
-        writer.WriteLine("path,label,predicted,confidence,top");
-        foreach (var p in Predictions)
-            writer.WriteLine(string.Join(',', Csv(p.Path), Csv(p.Label), Csv(p.Predicted),
-                p.Confidence.ToString("0.######", CultureInfo.InvariantCulture), Csv(string.Join(' ', p.Top))));
+        var csv = new PredictionsCsv(writer, errors: false);
+        foreach (var p in Predictions) csv.Write(p);
     }
-
-    private static string Csv(string value) =>
-        value.IndexOfAny([',', '"', '\n', '\r']) < 0 ? value : '"' + value.Replace("\"", "\"\"") + '"';
 }
