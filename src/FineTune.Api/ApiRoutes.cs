@@ -18,6 +18,8 @@ public static class ApiRoutes
     public const string OpenApiDocument = "openapi/" + ApiDocument.Name + ".json";
     /// <summary>The API reference page (Scalar, its script served from the app: no CDN), and its assets under it.</summary>
     public const string Docs = "docs";
+    /// <summary><c>finetune serve</c>'s metrics in Prometheus' text format (<see cref="Workflow.Services.WorkflowMetrics"/>), behind the token as the API is.</summary>
+    public const string Metrics = "metrics";
 
     /// <summary>The multipart field of an uploaded dataset (.zip) when starting a run, and of the job spec beside it.</summary>
     public const string DatasetField = "dataset";

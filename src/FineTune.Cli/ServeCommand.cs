@@ -11,6 +11,7 @@ using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 
 namespace FineTune.Cli;
 
@@ -108,12 +109,15 @@ internal static class ServeCommand
             o.BaseUrl = LocalAccess.ListeningAddress(server).GetLeftPart(UriPartial.Authority);
         });
         builder.Services.AddFineTuneOpenApi();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkflowMetrics.MeterName).AddPrometheusExporter());
         await using var app = builder.Build();
         string? token = noAuth ? null : LocalAccess.NewToken();
         app.UseLocalAccess(token);
         app.MapOpenApi("/" + ApiRoutes.OpenApiDocument);
         app.MapScalarApiReference("/" + ApiRoutes.Docs, o => o.WithTitle("FineTune API").WithOpenApiRoutePattern("/" + ApiRoutes.OpenApiDocument));
         app.MapFineTuneApi();
+        // After UseLocalAccess: a scraper sends the token as any API client does (bearer_token_file in prometheus.yml).
+        app.MapPrometheusScrapingEndpoint("/" + ApiRoutes.Metrics);
         try
         {
             await app.StartAsync(cancellationToken);
@@ -125,7 +129,7 @@ internal static class ServeCommand
         }
         string url = LocalAccess.ListeningAddress(app.Services.GetRequiredService<IServer>()).GetLeftPart(UriPartial.Authority);
         string tokenFile = Path.Combine(work, LocalAccess.TokenFileName);
-        output.WriteLine($"serving {url}/ (API {url}/{ApiRoutes.Runs}, OpenAPI {url}/{ApiRoutes.OpenApiDocument}); artifacts in {(storage is null ? Path.Combine(work, "artifacts") : "the blob store")}");
+        output.WriteLine($"serving {url}/ (API {url}/{ApiRoutes.Runs}, OpenAPI {url}/{ApiRoutes.OpenApiDocument}, Prometheus metrics {url}/{ApiRoutes.Metrics}); artifacts in {(storage is null ? Path.Combine(work, "artifacts") : "the blob store")}");
         if (token is null)
             error.WriteLine("warning: --no-auth: any program on this machine, and any web page it runs, may start, cancel and purge runs here (job specs may name no local paths)");
         else

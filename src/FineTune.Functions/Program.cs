@@ -9,6 +9,8 @@ using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Azure.Functions.Worker.OpenTelemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
 
 GlibcMalloc.LimitRetainedMemory();
 var builder = FunctionsApplication.CreateBuilder(args);
@@ -19,8 +21,9 @@ builder.Services.AddOptions<WorkflowOptions>().BindConfiguration(WorkflowOptions
 builder.Services.AddOptions<WeightsFetchOptions>().BindConfiguration(WeightsFetchOptions.SectionName);
 builder.Services.AddFineTuneApi();
 builder.Services.AddOptions<ApiOptions>().BindConfiguration(ApiOptions.SectionName);
-// Logs (the per-epoch lines among them), traces and metrics to Application Insights, at the connection string the
-// Bicep sets; host.json's telemetryMode makes the host export the same way.
-var telemetry = builder.Services.AddOpenTelemetry().UseFunctionsWorkerDefaults();
+// Logs (the per-epoch lines among them), traces and metrics (the workflow's meter among them) to Application Insights,
+// at the connection string the Bicep sets; host.json's telemetryMode makes the host export the same way.
+var telemetry = builder.Services.AddOpenTelemetry().UseFunctionsWorkerDefaults()
+    .WithMetrics(metrics => metrics.AddMeter(WorkflowMetrics.MeterName));
 if (!string.IsNullOrEmpty(builder.Configuration["APPLICATIONINSIGHTS_CONNECTION_STRING"])) telemetry.UseAzureMonitorExporter();
 builder.Build().Run();

@@ -211,6 +211,9 @@ public sealed class FineTuneOrchestratorTests
             _losses = losses;
             var weights = new WeightsRef("weights/resnet18.safetensors", new string('0', 64), "scripted");
             var prepared = new PreparedSummary(["animals", "plants"], 16, 4, 0, 0, 1026, 11_000_000, StepsPerEpoch, [], [new StageTime(Stages.DatasetScan, 1)]);
+            // The run's end is counted (WorkflowMetrics) by the orchestration's kind, once it is past replaying.
+            _context.SetupGet(c => c.Name).Returns(new TaskName(FineTuneOrchestrator.Name));
+            _context.SetupGet(c => c.IsReplaying).Returns(false);
             Answer<FineTuneJob, Admission>(ActivityNames.AdmitRun, _ => Admit());
             Answer<FineTuneJob, WeightsRef>(ActivityNames.FetchPretrainedWeights, _ => weights);
             Answer<PrepareRequest, PreparedSummary>(ActivityNames.PrepareModel, _ => prepared);

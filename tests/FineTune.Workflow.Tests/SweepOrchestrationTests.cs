@@ -1,9 +1,11 @@
+using System.Diagnostics.Metrics;
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
+using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Microsoft.Extensions.DependencyInjection;
@@ -32,6 +34,23 @@ public sealed class SweepOrchestrationTests
                 earlyTermination = new { policy = "halving", graceEpochs = 1 },
             },
         }, JobSpecReader.Json), localPaths: false);
+
+        // The trials' epochs as metrics (issue 26.3), recorded where their metrics.jsonl lines are written: by the stack.
+        var epochs = new List<(string? RunId, string Instrument, double Value)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == WorkflowMetrics.MeterName) l.EnableMeasurementEvents(instrument);
+        };
+        void Measured(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            var tagged = tags.ToArray();
+            if (!tagged.Contains(new(WorkflowMetrics.SweepIdTag, "swept"))) return;
+            lock (epochs) epochs.Add(((string?)tagged.Single(t => t.Key == WorkflowMetrics.RunIdTag).Value, instrument.Name, value));
+        }
+        listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Measured(instrument, value, tags));
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Measured(instrument, value, tags));
+        listener.Start();
 
         var client = host.Host.Client;
         await client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("swept", spec), new StartOrchestrationOptions("swept"));
@@ -73,6 +92,17 @@ public sealed class SweepOrchestrationTests
         Assert.True(await host.Store.ExistsAsync(new RunLayout("swept").SweepPlot, default));
         var progress = status.ReadCustomStatusAs<RunStatus>()!;
         Assert.Equal((RunStage.Completed, 4, 4), (progress.Stage, progress.Sweep!.Trials, progress.Sweep.Finished));
+
+        foreach (var trial in sweep.Trials)
+        {
+            var lines = await RunMetrics.ReadAsync(host.Store, trial.JobId, default);
+            lock (epochs)
+            {
+                var recorded = epochs.Where(e => e.RunId == trial.JobId).ToList();
+                Assert.Equal(lines.Select(l => l.ValidationAccuracy), recorded.Where(e => e.Instrument == WorkflowMetrics.ValidationAccuracyName).Select(e => e.Value));
+                Assert.Equal(trial.EpochsRun, recorded.Count(e => e.Instrument == WorkflowMetrics.EpochsCompletedName));
+            }
+        }
     }
 
     /// <summary>

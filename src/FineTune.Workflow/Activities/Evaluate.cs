@@ -33,7 +33,8 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         report.WritePredictionsCsv(csv);
         await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, token);
         await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, token);
-        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions,
-            [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]);
+        StageTime[] times = [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)];
+        WorkflowMetrics.StagesTimed(times);
+        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions, times);
     }
 }

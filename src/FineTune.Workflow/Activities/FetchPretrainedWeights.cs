@@ -23,6 +23,8 @@ public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStor
     private async Task<WeightsRef> FetchAsync(FineTuneJob job, CancellationToken token)
     {
         var spec = job.Spec;
+        // The run reports this stage as its orchestration saw it (queueing included); the metric is the fetch's own time.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         await runs.BindSpecAsync(job.JobId, spec, token);
         paths.RequireWeights(spec.Weights.Source);
         var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, token);
@@ -39,6 +41,7 @@ public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStor
                 // Another run stored the same weights meanwhile: same hash, same bytes.
             }
         }
+        WorkflowMetrics.StagesTimed([new StageTime(Stages.Weights, clock.Elapsed.TotalSeconds)]);
         return new WeightsRef(name, fetched.Sha256, fetched.Source);
     }
 }

@@ -48,6 +48,7 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
         };
         await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
             WriteMode.Overwrite, token);
+        WorkflowMetrics.StagesTimed(clock.Times);
         return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,
             prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, shards, clock.Times)
         {

@@ -36,6 +36,7 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
             await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, token);
         });
         await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, files, published, token));
+        WorkflowMetrics.StagesTimed(clock.Times);
         return published with { Times = clock.Times };
     }
 

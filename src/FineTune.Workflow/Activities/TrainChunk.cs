@@ -78,9 +78,10 @@ public sealed class TrainChunk(WorkerFiles worker, FineTuneEngine engine, Checkp
             while (GlobalStep(progress.Position, stepsPerEpoch) <= request.FromStep && !stop.IsCancellationRequested);
             // The epochs finished before this call were recorded by the calls that finished them. Inside the watch: a
             // restart waits for its running marker, so a cancelled call's late record cannot overwrite the new attempt's.
-            await metrics.RecordAsync(job.JobId, job.Spec.Training.Epochs, progress.History, epochsBefore, CancellationToken.None);
+            await metrics.RecordAsync(job.JobId, job.ControlRun, job.Spec.Training.Epochs, progress.History, epochsBefore, CancellationToken.None);
         }
         token.ThrowIfCancellationRequested();
+        WorkflowMetrics.StagesTimed(clock.Times);
         if (stop.IsCancellationRequested) throw new RunCancelledException(job.JobId, GlobalStep(progress.Position, stepsPerEpoch));
         return Result(progress, request, lastLoss, clock.Times);
     }

@@ -111,6 +111,7 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
             reached = state;
         }
         token.ThrowIfCancellationRequested();
+        WorkflowMetrics.StagesTimed(clock.Times);
         if (!completed || stop.IsCancellationRequested) throw new RunCancelledException(job.JobId);
         return Result(request, reached!, clock.Times);
     }
@@ -131,7 +132,7 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
         for (int member = 0; member < request.Trials.Count; member++)
         {
             var trial = request.Trials[member];
-            await metrics.RecordAsync(trial.JobId, trial.Spec.Training.Epochs, state.Members[member].History, previous?.Members[member].History.Count ?? 0,
+            await metrics.RecordAsync(trial.JobId, request.Stack.ControlRun, trial.Spec.Training.Epochs, state.Members[member].History, previous?.Members[member].History.Count ?? 0,
                 CancellationToken.None);
         }
     }

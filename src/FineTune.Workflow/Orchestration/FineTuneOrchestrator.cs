@@ -85,21 +85,28 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// <summary>
     /// <paramref name="body"/>, then (when <paramref name="ended"/> says the run ended, or it failed) <see cref="ReleaseRunFiles"/>
     /// for <paramref name="runIds"/>: what the runs left on a worker is removed with them. A cancel ends the orchestration
-    /// without running this; the runner (<c>finetune</c>), restart and purge release it then.
+    /// without running this; the runner (<c>finetune</c>), restart and purge release it then. The run's end is counted
+    /// (<see cref="WorkflowMetrics"/>) once, by the execution past replaying: no activity sees it.
     /// </summary>
     internal static async Task<T> ReleasingAsync<T>(TaskOrchestrationContext context, string[] runIds, Func<Task<T>> body, Func<T, bool> ended)
     {
+        string kind = WorkflowMetrics.KindOf(context.Name);
         T result;
         try
         {
             result = await body();
         }
-        catch (Exception) when (runIds.Length > 0)
+        catch (Exception)
         {
-            await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
+            if (runIds.Length > 0) await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
+            if (!context.IsReplaying) WorkflowMetrics.RunFailed(kind);
             throw;
         }
-        if (runIds.Length > 0 && ended(result)) await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
+        if (ended(result))
+        {
+            if (runIds.Length > 0) await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
+            if (!context.IsReplaying) WorkflowMetrics.RunCompleted(kind);
+        }
         return result;
     }
 

@@ -185,7 +185,9 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         if (await ClearControlAsync(layout, cancellationToken) is { } stopping) return new StartOutcome(jobId, false, stopping);
         // The restart reads the dataset afresh: a user who fixed it is heard, and no copy or scan of the failed run is reused.
         ReleaseScratch(jobId, bound.Spec);
-        await scheduler.ScheduleAsync(new FineTuneJob(jobId, bound.Spec), cancellationToken);
+        var job = new FineTuneJob(jobId, bound.Spec);
+        await scheduler.ScheduleAsync(job, cancellationToken);
+        WorkflowMetrics.RunStarted(WorkflowMetrics.KindOf(RunStarter.OrchestratorOf(job)));
         return new StartOutcome(jobId, true, null);
     }
 

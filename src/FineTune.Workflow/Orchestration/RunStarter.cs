@@ -1,4 +1,5 @@
 using FineTune.Workflow.Jobs;
+using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 
@@ -49,7 +50,9 @@ public static class RunStarter
         if (await scheduler.HolderStatusAsync(id, cancellationToken) is { } status) return new StartOutcome(id, false, status);
         // Starting again after a cancel (same spec): the new run must not stop at once, nor start beside the old one's chunk.
         if (await runs.ClearControlAsync(new Storage.RunLayout(id), cancellationToken) is { } stopping) return new StartOutcome(id, false, stopping);
-        await scheduler.ScheduleAsync(new FineTuneJob(id, spec), cancellationToken);
+        var job = new FineTuneJob(id, spec);
+        await scheduler.ScheduleAsync(job, cancellationToken);
+        WorkflowMetrics.RunStarted(WorkflowMetrics.KindOf(OrchestratorOf(job)));
         return new StartOutcome(id, true, null);
     }
 }

@@ -11,8 +11,8 @@ public sealed record EpochLine(string RunId, int Epoch, int Epochs, double Train
     double ValidationAccuracy, double LearningRate, double Seconds);
 
 /// <summary>
-/// What a run reports as it trains: a structured log line per finished epoch, and the run's <c>metrics.jsonl</c>
-/// rewritten whole (the artifact store writes whole objects) after every chunk that finished one.
+/// What a run reports as it trains: a structured log line and the <see cref="WorkflowMetrics"/> per finished epoch, and the
+/// run's <c>metrics.jsonl</c> rewritten whole (the artifact store writes whole objects) after every chunk that finished one.
 /// </summary>
 public sealed partial class RunMetrics(IArtifactStore store, ILogger<RunMetrics> logger)
 {
@@ -20,11 +20,15 @@ public sealed partial class RunMetrics(IArtifactStore store, ILogger<RunMetrics>
 
     /// <param name="history">every finished epoch so far</param>
     /// <param name="alreadyReported">how many of them an earlier chunk reported</param>
-    public async Task RecordAsync(string runId, int epochs, IReadOnlyList<EpochMetrics> history, int alreadyReported, CancellationToken cancellationToken)
+    /// <param name="sweepId">the sweep when the run is one of its trials</param>
+    public async Task RecordAsync(string runId, string? sweepId, int epochs, IReadOnlyList<EpochMetrics> history, int alreadyReported, CancellationToken cancellationToken)
     {
         if (history.Count <= alreadyReported) return;
         foreach (var epoch in history.Skip(alreadyReported))
+        {
             EpochFinished(runId, epoch.Epoch + 1, epochs, epoch.TrainLoss, epoch.TrainAccuracy, epoch.ValidationLoss, epoch.ValidationAccuracy, epoch.Seconds);
+            WorkflowMetrics.EpochFinished(runId, sweepId, epoch);
+        }
         var lines = new StringBuilder();
         foreach (var epoch in history)
             lines.Append(JsonSerializer.Serialize(new EpochLine(runId, epoch.Epoch + 1, epochs, epoch.TrainLoss, epoch.TrainAccuracy,
