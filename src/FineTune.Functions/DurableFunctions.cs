@@ -11,6 +11,9 @@ namespace FineTune.Functions;
 /// <summary>
 /// Binds the workflow's class-based orchestrator and activities to Durable Functions triggers: no logic
 /// here, the classes in FineTune.Workflow do the work (and the command line and tests run them unchanged).
+/// The wrappers and the activity context are what <c>Microsoft.DurableTask.Generators</c> would generate from
+/// <c>[DurableTask]</c> classes, as durabletask-dotnet's samples do; that package is not on the NuGet feed this
+/// project restores from (no version of it is served), so they are written here, one line per function.
 /// </summary>
 public sealed class DurableFunctions(IServiceProvider services)
 {

@@ -24,7 +24,7 @@ public static class StateDictFile
     {
         if (head.Length >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4)
             return StateDictFormat.PyTorch;
-        if (head.Length >= 9 && head[8] == '{' && BitConverter.ToUInt64(head[..8]) < 100_000_000)
+        if (head.Length >= 9 && head[8] == '{' && BitConverter.ToUInt64(head[..8]) < SafetensorsFormat.MaxHeaderBytes)
             return StateDictFormat.Safetensors;
         return StateDictFormat.TorchSharp;
     }
@@ -45,8 +45,8 @@ public static class StateDictFile
         {
             return Detect(head[..read]) switch
             {
-                StateDictFormat.PyTorch => FromPickle(Validated(stream, StateDictHeaders.ValidatePyTorch, s => PyTorchUnpickler.UnpickleStateDict(s, leaveOpen: true))),
-                StateDictFormat.Safetensors => Validated(stream, StateDictHeaders.ValidateSafetensors, s => Safetensors.LoadStateDict(s, leaveOpen: true)),
+                StateDictFormat.PyTorch => FromPickle(Validated(stream, PyTorchFormat.Validate, s => PyTorchUnpickler.UnpickleStateDict(s, leaveOpen: true))),
+                StateDictFormat.Safetensors => Validated(stream, SafetensorsFormat.Validate, s => Safetensors.LoadStateDict(s, leaveOpen: true)),
                 _ => Validated(stream, ValidateAsLastResort, ReadTorchSharp),
             };
         }
@@ -66,7 +66,7 @@ public static class StateDictFile
     {
         try
         {
-            StateDictHeaders.ValidateTorchSharp(stream);
+            TorchSharpFormat.Validate(stream);
         }
         catch (InvalidWeightsException e)
         {
@@ -175,11 +175,11 @@ public static class StateDictFile
         return result;
     }
 
+    /// <summary>After <see cref="TorchSharpFormat.Validate"/>, which bounds the count and every tensor.</summary>
     private static Dictionary<string, Tensor> ReadTorchSharp(Stream stream)
     {
         using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
-        long count = DecodeVarint(reader);
-        if (count < 0 || count > 1_000_000) throw new InvalidWeightsException($"implausible entry count {count}");
+        long count = TorchSharpFormat.ReadVarint(reader);
         var result = new Dictionary<string, Tensor>((int)count);
         for (long i = 0; i < count; i++)
         {
@@ -187,19 +187,6 @@ public static class StateDictFile
             result[key] = Tensor.Load(reader);
         }
         return result;
-    }
-
-    /// <summary>TorchSharp writes counts as LEB128 varints.</summary>
-    private static long DecodeVarint(BinaryReader reader)
-    {
-        long value = 0;
-        for (int shift = 0; shift < 64; shift += 7)
-        {
-            byte b = reader.ReadByte();
-            value |= (long)(b & 0x7f) << shift;
-            if ((b & 0x80) == 0) return value;
-        }
-        throw new InvalidWeightsException("malformed varint");
     }
 }
 

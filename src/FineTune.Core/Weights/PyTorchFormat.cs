@@ -1,0 +1,64 @@
+using System.IO.Compression;
+using static FineTune.Core.Weights.StateDictValidation;
+
+namespace FineTune.Core.Weights;
+
+/// <summary>
+/// torch.save's validator (a zip holding a pickle): the pickle only calls what a state dict needs, every storage's
+/// bytes are in the archive, every tensor fits in its storage, and what they claim is at most
+/// <see cref="MaxTotalBytes"/> and what the archive's compressed bytes can expand to.
+/// </summary>
+internal static partial class PyTorchFormat
+{
+    public const long MaxPickleBytes = 64L * 1024 * 1024;
+    public const long MaxTotalBytes = 4L * 1024 * 1024 * 1024;
+
+    /// <summary>Deflate expands a byte to at most 1032: an entry claiming more than that is lying.</summary>
+    private const long MaxDeflateRatio = 1032;
+
+    private static readonly Dictionary<string, int> StorageElementBytes = new(StringComparer.Ordinal)
+    {
+        ["DoubleStorage"] = 8, ["FloatStorage"] = 4, ["HalfStorage"] = 2, ["BFloat16Storage"] = 2, ["LongStorage"] = 8,
+        ["IntStorage"] = 4, ["ShortStorage"] = 2, ["CharStorage"] = 1, ["ByteStorage"] = 1, ["BoolStorage"] = 1,
+        ["ComplexDoubleStorage"] = 16, ["ComplexFloatStorage"] = 8,
+    };
+
+    /// <summary>
+    /// Throws <see cref="InvalidWeightsException"/> unless the torch.save archive's pickle is a plain state dict
+    /// whose storages are in the archive and whose tensors fit their storages. Leaves the stream at 0.
+    /// </summary>
+    public static void Validate(Stream stream)
+    {
+        stream.Position = 0;
+        try
+        {
+            using var archive = new ZipArchive(stream, ZipArchiveMode.Read, leaveOpen: true);
+            if (archive.Entries.Count > MaxTensors + 16)
+                throw Invalid($"PyTorch archive: {archive.Entries.Count} entries");
+            var pickle = archive.Entries.FirstOrDefault(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal) && e.FullName.Count(c => c == '/') <= 1)
+                ?? throw Invalid("PyTorch archive: no data.pkl (not a torch.save file)");
+            if (pickle.Length > MaxPickleBytes)
+                throw Invalid($"PyTorch archive: data.pkl is {pickle.Length} bytes");
+            string folder = pickle.FullName[..^"data.pkl".Length];
+            var storages = archive.Entries.Where(e => e.FullName.StartsWith(folder + "data/", StringComparison.Ordinal))
+                .ToDictionary(e => e.FullName[(folder.Length + 5)..], e => Math.Min(e.Length, e.CompressedLength * MaxDeflateRatio + 64), StringComparer.Ordinal);
+            byte[] bytes;
+            using (var input = pickle.Open())
+            using (var buffer = new MemoryStream())
+            {
+                input.CopyTo(buffer);
+                if (buffer.Length > MaxPickleBytes) throw Invalid($"PyTorch archive: data.pkl is over {MaxPickleBytes} bytes");
+                bytes = buffer.ToArray();
+            }
+            new PickleScan(bytes, storages).Run();
+        }
+        catch (InvalidDataException e)
+        {
+            throw Invalid($"PyTorch archive: not a readable zip ({e.Message})");
+        }
+        finally
+        {
+            stream.Position = 0;
+        }
+    }
+}
