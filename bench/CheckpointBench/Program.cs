@@ -31,7 +31,8 @@ try
     var blob = await MeasureAsync(new BlobArtifactStore(container), parts, repeats);
 
     var python = Process.Start(new ProcessStartInfo("/usr/bin/python3",
-        [Path.Combine(AppContext.BaseDirectory, "torch_save_load.py"), folder, repeats.ToString(CultureInfo.InvariantCulture)]) { RedirectStandardOutput = true })!;
+        [Path.Combine(AppContext.BaseDirectory, "torch_save_load.py"), folder, repeats.ToString(CultureInfo.InvariantCulture)])
+    { RedirectStandardOutput = true })!;
     var reference = python.StandardOutput.ReadToEnd().Split(' ').Select(v => double.Parse(v, CultureInfo.InvariantCulture)).ToArray();
     python.WaitForExit();
 

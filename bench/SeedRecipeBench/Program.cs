@@ -92,18 +92,18 @@ try
     foreach (var (cli, how) in clis)
         Run("dotnet", [cli, "train", "--dataset", data, "--epochs", "1", "--work", Path.Combine(root, "warm-up-" + how)]);
     foreach (var (cli, how) in clis)
-    foreach (var resize in new[] { "crop", "pad" })
-    {
-        string work = Path.Combine(root, $"work-{how}-{resize}");
-        var (wall, stdout) = Run("dotnet", [cli, "train", "--dataset", data, "--epochs", Invariant(epochs),
+        foreach (var resize in new[] { "crop", "pad" })
+        {
+            string work = Path.Combine(root, $"work-{how}-{resize}");
+            var (wall, stdout) = Run("dotnet", [cli, "train", "--dataset", data, "--epochs", Invariant(epochs),
             "--batch-size", Invariant(batch), "--work", work, "--resize", resize]);
-        string report = Directory.EnumerateFiles(Path.Combine(work, "artifacts", "runs"), "evaluation.json", SearchOption.AllDirectories).Single();
-        using var json = JsonDocument.Parse(File.ReadAllText(report));
-        var result = json.RootElement;
-        string time = stdout.Split('\n').Select(l => string.Join(' ', l.Split(' ', StringSplitOptions.RemoveEmptyEntries))).LastOrDefault(l => l.StartsWith("time:", StringComparison.Ordinal)) ?? "time: (none printed)";
-        rows.Add(($"finetune train ({how})", resize, wall, result.GetProperty("top1Accuracy").GetDouble(),
-            $"{result.GetProperty("split").GetString()} n={result.GetProperty("count").GetInt32()}; {time}"));
-    }
+            string report = Directory.EnumerateFiles(Path.Combine(work, "artifacts", "runs"), "evaluation.json", SearchOption.AllDirectories).Single();
+            using var json = JsonDocument.Parse(File.ReadAllText(report));
+            var result = json.RootElement;
+            string time = stdout.Split('\n').Select(l => string.Join(' ', l.Split(' ', StringSplitOptions.RemoveEmptyEntries))).LastOrDefault(l => l.StartsWith("time:", StringComparison.Ordinal)) ?? "time: (none printed)";
+            rows.Add(($"finetune train ({how})", resize, wall, result.GetProperty("top1Accuracy").GetDouble(),
+                $"{result.GetProperty("split").GetString()} n={result.GetProperty("count").GetInt32()}; {time}"));
+        }
 
     Console.WriteLine($"set {set}: {sets[set].Length} classes, {trainCount} train / {valCount} val photos; epochs {epochs}, batch {batch}; {Environment.ProcessorCount} cores");
     Console.WriteLine("all runs: whole processes, timed from outside (start → exit), one after another in this same invocation");

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using FineTune.Api;
 using FineTune.Workflow;
-using Scalar.AspNetCore;
 using FineTune.Workflow.Services;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -12,6 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using Scalar.AspNetCore;
 
 namespace FineTune.Cli;
 

@@ -1,7 +1,6 @@
 using System.Reflection;
 using Azure.Identity;
 using Azure.Storage.Blobs;
-using Microsoft.Extensions.Azure;
 using FineTune.Core.Engine;
 using FineTune.Core.Weights;
 using FineTune.Storage;
@@ -11,6 +10,7 @@ using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask;
+using Microsoft.Extensions.Azure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;

@@ -1,7 +1,7 @@
 using System.Text.Json;
+using FineTune.Cli.Tests.Reference;
 using FineTune.Core.Export;
 using FineTune.Core.Weights;
-using FineTune.Cli.Tests.Reference;
 using FineTune.Storage;
 
 namespace FineTune.Cli.Tests;

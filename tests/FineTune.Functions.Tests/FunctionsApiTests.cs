@@ -2,6 +2,7 @@ using System.Net;
 using System.Reflection;
 using FineTune.Api;
 using FineTune.Api.Tests;
+using FineTune.Workflow.Services;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Mvc.Abstractions;
@@ -11,7 +12,6 @@ using Microsoft.Azure.Functions.Worker;
 using Microsoft.DurableTask.Client;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
-using FineTune.Workflow.Services;
 
 namespace FineTune.Functions.Tests;
 

@@ -164,8 +164,12 @@ public sealed class HostileRequestTests(HostileHost fixture, ITestOutputHelper l
         }
         await UploadAsync(prefix + "labels.csv", Encoding.UTF8.GetBytes(string.Join('\n', rows)));
 
-        var job = new JsonObject { ["jobId"] = id, ["dataset"] = new JsonObject { ["location"] = "blob:" + prefix + "labels.csv", ["maxBadFraction"] = 0, ["resize"] = "pad" },
-            ["training"] = new JsonObject { ["epochs"] = 1, ["batchSize"] = 4 } };
+        var job = new JsonObject
+        {
+            ["jobId"] = id,
+            ["dataset"] = new JsonObject { ["location"] = "blob:" + prefix + "labels.csv", ["maxBadFraction"] = 0, ["resize"] = "pad" },
+            ["training"] = new JsonObject { ["epochs"] = 1, ["batchSize"] = 4 }
+        };
         Assert.Equal(202, (await SendAsync(HttpMethod.Post, "api/finetune", job.ToJsonString())).Status);
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
         var final = await Host.Host.Client.WaitForInstanceCompletionAsync(id, getInputsAndOutputs: true, timeout.Token);

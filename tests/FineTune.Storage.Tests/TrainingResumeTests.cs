@@ -18,7 +18,12 @@ public sealed class TrainingResumeTests : IAsyncLifetime
     private static readonly Preprocessing Small = Family.Preprocessing with { ResizeSize = 72, CropSize = 64 };
     private static readonly TrainingOptions Options = new()
     {
-        Epochs = 2, BatchSize = 3, Seed = 17, Schedule = ScheduleKind.Cosine, WarmupSteps = 2, Optimizer = OptimizerKind.Adam,
+        Epochs = 2,
+        BatchSize = 3,
+        Seed = 17,
+        Schedule = ScheduleKind.Cosine,
+        WarmupSteps = 2,
+        Optimizer = OptimizerKind.Adam,
         Augmentation = new Augmentation(ColorJitter: 0.3f),
     };
     private static readonly string[] Categories = ["animals", "food"];

@@ -1,4 +1,3 @@
-using FineTune.Storage;
 using System.Globalization;
 using System.Text.Json;
 using FineTune.Core;
@@ -6,6 +5,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Models;
 using FineTune.Core.Runtime;
 using FineTune.Core.Training;
+using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using Microsoft.DurableTask;
 using Xunit.Abstractions;

@@ -36,7 +36,9 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
     private static JobSpec Spec(string dataset, string weights = "bundled", JsonObject? sweep = null) =>
         JobSpecReader.Read(new JsonObject
         {
-            ["dataset"] = new JsonObject { ["location"] = dataset }, ["weights"] = new JsonObject { ["source"] = weights }, ["sweep"] = sweep,
+            ["dataset"] = new JsonObject { ["location"] = dataset },
+            ["weights"] = new JsonObject { ["source"] = weights },
+            ["sweep"] = sweep,
         }.ToJsonString(), localPaths: true);
 
     public static TheoryData<string, string?> Paths => new()
@@ -106,11 +108,14 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
     public void ASweepCannotTakeAPathOutOfItsRoot()
     {
         var policy = Policy();
-        var sweep = new JsonObject { ["parameters"] = new JsonObject
+        var sweep = new JsonObject
         {
-            ["weights.source"] = new JsonArray(Path.Combine(Root, "w.pth"), "/etc/passwd"),
-            ["dataset.location"] = new JsonArray(Path.Combine(Root, "data"), "blob:d/"),
-        } };
+            ["parameters"] = new JsonObject
+            {
+                ["weights.source"] = new JsonArray(Path.Combine(Root, "w.pth"), "/etc/passwd"),
+                ["dataset.location"] = new JsonArray(Path.Combine(Root, "data"), "blob:d/"),
+            }
+        };
 
         var errors = policy.Check(Spec(Path.Combine(Root, "data"), Path.Combine(Root, "w.pth"), sweep));
 
@@ -159,7 +164,10 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
         string cache = Path.Combine(host.WorkDirectory, "weights-cache");
         var spec = JobSpecReader.Read(JsonSerializer.Serialize(new
         {
-            jobId = "copying", model = "resnet18", weights = new { source = weights }, dataset = new { location = await host.UploadDatasetAsync("tux", 3) },
+            jobId = "copying",
+            model = "resnet18",
+            weights = new { source = weights },
+            dataset = new { location = await host.UploadDatasetAsync("tux", 3) },
         }, JobSpecReader.Json), localPaths: true);
         var scheduler = new DurableClientScheduler(host.Host.Client);
         var runs = host.Host.Services.GetRequiredService<RunControl>();

@@ -1,6 +1,6 @@
-using FineTune.Core.Data;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using Google.Protobuf;
 using Onnx;

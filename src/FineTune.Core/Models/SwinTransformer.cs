@@ -291,15 +291,15 @@ public sealed class SwinTransformer : Module<Tensor, Tensor>
             var mask = new float[rows * columns * tokens * tokens];
             var region = new int[tokens];
             for (long row = 0; row < rows; row++)
-            for (long column = 0; column < columns; column++)
-            {
-                for (long t = 0; t < tokens; t++)
-                    region[t] = 3 * Band(row * w + t / w, height, w, shiftH) + Band(column * w + t % w, width, w, shiftW);
-                long offset = (row * columns + column) * tokens * tokens;
-                for (long a = 0; a < tokens; a++)
-                for (long b = 0; b < tokens; b++)
-                    mask[offset + a * tokens + b] = region[a] == region[b] ? 0 : MaskedLogit;
-            }
+                for (long column = 0; column < columns; column++)
+                {
+                    for (long t = 0; t < tokens; t++)
+                        region[t] = 3 * Band(row * w + t / w, height, w, shiftH) + Band(column * w + t % w, width, w, shiftW);
+                    long offset = (row * columns + column) * tokens * tokens;
+                    for (long a = 0; a < tokens; a++)
+                        for (long b = 0; b < tokens; b++)
+                            mask[offset + a * tokens + b] = region[a] == region[b] ? 0 : MaskedLogit;
+                }
             return tensor(mask, [1, rows * columns, 1, tokens, tokens], device: device);
         }
     }

@@ -66,12 +66,12 @@ internal static class TransformerParts
         long tokens = height * width;
         var index = new long[tokens * tokens];
         for (long a = 0; a < tokens; a++)
-        for (long b = 0; b < tokens; b++)
-        {
-            long dh = a / width - b / width + height - 1;
-            long dw = a % width - b % width + width - 1;
-            index[a * tokens + b] = dh * (2 * width - 1) + dw;
-        }
+            for (long b = 0; b < tokens; b++)
+            {
+                long dh = a / width - b / width + height - 1;
+                long dw = a % width - b % width + width - 1;
+                index[a * tokens + b] = dh * (2 * width - 1) + dw;
+            }
         return tensor(index, [tokens, tokens]);
     }
 

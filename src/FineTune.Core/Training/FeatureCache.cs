@@ -1,5 +1,5 @@
-using FineTune.Core.Data;
 using System.Runtime.ExceptionServices;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using FineTune.Core.Runtime;
 using static TorchSharp.torch;

@@ -18,9 +18,18 @@ internal static partial class PyTorchFormat
 
     private static readonly Dictionary<string, int> StorageElementBytes = new(StringComparer.Ordinal)
     {
-        ["DoubleStorage"] = 8, ["FloatStorage"] = 4, ["HalfStorage"] = 2, ["BFloat16Storage"] = 2, ["LongStorage"] = 8,
-        ["IntStorage"] = 4, ["ShortStorage"] = 2, ["CharStorage"] = 1, ["ByteStorage"] = 1, ["BoolStorage"] = 1,
-        ["ComplexDoubleStorage"] = 16, ["ComplexFloatStorage"] = 8,
+        ["DoubleStorage"] = 8,
+        ["FloatStorage"] = 4,
+        ["HalfStorage"] = 2,
+        ["BFloat16Storage"] = 2,
+        ["LongStorage"] = 8,
+        ["IntStorage"] = 4,
+        ["ShortStorage"] = 2,
+        ["CharStorage"] = 1,
+        ["ByteStorage"] = 1,
+        ["BoolStorage"] = 1,
+        ["ComplexDoubleStorage"] = 16,
+        ["ComplexFloatStorage"] = 8,
     };
 
     /// <summary>

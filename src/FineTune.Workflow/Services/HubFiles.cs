@@ -1,8 +1,8 @@
-using FineTune.Core.Data;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core.Data;
 using FineTune.Core.Export;
 using FineTune.Core.Models;
 using FineTune.Storage;

@@ -18,7 +18,9 @@ public sealed class PyTorchParity : IDisposable
     {
         var start = new ProcessStartInfo(Interpreter)
         {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
             WorkingDirectory = Path.Combine(AppContext.BaseDirectory, "Reference"),
         };
         start.ArgumentList.Add("predict_parity.py");
@@ -39,8 +41,13 @@ public sealed class PyTorchParity : IDisposable
     {
         var answer = Ask(new JsonObject
         {
-            ["predict"] = family, ["weights"] = weights, ["classes"] = classes, ["resize"] = resize, ["crop"] = crop,
-            ["bgrMeanImage"] = bgrMeanImage, ["images"] = Array(images),
+            ["predict"] = family,
+            ["weights"] = weights,
+            ["classes"] = classes,
+            ["resize"] = resize,
+            ["crop"] = crop,
+            ["bgrMeanImage"] = bgrMeanImage,
+            ["images"] = Array(images),
         });
         return answer["probabilities"]!.AsArray().Select(row => row!.AsArray().Select(p => p!.GetValue<double>()).ToArray()).ToArray();
     }

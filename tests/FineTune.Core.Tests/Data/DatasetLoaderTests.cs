@@ -300,7 +300,7 @@ public sealed class DatasetLoaderTests : IDisposable
     {
         var zip = Path.Combine(_dir, "evil.zip");
         using (var archive = ZipFile.Open(zip, ZipArchiveMode.Create))
-            using (var writer = new StreamWriter(archive.CreateEntry("../../escaped.txt").Open())) writer.Write("x");
+        using (var writer = new StreamWriter(archive.CreateEntry("../../escaped.txt").Open())) writer.Write("x");
         var error = Assert.Throws<InvalidDatasetException>(() => DatasetLoader.Load(zip, new DatasetOptions(), Path.Combine(_dir, "out")));
         Assert.Contains("points outside the archive", error.Message);
         Assert.False(File.Exists(Path.Combine(_dir, "..", "escaped.txt")));

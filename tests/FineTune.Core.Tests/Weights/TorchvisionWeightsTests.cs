@@ -1,10 +1,10 @@
-using FineTune.Core.Data;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using FineTune.Core.Tests.Reference;
 using FineTune.Core.Weights;

@@ -303,8 +303,12 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
     {
         var options = new WeightsFetchOptions
         {
-            AllowedHosts = [host.Split(':')[0]], NameHashHosts = [host.Split(':')[0]], AllowHttp = true, CacheDirectory = Cache,
-            UnreachableAttempts = 3, UnreachableRetryDelay = TimeSpan.FromMilliseconds(200),
+            AllowedHosts = [host.Split(':')[0]],
+            NameHashHosts = [host.Split(':')[0]],
+            AllowHttp = true,
+            CacheDirectory = Cache,
+            UnreachableAttempts = 3,
+            UnreachableRetryDelay = TimeSpan.FromMilliseconds(200),
         };
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var e = await Assert.ThrowsAsync<WeightsHostUnreachableException>(() =>
@@ -319,14 +323,14 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
 
     private WeightsFetcher NewFetcher(string allowed = "127.0.0.1", long maxBytes = 10_000_000, TimeSpan? idle = null, bool nameHashes = true) =>
         new(new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }), new WeightsFetchOptions
-    {
-        AllowedHosts = [allowed],
-        NameHashHosts = nameHashes ? [allowed] : null,
-        IdleTimeout = idle ?? TimeSpan.FromSeconds(60),
-        AllowHttp = true,
-        MaxBytes = maxBytes,
-        CacheDirectory = Cache,
-    });
+        {
+            AllowedHosts = [allowed],
+            NameHashHosts = nameHashes ? [allowed] : null,
+            IdleTimeout = idle ?? TimeSpan.FromSeconds(60),
+            AllowHttp = true,
+            MaxBytes = maxBytes,
+            CacheDirectory = Cache,
+        });
 
     private async Task ServeAsync()
     {
