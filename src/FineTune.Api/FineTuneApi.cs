@@ -219,8 +219,9 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         return [.. found.OrderByDescending(r => r.CreatedAt)];
     }
 
+    // A run whose reports are gone was purged (its published model may stay, as purge keeps it): it is no run to show.
     private async Task<RunView?> FromCatalogAsync(HttpRequest request, string id, CancellationToken cancellationToken) =>
-        await catalog.DescribeAsync(id, cancellationToken) is { } run
+        await store.ExistsAsync(new RunLayout(id).DatasetReport, cancellationToken) && await catalog.DescribeAsync(id, cancellationToken) is { } run
             ? RunView.Of(BaseUrl(request), run, await runs.IsAnyCallRunningAsync(id, cancellationToken))
             : null;
 

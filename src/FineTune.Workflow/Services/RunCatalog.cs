@@ -40,7 +40,8 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
     public async Task<RunSummary?> DescribeAsync(string jobId, CancellationToken cancellationToken)
     {
         var latest = await checkpoints.LoadLatestAsync(jobId, cancellationToken);
-        var progress = latest?.Manifest.Metadata.Deserialize<TrainingProgress>(JobSpecReader.Json);
+        // A sweep's stack of trials checkpoints its members' progress, a list: it is not a run of its own.
+        var progress = latest?.Manifest.Metadata is { ValueKind: JsonValueKind.Object } metadata ? metadata.Deserialize<TrainingProgress>(JobSpecReader.Json) : null;
         var layout = new RunLayout(jobId);
         string card = layout.ModelCard;
         bool published = await store.ExistsAsync(card, cancellationToken);
