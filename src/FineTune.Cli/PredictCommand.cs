@@ -38,8 +38,8 @@ internal static class PredictCommand
     {
         var model = new Option<string>("--model") { Description = $"A run id (published under --work) or a folder with {string.Join(" and ", RunLayout.LoadableModelFiles)}.", Required = true };
         var top = CliOptions.Integer("--top", "How many classes to list per image.", 5);
-        var inputDir = new Option<string?>("--input-dir") { Description = $"Classify every image under this folder, subfolders too ({string.Join(", ", ImageLoader.Extensions.Order())})." };
-        var csv = new Option<string?>("--csv") { Description = "Classify the images a manifest names (.csv or .jsonl, a path column; with a label column, accuracy is reported)." };
+        var inputDir = new Option<string?>("--input-dir") { Description = $"Classify every image under this folder, subfolders too ({string.Join(", ", ImageLoader.Extensions.Order())}). Required unless image files or --csv are named." };
+        var csv = new Option<string?>("--csv") { Description = "Classify the images a manifest names (.csv or .jsonl, a path column; with a label column, accuracy is reported). Required unless image files or --input-dir are named." };
         var outputFile = new Option<string?>("--output") { Description = "Write predictions.csv here (path,label,predicted,confidence,top,error); default with --input-dir or --csv: stdout." };
         var batchSize = CliOptions.Integer("--batch-size", "Images per forward pass.", Predictor.DefaultBatchSize);
         var images = new Argument<string[]>("images") { Description = "Image files to classify (JSON on stdout unless --output).", Arity = ArgumentArity.ZeroOrMore };
