@@ -57,7 +57,7 @@ public sealed class FineTuneEngine : IDisposable
             int batch = model.Device.type == DeviceType.CPU ? CpuFeatureBatch : InferenceBatch;
             var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)], fitted), batch, cancellationToken);
             int offset = 0;
-            int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.shape[1] * all.ElementSize), 1, int.MaxValue);
+            int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.numel() / Math.Max(1, all.shape[0]) * all.ElementSize), 1, int.MaxValue);
             foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))
             {
                 for (int start = 0, index = 0; start < samples.Count; start += rowsPerShard, index++)
@@ -68,7 +68,10 @@ public sealed class FineTuneEngine : IDisposable
                 offset += samples.Count;
             }
         }
-        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache) { StacksTrials = cache && model.Head is TorchSharp.Modules.Linear }, features);
+        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache)
+        {
+            StacksTrials = cache && model.Boundary == model.Family.HeadPath && model.Head is TorchSharp.Modules.Linear,
+        }, features);
     }
 
     /// <summary>
@@ -79,7 +82,7 @@ public sealed class FineTuneEngine : IDisposable
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
     {
-        if (features is null)
+        if (features is null || !TrainsHeadOnly(recipe))
         {
             using var model = Build(recipe, dataset.ClassCount, out _);
             return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
@@ -174,7 +177,7 @@ public sealed class FineTuneEngine : IDisposable
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
-        if (features is not null)
+        if (features is not null && TrainsHeadOnly(recipe))
         {
             return WithPooledModel(recipe, dataset.ClassCount, model =>
             {
@@ -183,9 +186,16 @@ public sealed class FineTuneEngine : IDisposable
             });
         }
         using var built = Restore(recipe, dataset, state);
-        built.FuseForInference();
+        // Cached features are what the boundary of the unfused network receives: the trained stages run on them as trained.
+        if (features is null) built.FuseForInference();
         return Score(built, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
     }
+
+    /// <summary>
+    /// Whether only the head trains, so work on cached features runs the head alone and any built model of the kind serves
+    /// it (<see cref="HeadModelPool"/>); when stages train too, they start from the pretrained weights.
+    /// </summary>
+    private static bool TrainsHeadOnly(Recipe recipe) => recipe.Freeze == FreezeMode.Head;
 
     /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (one model serves them all).</summary>
     public IReadOnlyDictionary<StateDictFormat, byte[]> Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyList<StateDictFormat> formats)

@@ -24,10 +24,11 @@ public sealed record Recipe(
     public Preprocessing Preprocessing => ModelRegistry.Get(Family).PreprocessingFor(Weights) with { Resize = Resize };
 
     /// <summary>
-    /// Whether the frozen-backbone feature cache may apply, as far as the recipe alone decides: asked for, no augmentation,
-    /// only the head trains. <see cref="FeatureCache.IsExact"/> checks the built network too (dropout before the head).
+    /// Whether the feature cache may apply, as far as the recipe alone decides: asked for, no augmentation, something frozen
+    /// (the head alone or the last stages train). <see cref="FeatureCache.IsExact"/> checks the built network too (dropout
+    /// before the boundary, a forward that can start there).
     /// </summary>
-    public bool MayCacheFeatures => Training is { UseFeatureCache: true, Augmentation: null } && Freeze == FreezeMode.Head;
+    public bool MayCacheFeatures => Training is { UseFeatureCache: true, Augmentation: null } && Freeze != FreezeMode.Full;
 }
 
 /// <summary>What "prepare model" found: the head, what trains, and whether the feature cache applies.</summary>

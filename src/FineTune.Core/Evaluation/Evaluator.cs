@@ -7,7 +7,7 @@ namespace FineTune.Core.Evaluation;
 /// <summary>The "evaluate" step: a model's logits on a labelled set, turned into an <see cref="EvaluationReport"/>.</summary>
 public static class Evaluator
 {
-    /// <summary>Logits [N, classes] of every image, in eval mode; from cached backbone features when given.</summary>
+    /// <summary>Logits [N, classes] of every image, in eval mode; from cached features (what the model's boundary receives) when given.</summary>
     public static Tensor Logits(FineTuneModel model, IImageSource source, int batchSize, CancellationToken cancellationToken, Tensor? features = null)
     {
         model.EvalMode();
@@ -19,7 +19,7 @@ public static class Evaluator
             using var scope = NewDisposeScope();
             int end = Math.Min(source.Count, start + batchSize);
             var logits = features is not null
-                ? model.HeadLogits(features[start..end].to(model.Device))
+                ? model.FromBoundary(features[start..end].to(model.Device))
                 : model.Forward(source.Range(start, end));
             batches.Add(logits.cpu().MoveToOuterDisposeScope());
         }

@@ -24,7 +24,11 @@ public sealed class FineTuneModel : IDisposable
         Module = module;
         NumClasses = numClasses;
         Stages = family.Stages?.Invoke(module) ?? ComputeStages(family, module);
+        Boundary = family.HeadPath;
+        _forwardSteps = ModelRegistry.ArchitectureOf(family).ForwardSteps.GetValueOrDefault(module.GetType().Name);
     }
+
+    private readonly ForwardStep[]? _forwardSteps;
 
     public ModelFamily Family { get; }
     public nn.Module<Tensor, Tensor> Module { get; }
@@ -32,6 +36,23 @@ public sealed class FineTuneModel : IDisposable
 
     /// <summary>Top-level prefixes of the backbone, input to output; <c>last:N</c> counts from the end.</summary>
     public IReadOnlyList<string> Stages { get; }
+
+    /// <summary>
+    /// Where the frozen part of the network ends (<see cref="Freeze"/>): the first stage that trains, the head when only it
+    /// does, null when nothing is frozen. What reaches it is the same every epoch without augmentation (<see cref="FeatureCache"/>).
+    /// </summary>
+    public string? Boundary { get; private set; }
+
+    /// <summary>Whether the network can run from <see cref="Boundary"/> on (<see cref="FromBoundary"/>): always from the head; from a stage where the family declares its forward's steps.</summary>
+    public bool CanStartAtBoundary => Boundary == Family.HeadPath || Boundary is { } stage && _forwardSteps is { } steps && StageForward.CanSplitAt(steps, stage);
+
+    /// <summary>The paths of the modules that run before <see cref="Boundary"/>; only where <see cref="CanStartAtBoundary"/> and the boundary is a stage.</summary>
+    internal IReadOnlyList<string> PathsBeforeBoundary => StageForward.PathsBefore(Module, _forwardSteps!, Boundary!);
+
+    /// <summary>The logits from what <see cref="Boundary"/> receives (<see cref="CaptureFeatures"/>): the head alone, or the stages that train and the head.</summary>
+    public Tensor FromBoundary(Tensor input) => Boundary == Family.HeadPath
+        ? HeadLogits(input)
+        : StageForward.From(Module, _forwardSteps ?? throw new InvalidOperationException($"{Family.Name} cannot start at {Boundary}"), Boundary!, input);
 
     /// <summary>
     /// Builds the family and swaps its head (then any auxiliary heads) for a fresh Linear(in, <paramref name="numClasses"/>)
@@ -148,6 +169,9 @@ public sealed class FineTuneModel : IDisposable
             total += parameter.numel();
             if (train) trainable += parameter.numel();
         }
+        Boundary = trainableStages.Count == 0 ? Family.HeadPath
+            : mode == FreezeMode.Full || trainableStages.Count == Stages.Count ? null
+            : trainableStages[0];
         return new FreezeReport(mode.ToString(), trainableStages, trainable, total);
     }
 
@@ -186,7 +210,7 @@ public sealed class FineTuneModel : IDisposable
 
     public Tensor Forward(Tensor batch) => Module.call(batch.to(Device));
 
-    /// <summary>The backbone's output for <paramref name="batch"/>: what the head receives.</summary>
+    /// <summary>What <see cref="Boundary"/> receives for <paramref name="batch"/>: the backbone's output when only the head trains.</summary>
     public Tensor Features(Tensor batch)
     {
         using var capture = CaptureFeatures();
@@ -194,12 +218,15 @@ public sealed class FineTuneModel : IDisposable
     }
 
     /// <summary>
-    /// The backbone's outputs while the capture lasts, from any number of threads at once (<see cref="FeatureCapture.Of"/>):
+    /// What <see cref="Boundary"/> receives while the capture lasts, from any number of threads at once (<see cref="FeatureCapture.Of"/>):
     /// hooks must not be added or removed while another thread's forward pass runs them.
     /// </summary>
     public FeatureCapture CaptureFeatures() => new(this);
 
-    /// <summary>One hook on the head's input for every thread, each thread reading what its own forward pass gave.</summary>
+    /// <summary>
+    /// What <see cref="Boundary"/> receives: at the head, one hook on its input for every thread, each thread reading what
+    /// its own forward pass gave; at a stage, the forward's steps run up to it.
+    /// </summary>
     public sealed class FeatureCapture : IDisposable
     {
         [ThreadStatic] private static Tensor? t_captured;
@@ -209,6 +236,11 @@ public sealed class FineTuneModel : IDisposable
         internal FeatureCapture(FineTuneModel model)
         {
             _model = model;
+            if (model.Boundary != model.Family.HeadPath)
+            {
+                _removeHook = () => { };
+                return;
+            }
             var hook = model.Head.register_forward_pre_hook((_, input) =>
             {
                 t_captured?.Dispose();
@@ -220,6 +252,11 @@ public sealed class FineTuneModel : IDisposable
 
         public Tensor Of(Tensor batch)
         {
+            if (_model.Boundary != _model.Family.HeadPath)
+            {
+                using var scope = NewDisposeScope();
+                return StageForward.Until(_model.Module, _model._forwardSteps!, _model.Boundary!, batch.to(_model.Device)).MoveToOuterDisposeScope();
+            }
             try
             {
                 using (NewDisposeScope())

@@ -23,4 +23,10 @@ internal sealed record ModelArchitecture(string Name, IReadOnlyList<ModelFamily>
     /// applies back to back with nothing between, by the type's name. Pairs inside a plain Sequential are found without this.
     /// </summary>
     public IReadOnlyDictionary<string, (string Conv, string Norm)[]> FusionPairs { get; init; } = new Dictionary<string, (string Conv, string Norm)[]>();
+
+    /// <summary>
+    /// A model type's forward as its steps in order, by the type's name, so it can be split at a stage: where a type has
+    /// them, <c>last:N</c> trains on the frozen stages' cached output (<see cref="StageForward"/>); where not, on images.
+    /// </summary>
+    public IReadOnlyDictionary<string, ForwardStep[]> ForwardSteps { get; init; } = new Dictionary<string, ForwardStep[]>();
 }

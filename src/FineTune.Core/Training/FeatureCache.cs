@@ -27,21 +27,32 @@ public static class FeatureCache
         shard.Length == split.Length + 5 && shard.StartsWith(split + "-", StringComparison.Ordinal);
 
     /// <summary>
-    /// Whether cached features equal what training would compute: no augmentation, no trainable parameter outside the
-    /// head, and no dropout or stochastic depth that training leaves on before the head. Those inside a fully frozen
-    /// module are off (<see cref="FineTuneModel.TrainMode"/> keeps such a module in eval: ViT's, Swin's and MaxViT's
-    /// blocks); one beside the head in a module that trains (mobilenet_v2's classifier.0) is on.
+    /// Whether cached features (what <see cref="FineTuneModel.Boundary"/> receives) equal what training would compute: no
+    /// augmentation, a boundary the network can start at, no trainable parameter before it, and no dropout or stochastic
+    /// depth that training leaves on before it. Those inside a fully frozen module are off (<see cref="FineTuneModel.TrainMode"/>
+    /// keeps such a module in eval: ViT's, Swin's and MaxViT's blocks); one beside the head in a module that trains
+    /// (mobilenet_v2's classifier.0) is on, and runs from the boundary too when that is a stage.
     /// </summary>
     public static bool IsExact(FineTuneModel model, IImageSource source)
     {
-        if (source.IsAugmented) return false;
-        if (model.Module.named_parameters().Any(p => p.parameter.requires_grad && !model.Family.IsHeadKey(p.name))) return false;
+        if (source.IsAugmented || !model.CanStartAtBoundary) return false;
+        Func<string, bool> before;
+        if (model.Boundary == model.Family.HeadPath)
+        {
+            before = name => !model.Family.IsHeadKey(name + ".");
+        }
+        else
+        {
+            var paths = model.PathsBeforeBoundary;
+            before = name => paths.Any(p => name == p || name.StartsWith(p + ".", StringComparison.Ordinal));
+        }
+        if (model.Module.named_parameters().Any(p => p.parameter.requires_grad && before(p.name))) return false;
         var frozen = model.Module.named_modules()
             .Where(m => m.module.parameters().Any() && !m.module.parameters().Any(p => p.requires_grad))
             .Select(m => m.name + ".").ToList();
         return !model.Module.named_modules().Any(m =>
             m.module.GetType().Name is var type && (type.Contains("Dropout", StringComparison.Ordinal) || type.Contains("StochasticDepth", StringComparison.Ordinal))
-            && !m.name.StartsWith(model.Family.HeadPath, StringComparison.Ordinal)
+            && before(m.name)
             && !frozen.Any(f => m.name.StartsWith(f, StringComparison.Ordinal)));
     }
 

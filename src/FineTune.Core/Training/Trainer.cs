@@ -35,7 +35,7 @@ public sealed class Trainer : IDisposable
     private readonly OptimizerHelper _optimizer;
     private readonly List<Parameter> _trainable;
 
-    /// <param name="cachedFeatures">backbone features of <paramref name="train"/> ([N, F]) to train the head on, from <see cref="FeatureCache"/></param>
+    /// <param name="cachedFeatures">what the model's <see cref="FineTuneModel.Boundary"/> receives for each image of <paramref name="train"/>, to train from there on, from <see cref="FeatureCache"/></param>
     public Trainer(FineTuneModel model, IImageSource train, TrainingOptions options, Tensor? cachedFeatures = null)
     {
         if (train.Count == 0) throw new ArgumentException("no training images", nameof(train));
@@ -80,7 +80,8 @@ public sealed class Trainer : IDisposable
         var position = Position;
         int[] order = EpochOrder(position.Epoch);
         double rate = 0;
-        if (_features is null) _model.TrainMode(); else _model.Head.train();
+        if (_features is not null && _model.Boundary == _model.Family.HeadPath) _model.Head.train();
+        else _model.TrainMode();
         for (int done = 0; done < maxSteps && position.Step < StepsPerEpoch && stopRequested?.Invoke() != true; done++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -118,7 +119,7 @@ public sealed class Trainer : IDisposable
         Tensor logits;
         if (_features is not null)
         {
-            logits = _model.HeadLogits(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
+            logits = _model.FromBoundary(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
         }
         else
         {

@@ -141,15 +141,15 @@ public sealed class TrainerTests : IDisposable
         using var scope = NewDisposeScope();
         var (images, labels) = RandomImages(count: 4, classes: 2, seed: 3);
         var plain = new TensorImageSource(images, labels);
-        using var partly = FineTuneModel.Create(Resnet18, 2, seed: 1);
-        partly.Freeze(FreezeMode.Last(1));
+        using var whole = FineTuneModel.Create(Resnet18, 2, seed: 1);
+        whole.Freeze(FreezeMode.Full);
         using var withDropout = FineTuneModel.Create(ModelRegistry.Get("googlenet"), 2, seed: 1);
         withDropout.Freeze(FreezeMode.Head);
         using var frozen = FineTuneModel.Create(Resnet18, 2, seed: 1);
         frozen.Freeze(FreezeMode.Head);
         var augmented = new FileImageSource([new ImageSample(TuxPaintStamps.Images("food", 1)[0], 0)], Small, new Augmentation());
 
-        Assert.False(FeatureCache.IsExact(partly, plain));
+        Assert.False(FeatureCache.IsExact(whole, plain));
         Assert.False(FeatureCache.IsExact(withDropout, plain));
         Assert.False(FeatureCache.IsExact(frozen, augmented));
         Assert.True(FeatureCache.IsExact(frozen, plain));
@@ -160,6 +160,12 @@ public sealed class TrainerTests : IDisposable
         using var mobilenet = FineTuneModel.Create(ModelRegistry.Get("mobilenet_v2"), 2, seed: 1);
         mobilenet.Freeze(FreezeMode.Head);
         Assert.False(FeatureCache.IsExact(mobilenet, plain));
+        // With its last stage trainable, mobilenet_v2's classifier dropout runs after the boundary, on the cache as on images.
+        mobilenet.Freeze(FreezeMode.Last(1));
+        Assert.True(FeatureCache.IsExact(mobilenet, plain));
+        // Swin declares no forward steps: its stages train on images.
+        swin.Freeze(FreezeMode.Last(1));
+        Assert.False(FeatureCache.IsExact(swin, plain));
     }
 
     /// <summary>Swin's blocks hold dropout and stochastic depth: frozen, training keeps them off, so the cache serves its head.</summary>

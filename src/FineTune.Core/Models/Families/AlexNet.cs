@@ -19,6 +19,10 @@ internal static class AlexNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            ["AlexNet"] = ["features", "avgpool", ForwardStep.Flatten, "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             ["AlexNet"] = (w, m, path, x) => w.Child(m, path, "classifier", w.Flatten(path, w.Children(m, path, x, "features", "avgpool"))),

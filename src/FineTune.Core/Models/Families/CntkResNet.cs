@@ -33,6 +33,7 @@ internal static class CntkResNetFamily
         // ResNet's module types: forwards and fusion pairs are looked up in the model's own architecture.
         OnnxForwards = ResNetFamily.Architecture.OnnxForwards,
         FusionPairs = ResNetFamily.Architecture.FusionPairs,
+        ForwardSteps = ResNetFamily.Architecture.ForwardSteps,
     };
 
     private static string Constructor(int classes) =>

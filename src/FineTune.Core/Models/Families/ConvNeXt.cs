@@ -48,6 +48,10 @@ internal static class ConvNeXtFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(ConvNeXt)] = ["features", "avgpool", "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(ConvNeXt)] = (w, m, path, x) => w.Children(m, path, x, "features", "avgpool", "classifier"),

@@ -168,6 +168,10 @@ internal static class DenseNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(DenseNet)] = ["features", ForwardStep.Op(x => nn.functional.relu(x)), ForwardStep.Op(x => nn.functional.adaptive_avg_pool2d(x, [1, 1])), ForwardStep.Flatten, "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(DenseNet)] = (w, m, path, x) => w.Child(m, path, "classifier", w.Flatten(path, w.AdaptiveAvgPool(path, w.Relu(path, w.Child(m, path, "features", x)), [1, 1]))),

@@ -106,6 +106,10 @@ internal static class EfficientNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(EfficientNet)] = ["features", "avgpool", ForwardStep.Flatten, "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(EfficientNet)] = (w, m, path, x) => w.Child(m, path, "classifier", w.Flatten(path, w.Children(m, path, x, "features", "avgpool"))),

@@ -62,6 +62,10 @@ internal static class MnasNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(Models.MnasNet)] = ["layers", ForwardStep.Op(x => x.mean([2, 3])), "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(Models.MnasNet)] = (w, m, path, x) => w.Child(m, path, "classifier", w.ReduceMean(path, w.Child(m, path, "layers", x), 2, 3)),

@@ -42,6 +42,11 @@ internal static class MobileNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            ["MobileNetV2"] = ["features", ForwardStep.Op(x => nn.functional.adaptive_avg_pool2d(x, [1, 1])), ForwardStep.Flatten, "classifier"],
+            ["MobileNetV3"] = ["features", "avgpool", ForwardStep.Flatten, "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             ["MobileNetV2"] = (w, m, path, x) => w.Child(m, path, "classifier", w.Flatten(path, w.AdaptiveAvgPool(path, w.Child(m, path, "features", x), [1, 1]))),

@@ -171,6 +171,10 @@ internal static class RegNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(RegNet)] = ["stem", "trunk_output", "avgpool", ForwardStep.Flatten, "fc"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(RegNet)] = (w, m, path, x) => w.Child(m, path, "fc", w.Flatten(path, w.Children(m, path, x, "stem", "trunk_output", "avgpool"))),

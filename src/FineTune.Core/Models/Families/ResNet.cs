@@ -106,6 +106,10 @@ internal static class ResNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(ResNet)] = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(ResNet)] = (w, m, path, x) => w.Children(m, path, x, "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten", "fc"),

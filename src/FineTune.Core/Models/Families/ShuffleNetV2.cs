@@ -47,6 +47,10 @@ internal static class ShuffleNetV2Family
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(Models.ShuffleNetV2)] = ["conv1", "maxpool", "stage2", "stage3", "stage4", "conv5", ForwardStep.Op(x => x.mean([2, 3])), "fc"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(Models.ShuffleNetV2)] = (w, m, path, x) =>

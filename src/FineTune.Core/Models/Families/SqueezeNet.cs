@@ -34,6 +34,10 @@ internal static class SqueezeNetFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            [nameof(Models.SqueezeNet)] = ["features", "classifier", ForwardStep.Flatten],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             [nameof(Models.SqueezeNet)] = (w, m, path, x) => w.Flatten(path, w.Children(m, path, x, "features", "classifier")),

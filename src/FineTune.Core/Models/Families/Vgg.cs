@@ -77,6 +77,10 @@ internal static class VggFamily
         },
     ])
     {
+        ForwardSteps = new Dictionary<string, ForwardStep[]>
+        {
+            ["VGG"] = ["features", "avgpool", ForwardStep.Flatten, "classifier"],
+        },
         OnnxForwards = new Dictionary<string, OnnxForward>
         {
             ["VGG"] = (w, m, path, x) => w.Child(m, path, "classifier", w.Flatten(path, w.Children(m, path, x, "features", "avgpool"))),

@@ -1,0 +1,113 @@
+// Fine-tuning past the head (issue 25): whole process against whole process on the same train/val split of real
+// photos. PyTorch trains resnet18's last N stages and head on images every epoch (unfreeze_loop.py); `finetune train
+// --freeze last:N` trains them on the frozen stages' output, computed once (the boundary cache), and, with
+// "featureCache": false, on images like PyTorch. Prints wall times, ratios beside their goals and val top-1; asserts nothing.
+// usage: UnfreezeBench [--epochs 3] [--batch 16] [--stages 1,2]
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using FineTune.Core.Models;
+using FineTune.Core.Weights;
+
+const string Stamps = "/usr/share/tuxpaint/stamps";
+const string Python = "/usr/bin/python3"; // Debian's python3-torch 1.13 / python3-torchvision 0.14
+const double CachedGoal = 1.5, UncachedGoal = 1.1;
+(string Class, string Folder)[] classes = [("mammals", "animals/mammals"), ("birds", "animals/birds"), ("fruit", "food/fruit"),
+    ("flowers", "plants/flowers"), ("vegetables", "food/vegetables")];
+int epochs = 3, batch = 16;
+int[] stageCounts = [1, 2];
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--epochs" when i + 1 < args.Length: epochs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--batch" when i + 1 < args.Length: batch = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--stages" when i + 1 < args.Length: stageCounts = [.. args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]; break;
+        default:
+            Console.Error.WriteLine("usage: UnfreezeBench [--epochs 3] [--batch 16] [--stages 1,2]");
+            return 2;
+    }
+}
+if (!Directory.Exists(Stamps))
+{
+    Console.Error.WriteLine("needs real photos: apt-get install tuxpaint-stamps-default");
+    return 2;
+}
+string cli = Path.Combine(AppContext.BaseDirectory, "finetune.dll");
+string root = Directory.CreateTempSubdirectory("unfreeze-").FullName;
+try
+{
+    // Per class: sorted photos, a seeded shuffle, 60 % train / 40 % val.
+    string data = Path.Combine(root, "data");
+    var random = new Random(0);
+    int trainCount = 0, valCount = 0;
+    foreach (var (name, folder) in classes)
+    {
+        string source = Path.Combine(Stamps, folder);
+        var photos = Directory.EnumerateFiles(source, "*.png", SearchOption.AllDirectories)
+            .Where(p => !p.Contains("/cartoon/", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
+        random.Shuffle(photos);
+        int train = (int)Math.Round(photos.Length * 0.6);
+        for (int j = 0; j < photos.Length; j++)
+        {
+            var target = Directory.CreateDirectory(Path.Combine(data, j < train ? "train" : "val", name)).FullName;
+            File.Copy(photos[j], Path.Combine(target, Path.GetRelativePath(source, photos[j]).Replace('/', '_')));
+        }
+        trainCount += train;
+        valCount += photos.Length - train;
+    }
+    // The ImageNet weights we ship, folded to torchvision's RGB normalisation, for PyTorch (not timed).
+    string weights = Path.Combine(root, "resnet18-cntk-rgb.pth");
+    var state = ModelRegistry.Get(CntkResNet18.RgbFamilyName).BundledWeights!();
+    StateDictFile.Write(state, weights, StateDictFormat.PyTorch);
+    foreach (var tensor in state.Values) tensor.Dispose();
+    // A build converts the weights it ships once into the user's cache: done here untimed, as PyTorch is handed its .pth.
+    Run("dotnet", [cli, "train", "--dataset", data, "--epochs", "1", "--work", Path.Combine(root, "warm-up")]);
+    string uncachedJob = Path.Combine(root, "uncached.json");
+    File.WriteAllText(uncachedJob, """{ "training": { "featureCache": false } }""");
+
+    Console.WriteLine($"{classes.Length} classes, {trainCount} train / {valCount} val photos; epochs {epochs}, batch {batch}, resize crop, no augmentation; {Environment.ProcessorCount} cores");
+    Console.WriteLine("whole processes, timed from outside (start → exit), one after another in this invocation");
+    foreach (int stages in stageCounts)
+    {
+        var (pyWall, pyOut) = Run(Python, [Path.Combine(AppContext.BaseDirectory, "unfreeze_loop.py"), data, weights, Invariant(epochs), Invariant(batch), Invariant(stages)]);
+        using var pyJson = JsonDocument.Parse(pyOut.Trim());
+        double pyTop1 = pyJson.RootElement.GetProperty("last").GetDouble();
+        var (cachedWall, cachedTop1) = Ours(stages, "cached", []);
+        var (uncachedWall, uncachedTop1) = Ours(stages, "uncached", [uncachedJob]);
+        Console.WriteLine($"freeze last:{stages}");
+        Console.WriteLine($"  PyTorch 1.13 loop            {pyWall,7:F1} s  val top-1 {pyTop1:P1}");
+        Console.WriteLine($"  finetune train (cache)       {cachedWall,7:F1} s  val top-1 {cachedTop1:P1}   {pyWall / cachedWall:F2}x PyTorch (goal >= {CachedGoal}x)");
+        Console.WriteLine($"  finetune train (no cache)    {uncachedWall,7:F1} s  val top-1 {uncachedTop1:P1}   {pyWall / uncachedWall:F2}x PyTorch (goal >= {UncachedGoal}x)");
+    }
+    return 0;
+
+    (double Wall, double Top1) Ours(int stages, string how, string[] job)
+    {
+        string work = Path.Combine(root, $"work-{stages}-{how}");
+        var (wall, _) = Run("dotnet", [cli, "train", .. job, "--dataset", data, "--epochs", Invariant(epochs), "--batch-size", Invariant(batch),
+            "--freeze", $"last:{stages}", "--resize", "crop", "--work", work]);
+        string report = Directory.EnumerateFiles(Path.Combine(work, "artifacts", "runs"), "evaluation.json", SearchOption.AllDirectories).Single();
+        using var json = JsonDocument.Parse(File.ReadAllText(report));
+        return (wall, json.RootElement.GetProperty("top1Accuracy").GetDouble());
+    }
+}
+finally
+{
+    Directory.Delete(root, recursive: true);
+}
+
+static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+// Runs a process to its exit, stderr passed through; fails the bench when it fails.
+static (double Seconds, string Stdout) Run(string file, string[] arguments)
+{
+    var clock = Stopwatch.StartNew();
+    using var process = Process.Start(new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true })!;
+    string stdout = process.StandardOutput.ReadToEnd();
+    process.WaitForExit();
+    double seconds = clock.Elapsed.TotalSeconds;
+    if (process.ExitCode != 0)
+        throw new InvalidOperationException($"{Path.GetFileName(file)} {string.Join(' ', arguments)} exited {process.ExitCode}:\n{stdout}");
+    return (seconds, stdout);
+}
