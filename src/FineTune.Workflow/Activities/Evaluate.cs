@@ -35,7 +35,8 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, token);
         await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, token);
         // The report names images as users do; this process reads them where the dataset put them.
-        var paths = inputs.Dataset.Validation.Concat(inputs.Dataset.Test).ToDictionary(s => s.Name, s => s.Path, StringComparer.Ordinal);
+        var paths = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var sample in inputs.Dataset.Validation.Concat(inputs.Dataset.Test)) paths.TryAdd(sample.Name, sample.Path);
         for (int i = 0; i < report.Misclassified.Count; i++)
             await files.WriteAsync(layout.MisclassifiedImage(i), Thumbnail.Png(paths[report.Misclassified[i].Path]), WriteMode.Overwrite, token);
         StageTime[] times = [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)];
