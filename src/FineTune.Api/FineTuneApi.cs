@@ -289,21 +289,27 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     {
         if (BadId(id) is { } bad) return bad;
         var cancellationToken = request.HttpContext.RequestAborted;
-        JsonElement report;
+        JsonDocument document;
         try
         {
             await using var stream = await store.OpenReadAsync(new RunLayout(id).EvaluationReport, cancellationToken);
-            report = (await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken)).RootElement;
+            document = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken);
         }
         catch (ArtifactNotFoundException)
         {
             return Problem(404, $"run '{id}' has no evaluation report (yet)");
         }
-        string root = $"{LinksOf(request, id).Status}/misclassified/";
-        // Reports written before the report listed them have none.
-        var images = report.TryGetProperty("misclassified", out var list) ? list.Deserialize<List<MisclassifiedImage>>(EvaluationReport.Json)! : [];
-        return Results.Json(new MisclassifiedList(id, report.GetProperty("split").GetString()!,
-            [.. images.Select((m, i) => new MisclassifiedExample(m.Path, m.Label, m.Top, root + i.ToString(CultureInfo.InvariantCulture)))]), Json);
+        using (document)
+        {
+            var report = document.RootElement;
+            string root = $"{LinksOf(request, id).Status}/misclassified/";
+            // Reports written before the report listed them have none.
+            var images = report.TryGetProperty("misclassified", out var list) ? list.Deserialize<List<MisclassifiedImage>>(EvaluationReport.Json)! : [];
+            // A restart evaluates again: never cached, as the reports are not.
+            request.HttpContext.Response.Headers.CacheControl = "no-store";
+            return Results.Json(new MisclassifiedList(id, report.GetProperty("split").GetString()!,
+                [.. images.Select((m, i) => new MisclassifiedExample(m.Path, m.Label, m.Top, root + i.ToString(CultureInfo.InvariantCulture)))]), Json);
+        }
     }
 
     /// <summary>GET /api/finetune/{id}/misclassified/{index}: the thumbnail (PNG) of the misclassified image at that place in the list.</summary>
@@ -315,6 +321,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         try
         {
             var image = await store.OpenReadAsync(new RunLayout(id).MisclassifiedImage(place), request.HttpContext.RequestAborted);
+            request.HttpContext.Response.Headers.CacheControl = "no-store";
             return Results.Stream(image, "image/png");
         }
         catch (ArtifactNotFoundException)
