@@ -59,6 +59,15 @@ public static class ApiEndpoints
                 if (operation.RequestBody?.Content?.TryGetValue("application/json", out var json) == true)
                     json.Schema = await context.GetOrCreateSchemaAsync(typeof(PredictRequest), null, cancellationToken);
             });
+        api.MapGet(ApiRoutes.Misclassified, (HttpRequest request, string id, FineTuneApi handlers) => handlers.MisclassifiedAsync(request, id))
+            .WithName("ListMisclassified").WithSummary("The images the run's evaluation got wrong, the most confident mistakes first, each with its top 3 classes and its thumbnail's URL.")
+            .Produces<MisclassifiedList>().Problem(400, 404);
+        api.MapGet(ApiRoutes.MisclassifiedImage, (HttpRequest request, string id, string index, FineTuneApi handlers) => handlers.MisclassifiedImageAsync(request, id, index))
+            .WithName("GetMisclassifiedImage").WithSummary("The thumbnail (PNG) of a misclassified image, by its place in the list.")
+            .Produces<Stream>(200, "image/png").Problem(400, 404);
+        api.MapGet(ApiRoutes.Models, FineTuneApi.Models)
+            .WithName("ListModels").WithSummary("The model families, their builders (a job's model) and each builder's weights tags (a job's weights.source) with their preprocessing.")
+            .Produces<ModelCatalog>();
         endpoints.MapGet("/", () => Dashboard.Serve(null)).ExcludeFromDescription();
         endpoints.MapGet("/{asset}", (string asset) => Dashboard.Serve(asset)).ExcludeFromDescription();
         return endpoints;

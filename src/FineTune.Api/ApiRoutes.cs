@@ -13,6 +13,11 @@ public static class ApiRoutes
     public const string Artifacts = Run + "/artifacts";
     public const string Artifact = Artifacts + "/{name}";
     public const string Predict = Run + "/predict";
+    /// <summary>The run's evaluation's misclassified images, each with its top classes, and each image's thumbnail.</summary>
+    public const string Misclassified = Run + "/misclassified";
+    public const string MisclassifiedImage = Misclassified + "/{index}";
+    /// <summary>The model families, builders and weights a run can start from.</summary>
+    public const string Models = "api/models";
     /// <summary>The dashboard's files: <c>/</c> is its page.</summary>
     public const string DashboardAsset = "{*asset}";
     public const string OpenApiDocument = "openapi/" + ApiDocument.Name + ".json";

@@ -27,6 +27,12 @@ public sealed record PredictionList(string Id, IReadOnlyList<ImagePrediction> Pr
 
 public sealed record RunPage(IReadOnlyList<RunView> Runs, string? ContinuationToken);
 
+/// <summary>The images the run's evaluation got wrong (of its <see cref="Split"/>), the most confident mistakes first.</summary>
+public sealed record MisclassifiedList(string Id, string Split, IReadOnlyList<MisclassifiedExample> Images);
+
+/// <summary>A misclassified image: its name in the dataset, its true class, the model's top classes, and where its thumbnail (PNG) is.</summary>
+public sealed record MisclassifiedExample(string Path, string Label, IReadOnlyList<ClassProbability> Top, string Image);
+
 public sealed record ArtifactListing(string Name, long Length, DateTimeOffset LastModified, string Url);
 
 /// <summary>Predict's JSON body: the images in base64, and optionally how many classes to list (else ?top=K, else 5).</summary>
@@ -273,6 +279,55 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         bool includePublished = request.Query.TryGetValue("includePublished", out var value) && bool.TryParse(value, out bool flag) && flag;
         var outcome = await runs.PurgeAsync(new DurableClientScheduler(client), id, includePublished, request.HttpContext.RequestAborted);
         return outcome.Purged ? Results.Json(outcome, Json) : Problem(409, outcome.Refusal ?? $"run '{id}' cannot be purged");
+    }
+
+    /// <summary>GET /api/models: the model families, their builders and each builder's weights tags with the preprocessing of each.</summary>
+    public static IResult Models() => Results.Json(ModelCatalog.Current, Json);
+
+    /// <summary>GET /api/finetune/{id}/misclassified: the evaluation report's misclassified images with their top classes; 404 before the run has one.</summary>
+    public async Task<IResult> MisclassifiedAsync(HttpRequest request, string id)
+    {
+        if (BadId(id) is { } bad) return bad;
+        var cancellationToken = request.HttpContext.RequestAborted;
+        JsonDocument document;
+        try
+        {
+            await using var stream = await store.OpenReadAsync(new RunLayout(id).EvaluationReport, cancellationToken);
+            document = await JsonDocument.ParseAsync(stream, cancellationToken: cancellationToken);
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return Problem(404, $"run '{id}' has no evaluation report (yet)");
+        }
+        using (document)
+        {
+            var report = document.RootElement;
+            string root = $"{LinksOf(request, id).Status}/misclassified/";
+            // Reports written before the report listed them have none.
+            var images = report.TryGetProperty("misclassified", out var list) ? list.Deserialize<List<MisclassifiedImage>>(EvaluationReport.Json)! : [];
+            // A restart evaluates again: never cached, as the reports are not.
+            request.HttpContext.Response.Headers.CacheControl = "no-store";
+            return Results.Json(new MisclassifiedList(id, report.GetProperty("split").GetString()!,
+                [.. images.Select((m, i) => new MisclassifiedExample(m.Path, m.Label, m.Top, root + i.ToString(CultureInfo.InvariantCulture)))]), Json);
+        }
+    }
+
+    /// <summary>GET /api/finetune/{id}/misclassified/{index}: the thumbnail (PNG) of the misclassified image at that place in the list.</summary>
+    public async Task<IResult> MisclassifiedImageAsync(HttpRequest request, string id, string index)
+    {
+        if (BadId(id) is { } bad) return bad;
+        if (!int.TryParse(index, NumberStyles.None, CultureInfo.InvariantCulture, out int place) || place >= EvaluationReport.MaxMisclassified)
+            return Problem(400, "invalid request", [new FieldError("index", $"must be a whole number from 0 to {EvaluationReport.MaxMisclassified - 1}")]);
+        try
+        {
+            var image = await store.OpenReadAsync(new RunLayout(id).MisclassifiedImage(place), request.HttpContext.RequestAborted);
+            request.HttpContext.Response.Headers.CacheControl = "no-store";
+            return Results.Stream(image, "image/png");
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return Problem(404, $"run '{id}' has no misclassified image {place}");
+        }
     }
 
     /// <summary>GET /api/finetune/{id}/artifacts: the run's downloadable files that exist so far.</summary>

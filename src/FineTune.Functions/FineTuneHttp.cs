@@ -64,6 +64,21 @@ public sealed class FineTuneHttp(FineTuneApi api)
         [HttpTrigger(AuthorizationLevel.Function, "post", Route = ApiRoutes.Predict)] HttpRequest request, string id) =>
         new Handled(await api.PredictAsync(request, id));
 
+    [Function("ListMisclassified")]
+    public async Task<IActionResult> Misclassified(
+        [HttpTrigger(AuthorizationLevel.Function, "get", Route = ApiRoutes.Misclassified)] HttpRequest request, string id) =>
+        new Handled(await api.MisclassifiedAsync(request, id));
+
+    [Function("GetMisclassifiedImage")]
+    public async Task<IActionResult> MisclassifiedImage(
+        [HttpTrigger(AuthorizationLevel.Function, "get", Route = ApiRoutes.MisclassifiedImage)] HttpRequest request, string id, string index) =>
+        new Handled(await api.MisclassifiedImageAsync(request, id, index));
+
+    [Function("ListModels")]
+    public static IActionResult Models(
+        [HttpTrigger(AuthorizationLevel.Function, "get", Route = ApiRoutes.Models)] HttpRequest request) =>
+        new Handled(FineTuneApi.Models());
+
     /// <summary>The OpenAPI document, as <c>finetune serve</c> has it (generated once, from the same endpoint descriptions).</summary>
     [Function("OpenApiDocument")]
     public static async Task<IActionResult> OpenApi(

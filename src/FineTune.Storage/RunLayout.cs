@@ -79,6 +79,8 @@ public sealed record RunLayout
     public string SweepReport => Reports + SweepReportFile;
     public string SweepPlot => Reports + SweepPlotFile;
     public string Metrics => Reports + MetricsFile;
+    /// <summary>A thumbnail of the evaluation report's misclassified image at <paramref name="index"/> (its place in the report's list).</summary>
+    public string MisclassifiedImage(int index) => $"{Reports}misclassified/{index.ToString(System.Globalization.CultureInfo.InvariantCulture)}.png";
 
     public string Safetensors => Published + SafetensorsFile;
     public string TorchSharp => Published + TorchSharpFile;

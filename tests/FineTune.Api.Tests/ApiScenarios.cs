@@ -73,6 +73,45 @@ public abstract class ApiScenarios
         Assert.Contains("model.safetensors", listed);
         Assert.Contains("confusion-matrix.png", listed);
 
+        // The evaluation's mistakes, each with its top 3 and a thumbnail; what a new run can start from.
+        using (var wrong = await http.GetAsync($"api/finetune/{id}/misclassified"))
+        {
+            await openApi.AssertConformsAsync(wrong, "GET", "/api/finetune/{id}/misclassified");
+            var images = JsonDocument.Parse(await wrong.Content.ReadAsStringAsync()).RootElement.GetProperty("images").EnumerateArray().ToList();
+            Assert.All(images, m => Assert.NotEqual(m.GetProperty("label").GetString(), m.GetProperty("top")[0].GetProperty("class").GetString()));
+            foreach (var image in images.Take(1))
+            {
+                using var thumbnail = await http.GetAsync(image.GetProperty("image").GetString());
+                await openApi.AssertConformsAsync(thumbnail, "GET", "/api/finetune/{id}/misclassified/{index}");
+                Assert.Equal("image/png", thumbnail.Content.Headers.ContentType?.MediaType);
+            }
+        }
+        using (var badIndex = await http.GetAsync($"api/finetune/{id}/misclassified/x1"))
+        {
+            await openApi.AssertConformsAsync(badIndex, "GET", "/api/finetune/{id}/misclassified/{index}");
+            await AssertFieldErrorAsync(badIndex, "index");
+        }
+        using (var noImage = await http.GetAsync($"api/finetune/{id}/misclassified/47"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, noImage.StatusCode);
+            await openApi.AssertConformsAsync(noImage, "GET", "/api/finetune/{id}/misclassified/{index}");
+        }
+        using (var noReport = await http.GetAsync("api/finetune/no-such-run/misclassified"))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, noReport.StatusCode);
+            await openApi.AssertConformsAsync(noReport, "GET", "/api/finetune/{id}/misclassified");
+        }
+        using (var models = await http.GetAsync("api/models"))
+        {
+            await openApi.AssertConformsAsync(models, "GET", "/api/models");
+            var builders = JsonDocument.Parse(await models.Content.ReadAsStringAsync()).RootElement.GetProperty("families").EnumerateArray()
+                .SelectMany(f => f.GetProperty("builders").EnumerateArray()).ToList();
+            var resnet50 = builders.Single(b => b.GetProperty("name").GetString() == "resnet50");
+            var v2 = resnet50.GetProperty("weights").EnumerateArray().Single(w => w.GetProperty("tag").GetString() == "IMAGENET1K_V2").GetProperty("preprocessing");
+            Assert.Equal((224, 232, "bilinear"), (v2.GetProperty("cropSize").GetInt32(), v2.GetProperty("resizeSize").GetInt32(), v2.GetProperty("interpolation").GetString()));
+            Assert.True(builders.Single(b => b.GetProperty("name").GetString() == "resnet18-cntk").GetProperty("bundled").GetBoolean());
+        }
+
         // Predict: top-K per image, most probable first, twice (the model stays loaded).
         var animal = TuxPaintStamps.Images("animals", 1)[0];
         var food = TuxPaintStamps.Images("food", 1)[0];
@@ -223,7 +262,8 @@ public abstract class ApiScenarios
         Assert.Equal("FineTune API", document.GetProperty("info").GetProperty("title").GetString());
         var paths = document.GetProperty("paths");
         Assert.Equal(["/api/finetune", "/api/finetune/{id}", "/api/finetune/{id}/artifacts", "/api/finetune/{id}/artifacts/{name}",
-            "/api/finetune/{id}/cancel", "/api/finetune/{id}/predict", "/api/finetune/{id}/restart"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
+            "/api/finetune/{id}/cancel", "/api/finetune/{id}/misclassified", "/api/finetune/{id}/misclassified/{index}", "/api/finetune/{id}/predict",
+            "/api/finetune/{id}/restart", "/api/models"], paths.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal));
         Assert.Equal(["get", "post"], paths.GetProperty("/api/finetune").EnumerateObject().Select(p => p.Name).Order());
         Assert.Equal(["delete", "get"], paths.GetProperty("/api/finetune/{id}").EnumerateObject().Select(p => p.Name).Order());
         Assert.True(paths.GetProperty("/api/finetune/{id}").GetProperty("get").GetProperty("responses").TryGetProperty("202", out _));

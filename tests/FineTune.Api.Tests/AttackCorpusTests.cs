@@ -102,6 +102,16 @@ public sealed class AttackCorpusTests(AttackTarget target, ITestOutputHelper log
         ["predict JSON that is not an object"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", Json("[1, 2]")), 400, "body"),
         ["predict JSON with an unknown field"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", Json("""{ "imgs": [] }""")), 400, "imgs"),
         ["predict with a malformed body"] = new(t => t.Request(HttpMethod.Post, "api/finetune/victim/predict", Raw("--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\nabc", "b")), 400, "image"),
+        // The dashboard's routes: the models, a run's misclassified images and their thumbnails.
+        ["foreign Host lists the models"] = new(t => Host(t.Request(HttpMethod.Get, "api/models"), $"attacker.example:{t.Port}"), 400, "Host"),
+        ["no token lists the models"] = new(t => t.Request(HttpMethod.Get, "api/models", token: false), 401, "Authorization"),
+        ["foreign Host reads misclassified images"] = new(t => Host(t.Request(HttpMethod.Get, "api/finetune/victim/misclassified"), $"attacker.example:{t.Port}"), 400, "Host"),
+        ["no token reads a misclassified thumbnail"] = new(t => t.Request(HttpMethod.Get, "api/finetune/victim/misclassified/0", token: false), 401, "Authorization"),
+        ["misclassified of a bad id"] = new(t => t.Request(HttpMethod.Get, "api/finetune/..%2F..%2Fetc/misclassified"), 400, "id"),
+        ["misclassified thumbnail of a bad id"] = new(t => t.Request(HttpMethod.Get, "api/finetune/A%20B/misclassified/0"), 400, "id"),
+        ["misclassified thumbnail by a path"] = new(t => t.Request(HttpMethod.Get, "api/finetune/victim/misclassified/..%2F..%2Fspec.json"), 400, "index"),
+        ["misclassified thumbnail past the list"] = new(t => t.Request(HttpMethod.Get, "api/finetune/victim/misclassified/99999999999"), 400, "index"),
+        ["cross-site POST to the models"] = new(t => Origin(t.Request(HttpMethod.Post, "api/models", token: false), CrossSite), 403, "Origin"),
         ["weights named by a server path from another origin"] = new(t => Origin(t.Request(HttpMethod.Post, "api/finetune",
             Json($$"""{ "dataset": { "location": "blob:d/" }, "weights": { "source": {{JsonSerializer.Serialize(t.SecretFile)}} } }""")), CrossSite), 403, "Origin"),
     };

@@ -15,8 +15,8 @@ public class FunctionsMetadataTests
         var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
-        Assert.Equal(["AdmitRun", "CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact", "LeaveRun",
-            "ListFineTuneArtifacts", "ListFineTunes", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRunFiles", "RestartFineTune", "SaveTrialCheckpoint", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "TrainStackedTrials", "WriteSweepReport"],
+        Assert.Equal(["AdmitRun", "CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact", "GetMisclassifiedImage", "LeaveRun",
+            "ListFineTuneArtifacts", "ListFineTunes", "ListMisclassified", "ListModels", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRunFiles", "RestartFineTune", "SaveTrialCheckpoint", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "TrainStackedTrials", "WriteSweepReport"],
             functions.Keys.Order(StringComparer.Ordinal));
         var retention = Trigger(functions["PurgeExpiredRuns"]);
         Assert.Equal(("timerTrigger", "0 0 3 * * *"), (retention.GetProperty("type").GetString(), retention.GetProperty("schedule").GetString()));
@@ -29,6 +29,9 @@ public class FunctionsMetadataTests
         AssertHttp(functions["ListFineTuneArtifacts"], "api/finetune/{id}/artifacts", "get", durableClient: false);
         AssertHttp(functions["GetFineTuneArtifact"], "api/finetune/{id}/artifacts/{name}", "get", durableClient: false);
         AssertHttp(functions["PredictFineTune"], "api/finetune/{id}/predict", "post", durableClient: false);
+        AssertHttp(functions["ListMisclassified"], "api/finetune/{id}/misclassified", "get", durableClient: false);
+        AssertHttp(functions["GetMisclassifiedImage"], "api/finetune/{id}/misclassified/{index}", "get", durableClient: false);
+        AssertHttp(functions["ListModels"], "api/models", "get", durableClient: false);
         AssertHttp(functions["Dashboard"], "{*asset}", "get", durableClient: false, authLevel: "Anonymous");
         AssertHttp(functions["OpenApiDocument"], "openapi/v1.json", "get", durableClient: false, authLevel: "Anonymous");
         foreach (var (orchestrator, _) in WorkflowServices.Orchestrators)

@@ -45,6 +45,7 @@ public static class Evaluator
         for (int i = 0; i < c; i++) confusion[i] = new int[c];
         int top1 = 0, top5 = 0;
         var predictions = new List<Prediction>(n);
+        var mistakes = new List<MisclassifiedImage>();
         for (int i = 0; i < n; i++)
         {
             int predicted = (int)top[i * k];
@@ -53,6 +54,9 @@ public static class Evaluator
             var ranked = top.Skip(i * k).Take(k).Select(t => (int)t).ToList();
             if (ranked.Contains(labels[i])) top5++;
             predictions.Add(new Prediction(paths[i], classes[labels[i]], classes[predicted], confidence[i * k], ranked.Select(r => classes[r]).ToList()));
+            if (predicted != labels[i])
+                mistakes.Add(new MisclassifiedImage(paths[i], classes[labels[i]],
+                    [.. ranked.Take(EvaluationReport.MisclassifiedTop).Select((r, j) => new ClassProbability(classes[r], confidence[i * k + j]))]));
         }
 
         var perClass = Enumerable.Range(0, c).Select(j =>
@@ -67,6 +71,9 @@ public static class Evaluator
         }).ToList();
 
         return new EvaluationReport(split, n, loss, (double)top1 / n, c >= 5 ? (double)top5 / n : null, classes, perClass,
-            confusion.Select(row => (IReadOnlyList<int>)row).ToList(), predictions);
+            confusion.Select(row => (IReadOnlyList<int>)row).ToList(), predictions)
+        {
+            Misclassified = [.. mistakes.OrderByDescending(m => m.Top[0].Probability).Take(EvaluationReport.MaxMisclassified)],
+        };
     }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using FineTune.Core.Engine;
+using FineTune.Core.Evaluation;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
@@ -33,6 +34,11 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         report.WritePredictionsCsv(csv);
         await files.WriteAsync(layout.Predictions, Encoding.UTF8.GetBytes(csv.ToString()), WriteMode.Overwrite, token);
         await files.WriteAsync(layout.ConfusionPlot, ReportPlots.Confusion(report), WriteMode.Overwrite, token);
+        // The report names images as users do; this process reads them where the dataset put them.
+        var paths = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var sample in inputs.Dataset.Validation.Concat(inputs.Dataset.Test)) paths.TryAdd(sample.Name, sample.Path);
+        for (int i = 0; i < report.Misclassified.Count; i++)
+            await files.WriteAsync(layout.MisclassifiedImage(i), Thumbnail.Png(paths[report.Misclassified[i].Path]), WriteMode.Overwrite, token);
         StageTime[] times = [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)];
         WorkflowMetrics.StagesTimed(times);
         return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions, times);

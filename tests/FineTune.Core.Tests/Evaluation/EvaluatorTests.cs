@@ -39,6 +39,53 @@ public class EvaluatorTests
     }
 
     [Fact]
+    public void MisclassifiedImagesAreListedMostConfidentFirstWithTheirTopThree()
+    {
+        using var scope = NewDisposeScope();
+        // Truth: a, a, b, c. Predicted: a (right), b (softmax 0.84), a (0.98), c (right).
+        var logits = tensor(new float[,] { { 5, 0, 0, 0 }, { 0, 3, 1, 0 }, { 4, 0, 0, 0 }, { 1, 0, 6, 0 } });
+        var report = Evaluator.Report(DatasetSplits.Validation, logits, [0, 0, 1, 2], ["a", "b", "c", "d"], ["1.png", "2.png", "3.png", "4.png"]);
+
+        Assert.Equal(["3.png", "2.png"], report.Misclassified.Select(m => m.Path));
+        var second = report.Misclassified[1];
+        Assert.Equal("a", second.Label);
+        Assert.Equal(["b", "c", "a"], second.Top.Select(t => t.Class));
+        var softmax = new[] { 0.0, 3, 1, 0 }.Select(Math.Exp).ToArray();
+        Assert.Equal(softmax[1] / softmax.Sum(), second.Top[0].Probability, 5);
+        Assert.True(second.Top.Zip(second.Top.Skip(1)).All(p => p.First.Probability >= p.Second.Probability));
+
+        using var json = JsonDocument.Parse(report.ToJson());
+        var listed = json.RootElement.GetProperty("misclassified")[0];
+        Assert.Equal(("3.png", "b", "a"), (listed.GetProperty("path").GetString(), listed.GetProperty("label").GetString(),
+            listed.GetProperty("top")[0].GetProperty("class").GetString()));
+        Assert.Equal(3, listed.GetProperty("top").GetArrayLength());
+    }
+
+    [Fact]
+    public void AThumbnailIsTheWholeImageOnASquarePng()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"thumbnail-{Guid.NewGuid():N}.png");
+        // 40×10 red: padded, it fills the middle rows of a white square.
+        using (var bitmap = new SkiaSharp.SKBitmap(40, 10))
+        {
+            bitmap.Erase(SkiaSharp.SKColors.Red);
+            using var data = bitmap.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
+            File.WriteAllBytes(path, data.ToArray());
+        }
+        try
+        {
+            using var thumbnail = SkiaSharp.SKBitmap.Decode(Thumbnail.Png(path, 32));
+            Assert.Equal((32, 32), (thumbnail.Width, thumbnail.Height));
+            Assert.Equal(SkiaSharp.SKColors.White, thumbnail.GetPixel(16, 2));
+            Assert.Equal(SkiaSharp.SKColors.Red, thumbnail.GetPixel(16, 16));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void TopFiveIsGivenFromFiveClasses()
     {
         using var scope = NewDisposeScope();
