@@ -10,7 +10,9 @@ public static class JobMemory
     public static MemoryEstimate Estimate(JobSpec spec)
     {
         var t = spec.Training;
-        bool featureCache = t is { FeatureCache: true, Augmentation: null } && spec.Freeze == FreezeMode.Head;
+        // The recipe decides whether a cache applies; under last:N the trainable stages' activations are counted as if they
+        // ran on images (the frozen ones keep none for the backward pass): an upper bound.
+        bool featureCache = spec.ToRecipe(weightsPath: "").MayCacheFeatures && spec.Freeze == FreezeMode.Head;
         return PeakMemory.Estimate(ModelRegistry.Get(spec.Model), spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
     }
 
