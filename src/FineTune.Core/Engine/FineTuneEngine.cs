@@ -37,14 +37,17 @@ public sealed class FineTuneEngine : IDisposable
     /// most <paramref name="maxShardBytes"/> (one row at least).
     /// </summary>
     /// <param name="fitted">the images the dataset's scan kept (<see cref="DatasetLoader.Load"/>): the pass decodes only the others</param>
+    /// <param name="maxCacheBytes">the most bytes the cache may take, all splits together (<see cref="FeatureCache.DefaultBudgetBytes"/>): past it, training runs on images</param>
     public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
-        long maxShardBytes = FeatureCache.DefaultShardBytes, FittedImages? fitted = null)
+        long maxShardBytes = FeatureCache.DefaultShardBytes, FittedImages? fitted = null, long maxCacheBytes = FeatureCache.DefaultBudgetBytes)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
         var train = TrainSource(recipe, dataset);
         int stepsPerEpoch = Trainer.StepsPerEpochFor(train.Count, recipe.Training.BatchSize);
-        bool cache = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train);
+        long images = dataset.Train.Count + dataset.Validation.Count + dataset.Test.Count;
+        bool cache = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train)
+            && FeatureCache.BytesPerImage(model, recipe.Preprocessing.CropSize) * images <= maxCacheBytes;
         var features = new Dictionary<string, byte[]>();
         if (cache)
         {

@@ -19,6 +19,26 @@ public static class FeatureCache
     /// </summary>
     public const long DefaultShardBytes = 1L << 30;
 
+    /// <summary>
+    /// The most bytes of cached features a run keeps (each split is read whole to train and score on): past it, it trains
+    /// on images. Head features stay far below (70,000 images of resnet50's 2,048 take 0.57 GB); what a stage boundary
+    /// receives is larger (resnet18's layer4: 200 kB an image, so ~5,000 images).
+    /// </summary>
+    public const long DefaultBudgetBytes = 1L << 30;
+
+    /// <summary>
+    /// The bytes one image's cached features take: the head's input width where the head is a Linear, else what the
+    /// boundary receives for one blank image of the model's input size.
+    /// </summary>
+    public static long BytesPerImage(FineTuneModel model, int cropSize)
+    {
+        if (model.Boundary == model.Family.HeadPath && model.Head is TorchSharp.Modules.Linear linear) return linear.weight!.shape[1] * sizeof(float);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        model.EvalMode();
+        return model.Features(zeros(1, 3, cropSize, cropSize)).numel() * sizeof(float);
+    }
+
     /// <summary>The name of shard <paramref name="index"/> of a split's features; shards of a split sort in order.</summary>
     public static string ShardName(string split, int index) => $"{split}-{index:D4}";
 

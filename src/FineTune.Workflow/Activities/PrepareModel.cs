@@ -28,7 +28,7 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
         // The scan's decoded images go to the feature pass that follows: no file is decoded twice.
         var inputs = await files.LoadAsync(request.Weights, prepared: null, token, clock, forFeaturePass: true);
         var (dataset, recipe) = (inputs.Dataset, inputs.Recipe);
-        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token, options.Value.FeatureShardBytes, inputs.Fitted));
+        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token, options.Value.FeatureShardBytes, inputs.Fitted, options.Value.FeatureCacheBytes));
         var layout = files.Layout;
         var shards = new List<FeatureShardRef>();
         foreach (var (shard, data) in features.OrderBy(f => f.Key, StringComparer.Ordinal))

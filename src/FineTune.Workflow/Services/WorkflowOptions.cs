@@ -20,6 +20,9 @@ public sealed class WorkflowOptions
     /// <summary>The most bytes one stored shard of cached features holds (below the 2 GiB of one .NET array).</summary>
     public long FeatureShardBytes { get; set; } = Core.Training.FeatureCache.DefaultShardBytes;
 
+    /// <summary>The most bytes of cached features a run keeps, all splits together: past it, the run trains on images.</summary>
+    public long FeatureCacheBytes { get; set; } = Core.Training.FeatureCache.DefaultBudgetBytes;
+
     /// <summary>How often a running chunk looks for a cancel request: it stops within this and one step.</summary>
     public TimeSpan CancelPollInterval { get; set; } = TimeSpan.FromSeconds(2);
 

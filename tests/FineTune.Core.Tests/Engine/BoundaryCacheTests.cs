@@ -74,6 +74,27 @@ public sealed class BoundaryCacheTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"{name} last:{trainableStages}: {expected.Count} trained tensors, max relative difference {worstRelative:E2}");
     }
 
+    /// <summary>Past the cache's budget a run trains on images: what a stage boundary receives grows with the data (resnet18's layer4 input: 200 kB an image).</summary>
+    [Fact]
+    public void ACacheOverItsBudgetIsNotKeptAndTheRunTrainsOnImages()
+    {
+        var family = ModelRegistry.Get("resnet18-cntk");
+        string weights = WeightsFile(family);
+        var dataset = DatasetLoader.Load(TuxPaintStamps.CreateImageFolder(Path.Combine(_root, "data"), perClass: 3, ["animals", "food"]),
+            new DatasetOptions { ValidationFraction = 0.4 });
+        var recipe = new Recipe(family.Name, weights, FreezeMode.Last(1), HeadDropout: 0, ResizeMode.Pad, new TrainingOptions { Epochs = 1, BatchSize = 4 });
+        using var engine = new FineTuneEngine();
+        long perImage = 256L * 14 * 14 * sizeof(float);
+
+        var (fits, kept) = engine.Prepare(recipe, dataset, default, maxCacheBytes: 6 * perImage);
+        var (over, none) = engine.Prepare(recipe, dataset, default, maxCacheBytes: 6 * perImage - 1);
+
+        Assert.True(fits.FeatureCache);
+        Assert.Equal(6 * perImage, kept.Values.Sum(shard => (long)shard.Length), (double)(6 * perImage) / 50);
+        Assert.False(over.FeatureCache);
+        Assert.Empty(none);
+    }
+
     /// <summary>The bundled pretrained weights, or the ImageNet layout's random ones (what trains is compared, not what it learns).</summary>
     private string WeightsFile(ModelFamily family)
     {
