@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net.Sockets;
 using System.Text.Json;
 using FineTune.Core.Training;
@@ -133,6 +134,40 @@ public sealed class FineTuneOrchestratorTests
 
         Assert.Equal([ActivityNames.Evaluate, ActivityNames.LeaveRun, ActivityNames.ReleaseRunFiles], script.Calls[^3..]);
         Assert.Null(script.Published);
+    }
+
+    /// <summary>
+    /// A run's end is counted once, as completed or as failed, by its kind; a continued-as-new generation ends nothing. Only
+    /// this test's own measurements are read (an async-local mark), since other tests end runs in the same process.
+    /// </summary>
+    [Fact]
+    public async Task ARunsEndIsCountedOnceAsCompletedOrFailed()
+    {
+        var ends = new List<(string Instrument, long Value, string? Kind)>();
+        var mine = new AsyncLocal<bool> { Value = true };
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == WorkflowMetrics.MeterName && instrument.Name is WorkflowMetrics.RunsCompletedName or WorkflowMetrics.RunsFailedName)
+                l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            if (!mine.Value) return;
+            string? kind = null;
+            foreach (var tag in tags) if (tag.Key == WorkflowMetrics.KindTag) kind = (string?)tag.Value;
+            lock (ends) ends.Add((instrument.Name, value, kind));
+        });
+        listener.Start();
+
+        await new Script(losses: [0.5, 0.3]).RunAsync(new FineTuneJob("scripted", Spec(epochs: 2, maxStepsPerChunk: 4)));
+        await Assert.ThrowsAsync<IOException>(() => new Script(losses: [0.5]) { EvaluateFailure = new IOException("storage gone for good") }
+            .RunAsync(new FineTuneJob("scripted", Spec(epochs: 1, maxStepsPerChunk: 4))));
+        await Assert.ThrowsAsync<ChunkDidNotAdvanceException>(() => new Script(losses: [0.5, 0.3, 0.4]) { Stuck = request => request.FromStep > 0 }
+            .RunAsync(new FineTuneJob("scripted", Spec(epochs: 3, maxStepsPerChunk: 3))));
+
+        Assert.Equal([(WorkflowMetrics.RunsCompletedName, 1L, WorkflowMetrics.RunKind), (WorkflowMetrics.RunsFailedName, 1L, WorkflowMetrics.RunKind),
+            (WorkflowMetrics.RunsFailedName, 1L, WorkflowMetrics.RunKind)], ends);
     }
 
     [Fact]
