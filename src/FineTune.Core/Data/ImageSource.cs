@@ -16,6 +16,12 @@ public interface IImageSource
     /// </summary>
     Tensor Batch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed);
 
+    /// <summary>
+    /// <see cref="Batch"/> made ahead: the work that needs no tensor (decoding, resizing, augmenting) starts now on other
+    /// threads, and the returned function gives the batch, waiting for that work if it has not ended, on the calling thread.
+    /// </summary>
+    Func<Tensor> Prefetch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed) => () => Batch(indices, augmentationSeed);
+
     /// <summary>Whether <see cref="Batch"/> depends on the seed (train-time augmentation).</summary>
     bool IsAugmented { get; }
 }
@@ -34,12 +40,24 @@ public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preproce
     public bool IsAugmented => augmentation is not null;
     public int Label(int index) => samples[index].Label;
 
-    public Tensor Batch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed)
+    public Tensor Batch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed) => ToTensor(Decode(indices, augmentationSeed), indices.Count);
+
+    public Func<Tensor> Prefetch(IReadOnlyList<int> indices, Func<int, int> augmentationSeed)
     {
-        int size = preprocessing.CropSize, length = ImageLoader.InputLength(preprocessing);
+        var decoding = Task.Run(() => Decode(indices, augmentationSeed));
+        // A batch left untaken (the chunk stopped before its step) may have failed: its failure is not the run's.
+        _ = decoding.ContinueWith(t => t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+        return () => ToTensor(decoding.GetAwaiter().GetResult(), indices.Count);
+    }
+
+    /// <summary>The tensor is made on the caller's thread, inside its dispose scope.</summary>
+    private Tensor ToTensor(float[] inputs, int count) => tensor(inputs, [count, 3, preprocessing.CropSize, preprocessing.CropSize]);
+
+    private float[] Decode(IReadOnlyList<int> indices, Func<int, int> augmentationSeed)
+    {
+        int length = ImageLoader.InputLength(preprocessing);
         var inputs = new float[indices.Count * length];
-        // Decoding is the CPU-bound part: spread it over the cores; the tensor is made on the caller's thread,
-        // inside its dispose scope.
+        // Decoding is the CPU-bound part: spread it over the cores.
         var options = new ParallelOptions { MaxDegreeOfParallelism = parallelism > 0 ? parallelism : Environment.ProcessorCount };
         try
         {
@@ -59,7 +77,7 @@ public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preproce
             // A file that turned bad since the scan fails as itself (bad input, not retried), not as a wrapper.
             ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
         }
-        return tensor(inputs, [indices.Count, 3, size, size]);
+        return inputs;
     }
 }
 

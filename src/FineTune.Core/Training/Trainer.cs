@@ -82,13 +82,20 @@ public sealed class Trainer : IDisposable
         double rate = 0;
         if (_features is not null && _model.Boundary == _model.Family.HeadPath) _model.Head.train();
         else _model.TrainMode();
+        int epoch = position.Epoch;
+        int[] BatchAt(int step) => order.Skip(step * _options.BatchSize).Take(_options.BatchSize).ToArray();
+        // On images, the next step's batch is decoded while this one trains (one batch ahead, like a DataLoader's prefetch).
+        Func<Tensor>? Images(int step) => _features is null ? _train.Prefetch(BatchAt(step), i => Seeds.Mix(_options.Seed, epoch, i)) : null;
+        var images = position.Step < StepsPerEpoch ? Images(position.Step) : null;
         for (int done = 0; done < maxSteps && position.Step < StepsPerEpoch && stopRequested?.Invoke() != true; done++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             long globalStep = (long)position.Epoch * StepsPerEpoch + position.Step;
             rate = LearningRateSchedule.At(_options, position.Epoch, globalStep, TotalSteps);
-            var batch = order.Skip(position.Step * _options.BatchSize).Take(_options.BatchSize).ToArray();
-            var (loss, correct) = Step(batch, position.Epoch, globalStep, rate);
+            var batch = BatchAt(position.Step);
+            var current = images;
+            images = done + 1 < maxSteps && position.Step + 1 < StepsPerEpoch ? Images(position.Step + 1) : null;
+            var (loss, correct) = Step(batch, current, globalStep, rate);
             position = position with
             {
                 Step = position.Step + 1,
@@ -105,12 +112,13 @@ public sealed class Trainer : IDisposable
         return result;
     }
 
-    private (double Loss, long Correct) Step(int[] batch, int epoch, long globalStep, double rate)
+    /// <param name="images">the batch's images, prefetched; null on cached features</param>
+    private (double Loss, long Correct) Step(int[] batch, Func<Tensor>? images, long globalStep, double rate)
     {
-        lock (TorchRandom.Gate) return SeededStep(batch, epoch, globalStep, rate);
+        lock (TorchRandom.Gate) return SeededStep(batch, images, globalStep, rate);
     }
 
-    private (double Loss, long Correct) SeededStep(int[] batch, int epoch, long globalStep, double rate)
+    private (double Loss, long Correct) SeededStep(int[] batch, Func<Tensor>? images, long globalStep, double rate)
     {
         using var scope = NewDisposeScope();
         // Dropout draws from torch's global generator: seeding it per step makes a resumed run draw the same masks.
@@ -123,8 +131,7 @@ public sealed class Trainer : IDisposable
         }
         else
         {
-            var images = _train.Batch(batch, i => Seeds.Mix(_options.Seed, epoch, i));
-            logits = _model.Forward(images);
+            logits = _model.Forward(images!());
         }
         var loss = nn.functional.cross_entropy(logits, labels, weight: _classWeights, label_smoothing: _options.LabelSmoothing);
         _optimizer.zero_grad();

@@ -133,6 +133,24 @@ public sealed class ImageLoaderTests : IDisposable
         Assert.Equal(bad, error.Path);
     }
 
+    /// <summary>A batch made ahead (the trainer's prefetch) is the batch made when asked, and a file gone bad fails it as itself when it is taken.</summary>
+    [Fact]
+    public void APrefetchedBatchIsTheBatchAndFailsAsItselfWhenTaken()
+    {
+        var first = Write("first.png", Encode(TwoColour(40, 20), SKEncodedImageFormat.Png));
+        var second = Write("second.png", Encode(TwoColour(20, 40), SKEncodedImageFormat.Png));
+        var bad = Write("bad.png", Encode(TwoColour(40, 20), SKEncodedImageFormat.Png)[..30]);
+        var source = new FileImageSource([new ImageSample(first, 0), new ImageSample(second, 1), new ImageSample(bad, 1)],
+            Preprocessing.ImageNet() with { ResizeSize = 32, CropSize = 16 }, new Augmentation());
+        using var scope = TorchSharp.torch.NewDisposeScope();
+
+        var ahead = source.Prefetch([1, 0], i => i + 7);
+        var failing = source.Prefetch([2], i => i);
+
+        Assert.True(source.Batch([1, 0], i => i + 7).eq(ahead()).all().item<bool>());
+        Assert.Equal(bad, Assert.Throws<InvalidImageException>(() => failing()).Path);
+    }
+
     private string Write(string name, byte[] bytes)
     {
         var path = Path.Combine(_dir, name);
