@@ -30,7 +30,7 @@ public sealed class RunLifecycleTests
         dataset = new { location = dataset, resize = "pad" },
         training = new { epochs, batchSize = 4, maxStepsPerChunk = 3 },
         seed = 11,
-    }, JobSpecReader.Json), localPaths: false);
+    }, WireJson.Options), localPaths: false);
 
     /// <summary>The published weights of the same spec run without interruption (a job id does not change them).</summary>
     private static readonly Lazy<Task<string>> Uninterrupted = new(async () =>

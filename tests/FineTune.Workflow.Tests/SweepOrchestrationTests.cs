@@ -33,7 +33,7 @@ public sealed class SweepOrchestrationTests
                 metric = "val_loss",
                 earlyTermination = new { policy = "halving", graceEpochs = 1 },
             },
-        }, JobSpecReader.Json), localPaths: false);
+        }, WireJson.Options), localPaths: false);
 
         // The trials' epochs as metrics (issue 26.3), recorded where their metrics.jsonl lines are written: by the stack.
         var epochs = new List<(string? RunId, string Instrument, double Value)>();
@@ -125,7 +125,7 @@ public sealed class SweepOrchestrationTests
                 maxTrials = 4,
                 parallelism = 2,
             },
-        }, JobSpecReader.Json), localPaths: false);
+        }, WireJson.Options), localPaths: false);
 
         await host.Host.Client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("tpe", spec), new StartOrchestrationOptions("tpe"));
         var status = await host.WaitForEndAsync("tpe", TimeSpan.FromMinutes(5));
@@ -151,7 +151,7 @@ public sealed class SweepOrchestrationTests
             dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 4), resize = "pad" },
             training = new { epochs = 200, batchSize = 4 },
             sweep = new { parameters = new Dictionary<string, object> { ["training.learningRate"] = LearningRates[2..] }, parallelism = 2 },
-        }, JobSpecReader.Json), localPaths: false);
+        }, WireJson.Options), localPaths: false);
         var client = host.Host.Client;
         var runs = host.Host.Services.GetRequiredService<RunControl>();
         Assert.True((await new DurableClientScheduler(client).StartAsync(spec, runs, default)).Started);
