@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core;
 using FineTune.Core.Data;
 using FineTune.Core.Evaluation;
 using FineTune.Storage;
@@ -91,7 +92,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         {
             // The roots first: outside them, a path that exists and one that does not get the same answer.
             if (_paths.Check(spec) is { Count: > 0 } outside) return Problem(400, "invalid job spec", outside);
-            if (!spec.Dataset.Location.StartsWith("blob:", StringComparison.Ordinal)
+            if (!BlobReference.IsBlob(spec.Dataset.Location)
                 && !Directory.Exists(spec.Dataset.Location) && !File.Exists(spec.Dataset.Location))
                 return Problem(400, "invalid job spec", [new FieldError("dataset.location", $"'{spec.Dataset.Location}' does not exist on the server")]);
         }
@@ -483,7 +484,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             JobSpec spec;
             try
             {
-                spec = JobSpecReader.Read(WithDataset(specText, "blob:" + name), localPaths: options.Value.AllowLocalPaths);
+                spec = JobSpecReader.Read(WithDataset(specText, BlobReference.To(name)), localPaths: options.Value.AllowLocalPaths);
             }
             catch (InvalidJobSpecException e)
             {

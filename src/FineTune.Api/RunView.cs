@@ -50,7 +50,7 @@ public sealed record RunView(
         string id = instance.InstanceId;
         var links = LinksOf(baseUrl, id);
         return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, instance.CreatedAt, instance.LastUpdatedAt, progress,
-            withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links, ErrorKinds.Of(instance.FailureDetails));
+            withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links, ErrorKinds.Of(instance));
     }
 
     /// <summary>

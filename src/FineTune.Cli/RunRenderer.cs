@@ -138,7 +138,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         if (final.RuntimeStatus != OrchestrationRuntimeStatus.Completed)
         {
             error.WriteLine($"run {final.RuntimeStatus.ToString().ToLowerInvariant()}: {Failure(final)}");
-            return ErrorKinds.Of(final.FailureDetails) == ErrorKinds.BadInput ? ExitCodes.BadInput : ExitCodes.Failed;
+            return ErrorKinds.Of(final) == ErrorKinds.BadInput ? ExitCodes.BadInput : ExitCodes.Failed;
         }
         var result = JsonDataConverter.Default.Deserialize<FineTuneResult>(final.SerializedOutput)!;
         var e = result.Evaluation;

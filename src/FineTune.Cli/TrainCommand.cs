@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core;
 using FineTune.Core.Models;
 using FineTune.Core.Runtime;
 using FineTune.Core.Training;
@@ -30,9 +31,9 @@ internal static class TrainCommand
     private static readonly Flag[] Flags =
     [
         Set(new Option<string?>("--dataset") { Description = "A folder of class folders, a .zip, or a .csv or .jsonl manifest (dataset.location). Required unless the job file has it." },
-            "dataset.location", d => d is null || d.StartsWith("blob:", StringComparison.Ordinal) ? d : Path.GetFullPath(d)),
+            "dataset.location", d => d is null || BlobReference.IsBlob(d) ? d : Path.GetFullPath(d)),
         Set(new Option<string>("--model") { Description = "Model family, see 'finetune models' (model).", DefaultValueFactory = _ => Defaults.Model }, "model", v => v),
-        Set(new Option<string>("--weights") { Description = "bundled, torchvision (torchvision's default ImageNet weights for the family) or a torchvision tag such as IMAGENET1K_V1, a file, an https URL, or blob:NAME (weights.source).", DefaultValueFactory = _ => Defaults.Weights.Source }, "weights.source", v => v),
+        Set(new Option<string>("--weights") { Description = "bundled, torchvision (torchvision's default ImageNet weights for the family) or a torchvision tag such as IMAGENET1K_V1, a file, an https URL, or " + BlobReference.Syntax + " (weights.source).", DefaultValueFactory = _ => Defaults.Weights.Source }, "weights.source", v => v),
         Set(CliOptions.Integer("--epochs", "Passes over the training images (training.epochs).", Defaults.Training.Epochs), "training.epochs", v => v),
         Set(CliOptions.Integer("--batch-size", "Images per step (training.batchSize).", Defaults.Training.BatchSize), "training.batchSize", v => v),
         Set(FreezeOption(Defaults.Freeze), "freeze", v => v),
@@ -127,7 +128,7 @@ internal static class TrainCommand
             return ExitCodes.BadInput;
         }
         var location = spec.Dataset.Location;
-        if (!location.StartsWith("blob:", StringComparison.Ordinal) && !Directory.Exists(location) && !File.Exists(location))
+        if (!BlobReference.IsBlob(location) && !Directory.Exists(location) && !File.Exists(location))
         {
             error.WriteLine($"dataset: '{location}' does not exist");
             return ExitCodes.BadInput;

@@ -20,10 +20,26 @@ public sealed class StorageFailureTests : IDisposable
     {
         // A type the runtime's facades forward: a classifier scanning every loaded assembly for it finds it more than once.
         { nameof(SocketException), ExitCodes.Failed, new SocketException((int)SocketError.ConnectionReset).Message },
-        // Bad input is reported, but as exit 1, not 2 as without --storage: the Azure Storage provider keeps no failure details,
-        // so the kind cannot be read back (ErrorKinds.Of has nothing to classify).
+        // The Azure Storage provider keeps no failure details: an orchestration that does not record its failure's kind
+        // (ErrorKinds.Failed, as the app's orchestrators do) reads back as a system failure.
         { nameof(InvalidDatasetException), ExitCodes.Failed, "only one class (food)" },
     };
+
+    /// <summary>
+    /// Bad input found during a <c>--storage</c> run (a dataset of one class, found by the scan) exits 2 with the reason, as
+    /// it does on the in-memory backend: the orchestrator records the failure's kind in its custom status, which the provider keeps.
+    /// </summary>
+    [Fact]
+    public void BadInputFoundDuringAStorageRunExitsWithBadInput()
+    {
+        Azurite.RequireRunning();
+        TuxPaintStamps.CreateImageFolder(Path.Combine(_dir, "photos"), 2, ["food"]);
+        string hub = "hub" + Guid.NewGuid().ToString("N")[..12];
+        var (exit, _, error) = FinetuneProcess.Run(_dir, "train", "--dataset", "photos", "--epochs", "1", "--job-id", hub,
+            "--work", "work", "--storage", Azurite.ConnectionString, "--task-hub", hub);
+        Assert.True(exit == ExitCodes.BadInput, error);
+        Assert.Contains("only one class (food)", error);
+    }
 
     /// <summary>
     /// The activity's failure, wrapped in the orchestration's, read through the commands' one client (the SDK's, over the

@@ -22,7 +22,7 @@ public sealed class AdmissionTests(ITestOutputHelper log)
         jobId,
         dataset = new { location = dataset, resize = "pad" },
         training = new { epochs = 1, batchSize = 4 },
-    }, JobSpecReader.Json), localPaths: false);
+    }, WireJson.Options), localPaths: false);
 
     [Fact]
     public void SpecPastTheMemoryBudgetIsRefusedWithTheEstimate()

@@ -23,7 +23,7 @@ public sealed class FineTuneOrchestrationTests
         dataset = new { location = dataset, resize = "pad", testFraction },
         training = new { epochs, batchSize = 4, maxStepsPerChunk = 2 },
         seed = 7,
-    }, JobSpecReader.Json), localPaths: false);
+    }, WireJson.Options), localPaths: false);
 
     [Fact]
     public async Task FullRunPublishesAModelWithCardReportsAndProgress()

@@ -27,7 +27,7 @@ public sealed class FineTuneOrchestratorTests
         jobId = "scripted",
         dataset = new { location = "blob:datasets/scripted/" },
         training = new { epochs, batchSize = 4, maxStepsPerChunk, earlyStopping = patience is { } p ? new { patience = p } : null },
-    }, JobSpecReader.Json), localPaths: false);
+    }, WireJson.Options), localPaths: false);
 
     [Fact]
     public async Task ARunTrainsChunkByChunkThenEvaluatesAndPublishesItsBestEpoch()

@@ -44,7 +44,7 @@ public sealed class InputSafetyTests
         _ = typeof(System.Net.Sockets.Socket);
         var reset = new TaskFailureDetails(typeof(System.Net.Sockets.SocketException).FullName!, "Transport endpoint is not connected", null, null, null);
         Assert.Equal(ErrorKinds.System, ErrorKinds.Of(new TaskFailureDetails(typeof(TaskFailedException).FullName!, "Task 'TrainEpoch' (#4) failed", null, reset, null)));
-        Assert.Null(ErrorKinds.Of(null));
+        Assert.Null(ErrorKinds.Of((TaskFailureDetails?)null));
     }
 
     [Fact]

@@ -143,7 +143,7 @@ public class JobSpecReaderTests(ITestOutputHelper log)
         Assert.Equal((OptimizerKind.AdamW, ScheduleKind.Cosine, StoppingMetric.ValidationAccuracy),
             (spec.Training.Optimizer, spec.Training.Schedule, spec.StoppingMetric()));
 
-        var json = JsonSerializer.SerializeToElement(spec, JobSpecReader.Json);
+        var json = JsonSerializer.SerializeToElement(spec, WireJson.Options);
         Assert.Equal(("pad", "last:2", "cpu"), (json.GetProperty("dataset").GetProperty("resize").GetString(),
             json.GetProperty("freeze").GetString(), json.GetProperty("device").GetString()));
         Assert.Equal("adamw", json.GetProperty("training").GetProperty("optimizer").GetString());

@@ -137,7 +137,7 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
         await using var host = await WorkflowHost.StartAsync(services: s => s.AddSingleton(new LocalPathPolicy(Root, null)));
         string location = Path.Combine(Root, "photos");
         File.CreateSymbolicLink(location, Outside);
-        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new { jobId = "escaped", dataset = new { location }, training = new { epochs = 1 } }, JobSpecReader.Json), localPaths: true);
+        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new { jobId = "escaped", dataset = new { location }, training = new { epochs = 1 } }, WireJson.Options), localPaths: true);
 
         var scheduler = new DurableClientScheduler(host.Host.Client);
         Assert.True((await scheduler.StartAsync(spec, host.Host.Services.GetRequiredService<RunControl>(), default)).Started);
@@ -168,7 +168,7 @@ public sealed class LocalPathPolicyTests(ITestOutputHelper log) : IDisposable
             model = "resnet18",
             weights = new { source = weights },
             dataset = new { location = await host.UploadDatasetAsync("tux", 3) },
-        }, JobSpecReader.Json), localPaths: true);
+        }, WireJson.Options), localPaths: true);
         var scheduler = new DurableClientScheduler(host.Host.Client);
         var runs = host.Host.Services.GetRequiredService<RunControl>();
         Assert.True((await scheduler.StartAsync(spec, runs, default)).Started);

@@ -26,7 +26,7 @@ public sealed class QueueingTests
         dataset = new { location = dataset, resize = "pad" },
         training = new { epochs = 1, batchSize = 4 },
         seed = 3,
-    }, JobSpecReader.Json), localPaths: false);
+    }, WireJson.Options), localPaths: false);
 
     [Fact]
     public async Task WithOneSlotASecondRunQueuesThenCompletesAndAQueuedRunCancels()

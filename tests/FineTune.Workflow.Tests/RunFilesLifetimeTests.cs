@@ -26,7 +26,7 @@ public sealed class RunFilesLifetimeTests
         dataset = new { location = dataset, resize = "pad" },
         training = new { epochs = 1, batchSize = 4 },
         seed = 11,
-    }, JobSpecReader.Json), localPaths: true);
+    }, WireJson.Options), localPaths: true);
 
     [Fact]
     public async Task ARunFailingOnItsDatasetRestartedAfterTheFixCompletesAndLeavesNoScratch()

@@ -30,7 +30,7 @@ public sealed class RunLifecycleTests
         dataset = new { location = dataset, resize = "pad" },
         training = new { epochs, batchSize = 4, maxStepsPerChunk = 3 },
         seed = 11,
-    }, JobSpecReader.Json), localPaths: false);
+    }, WireJson.Options), localPaths: false);
 
     /// <summary>The published weights of the same spec run without interruption (a job id does not change them).</summary>
     private static readonly Lazy<Task<string>> Uninterrupted = new(async () =>
@@ -148,7 +148,8 @@ public sealed class RunLifecycleTests
     {
         string expected = await Uninterrupted.Value;
         // Once the run reaches step 4, it is cancelled and restarted at once from another thread (as over HTTP), while the
-        // chunk then running (the old one) goes on at 3 s a step; when it ends and when the restarted run's first chunk begins are recorded.
+        // chunk then running (the old one) holds each step until it is told to stop; when it ends and when the restarted
+        // run's first chunk begins are recorded.
         const long restartAt = 4;
         object? running = null, old = null;
         Exception? oldFailure = null;
@@ -174,7 +175,7 @@ public sealed class RunLifecycleTests
                     if (call == Volatile.Read(ref old)) oldEnded = DateTimeOffset.UtcNow;
                 }
             }),
-            services => services.AddSingleton<IStepObserver>(new StepHook(report =>
+            services => services.AddSingleton<IStepObserver>(new StepHook((report, stopping) =>
             {
                 if (Volatile.Read(ref old) is null && StepHook.GlobalStep(report) == restartAt)
                 {
@@ -192,9 +193,11 @@ public sealed class RunLifecycleTests
                         {
                             restartedRun.TrySetException(e);
                         }
-                    });
+                    }, CancellationToken.None);
                 }
-                if (Volatile.Read(ref old) is not null && oldEnded is null) Thread.Sleep(3000);
+                // Held, the old chunk cannot finish before the cancel reaches it; bounded so that a forgotten cancel fails the test.
+                if (Volatile.Read(ref old) is { } held && held == Volatile.Read(ref running) && !stopping.WaitHandle.WaitOne(Timeout))
+                    throw new TimeoutException("the cancelled chunk never saw the cancel");
             })));
         var spec = Spec("restarted", await host.UploadDatasetAsync("tux", 6));
         var scheduler = new DurableClientScheduler(host.Host.Client);

@@ -3,6 +3,8 @@ using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Training;
 using FineTune.Storage;
+using FineTune.Storage.Checkpoints;
+using FineTune.Workflow.Activities;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
@@ -33,7 +35,7 @@ public sealed class SweepOrchestrationTests
                 metric = "val_loss",
                 earlyTermination = new { policy = "halving", graceEpochs = 1 },
             },
-        }, JobSpecReader.Json), localPaths: false);
+        }, WireJson.Options), localPaths: false);
 
         // The trials' epochs as metrics (issue 26.3), recorded where their metrics.jsonl lines are written: by the stack.
         var epochs = new List<(string? RunId, string Instrument, double Value)>();
@@ -125,7 +127,7 @@ public sealed class SweepOrchestrationTests
                 maxTrials = 4,
                 parallelism = 2,
             },
-        }, JobSpecReader.Json), localPaths: false);
+        }, WireJson.Options), localPaths: false);
 
         await host.Host.Client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("tpe", spec), new StartOrchestrationOptions("tpe"));
         var status = await host.WaitForEndAsync("tpe", TimeSpan.FromMinutes(5));
@@ -149,9 +151,10 @@ public sealed class SweepOrchestrationTests
         {
             jobId = "cancelled-sweep",
             dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 4), resize = "pad" },
-            training = new { epochs = 200, batchSize = 4 },
+            // The most a spec allows: stacked heads train 200 epochs of these photos in seconds, before any cancel lands.
+            training = new { epochs = 10_000, batchSize = 4 },
             sweep = new { parameters = new Dictionary<string, object> { ["training.learningRate"] = LearningRates[2..] }, parallelism = 2 },
-        }, JobSpecReader.Json), localPaths: false);
+        }, WireJson.Options), localPaths: false);
         var client = host.Host.Client;
         var runs = host.Host.Services.GetRequiredService<RunControl>();
         Assert.True((await new DurableClientScheduler(client).StartAsync(spec, runs, default)).Started);
@@ -162,11 +165,15 @@ public sealed class SweepOrchestrationTests
 
         var sweep = await client.WaitForInstanceCompletionAsync("cancelled-sweep", timeout.Token);
         Assert.Equal(OrchestrationRuntimeStatus.Terminated, sweep.RuntimeStatus);
-        // Within a poll interval and a step, no stack trains on: their checkpoints stop growing.
-        await Task.Delay(TimeSpan.FromSeconds(5), timeout.Token);
-        var settled = await ListAsync(host.Store, "runs/cancelled-sweep-s");
-        await Task.Delay(TimeSpan.FromSeconds(12), timeout.Token);
-        Assert.Equal(settled, await ListAsync(host.Store, "runs/cancelled-sweep-s"));
+        // A stack's call removes its running marker as it returns: none left is every stack's training over. Broken, the
+        // stacks train their 10000 epochs on, and this waits past the timeout or finds them finished.
+        while ((await ListAsync(host.Store, new RunLayout("cancelled-sweep").Running)).Count > 0) await Task.Delay(200, timeout.Token);
+        var checkpoints = host.Host.Services.GetRequiredService<CheckpointStore>();
+        foreach (var stack in (string[])["cancelled-sweep-s1", "cancelled-sweep-s2"])
+        {
+            if (await TrainStackedTrials.LatestAsync(checkpoints, stack, default) is not { } latest) continue;
+            Assert.All(latest.State.Members, m => Assert.True(m.Epoch < 10_000 && !m.StoppedEarly, $"{stack}: epoch {m.Epoch}, stopped early: {m.StoppedEarly}"));
+        }
     }
 
     private static async Task<List<string>> ListAsync(IArtifactStore store, string prefix)

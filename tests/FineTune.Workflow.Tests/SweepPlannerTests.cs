@@ -111,6 +111,6 @@ public class SweepPlannerTests
     {
         const string json = """{ "dataset": { "location": "blob:datasets/pets.zip" } }""";
         Assert.Equal("ft-", JobSpecReader.Read(json, false).JobId![..3]);
-        Assert.DoesNotContain("sweep", JsonSerializer.Serialize(JobSpecReader.Read(json, false), JobSpecReader.Json), StringComparison.Ordinal);
+        Assert.DoesNotContain("sweep", JsonSerializer.Serialize(JobSpecReader.Read(json, false), WireJson.Options), StringComparison.Ordinal);
     }
 }

@@ -16,7 +16,7 @@ public sealed record StackMemberProgress(int Epoch, IReadOnlyList<EpochMetrics> 
 /// <summary>
 /// Many linear heads trained at once on the same cached features, as one tensor program: the heads stacked
 /// ([members, classes, features]), batched matrix multiplies, each member's hyper-parameters as tensors, and the
-/// optimizers (SGD with momentum or Nesterov, Adam, AdamW) written for the stack. Each member draws what a lone
+/// optimizers' steps written for the stack (<see cref="OptimizerChoice.Stacked"/>). Each member draws what a lone
 /// <see cref="Trainer"/> with its options draws (epoch order, dropout masks) and applies the same arithmetic, so it
 /// ends with the weights that member would reach alone, to float rounding. A sweep's trials cost one small matrix
 /// multiply each instead of a run each.
@@ -28,7 +28,6 @@ public sealed record StackMemberProgress(int Epoch, IReadOnlyList<EpochMetrics> 
 /// </remarks>
 public sealed class StackedHeads : IDisposable
 {
-    private const double AdamBeta1 = 0.9, AdamBeta2 = 0.999, AdamEpsilon = 1e-8;
     private readonly Tensor _train, _trainLabels, _validation, _validationLabels;
     private readonly int[] _labels;
     private readonly Tensor? _classWeights;
@@ -259,48 +258,19 @@ public sealed class StackedHeads : IDisposable
     }
 
     /// <summary>
-    /// The optimizer step of TorchSharp's SGD / Adam / AdamW, member by member through broadcast hyper-parameters.
-    /// <paramref name="moments"/>: per parameter, SGD's momentum buffer; Adam's first then second moments.
+    /// The optimizer's step (<see cref="OptimizerChoice.Stacked"/>) on each stacked parameter, member by member through
+    /// broadcast hyper-parameters. <paramref name="moments"/>: the optimizer's tensors, <see cref="OptimizerChoice.Moments"/> per parameter.
     /// </summary>
     private static void Update(OptimizerKind kind, Tensor[] parameters, Tensor[] gradients, Tensor[] moments, TrainingOptions[] options, double[] rates,
-        long adamStep, Device device)
+        long step, Device device)
     {
+        var optimizer = Optimizers.Choices[kind];
         for (int k = 0; k < parameters.Length; k++)
         {
             var p = parameters[k];
-            var g = gradients[k];
             Tensor Each(Func<TrainingOptions, int, double> value) =>
                 tensor(options.Select(value).Select(v => (float)v).ToArray()).to(device).view([-1, .. Enumerable.Repeat(1L, (int)p.dim() - 1)]);
-            var rate = Each((_, m) => rates[m]);
-            var decay = Each((o, _) => o.WeightDecay);
-            if (kind == OptimizerKind.Sgd)
-            {
-                var momentum = Each((o, _) => o.Momentum);
-                var direction = g.add(p * decay);
-                // The first step's buffer is the gradient itself: momentum times a zero buffer adds nothing.
-                var buffer = moments[k];
-                buffer.mul_(momentum).add_(direction);
-                var update = buffer;
-                if (options.Any(o => o.Nesterov))
-                {
-                    var nesterov = Each((o, _) => o.Nesterov ? 1 : 0).ne(0).expand_as(p);
-                    update = direction.add(buffer * momentum).where(nesterov, buffer);
-                }
-                p.sub_(update * rate);
-            }
-            else
-            {
-                var exp = moments[k * 2];
-                var expSquared = moments[k * 2 + 1];
-                // The scalars a lone optimizer computes in double precision are computed so here too, member by member.
-                if (kind == OptimizerKind.AdamW) p.mul_(Each((o, m) => 1 - rates[m] * o.WeightDecay));
-                else g = g.add(p * decay);
-                double correction1 = 1 - Math.Pow(AdamBeta1, adamStep), correction2 = 1 - Math.Pow(AdamBeta2, adamStep);
-                exp.mul_(AdamBeta1).add_(g, alpha: 1 - AdamBeta1);
-                expSquared.mul_(AdamBeta2).addcmul_(g, g, value: 1 - AdamBeta2);
-                var denominator = (expSquared.sqrt() / Math.Sqrt(correction2)).add_(AdamEpsilon);
-                p.addcdiv_(exp * Each((_, m) => -rates[m] / correction1), denominator);
-            }
+            optimizer.Stacked(p, gradients[k], moments[(k * optimizer.Moments)..((k + 1) * optimizer.Moments)], Each, rates, step);
         }
     }
 
@@ -337,8 +307,8 @@ public sealed class StackedHeads : IDisposable
             Member = member;
             Weight = weight.detach().clone().DetachFromDisposeScope();
             Bias = bias?.detach().clone().DetachFromDisposeScope();
-            // SGD keeps one buffer per parameter, Adam two (first and second moments), all starting at zero.
-            int perParameter = member.Options.Optimizer == OptimizerKind.Sgd ? 1 : 2;
+            // The optimizer's state per parameter (SGD's momentum buffer, Adam's two moments), all starting at zero.
+            int perParameter = Optimizers.Choices[member.Options.Optimizer].Moments;
             Tensor[] parameters = Bias is null ? [Weight] : [Weight, Bias];
             Moments = [.. parameters.SelectMany(p => Enumerable.Range(0, perParameter).Select(_ => zeros_like(p).DetachFromDisposeScope()))];
         }

@@ -22,7 +22,6 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     Func<string, CancellationToken, Task<Stream>>? openBlob = null)
 {
     public const string Bundled = "bundled";
-    public const string BlobPrefix = "blob:";
 
     public async Task<FetchedWeights> FetchAsync(ModelFamily family, string source, string? expectedSha256, CancellationToken cancellationToken)
     {
@@ -39,14 +38,14 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
                 ?? throw new WeightsSourceException($"{family.Name} has no torchvision weights named '{source}'");
             return await DownloadAsync(new Uri(new Uri(options.TorchvisionModelsUrl), checkpoint.FileName), expected, cancellationToken);
         }
-        if (source.StartsWith(BlobPrefix, StringComparison.Ordinal)) return await CacheBlobAsync(source[BlobPrefix.Length..], expected, cancellationToken);
+        if (BlobReference.IsBlob(source)) return await CacheBlobAsync(BlobReference.Name(source), expected, cancellationToken);
         if (IsUrl(source, out var uri)) return await DownloadAsync(uri, expected, cancellationToken);
         return await CacheLocalFileAsync(source, expected, cancellationToken);
     }
 
     /// <summary>Whether a source names a file on this machine: none of the bundled weights, a torchvision name, a blob or a URL.</summary>
     public static bool IsLocalFile(string source) =>
-        source.Length > 0 && source != Bundled && !TorchvisionWeights.IsName(source) && !source.StartsWith(BlobPrefix, StringComparison.Ordinal) && !IsUrl(source, out _);
+        source.Length > 0 && source != Bundled && !TorchvisionWeights.IsName(source) && !BlobReference.IsBlob(source) && !IsUrl(source, out _);
 
     private static bool IsUrl(string source, [NotNullWhen(true)] out Uri? uri) =>
         Uri.TryCreate(source, UriKind.Absolute, out uri) && uri.Scheme is "http" or "https";
@@ -93,24 +92,24 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     private async Task<FetchedWeights> CacheBlobAsync(string name, string? expected, CancellationToken cancellationToken)
     {
         if (openBlob is null)
-            throw new WeightsSourceException($"'{BlobPrefix}{name}': no artifact store is configured for blob sources");
+            throw new WeightsSourceException($"'{BlobReference.To(name)}': no artifact store is configured for blob sources");
         string temp = TempPath();
         try
         {
             await using var input = await openBlob(name, cancellationToken);
-            await CopyCappedAsync(input, temp, $"{BlobPrefix}{name}", cancellationToken);
+            await CopyCappedAsync(input, temp, BlobReference.To(name), cancellationToken);
         }
         catch (FileNotFoundException)
         {
             File.Delete(temp);
-            throw new WeightsSourceException($"'{BlobPrefix}{name}' does not exist in the artifact store");
+            throw new WeightsSourceException($"'{BlobReference.To(name)}' does not exist in the artifact store");
         }
         catch
         {
             File.Delete(temp);
             throw;
         }
-        return await CommitAsync(temp, expected, $"{BlobPrefix}{name}", Path.GetExtension(name), cancellationToken);
+        return await CommitAsync(temp, expected, BlobReference.To(name), Path.GetExtension(name), cancellationToken);
     }
 
     /// <param name="idleTimeout">how long one read may wait for data (null: as long as the token allows)</param>
@@ -150,7 +149,7 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     private async Task<FetchedWeights> CacheLocalFileAsync(string path, string? expected, CancellationToken cancellationToken)
     {
         if (!File.Exists(path))
-            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', '{TorchvisionWeights.Default}', '{BlobPrefix}NAME', a file path, or an https URL)");
+            throw new WeightsSourceException($"weights file '{path}' does not exist (sources: '{Bundled}', '{TorchvisionWeights.Default}', '{BlobReference.Syntax}', a file path, or an https URL)");
         if (!FileKinds.IsRegularFile(path))
             throw new WeightsSourceException($"weights file '{path}' is not a regular file (a device, a pipe or a socket is no checkpoint)");
         long length = new FileInfo(path).Length;
@@ -339,4 +338,4 @@ public sealed class WeightsSourceException(string message) : BadInputException(m
 /// </summary>
 public sealed class WeightsHostUnreachableException(Uri uri, string why, int attempts)
     : Exception($"{uri}: host '{uri.Host}' cannot be reached ({why}; {attempts} attempts). Without access to it: give a weights file "
-        + $"on this machine, upload one and name it '{WeightsFetcher.BlobPrefix}NAME', or point {WeightsFetchOptions.SectionName}:TorchvisionModelsUrl at a mirror");
+        + $"on this machine, upload one and name it '{BlobReference.Syntax}', or point {WeightsFetchOptions.SectionName}:TorchvisionModelsUrl at a mirror");

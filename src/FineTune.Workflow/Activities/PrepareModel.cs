@@ -46,7 +46,7 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
             skipped = dataset.Skipped,
             freeze = prepared.Freeze,
         };
-        await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, Jobs.JobSpecReader.Json),
+        await files.WriteAsync(layout.DatasetReport, JsonSerializer.SerializeToUtf8Bytes(report, WireJson.Options),
             WriteMode.Overwrite, token);
         WorkflowMetrics.StagesTimed(clock.Times);
         return new PreparedSummary(dataset.Classes, dataset.Train.Count, dataset.Validation.Count, dataset.Test.Count, dataset.Skipped.Count,

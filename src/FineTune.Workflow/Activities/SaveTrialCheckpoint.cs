@@ -26,7 +26,7 @@ public sealed class SaveTrialCheckpoint(WorkerFiles worker, FineTuneEngine engin
             ?? throw new InvalidOperationException($"stack {job.JobId} has no checkpoint to take trial {request.Trial.JobId} from");
         var inputs = await worker.For(job).LoadAsync(carried.Weights, carried.Prepared, token);
         var state = engine.TrialState(request.Trial.Spec.ToRecipe(inputs.Recipe.WeightsPath), request.Member, inputs.Dataset, latest.State);
-        await checkpoints.SaveAsync(request.Trial.JobId, request.Sequence, state.Parts, JsonSerializer.SerializeToElement(state.Progress, JobSpecReader.Json), token);
+        await checkpoints.SaveAsync(request.Trial.JobId, request.Sequence, state.Parts, JsonSerializer.SerializeToElement(state.Progress, WireJson.Options), token);
         return request.Sequence;
     }
 }

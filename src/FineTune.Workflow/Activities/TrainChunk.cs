@@ -93,7 +93,7 @@ public sealed class TrainChunk(WorkerFiles worker, FineTuneEngine engine, Checkp
     {
         var progress = state.Progress;
         long sequence = GlobalStep(progress.Position, stepsPerEpoch);
-        await checkpoints.SaveAsync(job.JobId, sequence, state.Parts, JsonSerializer.SerializeToElement(progress, JobSpecReader.Json), token);
+        await checkpoints.SaveAsync(job.JobId, sequence, state.Parts, JsonSerializer.SerializeToElement(progress, WireJson.Options), token);
         var best = progress.Best(job.Spec.StoppingMetric());
         await checkpoints.PruneAsync(job.JobId, options.Value.CheckpointsToKeep, best is null ? null : (best.Epoch + 1L) * stepsPerEpoch, sequence, token);
     }

@@ -49,7 +49,7 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
     {
         var latest = await checkpoints.LoadLatestAsync(stackId, cancellationToken);
         if (latest is null) return null;
-        var members = latest.Manifest.Metadata.Deserialize<List<StackMemberProgress>>(JobSpecReader.Json)
+        var members = latest.Manifest.Metadata.Deserialize<List<StackMemberProgress>>(WireJson.Options)
             ?? throw new InvalidDataException($"stack {stackId}'s checkpoint {latest.Manifest.Sequence} holds no members");
         return (latest.Manifest.Sequence, new StackState(latest.Parts[StackPart], members));
     }
@@ -126,7 +126,7 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
         await clock.TimeAsync(Stages.Checkpoints, async () =>
         {
             await checkpoints.SaveAsync(stackId, epoch, new Dictionary<string, byte[]> { [StackPart] = state.Tensors },
-                JsonSerializer.SerializeToElement(state.Members, JobSpecReader.Json), CancellationToken.None);
+                JsonSerializer.SerializeToElement(state.Members, WireJson.Options), CancellationToken.None);
             await checkpoints.PruneAsync(stackId, options.Value.CheckpointsToKeep, null, epoch, CancellationToken.None);
         });
         for (int member = 0; member < request.Trials.Count; member++)

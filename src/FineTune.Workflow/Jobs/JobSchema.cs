@@ -22,7 +22,7 @@ public static class JobSchema
     /// <summary>The schema as shipped: indented, with a final newline.</summary>
     public static string Text() => Generate().ToJsonString(Indented) + "\n";
 
-    public static JsonNode Generate() => JobSpecReader.Json.GetJsonSchemaAsNode(typeof(JobSpec), new JsonSchemaExporterOptions
+    public static JsonNode Generate() => WireJson.Options.GetJsonSchemaAsNode(typeof(JobSpec), new JsonSchemaExporterOptions
     {
         TreatNullObliviousAsNonNullable = true,
         TransformSchemaNode = (context, schema) =>
@@ -81,7 +81,7 @@ public static class JobSchema
     {
         if (property.Get is null || property.DeclaringType.GetConstructor(Type.EmptyTypes) is null) return null;
         object? value = property.Get(Activator.CreateInstance(property.DeclaringType)!);
-        if (value is null or "" || JsonSerializer.SerializeToNode(value, property.PropertyType, JobSpecReader.Json) is not JsonValue node) return null;
+        if (value is null or "" || JsonSerializer.SerializeToNode(value, property.PropertyType, WireJson.Options) is not JsonValue node) return null;
         return node;
     }
 }

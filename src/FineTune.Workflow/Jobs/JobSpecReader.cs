@@ -30,16 +30,6 @@ public static class JobSpecReader
     /// <summary>A job spec is a few hundred bytes; a request body past this is refused unread.</summary>
     public const int MaxBytes = 1024 * 1024;
 
-    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
-    {
-        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
-        // A number is a JSON number, as the job schema says ("5" is not 5).
-        NumberHandling = JsonNumberHandling.Strict,
-        // Set before the options are first used, as the schema exporter requires.
-        TypeInfoResolver = new DefaultJsonTypeInfoResolver(),
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     /// <summary>Parses and validates; throws <see cref="InvalidJobSpecException"/> listing every problem.</summary>
     /// <param name="localPaths">whether datasets and weights may be local paths (the command line) or must be in the artifact store (the service)</param>
     public static JobSpec Read(string json, bool localPaths)
@@ -48,7 +38,7 @@ public static class JobSpecReader
         JobSpec? spec;
         try
         {
-            spec = JsonSerializer.Deserialize<JobSpec>(json, Json);
+            spec = JsonSerializer.Deserialize<JobSpec>(json, WireJson.Options);
         }
         catch (JsonException e)
         {
@@ -72,23 +62,23 @@ public static class JobSpecReader
 
         string source = spec.Weights?.Source ?? "";
         if (source == WeightsFetcher.Bundled)
-            Check(family is null || family.HasBundledWeights, "weights.source", $"{spec.Model} has no bundled weights; give {Named(spec.Model)}blob:NAME or an https URL");
+            Check(family is null || family.HasBundledWeights, "weights.source", $"{spec.Model} has no bundled weights; give {Named(spec.Model)}{BlobReference.Syntax} or an https URL");
         else if (TorchvisionWeights.IsName(source))
             Check(family is null || TorchvisionWeights.Resolve(family.Name, source) is not null, "weights.source",
                 family?.HasBundledWeights == true ? $"{spec.Model} has no torchvision weights; its own are 'bundled'" : $"{spec.Model} has no torchvision weights named '{source}'; it has {TorchvisionWeights.NamesFor(spec.Model)}");
-        else if (source.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
-            Check(IsArtifactName(source[WeightsFetcher.BlobPrefix.Length..]), "weights.source", "blob:NAME needs a valid artifact name");
+        else if (BlobReference.IsBlob(source))
+            Check(IsArtifactName(BlobReference.Name(source)), "weights.source", $"{BlobReference.Syntax} needs a valid artifact name");
         else if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "https" or "http")
             Check(uri.Scheme == "https", "weights.source", "downloads must use https");
         else
-            Check(localPaths && source.Length > 0, "weights.source", localPaths ? "is required" : $"must be 'bundled', '{TorchvisionWeights.Default}' (or a torchvision tag), blob:NAME or an https URL");
+            Check(localPaths && source.Length > 0, "weights.source", localPaths ? "is required" : $"must be 'bundled', '{TorchvisionWeights.Default}' (or a torchvision tag), {BlobReference.Syntax} or an https URL");
         Check(spec.Weights?.Sha256 is null || IsSha256(spec.Weights.Sha256), "weights.sha256", "must be 64 hex digits");
 
         var dataset = spec.Dataset ?? new DatasetSpec();
-        if (dataset.Location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal))
-            Check(IsArtifactName(dataset.Location[WeightsFetcher.BlobPrefix.Length..].TrimEnd('/')), "dataset.location", "blob:NAME needs a valid artifact name");
+        if (BlobReference.IsBlob(dataset.Location))
+            Check(IsArtifactName(BlobReference.Name(dataset.Location).TrimEnd('/')), "dataset.location", $"{BlobReference.Syntax} needs a valid artifact name");
         else
-            Check(localPaths && dataset.Location.Length > 0, "dataset.location", localPaths ? "is required: a folder of class folders, a .zip, a .csv or a .jsonl" : "must be blob:PREFIX/, blob:NAME.zip, blob:NAME.csv or blob:NAME.jsonl");
+            Check(localPaths && dataset.Location.Length > 0, "dataset.location", localPaths ? "is required: a folder of class folders, a .zip, a .csv or a .jsonl" : $"must be {BlobReference.Prefix}PREFIX/, {BlobReference.Syntax}.zip, {BlobReference.Syntax}.csv or {BlobReference.Syntax}.jsonl");
         bool validationFraction = dataset.ValidationFraction is >= 0 and < 1, testFraction = dataset.TestFraction is >= 0 and < 1;
         Check(validationFraction, "dataset.validationFraction", "must be in [0, 1)");
         Check(testFraction, "dataset.testFraction", "must be in [0, 1)");
@@ -135,7 +125,7 @@ public static class JobSpecReader
 
     /// <summary>SHA-256 of the spec's JSON without its job id (nor its schema link): what a job id is bound to.</summary>
     public static string Hash(JobSpec spec) =>
-        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, Json)));
+        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(spec with { JobId = null, Schema = null }, WireJson.Options)));
 
     /// <summary>"'torchvision', " where the family has torchvision weights: the names to suggest first.</summary>
     private static string Named(string family) => TorchvisionWeights.Resolve(family, TorchvisionWeights.Default) is null ? "" : $"'{TorchvisionWeights.Default}', ";
@@ -165,7 +155,7 @@ public static class JobSpecReader
     {
         Type? type = typeof(JobSpec);
         foreach (string name in field.Split('.'))
-            type = type is null ? null : Json.GetTypeInfo(type).Properties.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))?.PropertyType;
+            type = type is null ? null : WireJson.Options.GetTypeInfo(type).Properties.FirstOrDefault(p => string.Equals(p.Name, name, StringComparison.OrdinalIgnoreCase))?.PropertyType;
         return type;
     }
 
@@ -177,7 +167,7 @@ public static class JobSpecReader
         var t when t == typeof(bool) => "must be true or false",
         var t when t == typeof(string) => "must be a string",
         var t when t == typeof(IReadOnlyList<string>) => "must be a list of strings",
-        var t when t.IsClass && Json.GetTypeInfo(t).Kind == JsonTypeInfoKind.Object => "must be an object",
+        var t when t.IsClass && WireJson.Options.GetTypeInfo(t).Kind == JsonTypeInfoKind.Object => "must be an object",
         _ => null,
     };
 
@@ -213,7 +203,7 @@ public static class JobSpecReader
             {
                 try
                 {
-                    return node.Deserialize<JobSpec>(Json);
+                    return node.Deserialize<JobSpec>(WireJson.Options);
                 }
                 catch (JsonException e)
                 {
@@ -238,7 +228,7 @@ public static class JobSpecReader
     private static void DropUnknown(JsonNode? node, Type type, string path, List<FieldError> errors)
     {
         type = Nullable.GetUnderlyingType(type) ?? type;
-        var info = Json.GetTypeInfo(type);
+        var info = WireJson.Options.GetTypeInfo(type);
         if (info.Kind == JsonTypeInfoKind.Enumerable && node is JsonArray items && info.ElementType is { } element)
         {
             for (int i = 0; i < items.Count; i++) DropUnknown(items[i], element, $"{path}[{i}]", errors);
@@ -250,7 +240,7 @@ public static class JobSpecReader
             return;
         }
         if (info.Kind != JsonTypeInfoKind.Object || node is not JsonObject obj) return;
-        var comparison = Json.PropertyNameCaseInsensitive ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
+        var comparison = WireJson.Options.PropertyNameCaseInsensitive ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
         var known = new Dictionary<string, Type>(comparison);
         foreach (var property in info.Properties) known.TryAdd(property.Name, property.PropertyType);
         var kept = new List<KeyValuePair<string, JsonNode?>>();

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using FineTune.Core;
 using FineTune.Core.Data;
 using FineTune.Core.Weights;
 
@@ -72,7 +73,7 @@ public sealed class LocalPathPolicy
             : null;
 
     private static IEnumerable<string> LocalDatasets(string location) =>
-        location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal) || location.Length == 0 ? [] : [location];
+        BlobReference.IsBlob(location) || location.Length == 0 ? [] : [location];
 
     private static IEnumerable<string> LocalWeights(string source) => WeightsFetcher.IsLocalFile(source) ? [source] : [];
 

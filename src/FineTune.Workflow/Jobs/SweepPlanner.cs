@@ -269,7 +269,7 @@ public static class SweepPlanner
     private static JobSpec Apply(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, string jobId)
     {
         var metric = spec.Sweep!.Metric;
-        var root = JsonSerializer.SerializeToNode(spec with { Sweep = null, JobId = jobId }, JobSpecReader.Json)!.AsObject();
+        var root = JsonSerializer.SerializeToNode(spec with { Sweep = null, JobId = jobId }, WireJson.Options)!.AsObject();
         foreach (var (path, value) in values)
         {
             string[] names = path.Split('.');
@@ -278,7 +278,7 @@ public static class SweepPlanner
                 node = node[name] as JsonObject ?? (JsonObject)(node[name] = new JsonObject());
             node[names[^1]] = JsonNode.Parse(value.GetRawText());
         }
-        var trial = root.Deserialize<JobSpec>(JobSpecReader.Json) ?? throw new JsonException("empty trial spec");
+        var trial = root.Deserialize<JobSpec>(WireJson.Options) ?? throw new JsonException("empty trial spec");
         return trial.Training.EarlyStopping is null ? trial with { Training = trial.Training with { BestEpochMetric = metric } } : trial;
     }
 
@@ -331,7 +331,7 @@ public static class SweepPlanner
 
     private static string FeatureKey(JobSpec spec)
     {
-        var root = JsonSerializer.SerializeToNode(spec, JobSpecReader.Json);
+        var root = JsonSerializer.SerializeToNode(spec, WireJson.Options);
         return string.Join('\n', FeaturePaths.Select(path => path.Split('.').Aggregate(root, (node, name) => node?[name])?.ToJsonString() ?? "null"));
     }
 

@@ -96,8 +96,9 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         {
             result = await body();
         }
-        catch (Exception)
+        catch (Exception e)
         {
+            context.SetCustomStatus(ErrorKinds.Failed(e));
             if (runIds.Length > 0) await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
             if (!context.IsReplaying) WorkflowMetrics.RunFailed(kind);
             throw;

@@ -82,7 +82,8 @@ public sealed record FineTuneResult(string JobId, PublishedModel Published, Eval
 
 /// <summary>
 /// The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar. While the run is
-/// queued, <see cref="QueuePosition"/> is its place in the worker's queue (1: next).
+/// queued, <see cref="QueuePosition"/> is its place in the worker's queue (1: next). A failed run's is
+/// <see cref="RunStage.Failed"/> with its <see cref="ErrorKind"/> (<see cref="ErrorKinds.Failed"/>).
 /// </summary>
 public sealed record RunStatus(
     RunStage Stage,
@@ -96,4 +97,5 @@ public sealed record RunStatus(
     int? BestEpoch,
     double? EtaSeconds,
     SweepProgress? Sweep = null,
-    int? QueuePosition = null);
+    int? QueuePosition = null,
+    string? ErrorKind = null);

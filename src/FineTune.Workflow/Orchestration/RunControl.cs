@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using FineTune.Core;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Services;
@@ -37,7 +38,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         string name = new RunLayout(jobId).Spec;
         try
         {
-            byte[] json = JsonSerializer.SerializeToUtf8Bytes(new BoundSpec(sha256, spec with { JobId = jobId }), JobSpecReader.Json);
+            byte[] json = JsonSerializer.SerializeToUtf8Bytes(new BoundSpec(sha256, spec with { JobId = jobId }), WireJson.Options);
             await store.WriteAsync(name, new MemoryStream(json, writable: false), WriteMode.CreateNew, cancellationToken);
         }
         catch (ArtifactExistsException)
@@ -53,7 +54,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
         try
         {
             await using var stream = await store.OpenReadAsync(new RunLayout(jobId).Spec, cancellationToken);
-            return await JsonSerializer.DeserializeAsync<BoundSpec>(stream, JobSpecReader.Json, cancellationToken);
+            return await JsonSerializer.DeserializeAsync<BoundSpec>(stream, WireJson.Options, cancellationToken);
         }
         catch (ArtifactNotFoundException)
         {
@@ -251,8 +252,8 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// </summary>
     private async Task<string?> DeleteUnusedUploadAsync(string jobId, JobSpec spec, CancellationToken cancellationToken)
     {
-        if (spec.Dataset?.Location is not { } location || !location.StartsWith(Core.Weights.WeightsFetcher.BlobPrefix, StringComparison.Ordinal)) return null;
-        string name = location[Core.Weights.WeightsFetcher.BlobPrefix.Length..];
+        if (spec.Dataset?.Location is not { } location || !BlobReference.IsBlob(location)) return null;
+        string name = BlobReference.Name(location);
         if (!ArtifactNames.IsUploadedDataset(name)) return null;
         await foreach (var item in store.ListAsync(RunLayout.RunsPrefix, cancellationToken))
         {

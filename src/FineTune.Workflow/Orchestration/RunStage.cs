@@ -15,6 +15,8 @@ public enum RunStage
     [JsonStringEnumMemberName("evaluating")] Evaluating,
     [JsonStringEnumMemberName("publishing")] Publishing,
     [JsonStringEnumMemberName("completed")] Completed,
+    /// <summary>Failed: <see cref="RunStatus.ErrorKind"/> says whether for its input (<see cref="ErrorKinds"/>).</summary>
+    [JsonStringEnumMemberName("failed")] Failed,
 }
 
 public static class RunStageNames

@@ -1,5 +1,5 @@
+using FineTune.Core;
 using FineTune.Core.Data;
-using FineTune.Core.Weights;
 using FineTune.Storage;
 
 namespace FineTune.Workflow.Services;
@@ -28,7 +28,7 @@ internal sealed class DatasetCopy(UserUploads uploads)
             {
                 string folder = name[..(name.LastIndexOf('/') + 1)];
                 // A row whose blob is missing stays missing: the scan reports it by name like any unusable file.
-                foreach (var file in ManifestSource.Files(target, WeightsFetcher.BlobPrefix + name))
+                foreach (var file in ManifestSource.Files(target, BlobReference.To(name)))
                     await CopyBlobAsync(folder + file, root, file, cancellationToken);
             }
         }

@@ -40,7 +40,7 @@ public sealed record ModelCard
         ModelCard? card;
         try
         {
-            card = JsonSerializer.Deserialize<ModelCard>(json, JobSpecReader.Json);
+            card = JsonSerializer.Deserialize<ModelCard>(json, WireJson.Options);
         }
         catch (JsonException e)
         {
@@ -54,7 +54,7 @@ public sealed record ModelCard
         return card with { Preprocessing = family.Restore(card.Preprocessing) };
     }
 
-    private static readonly JsonSerializerOptions Written = new(JobSpecReader.Json) { WriteIndented = true };
+    private static readonly JsonSerializerOptions Written = new(WireJson.Options) { WriteIndented = true };
 }
 
 public sealed record DatasetCard(string Location, string Sha256, int TrainImages, int ValidationImages, int TestImages, int SkippedFiles);

@@ -41,7 +41,7 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
     {
         var latest = await checkpoints.LoadLatestAsync(jobId, cancellationToken);
         // A sweep's stack of trials checkpoints its members' progress, a list: it is not a run of its own.
-        var progress = latest?.Manifest.Metadata is { ValueKind: JsonValueKind.Object } metadata ? metadata.Deserialize<TrainingProgress>(JobSpecReader.Json) : null;
+        var progress = latest?.Manifest.Metadata is { ValueKind: JsonValueKind.Object } metadata ? metadata.Deserialize<TrainingProgress>(WireJson.Options) : null;
         var layout = new RunLayout(jobId);
         string card = layout.ModelCard;
         bool published = await store.ExistsAsync(card, cancellationToken);

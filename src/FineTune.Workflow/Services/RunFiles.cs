@@ -83,5 +83,5 @@ public sealed class RunFiles
 
     private static TrainingState? ToState(LoadedCheckpoint? checkpoint) => checkpoint is null
         ? null
-        : new TrainingState(checkpoint.Parts, checkpoint.Manifest.Metadata.Deserialize<Core.Training.TrainingProgress>(JobSpecReader.Json)!);
+        : new TrainingState(checkpoint.Parts, checkpoint.Manifest.Metadata.Deserialize<Core.Training.TrainingProgress>(WireJson.Options)!);
 }

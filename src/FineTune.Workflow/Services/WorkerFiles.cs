@@ -1,5 +1,5 @@
+using FineTune.Core;
 using FineTune.Core.Data;
-using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
 using FineTune.Workflow.Jobs;
@@ -56,11 +56,11 @@ public sealed class WorkerFiles
         string location = job.Spec.Dataset.Location;
         string runId = job.DataRunId;
         var options = job.Spec.ToDatasetOptions() with { MaxExpandedBytes = _maxExpandedBytes };
-        bool blob = location.StartsWith(WeightsFetcher.BlobPrefix, StringComparison.Ordinal);
+        bool blob = BlobReference.IsBlob(location);
         // Checked where it is read: since the spec was submitted, the path may have become a link out of its root.
         if (!blob) _paths.RequireDataset(location);
         string local = blob
-            ? await _copies.MaterialiseAsync(_scratch.DatasetFolder(runId), location[WeightsFetcher.BlobPrefix.Length..], cancellationToken)
+            ? await _copies.MaterialiseAsync(_scratch.DatasetFolder(runId), BlobReference.Name(location), cancellationToken)
             : location;
         var dataset = _scratch.Scanned(runId, location, () => DatasetLoader.Load(local, options, _scratch.UnzippedFolder(runId), keep, name: location));
         if (job.Spec.Dataset.Classes is { } expected && !expected.SequenceEqual(dataset.Classes))

@@ -31,6 +31,11 @@ public sealed class StackedHeadsTests
         new(new TrainingOptions { Epochs = 3, BatchSize = 4, LearningRate = 0.5, EarlyStoppingPatience = 1, StoppingMetric = StoppingMetric.ValidationAccuracy, Seed = 10 }, 0),
     ];
 
+    /// <summary>An optimizer added to the table without a member here would have its stacked step untested.</summary>
+    [Fact]
+    public void EveryOptimizerHasAMember() =>
+        Assert.Equal(Optimizers.Choices.All.Select(c => c.Value).Order(), Members.Select(m => m.Options.Optimizer).Distinct().Order());
+
     [Fact]
     public void EachMemberEndsWhereItsLoneRunEnds()
     {
