@@ -30,7 +30,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             ? FollowWithBarsAsync(client, pollInterval, id, cancellationToken)
             : FollowWithLinesAsync(client, pollInterval, id, cancellationToken);
 
-    private static async Task<OrchestrationMetadata> FollowWithBarsAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken)
+    private async Task<OrchestrationMetadata> FollowWithBarsAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken)
     {
         OrchestrationMetadata? final = null;
         await AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
@@ -38,6 +38,8 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             .StartAsync(async progress =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
+                // A sweep's trials run side by side: a bar each, from its recorded epochs, none closing another.
+                var trialBars = new Dictionary<string, ProgressTask>(StringComparer.Ordinal);
                 ProgressTask Task(string key, string description)
                 {
                     if (!tasks.TryGetValue(key, out var task))
@@ -50,7 +52,18 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                 while (true)
                 {
                     var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
-                    if (state?.SerializedCustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
+                    var custom = state?.SerializedCustomStatus is { } status ? JsonDataConverter.Default.Deserialize<RunStatus>(status) : null;
+                    if (state?.Name == SweepOrchestrator.Name && state.ReadInputAs<FineTuneJob>() is { } sweepJob)
+                    {
+                        foreach (var trial in await _catalog.TrialsAsync(sweepJob.JobId, sweepJob.Spec, custom?.Sweep?.Terminated, cancellationToken))
+                        {
+                            if (trial.State == TrialStates.Pending) continue;
+                            if (!trialBars.TryGetValue(trial.JobId, out var bar)) trialBars[trial.JobId] = bar = progress.AddTask(trial.JobId);
+                            bar.Value = 100.0 * trial.EpochsDone / Math.Max(1, trial.Epochs);
+                            bar.Description = Markup.Escape(TrialLine(trial));
+                        }
+                    }
+                    if (custom is { } s)
                     {
                         if (s.Stage == RunStage.Training && s.Sweep is { } sweep)
                         {
@@ -133,10 +146,12 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         {
             if (trial.State == TrialStates.Pending || (printed.TryGetValue(trial.JobId, out var seen) && seen == (trial.State, trial.EpochsDone))) continue;
             printed[trial.JobId] = (trial.State, trial.EpochsDone);
-            output.WriteLine($"  trial {trial.JobId}: {trial.State}, {trial.EpochsDone}/{trial.Epochs} epoch(s)"
-                + (trial.ValidationAccuracy is { } accuracy ? $"  val_loss {trial.ValidationLoss:F4}  val_acc {accuracy:P1}" : ""));
+            output.WriteLine("  " + TrialLine(trial));
         }
     }
+
+    private static string TrialLine(TrialProgress trial) => $"trial {trial.JobId}: {trial.State}, {trial.EpochsDone}/{trial.Epochs} epoch(s)"
+        + (trial.ValidationAccuracy is { } accuracy ? $"  val_loss {trial.ValidationLoss:F4}  val_acc {accuracy:P1}" : "");
 
     private static string Describe(RunStatus s) => s.Stage switch
     {

@@ -97,6 +97,8 @@ public sealed class ServeSweepTests
             """);
         var sweep = Finetune("sweep", job, "--work", host.Process.WorkDirectory);
         Assert.True(sweep.ExitCode == 0, $"finetune sweep exited {sweep.ExitCode}: {sweep.Output}\n{sweep.Error}");
+        // Each trial's recorded epochs as they come (its stack records them at the rung's end).
+        Assert.Contains("  trial cli-sweep-t2: completed, 2/2 epoch(s)  val_loss ", sweep.Output, StringComparison.Ordinal);
         // What makes the feature run internal is what it stored, not its id.
         Assert.Contains("\"sweep\":\"cli-sweep\"", File.ReadAllText(Path.Combine(host.Process.ArtifactRoot, "runs/cli-sweep-f0/spec.json")), StringComparison.Ordinal);
 
