@@ -141,6 +141,8 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         {
             if (!RunStarter.IsRun(instance.Name)) return NotFound(id);
             view = RunView.Of(BaseUrl(request), instance, withResult: true);
+            if (instance.Name == SweepOrchestrator.Name && instance.ReadInputAs<FineTuneJob>() is { } job)
+                view = view with { Trials = await catalog.TrialsAsync(id, job.Spec, view.Progress?.Sweep?.Terminated, cancellationToken) };
         }
         if (view.Done) return Results.Json(view, Json);
         request.HttpContext.Response.Headers.RetryAfter = ApiRoutes.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
@@ -219,6 +221,8 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             if (shown.Contains(id) || (filter.InstanceIdPrefix is { } prefix && !id.StartsWith(prefix, StringComparison.Ordinal))) continue;
             if (await client.GetInstanceAsync(id, getInputsAndOutputs: false, cancellationToken) is not null) continue;
             if (await FromCatalogAsync(request, id, cancellationToken) is not { } view) continue;
+            // Trials only on a run's own view: a list reads no trial's metrics.
+            view = view with { Trials = null };
             bool statusMatches = filter.Statuses is null || filter.Statuses.Any(s => s.ToString() == view.Status);
             if (statusMatches && view.CreatedAt >= (filter.CreatedFrom ?? DateTimeOffset.MinValue) && view.CreatedAt <= (filter.CreatedTo ?? DateTimeOffset.MaxValue))
                 found.Add(view);
@@ -226,9 +230,11 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         return [.. found.OrderByDescending(r => r.CreatedAt)];
     }
 
-    // A run whose reports are gone was purged (its published model may stay, as purge keeps it): it is no run to show.
+    // A run whose reports are gone was purged (its published model may stay, as purge keeps it): it is no run to show; nor is a
+    // sweep's internal run (its sweep is shown). A sweep has no dataset report of its own: purged, its spec is gone too.
     private async Task<RunView?> FromCatalogAsync(HttpRequest request, string id, CancellationToken cancellationToken) =>
-        await store.ExistsAsync(new RunLayout(id).DatasetReport, cancellationToken) && await catalog.DescribeAsync(id, cancellationToken) is { } run
+        await catalog.DescribeAsync(id, cancellationToken) is { PartOf: null } run
+        && (run.Trials is not null || await store.ExistsAsync(new RunLayout(id).DatasetReport, cancellationToken))
             ? RunView.Of(BaseUrl(request), run, await runs.IsAnyCallRunningAsync(id, cancellationToken))
             : null;
 

@@ -26,7 +26,8 @@ public sealed record RunArtifacts(string Model, string TorchSharpModel, string M
 
 /// <summary>
 /// One run as the API shows it: its durable state, progress (custom status) and, when done, result and downloads; a failed
-/// run's error and <see cref="ErrorKind"/> (<see cref="ErrorKinds"/>: badInput, never worth retrying as is, or system).
+/// run's error and <see cref="ErrorKind"/> (<see cref="ErrorKinds"/>: badInput, never worth retrying as is, or system); a sweep's
+/// <see cref="Trials"/>, each as far as the store records it (on a run's own view, not in lists).
 /// </summary>
 public sealed record RunView(
     string Id,
@@ -39,7 +40,8 @@ public sealed record RunView(
     RunArtifacts? Artifacts,
     string? Error,
     RunLinks Links,
-    string? ErrorKind = null)
+    string? ErrorKind = null,
+    IReadOnlyList<TrialProgress>? Trials = null)
 {
     /// <summary>The run as shown, its links under <paramref name="baseUrl"/> (the API's absolute root URL).</summary>
     public static RunView Of(string baseUrl, OrchestrationMetadata instance, bool withResult)
@@ -56,14 +58,18 @@ public sealed record RunView(
     /// <summary>
     /// A run this API's durable backend never held (another process trained it on the same store), as its artifacts tell it:
     /// <see cref="CatalogStatus.Running"/> while one of its calls runs somewhere, else completed once published or
-    /// <see cref="CatalogStatus.Stopped"/>.
+    /// <see cref="CatalogStatus.Stopped"/>. A sweep's progress is as its custom status would have it, its downloads its best trial's.
     /// </summary>
     public static RunView Of(string baseUrl, RunSummary run, bool running)
     {
         bool published = run.PublishedModel is not null;
         string status = running ? CatalogStatus.Running : published ? CatalogStatus.Completed : CatalogStatus.Stopped;
         var links = LinksOf(baseUrl, run.JobId);
-        return new RunView(run.JobId, status, !running, run.FirstWritten, run.LastWritten, null, null, published ? Downloads(links) : null, null, links);
+        var progress = run.Sweep is { } sweep
+            ? new RunStatus(published ? RunStage.Completed : RunStage.Training, 0, 0, 0, 0, null, sweep.BestValidationLoss, sweep.BestValidationAccuracy, null, null, sweep)
+            : null;
+        var downloads = !published ? null : Downloads(run.Sweep?.BestTrial is { } best ? LinksOf(baseUrl, best) : links);
+        return new RunView(run.JobId, status, !running, run.FirstWritten, run.LastWritten, progress, null, downloads, null, links, Trials: run.Trials);
     }
 
     public static RunLinks LinksOf(string baseUrl, string id)

@@ -1,11 +1,13 @@
 using System.Globalization;
 using FineTune.Core.Training;
 using FineTune.Storage;
+using FineTune.Storage.Checkpoints;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask.Client;
 using Microsoft.DurableTask.Converters;
+using Microsoft.Extensions.Logging.Abstractions;
 using Spectre.Console;
 
 namespace FineTune.Cli;
@@ -16,9 +18,11 @@ namespace FineTune.Cli;
 /// </summary>
 /// <param name="artifactPrefix">what makes an artifact name a path the user can open ("" for blob storage)</param>
 /// <param name="startUpSeconds">from the process's start to the run's start: runtime, host and backend</param>
-/// <param name="store">the run's artifacts: its finished epochs are read from its metrics.jsonl</param>
+/// <param name="store">the run's artifacts: its finished epochs (a sweep's trials') are read from its metrics.jsonl</param>
 internal sealed class RunRenderer(TextWriter output, TextWriter error, string artifactPrefix, double startUpSeconds, IArtifactStore store)
 {
+    private readonly RunCatalog _catalog = new(store, new CheckpointStore(store, NullLogger<CheckpointStore>.Instance));
+
     /// <summary>Progress bars on a terminal; one line per change where output goes to a file, a pipe or a test.</summary>
     /// <param name="pollInterval">how often the run's state is asked for: what a query costs on the backend</param>
     public Task<OrchestrationMetadata> FollowAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken) =>
@@ -26,7 +30,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             ? FollowWithBarsAsync(client, pollInterval, id, cancellationToken)
             : FollowWithLinesAsync(client, pollInterval, id, cancellationToken);
 
-    private static async Task<OrchestrationMetadata> FollowWithBarsAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken)
+    private async Task<OrchestrationMetadata> FollowWithBarsAsync(DurableTaskClient client, TimeSpan pollInterval, string id, CancellationToken cancellationToken)
     {
         OrchestrationMetadata? final = null;
         await AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
@@ -34,6 +38,8 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             .StartAsync(async progress =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
+                // A sweep's trials run side by side: a bar each, from its recorded epochs, none closing another.
+                var trialBars = new Dictionary<string, ProgressTask>(StringComparer.Ordinal);
                 ProgressTask Task(string key, string description)
                 {
                     if (!tasks.TryGetValue(key, out var task))
@@ -46,7 +52,18 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                 while (true)
                 {
                     var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
-                    if (state?.SerializedCustomStatus is { } json && JsonDataConverter.Default.Deserialize<RunStatus>(json) is { } s)
+                    var custom = state?.SerializedCustomStatus is { } status ? JsonDataConverter.Default.Deserialize<RunStatus>(status) : null;
+                    if (state?.Name == SweepOrchestrator.Name && state.ReadInputAs<FineTuneJob>() is { } sweepJob)
+                    {
+                        foreach (var trial in await _catalog.TrialsAsync(sweepJob.JobId, sweepJob.Spec, custom?.Sweep?.Terminated, cancellationToken))
+                        {
+                            if (trial.State == TrialStates.Pending) continue;
+                            if (!trialBars.TryGetValue(trial.JobId, out var bar)) trialBars[trial.JobId] = bar = progress.AddTask(trial.JobId);
+                            bar.Value = 100.0 * trial.EpochsDone / Math.Max(1, trial.Epochs);
+                            bar.Description = Markup.Escape(TrialLine(trial));
+                        }
+                    }
+                    if (custom is { } s)
                     {
                         if (s.Stage == RunStage.Training && s.Sweep is { } sweep)
                         {
@@ -92,12 +109,16 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
     {
         string? last = null;
         int epochsPrinted = 0;
+        var trialsPrinted = new Dictionary<string, (string State, int Epochs)>(StringComparer.Ordinal);
         while (true)
         {
             var state = await client.GetInstanceAsync(id, getInputsAndOutputs: true, cancellationToken);
-            epochsPrinted = await PrintFinishedEpochsAsync(id, epochsPrinted, cancellationToken);
-            if (state?.SerializedCustomStatus is { } status && JsonDataConverter.Default.Deserialize<RunStatus>(status) is { } s
-                && !(s.Stage == RunStage.Training && s.Sweep is null && s.Step == 0 && s.Epoch > 0))
+            var s = state?.SerializedCustomStatus is { } status ? JsonDataConverter.Default.Deserialize<RunStatus>(status) : null;
+            if (state?.Name == SweepOrchestrator.Name && state.ReadInputAs<FineTuneJob>() is { } sweep)
+                await PrintTrialsAsync(sweep, s?.Sweep?.Terminated, trialsPrinted, cancellationToken);
+            else
+                epochsPrinted = await PrintFinishedEpochsAsync(id, epochsPrinted, cancellationToken);
+            if (s is not null && !(s.Stage == RunStage.Training && s.Sweep is null && s.Step == 0 && s.Epoch > 0))
             {
                 string line = Describe(s);
                 if (line != last) output.WriteLine(line);
@@ -116,6 +137,21 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             output.WriteLine($"  epoch {e.Epoch}/{e.Epochs} done  train_loss {e.TrainLoss:F4}  val_loss {e.ValidationLoss:F4}  val_acc {e.ValidationAccuracy:P1}  {e.Seconds:F1} s");
         return Math.Max(printed, epochs.Count);
     }
+
+    /// <summary>A line for each trial of the sweep whose state or epochs changed since <paramref name="printed"/> recorded them.</summary>
+    private async Task PrintTrialsAsync(FineTuneJob sweep, IReadOnlyList<int>? terminated, Dictionary<string, (string State, int Epochs)> printed,
+        CancellationToken cancellationToken)
+    {
+        foreach (var trial in await _catalog.TrialsAsync(sweep.JobId, sweep.Spec, terminated, cancellationToken))
+        {
+            if (trial.State == TrialStates.Pending || (printed.TryGetValue(trial.JobId, out var seen) && seen == (trial.State, trial.EpochsDone))) continue;
+            printed[trial.JobId] = (trial.State, trial.EpochsDone);
+            output.WriteLine("  " + TrialLine(trial));
+        }
+    }
+
+    private static string TrialLine(TrialProgress trial) => $"trial {trial.JobId}: {trial.State}, {trial.EpochsDone}/{trial.Epochs} epoch(s)"
+        + (trial.ValidationAccuracy is { } accuracy ? $"  val_loss {trial.ValidationLoss:F4}  val_acc {accuracy:P1}" : "");
 
     private static string Describe(RunStatus s) => s.Stage switch
     {

@@ -16,6 +16,7 @@ internal static class StatusCommands
         command.SetAction(async (result, cancellationToken) =>
         {
             var catalog = Catalog(result.GetValue(TrainCommand.Work)!, result.GetValue(TrainCommand.Storage));
+            bool all = result.GetValue(id) is null;
             var ids = result.GetValue(id) is { } one ? [one] : await catalog.JobIdsAsync(cancellationToken);
             foreach (var job in ids)
             {
@@ -25,12 +26,25 @@ internal static class StatusCommands
                     return ExitCodes.BadInput;
                 }
                 var run = await catalog.DescribeAsync(job, cancellationToken);
-                if (run is null)
+                if (run is null && !all)
                 {
                     error.WriteLine($"run '{job}' has no artifacts here");
                     return ExitCodes.BadInput;
                 }
+                // All runs: a sweep's internal runs are shown by their sweep.
+                if (run is null || (run.PartOf is not null && all)) continue;
+                if (run.Sweep is { } sweep)
+                {
+                    output.WriteLine($"{run.JobId}: sweep, {run.State}, trials {sweep.Finished}/{sweep.Trials} done, {sweep.Running} running"
+                        + (sweep.BestTrial is { } best ? $", best {best}: val loss {sweep.BestValidationLoss:F4}, val acc {sweep.BestValidationAccuracy:P1}" : "")
+                        + (run.Top1Accuracy is { } bestTop1 ? $", published top-1 {bestTop1:P1}: {run.PublishedModel}" : ""));
+                    foreach (var trial in run.Trials ?? [])
+                        output.WriteLine($"  {trial.JobId}: {trial.State}, {trial.EpochsDone}/{trial.Epochs} epoch(s)"
+                            + (trial.ValidationAccuracy is { } accuracy ? $", last val loss {trial.ValidationLoss:F4}, val acc {accuracy:P1}" : ""));
+                    continue;
+                }
                 output.WriteLine($"{run.JobId}: {run.State}, {run.EpochsDone} epoch(s) done"
+                    + (run.PartOf is { } partOf ? $" (an internal run of sweep {partOf})" : "")
                     + (run.LastEpoch is { } last ? $", last epoch: train loss {last.TrainLoss:F4}, val loss {last.ValidationLoss:F4}, val acc {last.ValidationAccuracy:P1}" : "")
                     + (run.Top1Accuracy is { } top1 ? $", published top-1 {top1:P1}: {run.PublishedModel}" : ""));
             }
@@ -48,7 +62,10 @@ internal static class StatusCommands
             foreach (var job in await catalog.JobIdsAsync(cancellationToken))
             {
                 var run = await catalog.DescribeAsync(job, cancellationToken);
-                if (run is not null) output.WriteLine($"{run.JobId,-40} {run.State,-10} {run.EpochsDone,4} epochs");
+                if (run is null || run.PartOf is not null) continue;
+                output.WriteLine(run.Sweep is { } sweep
+                    ? $"{run.JobId,-40} {run.State,-10} {sweep.Finished,4}/{sweep.Trials} trials done (sweep)"
+                    : $"{run.JobId,-40} {run.State,-10} {run.EpochsDone,4} epochs");
             }
             return ExitCodes.Succeeded;
         });

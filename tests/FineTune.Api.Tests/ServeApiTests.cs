@@ -79,6 +79,108 @@ public sealed class ServeLocalFolderTests : ApiScenarios
     }
 }
 
+/// <summary>
+/// Sweeps as <c>finetune serve</c> shows them (issue 26 follow-ups): one the command line ran in the same folder, from its
+/// artifacts; one in progress, its trials' recorded epochs as they come.
+/// </summary>
+public sealed class ServeSweepTests
+{
+    [Fact]
+    public async Task ASweepTheCommandLineRanInTheSameFolderIsListedWithItsTrialsAndItsFeatureRunIsNot()
+    {
+        await using var host = new ServeHost(await ServeProcess.StartAsync());
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(host.Process.WorkDirectory, "photos"), perClass: 5, ApiScenarios.Classes);
+        string job = Path.Combine(host.Process.WorkDirectory, "job.json");
+        File.WriteAllText(job, $$"""
+            { "jobId": "cli-sweep", "dataset": { "location": {{JsonSerializer.Serialize(photos)}}, "resize": "pad" }, "training": { "epochs": 2, "batchSize": 4 },
+              "sweep": { "parameters": { "training.learningRate": [0.001, 0.01] } } }
+            """);
+        var sweep = Finetune("sweep", job, "--work", host.Process.WorkDirectory);
+        Assert.True(sweep.ExitCode == 0, $"finetune sweep exited {sweep.ExitCode}: {sweep.Output}\n{sweep.Error}");
+        // Each trial's recorded epochs as they come (its stack records them at the rung's end).
+        Assert.Contains("  trial cli-sweep-t2: completed, 2/2 epoch(s)  val_loss ", sweep.Output, StringComparison.Ordinal);
+        // What makes the feature run internal is what it stored, not its id.
+        Assert.Contains("\"sweep\":\"cli-sweep\"", File.ReadAllText(Path.Combine(host.Process.ArtifactRoot, "runs/cli-sweep-f0/spec.json")), StringComparison.Ordinal);
+
+        var listed = (await GetJsonAsync(host.Client, "api/finetune")).GetProperty("runs").EnumerateArray().ToList();
+        Assert.Equal(["cli-sweep"], listed.Select(r => r.GetProperty("id").GetString()));
+        Assert.Equal("Completed", listed[0].GetProperty("status").GetString());
+        var run = await GetJsonAsync(host.Client, "api/finetune/cli-sweep");
+        Assert.True(run.GetProperty("done").GetBoolean());
+        var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(host.Process.ArtifactRoot, "runs/cli-sweep/reports/sweep.json"))).RootElement;
+        string best = report.GetProperty("best").GetString()!;
+        Assert.Equal(best, run.GetProperty("progress").GetProperty("sweep").GetProperty("bestTrial").GetString());
+        var trials = run.GetProperty("trials").EnumerateArray().ToList();
+        Assert.Equal(["cli-sweep-t1", "cli-sweep-t2"], trials.Select(t => t.GetProperty("jobId").GetString()));
+        foreach (var trial in trials)
+        {
+            Assert.Equal("completed", trial.GetProperty("state").GetString());
+            Assert.Equal(2, trial.GetProperty("epochsDone").GetInt32());
+            var lastEpoch = File.ReadAllLines(Path.Combine(host.Process.ArtifactRoot, $"runs/{trial.GetProperty("jobId").GetString()}/reports/metrics.jsonl"))[^1];
+            Assert.Equal(JsonDocument.Parse(lastEpoch).RootElement.GetProperty("validationAccuracy").GetDouble(), trial.GetProperty("validationAccuracy").GetDouble());
+        }
+        Assert.Equal(0.01, trials[1].GetProperty("parameters").GetProperty("training.learningRate").GetDouble());
+        using (var model = await host.Client.GetAsync(run.GetProperty("artifacts").GetProperty("model").GetString()))
+            Assert.Equal(HttpStatusCode.OK, model.StatusCode);
+
+        var list = Finetune("list", "--work", host.Process.WorkDirectory);
+        Assert.Equal(0, list.ExitCode);
+        Assert.Matches(@"^cli-sweep\s+published\s+2/2 trials done \(sweep\)\s*$", list.Output);
+        var status = Finetune("status", "--work", host.Process.WorkDirectory);
+        Assert.True(status.ExitCode == 0, status.Output + status.Error);
+        Assert.Contains("  cli-sweep-t1: completed, 2/2 epoch(s)", status.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("cli-sweep-f0", status.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ASweepInProgressShowsEachTrialsRecordedEpochs()
+    {
+        await using var host = new ServeHost(await ServeProcess.StartAsync());
+        var http = host.Client;
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(host.Process.WorkDirectory, "photos"), perClass: 5, ApiScenarios.Classes);
+        // One trial at a time, a step per chunk: the second trial waits while the first records its epochs.
+        using (var started = await http.PostAsync("api/finetune", new StringContent($$"""
+            { "jobId": "live-sweep", "dataset": { "location": {{JsonSerializer.Serialize(photos)}}, "resize": "pad" },
+              "training": { "epochs": 3, "batchSize": 4, "featureCache": false, "maxStepsPerChunk": 1 },
+              "sweep": { "parallelism": 1, "parameters": { "training.learningRate": [0.001, 0.01] } } }
+            """, System.Text.Encoding.UTF8, "application/json")))
+            Assert.Equal(HttpStatusCode.Accepted, started.StatusCode);
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        JsonElement run;
+        List<JsonElement> trials;
+        // Until the store records the first trial's first epoch.
+        do
+        {
+            run = JsonDocument.Parse(await http.GetStringAsync("api/finetune/live-sweep", timeout.Token)).RootElement;
+            trials = run.GetProperty("trials").EnumerateArray().ToList();
+            Assert.False(run.GetProperty("done").GetBoolean(), $"the sweep ended before a trial's epoch was seen: {run}");
+            if (trials[0].GetProperty("epochsDone").GetInt32() == 0) await Task.Delay(100, timeout.Token);
+        }
+        while (trials[0].GetProperty("epochsDone").GetInt32() == 0);
+
+        Assert.Equal("Running", run.GetProperty("status").GetString());
+        var first = trials[0];
+        Assert.Equal(3, first.GetProperty("epochs").GetInt32());
+        int epochsDone = first.GetProperty("epochsDone").GetInt32();
+        Assert.Equal(epochsDone == 3 ? "completed" : "running", first.GetProperty("state").GetString());
+        var recorded = File.ReadAllLines(Path.Combine(host.Process.ArtifactRoot, "runs/live-sweep-t1/reports/metrics.jsonl"));
+        Assert.True(recorded.Length >= epochsDone);
+        Assert.Equal(JsonDocument.Parse(recorded[epochsDone - 1]).RootElement.GetProperty("validationAccuracy").GetDouble(), first.GetProperty("validationAccuracy").GetDouble());
+        Assert.Equal(0.001, first.GetProperty("parameters").GetProperty("training.learningRate").GetDouble());
+        if (epochsDone < 3) Assert.Equal(("pending", 0), (trials[1].GetProperty("state").GetString(), trials[1].GetProperty("epochsDone").GetInt32()));
+        // Its feature run is the sweep's, not a run of its own.
+        Assert.DoesNotContain((await GetJsonAsync(http, "api/finetune")).GetProperty("runs").EnumerateArray(), r => r.GetProperty("id").GetString() == "live-sweep-f0");
+        using var cancelled = await http.PostAsync("api/finetune/live-sweep/cancel", null);
+        Assert.Equal(HttpStatusCode.Accepted, cancelled.StatusCode);
+    }
+
+    private static ProcessResult Finetune(params string[] arguments) =>
+        ProcessRunner.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "finetune.dll"), .. arguments], timeout: TimeSpan.FromMinutes(5));
+
+    private static async Task<JsonElement> GetJsonAsync(HttpClient http, string path) => JsonDocument.Parse(await http.GetStringAsync(path)).RootElement;
+}
+
 /// <summary>Issue 23, item 7: <c>finetune serve --max-runs 1</c> over HTTP runs one run at a time and queues the rest.</summary>
 public sealed class ServeQueueTests
 {

@@ -154,6 +154,8 @@ async function refreshRun() {
   $('error').hidden = !run.error;
   $('error').textContent = run.error ? (kind ? `${kind}: ` : '') + run.error : '';
   await drawMetrics(id, shown);
+  // A sweep's trials as the store records them, live while it runs; its result's table once it has one.
+  if (run.trials && !run.result?.sweep && id === selected) showTrials({ trials: run.trials.map(t => ({ ...t, parameters: t.parameters ?? {}, epochsRun: t.epochsDone })) });
   if (run.done && !shownDone) {
     shownDone = true;
     showDownloads(run);

@@ -25,7 +25,8 @@ public sealed class FetchPretrainedWeights(WeightsFetcher fetcher, IArtifactStor
         var spec = job.Spec;
         // The run reports this stage as its orchestration saw it (queueing included); the metric is the fetch's own time.
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        await runs.BindSpecAsync(job.JobId, spec, token);
+        // A sweep's feature pass is its sweep's internal run (its control run): recorded so that catalogs list the sweep, not it.
+        await runs.BindSpecAsync(job.JobId, spec, token, sweep: job.ControlRun);
         paths.RequireWeights(spec.Weights.Source);
         var fetched = await fetcher.FetchAsync(ModelRegistry.Get(spec.Model), spec.Weights.Source, spec.Weights.Sha256, token);
         string name = ArtifactNames.Weights(fetched.Sha256 + Path.GetExtension(fetched.Path));

@@ -21,7 +21,7 @@ public sealed class WriteSweepReport(IArtifactStore store, WorkerStopping stoppi
         var layout = new RunLayout(request.SweepId);
         var choice = StoppingMetrics.Choices[request.Metric];
         var best = request.Trials.First(t => t.BestEpoch is not null);
-        var report = new { sweep = request.SweepId, metric = choice.Name, best = best.JobId, trials = request.Trials };
+        var report = new SweepReport(request.SweepId, choice.Name, best.JobId, request.Trials);
         await WriteAsync(layout.SweepReport, JsonSerializer.SerializeToUtf8Bytes(report, WireJson.Options), token);
         await WriteAsync(layout.SweepPlot, ReportPlots.Sweep(request.Trials, choice.Name, request.Metric == StoppingMetric.ValidationAccuracy), token);
         return new SweepSummary(best.JobId, request.Metric, request.Trials, 0, layout.SweepReport, layout.SweepPlot);

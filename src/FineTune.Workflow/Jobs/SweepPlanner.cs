@@ -266,7 +266,7 @@ public static class SweepPlanner
     }
 
     /// <summary>The job with the trial's values set at their paths, its own id, no sweep, and the sweep's metric picking its best epoch.</summary>
-    private static JobSpec Apply(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, string jobId)
+    internal static JobSpec Apply(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, string jobId)
     {
         var metric = spec.Sweep!.Metric;
         var root = JsonSerializer.SerializeToNode(spec with { Sweep = null, JobId = jobId }, WireJson.Options)!.AsObject();

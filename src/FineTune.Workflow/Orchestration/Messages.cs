@@ -10,7 +10,7 @@ namespace FineTune.Workflow.Orchestration;
 /// continues as new, keeping its history short; <see cref="Carried"/> is what such a new generation already has.
 /// <see cref="DataRun"/>: the run whose copy of the dataset and cached features this one reads (a sweep's trials
 /// share their feature run's); its own when null. <see cref="ControlRun"/>: the run whose cancel request stops this
-/// one's chunks (a sweep's, for its trials); its own when null.
+/// one's calls (a sweep's, for its trials, stacks and feature passes); its own when null.
 /// </summary>
 public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null, string? DataRun = null,
     string? ControlRun = null)

@@ -9,8 +9,26 @@ using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow.Orchestration;
 
-/// <summary>The spec a job id is bound to (<see cref="RunLayout.Spec"/>), with its hash.</summary>
-public sealed record BoundSpec(string Sha256, JobSpec Spec);
+/// <summary>
+/// The spec a job id is bound to (<see cref="RunLayout.Spec"/>), with its hash; <see cref="Sweep"/>: the sweep whose internal
+/// run (a feature pass) this is, null for a run users started.
+/// </summary>
+public sealed record BoundSpec(string Sha256, JobSpec Spec, string? Sweep = null)
+{
+    /// <summary>The spec the id is bound to; null for an id never used (or purged).</summary>
+    public static async Task<BoundSpec?> ReadAsync(IArtifactStore store, string jobId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = await store.OpenReadAsync(new RunLayout(jobId).Spec, cancellationToken);
+            return await JsonSerializer.DeserializeAsync<BoundSpec>(stream, WireJson.Options, cancellationToken);
+        }
+        catch (ArtifactNotFoundException)
+        {
+            return null;
+        }
+    }
+}
 
 /// <summary>
 /// What purging a run removed; <see cref="KeptPublished"/>: its published model was left in place; <see cref="UploadDeleted"/>:
@@ -32,13 +50,14 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// Binds <paramref name="jobId"/> to <paramref name="spec"/> on first use (a create-only write); later uses must
     /// bring the same spec. Throws <see cref="SpecConflictException"/>, naming both hashes, when they do not.
     /// </summary>
-    public async Task BindSpecAsync(string jobId, JobSpec spec, CancellationToken cancellationToken)
+    /// <param name="sweep">the sweep whose internal run this is (<see cref="BoundSpec.Sweep"/>)</param>
+    public async Task BindSpecAsync(string jobId, JobSpec spec, CancellationToken cancellationToken, string? sweep = null)
     {
         string sha256 = JobSpecReader.Hash(spec);
         string name = new RunLayout(jobId).Spec;
         try
         {
-            byte[] json = JsonSerializer.SerializeToUtf8Bytes(new BoundSpec(sha256, spec with { JobId = jobId }), WireJson.Options);
+            byte[] json = JsonSerializer.SerializeToUtf8Bytes(new BoundSpec(sha256, spec with { JobId = jobId }, sweep), WireJson.Options);
             await store.WriteAsync(name, new MemoryStream(json, writable: false), WriteMode.CreateNew, cancellationToken);
         }
         catch (ArtifactExistsException)
@@ -49,18 +68,7 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     }
 
     /// <summary>The spec the id is bound to; null for an id never used (or purged).</summary>
-    public async Task<BoundSpec?> BoundSpecAsync(string jobId, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await using var stream = await store.OpenReadAsync(new RunLayout(jobId).Spec, cancellationToken);
-            return await JsonSerializer.DeserializeAsync<BoundSpec>(stream, WireJson.Options, cancellationToken);
-        }
-        catch (ArtifactNotFoundException)
-        {
-            return null;
-        }
-    }
+    public Task<BoundSpec?> BoundSpecAsync(string jobId, CancellationToken cancellationToken) => BoundSpec.ReadAsync(store, jobId, cancellationToken);
 
     /// <summary>
     /// Cancels a run: its orchestration ends at once, and its running chunk, on whichever worker, stops at its next

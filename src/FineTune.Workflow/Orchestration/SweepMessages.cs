@@ -20,23 +20,53 @@ public sealed record TrialRequest(FineTuneJob Trial, long FromStep, int UntilEpo
 public sealed record TrialOutcome(string JobId, long GlobalStep, IReadOnlyList<EpochMetrics> History, bool Finished, bool StoppedEarly,
     IReadOnlyList<string> Workers, IReadOnlyList<StageTime> Times);
 
+/// <summary>A trial's state, in a sweep's report and in its live trials (<see cref="TrialProgress"/>).</summary>
+public static class TrialStates
+{
+    /// <summary>No epoch recorded yet.</summary>
+    public const string Pending = "pending";
+    public const string Running = "running";
+    /// <summary>Its patience stopped it (<see cref="TrainingHistory.ShouldStop"/>).</summary>
+    public const string StoppedEarly = "stopped early";
+    /// <summary>Early termination stopped it at a rung.</summary>
+    public const string Terminated = "terminated";
+    /// <summary>Trained all its epochs.</summary>
+    public const string Completed = "completed";
+    /// <summary>In a finished sweep's report: never trained.</summary>
+    public const string NotRun = "not run";
+}
+
 /// <summary>
-/// One trial in a sweep's status, result and report. <see cref="State"/>: completed, stopped early (its patience),
-/// or terminated (early termination at a rung). <see cref="Score"/>: its best epoch's score on the sweep's metric (higher is
+/// One trial in a sweep's status, result and report. <see cref="State"/>: <see cref="TrialStates.Completed"/>, stopped early
+/// (its patience), or terminated (early termination at a rung). <see cref="Score"/>: its best epoch's score on the sweep's metric (higher is
 /// better: the accuracy, or minus the loss).
 /// </summary>
 public sealed record TrialSummary(int Index, string JobId, IReadOnlyDictionary<string, JsonElement> Parameters, string State, int EpochsRun,
     int? BestEpoch, double? Score, double? ValidationLoss, double? ValidationAccuracy, IReadOnlyList<string> Workers);
 
-/// <summary>A sweep's progress in its custom status: trials done, the best one so far, and the trial (or rung of one) that ended last.</summary>
+/// <summary>
+/// A sweep's progress in its custom status: trials done, the best one so far, the trial (or rung of one) that ended last, and
+/// the trials (by index) early termination stopped, which their recorded epochs alone do not tell.
+/// </summary>
 public sealed record SweepProgress(int Trials, int Finished, int Running, string? BestTrial, double? BestValidationLoss, double? BestValidationAccuracy,
-    TrialSummary? Latest = null);
+    TrialSummary? Latest = null, IReadOnlyList<int>? Terminated = null);
+
+/// <summary>
+/// One trial of a sweep as the store records it, while the sweep runs and after: its <see cref="TrialStates"/> state, epochs
+/// done of <see cref="Epochs"/>, and its last epoch's validation metrics. <see cref="Parameters"/>: the values it sets; null
+/// for a bayesian sweep's trial until the sweep's report names them (they depend on the trials before).
+/// </summary>
+public sealed record TrialProgress(int Index, string JobId, IReadOnlyDictionary<string, JsonElement>? Parameters, string State, int EpochsDone, int Epochs,
+    double? ValidationLoss, double? ValidationAccuracy);
 
 /// <summary>
 /// A finished sweep: the trial published, every trial (best first, by the sweep's metric), the feature passes it took, and
 /// the sweep report (JSON table and a plot of the metric against each swept parameter).
 /// </summary>
 public sealed record SweepSummary(string BestTrial, StoppingMetric Metric, IReadOnlyList<TrialSummary> Trials, int FeaturePasses, string ReportName, string PlotName);
+
+/// <summary>A sweep's report (<c>sweep.json</c>), as written and read back: the metric by its name, the best trial, every trial best first.</summary>
+public sealed record SweepReport(string Sweep, string Metric, string Best, IReadOnlyList<TrialSummary> Trials);
 
 public sealed record SweepReportRequest(string SweepId, StoppingMetric Metric, IReadOnlyList<TrialSummary> Trials);
 

@@ -58,7 +58,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             foreach (var first in round.Where(t => !groups.ContainsKey(t.FeatureGroup)).GroupBy(t => t.FeatureGroup).Select(g => g.First()))
             {
                 string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
-                var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun });
+                // Controlled by the sweep: a cancel of the sweep stops its feature pass, whose running calls are the sweep's.
+                var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun }, ControlRun: job.JobId);
                 context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
                 var fetchStarted = context.CurrentUtcDateTime;
                 var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
@@ -262,7 +263,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     private static TrialSummary Summary(SweepTrial trial, TrialOutcome outcome, bool terminated, StoppingMetric metric)
     {
         var best = TrainingHistory.Best(outcome.History, trial.Spec.StoppingMetric());
-        string state = terminated ? "terminated" : outcome.StoppedEarly ? "stopped early" : outcome.Finished ? "completed" : "not run";
+        string state = terminated ? TrialStates.Terminated : outcome.StoppedEarly ? TrialStates.StoppedEarly : outcome.Finished ? TrialStates.Completed : TrialStates.NotRun;
         return new TrialSummary(trial.Index, trial.JobId, trial.Parameters, state, outcome.History.Count, best?.Epoch,
             best is null ? null : TrainingHistory.Score(best, metric), best?.ValidationLoss, best?.ValidationAccuracy, outcome.Workers);
     }
@@ -275,7 +276,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var summaries = trials.Select(t => Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric)).ToList();
         var best = summaries.Where(s => s.BestEpoch is not null).OrderByDescending(s => s.Score).ThenBy(s => s.ValidationLoss).ThenBy(s => s.Index).FirstOrDefault();
         int finished = trials.Count(t => outcomes[t.Index].Finished || terminated.Contains(t.Index));
-        return new SweepProgress(planned, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest);
+        return new SweepProgress(planned, finished, running, best?.JobId, best?.ValidationLoss, best?.ValidationAccuracy, latest, [.. terminated.Order()]);
     }
 
     private static RunStatus Queued(int epochs, SweepProgress? progress, int position) => Status(RunStage.Queued, epochs, progress) with { QueuePosition = position };
