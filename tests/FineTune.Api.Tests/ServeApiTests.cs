@@ -175,6 +175,56 @@ public sealed class ServeSweepTests
         Assert.Equal(HttpStatusCode.Accepted, cancelled.StatusCode);
     }
 
+    /// <summary>A sweep another process runs on the same folder: Running with its trials' epochs as they come, Stopped once that process is killed.</summary>
+    [Fact]
+    public async Task ASweepAnotherProcessRunsIsRunningWithItsTrialsThenStoppedWhenKilled()
+    {
+        await using var host = new ServeHost(await ServeProcess.StartAsync());
+        string photos = TuxPaintStamps.CreateImageFolder(Path.Combine(host.Process.WorkDirectory, "photos"), perClass: 5, ApiScenarios.Classes);
+        string job = Path.Combine(host.Process.WorkDirectory, "job.json");
+        File.WriteAllText(job, $$"""
+            { "jobId": "other-sweep", "dataset": { "location": {{JsonSerializer.Serialize(photos)}}, "resize": "pad" },
+              "training": { "epochs": 3, "batchSize": 4, "featureCache": false, "maxStepsPerChunk": 1 },
+              "sweep": { "parallelism": 1, "parameters": { "training.learningRate": [0.001, 0.01] } } }
+            """);
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "finetune.dll"), "sweep", job, "--work", host.Process.WorkDirectory])
+            start.ArgumentList.Add(argument);
+        using var sweep = System.Diagnostics.Process.Start(start)!;
+        sweep.OutputDataReceived += (_, _) => { };
+        sweep.ErrorDataReceived += (_, _) => { };
+        sweep.BeginOutputReadLine();
+        sweep.BeginErrorReadLine();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        try
+        {
+            // Until the store records the first trial's first epoch, the sweep running in the other process.
+            JsonElement run;
+            do
+            {
+                Assert.False(sweep.HasExited, "the sweep ended before a trial's epoch was seen");
+                await Task.Delay(100, timeout.Token);
+                using var response = await host.Client.GetAsync("api/finetune/other-sweep", timeout.Token);
+                run = JsonDocument.Parse(await response.Content.ReadAsStringAsync(timeout.Token)).RootElement;
+            }
+            while (!run.TryGetProperty("trials", out var seen) || seen[0].GetProperty("epochsDone").GetInt32() == 0);
+            Assert.Equal("Running", run.GetProperty("status").GetString());
+            Assert.Equal("Running", (await GetJsonAsync(host.Client, "api/finetune")).GetProperty("runs").EnumerateArray()
+                .Single(r => r.GetProperty("id").GetString()!.StartsWith("other-sweep", StringComparison.Ordinal)).GetProperty("status").GetString());
+        }
+        finally
+        {
+            sweep.Kill(entireProcessTree: true);
+            await sweep.WaitForExitAsync();
+        }
+        // No call of it renews its running marker now.
+        while ((await GetJsonAsync(host.Client, "api/finetune/other-sweep")).GetProperty("status").GetString() == "Running")
+            await Task.Delay(500, timeout.Token);
+        var stopped = await GetJsonAsync(host.Client, "api/finetune/other-sweep");
+        Assert.Equal("Stopped", stopped.GetProperty("status").GetString());
+        Assert.True(stopped.GetProperty("trials")[0].GetProperty("epochsDone").GetInt32() >= 1);
+    }
+
     private static ProcessResult Finetune(params string[] arguments) =>
         ProcessRunner.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "finetune.dll"), .. arguments], timeout: TimeSpan.FromMinutes(5));
 
