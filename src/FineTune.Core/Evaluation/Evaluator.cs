@@ -12,6 +12,8 @@ public static class Evaluator
     {
         model.EvalMode();
         using var _ = no_grad();
+        // Every batch allocates the same activations: reused, not mapped and zeroed anew each time.
+        using var reuse = Runtime.GlibcMalloc.ReuseLargeBlocks();
         var batches = new List<Tensor>();
         for (int start = 0; start < source.Count; start += batchSize)
         {

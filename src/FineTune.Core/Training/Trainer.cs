@@ -87,6 +87,8 @@ public sealed class Trainer : IDisposable
         // On images, the next step's batch is decoded while this one trains (one batch ahead, like a DataLoader's prefetch).
         Func<Tensor>? Images(int step) => _features is null ? _train.Prefetch(BatchAt(step), i => Seeds.Mix(_options.Seed, epoch, i)) : null;
         var images = position.Step < StepsPerEpoch ? Images(position.Step) : null;
+        // Each step allocates the same large activations and gradients again: reused, not mapped and zeroed anew each time.
+        using var reuse = GlibcMalloc.ReuseLargeBlocks();
         for (int done = 0; done < maxSteps && position.Step < StepsPerEpoch && stopRequested?.Invoke() != true; done++)
         {
             cancellationToken.ThrowIfCancellationRequested();
