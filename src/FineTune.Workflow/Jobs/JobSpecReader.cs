@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using FineTune.Core;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;
@@ -123,7 +124,23 @@ public static class JobSpecReader
         if (t.EarlyStopping is { } stopping)
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
         if (t.Augmentation is { } augmentation)
-            Check(augmentation.ColorJitter is >= 0 and < 1, "training.augmentation.colorJitter", "must be in [0, 1)");
+        {
+            const string prefix = "training.augmentation.";
+            Check(augmentation.ColorJitter is >= 0 and < 1, prefix + "colorJitter", "must be in [0, 1)");
+            Check(augmentation.Hflip is >= 0 and <= 1, prefix + "hflip", "must be in [0, 1]");
+            if (augmentation.AutoAugment is { } policy)
+            {
+                try { AutoAugment.Parse(policy); }
+                catch (FormatException e) { Check(false, prefix + "autoAugment", e.Message); }
+                // timm's create_transform applies colour jitter only without an auto-augment policy; saying both is a mistake.
+                Check(augmentation.ColorJitter == 0, prefix + "colorJitter", "must be 0 with autoAugment (timm jitters colour only without it)");
+            }
+            Check(augmentation.Reprob is >= 0 and <= 1, prefix + "reprob", "must be in [0, 1]");
+            Check(augmentation.Mixup is >= 0 and <= 100, prefix + "mixup", "must be in [0, 100] (Beta's alpha; 0 is off)");
+            Check(augmentation.Cutmix is >= 0 and <= 100, prefix + "cutmix", "must be in [0, 100] (Beta's alpha; 0 is off)");
+            Check(augmentation.MixupProb is >= 0 and <= 1, prefix + "mixupProb", "must be in [0, 1]");
+            Check(augmentation.MixupSwitchProb is >= 0 and <= 1, prefix + "mixupSwitchProb", "must be in [0, 1]");
+        }
         Check(t.EarlyStopping is null || t.BestEpochMetric is null || t.EarlyStopping.Metric == t.BestEpochMetric,
             "training.bestEpochMetric", "must be training.earlyStopping.metric when both are given: one metric picks the best epoch");
         errors.AddRange(SweepPlanner.Validate(spec, localPaths));
