@@ -47,16 +47,21 @@ public abstract partial record AutoAugment
         if (name == TrivialAugmentName) return new TrivialAugmentWide();
         var match = RandPattern().Match(name);
         if (!match.Success) throw new FormatException($"'{name}' is not {Grammar}");
-        double magnitude = double.Parse(match.Groups["m"].Value, CultureInfo.InvariantCulture);
-        int ops = match.Groups["n"].Success ? int.Parse(match.Groups["n"].Value, CultureInfo.InvariantCulture) : RandAugment.DefaultOps;
-        double std = match.Groups["mstd"].Success ? double.Parse(match.Groups["mstd"].Value, CultureInfo.InvariantCulture) : 0;
+        double magnitude = double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+        int ops = match.Groups[2].Success ? int.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture) : RandAugment.DefaultOps;
+        double std = match.Groups[3].Success ? double.Parse(match.Groups[3].Value, CultureInfo.InvariantCulture) : 0;
         if (magnitude > RandAugment.MaxLevel) throw new FormatException($"'{name}': the magnitude m must be 0-{RandAugment.MaxLevel}");
         if (ops is < 1 or > 10) throw new FormatException($"'{name}': the number of ops n must be 1-10");
         if (std > RandAugment.MaxLevel) throw new FormatException($"'{name}': mstd must be 0-{RandAugment.MaxLevel}");
         return new RandAugment(magnitude, ops, std);
     }
 
-    [GeneratedRegex(@"^rand-m(?<m>\d+(\.\d+)?)(-n(?<n>\d+))?(-mstd(?<mstd>\d+(\.\d+)?))?$")]
+    private const string RandAugmentPattern = @"rand-m(\d+(?:\.\d+)?)(?:-n(\d+))?(?:-mstd(\d+(?:\.\d+)?))?";
+
+    /// <summary>The names' shape as a JSON Schema pattern (ranges are checked by <see cref="Parse"/>).</summary>
+    public const string Pattern = "^(" + TrivialAugmentName + "|" + RandAugmentPattern + ")$";
+
+    [GeneratedRegex("^" + RandAugmentPattern + "$")]
     private static partial Regex RandPattern();
 
     /// <summary>

@@ -7,12 +7,18 @@ ops OUT PHOTO...   for each real PHOTO (an RGBA cut-out, flattened onto white) w
                    the cases, one a line: "hflip", "crop TOP LEFT HEIGHT WIDTH OUT_H OUT_W FILTER" or "op NAME MAGNITUDE"
                    (torchvision.transforms.autoaugment._apply_op, NEAREST, fill None, as TrivialAugmentWide calls it).
 tables             TrivialAugmentWide's magnitude bins: "NAME v0 v1 ..." (repr of each float32 as a Python float).
+crops W H N        N draws of RandomResizedCrop.get_params (scale 0.08-1, ratio 3/4-4/3) on a W x H image: the mean
+                   and standard deviation of the area share, the share of draws under 0.2, the mean and standard
+                   deviation of log(w / h), one a line.
 """
+import math
+import statistics
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode, TrivialAugmentWide
+from torchvision.transforms import InterpolationMode, RandomResizedCrop, TrivialAugmentWide
 from torchvision.transforms import functional as F
 from torchvision.transforms.autoaugment import _apply_op
 
@@ -60,8 +66,21 @@ def tables():
             print(name, " ".join(repr(float(v)) for v in magnitudes))
 
 
+def crops(width, height, count):
+    torch.manual_seed(0)
+    image = Image.new("RGB", (width, height))
+    draws = [RandomResizedCrop.get_params(image, [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(count)]
+    scales = [w * h / (width * height) for _, _, h, w in draws]
+    ratios = [math.log(w / h) for _, _, h, w in draws]
+    for value in (statistics.mean(scales), statistics.pstdev(scales), sum(s < 0.2 for s in scales) / count,
+                  statistics.mean(ratios), statistics.pstdev(ratios)):
+        print(repr(value))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "ops":
         ops(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == "crops":
+        crops(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
     else:
         tables()
