@@ -27,9 +27,10 @@ public sealed class ErasingModeJson() : ChoiceJsonConverter<ErasingMode, Choice<
 
 /// <summary>
 /// Train-time augmentation, timm's training transforms (<c>create_transform(is_training=True)</c>) with their
-/// defaults: RandomResizedCrop (scale <paramref name="MinScale"/>–1, aspect 3/4–4/3, the crop resized with the
-/// weights' Pillow filter), a horizontal flip with probability <paramref name="FlipProbability"/>, then either an
-/// <paramref name="AutoAugment"/> policy or torchvision's ColorJitter (brightness, contrast and saturation factors
+/// defaults: RandomResizedCrop (area share <paramref name="MinScale"/>–<paramref name="MaxScale"/>, aspect
+/// <paramref name="MinRatio"/>–<paramref name="MaxRatio"/>, the crop resized with the weights' Pillow filter), a
+/// horizontal flip with probability <paramref name="FlipProbability"/>, then either an <paramref name="AutoAugment"/>
+/// policy or, as timm, only without one, torchvision's ColorJitter (brightness, contrast and saturation factors
 /// from [1 − j, 1 + j], in random order), all on 8-bit pixels as torchvision's functional ops on PIL images; after
 /// normalisation, random erasing with probability <paramref name="EraseProbability"/> (timm's RandomErasing:
 /// 2–33% of the area, aspect 0.3–3.3). Mixup (Beta(<paramref name="MixupAlpha"/>)) and CutMix
@@ -39,7 +40,7 @@ public sealed class ErasingModeJson() : ChoiceJsonConverter<ErasingMode, Choice<
 public sealed record Augmentation(
     bool RandomResizedCrop = true,
     double FlipProbability = 0.5,
-    float ColorJitter = 0f,
+    float ColorJitter = 0.4f,
     AutoAugment? AutoAugment = null,
     double EraseProbability = 0,
     ErasingMode EraseMode = ErasingMode.Pixel,
@@ -47,7 +48,10 @@ public sealed record Augmentation(
     double CutmixAlpha = 0,
     double MixupProbability = 1,
     double MixupSwitchProbability = 0.5,
-    double MinScale = 0.08)
+    double MinScale = 0.08,
+    double MaxScale = 1,
+    double MinRatio = 3.0 / 4,
+    double MaxRatio = 4.0 / 3)
 {
     /// <summary>Whether batches are mixed (<see cref="Training.Mixup"/>).</summary>
     public bool Mixes => MixupAlpha > 0 || CutmixAlpha > 0;
@@ -108,10 +112,10 @@ public sealed record Augmentation(
     public (int Left, int Top, int Width, int Height) CropRectangle(int width, int height, Random random)
     {
         double area = (double)width * height;
-        double logLow = Math.Log(3.0 / 4), logHigh = Math.Log(4.0 / 3);
+        double logLow = Math.Log(MinRatio), logHigh = Math.Log(MaxRatio);
         for (int attempt = 0; attempt < 10; attempt++)
         {
-            double target = area * (MinScale + random.NextDouble() * (1 - MinScale));
+            double target = area * (MinScale + random.NextDouble() * (MaxScale - MinScale));
             double aspect = Math.Exp(logLow + random.NextDouble() * (logHigh - logLow));
             int w = (int)Math.Round(Math.Sqrt(target * aspect));
             int h = (int)Math.Round(Math.Sqrt(target / aspect));
@@ -121,8 +125,8 @@ public sealed record Augmentation(
         // Fallback: the largest centred crop within the aspect range.
         double ratio = (double)width / height;
         int cw = width, ch = height;
-        if (ratio < 3.0 / 4) ch = (int)Math.Round(width / (3.0 / 4));
-        else if (ratio > 4.0 / 3) cw = (int)Math.Round(height * (4.0 / 3));
+        if (ratio < MinRatio) ch = (int)Math.Round(width / MinRatio);
+        else if (ratio > MaxRatio) cw = (int)Math.Round(height * MaxRatio);
         return ((width - cw) / 2, (height - ch) / 2, cw, ch);
     }
 

@@ -39,6 +39,12 @@ public static class JobSchema
             // A policy name is a small grammar the exporter sees as a plain string.
             else if (context.PropertyInfo is { Name: "autoAugment" } policy && policy.DeclaringType == typeof(AugmentationSpec))
                 schema = new JsonObject { ["type"] = new JsonArray("string", "null"), ["pattern"] = AutoAugment.Pattern, ["description"] = AutoAugment.Grammar };
+            // RandomResizedCrop's ranges are pairs.
+            if (context.TypeInfo.Type == typeof(double[]) && context.PropertyInfo?.DeclaringType == typeof(AugmentationSpec) && schema is JsonObject pair)
+            {
+                pair["minItems"] = 2;
+                pair["maxItems"] = 2;
+            }
             if (schema is JsonObject field && context.PropertyInfo is { } property && Default(property) is { } value)
                 field["default"] = value;
             if (context.Path.IsEmpty && schema is JsonObject root)

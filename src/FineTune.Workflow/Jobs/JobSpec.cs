@@ -128,9 +128,13 @@ public sealed record AugmentationSpec
     private static readonly Augmentation Defaults = new();
 
     public bool RandomResizedCrop { get; init; } = Defaults.RandomResizedCrop;
+    /// <summary>RandomResizedCrop's range of area shares, [min, max]; [0.08, 1] when not given.</summary>
+    public double[]? Scale { get; init; }
+    /// <summary>RandomResizedCrop's range of aspect ratios (width / height), [min, max]; [3/4, 4/3] when not given.</summary>
+    public double[]? Ratio { get; init; }
     /// <summary>Probability of a horizontal flip.</summary>
     public double Hflip { get; init; } = Defaults.FlipProbability;
-    /// <summary>torchvision's ColorJitter strength for brightness, contrast and saturation; used without autoAugment only, as in timm.</summary>
+    /// <summary>torchvision's ColorJitter strength for brightness, contrast and saturation; applied only without autoAugment, as in timm.</summary>
     public float ColorJitter { get; init; } = Defaults.ColorJitter;
     /// <summary><see cref="AutoAugment.Grammar"/></summary>
     public string? AutoAugment { get; init; }

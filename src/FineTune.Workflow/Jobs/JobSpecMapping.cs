@@ -43,9 +43,15 @@ public static class JobSpecMapping
         spec.Training.EarlyStopping?.Metric ?? spec.Training.BestEpochMetric ?? Core.Training.StoppingMetric.ValidationLoss;
 
     /// <summary>Core's augmentation; the spec must be valid (<see cref="JobSpecReader.Validate"/>).</summary>
-    public static Augmentation ToAugmentation(this AugmentationSpec a) => new(
-        a.RandomResizedCrop, a.Hflip, a.ColorJitter, a.AutoAugment is { } policy ? AutoAugment.Parse(policy) : null,
-        a.Reprob, a.Remode, a.Mixup, a.Cutmix, a.MixupProb, a.MixupSwitchProb);
+    public static Augmentation ToAugmentation(this AugmentationSpec a)
+    {
+        var augmentation = new Augmentation(
+            a.RandomResizedCrop, a.Hflip, a.ColorJitter, a.AutoAugment is { } policy ? AutoAugment.Parse(policy) : null,
+            a.Reprob, a.Remode, a.Mixup, a.Cutmix, a.MixupProb, a.MixupSwitchProb);
+        if (a.Scale is [var minScale, var maxScale]) augmentation = augmentation with { MinScale = minScale, MaxScale = maxScale };
+        if (a.Ratio is [var minRatio, var maxRatio]) augmentation = augmentation with { MinRatio = minRatio, MaxRatio = maxRatio };
+        return augmentation;
+    }
 
     public static DatasetOptions ToDatasetOptions(this JobSpec spec) => new()
     {

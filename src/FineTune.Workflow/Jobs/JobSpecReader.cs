@@ -132,9 +132,9 @@ public static class JobSpecReader
             {
                 try { AutoAugment.Parse(policy); }
                 catch (FormatException e) { Check(false, prefix + "autoAugment", e.Message); }
-                // timm's create_transform applies colour jitter only without an auto-augment policy; saying both is a mistake.
-                Check(augmentation.ColorJitter == 0, prefix + "colorJitter", "must be 0 with autoAugment (timm jitters colour only without it)");
             }
+            Check(IsRange(augmentation.Scale, 1), prefix + "scale", "must be [min, max] with 0 < min <= max <= 1");
+            Check(IsRange(augmentation.Ratio, double.MaxValue), prefix + "ratio", "must be [min, max] with 0 < min <= max");
             Check(augmentation.Reprob is >= 0 and <= 1, prefix + "reprob", "must be in [0, 1]");
             Check(augmentation.Mixup is >= 0 and <= 100, prefix + "mixup", "must be in [0, 100] (Beta's alpha; 0 is off)");
             Check(augmentation.Cutmix is >= 0 and <= 100, prefix + "cutmix", "must be in [0, 100] (Beta's alpha; 0 is off)");
@@ -146,6 +146,9 @@ public static class JobSpecReader
         errors.AddRange(SweepPlanner.Validate(spec, localPaths));
         return errors;
     }
+
+    /// <summary>Absent, or [min, max] with 0 &lt; min &lt;= max &lt;= <paramref name="limit"/>.</summary>
+    private static bool IsRange(double[]? range, double limit) => range is null || range is [var low, var high] && low > 0 && low <= high && high <= limit;
 
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
     public static string DeriveJobId(JobSpec spec) => "ft-" + Hash(spec)[..12];
