@@ -103,6 +103,8 @@ public class JobSpecReaderTests(ITestOutputHelper log)
         Assert.Equal(fields.Select(f => "training.augmentation." + f).ToHashSet(), errors);
         Assert.Contains("training.augmentation.remode", Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read(
             """{ "dataset": { "location": "blob:d/" }, "training": { "augmentation": { "remode": "noise" } } }""", false)).Errors.Select(e => e.Field));
+        Assert.Contains(new FieldError("training.augmentation.scale", "must be a list of numbers"), Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read(
+            """{ "dataset": { "location": "blob:d/" }, "training": { "augmentation": { "scale": "big" } } }""", false)).Errors);
     }
 
     [Theory]

@@ -197,6 +197,7 @@ public static class JobSpecReader
         var t when t == typeof(bool) => "must be true or false",
         var t when t == typeof(string) => "must be a string",
         var t when t == typeof(IReadOnlyList<string>) => "must be a list of strings",
+        var t when t == typeof(double[]) => "must be a list of numbers",
         var t when t.IsClass && Json.GetTypeInfo(t).Kind == JsonTypeInfoKind.Object => "must be an object",
         _ => null,
     };
