@@ -79,6 +79,34 @@ public class JobSpecReaderTests(ITestOutputHelper log)
         Assert.Contains(error.Errors, e => e.Field == "dataset.location" && e.Reason.Contains("blob:"));
     }
 
+    [Fact]
+    public void AugmentationIsReadByTimmsNamesAndEachBadValueNamesItsField()
+    {
+        var spec = JobSpecReader.Read("""
+            { "dataset": { "location": "blob:d/" }, "training": { "labelSmoothing": 0.1, "augmentation":
+              { "hflip": 0.5, "autoAugment": "rand-m9-mstd0.5", "reprob": 0.25, "remode": "const", "mixup": 0.8, "cutmix": 1.0,
+                "scale": [0.25, 1], "ratio": [0.5, 2] } } }
+            """, false);
+        var augmentation = spec.ToRecipe("w").Training.Augmentation!;
+        Assert.Equal(new Augmentation(AutoAugment: new RandAugment(9, 2, 0.5), EraseProbability: 0.25, EraseMode: ErasingMode.Const,
+            MixupAlpha: 0.8, CutmixAlpha: 1.0, MinScale: 0.25, MinRatio: 0.5, MaxRatio: 2), augmentation);
+        Assert.False(spec.ToRecipe("w").MayCacheFeatures);
+        Assert.Equal(new Augmentation(), JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "training": { "augmentation": {} } }""", false)
+            .ToRecipe("w").Training.Augmentation);
+
+        var errors = Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read("""
+            { "dataset": { "location": "blob:d/" }, "training": { "augmentation":
+              { "hflip": 1.5, "autoAugment": "rand-m12", "colorJitter": 1.4, "reprob": -1, "mixup": -0.1, "cutmix": 101,
+                "mixupProb": 2, "mixupSwitchProb": -1, "scale": [0.5, 0.2], "ratio": [0.75] } } }
+            """, false)).Errors.Select(e => e.Field).ToHashSet();
+        string[] fields = ["hflip", "autoAugment", "colorJitter", "reprob", "mixup", "cutmix", "mixupProb", "mixupSwitchProb", "scale", "ratio"];
+        Assert.Equal(fields.Select(f => "training.augmentation." + f).ToHashSet(), errors);
+        Assert.Contains("training.augmentation.remode", Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read(
+            """{ "dataset": { "location": "blob:d/" }, "training": { "augmentation": { "remode": "noise" } } }""", false)).Errors.Select(e => e.Field));
+        Assert.Contains(new FieldError("training.augmentation.scale", "must be a list of numbers"), Assert.Throws<InvalidJobSpecException>(() => JobSpecReader.Read(
+            """{ "dataset": { "location": "blob:d/" }, "training": { "augmentation": { "scale": "big" } } }""", false)).Errors);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(5001)]

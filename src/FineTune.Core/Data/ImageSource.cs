@@ -65,11 +65,15 @@ public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preproce
             {
                 int index = indices[n];
                 string path = samples[index].Path;
-                var view = _fitted?.Take(path)
-                    ?? (augmentation is null
-                        ? ImageLoader.Fit(ImageLoader.Decode(path), preprocessing)
-                        : augmentation.Apply(ImageLoader.Decode(path), preprocessing, new Random(augmentationSeed(index))));
-                ImageLoader.Fill(view, preprocessing, inputs.AsSpan(n * length, length));
+                var input = inputs.AsSpan(n * length, length);
+                if (augmentation is null)
+                {
+                    ImageLoader.Fill(_fitted?.Take(path) ?? ImageLoader.Fit(ImageLoader.Decode(path), preprocessing), preprocessing, input);
+                    return;
+                }
+                var random = new Random(augmentationSeed(index));
+                ImageLoader.Fill(augmentation.Apply(ImageLoader.Decode(path), preprocessing, random), preprocessing, input);
+                augmentation.Erase(input, preprocessing.CropSize, random);
             });
         }
         catch (AggregateException e)

@@ -58,6 +58,9 @@ public sealed class Trainer : IDisposable
     /// <summary>Mixed with the seed and the step into the seed of a step's dropout masks.</summary>
     public const long DropoutSeedSalt = 0x5eed;
 
+    /// <summary>Mixed with the seed and the step into the seed of a step's mixup or CutMix draw.</summary>
+    public const long MixupSeedSalt = 0x313c;
+
     public TrainerPosition Position { get; private set; } = TrainerPosition.Start;
     public int StepsPerEpoch => StepsPerEpochFor(_train.Count, _options.BatchSize);
 
@@ -127,15 +130,25 @@ public sealed class Trainer : IDisposable
         manual_seed(Seeds.Mix(_options.Seed, globalStep, DropoutSeedSalt));
         var labels = tensor(batch.Select(i => (long)_train.Label(i)).ToArray()).to(_model.Device);
         Tensor logits;
+        Tensor? targets = null;
         if (_features is not null)
         {
             logits = _model.FromBoundary(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
         }
         else
         {
-            logits = _model.Forward(images!());
+            var batchImages = images!().to(_model.Device);
+            if (_options.Augmentation is { Mixes: true } augmentation)
+            {
+                // The batch's mixing draws from the seed and the step alone, so a resumed run mixes alike.
+                var random = new Random(Seeds.Mix(_options.Seed, globalStep, MixupSeedSalt));
+                (batchImages, targets, _) = Mixup.Apply(augmentation, batchImages, labels, _model.NumClasses, _options.LabelSmoothing, random);
+            }
+            logits = _model.Forward(batchImages);
         }
-        var loss = nn.functional.cross_entropy(logits, labels, weight: _classWeights, label_smoothing: _options.LabelSmoothing);
+        var loss = targets is null
+            ? nn.functional.cross_entropy(logits, labels, weight: _classWeights, label_smoothing: _options.LabelSmoothing)
+            : Mixup.SoftTargetLoss(logits, targets, _classWeights);
         _optimizer.zero_grad();
         loss.backward();
         if (_options.GradientClipNorm is { } clip) nn.utils.clip_grad_norm_(_trainable, clip);

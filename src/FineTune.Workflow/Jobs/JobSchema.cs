@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Schema;
 using FineTune.Core;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 
 namespace FineTune.Workflow.Jobs;
@@ -35,6 +36,15 @@ public static class JobSchema
             // The exporter does not look into a dictionary of values read by a custom converter.
             else if (context.TypeInfo.Type == typeof(IReadOnlyDictionary<string, SweepParameter>))
                 schema = new JsonObject { ["type"] = "object", ["minProperties"] = 1, ["additionalProperties"] = SweepParameterSchema() };
+            // A policy name is a small grammar the exporter sees as a plain string.
+            else if (context.PropertyInfo is { Name: "autoAugment" } policy && policy.DeclaringType == typeof(AugmentationSpec))
+                schema = new JsonObject { ["type"] = new JsonArray("string", "null"), ["pattern"] = AutoAugment.Pattern, ["description"] = AutoAugment.Grammar };
+            // RandomResizedCrop's ranges are pairs.
+            if (context.TypeInfo.Type == typeof(double[]) && context.PropertyInfo?.DeclaringType == typeof(AugmentationSpec) && schema is JsonObject pair)
+            {
+                pair["minItems"] = 2;
+                pair["maxItems"] = 2;
+            }
             if (schema is JsonObject field && context.PropertyInfo is { } property && Default(property) is { } value)
                 field["default"] = value;
             if (context.Path.IsEmpty && schema is JsonObject root)

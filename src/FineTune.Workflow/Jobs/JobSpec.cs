@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using FineTune.Core.Runtime;
 using FineTune.Core.Training;
@@ -116,9 +117,37 @@ public sealed record EarlyStoppingSpec
     public StoppingMetric Metric { get; init; } = new TrainingOptions().StoppingMetric;
 }
 
+/// <summary>
+/// Train-time augmentation by timm's argument names (train.py's <c>--hflip</c>, <c>--color-jitter</c>, <c>--aa</c> as
+/// create_transform's <c>auto_augment</c>, <c>--reprob</c>, <c>--remode</c>, <c>--mixup</c>, <c>--cutmix</c>,
+/// <c>--mixup-prob</c>, <c>--mixup-switch-prob</c>); Core's <see cref="Augmentation"/> owns the defaults. Mixed
+/// targets are smoothed by <c>training.labelSmoothing</c> (timm's <c>--smoothing</c>).
+/// </summary>
 public sealed record AugmentationSpec
 {
-    public bool RandomResizedCrop { get; init; } = true;
-    public bool HorizontalFlip { get; init; } = true;
-    public float ColorJitter { get; init; }
+    private static readonly Augmentation Defaults = new();
+
+    public bool RandomResizedCrop { get; init; } = Defaults.RandomResizedCrop;
+    /// <summary>RandomResizedCrop's range of area shares, [min, max]; [0.08, 1] when not given.</summary>
+    public double[]? Scale { get; init; }
+    /// <summary>RandomResizedCrop's range of aspect ratios (width / height), [min, max]; [3/4, 4/3] when not given.</summary>
+    public double[]? Ratio { get; init; }
+    /// <summary>Probability of a horizontal flip.</summary>
+    public double Hflip { get; init; } = Defaults.FlipProbability;
+    /// <summary>torchvision's ColorJitter strength for brightness, contrast and saturation; applied only without autoAugment, as in timm.</summary>
+    public float ColorJitter { get; init; } = Defaults.ColorJitter;
+    /// <summary><see cref="AutoAugment.Grammar"/></summary>
+    public string? AutoAugment { get; init; }
+    /// <summary>Probability of random erasing, after normalisation.</summary>
+    public double Reprob { get; init; } = Defaults.EraseProbability;
+    /// <summary><see cref="ErasingModes.Choices"/></summary>
+    public ErasingMode Remode { get; init; } = Defaults.EraseMode;
+    /// <summary>Mixup's Beta(α, α); 0 is off.</summary>
+    public double Mixup { get; init; } = Defaults.MixupAlpha;
+    /// <summary>CutMix's Beta(α, α); 0 is off.</summary>
+    public double Cutmix { get; init; } = Defaults.CutmixAlpha;
+    /// <summary>Probability that a batch is mixed when mixup or cutmix is on.</summary>
+    public double MixupProb { get; init; } = Defaults.MixupProbability;
+    /// <summary>Probability of CutMix rather than mixup when both are on.</summary>
+    public double MixupSwitchProb { get; init; } = Defaults.MixupSwitchProbability;
 }

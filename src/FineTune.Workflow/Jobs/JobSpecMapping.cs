@@ -30,7 +30,7 @@ public static class JobSpecMapping
                 EarlyStoppingPatience = t.EarlyStopping?.Patience,
                 StoppingMetric = spec.StoppingMetric(),
                 Seed = spec.Seed,
-                Augmentation = t.Augmentation is { } a ? new Augmentation(a.RandomResizedCrop, a.HorizontalFlip, a.ColorJitter) : null,
+                Augmentation = t.Augmentation?.ToAugmentation(),
                 UseFeatureCache = t.FeatureCache,
             },
             spec.Device,
@@ -41,6 +41,17 @@ public static class JobSpecMapping
     /// <summary>What picks the best epoch: the early-stopping metric, else <see cref="TrainingSpec.BestEpochMetric"/>, else validation loss.</summary>
     public static StoppingMetric StoppingMetric(this JobSpec spec) =>
         spec.Training.EarlyStopping?.Metric ?? spec.Training.BestEpochMetric ?? Core.Training.StoppingMetric.ValidationLoss;
+
+    /// <summary>Core's augmentation; the spec must be valid (<see cref="JobSpecReader.Validate"/>).</summary>
+    public static Augmentation ToAugmentation(this AugmentationSpec a)
+    {
+        var augmentation = new Augmentation(
+            a.RandomResizedCrop, a.Hflip, a.ColorJitter, a.AutoAugment is { } policy ? AutoAugment.Parse(policy) : null,
+            a.Reprob, a.Remode, a.Mixup, a.Cutmix, a.MixupProb, a.MixupSwitchProb);
+        if (a.Scale is [var minScale, var maxScale]) augmentation = augmentation with { MinScale = minScale, MaxScale = maxScale };
+        if (a.Ratio is [var minRatio, var maxRatio]) augmentation = augmentation with { MinRatio = minRatio, MaxRatio = maxRatio };
+        return augmentation;
+    }
 
     public static DatasetOptions ToDatasetOptions(this JobSpec spec) => new()
     {

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using FineTune.Core;
+using FineTune.Core.Data;
 using FineTune.Core.Models;
 using FineTune.Core.Training;
 using FineTune.Core.Weights;
@@ -113,12 +114,31 @@ public static class JobSpecReader
         if (t.EarlyStopping is { } stopping)
             Check(stopping.Patience >= 1, "training.earlyStopping.patience", "must be >= 1");
         if (t.Augmentation is { } augmentation)
-            Check(augmentation.ColorJitter is >= 0 and < 1, "training.augmentation.colorJitter", "must be in [0, 1)");
+        {
+            const string prefix = "training.augmentation.";
+            Check(augmentation.ColorJitter is >= 0 and < 1, prefix + "colorJitter", "must be in [0, 1)");
+            Check(augmentation.Hflip is >= 0 and <= 1, prefix + "hflip", "must be in [0, 1]");
+            if (augmentation.AutoAugment is { } policy)
+            {
+                try { AutoAugment.Parse(policy); }
+                catch (FormatException e) { Check(false, prefix + "autoAugment", e.Message); }
+            }
+            Check(IsRange(augmentation.Scale, 1), prefix + "scale", "must be [min, max] with 0 < min <= max <= 1");
+            Check(IsRange(augmentation.Ratio, double.MaxValue), prefix + "ratio", "must be [min, max] with 0 < min <= max");
+            Check(augmentation.Reprob is >= 0 and <= 1, prefix + "reprob", "must be in [0, 1]");
+            Check(augmentation.Mixup is >= 0 and <= 100, prefix + "mixup", "must be in [0, 100] (Beta's alpha; 0 is off)");
+            Check(augmentation.Cutmix is >= 0 and <= 100, prefix + "cutmix", "must be in [0, 100] (Beta's alpha; 0 is off)");
+            Check(augmentation.MixupProb is >= 0 and <= 1, prefix + "mixupProb", "must be in [0, 1]");
+            Check(augmentation.MixupSwitchProb is >= 0 and <= 1, prefix + "mixupSwitchProb", "must be in [0, 1]");
+        }
         Check(t.EarlyStopping is null || t.BestEpochMetric is null || t.EarlyStopping.Metric == t.BestEpochMetric,
             "training.bestEpochMetric", "must be training.earlyStopping.metric when both are given: one metric picks the best epoch");
         errors.AddRange(SweepPlanner.Validate(spec, localPaths));
         return errors;
     }
+
+    /// <summary>Absent, or [min, max] with 0 &lt; min &lt;= max &lt;= <paramref name="limit"/>.</summary>
+    private static bool IsRange(double[]? range, double limit) => range is null || range is [var low, var high] && low > 0 && low <= high && high <= limit;
 
     /// <summary>"ft-" and 12 hex digits of the spec's hash: the same spec posted twice names the same run.</summary>
     public static string DeriveJobId(JobSpec spec) => "ft-" + Hash(spec)[..12];
@@ -167,6 +187,7 @@ public static class JobSpecReader
         var t when t == typeof(bool) => "must be true or false",
         var t when t == typeof(string) => "must be a string",
         var t when t == typeof(IReadOnlyList<string>) => "must be a list of strings",
+        var t when t == typeof(double[]) => "must be a list of numbers",
         var t when t.IsClass && WireJson.Options.GetTypeInfo(t).Kind == JsonTypeInfoKind.Object => "must be an object",
         _ => null,
     };

@@ -172,14 +172,26 @@ public sealed class TrainerTests : IDisposable
     [Fact]
     public void CachedFeaturesTrainSwinsHeadAsTheFullNetworkDoes() => AssertCachedFeaturesTrainTheSameHead(ModelRegistry.Get("swin_t"));
 
+    /// <summary>timm's recipe (RandAugment, random erasing, mixup and CutMix with smoothed targets); colour jitter's resume is TrainingResumeTests'.</summary>
     [Fact]
     public void ResumingFromSavedStateMidEpochEndsWithIdenticalWeights()
     {
         using var scope = NewDisposeScope();
         var samples = TuxPaintStamps.Categories.Take(2)
             .SelectMany((category, label) => TuxPaintStamps.Images(category, 5).Select(path => new ImageSample(path, label))).ToList();
-        var source = new FileImageSource(samples, Small, new Augmentation(ColorJitter: 0.2f));
-        var options = new TrainingOptions { Epochs = 2, BatchSize = 3, Seed = 21, Schedule = ScheduleKind.Cosine, WarmupSteps = 2, GradientClipNorm = 1.0 };
+        var augmentation = new Augmentation(AutoAugment: AutoAugment.Parse("rand-m9-mstd0.5"), EraseProbability: 0.5, MixupAlpha: 0.8, CutmixAlpha: 1.0);
+        var source = new FileImageSource(samples, Small, augmentation);
+        var options = new TrainingOptions
+        {
+            Epochs = 2,
+            BatchSize = 3,
+            Seed = 21,
+            Schedule = ScheduleKind.Cosine,
+            WarmupSteps = 2,
+            GradientClipNorm = 1.0,
+            LabelSmoothing = 0.1,
+            Augmentation = augmentation,
+        };
 
         var straight = Train(source, options, interruptAfter: null);
         var resumed = Train(source, options, interruptAfter: 5);
