@@ -78,7 +78,7 @@ public sealed class FineTuneEngine : IDisposable
         }
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache)
         {
-            StacksTrials = cache && model.Boundary == model.Family.HeadPath && model.Head is TorchSharp.Modules.Linear,
+            StacksTrials = cache && model.BoundaryIsHead && model.Head is TorchSharp.Modules.Linear,
         }, features);
     }
 

@@ -43,14 +43,17 @@ public sealed class FineTuneModel : IDisposable
     /// </summary>
     public string? Boundary { get; private set; }
 
+    /// <summary>Whether only the head trains: <see cref="Boundary"/> is the head, and what reaches it is the backbone's features.</summary>
+    public bool BoundaryIsHead => Boundary == Family.HeadPath;
+
     /// <summary>Whether the network can run from <see cref="Boundary"/> on (<see cref="FromBoundary"/>): always from the head; from a stage where the family declares its forward's steps.</summary>
-    public bool CanStartAtBoundary => Boundary == Family.HeadPath || Boundary is { } stage && _forwardSteps is { } steps && StageForward.CanSplitAt(steps, stage);
+    public bool CanStartAtBoundary => BoundaryIsHead || Boundary is { } stage && _forwardSteps is { } steps && StageForward.CanSplitAt(steps, stage);
 
     /// <summary>The paths of the modules that run before <see cref="Boundary"/>; only where <see cref="CanStartAtBoundary"/> and the boundary is a stage.</summary>
     internal IReadOnlyList<string> PathsBeforeBoundary => StageForward.PathsBefore(Module, _forwardSteps!, Boundary!);
 
     /// <summary>The logits from what <see cref="Boundary"/> receives (<see cref="CaptureFeatures"/>): the head alone, or the stages that train and the head.</summary>
-    public Tensor FromBoundary(Tensor input) => Boundary == Family.HeadPath
+    public Tensor FromBoundary(Tensor input) => BoundaryIsHead
         ? HeadLogits(input)
         : StageForward.From(Module, _forwardSteps ?? throw new InvalidOperationException($"{Family.Name} cannot start at {Boundary}"), Boundary!, input);
 
@@ -236,7 +239,7 @@ public sealed class FineTuneModel : IDisposable
         internal FeatureCapture(FineTuneModel model)
         {
             _model = model;
-            if (model.Boundary != model.Family.HeadPath)
+            if (!model.BoundaryIsHead)
             {
                 _removeHook = () => { };
                 return;
@@ -252,7 +255,7 @@ public sealed class FineTuneModel : IDisposable
 
         public Tensor Of(Tensor batch)
         {
-            if (_model.Boundary != _model.Family.HeadPath)
+            if (!_model.BoundaryIsHead)
             {
                 using var scope = NewDisposeScope();
                 return StageForward.Until(_model.Module, _model._forwardSteps!, _model.Boundary!, batch.to(_model.Device)).MoveToOuterDisposeScope();

@@ -32,7 +32,7 @@ public static class FeatureCache
     /// </summary>
     public static long BytesPerImage(FineTuneModel model, int cropSize)
     {
-        if (model.Boundary == model.Family.HeadPath && model.Head is TorchSharp.Modules.Linear linear) return linear.weight!.shape[1] * sizeof(float);
+        if (model.BoundaryIsHead && model.Head is TorchSharp.Modules.Linear linear) return linear.weight!.shape[1] * sizeof(float);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         model.EvalMode();
@@ -57,7 +57,7 @@ public static class FeatureCache
     {
         if (source.IsAugmented || !model.CanStartAtBoundary) return false;
         Func<string, bool> before;
-        if (model.Boundary == model.Family.HeadPath)
+        if (model.BoundaryIsHead)
         {
             before = name => !model.Family.IsHeadKey(name + ".");
         }

@@ -83,7 +83,7 @@ public sealed class Trainer : IDisposable
         var position = Position;
         int[] order = EpochOrder(position.Epoch);
         double rate = 0;
-        if (_features is not null && _model.Boundary == _model.Family.HeadPath) _model.Head.train();
+        if (_features is not null && _model.BoundaryIsHead) _model.Head.train();
         else _model.TrainMode();
         int epoch = position.Epoch;
         int[] BatchAt(int step) => order.Skip(step * _options.BatchSize).Take(_options.BatchSize).ToArray();
