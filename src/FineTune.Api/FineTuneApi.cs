@@ -235,7 +235,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     private async Task<RunView?> FromCatalogAsync(HttpRequest request, string id, CancellationToken cancellationToken) =>
         await catalog.DescribeAsync(id, cancellationToken) is { PartOf: null } run
         && (run.Trials is not null || await store.ExistsAsync(new RunLayout(id).DatasetReport, cancellationToken))
-            ? RunView.Of(BaseUrl(request), run, await runs.IsAnyCallRunningAsync(id, cancellationToken))
+            ? RunView.Of(BaseUrl(request), run, await runs.IsRunningAsync(id, cancellationToken))
             : null;
 
     private static async Task<Microsoft.DurableTask.Page<OrchestrationMetadata>?> FirstPageAsync(DurableTaskClient client, OrchestrationQuery filter, string? token,

@@ -57,19 +57,20 @@ public sealed record RunView(
 
     /// <summary>
     /// A run this API's durable backend never held (another process trained it on the same store), as its artifacts tell it:
-    /// <see cref="CatalogStatus.Running"/> while one of its calls runs somewhere, else completed once published or
-    /// <see cref="CatalogStatus.Stopped"/>. A sweep's progress is as its custom status would have it, its downloads its best trial's.
+    /// completed once published, else <see cref="CatalogStatus.Running"/> while it runs somewhere (<see cref="RunControl.IsRunningAsync"/>),
+    /// else <see cref="CatalogStatus.Stopped"/>. A sweep's progress is as its custom status would have it, its downloads its best trial's.
     /// </summary>
     public static RunView Of(string baseUrl, RunSummary run, bool running)
     {
         bool published = run.PublishedModel is not null;
-        string status = running ? CatalogStatus.Running : published ? CatalogStatus.Completed : CatalogStatus.Stopped;
+        // Publishing is a run's last call: a published run is done, whatever calls ended just before.
+        string status = published ? CatalogStatus.Completed : running ? CatalogStatus.Running : CatalogStatus.Stopped;
         var links = LinksOf(baseUrl, run.JobId);
         var progress = run.Sweep is { } sweep
             ? new RunStatus(published ? RunStage.Completed : RunStage.Training, 0, 0, 0, 0, null, sweep.BestValidationLoss, sweep.BestValidationAccuracy, null, null, sweep)
             : null;
         var downloads = !published ? null : Downloads(run.Sweep?.BestTrial is { } best ? LinksOf(baseUrl, best) : links);
-        return new RunView(run.JobId, status, !running, run.FirstWritten, run.LastWritten, progress, null, downloads, null, links, Trials: run.Trials);
+        return new RunView(run.JobId, status, status != CatalogStatus.Running, run.FirstWritten, run.LastWritten, progress, null, downloads, null, links, Trials: run.Trials);
     }
 
     public static RunLinks LinksOf(string baseUrl, string id)

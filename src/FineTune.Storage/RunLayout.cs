@@ -58,6 +58,11 @@ public sealed record RunLayout
     /// </summary>
     public string Running => Root + "running/";
     public string RunningOf(string call) => ArtifactNames.Require(Running + call);
+    /// <summary>
+    /// Rewritten each time one of the run's calls ends: a run between two calls (a sweep between rungs, a run between chunks)
+    /// has no running marker for a moment, and is still running.
+    /// </summary>
+    public string LastCallEnded => Root + "last-call-ended";
     /// <summary>How often each chunk has been started, by its first step: a worker killed mid-chunk leaves no other trace.</summary>
     public string Attempts => Root + "attempts/";
     public string AttemptsOf(long fromStep) => Attempts + fromStep.ToString("D12", System.Globalization.CultureInfo.InvariantCulture);

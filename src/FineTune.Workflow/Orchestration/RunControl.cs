@@ -130,7 +130,12 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
                 }
             }
         });
-        return new Watch(done, watching, () => store.DeleteAsync(marker, CancellationToken.None));
+        return new Watch(done, watching, async () =>
+        {
+            await store.WriteAsync(new RunLayout(job.ControlRunId).LastCallEnded, new MemoryStream(Encoding.UTF8.GetBytes(job.JobId)), WriteMode.Overwrite,
+                CancellationToken.None);
+            await store.DeleteAsync(marker, CancellationToken.None);
+        });
     }
 
     /// <summary>
@@ -332,12 +337,28 @@ public sealed class RunControl(IArtifactStore store, UserUploads uploads, RunScr
     /// </summary>
     public async Task<bool> IsAnyCallRunningAsync(string jobId, CancellationToken cancellationToken)
     {
-        var layout = new RunLayout(jobId);
-        var since = DateTimeOffset.UtcNow - TimeSpan.FromSeconds(Math.Max(10, 5 * options.Value.CancelPollInterval.TotalSeconds));
-        await foreach (var item in store.ListAsync(layout.Running, cancellationToken))
+        var since = DateTimeOffset.UtcNow - MarkerLifetime;
+        await foreach (var item in store.ListAsync(new RunLayout(jobId).Running, cancellationToken))
             if (item.LastModified > since) return true;
         return false;
     }
+
+    /// <summary>
+    /// Whether the run is running, as another process sees it from the store: a call of it runs, or one ended so recently that
+    /// the next one may not have started yet (an orchestration schedules its next call within a poll or two). A run that has
+    /// stopped reads running for that long after its last call.
+    /// </summary>
+    public async Task<bool> IsRunningAsync(string jobId, CancellationToken cancellationToken)
+    {
+        if (await IsAnyCallRunningAsync(jobId, cancellationToken)) return true;
+        string ended = new RunLayout(jobId).LastCallEnded;
+        await foreach (var item in store.ListAsync(ended, cancellationToken))
+            if (item.Name == ended && item.LastModified > DateTimeOffset.UtcNow - MarkerLifetime) return true;
+        return false;
+    }
+
+    // A marker renewed every poll is a live call's for a few polls after its last renewal.
+    private TimeSpan MarkerLifetime => TimeSpan.FromSeconds(Math.Max(10, 5 * options.Value.CancelPollInterval.TotalSeconds));
 
     private sealed class Watch(CancellationTokenSource done, Task watching, Func<Task> removeMarker) : IAsyncDisposable
     {
