@@ -42,7 +42,7 @@ try
     model.Freeze(FreezeMode.Head);
     var source = new FileImageSource(all, family.Preprocessing);
     using var features = FeatureCache.Compute(model, source, 16, default);
-    using var trainer = new Trainer(model, source, new TrainingOptions { Epochs = epochs, BatchSize = batch }, features);
+    using var trainer = new Trainer(model, source, new TrainingOptions { Epochs = epochs, BatchSize = batch }, FeatureRows.Of(features));
     for (int epoch = 0; epoch < epochs; epoch++) trainer.TrainSteps(int.MaxValue, default);
     double ours = clock.Elapsed.TotalSeconds;
 

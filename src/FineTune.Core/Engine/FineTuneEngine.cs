@@ -22,7 +22,6 @@ namespace FineTune.Core.Engine;
     Justification = "A singleton service injected into the activities: they depend on an instance, not on the type.")]
 public sealed class FineTuneEngine : IDisposable
 {
-    private const string FeaturesKey = "features";
     private const int InferenceBatch = 32;
     // The CPU feature pass runs a batch per core (FeatureCache.Compute): 8 images run as fast per image as 32 there, and
     // with small batches the threads finish together.
@@ -43,7 +42,7 @@ public sealed class FineTuneEngine : IDisposable
     /// </summary>
     /// <param name="fitted">the images the dataset's scan kept (<see cref="DatasetLoader.Load"/>): the pass decodes only the others</param>
     /// <param name="maxCacheBytes">the most bytes the cache may take, all splits together (<see cref="FeatureCache.DefaultBudgetBytes"/>): past it, training runs on images</param>
-    public (PreparedModel Prepared, IReadOnlyDictionary<string, byte[]> Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
+    public (PreparedModel Prepared, CachedFeatures? Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
         long maxShardBytes = FeatureCache.DefaultShardBytes, FittedImages? fitted = null, long maxCacheBytes = FeatureCache.DefaultBudgetBytes)
     {
         using var scope = NewDisposeScope();
@@ -53,7 +52,7 @@ public sealed class FineTuneEngine : IDisposable
         long images = dataset.Train.Count + dataset.Validation.Count + dataset.Test.Count;
         bool cache = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train)
             && FeatureCache.BytesPerImage(model, recipe.Preprocessing.CropSize) * images <= maxCacheBytes;
-        var features = new Dictionary<string, byte[]>();
+        CachedFeatures? features = null;
         if (cache)
         {
             // One pass over every split: full batches throughout, and each batch shape the backbone meets costs a
@@ -64,17 +63,7 @@ public sealed class FineTuneEngine : IDisposable
             model.FuseForInference();
             int batch = model.Device.type == DeviceType.CPU ? CpuFeatureBatch : InferenceBatch;
             var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)], fitted), batch, cancellationToken);
-            int offset = 0;
-            int rowsPerShard = (int)Math.Clamp(maxShardBytes / (all.numel() / Math.Max(1, all.shape[0]) * all.ElementSize), 1, int.MaxValue);
-            foreach (var (split, samples) in splits.Where(s => s.Samples.Count > 0))
-            {
-                for (int start = 0, index = 0; start < samples.Count; start += rowsPerShard, index++)
-                {
-                    int end = Math.Min(samples.Count, start + rowsPerShard);
-                    features[FeatureCache.ShardName(split, index)] = Serialize(all[(offset + start)..(offset + end)]);
-                }
-                offset += samples.Count;
-            }
+            features = CachedFeatures.FromTensor(all, [.. splits.Where(s => s.Samples.Count > 0).Select(s => (s.Split, s.Samples.Count))], maxShardBytes);
         }
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache)
         {
@@ -87,7 +76,7 @@ public sealed class FineTuneEngine : IDisposable
     /// null), fewer when <paramref name="stopRequested"/> says so (see <see cref="Trainer.TrainSteps"/>). When the
     /// epoch ends, the model is scored on the validation set and the epoch joins the history.
     /// </summary>
-    public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
+    public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, CachedFeatures? features,
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
     {
         if (features is not null && TrainsHeadOnly(recipe))
@@ -100,12 +89,12 @@ public sealed class FineTuneEngine : IDisposable
         return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
     }
 
-    private static ChunkOutcome TrainOn(FineTuneModel model, Recipe recipe, ImageDataset dataset, TrainingState? state, IReadOnlyDictionary<string, byte[]>? features,
+    private static ChunkOutcome TrainOn(FineTuneModel model, Recipe recipe, ImageDataset dataset, TrainingState? state, CachedFeatures? features,
         int maxSteps, Action<StepReport>? onStep, Func<bool>? stopRequested, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         var train = TrainSource(recipe, dataset);
-        var trainFeatures = features is null ? null : FeaturesOf(features, DatasetSplits.Train);
+        var trainFeatures = features?.Split(DatasetSplits.Train);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
@@ -133,7 +122,7 @@ public sealed class FineTuneEngine : IDisposable
     /// dropout) as one <see cref="StackedHeads"/> on the group's cached features, from <paramref name="state"/> (the start
     /// when null). The session keeps the stack between epochs, so a rung costs its tensor work only.
     /// </summary>
-    public StackSession OpenStack(IReadOnlyList<Recipe> trials, ImageDataset dataset, IReadOnlyDictionary<string, byte[]> features, StackState? state)
+    public StackSession OpenStack(IReadOnlyList<Recipe> trials, ImageDataset dataset, CachedFeatures features, StackState? state)
     {
         using var scope = NewDisposeScope();
         var heads = trials.Select(recipe => WithPooledModel(_headModels, recipe, dataset.ClassCount, model =>
@@ -143,8 +132,8 @@ public sealed class FineTuneEngine : IDisposable
             return (head.weight!.detach().clone(), head.bias?.detach().clone());
         })).ToList();
         var device = Runtime.TorchDevice.Resolve(trials[0].Device);
-        var stack = new StackedHeads(FeaturesOf(features, DatasetSplits.Train).to(device), [.. dataset.Train.Select(s => s.Label)],
-            FeaturesOf(features, DatasetSplits.Validation), [.. dataset.Validation.Select(s => s.Label)], dataset.ClassCount,
+        var stack = new StackedHeads(features.Split(DatasetSplits.Train).All().to(device), [.. dataset.Train.Select(s => s.Label)],
+            features.Split(DatasetSplits.Validation).All(), [.. dataset.Validation.Select(s => s.Label)], dataset.ClassCount,
             [.. trials.Select(r => new StackMember(r.Training, r.HeadDropout))], heads);
         try
         {
@@ -183,7 +172,7 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the test set, or the validation set when there is none.</summary>
-    public EvaluationReport Evaluate(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyDictionary<string, byte[]>? features,
+    public EvaluationReport Evaluate(Recipe recipe, ImageDataset dataset, TrainingState state, CachedFeatures? features,
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
@@ -256,11 +245,11 @@ public sealed class FineTuneEngine : IDisposable
 
     /// <param name="split"><see cref="DatasetSplits.Validation"/> or <see cref="DatasetSplits.Test"/></param>
     private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, string split,
-        IReadOnlyDictionary<string, byte[]>? features, CancellationToken cancellationToken)
+        CachedFeatures? features, CancellationToken cancellationToken)
     {
         bool test = split == DatasetSplits.Test;
         var samples = test ? dataset.Test : dataset.Validation;
-        var cached = features is null ? null : FeaturesOf(features, split);
+        var cached = features?.Split(split);
         var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Name).ToList());
     }
@@ -386,30 +375,6 @@ public sealed class FineTuneEngine : IDisposable
 
     private static FileImageSource EvaluationSource(Recipe recipe, IReadOnlyList<ImageSample> samples, FittedImages? fitted = null) =>
         new(samples, recipe.Preprocessing, fitted: fitted);
-
-    /// <summary>
-    /// A shard in float32. Measured on resnet18-cntk's layer4 input (2 epochs of last:1 on real photos): float32 features train
-    /// weights within 3.4·10⁻⁷ of training on images, float16 within 5.8·10⁻⁵ and bfloat16 within 1.6·10⁻⁴, past float rounding.
-    /// </summary>
-    private static byte[] Serialize(Tensor features)
-    {
-        using var stream = new MemoryStream();
-        StateDictFile.Write(new Dictionary<string, Tensor> { [FeaturesKey] = features }, stream, StateDictFormat.Safetensors);
-        return stream.ToArray();
-    }
-
-    /// <summary>A split's features, its shards joined in order.</summary>
-    private static Tensor FeaturesOf(IReadOnlyDictionary<string, byte[]> features, string split)
-    {
-        var shards = features.Where(f => FeatureCache.IsShardOf(f.Key, split)).OrderBy(f => f.Key, StringComparer.Ordinal)
-            .Select(f => Deserialize(f.Value)).ToList();
-        if (shards.Count == 1) return shards[0];
-        var joined = cat(shards, 0);
-        foreach (var shard in shards) shard.Dispose();
-        return joined;
-    }
-
-    private static Tensor Deserialize(byte[] data) => ReadAll(data)[FeaturesKey];
 
     /// <summary>Every tensor of a safetensors file held in memory.</summary>
     private static Dictionary<string, Tensor> ReadAll(byte[] data)

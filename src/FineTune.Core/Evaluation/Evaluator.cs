@@ -8,7 +8,7 @@ namespace FineTune.Core.Evaluation;
 public static class Evaluator
 {
     /// <summary>Logits [N, classes] of every image, in eval mode; from cached features (what the model's boundary receives) when given.</summary>
-    public static Tensor Logits(FineTuneModel model, IImageSource source, int batchSize, CancellationToken cancellationToken, Tensor? features = null)
+    public static Tensor Logits(FineTuneModel model, IImageSource source, int batchSize, CancellationToken cancellationToken, Training.FeatureRows? features = null)
     {
         model.EvalMode();
         using var _ = no_grad();
@@ -21,7 +21,7 @@ public static class Evaluator
             using var scope = NewDisposeScope();
             int end = Math.Min(source.Count, start + batchSize);
             var logits = features is not null
-                ? model.FromBoundary(features[start..end].to(model.Device))
+                ? model.FromBoundary(features.Range(start, end).to(model.Device))
                 : model.Forward(source.Range(start, end));
             batches.Add(logits.cpu().MoveToOuterDisposeScope());
         }

@@ -84,12 +84,15 @@ public static class FeatureCache
     {
         model.EvalMode();
         int batchCount = (source.Count + batchSize - 1) / batchSize;
-        var batches = new Tensor?[batchCount];
         // torch counts the machine's cores, .NET the ones a container may use: each stream holds a batch's activations.
         int streams = model.Device.type == TorchSharp.DeviceType.CPU && OpenMpThreads.Available
             ? Math.Clamp(Math.Min(get_num_threads(), Environment.ProcessorCount), 1, batchCount)
             : 1;
         int next = -1;
+        // Each batch is copied into its rows as it comes (kept in host memory: the cache is stored as an artifact and can
+        // outgrow the GPU): joining the batches at the end held every feature twice.
+        Tensor? all = null;
+        var allocating = new Lock();
         using var reuse = GlibcMalloc.ReuseLargeBlocks();
         using var capture = model.CaptureFeatures();
         try
@@ -105,9 +108,11 @@ public static class FeatureCache
                     {
                         cancellationToken.ThrowIfCancellationRequested();
                         using var scope = NewDisposeScope();
-                        var images = source.Range(batch * batchSize, Math.Min(source.Count, (batch + 1) * batchSize));
-                        // Kept in host memory: the cache is stored as an artifact and can outgrow the GPU.
-                        batches[batch] = capture.Of(images).cpu().DetachFromDisposeScope();
+                        int start = batch * batchSize, end = Math.Min(source.Count, (batch + 1) * batchSize);
+                        var features = capture.Of(source.Range(start, end)).cpu();
+                        lock (allocating)
+                            all ??= empty([source.Count, .. features.shape[1..]], features.dtype).DetachFromDisposeScope();
+                        all.narrow(0, start, end - start).copy_(features);
                     }
                 }
                 catch
@@ -138,11 +143,13 @@ public static class FeatureCache
                 failure ??= e.InnerExceptions[0];
             }
             if (failure is not null) ExceptionDispatchInfo.Throw(failure);
-            return cat(batches!, 0);
+            // The caller's dispose scope owns what is returned, as it owns any tensor made on its thread.
+            return (all ?? throw new ArgumentException("no images to compute features of", nameof(source))).alias();
         }
         finally
         {
-            foreach (var batch in batches) batch?.Dispose();
+            // The rows live on in the returned alias.
+            all?.Dispose();
         }
     }
 }

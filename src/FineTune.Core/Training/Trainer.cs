@@ -30,13 +30,13 @@ public sealed class Trainer : IDisposable
     private readonly FineTuneModel _model;
     private readonly IImageSource _train;
     private readonly TrainingOptions _options;
-    private readonly Tensor? _features;
+    private readonly FeatureRows? _features;
     private readonly Tensor? _classWeights;
     private readonly OptimizerHelper _optimizer;
     private readonly List<Parameter> _trainable;
 
     /// <param name="cachedFeatures">what the model's <see cref="FineTuneModel.Boundary"/> receives for each image of <paramref name="train"/>, to train from there on, from <see cref="FeatureCache"/></param>
-    public Trainer(FineTuneModel model, IImageSource train, TrainingOptions options, Tensor? cachedFeatures = null)
+    public Trainer(FineTuneModel model, IImageSource train, TrainingOptions options, FeatureRows? cachedFeatures = null)
     {
         if (train.Count == 0) throw new ArgumentException("no training images", nameof(train));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.BatchSize, 1);
@@ -46,7 +46,7 @@ public sealed class Trainer : IDisposable
         _model = model;
         _train = train;
         _options = options;
-        _features = cachedFeatures?.to(model.Device);
+        _features = cachedFeatures;
         _trainable = model.Module.parameters().Where(p => p.requires_grad).ToList();
         if (_trainable.Count == 0) throw new ArgumentException("the model has no trainable parameters", nameof(model));
         _optimizer = Optimizers.Create(_trainable, options);
@@ -133,7 +133,7 @@ public sealed class Trainer : IDisposable
         Tensor? targets = null;
         if (_features is not null)
         {
-            logits = _model.FromBoundary(_features.index_select(0, tensor(batch.Select(i => (long)i).ToArray()).to(_model.Device)));
+            logits = _model.FromBoundary(_features.Rows(batch).to(_model.Device));
         }
         else
         {

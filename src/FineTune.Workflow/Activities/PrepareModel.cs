@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using FineTune.Core.Engine;
 using FineTune.Storage;
@@ -31,11 +30,10 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
         var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token, options.Value.FeatureShardBytes, inputs.Fitted, options.Value.FeatureCacheBytes));
         var layout = files.Layout;
         var shards = new List<FeatureShardRef>();
-        foreach (var (shard, data) in features.OrderBy(f => f.Key, StringComparer.Ordinal))
+        using (features)
         {
-            string name = layout.FeaturesOf(shard);
-            await files.WriteAsync(name, data, WriteMode.Overwrite, token);
-            shards.Add(new FeatureShardRef(shard, name, Convert.ToHexStringLower(SHA256.HashData(data)), data.Length));
+            foreach (string shard in features?.Shards ?? [])
+                shards.Add(await files.StoreFeatureShardAsync(features!, shard, token));
         }
         var report = new
         {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Engine;
+using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
 using FineTune.Workflow.Jobs;
@@ -9,7 +10,7 @@ using FineTune.Workflow.Orchestration;
 namespace FineTune.Workflow.Services;
 
 /// <summary>What an activity call works on, loaded in one call: the dataset, the recipe and, when cached, the features.</summary>
-public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, IReadOnlyDictionary<string, byte[]>? Features)
+public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, CachedFeatures? Features)
 {
     /// <summary>The images the scan decoded, kept fitted to the recipe's input when asked for and this call scanned.</summary>
     public FittedImages? Fitted { get; init; }
@@ -44,7 +45,7 @@ public sealed class RunFiles
         bool forFeaturePass = false)
     {
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
-        var fitted = forFeaturePass && recipe.MayCacheFeatures ? new FittedImages(recipe.Preprocessing) : null;
+        var fitted = forFeaturePass && recipe.MayCacheFeatures && _worker.DecodedImagesBytes > 0 ? new FittedImages(recipe.Preprocessing, _worker.DecodedImagesBytes) : null;
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken, fitted));
         var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
         return new ActivityInputs(dataset, recipe, features) { Fitted = fitted };
@@ -73,13 +74,17 @@ public sealed class RunFiles
         await _store.WriteAsync(name, stream, mode, cancellationToken);
     }
 
-    private async Task<IReadOnlyDictionary<string, byte[]>> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)
+    private async Task<CachedFeatures> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)
     {
-        var features = new Dictionary<string, byte[]>();
+        var files = new Dictionary<string, string>();
         foreach (var shard in prepared.FeatureShards)
-            features[shard.Shard] = await _worker.FeatureShardAsync(_job, shard, cancellationToken);
-        return features;
+            files[shard.Shard] = await _worker.FeatureShardAsync(_job, shard, cancellationToken);
+        return CachedFeatures.FromFiles(files);
     }
+
+    /// <summary>Stores a shard of the features this run's preparation computed, as <see cref="RunLayout.FeaturesOf"/>.</summary>
+    public Task<FeatureShardRef> StoreFeatureShardAsync(CachedFeatures features, string shard, CancellationToken cancellationToken) =>
+        _worker.StoreFeatureShardAsync(_job, shard, Layout.FeaturesOf(shard), stream => features.WriteShard(shard, stream), cancellationToken);
 
     private static TrainingState? ToState(LoadedCheckpoint? checkpoint) => checkpoint is null
         ? null

@@ -25,6 +25,9 @@ public sealed class WorkerFiles
     private readonly long _maxExpandedBytes;
     private readonly LocalPathPolicy _paths;
 
+    /// <summary><see cref="WorkflowOptions.DecodedImagesBytes"/>.</summary>
+    internal long DecodedImagesBytes { get; }
+
     public WorkerFiles(IArtifactStore store, UserUploads uploads, CheckpointStore checkpoints, RunScratch scratch, IOptions<WorkflowOptions> options, LocalPathPolicy paths)
     {
         _paths = paths;
@@ -35,6 +38,7 @@ public sealed class WorkerFiles
         _copies = new DatasetCopy(uploads);
         _features = new FeatureShardCache(store);
         _maxExpandedBytes = options.Value.MaxDatasetExpandedBytes;
+        DecodedImagesBytes = options.Value.DecodedImagesBytes;
     }
 
     public RunFiles For(FineTuneJob job) => new(this, _store, _checkpoints, job);
@@ -42,9 +46,13 @@ public sealed class WorkerFiles
     /// <summary>The weights as a local file (<see cref="WeightsCache"/>).</summary>
     internal Task<string> WeightsPathAsync(WeightsRef weights, CancellationToken cancellationToken) => _weights.PathAsync(weights, cancellationToken);
 
-    /// <summary>A shard of cached features (<see cref="FeatureShardCache"/>), kept in the scratch of the run that computed them.</summary>
-    internal Task<byte[]> FeatureShardAsync(FineTuneJob job, FeatureShardRef shard, CancellationToken cancellationToken) =>
-        _features.ReadAsync(_scratch.FeaturesFolder(job.DataRunId), shard, cancellationToken);
+    /// <summary>A shard of cached features as a local file (<see cref="FeatureShardCache"/>), kept in the scratch of the run that computed them.</summary>
+    internal Task<string> FeatureShardAsync(FineTuneJob job, FeatureShardRef shard, CancellationToken cancellationToken) =>
+        _features.PathAsync(_scratch.FeaturesFolder(job.DataRunId), shard, cancellationToken);
+
+    /// <summary>Stores a shard the run just computed (<see cref="FeatureShardCache.StoreAsync"/>), keeping this worker's copy.</summary>
+    internal Task<FeatureShardRef> StoreFeatureShardAsync(FineTuneJob job, string shard, string artifactName, Action<Stream> write, CancellationToken cancellationToken) =>
+        _features.StoreAsync(_scratch.FeaturesFolder(job.DataRunId), shard, artifactName, write, cancellationToken);
 
     /// <summary>
     /// The dataset, scanned once per worker and run (a failed scan is not kept: the next call reads the dataset again); from

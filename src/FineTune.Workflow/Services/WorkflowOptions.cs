@@ -23,6 +23,12 @@ public sealed class WorkflowOptions
     /// <summary>The most bytes of cached features a run keeps, all splits together: past it, the run trains on images.</summary>
     public long FeatureCacheBytes { get; set; } = Core.Training.FeatureCache.DefaultBudgetBytes;
 
+    /// <summary>
+    /// The most bytes of images the dataset scan keeps decoded for the feature pass that follows (<see cref="Core.Data.FittedImages"/>):
+    /// each kept image is not decoded again; 0 keeps none.
+    /// </summary>
+    public long DecodedImagesBytes { get; set; } = Core.Data.FittedImages.DefaultBudgetBytes;
+
     /// <summary>How often a running chunk looks for a cancel request: it stops within this and one step.</summary>
     public TimeSpan CancelPollInterval { get; set; } = TimeSpan.FromSeconds(2);
 

@@ -33,9 +33,10 @@ public sealed class FineTuneEngineTests : IDisposable
             new TrainingOptions { Epochs = 1, BatchSize = 4, UseFeatureCache = featureCache });
         using var engine = new FineTuneEngine();
 
-        var (prepared, features) = engine.Prepare(recipe, dataset, default);
+        var (prepared, cached) = engine.Prepare(recipe, dataset, default);
+        using var _ = cached;
         Assert.Equal(featureCache, prepared.FeatureCache);
-        var cached = featureCache ? features : null;
+        Assert.Equal(featureCache, cached is not null);
         var state = engine.Train(recipe, dataset, null, cached, maxSteps: 100, default).State;
         var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors])[StateDictFormat.Safetensors];
         var evaluation = engine.Evaluate(recipe, dataset, state, cached, default);

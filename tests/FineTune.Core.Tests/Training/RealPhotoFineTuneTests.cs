@@ -49,11 +49,11 @@ public sealed class RealPhotoFineTuneTests(ITestOutputHelper output) : IDisposab
         Assert.True(FeatureCache.IsExact(model, train));
         var trainFeatures = FeatureCache.Compute(model, train, 16, default);
         var validationFeatures = FeatureCache.Compute(model, validation, 16, default);
-        using var trainer = new Trainer(model, train, options, trainFeatures);
+        using var trainer = new Trainer(model, train, options, FeatureRows.Of(trainFeatures));
         for (int epoch = 0; epoch < options.Epochs; epoch++)
             Assert.True(trainer.TrainSteps(int.MaxValue, default).EpochCompleted);
 
-        var logits = Evaluator.Logits(model, validation, 16, default, validationFeatures);
+        var logits = Evaluator.Logits(model, validation, 16, default, FeatureRows.Of(validationFeatures));
         var report = Evaluator.Report(DatasetSplits.Validation, logits, dataset.Validation.Select(s => s.Label).ToList(), dataset.Classes,
             dataset.Validation.Select(s => s.Path).ToList());
         output.WriteLine($"{(loadPretrained ? "pretrained" : "random")}: loss {report.Loss:F3}, top-1 {report.Top1Accuracy:P1}, top-5 {report.Top5Accuracy:P1}");

@@ -126,7 +126,7 @@ public sealed class StackedHeadsTests
         model.Freeze(FreezeMode.Head);
         // The images never run: the head trains on the features.
         var source = new TensorImageSource(zeros(TrainCount, 3, 8, 8), trainLabels);
-        using var trainer = new Trainer(model, source, options, train);
+        using var trainer = new Trainer(model, source, options, FeatureRows.Of(train));
         var history = new List<EpochMetrics>();
         Tensor? bestWeight = null, bestBias = null;
         var head = (Linear)model.Head;
@@ -134,7 +134,7 @@ public sealed class StackedHeadsTests
         for (int epoch = 0; epoch < options.Epochs && !stopped; epoch++)
         {
             var chunk = trainer.TrainSteps(int.MaxValue, default);
-            var logits = Evaluator.Logits(model, new TensorImageSource(zeros(ValidationCount, 3, 8, 8), validationLabels), 32, default, validation);
+            var logits = Evaluator.Logits(model, new TensorImageSource(zeros(ValidationCount, 3, 8, 8), validationLabels), 32, default, FeatureRows.Of(validation));
             var target = tensor(validationLabels.Select(l => (long)l).ToArray());
             double loss = nn.functional.cross_entropy(logits, target).item<float>();
             double accuracy = logits.argmax(1).eq(target).sum().item<long>() / (double)ValidationCount;

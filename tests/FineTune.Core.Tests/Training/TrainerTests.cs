@@ -97,7 +97,7 @@ public sealed class TrainerTests : IDisposable
         cached.Freeze(FreezeMode.Head);
         var features = FeatureCache.Compute(cached, source, 4, default);
         using var fullTrainer = new Trainer(full, source, options);
-        using var cachedTrainer = new Trainer(cached, source, options, features);
+        using var cachedTrainer = new Trainer(cached, source, options, FeatureRows.Of(features));
         for (int epoch = 0; epoch < options.Epochs; epoch++)
         {
             fullTrainer.TrainSteps(int.MaxValue, default);
@@ -111,7 +111,7 @@ public sealed class TrainerTests : IDisposable
             Assert.True(difference <= 1e-6, $"{family.Name} head {name}: max |Δ| = {difference}");
         }
         var logits = Evaluator.Logits(full, source, 4, default);
-        var fromFeatures = Evaluator.Logits(cached, source, 4, default, features);
+        var fromFeatures = Evaluator.Logits(cached, source, 4, default, FeatureRows.Of(features));
         Assert.True(logits.allclose(fromFeatures, rtol: 0, atol: 1e-5), $"{family.Name}: evaluation from features differs");
     }
 
@@ -126,7 +126,7 @@ public sealed class TrainerTests : IDisposable
         using var model = FineTuneModel.Create(Resnet18, 2, seed: 4);
         model.Freeze(FreezeMode.Head);
         using var features = cached ? FeatureCache.Compute(model, source, 4, default) : null;
-        using var trainer = new Trainer(model, source, new TrainingOptions { Epochs = 4, BatchSize = 3 }, features);
+        using var trainer = new Trainer(model, source, new TrainingOptions { Epochs = 4, BatchSize = 3 }, features is null ? null : FeatureRows.Of(features));
 
         trainer.TrainSteps(int.MaxValue, default);
         long afterFirst = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
