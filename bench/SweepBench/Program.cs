@@ -1,8 +1,8 @@
-// Head sweeps of 24 and 200 trials against one run of the same epochs, whole `finetune` processes on the same real photos:
-// prints the wall times, each sweep's ratio to the run beside its goal (24 trials: at most 1.5 runs, 200 trials: at most
-// 3: the trials share one backbone pass and train as stacks), each process's peak RSS, and the held-out test accuracy of
-// the default run and of each sweep's best trial. Asserts nothing.
-// usage: SweepBench [photos-per-class=30] [epochs=10] [trials=24,200] [parallelism=4]
+// Head sweeps of 24, 200 and 1,000 trials against one run of the same epochs, whole `finetune` processes on the same real
+// photos: prints the wall times, each sweep's ratio to the run beside its goal (24 trials: at most 1.5 runs, 200 trials: at
+// most 3: the trials share one backbone pass and train as stacks; 1,000 trials: none, issue 24 asks only that it runs), each
+// process's peak RSS, and the held-out test accuracy of the default run and of each sweep's best trial. Asserts nothing.
+// usage: SweepBench [photos-per-class=30] [epochs=10] [trials=24,200,1000] [parallelism=4]
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -11,7 +11,7 @@ const string Stamps = "/usr/share/tuxpaint/stamps";
 string[] categories = ["animals", "food", "household", "plants", "town"];
 int perClass = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 30;
 int epochs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 10;
-int[] sweeps = args.Length > 2 ? [.. args[2].Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture))] : [24, 200];
+int[] sweeps = args.Length > 2 ? [.. args[2].Split(',').Select(t => int.Parse(t, CultureInfo.InvariantCulture))] : [24, 200, 1000];
 int parallelism = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 4;
 if (!Directory.Exists(Stamps))
 {
@@ -72,9 +72,14 @@ try
         var (sweep, rss) = Run(["sweep", $"sweep{trials}.json", "--work", $"sweep{trials}"]);
         string best = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, $"sweep{trials}", "artifacts", "runs", $"bench-sweep{trials}", "reports", "sweep.json")))
             .RootElement.GetProperty("best").GetString()!;
-        double goal = trials <= 24 ? 1.5 : 3;
-        Console.WriteLine($"finetune sweep ({trials,3} trials): {sweep,7:F1} s   peak RSS {rss,5} MB   test top-1 {Accuracy($"sweep{trials}", best):P1} (best trial {best})");
-        Console.WriteLine($"  ratio sweep / single run: {sweep / single:F2}x (goal <= {goal}x for {(trials <= 24 ? "24" : "200")} trials)");
+        string goal = trials switch
+        {
+            <= 24 => "goal <= 1.5x for 24 trials",
+            <= 200 => "goal <= 3x for 200 trials",
+            _ => "no goal: issue 24 asks only that 1,000 trials run",
+        };
+        Console.WriteLine($"finetune sweep ({trials,4} trials): {sweep,7:F1} s   peak RSS {rss,5} MB   test top-1 {Accuracy($"sweep{trials}", best):P1} (best trial {best})");
+        Console.WriteLine($"  ratio sweep / single run: {sweep / single:F2}x ({goal})");
     }
     return 0;
 

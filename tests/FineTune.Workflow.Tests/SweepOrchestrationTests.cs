@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Text;
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Training;
@@ -173,6 +174,106 @@ public sealed class SweepOrchestrationTests
         {
             if (await TrainStackedTrials.LatestAsync(checkpoints, stack, default) is not { } latest) continue;
             Assert.All(latest.State.Members, m => Assert.True(m.Epoch < 10_000 && !m.StoppedEarly, $"{stack}: epoch {m.Epoch}, stopped early: {m.StoppedEarly}"));
+        }
+    }
+
+    /// <summary>
+    /// A sweep that continues as new before every training after its generation's first (a grid's rungs; a bayesian sweep's
+    /// rounds and rungs) ends as the same sweep in one generation does: the same best trial, the same report and
+    /// byte-identical published weights; and it ran as many generations as trainings, each holding one in its history.
+    /// Without continue-as-new it runs one generation holding them all, as the default sweep here does.
+    /// </summary>
+    [Theory]
+    [InlineData("grid")]
+    [InlineData("bayesian")]
+    public async Task ASweepContinuedAsNewBetweenTrainingsEndsAsInOneGeneration(string method)
+    {
+        var runs = await Task.WhenAll(SweepAsync(method, chunksPerGeneration: null), SweepAsync(method, chunksPerGeneration: 1));
+        var (one, continued) = (runs[0], runs[1]);
+
+        Assert.Equal(one.Best, continued.Best);
+        Assert.Equal(one.Report, continued.Report);
+        Assert.Equal(one.Weights, continued.Weights);
+        // Grid: a stack trained to 3 rungs. Bayesian: 2 rounds of a stack trained to 2 rungs.
+        Assert.Equal((1, method == "grid" ? 3 : 4), (one.Generations, one.Trainings));
+        Assert.Equal((one.Trainings, one.Trainings), (continued.Generations, continued.Trainings));
+    }
+
+    /// <summary>
+    /// A 4-trial sweep with successive halving after epoch 1 (bayesian: two rounds of 2), in a host of its own (null: the
+    /// default generations): its best trial, report and published weights, its generations and its stacks' trainings.
+    /// </summary>
+    private static async Task<(string Best, byte[] Report, byte[] Weights, int Generations, int Trainings)> SweepAsync(string method, int? chunksPerGeneration)
+    {
+        var counts = new Counts();
+        await using var host = await WorkflowHost.StartAsync(registry =>
+        {
+            foreach (var (name, type) in WorkflowServices.Orchestrators)
+            {
+                if (name == SweepOrchestrator.Name) registry.AddOrchestrator(name, () => new CountedSweep(counts));
+                else registry.AddOrchestrator(name, type);
+            }
+            foreach (var (name, type) in WorkflowServices.Activities)
+            {
+                if (name == ActivityNames.TrainStackedTrials) registry.AddActivity(name, sp => new CountedStack(ActivatorUtilities.CreateInstance<TrainStackedTrials>(sp), counts));
+                else registry.AddActivity(name, type);
+            }
+        });
+        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new
+        {
+            jobId = "generations",
+            dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 4), resize = "pad" },
+            training = new { epochs = method == "grid" ? 3 : 2, batchSize = 4 },
+            seed = 7,
+            sweep = new
+            {
+                method,
+                parameters = new Dictionary<string, object>
+                {
+                    ["training.learningRate"] = method == "grid" ? LearningRates : (object)new { min = 1e-4, max = 0.1, log = true },
+                },
+                maxTrials = 4,
+                parallelism = 2,
+                metric = "val_loss",
+                earlyTermination = new { policy = "halving", graceEpochs = 1 },
+            },
+        }, WireJson.Options), localPaths: false);
+        var job = chunksPerGeneration is { } chunks ? new FineTuneJob("generations", spec, chunks) : new FineTuneJob("generations", spec);
+        await host.Host.Client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, job, new StartOrchestrationOptions("generations"));
+        var status = await host.WaitForEndAsync("generations", TimeSpan.FromMinutes(3));
+        Assert.True(status.RuntimeStatus == OrchestrationRuntimeStatus.Completed, $"{status.RuntimeStatus}: {status.FailureDetails}");
+        var result = status.ReadOutputAs<FineTuneResult>()!;
+        await using var weights = await host.Store.OpenReadAsync(result.Published.SafetensorsName, default);
+        var bytes = new MemoryStream();
+        await weights.CopyToAsync(bytes);
+        return (result.Sweep!.BestTrial, Encoding.UTF8.GetBytes(await ReadAsync(host.Store, new RunLayout("generations").SweepReport)), bytes.ToArray(),
+            counts.Generations, counts.Trainings);
+    }
+
+    private sealed class Counts
+    {
+        public int Generations, Trainings;
+    }
+
+    /// <summary>
+    /// The sweep's orchestrator, counting its generations: a generation's first execution is the only one not replaying at its
+    /// start (the in-memory backend serves no history to count).
+    /// </summary>
+    private sealed class CountedSweep(Counts counts) : TaskOrchestrator<FineTuneJob, FineTuneResult?>
+    {
+        public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+        {
+            if (!context.IsReplaying) Interlocked.Increment(ref counts.Generations);
+            return new SweepOrchestrator().RunAsync(context, job);
+        }
+    }
+
+    private sealed class CountedStack(TrainStackedTrials stack, Counts counts) : TaskActivity<StackRequest, StackResult>
+    {
+        public override Task<StackResult> RunAsync(TaskActivityContext context, StackRequest request)
+        {
+            Interlocked.Increment(ref counts.Trainings);
+            return stack.RunAsync(context, request);
         }
     }
 

@@ -88,6 +88,26 @@ public static class SweepPlanner
         return sweep.Method == SweepMethod.Bayesian ? Bayesian(spec, ordered, count) : [.. Plan(spec).Skip(ordered.Length).Take(count)];
     }
 
+    /// <summary>
+    /// The first <paramref name="count"/> trials as <see cref="Propose"/> gave them, without proposing again (a sweep that
+    /// continued as new carries no more): grid and random's are <paramref name="planned"/>'s (<see cref="Plan"/>); a bayesian
+    /// sweep's come from <paramref name="values"/>, each trial's in index order, with the ids, specs and feature groups
+    /// Propose gave them.
+    /// </summary>
+    public static IReadOnlyList<SweepTrial> Rebuild(JobSpec spec, IReadOnlyList<SweepTrial> planned, int count,
+        IReadOnlyList<IReadOnlyDictionary<string, JsonElement>>? values)
+    {
+        var sweep = spec.Sweep ?? throw new ArgumentException("the job has no sweep", nameof(spec));
+        if (sweep.Method != SweepMethod.Bayesian) return [.. planned.Take(count)];
+        if ((values?.Count ?? 0) != count) throw new ArgumentException($"a bayesian sweep's {count} trials need their values", nameof(values));
+        var groups = new List<string>();
+        return [.. (values ?? []).Select((v, i) =>
+        {
+            var trialSpec = Apply(spec, v, planned[i].JobId);
+            return new SweepTrial(i + 1, planned[i].JobId, v, trialSpec, Group(groups, trialSpec));
+        })];
+    }
+
     /// <summary>The feature group of <paramref name="trial"/>: its key's place among <paramref name="groups"/>, which it joins when new.</summary>
     private static int Group(List<string> groups, JobSpec trial)
     {

@@ -6,14 +6,15 @@ namespace FineTune.Workflow.Orchestration;
 // The orchestration's and activities' inputs and outputs: small records naming artifacts, never tensors.
 
 /// <summary>
-/// The orchestration's input. <see cref="ChunksPerGeneration"/>: training chunks after which the orchestration
-/// continues as new, keeping its history short; <see cref="Carried"/> is what such a new generation already has.
+/// The orchestration's input. <see cref="ChunksPerGeneration"/>: training calls after which the orchestration
+/// continues as new, keeping its history short (a run's chunks; a sweep's stack or trial trainings, one per rung each);
+/// <see cref="Carried"/> (a run's) or <see cref="CarriedSweep"/> (a sweep's) is what such a new generation already has.
 /// <see cref="DataRun"/>: the run whose copy of the dataset and cached features this one reads (a sweep's trials
 /// share their feature run's); its own when null. <see cref="ControlRun"/>: the run whose cancel request stops this
 /// one's calls (a sweep's, for its trials, stacks and feature passes); its own when null.
 /// </summary>
 public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null, string? DataRun = null,
-    string? ControlRun = null)
+    string? ControlRun = null, SweepCarried? CarriedSweep = null)
 {
     public string DataRunId => DataRun ?? JobId;
     public string ControlRunId => ControlRun ?? JobId;

@@ -89,3 +89,16 @@ public sealed record TrialCheckpointRequest(FineTuneJob Stack, SweepTrial Trial,
 
 /// <summary>What trains some of a sweep's trials: a stack (<see cref="StackId"/>, trained by one activity per rung) or one trial alone (null).</summary>
 public sealed record SweepUnit(string? StackId, IReadOnlyList<SweepTrial> Trials);
+
+/// <summary>
+/// What a sweep hands to its next generation when it continues as new: no more than the trials' results and what cannot be
+/// recomputed (the plan, the trials' specs and the units are, deterministically). <see cref="Rounds"/>: the trials each round
+/// proposed, in order; the last round trains on from rung <see cref="Rung"/>. <see cref="Values"/>: a bayesian sweep's trials'
+/// values by index (they came from the scores before them); null for grid and random, whose trials are the plan's.
+/// <see cref="Outcomes"/>: every trial's so far, by index, without stage times (they are summed in <see cref="Times"/>).
+/// </summary>
+public sealed record SweepCarried(IReadOnlyList<int> Rounds, int Rung, IReadOnlyList<IReadOnlyDictionary<string, JsonElement>>? Values,
+    IReadOnlyList<TrialOutcome> Outcomes, IReadOnlyList<int> Terminated, IReadOnlyList<SweepGroup> Groups, DateTime StartedAt, IReadOnlyList<StageTime> Times);
+
+/// <summary>A feature group whose pass has run: its pretrained weights and prepared model, which its trials train from.</summary>
+public sealed record SweepGroup(int Group, WeightsRef Weights, PreparedSummary Prepared);

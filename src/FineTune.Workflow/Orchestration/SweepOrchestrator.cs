@@ -19,14 +19,20 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
 {
     public const string Name = "FineTuneSweep";
 
-    /// <summary>The sweep, its feature runs' scratch released when it completes or fails.</summary>
+    /// <summary>The sweep, its feature runs' scratch released when it completes or fails (not when it continues as new).</summary>
     public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
-        FineTuneOrchestrator.ReleasingAsync(context, FeatureRuns(job), () => RunTrialsAsync(context, job), _ => true);
+        FineTuneOrchestrator.ReleasingAsync(context, FeatureRuns(job), () => RunTrialsAsync(context, job), result => result is not null);
 
     /// <summary>The runs whose dataset copy and cached features the sweep's trials share, one per feature group.</summary>
     public static string[] FeatureRuns(FineTuneJob job) =>
         [.. SweepPlanner.Plan(job.Spec).Select(t => t.FeatureGroup).Distinct().Select(g => SweepPlanner.FeatureRunId(job.JobId, g))];
 
+    /// <summary>
+    /// The trials round by round and rung by rung, then the best one evaluated and published. After
+    /// <see cref="FineTuneJob.ChunksPerGeneration"/> trainings (a stack's or a trial's, to a rung) it continues as new before
+    /// starting another, once those under way have ended, carrying <see cref="SweepCarried"/>: its history stays bounded
+    /// however many trials and rungs the sweep has.
+    /// </summary>
     private static async Task<FineTuneResult?> RunTrialsAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var sweep = job.Spec.Sweep ?? throw new ArgumentException("the job has no sweep", nameof(job));
@@ -34,58 +40,94 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var planned = SweepPlanner.Plan(job.Spec);
         var metric = sweep.Metric;
         int maxEpochs = planned.Max(t => t.Spec.Training.Epochs);
-        var startedAt = context.CurrentUtcDateTime;
-        var times = new List<StageTime>();
-        var groups = new Dictionary<int, (string RunId, WeightsRef Weights, PreparedSummary Prepared)>();
-        var trials = new List<SweepTrial>();
-        var outcomes = new Dictionary<int, TrialOutcome>();
+        var carried = job.CarriedSweep;
+        var startedAt = carried?.StartedAt ?? context.CurrentUtcDateTime;
+        var times = new List<StageTime>(carried?.Times ?? []);
+        var groups = (carried?.Groups ?? []).ToDictionary(g => g.Group, g => (RunId: SweepPlanner.FeatureRunId(job.JobId, g.Group), g.Weights, g.Prepared));
+        var rounds = new List<int>(carried?.Rounds ?? []);
+        var trials = new List<SweepTrial>(SweepPlanner.Rebuild(job.Spec, planned, rounds.Sum(), carried?.Values));
+        var outcomes = trials.Zip(carried?.Outcomes ?? []).ToDictionary(p => p.First.Index, p => p.Second);
         var units = new List<SweepUnit>();
-        var terminated = new HashSet<int>();
+        for (int round = 0, first = 0; round < rounds.Count; first += rounds[round++])
+            units.AddRange(Units(job.JobId, trials[first..(first + rounds[round])], g => groups[g].Prepared, firstStack: units.Count(u => u.StackId is not null) + 1));
+        var terminated = new HashSet<int>(carried?.Terminated ?? []);
+        // A carried round trains on from its carried rung.
+        int rung = carried?.Rung ?? 0;
+        bool roundUnderWay = rounds.Count > 0;
+        int trainings = 0;
         TrialSummary? latest = null;
         // Each round adds at least one trial, until the planned count.
-        while (trials.Count < planned.Count)
+        while (roundUnderWay || trials.Count < planned.Count)
         {
-            var round = sweep.Method == SweepMethod.Bayesian
-                ? SweepPlanner.Propose(job.Spec, [.. trials.Select(t => new ObservedTrial(t.Index, t.Parameters,
-                    Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric).Score))], sweep.Parallelism)
-                : trials.Count == 0 ? planned : [];
-            if (round.Count == 0) break;
-            trials.AddRange(round);
-            foreach (var trial in round) outcomes[trial.Index] = new TrialOutcome(trial.JobId, 0, [], false, false, [], []);
-
-            // One feature pass per group, the first time a trial of it comes; the groups are few (usually one), so they run
-            // one after another.
-            foreach (var first in round.Where(t => !groups.ContainsKey(t.FeatureGroup)).GroupBy(t => t.FeatureGroup).Select(g => g.First()))
+            IReadOnlyList<SweepTrial> round;
+            if (roundUnderWay)
             {
-                string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
-                // Controlled by the sweep: a cancel of the sweep stops its feature pass, whose running calls are the sweep's.
-                var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun }, ControlRun: job.JobId);
-                context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
-                var fetchStarted = context.CurrentUtcDateTime;
-                var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
-                times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
-                // The feature pass holds a slot of its own, freed before the trials ask for theirs.
-                var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
+                round = trials[^rounds[^1]..];
+                roundUnderWay = false;
+            }
+            else
+            {
+                round = sweep.Method == SweepMethod.Bayesian
+                    ? SweepPlanner.Propose(job.Spec, [.. trials.Select(t => new ObservedTrial(t.Index, t.Parameters,
+                        Summary(t, outcomes[t.Index], terminated.Contains(t.Index), metric).Score))], sweep.Parallelism)
+                    : trials.Count == 0 ? planned : [];
+                if (round.Count == 0) break;
+                trials.AddRange(round);
+                rounds.Add(round.Count);
+                rung = 0;
+                foreach (var trial in round) outcomes[trial.Index] = new TrialOutcome(trial.JobId, 0, [], false, false, [], []);
+
+                // One feature pass per group, the first time a trial of it comes; the groups are few (usually one), so they run
+                // one after another.
+                foreach (var first in round.Where(t => !groups.ContainsKey(t.FeatureGroup)).GroupBy(t => t.FeatureGroup).Select(g => g.First()))
                 {
-                    context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
-                    return context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
-                }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
-                times.AddRange(featurePass.Times);
-                groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass);
+                    string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
+                    // Controlled by the sweep: a cancel of the sweep stops its feature pass, whose running calls are the sweep's.
+                    var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun }, ControlRun: job.JobId);
+                    context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
+                    var fetchStarted = context.CurrentUtcDateTime;
+                    var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
+                    times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
+                    // The feature pass holds a slot of its own, freed before the trials ask for theirs.
+                    var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
+                    {
+                        context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
+                        return context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+                    }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
+                    times.AddRange(featurePass.Times);
+                    groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass with { Times = [] });
+                }
+                units.AddRange(Units(job.JobId, round, g => groups[g].Prepared, firstStack: units.Count(u => u.StackId is not null) + 1));
             }
 
-            var roundUnits = Units(job.JobId, round, g => groups[g].Prepared, firstStack: units.Count(u => u.StackId is not null) + 1);
-            units.AddRange(roundUnits);
+            var roundUnits = units.Where(u => u.Trials[0].Index > trials.Count - round.Count).ToList();
             var rungs = Rungs(sweep.EarlyTermination, round.Max(t => t.Spec.Training.Epochs));
-            for (int rung = 0; rung < rungs.Count; rung++)
+            for (; rung < rungs.Count; rung++)
             {
-                int untilEpoch = rungs[rung];
-                var live = round.Where(t => !outcomes[t.Index].Finished && !terminated.Contains(t.Index)).ToList();
+                int untilEpoch = rungs[rung], fromEpoch = rung == 0 ? 0 : rungs[rung - 1];
+                // The rung's trials: not terminated nor finished before it (one that finished in it, before the sweep continued
+                // as new, has epochs past the rung before). A unit trains while one of them runs short of the rung.
+                var live = round.Where(t => !terminated.Contains(t.Index) && (!outcomes[t.Index].Finished || outcomes[t.Index].History.Count > fromEpoch)).ToList();
+                var due = roundUnits.Where(u => u.Trials.Any(t =>
+                    !terminated.Contains(t.Index) && !outcomes[t.Index].Finished && outcomes[t.Index].History.Count < untilEpoch)).ToList();
                 var running = new Dictionary<Task<IReadOnlyList<TrialOutcome>>, SweepUnit>();
                 int Running() => running.Values.Sum(u => u.Trials.Count);
-                foreach (var unit in roundUnits.Where(u => u.Trials.Any(live.Contains)))
+                foreach (var unit in due)
                 {
                     if (running.Count == sweep.Parallelism) Collect(await Task.WhenAny(running.Keys));
+                    if (trainings == job.ChunksPerGeneration)
+                    {
+                        // Those under way end first: the next generation starts none of them again and loses no result.
+                        while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
+                        context.ContinueAsNew(job with
+                        {
+                            CarriedSweep = new SweepCarried([.. rounds], rung, sweep.Method == SweepMethod.Bayesian ? [.. trials.Select(t => t.Parameters)] : null,
+                                [.. trials.Select(t => outcomes[t.Index])], [.. terminated.Order()],
+                                [.. groups.Select(g => new SweepGroup(g.Key, g.Value.Weights, g.Value.Prepared))], startedAt, Stages.Total(times)),
+                        });
+                        return null;
+                    }
+                    trainings++;
                     var unitGroup = groups[unit.Trials[0].FeatureGroup];
                     var task = unit.StackId is { } stackId
                         ? TrainStackAsync(context, StackJob(job.JobId, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
@@ -101,8 +143,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     running.Remove(done);
                     foreach (var (trial, outcome) in unit.Trials.Zip(done.Result))
                     {
-                        // A trial's workers over all its rungs.
-                        outcomes[trial.Index] = outcome with { Workers = [.. outcomes[trial.Index].Workers.Union(outcome.Workers)] };
+                        // A trial's workers over all its rungs; its times are the sweep's.
+                        outcomes[trial.Index] = outcome with { Workers = [.. outcomes[trial.Index].Workers.Union(outcome.Workers)], Times = [] };
                         times.AddRange(outcome.Times);
                         latest = Summary(trial, outcomes[trial.Index], terminated: false, metric);
                     }
@@ -209,7 +251,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     /// <summary>A stack as a run: its group's weights, prepared model and feature run, stopped by a cancel of the sweep.</summary>
     private static FineTuneJob StackJob(string sweepId, string stackId, SweepTrial first, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group,
         DateTime startedAt) =>
-        new(stackId, first.Spec with { JobId = stackId }, Carried: new CarriedState(group.Weights, group.Prepared with { Times = [] }, 0, [], startedAt, 0, []),
+        new(stackId, first.Spec with { JobId = stackId }, Carried: new CarriedState(group.Weights, group.Prepared, 0, [], startedAt, 0, []),
             DataRun: group.RunId, ControlRun: sweepId);
 
     /// <summary>The epochs after which early termination compares trials: grace, 2·grace, 4·grace, …, then the last epoch.</summary>
@@ -251,11 +293,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     private static FineTuneJob TrialJob(string sweepId, SweepTrial trial, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group, IReadOnlyList<EpochMetrics> history,
         DateTime startedAt)
     {
-        var prepared = group.Prepared with
-        {
-            StepsPerEpoch = Trainer.StepsPerEpochFor(group.Prepared.TrainImages, trial.Spec.Training.BatchSize),
-            Times = [],
-        };
+        var prepared = group.Prepared with { StepsPerEpoch = Trainer.StepsPerEpochFor(group.Prepared.TrainImages, trial.Spec.Training.BatchSize) };
         return new FineTuneJob(trial.JobId, trial.Spec, Carried: new CarriedState(group.Weights, prepared, 0, history, startedAt, 0, []), DataRun: group.RunId,
             ControlRun: sweepId);
     }
