@@ -3,9 +3,9 @@
 // most 3: the trials share one backbone pass and train as stacks; 1,000 trials: none, issue 24 asks only that it runs), each
 // process's peak RSS, and the held-out test accuracy of the default run and of each sweep's best trial. Asserts nothing.
 // usage: SweepBench [photos-per-class=30] [epochs=10] [trials=24,200,1000] [parallelism=4]
-using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using FineTune.Bench;
 
 const string Stamps = "/usr/share/tuxpaint/stamps";
 string[] categories = ["animals", "food", "household", "plants", "town"];
@@ -18,7 +18,6 @@ if (!Directory.Exists(Stamps))
     Console.Error.WriteLine("needs real photos: apt-get install tuxpaint-stamps-default");
     return 2;
 }
-string finetune = Path.Combine(AppContext.BaseDirectory, "finetune.dll");
 string folder = Directory.CreateTempSubdirectory("sweep-bench-").FullName;
 try
 {
@@ -83,29 +82,10 @@ try
     }
     return 0;
 
-    // Wall time and the process's peak resident memory (VmHWM, read until it exits).
     (double Seconds, long PeakMegabytes) Run(string[] arguments)
     {
-        var clock = Stopwatch.StartNew();
-        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = folder, RedirectStandardOutput = true };
-        foreach (var argument in (string[])[finetune, .. arguments]) start.ArgumentList.Add(argument);
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        long peak = 0;
-        while (!process.WaitForExit(50))
-        {
-            try
-            {
-                var line = File.ReadLines($"/proc/{process.Id}/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
-                if (line is not null) peak = Math.Max(peak, long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024);
-            }
-            catch (IOException)
-            {
-                // It exited between the check and the read.
-            }
-        }
-        if (process.ExitCode != 0) throw new InvalidOperationException($"finetune {string.Join(' ', arguments)} failed: {output.Result}");
-        return (clock.Elapsed.TotalSeconds, peak);
+        var (seconds, peak, _) = FinetuneProcess.Run(folder, arguments);
+        return (seconds, peak);
     }
 }
 finally

@@ -1,0 +1,37 @@
+"""The first PER images of each class of Debian's dataset-fashion-mnist (its training file, then its test file), as PNGs in
+one folder per class: 10 classes, so PER=7000 gives all 70,000.
+
+usage: fashion.py OUT PER
+"""
+import gzip
+import os
+import struct
+import sys
+
+from PIL import Image
+
+out, per = sys.argv[1], int(sys.argv[2])
+FASHION = "/usr/share/datasets/fashion-mnist"
+CLOTHES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+
+
+def idx(path):
+    with gzip.open(path) as f:
+        magic, count = struct.unpack(">II", f.read(8))
+        shape = struct.unpack(">II", f.read(8)) if magic == 2051 else ()
+        return count, shape, f.read()
+
+
+taken = {}
+for source in ["train", "t10k"]:
+    count, (rows, cols), pixels = idx(f"{FASHION}/{source}-images-idx3-ubyte.gz")
+    _, _, labels = idx(f"{FASHION}/{source}-labels-idx1-ubyte.gz")
+    for i in range(count):
+        label = labels[i]
+        if taken.get(label, 0) >= per:
+            continue
+        taken[label] = taken.get(label, 0) + 1
+        folder = os.path.join(out, CLOTHES[label])
+        os.makedirs(folder, exist_ok=True)
+        Image.frombytes("L", (cols, rows), pixels[i * rows * cols:(i + 1) * rows * cols]).save(os.path.join(folder, f"{source}-{i:05d}.png"))
+print(sum(taken.values()))
