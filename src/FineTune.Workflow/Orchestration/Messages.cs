@@ -46,7 +46,22 @@ public sealed record PreparedSummary(
 
     /// <summary>Whether a sweep's trials of this model train together as one stack (<see cref="Core.Engine.PreparedModel.StacksTrials"/>).</summary>
     public bool StacksTrials { get; init; }
+
+    /// <summary>
+    /// The shards of a feature pass the preparation left to <see cref="Activities.ComputeFeatureShard"/>, one activity each;
+    /// empty once they are computed (<see cref="FeatureShards"/>).
+    /// </summary>
+    public IReadOnlyList<Core.Training.FeatureShardRange> PassShards { get; init; } = [];
+
+    /// <summary>The workers (<see cref="Services.WorkerIdentity"/>) that computed the shards of a fanned-out feature pass.</summary>
+    public IReadOnlyList<string> PassWorkers { get; init; } = [];
 }
+
+/// <summary>Compute one shard of a fanned-out feature pass.</summary>
+public sealed record FeatureShardRequest(FineTuneJob Job, WeightsRef Weights, Core.Training.FeatureShardRange Shard);
+
+/// <summary>A shard of a fanned-out feature pass, stored, and the worker that computed it.</summary>
+public sealed record ComputedFeatureShard(FeatureShardRef Shard, string Worker);
 
 /// <summary>One stored shard of cached features: workers keep a copy by <see cref="Sha256"/> and verify what they fetch.</summary>
 public sealed record FeatureShardRef(string Shard, string ArtifactName, string Sha256, long Length);
