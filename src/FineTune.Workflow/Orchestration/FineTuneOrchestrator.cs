@@ -191,7 +191,10 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         context.SetCustomStatus(Status(RunStage.Completed, epochs, history, best));
         times.AddRange(evaluation.Times);
         times.AddRange(published.Times);
-        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times));
+        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times))
+        {
+            PassWorkers = carried.Prepared.PassWorkers,
+        };
     }
 
     private static RunStatus Status(RunStage stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)

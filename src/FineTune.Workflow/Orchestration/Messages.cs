@@ -94,7 +94,11 @@ public sealed record PublishedModel(string Folder, string SafetensorsName, strin
 /// its best trial's, with <see cref="Sweep"/> telling every trial.
 /// </summary>
 public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly,
-    IReadOnlyList<StageTime> Times, SweepSummary? Sweep = null);
+    IReadOnlyList<StageTime> Times, SweepSummary? Sweep = null)
+{
+    /// <summary>The workers that computed the shards of the run's feature pass when it fanned out (<see cref="PreparedSummary.PassWorkers"/>).</summary>
+    public IReadOnlyList<string> PassWorkers { get; init; } = [];
+}
 
 /// <summary>
 /// The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar. While the run is
