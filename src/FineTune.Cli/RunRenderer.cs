@@ -187,6 +187,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }).Write(table);
         string where = artifactPrefix;
         if (result.Sweep is { } sweep) ReportSweep(sweep, where);
+        if (result.PassWorkers.Count > 0) output.WriteLine($"feature pass: fanned out to {result.PassWorkers.Count} worker(s): {string.Join(", ", result.PassWorkers)}");
         // A sweep's published model and reports are its best trial's.
         var layout = new RunLayout(RunLayout.JobIdOf(result.Published.Folder) ?? result.JobId);
         output.WriteLine($"published: {where}{result.Published.SafetensorsName} (PyTorch-loadable safetensors)");

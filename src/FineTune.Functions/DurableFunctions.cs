@@ -37,6 +37,10 @@ public sealed class DurableFunctions(IServiceProvider services)
     public Task<PreparedSummary> PrepareModel([ActivityTrigger] PrepareRequest input, FunctionContext context) =>
         Run<PrepareModel, PrepareRequest, PreparedSummary>(input, context);
 
+    [Function(ActivityNames.ComputeFeatureShard)]
+    public Task<ComputedFeatureShard> ComputeFeatureShard([ActivityTrigger] FeatureShardRequest input, FunctionContext context) =>
+        Run<ComputeFeatureShard, FeatureShardRequest, ComputedFeatureShard>(input, context);
+
     [Function(ActivityNames.TrainChunk)]
     public Task<TrainResult> TrainChunk([ActivityTrigger] TrainRequest input, FunctionContext context) =>
         Run<TrainChunk, TrainRequest, TrainResult>(input, context);

@@ -78,7 +78,7 @@ public static class WorkflowServices
 
     /// <summary>One activity per step of the recipe, in order, then the sweep's report, scratch release and admission, each under its durable name (<see cref="ActivityNames"/>).</summary>
     public static readonly IReadOnlyList<(string Name, Type Type)> Activities =
-        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport), typeof(ReleaseRunFiles), typeof(AdmitRun), typeof(LeaveRun), typeof(TrainStackedTrials), typeof(SaveTrialCheckpoint) }
+        [.. new[] { typeof(FetchPretrainedWeights), typeof(PrepareModel), typeof(TrainChunk), typeof(Evaluate), typeof(Publish), typeof(WriteSweepReport), typeof(ReleaseRunFiles), typeof(AdmitRun), typeof(LeaveRun), typeof(TrainStackedTrials), typeof(SaveTrialCheckpoint), typeof(ComputeFeatureShard) }
             .Select(type => (type.GetCustomAttribute<DurableTaskAttribute>()!.Name.Name, type))];
 
     /// <summary>A run, a sweep and a sweep's trial, each under its durable name.</summary>

@@ -15,7 +15,7 @@ public class FunctionsMetadataTests
         var functions = JsonDocument.Parse(File.ReadAllText(Path.Combine(Output, "functions.metadata"))).RootElement.EnumerateArray()
             .ToDictionary(f => f.GetProperty("name").GetString()!, f => f.GetProperty("bindings").EnumerateArray().ToList());
 
-        Assert.Equal(["AdmitRun", "CancelFineTune", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact", "GetMisclassifiedImage", "LeaveRun",
+        Assert.Equal(["AdmitRun", "CancelFineTune", "ComputeFeatureShard", "Dashboard", "Evaluate", "FetchPretrainedWeights", "FineTune", "FineTuneSweep", "FineTuneTrial", "GetFineTune", "GetFineTuneArtifact", "GetMisclassifiedImage", "LeaveRun",
             "ListFineTuneArtifacts", "ListFineTunes", "ListMisclassified", "ListModels", "OpenApiDocument", "PredictFineTune", "PrepareModel", "Publish", "PurgeExpiredRuns", "PurgeFineTune", "ReleaseRunFiles", "RestartFineTune", "SaveTrialCheckpoint", "StartFineTune", "StartFineTuneFromBlob", "TrainEpoch", "TrainStackedTrials", "WriteSweepReport"],
             functions.Keys.Order(StringComparer.Ordinal));
         var retention = Trigger(functions["PurgeExpiredRuns"]);

@@ -388,6 +388,42 @@ public sealed class RunLifecycleTests
     }
 
 
+    [Fact]
+    public async Task AFeaturePassOverItsShardSizeFansOutToTheSameFeatureBytesAndWeights()
+    {
+        string expected = await Uninterrupted.Value;
+        // The single pass cut into 16 KiB shards (8 photos of 512 floats) stores the shards an 8-image fan-out computes one by one.
+        Dictionary<string, byte[]> single;
+        await using (var one = await WorkflowHost.StartAsync(services: services => services.Configure<WorkflowOptions>(o => o.FeatureShardBytes = 16 << 10)))
+        {
+            await RunAsync(one, Spec("one-pass", await one.UploadDatasetAsync("tux", 6)));
+            single = await ShardBytesAsync(one.Store, "one-pass");
+        }
+        await using var host = await WorkflowHost.StartAsync(services: services => services.Configure<WorkflowOptions>(o => o.FeaturePassShardImages = 8));
+
+        var status = await RunAsync(host, Spec("fanned-out", await host.UploadDatasetAsync("tux", 6)));
+
+        // Unsharded by bytes (1 GiB), the 15 training photos would be one shard: two say the pass fanned out.
+        var fanned = await ShardBytesAsync(host.Store, "fanned-out");
+        Assert.Equal(["train-0000", "train-0001", "validation-0000"], fanned.Keys.Order(StringComparer.Ordinal));
+        foreach (var (shard, bytes) in single) Assert.True(bytes.AsSpan().SequenceEqual(fanned[shard]), shard + " differs from the single pass's");
+        Assert.Equal(expected, await SafetensorsShaAsync(host.Store, status.ReadOutputAs<FineTuneResult>()!));
+    }
+
+    private static async Task<Dictionary<string, byte[]>> ShardBytesAsync(IArtifactStore store, string runId)
+    {
+        var shards = new Dictionary<string, byte[]>();
+        foreach (string name in await NamesAsync(store, new RunLayout(runId).Features))
+        {
+            await using var stream = await store.OpenReadAsync(name, default);
+            using var bytes = new MemoryStream();
+            await stream.CopyToAsync(bytes);
+            shards[name.Split('/')[^1].Replace(".safetensors", "", StringComparison.Ordinal)] = bytes.ToArray();
+        }
+        return shards;
+    }
+
+
     private static async Task<OrchestrationMetadata> RunAsync(WorkflowHost host, JobSpec spec, bool expectCompleted = true)
     {
         var client = host.Host.Client;

@@ -42,23 +42,32 @@ public sealed class FineTuneEngine : IDisposable
     /// </summary>
     /// <param name="fitted">the images the dataset's scan kept (<see cref="DatasetLoader.Load"/>): the pass decodes only the others</param>
     /// <param name="maxCacheBytes">the most bytes the cache may take, all splits together (<see cref="FeatureCache.DefaultBudgetBytes"/>): past it, training runs on images</param>
+    /// <param name="maxPassImages">past this many images, the pass is not computed here but cut into shards of at most this many
+    /// (<see cref="PreparedModel.PassShards"/>), which <see cref="ComputeShard"/> computes</param>
     public (PreparedModel Prepared, CachedFeatures? Features) Prepare(Recipe recipe, ImageDataset dataset, CancellationToken cancellationToken,
-        long maxShardBytes = FeatureCache.DefaultShardBytes, FittedImages? fitted = null, long maxCacheBytes = FeatureCache.DefaultBudgetBytes)
+        long maxShardBytes = FeatureCache.DefaultShardBytes, FittedImages? fitted = null, long maxCacheBytes = FeatureCache.DefaultBudgetBytes,
+        int maxPassImages = int.MaxValue)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
         var train = TrainSource(recipe, dataset);
         int stepsPerEpoch = Trainer.StepsPerEpochFor(train.Count, recipe.Training.BatchSize);
         long images = dataset.Train.Count + dataset.Validation.Count + dataset.Test.Count;
+        long rowBytes = 0;
         bool cache = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train)
-            && FeatureCache.BytesPerImage(model, recipe.Preprocessing.CropSize) * images <= maxCacheBytes;
+            && (rowBytes = FeatureCache.BytesPerImage(model, recipe.Preprocessing.CropSize)) * images <= maxCacheBytes;
+        (string Split, IReadOnlyList<ImageSample> Samples)[] splits =
+            [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
         CachedFeatures? features = null;
-        if (cache)
+        IReadOnlyList<FeatureShardRange> passShards = [];
+        if (cache && images > maxPassImages)
+        {
+            passShards = [.. splits.SelectMany(s => CachedFeatures.Cut(s.Split, s.Samples.Count, rowBytes, maxShardBytes, maxPassImages))];
+        }
+        else if (cache)
         {
             // One pass over every split: full batches throughout, and each batch shape the backbone meets costs a
             // warm-up of its own.
-            (string Split, IReadOnlyList<ImageSample> Samples)[] splits =
-                [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
             // The model is thrown away after this pass, which is all a frozen-backbone run spends its time on.
             model.FuseForInference();
             int batch = model.Device.type == DeviceType.CPU ? CpuFeatureBatch : InferenceBatch;
@@ -68,7 +77,29 @@ public sealed class FineTuneEngine : IDisposable
         return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache)
         {
             StacksTrials = cache && model.BoundaryIsHead && model.Head is TorchSharp.Modules.Linear,
+            PassShards = passShards,
         }, features);
+    }
+
+    /// <summary>
+    /// One shard of a fanned-out feature pass (<see cref="PreparedModel.PassShards"/>): the features of its rows, computed
+    /// as <see cref="Prepare"/>'s single pass computes them (the same fused model, in batches from the shard's first row).
+    /// </summary>
+    public CachedFeatures ComputeShard(Recipe recipe, ImageDataset dataset, FeatureShardRange shard, CancellationToken cancellationToken)
+    {
+        using var scope = NewDisposeScope();
+        using var model = Build(recipe, dataset.ClassCount, out _);
+        model.FuseForInference();
+        var samples = shard.Split switch
+        {
+            DatasetSplits.Train => dataset.Train,
+            DatasetSplits.Validation => dataset.Validation,
+            DatasetSplits.Test => dataset.Test,
+            _ => throw new ArgumentException($"no split {shard.Split}", nameof(shard)),
+        };
+        int batch = model.Device.type == DeviceType.CPU ? CpuFeatureBatch : InferenceBatch;
+        var rows = FeatureCache.Compute(model, EvaluationSource(recipe, [.. samples.Take(shard.Start..shard.End)]), batch, cancellationToken);
+        return CachedFeatures.OfShard(shard, rows);
     }
 
     /// <summary>

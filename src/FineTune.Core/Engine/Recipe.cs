@@ -40,6 +40,12 @@ public sealed record PreparedModel(
 {
     /// <summary>Whether a sweep's trials of this model can train together (<see cref="StackedHeads"/>): cached features and a linear head.</summary>
     public bool StacksTrials { get; init; }
+
+    /// <summary>
+    /// When the cache applies to more images than one shard of the feature pass takes, the pass's shards, left to
+    /// <see cref="FineTuneEngine.ComputeShard"/> (each on any worker) instead of computed by the preparation; else empty.
+    /// </summary>
+    public IReadOnlyList<FeatureShardRange> PassShards { get; init; } = [];
 }
 
 /// <summary>A stack of trials between two calls: every member's tensors (safetensors bytes) and where each stands.</summary>

@@ -36,6 +36,9 @@ public abstract class FeatureRows
     }
 }
 
+/// <summary>Rows <see cref="Start"/> to <see cref="End"/> (exclusive) of <see cref="Split"/>, stored as shard <see cref="Shard"/>.</summary>
+public sealed record FeatureShardRange(string Shard, string Split, int Start, int End);
+
 /// <summary>
 /// A run's cached features: each split one or more shards (<see cref="FeatureCache.ShardName"/>), each shard a safetensors
 /// file holding one float32 tensor. Either just computed (<see cref="FromTensor"/>: a feature pass's output, written out
@@ -74,17 +77,33 @@ public abstract class CachedFeatures : IDisposable
     public static CachedFeatures FromTensor(Tensor all, IReadOnlyList<(string Split, int Rows)> splitRows, long maxShardBytes)
     {
         long rowBytes = Math.Max(1, all.numel() / Math.Max(1, all.shape[0]) * all.ElementSize);
-        int rowsPerShard = (int)Math.Clamp(maxShardBytes / rowBytes, 1, int.MaxValue);
         var shards = new List<(string, string, int, int)>();
         int offset = 0;
         foreach (var (split, rows) in splitRows)
         {
-            for (int start = 0, index = 0; start < rows; start += rowsPerShard, index++)
-                shards.Add((FeatureCache.ShardName(split, index), split, offset + start, offset + Math.Min(rows, start + rowsPerShard)));
+            shards.AddRange(Cut(split, rows, rowBytes, maxShardBytes).Select(r => (r.Shard, split, offset + r.Start, offset + r.End)));
             offset += rows;
         }
         return new TensorFeatures(all, shards);
     }
+
+    /// <summary>
+    /// The shards of a split of <paramref name="rows"/> rows of <paramref name="rowBytes"/> each: at most
+    /// <paramref name="maxShardBytes"/> (one row at least) and <paramref name="maxShardRows"/> rows each, in row order.
+    /// From the counts alone, so every worker of a fanned-out pass cuts the same shards.
+    /// </summary>
+    public static IReadOnlyList<FeatureShardRange> Cut(string split, int rows, long rowBytes, long maxShardBytes, int maxShardRows = int.MaxValue)
+    {
+        int rowsPerShard = (int)Math.Clamp(Math.Min(maxShardBytes / Math.Max(1, rowBytes), maxShardRows), 1, int.MaxValue);
+        var shards = new List<FeatureShardRange>();
+        for (int start = 0, index = 0; start < rows; start += rowsPerShard, index++)
+            shards.Add(new FeatureShardRange(FeatureCache.ShardName(split, index), split, start, Math.Min(rows, start + rowsPerShard)));
+        return shards;
+    }
+
+    /// <summary>One shard's features (<paramref name="rows"/>, [N, ...], whose ownership it takes), as a feature pass's shard computes them.</summary>
+    public static CachedFeatures OfShard(FeatureShardRange shard, Tensor rows) =>
+        new TensorFeatures(rows, [(shard.Shard, shard.Split, 0, (int)rows.shape[0])]);
 
     /// <summary>Stored shards, by name, as local files (written by <see cref="WriteShard"/>).</summary>
     public static CachedFeatures FromFiles(IReadOnlyDictionary<string, string> shardFiles) => new FileFeatures(shardFiles);

@@ -18,4 +18,5 @@ public static class ActivityNames
     public const string LeaveRun = nameof(Activities.LeaveRun);
     public const string TrainStackedTrials = nameof(Activities.TrainStackedTrials);
     public const string SaveTrialCheckpoint = nameof(Activities.SaveTrialCheckpoint);
+    public const string ComputeFeatureShard = nameof(Activities.ComputeFeatureShard);
 }

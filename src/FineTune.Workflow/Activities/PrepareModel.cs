@@ -11,7 +11,8 @@ namespace FineTune.Workflow.Activities;
 
 /// <summary>
 /// The recipe's "freeze + replace head" step: scans the dataset, sizes the head to its classes, freezes, and
-/// stores the backbone features when the feature cache applies. Writes the dataset report (skipped files).
+/// stores the backbone features when the feature cache applies, or, for a data set larger than one shard of the pass, leaves
+/// them to <see cref="ComputeFeatureShard"/> (<see cref="PreparedSummary.PassShards"/>). Writes the dataset report (skipped files).
 /// </summary>
 [DurableTask(ActivityNames.PrepareModel)]
 public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOptions<WorkflowOptions> options, WorkerStopping stopping, RunControl runs)
@@ -27,7 +28,8 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
         // The scan's decoded images go to the feature pass that follows: no file is decoded twice.
         var inputs = await files.LoadAsync(request.Weights, prepared: null, token, clock, forFeaturePass: true);
         var (dataset, recipe) = (inputs.Dataset, inputs.Recipe);
-        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token, options.Value.FeatureShardBytes, inputs.Fitted, options.Value.FeatureCacheBytes));
+        var (prepared, features) = clock.Time(Stages.FeaturePass, () => engine.Prepare(recipe, dataset, token, options.Value.FeatureShardBytes, inputs.Fitted, options.Value.FeatureCacheBytes,
+            options.Value.FeaturePassShardImages));
         var layout = files.Layout;
         var shards = new List<FeatureShardRef>();
         using (features)
@@ -51,6 +53,7 @@ public sealed class PrepareModel(WorkerFiles worker, FineTuneEngine engine, IOpt
             prepared.Freeze.TrainableParameters, prepared.Freeze.TotalParameters, prepared.StepsPerEpoch, shards, clock.Times)
         {
             StacksTrials = prepared.StacksTrials,
+            PassShards = prepared.PassShards,
         };
     }
 }

@@ -111,6 +111,27 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         return result;
     }
 
+    /// <summary>
+    /// "Freeze + replace head" (<see cref="ActivityNames.PrepareModel"/>), then, when it left the feature pass to shards, one
+    /// <see cref="ActivityNames.ComputeFeatureShard"/> per shard at once, so every worker of the task hub takes some; the
+    /// shards come back in the plan's order, each split's in row order, as the single pass names them.
+    /// </summary>
+    internal static async Task<PreparedSummary> PrepareAsync(TaskOrchestrationContext context, PrepareRequest request)
+    {
+        var prepared = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, request, Retry);
+        if (prepared.PassShards.Count == 0) return prepared;
+        var started = context.CurrentUtcDateTime;
+        var computed = await Task.WhenAll(prepared.PassShards.Select(shard => context.CallActivityAsync<ComputedFeatureShard>(
+            ActivityNames.ComputeFeatureShard, new FeatureShardRequest(request.Job, request.Weights, shard), Retry)));
+        return prepared with
+        {
+            FeatureShards = [.. computed.Select(c => c.Shard)],
+            PassShards = [],
+            PassWorkers = [.. computed.Select(c => c.Worker).Distinct()],
+            Times = [.. prepared.Times, new StageTime(Stages.FeaturePass, (context.CurrentUtcDateTime - started).TotalSeconds)],
+        };
+    }
+
     private static async Task<FineTuneResult?> RunStepsAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
         var spec = job.Spec;
@@ -123,7 +144,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, job, Retry);
             var fetchTime = new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds);
             context.SetCustomStatus(Status(RunStage.PreparingModel, epochs));
-            var prepared = await context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(job, weights), Retry);
+            var prepared = await PrepareAsync(context, new PrepareRequest(job, weights));
             carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0, [fetchTime, .. prepared.Times]);
         }
         var times = new List<StageTime>(carried.Times);
@@ -170,7 +191,10 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         context.SetCustomStatus(Status(RunStage.Completed, epochs, history, best));
         times.AddRange(evaluation.Times);
         times.AddRange(published.Times);
-        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times));
+        return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times))
+        {
+            PassWorkers = carried.Prepared.PassWorkers,
+        };
     }
 
     private static RunStatus Status(RunStage stage, int epochs, IReadOnlyList<EpochMetrics>? history = null, EpochMetrics? best = null)

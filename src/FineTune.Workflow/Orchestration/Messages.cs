@@ -46,7 +46,22 @@ public sealed record PreparedSummary(
 
     /// <summary>Whether a sweep's trials of this model train together as one stack (<see cref="Core.Engine.PreparedModel.StacksTrials"/>).</summary>
     public bool StacksTrials { get; init; }
+
+    /// <summary>
+    /// The shards of a feature pass the preparation left to <see cref="Activities.ComputeFeatureShard"/>, one activity each;
+    /// empty once they are computed (<see cref="FeatureShards"/>).
+    /// </summary>
+    public IReadOnlyList<Core.Training.FeatureShardRange> PassShards { get; init; } = [];
+
+    /// <summary>The workers (<see cref="Services.WorkerIdentity"/>) that computed the shards of a fanned-out feature pass.</summary>
+    public IReadOnlyList<string> PassWorkers { get; init; } = [];
 }
+
+/// <summary>Compute one shard of a fanned-out feature pass.</summary>
+public sealed record FeatureShardRequest(FineTuneJob Job, WeightsRef Weights, Core.Training.FeatureShardRange Shard);
+
+/// <summary>A shard of a fanned-out feature pass, stored, and the worker that computed it.</summary>
+public sealed record ComputedFeatureShard(FeatureShardRef Shard, string Worker);
 
 /// <summary>One stored shard of cached features: workers keep a copy by <see cref="Sha256"/> and verify what they fetch.</summary>
 public sealed record FeatureShardRef(string Shard, string ArtifactName, string Sha256, long Length);
@@ -79,7 +94,11 @@ public sealed record PublishedModel(string Folder, string SafetensorsName, strin
 /// its best trial's, with <see cref="Sweep"/> telling every trial.
 /// </summary>
 public sealed record FineTuneResult(string JobId, PublishedModel Published, EvaluationSummary Evaluation, int EpochsRun, int BestEpoch, bool StoppedEarly,
-    IReadOnlyList<StageTime> Times, SweepSummary? Sweep = null);
+    IReadOnlyList<StageTime> Times, SweepSummary? Sweep = null)
+{
+    /// <summary>The workers that computed the shards of the run's feature pass when it fanned out (<see cref="PreparedSummary.PassWorkers"/>).</summary>
+    public IReadOnlyList<string> PassWorkers { get; init; } = [];
+}
 
 /// <summary>
 /// The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar. While the run is

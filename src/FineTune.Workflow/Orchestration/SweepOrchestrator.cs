@@ -92,7 +92,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
                     {
                         context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
-                        return context.CallActivityAsync<PreparedSummary>(ActivityNames.PrepareModel, new PrepareRequest(featureJob, weights), FineTuneOrchestrator.Retry);
+                        return FineTuneOrchestrator.PrepareAsync(context, new PrepareRequest(featureJob, weights));
                     }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
                     times.AddRange(featurePass.Times);
                     groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass with { Times = [] });

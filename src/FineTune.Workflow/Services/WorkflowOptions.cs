@@ -24,6 +24,12 @@ public sealed class WorkflowOptions
     public long FeatureCacheBytes { get; set; } = Core.Training.FeatureCache.DefaultBudgetBytes;
 
     /// <summary>
+    /// The most images one activity of the feature pass takes: a data set with more has its pass fanned out as shards of at
+    /// most this many (<see cref="Activities.ComputeFeatureShard"/>), which the task hub's workers share.
+    /// </summary>
+    public int FeaturePassShardImages { get; set; } = 2048;
+
+    /// <summary>
     /// The most bytes of images the dataset scan keeps decoded for the feature pass that follows (<see cref="Core.Data.FittedImages"/>):
     /// each kept image is not decoded again; 0 keeps none.
     /// </summary>
