@@ -33,6 +33,7 @@ public sealed class FineTuneEngine : IDisposable
     {
         _headModels.Dispose();
         _pretrainedModels.Dispose();
+        _shardPasses.Dispose();
     }
 
     /// <summary>
@@ -86,6 +87,23 @@ public sealed class FineTuneEngine : IDisposable
     /// as <see cref="Prepare"/>'s single pass computes them (the same fused model, in batches from the shard's first row).
     /// </summary>
     public CachedFeatures ComputeShard(Recipe recipe, ImageDataset dataset, FeatureShardRange shard, CancellationToken cancellationToken)
+    {
+        // A pass already runs a batch on every core: shards a process was handed together (the in-memory backend hands it
+        // them all at once) run one after another, or each would hold a model and its activations at the same time.
+        _shardPasses.Wait(cancellationToken);
+        try
+        {
+            return ComputeShardAlone(recipe, dataset, shard, cancellationToken);
+        }
+        finally
+        {
+            _shardPasses.Release();
+        }
+    }
+
+    private readonly SemaphoreSlim _shardPasses = new(1);
+
+    private static CachedFeatures ComputeShardAlone(Recipe recipe, ImageDataset dataset, FeatureShardRange shard, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         using var model = Build(recipe, dataset.ClassCount, out _);
