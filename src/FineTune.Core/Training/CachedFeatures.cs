@@ -227,16 +227,14 @@ public abstract class CachedFeatures : IDisposable
             try
             {
                 // A run of consecutive rows in one shard is one read (a range of rows, scoring's batches, is one).
-                for (int n = 0, run; n < indices.Count; n += run)
+                for (int n = 0, run = 1; n < indices.Count; n += run, run = 1)
                 {
                     int row = indices[n], shard = 0;
                     while (row >= shards[shard].Rows) row -= shards[shard++].Rows;
-                    for (run = 1; n + run < indices.Count && indices[n + run] == indices[n] + run && row + run < shards[shard].Rows; run++)
-                    {
-                    }
+                    while (n + run < indices.Count && indices[n + run] == indices[n] + run && row + run < shards[shard].Rows) run++;
                     var handle = handles[shard] ??= File.OpenHandle(shards[shard].Path, options: FileOptions.RandomAccess);
                     var target = bytes.Slice(n * rowBytes, run * rowBytes);
-                    for (long at = shards[shard].DataStart + (long)row * rowBytes; !target.IsEmpty; )
+                    for (long at = shards[shard].DataStart + (long)row * rowBytes; !target.IsEmpty;)
                     {
                         int read = RandomAccess.Read(handle, target, at);
                         if (read == 0) throw new InvalidDataException($"cached features {shards[shard].Path}: row {row} is cut short");
