@@ -108,30 +108,6 @@ public abstract class CachedFeatures : IDisposable
     /// <summary>Stored shards, by name, as local files (written by <see cref="WriteShard"/>).</summary>
     public static CachedFeatures FromFiles(IReadOnlyDictionary<string, string> shardFiles) => new FileFeatures(shardFiles);
 
-    /// <summary>Stored shards held in memory (written by <see cref="WriteShard"/>), by name.</summary>
-    public static CachedFeatures FromBytes(IReadOnlyDictionary<string, byte[]> shards)
-    {
-        var parts = shards.OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => (Shard: s.Key, Rows: Read(s.Value))).ToList();
-        var all = cat(parts.Select(p => p.Rows).ToList(), 0);
-        var ranges = new List<(string, string, int, int)>();
-        int offset = 0;
-        foreach (var (shard, rows) in parts)
-        {
-            // Shards of one split sort together and in order (FeatureCache.ShardName): joined, they are the split's rows.
-            ranges.Add((shard, shard[..^5], offset, offset + (int)rows.shape[0]));
-            offset += (int)rows.shape[0];
-            rows.Dispose();
-        }
-        return new TensorFeatures(all, ranges);
-    }
-
-    private static Tensor Read(byte[] shard)
-    {
-        using var stream = new MemoryStream(shard, writable: false);
-        var read = StateDictFile.Read(stream);
-        return read[Key];
-    }
-
     private sealed class TensorFeatures : CachedFeatures
     {
         private readonly Tensor _all;
