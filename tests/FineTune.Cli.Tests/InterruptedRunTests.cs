@@ -63,7 +63,10 @@ public sealed class InterruptedRunTests : IDisposable
         string photos = WriteJob(_dir, jobId);
         string scratch = Path.Combine(_dir, "work", "cache", "runs", jobId);
         string[] storage = onAzurite ? ["--storage", Azurite.ConnectionString] : [];
-        string[] train = ["train", "job.json", "--work", "work", .. storage];
+        // A task hub of its own: another test's process serving the default hub (finetune serve --storage, in the API tests
+        // running beside these) took this run's calls, and its scratch was that process's.
+        string[] hub = onAzurite ? [.. storage, "--task-hub", "hub" + Guid.NewGuid().ToString("N")[..12]] : [];
+        string[] train = ["train", "job.json", "--work", "work", .. hub];
 
         // Cancelled from another shell once it has checkpointed: it stops at a step with a checkpoint there.
         using (var victim = Start(train))
@@ -73,7 +76,7 @@ public sealed class InterruptedRunTests : IDisposable
             await WaitForCheckpointAsync(jobId, onAzurite, after: 0, victim);
             long scratchBytes = Directory.EnumerateFiles(scratch, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
             Assert.True(scratchBytes > 100_000, $"{scratchBytes} bytes of scratch");
-            var cancel = FinetuneProcess.Run(_dir, ["cancel", jobId, "--work", "work", .. storage]);
+            var cancel = FinetuneProcess.Run(_dir, ["cancel", jobId, "--work", "work", .. hub]);
             Assert.True(cancel.ExitCode == ExitCodes.Succeeded, cancel.Error);
             Assert.True(victim.WaitForExit(TimeSpan.FromMinutes(2)), "the cancelled run did not stop");
             Assert.Equal(ExitCodes.Failed, victim.ExitCode);
@@ -86,7 +89,7 @@ public sealed class InterruptedRunTests : IDisposable
         long cancelledAt = NewestCheckpoint(jobId, onAzurite);
 
         // Restarted, then killed with -9 once it has checkpointed past the cancel: it resumed, and dies mid-run.
-        using (var restarted = Start(["restart", jobId, "--work", "work", .. storage]))
+        using (var restarted = Start(["restart", jobId, "--work", "work", .. hub]))
         {
             await WaitForCheckpointAsync(jobId, onAzurite, after: cancelledAt, restarted);
             Process.Start("kill", ["-9", restarted.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
