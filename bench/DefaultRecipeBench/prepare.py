@@ -7,26 +7,17 @@ Tux Paint sets: per class, sorted photos, a seeded shuffle, 50 % train / 25 % va
 
 usage: prepare.py OUT [PER=60]
 """
-import gzip
 import os
 import random
 import shutil
-import struct
 import sys
 
 from PIL import Image
 
+from fashion_mnist import CLOTHES, FASHION, idx
+
 out, per = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 60
 STAMPS = "/usr/share/tuxpaint/stamps"
-FASHION = "/usr/share/datasets/fashion-mnist"
-CLOTHES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
-
-
-def idx(path):
-    with gzip.open(path) as f:
-        magic, count = struct.unpack(">II", f.read(8))
-        shape = struct.unpack(">II", f.read(8)) if magic == 2051 else ()
-        return count, shape, f.read()
 
 
 def fashion(split_sources):

@@ -3,25 +3,14 @@ one folder per class: 10 classes, so PER=7000 gives all 70,000.
 
 usage: fashion.py OUT PER
 """
-import gzip
 import os
-import struct
 import sys
 
 from PIL import Image
 
+from fashion_mnist import CLOTHES, FASHION, idx
+
 out, per = sys.argv[1], int(sys.argv[2])
-FASHION = "/usr/share/datasets/fashion-mnist"
-CLOTHES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
-
-
-def idx(path):
-    with gzip.open(path) as f:
-        magic, count = struct.unpack(">II", f.read(8))
-        shape = struct.unpack(">II", f.read(8)) if magic == 2051 else ()
-        return count, shape, f.read()
-
-
 taken = {}
 for source in ["train", "t10k"]:
     count, (rows, cols), pixels = idx(f"{FASHION}/{source}-images-idx3-ubyte.gz")
