@@ -132,9 +132,17 @@ public sealed class FineTuneEngine : IDisposable
             return WithPooledModel(_headModels, recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken));
         // A run's later chunks restore every module that trains from its checkpoint, and the frozen ones are the pretrained
         // weights whichever run's chunk last used the model: built once per kind, not each chunk (~0.6 s for resnet18).
+        // Models that train stages serve training alone, so their frozen part runs as fast as the feature pass runs it.
         if (state is not null)
-            return WithPooledModel(_pretrainedModels, recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken));
+        {
+            return WithPooledModel(_pretrainedModels, recipe, dataset.ClassCount, model =>
+            {
+                model.FuseFrozenPart();
+                return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
+            });
+        }
         using var model = Build(recipe, dataset.ClassCount, out _);
+        model.FuseFrozenPart();
         return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
     }
 
@@ -225,18 +233,14 @@ public sealed class FineTuneEngine : IDisposable
         CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
-        if (features is not null && TrainsHeadOnly(recipe))
+        bool headOnCachedFeatures = features is not null && TrainsHeadOnly(recipe);
+        // Otherwise the model training used, already built: its frozen part is pretrained (and fused), the checkpoint sets the rest.
+        return WithPooledModel(headOnCachedFeatures ? _headModels : _pretrainedModels, recipe, dataset.ClassCount, model =>
         {
-            return WithPooledModel(_headModels, recipe, dataset.ClassCount, model =>
-            {
-                TrainingSnapshot.RestoreWeights(model, state.Parts);
-                return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
-            });
-        }
-        using var built = Restore(recipe, dataset, state);
-        // Cached features are what the boundary of the unfused network receives: the trained stages run on them as trained.
-        if (features is null) built.FuseForInference();
-        return Score(built, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
+            if (!headOnCachedFeatures) model.FuseFrozenPart();
+            TrainingSnapshot.RestoreWeights(model, state.Parts);
+            return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
+        });
     }
 
     /// <summary>

@@ -208,10 +208,39 @@ public sealed class FineTuneModel : IDisposable
         return InferenceFusion.Fuse(Module, ModelRegistry.ArchitectureOf(Family).FusionPairs);
     }
 
+    /// <summary>
+    /// For training on images: the frozen part before <see cref="Boundary"/> (in eval mode while training) gets its batch
+    /// norms folded and its weights laid out channels-last, as the feature pass runs it (<see cref="InferenceFusion"/>), and
+    /// <see cref="Forward"/> runs it without recording gradients, handing the boundary a contiguous tensor: what trains
+    /// computes as before, and in the layout its checkpoint stores. Its state dict no longer has the family's layout in that
+    /// part, so such a model only trains and scores (a checkpoint holds only what trains). False, and nothing changed, where
+    /// the forward cannot be split at the boundary or nothing is frozen; calling it again changes nothing more.
+    /// </summary>
+    public bool FuseFrozenPart()
+    {
+        if (_frozenPartFused) return true;
+        if (Boundary is not { } boundary || _forwardSteps is not { } steps || !StageForward.CanSplitAt(steps, boundary)) return false;
+        var before = StageForward.PathsBefore(Module, steps, boundary);
+        var modules = Module.named_modules().ToDictionary(m => m.name, m => m.module);
+        InferenceFusion.Fuse(Module, ModelRegistry.ArchitectureOf(Family).FusionPairs, path =>
+            before.Any(p => path == p || path.StartsWith(p + ".", StringComparison.Ordinal)) && !modules[path].parameters().Any(p => p.requires_grad));
+        _frozenPartFused = true;
+        return true;
+    }
+
+    private bool _frozenPartFused;
+
     /// <summary>Where the model's parameters are; inputs are moved there.</summary>
     public Device Device => Module.parameters().First().device;
 
-    public Tensor Forward(Tensor batch) => Module.call(batch.to(Device));
+    public Tensor Forward(Tensor batch)
+    {
+        if (!_frozenPartFused) return Module.call(batch.to(Device));
+        Tensor boundaryInput;
+        using (no_grad())
+            boundaryInput = StageForward.Until(Module, _forwardSteps!, Boundary!, batch.to(Device)).contiguous();
+        return FromBoundary(boundaryInput);
+    }
 
     /// <summary>What <see cref="Boundary"/> receives for <paramref name="batch"/>: the backbone's output when only the head trains.</summary>
     public Tensor Features(Tensor batch)

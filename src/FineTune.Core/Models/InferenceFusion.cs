@@ -14,7 +14,8 @@ internal static class InferenceFusion
 {
     /// <summary>Fuses <paramref name="root"/> in place (see the class); returns how many batch norms were folded.</summary>
     /// <param name="familyPairs">the pairs the family's own module types apply (<see cref="ModelArchitecture.FusionPairs"/>)</param>
-    public static int Fuse(nn.Module root, IReadOnlyDictionary<string, (string Conv, string Norm)[]> familyPairs)
+    /// <param name="within">the module paths to rewrite (a pair when both are), all when null</param>
+    public static int Fuse(nn.Module root, IReadOnlyDictionary<string, (string Conv, string Norm)[]> familyPairs, Func<string, bool>? within = null)
     {
         // named_modules leaves out the root, whose own pairs (a ResNet's stem) count too.
         var modules = root.named_modules().Prepend(("", root)).ToDictionary(m => m.Item1, m => m.Item2);
@@ -40,13 +41,13 @@ internal static class InferenceFusion
 
         int folded = 0;
         using var noGrad = no_grad();
-        foreach (var (convName, normName) in pairs)
+        foreach (var (convName, normName) in pairs.Where(p => within is null || within(p.Conv) && within(p.Norm)))
         {
             if (modules[convName] is not Conv2d conv || modules[normName] is not BatchNorm2d norm || !Fold(conv, norm)) continue;
             ModuleSurgery.Replace(root, normName, nn.Identity());
             folded++;
         }
-        foreach (var conv in root.modules().OfType<Conv2d>())
+        foreach (var conv in root.named_modules().Where(m => within is null || within(m.name)).Select(m => m.module).OfType<Conv2d>())
         {
             // NHWC storage behind the same NCHW shape: PyTorch takes the memory format from the strides.
             using var channelsLast = conv.weight.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);

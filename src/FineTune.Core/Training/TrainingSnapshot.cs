@@ -18,7 +18,8 @@ public static class TrainingSnapshot
     public static Dictionary<string, byte[]> Capture(FineTuneModel model, Trainer trainer)
     {
         var parts = CaptureWeights(model);
-        using var optimizer = new MemoryStream();
+        // Sized for one state tensor per trainable parameter (SGD's momentum), so it does not grow by copying as it fills.
+        using var optimizer = new MemoryStream(BufferFor(TrainableBytes(model)));
         trainer.SaveOptimizer(optimizer);
         parts[OptimizerPart] = optimizer.ToArray();
         return parts;
@@ -28,8 +29,9 @@ public static class TrainingSnapshot
     public static Dictionary<string, byte[]> CaptureWeights(FineTuneModel model)
     {
         using var scope = NewDisposeScope();
-        using var weights = new MemoryStream();
-        StateDictFile.Write(TrainableState(model), weights, StateDictFormat.Safetensors);
+        var state = TrainableState(model);
+        using var weights = new MemoryStream(BufferFor(state.Values.Sum(t => t.NumberOfElements * t.ElementSize)));
+        StateDictFile.Write(state, weights, StateDictFormat.Safetensors);
         return new Dictionary<string, byte[]> { [ModelPart] = weights.ToArray() };
     }
 
@@ -63,6 +65,12 @@ public static class TrainingSnapshot
             }
         }
     }
+
+    private static long TrainableBytes(FineTuneModel model) =>
+        model.Module.parameters().Where(p => p.requires_grad).Sum(p => p.NumberOfElements * p.ElementSize);
+
+    /// <summary>A stream's starting capacity for that many bytes of tensors, with room for the format's headers.</summary>
+    private static int BufferFor(long tensorBytes) => (int)Math.Min(Array.MaxLength, tensorBytes + (1 << 16));
 
     /// <summary>Parameters and buffers of every module holding a trainable parameter.</summary>
     private static Dictionary<string, Tensor> TrainableState(FineTuneModel model)

@@ -96,18 +96,23 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
         }
         catch (ArtifactExistsException)
         {
-            if (Sha256(await ReadAllAsync(name, cancellationToken)) == sha256) return;
+            if (await ReadPartAsync(name, data.Length, cancellationToken) is { } stored && Sha256(stored) == sha256) return;
             using var content = new MemoryStream(data, writable: false);
             await store.WriteAsync(name, content, WriteMode.Overwrite, cancellationToken);
         }
     }
 
-    private async Task<byte[]> ReadAllAsync(string name, CancellationToken cancellationToken)
+    /// <summary>
+    /// A part read into one array of the length its manifest records (a growing buffer copied a 100 MB part three times
+    /// over); null when the stored part is shorter or longer, found by reading at most one byte past that length.
+    /// </summary>
+    private async Task<byte[]?> ReadPartAsync(string name, long length, CancellationToken cancellationToken)
     {
         await using var stream = await store.OpenReadAsync(name, cancellationToken);
-        using var buffer = new MemoryStream();
-        await stream.CopyToAsync(buffer, cancellationToken);
-        return buffer.ToArray();
+        if (length > Array.MaxLength) return null;
+        var data = GC.AllocateUninitializedArray<byte>((int)length);
+        int read = await stream.ReadAtLeastAsync(data, data.Length, throwOnEndOfStream: false, cancellationToken);
+        return read == data.Length && await stream.ReadAsync(new byte[1], cancellationToken) == 0 ? data : null;
     }
 
     private static string Sha256(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
@@ -154,17 +159,17 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
         var parts = new Dictionary<string, byte[]>();
         foreach (var part in manifest.Parts)
         {
-            byte[] data;
+            byte[]? data;
             try
             {
-                data = await ReadAllAsync(folder + manifest.StoredName(part), cancellationToken);
+                data = await ReadPartAsync(folder + manifest.StoredName(part), part.Length, cancellationToken);
             }
             catch (ArtifactNotFoundException)
             {
                 return (null, $"part {part.Name} is missing");
             }
-            if (data.Length != part.Length)
-                return (null, $"part {part.Name} has {data.Length} bytes, the manifest says {part.Length}");
+            if (data is null)
+                return (null, $"part {part.Name} does not have the {part.Length} bytes the manifest says");
             if (Sha256(data) != part.Sha256)
                 return (null, $"part {part.Name} does not match its SHA-256");
             parts[part.Name] = data;

@@ -175,6 +175,61 @@ public class FineTuneModelTests
         Assert.All(model.Module.modules().OfType<BatchNorm2d>(), bn => Assert.Equal(bn.parameters().Any(p => p.requires_grad), bn.training));
     }
 
+    [Theory]
+    [InlineData("resnet18", "last:1")]
+    [InlineData("mobilenet_v2", "last:2")]
+    [InlineData("resnet18", "head")]
+    public void FusingTheFrozenPartKeepsTheLossTheGradientsAndTheLayoutOfWhatTrains(string name, string freeze)
+    {
+        using var scope = NewDisposeScope();
+        var family = ModelRegistry.Get(name);
+        using var plain = FineTuneModel.Create(family, 3, seed: 5);
+        // Batch norms away from the identity, their statistics those of a batch, so that a misfolded one shows.
+        SmallModels.RandomiseBatchNorms(plain, new Generator(3));
+        plain.Module.train();
+        using (no_grad()) plain.Forward(randn([8, 3, 64, 64], generator: new Generator(4)));
+        using var fused = FineTuneModel.Create(family, 3, seed: 5);
+        fused.Module.load_state_dict(plain.Module.state_dict());
+        plain.Freeze(FreezeMode.Parse(freeze));
+        fused.Freeze(FreezeMode.Parse(freeze));
+
+        Assert.True(fused.FuseFrozenPart());
+        Assert.NotEqual(plain.Module.state_dict().Keys.Order(), fused.Module.state_dict().Keys.Order());
+        var input = randn([4, 3, 64, 64], generator: new Generator(5));
+        var labels = tensor(new long[] { 0, 1, 2, 0 });
+        var losses = new[] { plain, fused }.Select(model =>
+        {
+            model.TrainMode();
+            // Each draws the same dropout masks (MobileNetV2's classifier).
+            manual_seed(11);
+            var loss = nn.functional.cross_entropy(model.Forward(input), labels);
+            loss.backward();
+            return loss.item<float>();
+        }).ToArray();
+
+        Assert.Equal(losses[0], losses[1], 1e-4);
+        var trained = plain.Module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        Assert.Equal(trained.Select(p => p.name), fused.Module.named_parameters().Where(p => p.parameter.requires_grad).Select(p => p.name));
+        var fusedParameters = fused.Module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        foreach (var (key, parameter) in trained)
+        {
+            var gradient = fusedParameters[key].grad!;
+            double largest = parameter.grad!.abs().max().item<float>();
+            Assert.True((gradient - parameter.grad).abs().max().item<float>() <= 1e-3 * Math.Max(largest, 1e-3), $"{key}: gradients differ");
+            // A checkpoint stores what trains and its optimizer's state as contiguous tensors.
+            Assert.True(fusedParameters[key].is_contiguous() && gradient.is_contiguous(), $"{key} is not contiguous");
+        }
+    }
+
+    [Fact]
+    public void NothingFrozenHasNothingToFuse()
+    {
+        using var scope = NewDisposeScope();
+        using var model = FineTuneModel.Create(ModelRegistry.Get("resnet18"), 3, seed: 1);
+        model.Freeze(FreezeMode.Full);
+        Assert.False(model.FuseFrozenPart());
+    }
+
     [Fact]
     public void UnknownFamilyNamesTheKnownOnes()
     {
