@@ -2,7 +2,7 @@
 // photos. PyTorch trains resnet18's last N stages and head on images every epoch (unfreeze_loop.py); `finetune train
 // --freeze last:N` trains them on the frozen stages' output, computed once (the boundary cache), and, with
 // "featureCache": false, on images like PyTorch. Prints wall times, ratios beside their goals and val top-1; asserts nothing.
-// usage: UnfreezeBench [--epochs 3] [--batch 16] [--stages 1,2]
+// usage: UnfreezeBench [--epochs 3] [--batch 16] [--stages 1,2] [--large]   (--large: the photos re-encoded as 3000 × 2250 JPEGs)
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -16,6 +16,7 @@ const double CachedGoal = 1.5, UncachedGoal = 1.1;
     ("flowers", "plants/flowers"), ("vegetables", "food/vegetables")];
 int epochs = 3, batch = 16;
 int[] stageCounts = [1, 2];
+bool large = false;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -23,8 +24,9 @@ for (int i = 0; i < args.Length; i++)
         case "--epochs" when i + 1 < args.Length: epochs = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--batch" when i + 1 < args.Length: batch = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
         case "--stages" when i + 1 < args.Length: stageCounts = [.. args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]; break;
+        case "--large": large = true; break;
         default:
-            Console.Error.WriteLine("usage: UnfreezeBench [--epochs 3] [--batch 16] [--stages 1,2]");
+            Console.Error.WriteLine("usage: UnfreezeBench [--epochs 3] [--batch 16] [--stages 1,2] [--large]");
             return 2;
     }
 }
@@ -56,6 +58,7 @@ try
         trainCount += train;
         valCount += photos.Length - train;
     }
+    if (large) Run(Python, [Path.Combine(AppContext.BaseDirectory, "large_photos.py"), data]);
     // The ImageNet weights we ship, folded to torchvision's RGB normalisation, for PyTorch (not timed).
     string weights = Path.Combine(root, "resnet18-cntk-rgb.pth");
     var state = ModelRegistry.Get(CntkResNet18.RgbFamilyName).BundledWeights!();
@@ -66,7 +69,7 @@ try
     string uncachedJob = Path.Combine(root, "uncached.json");
     File.WriteAllText(uncachedJob, """{ "training": { "featureCache": false } }""");
 
-    Console.WriteLine($"{classes.Length} classes, {trainCount} train / {valCount} val photos; epochs {epochs}, batch {batch}, resize crop, no augmentation; {Environment.ProcessorCount} cores");
+    Console.WriteLine($"{classes.Length} classes, {trainCount} train / {valCount} val photos{(large ? " as 3000 × 2250 JPEGs" : "")}; epochs {epochs}, batch {batch}, resize crop, no augmentation; {Environment.ProcessorCount} cores");
     Console.WriteLine("whole processes, timed from outside (start → exit), one after another in this invocation");
     foreach (int stages in stageCounts)
     {

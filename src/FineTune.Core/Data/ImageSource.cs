@@ -28,7 +28,8 @@ public interface IImageSource
 
 /// <summary>
 /// Image files, decoded and preprocessed for a model family on every access, a batch's files in parallel; without
-/// augmentation, an image the dataset scan kept (<paramref name="fitted"/>, for this preprocessing) is taken instead.
+/// augmentation, an image kept in <paramref name="fitted"/> (for this preprocessing: by the dataset scan, or by an earlier
+/// epoch) is taken instead, and one decoded here is offered to it.
 /// </summary>
 public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preprocessing preprocessing, Augmentation? augmentation = null,
     int parallelism = 0, FittedImages? fitted = null) : IImageSource
@@ -68,7 +69,13 @@ public sealed class FileImageSource(IReadOnlyList<ImageSample> samples, Preproce
                 var input = inputs.AsSpan(n * length, length);
                 if (augmentation is null)
                 {
-                    ImageLoader.Fill(_fitted?.Take(path) ?? ImageLoader.Fit(ImageLoader.Decode(path), preprocessing), preprocessing, input);
+                    var fitted = _fitted?.Take(path);
+                    if (fitted is null)
+                    {
+                        fitted = ImageLoader.Fit(ImageLoader.Decode(path), preprocessing);
+                        _fitted?.Offer(path, fitted);
+                    }
+                    ImageLoader.Fill(fitted, preprocessing, input);
                     return;
                 }
                 var random = new Random(augmentationSeed(index));

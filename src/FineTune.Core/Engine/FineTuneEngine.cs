@@ -125,11 +125,12 @@ public sealed class FineTuneEngine : IDisposable
     /// null), fewer when <paramref name="stopRequested"/> says so (see <see cref="Trainer.TrainSteps"/>). When the
     /// epoch ends, the model is scored on the validation set and the epoch joins the history.
     /// </summary>
+    /// <param name="keptImages">where the images decoded on the way are kept for the run's later epochs (<see cref="FittedImages"/> kept across epochs); null: none are</param>
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, CachedFeatures? features,
-        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null)
+        int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null, FittedImages? keptImages = null)
     {
         if (features is not null && TrainsHeadOnly(recipe))
-            return WithPooledModel(_headModels, recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken));
+            return WithPooledModel(_headModels, recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, keptImages, cancellationToken));
         // A run's later chunks restore every module that trains from its checkpoint, and the frozen ones are the pretrained
         // weights whichever run's chunk last used the model: built once per kind, not each chunk (~0.6 s for resnet18).
         // Models that train stages serve training alone, so their frozen part runs as fast as the feature pass runs it.
@@ -138,19 +139,19 @@ public sealed class FineTuneEngine : IDisposable
             return WithPooledModel(_pretrainedModels, recipe, dataset.ClassCount, model =>
             {
                 model.FuseFrozenPart();
-                return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
+                return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, keptImages, cancellationToken);
             });
         }
         using var model = Build(recipe, dataset.ClassCount, out _);
         model.FuseFrozenPart();
-        return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, cancellationToken);
+        return TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, keptImages, cancellationToken);
     }
 
     private static ChunkOutcome TrainOn(FineTuneModel model, Recipe recipe, ImageDataset dataset, TrainingState? state, CachedFeatures? features,
-        int maxSteps, Action<StepReport>? onStep, Func<bool>? stopRequested, CancellationToken cancellationToken)
+        int maxSteps, Action<StepReport>? onStep, Func<bool>? stopRequested, FittedImages? keptImages, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
-        var train = TrainSource(recipe, dataset);
+        var train = TrainSource(recipe, dataset, keptImages);
         var trainFeatures = features?.Split(DatasetSplits.Train);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
@@ -166,7 +167,7 @@ public sealed class FineTuneEngine : IDisposable
         if (chunk.EpochCompleted)
         {
             var clock = Stopwatch.StartNew();
-            var validation = Score(model, recipe, dataset, DatasetSplits.Validation, features, cancellationToken);
+            var validation = Score(model, recipe, dataset, DatasetSplits.Validation, features, keptImages, cancellationToken);
             history = [.. history, new EpochMetrics(chunk.Position.Epoch, chunk.EpochLoss, chunk.EpochAccuracy, validation.Loss,
                 validation.Top1Accuracy, chunk.LearningRate, chunk.Seconds + clock.Elapsed.TotalSeconds)];
         }
@@ -229,8 +230,9 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>"Evaluate": the full report of the model in <paramref name="state"/> on the test set, or the validation set when there is none.</summary>
+    /// <param name="keptImages">the images training kept (<see cref="Train"/>), and where those decoded here are kept</param>
     public EvaluationReport Evaluate(Recipe recipe, ImageDataset dataset, TrainingState state, CachedFeatures? features,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, FittedImages? keptImages = null)
     {
         using var scope = NewDisposeScope();
         bool headOnCachedFeatures = features is not null && TrainsHeadOnly(recipe);
@@ -239,7 +241,7 @@ public sealed class FineTuneEngine : IDisposable
         {
             if (!headOnCachedFeatures) model.FuseFrozenPart();
             TrainingSnapshot.RestoreWeights(model, state.Parts);
-            return Score(model, recipe, dataset, dataset.EvaluationSplit, features, cancellationToken);
+            return Score(model, recipe, dataset, dataset.EvaluationSplit, features, keptImages, cancellationToken);
         });
     }
 
@@ -298,12 +300,12 @@ public sealed class FineTuneEngine : IDisposable
 
     /// <param name="split"><see cref="DatasetSplits.Validation"/> or <see cref="DatasetSplits.Test"/></param>
     private static EvaluationReport Score(FineTuneModel model, Recipe recipe, ImageDataset dataset, string split,
-        CachedFeatures? features, CancellationToken cancellationToken)
+        CachedFeatures? features, FittedImages? keptImages, CancellationToken cancellationToken)
     {
         bool test = split == DatasetSplits.Test;
         var samples = test ? dataset.Test : dataset.Validation;
         var cached = features?.Split(split);
-        var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples), InferenceBatch, cancellationToken, cached);
+        var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples, keptImages), InferenceBatch, cancellationToken, cached);
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Name).ToList());
     }
 
@@ -423,8 +425,8 @@ public sealed class FineTuneEngine : IDisposable
         }
     }
 
-    private static FileImageSource TrainSource(Recipe recipe, ImageDataset dataset) =>
-        new(dataset.Train, recipe.Preprocessing, recipe.Training.Augmentation);
+    private static FileImageSource TrainSource(Recipe recipe, ImageDataset dataset, FittedImages? keptImages = null) =>
+        new(dataset.Train, recipe.Preprocessing, recipe.Training.Augmentation, fitted: keptImages);
 
     private static FileImageSource EvaluationSource(Recipe recipe, IReadOnlyList<ImageSample> samples, FittedImages? fitted = null) =>
         new(samples, recipe.Preprocessing, fitted: fitted);

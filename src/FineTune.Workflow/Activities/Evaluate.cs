@@ -26,7 +26,7 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         var clock = Stopwatch.StartNew();
         var inputs = await files.LoadAsync(request.Weights, request.Prepared, token);
         var state = await files.StateAtAsync(request.Sequence, token);
-        var report = engine.Evaluate(inputs.Recipe, inputs.Dataset, state, inputs.Features, token);
+        var report = engine.Evaluate(inputs.Recipe, inputs.Dataset, state, inputs.Features, token, inputs.KeptImages);
 
         var layout = files.Layout;
         await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, token);

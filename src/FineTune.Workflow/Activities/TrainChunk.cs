@@ -68,7 +68,7 @@ public sealed class TrainChunk(WorkerFiles worker, FineTuneEngine engine, Checkp
             do
             {
                 var outcome = clock.Time(Stages.Training, () => engine.Train(inputs.Recipe, inputs.Dataset, state, inputs.Features, request.MaxSteps,
-                    CancellationToken.None, report => steps.OnStep(job, report, stop.Token), () => stop.IsCancellationRequested));
+                    CancellationToken.None, report => steps.OnStep(job, report, stop.Token), () => stop.IsCancellationRequested, inputs.KeptImages));
                 state = outcome.State;
                 progress = state.Progress;
                 lastLoss = outcome.LastLoss;

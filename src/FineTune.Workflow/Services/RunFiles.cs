@@ -14,6 +14,9 @@ public sealed record ActivityInputs(ImageDataset Dataset, Recipe Recipe, CachedF
 {
     /// <summary>The images the scan decoded, kept fitted to the recipe's input when asked for and this call scanned.</summary>
     public FittedImages? Fitted { get; init; }
+
+    /// <summary>When the prepared run trains on images: the images it keeps across epochs on this worker.</summary>
+    public FittedImages? KeptImages { get; init; }
 }
 
 /// <summary>One run's files: its inputs, checkpoints and artifacts (names from <see cref="Layout"/>).</summary>
@@ -48,7 +51,8 @@ public sealed class RunFiles
         var fitted = forFeaturePass && recipe.MayCacheFeatures && _worker.DecodedImagesBytes > 0 ? new FittedImages(recipe.Preprocessing, _worker.DecodedImagesBytes) : null;
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken, fitted));
         var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
-        return new ActivityInputs(dataset, recipe, features) { Fitted = fitted };
+        var kept = prepared is { UsesFeatureCache: false } ? _worker.KeptImages(_job, recipe.Preprocessing) : null;
+        return new ActivityInputs(dataset, recipe, features) { Fitted = fitted, KeptImages = kept };
     }
 
     public async Task<TrainingState?> LatestStateAsync(CancellationToken cancellationToken) =>

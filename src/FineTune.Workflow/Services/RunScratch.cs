@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using FineTune.Core.Data;
+using FineTune.Core.Models;
 using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow.Services;
@@ -42,11 +43,26 @@ public sealed class RunScratch(IOptions<WorkflowOptions> options)
         }
     }
 
-    /// <summary>Forgets the run's scanned dataset and removes its scratch folder on this worker.</summary>
+    private readonly ConcurrentDictionary<string, FittedImages> _keptImages = new();
+
+    /// <summary>
+    /// The images a run training on images (no feature cache) keeps across its epochs on this worker, fitted to
+    /// <paramref name="preprocessing"/>, within <see cref="WorkflowOptions.DecodedImagesBytes"/>; null when that is 0.
+    /// </summary>
+    internal FittedImages? KeptImages(string runId, Preprocessing preprocessing)
+    {
+        long budget = options.Value.DecodedImagesBytes;
+        if (budget <= 0) return null;
+        return _keptImages.AddOrUpdate(runId, _ => New(), (_, kept) => kept.Preprocessing == preprocessing ? kept : New());
+        FittedImages New() => new(preprocessing, budget, keptAcrossEpochs: true);
+    }
+
+    /// <summary>Forgets the run's scanned dataset and kept images, and removes its scratch folder on this worker.</summary>
     public void Release(string runId)
     {
         foreach (var key in _scans.Keys.Where(k => k.StartsWith(runId + "|", StringComparison.Ordinal)))
             _scans.TryRemove(key, out _);
+        _keptImages.TryRemove(runId, out _);
         // Only ever one folder under runs/, whatever the id.
         if (runId.Length == 0 || runId != Path.GetFileName(runId) || runId is "." or "..") return;
         string folder = Folder(runId);

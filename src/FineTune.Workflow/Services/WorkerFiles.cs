@@ -50,6 +50,9 @@ public sealed class WorkerFiles
     internal Task<string> FeatureShardAsync(FineTuneJob job, FeatureShardRef shard, CancellationToken cancellationToken) =>
         _features.PathAsync(_scratch.FeaturesFolder(job.DataRunId), shard, cancellationToken);
 
+    /// <summary>The images the run keeps across epochs on this worker when it trains on images (<see cref="RunScratch.KeptImages"/>).</summary>
+    internal FittedImages? KeptImages(FineTuneJob job, Core.Models.Preprocessing preprocessing) => _scratch.KeptImages(job.DataRunId, preprocessing);
+
     /// <summary>Stores a shard the run just computed (<see cref="FeatureShardCache.StoreAsync"/>), keeping this worker's copy.</summary>
     internal Task<FeatureShardRef> StoreFeatureShardAsync(FineTuneJob job, string shard, string artifactName, Action<Stream> write, CancellationToken cancellationToken) =>
         _features.StoreAsync(_scratch.FeaturesFolder(job.DataRunId), shard, artifactName, write, cancellationToken);

@@ -4,8 +4,8 @@ using FineTune.Core.Models;
 namespace FineTune.Core.Tests.Data;
 
 /// <summary>
-/// The scan's decoded images, kept for the feature pass so that no file is decoded twice: what is kept must be what
-/// the pass would have made of the file, bad files are not kept, and the budget bounds what is.
+/// Decoded images kept (for the feature pass after the scan, or across a run's epochs) so that no file is decoded twice:
+/// what is kept must be what the pass would have made of the file, bad files are not kept, and the budget bounds what is.
 /// </summary>
 public sealed class FittedImagesTests : IDisposable
 {
@@ -63,5 +63,30 @@ public sealed class FittedImagesTests : IDisposable
         Assert.Equal(0, kept.Count);
         Assert.True(fromKept.max().item<float>() < -1.5f, "the kept (black) image was not used");
         Assert.True(fromFile.max().item<float>() > 2f, "the photo was not decoded");
+    }
+
+    [Fact]
+    public void ImagesKeptAcrossEpochsAreDecodedOnceAndGiveTheSameInputEveryEpoch()
+    {
+        var photos = TuxPaintStamps.Images("animals", 3).Select((photo, i) =>
+        {
+            string copy = Path.Combine(_dir, $"{i}.png");
+            File.Copy(photo, copy);
+            return new ImageSample(copy, i);
+        }).ToArray();
+        // Room for two of the three: the third is decoded every epoch.
+        var kept = new FittedImages(Crop, budgetBytes: 2L * 224 * 224 * 3, keptAcrossEpochs: true);
+        var source = new FileImageSource(photos, Crop, fitted: kept);
+
+        using var first = source.Range(0, 3);
+        var keptPhotos = photos.Where(p => kept.Take(p.Path) is not null).ToList();
+        Assert.Equal(2, keptPhotos.Count);
+        foreach (var photo in keptPhotos) File.Delete(photo.Path);
+        using var again = source.Range(0, 3);
+
+        Assert.True(again.SameAs(first));
+        Assert.Equal(2, kept.Count);
+        // An augmented source takes none.
+        Assert.ThrowsAny<IOException>(() => new FileImageSource(photos, Crop, new Augmentation(), fitted: kept).Batch([photos.IndexOf(keptPhotos[0])], _ => 1).Dispose());
     }
 }
