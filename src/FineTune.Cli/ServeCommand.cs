@@ -71,62 +71,27 @@ internal static class ServeCommand
             error.WriteLine($"storage: {reason}");
             return ExitCodes.StorageUnreachable;
         }
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
-            .AddFilter("FineTune", LogLevel.Information);
-        var api = new ApiOptions();
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            kestrel.Listen(System.Net.IPAddress.Loopback, port);
-            kestrel.Limits.MaxRequestBodySize = api.MaxUploadBytes;
-            kestrel.Limits.MaxRequestHeaderCount = 64;
-            kestrel.Limits.MaxRequestHeadersTotalSize = 16 * 1024;
-        });
-        // The API reads its forms part by part under its own limits (MultipartForm); these bound any other reader.
-        builder.Services.Configure<FormOptions>(o =>
-        {
-            o.MultipartBodyLengthLimit = api.MaxUploadBytes;
-            o.ValueLengthLimit = FineTune.Workflow.Jobs.JobSpecReader.MaxBytes;
-            o.ValueCountLimit = api.MaxPredictImages + 8;
-            o.MultipartHeadersCountLimit = 8;
-        });
-        LocalRunner.AddWorkflow(builder.Services, work, storage);
-        if (maxRuns is not null) builder.Services.Configure<WorkflowOptions>(o => o.MaxConcurrentRuns = maxRuns);
-        // As `finetune train`: the in-memory backend, or with a storage account the Azure Storage provider (runs survive a restart).
-        if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
-        else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub, registry => registry.AddFineTuneTasks());
-        builder.Services.AddFineTuneApi();
-        builder.Services.AddOptions<ApiOptions>().Configure<IServer>((o, server) =>
-        {
-            // The caller holding the token is this machine's user: job specs may name local folders, as with
-            // `finetune train`, under the roots when given. Without it, any local program may call: uploads and blob: sources only.
-            o.AllowLocalPaths = !noAuth;
-            o.DatasetsRoot = roots.Datasets is null ? null : Path.GetFullPath(roots.Datasets);
-            o.WeightsRoot = roots.Weights is null ? null : Path.GetFullPath(roots.Weights);
-            o.ModelCacheDirectory = Path.Combine(work, "cache", "models");
-            // Read at the first request, once the port is bound (--port 0 picks it then).
-            o.BaseUrl = LocalAccess.ListeningAddress(server).GetLeftPart(UriPartial.Authority);
-        });
-        builder.Services.AddFineTuneOpenApi();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkflowMetrics.MeterName).AddPrometheusExporter());
-        await using var app = builder.Build();
         string? token = noAuth ? null : LocalAccess.NewToken();
-        app.UseLocalAccess(token);
-        app.MapOpenApi("/" + ApiRoutes.OpenApiDocument);
-        app.MapScalarApiReference("/" + ApiRoutes.Docs, o => o.WithTitle("FineTune API").WithOpenApiRoutePattern("/" + ApiRoutes.OpenApiDocument));
-        app.MapFineTuneApi();
-        // After UseLocalAccess: a scraper sends the token as any API client does (bearer_token_file in prometheus.yml).
-        app.MapPrometheusScrapingEndpoint("/" + ApiRoutes.Metrics);
-        try
+        WebApplication starting;
+        for (int attempt = 1; ; attempt++)
         {
-            await app.StartAsync(cancellationToken);
+            starting = Build();
+            try
+            {
+                await starting.StartAsync(cancellationToken);
+                break;
+            }
+            catch (IOException e)
+            {
+                await starting.DisposeAsync();
+                // The in-memory backend's sidecar binds a loopback port found free just before: another process may take it
+                // first. Built again then; only the port asked for being taken is the caller's to fix.
+                if (attempt < 5 && e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException && !IsTaken(port)) continue;
+                error.WriteLine($"port: {e.Message}");
+                return ExitCodes.BadInput;
+            }
         }
-        catch (IOException e)
-        {
-            error.WriteLine($"port: {e.Message}");
-            return ExitCodes.BadInput;
-        }
+        await using var app = starting;
         string url = LocalAccess.ListeningAddress(app.Services.GetRequiredService<IServer>()).GetLeftPart(UriPartial.Authority);
         string tokenFile = Path.Combine(work, LocalAccess.TokenFileName);
         output.WriteLine($"serving {url}/ (API {url}/{ApiRoutes.Runs}, OpenAPI {url}/{ApiRoutes.OpenApiDocument}, Prometheus metrics {url}/{ApiRoutes.Metrics}); artifacts in {(storage is null ? Path.Combine(work, "artifacts") : "the blob store")}");
@@ -151,5 +116,73 @@ internal static class ServeCommand
         // This process's token opens nothing once it has stopped.
         if (token is not null) File.Delete(tokenFile);
         return ExitCodes.Succeeded;
+
+        WebApplication Build()
+        {
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+            builder.Logging.ClearProviders();
+            builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
+                .AddFilter("FineTune", LogLevel.Information);
+            var api = new ApiOptions();
+            builder.WebHost.ConfigureKestrel(kestrel =>
+            {
+                kestrel.Listen(System.Net.IPAddress.Loopback, port);
+                kestrel.Limits.MaxRequestBodySize = api.MaxUploadBytes;
+                kestrel.Limits.MaxRequestHeaderCount = 64;
+                kestrel.Limits.MaxRequestHeadersTotalSize = 16 * 1024;
+            });
+            // The API reads its forms part by part under its own limits (MultipartForm); these bound any other reader.
+            builder.Services.Configure<FormOptions>(o =>
+            {
+                o.MultipartBodyLengthLimit = api.MaxUploadBytes;
+                o.ValueLengthLimit = FineTune.Workflow.Jobs.JobSpecReader.MaxBytes;
+                o.ValueCountLimit = api.MaxPredictImages + 8;
+                o.MultipartHeadersCountLimit = 8;
+            });
+            LocalRunner.AddWorkflow(builder.Services, work, storage);
+            if (maxRuns is not null) builder.Services.Configure<WorkflowOptions>(o => o.MaxConcurrentRuns = maxRuns);
+            // As `finetune train`: the in-memory backend, or with a storage account the Azure Storage provider (runs survive a restart).
+            if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+            else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub, registry => registry.AddFineTuneTasks());
+            builder.Services.AddFineTuneApi();
+            builder.Services.AddOptions<ApiOptions>().Configure<IServer>((o, server) =>
+            {
+                // The caller holding the token is this machine's user: job specs may name local folders, as with
+                // `finetune train`, under the roots when given. Without it, any local program may call: uploads and blob: sources only.
+                o.AllowLocalPaths = !noAuth;
+                o.DatasetsRoot = roots.Datasets is null ? null : Path.GetFullPath(roots.Datasets);
+                o.WeightsRoot = roots.Weights is null ? null : Path.GetFullPath(roots.Weights);
+                o.ModelCacheDirectory = Path.Combine(work, "cache", "models");
+                // Read at the first request, once the port is bound (--port 0 picks it then).
+                o.BaseUrl = LocalAccess.ListeningAddress(server).GetLeftPart(UriPartial.Authority);
+            });
+            builder.Services.AddFineTuneOpenApi();
+            builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(WorkflowMetrics.MeterName).AddPrometheusExporter());
+            var built = builder.Build();
+            built.UseLocalAccess(token);
+            built.MapOpenApi("/" + ApiRoutes.OpenApiDocument);
+            built.MapScalarApiReference("/" + ApiRoutes.Docs, o => o.WithTitle("FineTune API").WithOpenApiRoutePattern("/" + ApiRoutes.OpenApiDocument));
+            built.MapFineTuneApi();
+            // After UseLocalAccess: a scraper sends the token as any API client does (bearer_token_file in prometheus.yml).
+            built.MapPrometheusScrapingEndpoint("/" + ApiRoutes.Metrics);
+            return built;
+        }
+    }
+
+    /// <summary>Whether <paramref name="port"/> (0: any) is bound on loopback by another socket.</summary>
+    private static bool IsTaken(int port)
+    {
+        if (port == 0) return false;
+        try
+        {
+            var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+            probe.Start();
+            probe.Stop();
+            return false;
+        }
+        catch (System.Net.Sockets.SocketException)
+        {
+            return true;
+        }
     }
 }

@@ -311,3 +311,29 @@ public sealed class ServeAzuriteTests : ApiScenarios
         Assert.Equal($"blob:datasets/uploads/{zip}.zip", card.GetProperty("dataset").GetProperty("location").GetString());
     }
 }
+
+/// <summary>Starting <c>finetune serve</c>: the in-memory backend's own port may be taken by another process and is picked again; the port asked for is the caller's.</summary>
+public sealed class ServeStartTests
+{
+    [Fact]
+    public void APortAnotherProgramHoldsIsRefusedNamingIt()
+    {
+        using var held = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        held.Start();
+        string port = ((IPEndPoint)held.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string work = Directory.CreateTempSubdirectory("serve-").FullName;
+        try
+        {
+            var serve = FineTune.Testing.ProcessRunner.Run("dotnet", [Path.Combine(AppContext.BaseDirectory, "finetune.dll"), "serve", "--port", port, "--work", work],
+                timeout: TimeSpan.FromMinutes(2));
+
+            Assert.Equal(2, serve.ExitCode);
+            Assert.StartsWith("port:", serve.Error.Trim(), StringComparison.Ordinal);
+            Assert.Contains(":" + port, serve.Error, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+}
