@@ -85,7 +85,8 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
                             for (int epoch = 0; epoch < s.Epoch; epoch++)
                                 Task($"epoch {epoch}", $"epoch {epoch + 1}/{s.Epochs} done").Value = 100;
                             var task = Task(s.Stage.Display(), s.Stage.Display());
-                            task.IsIndeterminate = true;
+                            task.IsIndeterminate = s.FeaturePass is null;
+                            if (s.FeaturePass is { } pass) task.Value = 100.0 * pass.ShardsDone / Math.Max(1, pass.Shards);
                             task.Description = Markup.Escape(Describe(s).Trim());
                         }
                     }
@@ -165,6 +166,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             + (s.ValidationAccuracy is { } accuracy ? $"  val_loss {s.ValidationLoss:F4}  val_acc {accuracy:P1}" : "")
             + (s.EtaSeconds is { } eta ? $"  eta {TimeSpan.FromSeconds(Math.Round(eta)):g}" : ""),
         RunStage.Queued => $"  queued: position {s.QueuePosition} for a slot on this worker (Workflow:MaxConcurrentRuns)",
+        RunStage.PreparingModel when s.FeaturePass is { } pass => $"  {s.Stage.Display()}: feature pass {pass.ShardsDone}/{pass.Shards} shards",
         var stage => $"  {stage.Display()}",
     };
 

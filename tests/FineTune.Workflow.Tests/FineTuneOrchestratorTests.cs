@@ -53,6 +53,27 @@ public sealed class FineTuneOrchestratorTests
     }
 
     [Fact]
+    public async Task AFannedOutFeaturePassShowsItsShardsAsTheyFinishThenTrainsOnThemInOrder()
+    {
+        var script = new Script(losses: [0.5])
+        {
+            PassShards = [new("train-0000", "train", 0, 8), new("train-0001", "train", 8, 16), new("validation-0000", "validation", 0, 4)],
+        };
+
+        var result = await script.RunAsync(new FineTuneJob("scripted", Spec(epochs: 1, maxStepsPerChunk: StepsPerEpoch)));
+
+        Assert.NotNull(result);
+        var passing = script.Statuses.Where(s => s.FeaturePass is not null).ToList();
+        Assert.Equal([new FeaturePassProgress(0, 3), new(1, 3), new(2, 3), new(3, 3)], passing.Select(s => s.FeaturePass));
+        Assert.All(passing, s => Assert.Equal(RunStage.PreparingModel, s.Stage));
+        var trainedOn = script.Chunks[0].Prepared;
+        Assert.Equal(["train-0000", "train-0001", "validation-0000"], trainedOn.FeatureShards.Select(s => s.Shard));
+        Assert.Empty(trainedOn.PassShards);
+        // Training's status no longer counts shards.
+        Assert.Null(script.Statuses[^1].FeaturePass);
+    }
+
+    [Fact]
     public async Task EarlyStoppingEndsTrainingPatienceEpochsAfterTheBestAndPublishesTheBest()
     {
         // Best at epoch 1; epochs 2 and 3 are worse, so patience 2 stops after epoch 3, not at the tenth.
@@ -240,6 +261,8 @@ public sealed class FineTuneOrchestratorTests
         public Func<Admission> Admit { get; init; } = () => new Admission(true, 0, TimeSpan.Zero);
         public Func<TrainRequest, bool> Stuck { get; init; } = _ => false;
         public Exception? EvaluateFailure { get; init; }
+        /// <summary>The shards the preparation leaves to a fanned-out pass.</summary>
+        public IReadOnlyList<FeatureShardRange> PassShards { get; init; } = [];
 
         public Script(IReadOnlyList<double> losses)
         {
@@ -251,7 +274,9 @@ public sealed class FineTuneOrchestratorTests
             _context.SetupGet(c => c.IsReplaying).Returns(false);
             Answer<FineTuneJob, Admission>(ActivityNames.AdmitRun, _ => Admit());
             Answer<FineTuneJob, WeightsRef>(ActivityNames.FetchPretrainedWeights, _ => weights);
-            Answer<PrepareRequest, PreparedSummary>(ActivityNames.PrepareModel, _ => prepared);
+            Answer<PrepareRequest, PreparedSummary>(ActivityNames.PrepareModel, _ => prepared with { PassShards = PassShards });
+            Answer<FeatureShardRequest, ComputedFeatureShard>(ActivityNames.ComputeFeatureShard, request =>
+                new ComputedFeatureShard(new FeatureShardRef(request.Shard.Shard, "features/" + request.Shard.Shard, new string('1', 64), 10), "worker"));
             Answer<TrainRequest, TrainResult>(ActivityNames.TrainChunk, Train);
             Answer<ModelRequest, EvaluationSummary>(ActivityNames.Evaluate, request =>
             {

@@ -102,8 +102,9 @@ public sealed record FineTuneResult(string JobId, PublishedModel Published, Eval
 
 /// <summary>
 /// The orchestration's custom status: small (far below the 16 KB limit) and enough for a progress bar. While the run is
-/// queued, <see cref="QueuePosition"/> is its place in the worker's queue (1: next). A failed run's is
-/// <see cref="RunStage.Failed"/> with its <see cref="ErrorKind"/> (<see cref="ErrorKinds.Failed"/>).
+/// queued, <see cref="QueuePosition"/> is its place in the worker's queue (1: next). While a fanned-out feature pass runs,
+/// <see cref="FeaturePass"/> counts its shards. A failed run's is <see cref="RunStage.Failed"/> with its
+/// <see cref="ErrorKind"/> (<see cref="ErrorKinds.Failed"/>).
 /// </summary>
 public sealed record RunStatus(
     RunStage Stage,
@@ -118,4 +119,8 @@ public sealed record RunStatus(
     double? EtaSeconds,
     SweepProgress? Sweep = null,
     int? QueuePosition = null,
-    string? ErrorKind = null);
+    string? ErrorKind = null,
+    FeaturePassProgress? FeaturePass = null);
+
+/// <summary>A fanned-out feature pass under way (<see cref="PreparedSummary.PassShards"/>): its shards computed so far, of all.</summary>
+public sealed record FeaturePassProgress(int ShardsDone, int Shards);
