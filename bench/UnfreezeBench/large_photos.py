@@ -9,7 +9,7 @@ import sys
 from PIL import Image
 
 for root, _, files in os.walk(sys.argv[1]):
-    for name in files:
+    for name in (n for n in files if n.lower().endswith(".png")):
         path = os.path.join(root, name)
         image = Image.open(path).convert("RGBA")
         photo = Image.new("RGB", image.size, (255, 255, 255))

@@ -81,14 +81,16 @@ internal static class ServeCommand
                 await starting.StartAsync(cancellationToken);
                 break;
             }
-            catch (IOException e)
+            catch (Exception e)
             {
                 await starting.DisposeAsync();
+                if (e is not IOException) throw;
                 // The in-memory backend's sidecar binds a loopback port found free just before: another process may take it
-                // first. Built again then; only the port asked for being taken is the caller's to fix.
-                if (attempt < 5 && e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException && !IsTaken(port)) continue;
-                error.WriteLine($"port: {e.Message}");
-                return ExitCodes.BadInput;
+                // first. Built again then; only the port asked for being taken (or not allowed) is the caller's to fix.
+                bool callersPort = e.InnerException is not Microsoft.AspNetCore.Connections.AddressInUseException || IsTaken(port);
+                if (!callersPort && attempt < 5) continue;
+                error.WriteLine(callersPort ? $"port: {e.Message}" : $"the in-memory backend found no free loopback port: {e.Message}");
+                return callersPort ? ExitCodes.BadInput : ExitCodes.Failed;
             }
         }
         await using var app = starting;

@@ -24,7 +24,7 @@ public sealed class FittedImages(Preprocessing preprocessing, long budgetBytes =
 
     public Preprocessing Preprocessing => preprocessing;
 
-    /// <summary>Images kept and not handed out yet.</summary>
+    /// <summary>Images kept: not handed out yet, or, kept across epochs, all of them.</summary>
     public int Count => _images.Count;
 
     /// <summary>Keeps <paramref name="decoded"/> (the file at <paramref name="path"/>) fitted, while the budget lasts.</summary>

@@ -162,6 +162,9 @@ public sealed class FineTuneModel : IDisposable
 
     public FreezeReport Freeze(FreezeMode mode)
     {
+        if (_frozenPartFused && mode != _frozenWith)
+            throw new InvalidOperationException($"{Family.Name}'s frozen part is fused for {_frozenWith}: build the model again to freeze it as {mode}");
+        _frozenWith = mode;
         var trainableStages = Stages.Skip(Math.Max(0, Stages.Count - mode.TrainableStages)).ToList();
         long trainable = 0, total = 0;
         foreach (var (name, parameter) in Module.named_parameters())
@@ -229,6 +232,7 @@ public sealed class FineTuneModel : IDisposable
     }
 
     private bool _frozenPartFused;
+    private FreezeMode? _frozenWith;
 
     /// <summary>Where the model's parameters are; inputs are moved there.</summary>
     public Device Device => Module.parameters().First().device;

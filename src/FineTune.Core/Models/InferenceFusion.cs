@@ -8,7 +8,8 @@ namespace FineTune.Core.Models;
 /// convolution is folded into that convolution's weights and bias, and convolution weights are laid out channels-last,
 /// which oneDNN runs without re-laying out each activation. Pairs inside a plain Sequential are found here; those a
 /// family's own module types apply are declared by its file (<see cref="ModelArchitecture.FusionPairs"/>). The outputs equal the original network's to float rounding;
-/// the module no longer has its family's state-dict layout, so only a network that is thrown away after use is fused.
+/// the module no longer has its family's state-dict layout, so only a network that is thrown away after use is fused, or
+/// the frozen part of one that only trains and scores (<see cref="FineTuneModel.FuseFrozenPart"/>).
 /// </summary>
 internal static class InferenceFusion
 {

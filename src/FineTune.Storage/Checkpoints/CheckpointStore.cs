@@ -104,12 +104,14 @@ public sealed partial class CheckpointStore(IArtifactStore store, ILogger<Checkp
 
     /// <summary>
     /// A part read into one array of the length its manifest records (a growing buffer copied a 100 MB part three times
-    /// over); null when the stored part is shorter or longer, found by reading at most one byte past that length.
+    /// over); null when the stored part is shorter or longer, found from the stream's length where it has one, else by
+    /// reading at most one byte past that length. A damaged manifest's length allocates nothing it cannot hold.
     /// </summary>
     private async Task<byte[]?> ReadPartAsync(string name, long length, CancellationToken cancellationToken)
     {
+        if (length < 0 || length > Array.MaxLength) return null;
         await using var stream = await store.OpenReadAsync(name, cancellationToken);
-        if (length > Array.MaxLength) return null;
+        if (stream.CanSeek && stream.Length != length) return null;
         var data = GC.AllocateUninitializedArray<byte>((int)length);
         int read = await stream.ReadAtLeastAsync(data, data.Length, throwOnEndOfStream: false, cancellationToken);
         return read == data.Length && await stream.ReadAsync(new byte[1], cancellationToken) == 0 ? data : null;

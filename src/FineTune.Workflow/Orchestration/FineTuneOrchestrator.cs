@@ -126,11 +126,14 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             ActivityNames.ComputeFeatureShard, new FeatureShardRequest(request.Job, request.Weights, shard), Retry)).ToList();
         // A long pass (35 shards of 2,048 images: 40 minutes on 2 cores) shows its progress as shards finish.
         var running = new List<Task<ComputedFeatureShard>>(shards);
-        shardsDone?.Invoke(new FeaturePassProgress(0, shards.Count));
+        int done = 0;
+        shardsDone?.Invoke(new FeaturePassProgress(done, shards.Count));
         while (running.Count > 0)
         {
-            running.Remove(await Task.WhenAny(running));
-            shardsDone?.Invoke(new FeaturePassProgress(shards.Count - running.Count, shards.Count));
+            var ended = await Task.WhenAny(running);
+            running.Remove(ended);
+            // A shard that failed is not done: the run fails once the others end.
+            if (ended.IsCompletedSuccessfully) shardsDone?.Invoke(new FeaturePassProgress(++done, shards.Count));
         }
         var computed = await Task.WhenAll(shards);
         return prepared with

@@ -92,7 +92,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
                     {
                         context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
-                        return FineTuneOrchestrator.PrepareAsync(context, new PrepareRequest(featureJob, weights));
+                        return FineTuneOrchestrator.PrepareAsync(context, new PrepareRequest(featureJob, weights),
+                            pass => context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null) with { FeaturePass = pass }));
                     }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
                     times.AddRange(featurePass.Times);
                     groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass with { Times = [] });

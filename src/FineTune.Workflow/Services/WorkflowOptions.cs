@@ -30,8 +30,9 @@ public sealed class WorkflowOptions
     public int FeaturePassShardImages { get; set; } = 2048;
 
     /// <summary>
-    /// The most bytes of images the dataset scan keeps decoded for the feature pass that follows (<see cref="Core.Data.FittedImages"/>):
-    /// each kept image is not decoded again; 0 keeps none.
+    /// The most bytes of images the dataset scan keeps decoded for the feature pass that follows, and a run training on
+    /// images keeps for its later epochs on a worker (<see cref="Core.Data.FittedImages"/>): each kept image is not decoded
+    /// again; 0 keeps none.
     /// </summary>
     public long DecodedImagesBytes { get; set; } = Core.Data.FittedImages.DefaultBudgetBytes;
 

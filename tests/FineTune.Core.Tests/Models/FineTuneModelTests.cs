@@ -219,6 +219,9 @@ public class FineTuneModelTests
             // A checkpoint stores what trains and its optimizer's state as contiguous tensors.
             Assert.True(fusedParameters[key].is_contiguous() && gradient.is_contiguous(), $"{key} is not contiguous");
         }
+        // Fused for this freeze mode only.
+        fused.Freeze(FreezeMode.Parse(freeze));
+        Assert.Throws<InvalidOperationException>(() => fused.Freeze(FreezeMode.Full));
     }
 
     [Fact]
