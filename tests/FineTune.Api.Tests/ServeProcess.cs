@@ -53,7 +53,6 @@ public sealed partial class ServeProcess : IAsyncDisposable
         var process = Process.Start(start)!;
         var ready = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         var token = new TaskCompletionSource<string?>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (noAuth) token.SetResult(null);
         var serve = new ServeProcess(process, work);
         void Read(string? line)
         {
@@ -61,6 +60,8 @@ public sealed partial class ServeProcess : IAsyncDisposable
             lock (serve._log) serve._log.AppendLine(line);
             if (Serving().Match(line) is { Success: true } match) ready.TrySetResult(new Uri(match.Groups[1].Value));
             if (Dashboard().Match(line) is { Success: true } dashboard) token.TrySetResult(dashboard.Groups[1].Value);
+            // Without a token it warns instead, on stderr, whose lines may come in after stdout's.
+            if (noAuth && line.StartsWith("warning: --no-auth", StringComparison.Ordinal)) token.TrySetResult(null);
         }
         process.OutputDataReceived += (_, e) => Read(e.Data);
         process.ErrorDataReceived += (_, e) => Read(e.Data);
