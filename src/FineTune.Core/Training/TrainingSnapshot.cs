@@ -19,7 +19,8 @@ public static class TrainingSnapshot
     {
         var parts = CaptureWeights(model);
         // Sized for one state tensor per trainable parameter (SGD's momentum), so it does not grow by copying as it fills.
-        using var optimizer = new MemoryStream(BufferFor(TrainableBytes(model)));
+        using var optimizer = new MemoryStream(StateDictFile.SizeHint(model.Module.named_parameters()
+            .Where(p => p.parameter.requires_grad).ToDictionary(p => p.name, p => (Tensor)p.parameter)));
         trainer.SaveOptimizer(optimizer);
         parts[OptimizerPart] = optimizer.ToArray();
         return parts;
@@ -30,7 +31,7 @@ public static class TrainingSnapshot
     {
         using var scope = NewDisposeScope();
         var state = TrainableState(model);
-        using var weights = new MemoryStream(BufferFor(state.Values.Sum(t => t.NumberOfElements * t.ElementSize)));
+        using var weights = new MemoryStream(StateDictFile.SizeHint(state));
         StateDictFile.Write(state, weights, StateDictFormat.Safetensors);
         return new Dictionary<string, byte[]> { [ModelPart] = weights.ToArray() };
     }
@@ -65,12 +66,6 @@ public static class TrainingSnapshot
             }
         }
     }
-
-    private static long TrainableBytes(FineTuneModel model) =>
-        model.Module.parameters().Where(p => p.requires_grad).Sum(p => p.NumberOfElements * p.ElementSize);
-
-    /// <summary>A stream's starting capacity for that many bytes of tensors, with room for the format's headers.</summary>
-    private static int BufferFor(long tensorBytes) => (int)Math.Min(Array.MaxLength, tensorBytes + (1 << 16));
 
     /// <summary>Parameters and buffers of every module holding a trainable parameter.</summary>
     private static Dictionary<string, Tensor> TrainableState(FineTuneModel model)
