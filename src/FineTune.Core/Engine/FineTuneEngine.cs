@@ -251,35 +251,35 @@ public sealed class FineTuneEngine : IDisposable
     /// </summary>
     private static bool TrainsHeadOnly(Recipe recipe) => recipe.Freeze == FreezeMode.Head;
 
-    /// <summary>"Publish": the whole fine-tuned model's state dict, in each of <paramref name="formats"/> (one model serves them all).</summary>
-    public IReadOnlyDictionary<StateDictFormat, byte[]> Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyList<StateDictFormat> formats)
+    /// <summary>
+    /// "Publish": the whole fine-tuned model's state dict, written in each format to its stream (one model serves them all),
+    /// tensor by tensor from the model's memory: nothing holds a second copy of the weights.
+    /// </summary>
+    public void Export(Recipe recipe, ImageDataset dataset, TrainingState state, IReadOnlyDictionary<StateDictFormat, Stream> destinations)
     {
         using var scope = NewDisposeScope();
         // A pooled model's backbone is random until loaded; the checkpoint then sets every module that trained, so every
         // tensor of the state dict is overwritten whatever the model served before.
-        return WithPooledModel(_headModels, recipe, dataset.ClassCount, model =>
+        WithPooledModel(_headModels, recipe, dataset.ClassCount, model =>
         {
-            LoadBackbone(model, recipe.WeightsPath);
+            PretrainedWeights.LoadBackbone(model, recipe.WeightsPath);
             TrainingSnapshot.RestoreWeights(model, state.Parts);
             var stateDict = model.Module.state_dict();
             // Each format is a pass over the same tensors, which it only reads: one format per core.
-            var files = new byte[formats.Count][];
             try
             {
-                Parallel.For(0, formats.Count, i =>
+                Parallel.ForEach(destinations, destination =>
                 {
                     // Dispose scopes are per thread: each format's temporaries are its own thread's to free.
                     using var formatScope = NewDisposeScope();
-                    using var stream = new MemoryStream(StateDictFile.SizeHint(stateDict));
-                    StateDictFile.Write(stateDict, stream, formats[i]);
-                    files[i] = stream.ToArray();
+                    StateDictFile.Write(stateDict, destination.Value, destination.Key);
                 });
             }
             catch (AggregateException e)
             {
                 ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
             }
-            return formats.Zip(files).ToDictionary(f => f.First, f => f.Second);
+            return true;
         });
     }
 
@@ -316,14 +316,12 @@ public sealed class FineTuneEngine : IDisposable
     /// </summary>
     private static FineTuneModel Build(Recipe recipe, int classes, out FreezeReport freeze, bool backboneWeights = true)
     {
-        // Reading the weights and drawing the network's initial ones take ~0.1 s each for resnet18: both at once, on two cores.
-        var weights = backboneWeights ? Task.Factory.StartNew(() => ReadDetached(recipe.WeightsPath), CancellationToken.None,
-            TaskCreationOptions.LongRunning, TaskScheduler.Default) : null;
         FineTuneModel? model = null;
         try
         {
             model = FineTuneModel.Create(recipe.ModelFamily, classes, recipe.Training.Seed, recipe.HeadDropout);
-            if (weights is not null) PretrainedWeights.LoadBackbone(model, weights.GetAwaiter().GetResult());
+            // Read tensor by tensor into the model: the largest builders' 2.5 GB of weights are never held twice.
+            if (backboneWeights) PretrainedWeights.LoadBackbone(model, recipe.WeightsPath);
             freeze = model.Freeze(recipe.Freeze);
             var device = Runtime.TorchDevice.Resolve(recipe.Device);
             Runtime.TorchDevice.UseTf32(device, recipe.Tf32);
@@ -334,35 +332,6 @@ public sealed class FineTuneEngine : IDisposable
         {
             model?.Dispose();
             throw;
-        }
-        finally
-        {
-            // Read on another thread, outside any dispose scope: disposed here once copied (or when the build failed).
-            if (weights is not null)
-                _ = weights.ContinueWith(read => { foreach (var tensor in read.Result.Values) tensor.Dispose(); },
-                    CancellationToken.None, TaskContinuationOptions.OnlyOnRanToCompletion | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        }
-    }
-
-    /// <summary>A state dict read on a thread of its own: what the reading made besides is disposed there, the result is the caller's.</summary>
-    private static Dictionary<string, Tensor> ReadDetached(string path)
-    {
-        using var scope = NewDisposeScope();
-        var weights = StateDictFile.Read(path);
-        foreach (var tensor in weights.Values) tensor.DetachFromDisposeScope();
-        return weights;
-    }
-
-    private static void LoadBackbone(FineTuneModel model, string weightsPath)
-    {
-        var weights = StateDictFile.Read(weightsPath);
-        try
-        {
-            PretrainedWeights.LoadBackbone(model, weights);
-        }
-        finally
-        {
-            foreach (var tensor in weights.Values) tensor.Dispose();
         }
     }
 

@@ -108,15 +108,7 @@ public sealed class FineTuneModel : IDisposable
         var model = Create(family, numClasses, seed: 0);
         try
         {
-            var weights = StateDictFile.Read(weightsPath);
-            try
-            {
-                PretrainedWeights.LoadAll(model, weights);
-            }
-            finally
-            {
-                foreach (var tensor in weights.Values) tensor.Dispose();
-            }
+            PretrainedWeights.LoadAll(model, weightsPath);
             model.EvalMode();
             return model;
         }

@@ -14,27 +14,53 @@ public static class PretrainedWeights
     /// not fit the family exactly.
     /// </summary>
     public static void LoadBackbone(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint) =>
-        Load(model, checkpoint, includeHead: false);
+        Load(model, InMemory(checkpoint), includeHead: false);
 
     /// <summary>Loads a whole fine-tuned model, head included (a published or checkpointed run).</summary>
     public static void LoadAll(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint) =>
-        Load(model, checkpoint, includeHead: true);
+        Load(model, InMemory(checkpoint), includeHead: true);
 
-    private static void Load(FineTuneModel model, IReadOnlyDictionary<string, Tensor> checkpoint, bool includeHead)
+    /// <summary>
+    /// <see cref="LoadBackbone(FineTuneModel, IReadOnlyDictionary{string, Tensor})"/> from a file, each tensor read straight
+    /// into the model's own: the weights are never in memory twice.
+    /// </summary>
+    public static void LoadBackbone(FineTuneModel model, string path)
+    {
+        using var reader = StateDictReader.Open(path);
+        Load(model, FromFile(reader), includeHead: false);
+    }
+
+    /// <summary><see cref="LoadAll(FineTuneModel, IReadOnlyDictionary{string, Tensor})"/> from a file, tensor by tensor.</summary>
+    public static void LoadAll(FineTuneModel model, string path)
+    {
+        using var reader = StateDictReader.Open(path);
+        Load(model, FromFile(reader), includeHead: true);
+    }
+
+    /// <summary>A checkpoint's tensor: its name, its shape, and how to copy it into the model's.</summary>
+    private sealed record Source(string Key, long[] Shape, Action<Tensor> CopyInto);
+
+    private static IEnumerable<Source> InMemory(IReadOnlyDictionary<string, Tensor> checkpoint) =>
+        checkpoint.Select(kv => new Source(kv.Key, kv.Value.shape, target => target.copy_(kv.Value)));
+
+    private static IEnumerable<Source> FromFile(StateDictReader reader) =>
+        reader.Tensors.Select(t => new Source(t.Name, t.Shape, target => reader.ReadInto(t, target)));
+
+    private static void Load(FineTuneModel model, IEnumerable<Source> checkpoint, bool includeHead)
     {
         var family = model.Family;
         bool Wanted(string key) => includeHead || !family.IsClassifierKey(key);
         var target = model.Module.state_dict().Where(kv => Wanted(kv.Key)).ToDictionary();
         var source = checkpoint
-            .Select(kv => KeyValuePair.Create(family.UpgradeKey?.Invoke(kv.Key) ?? kv.Key, kv.Value))
-            .Where(kv => Wanted(kv.Key) && !family.IgnoredPrefixes.Any(p => kv.Key.StartsWith(p, StringComparison.Ordinal)))
-            .ToDictionary();
+            .Select(s => s with { Key = family.UpgradeKey?.Invoke(s.Key) ?? s.Key })
+            .Where(s => Wanted(s.Key) && !family.IgnoredPrefixes.Any(p => s.Key.StartsWith(p, StringComparison.Ordinal)))
+            .ToDictionary(s => s.Key);
 
         // Checkpoints from before PyTorch 0.4.1 lack BatchNorm's step counter; it does not affect the output.
         var missing = target.Keys.Where(k => !source.ContainsKey(k) && !k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
         var unexpected = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
-        var wrongShape = source.Where(kv => target.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.shape))
-            .Select(kv => $"{kv.Key} (checkpoint [{string.Join(", ", kv.Value.shape)}], model [{string.Join(", ", target[kv.Key].shape)}])")
+        var wrongShape = source.Where(kv => target.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.Shape))
+            .Select(kv => $"{kv.Key} (checkpoint [{string.Join(", ", kv.Value.Shape)}], model [{string.Join(", ", target[kv.Key].shape)}])")
             .ToList();
         if (missing.Count + unexpected.Count + wrongShape.Count > 0)
         {
@@ -48,7 +74,7 @@ public static class PretrainedWeights
 
         using var _ = no_grad();
         foreach (var (key, tensor) in source)
-            target[key].copy_(tensor);
+            tensor.CopyInto(target[key]);
     }
 
     private static string Describe(List<string> keys) =>

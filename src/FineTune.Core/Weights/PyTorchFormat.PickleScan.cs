@@ -10,14 +10,22 @@ internal static partial class PyTorchFormat
     /// <summary>
     /// Walks the pickle's opcodes with a stack of placeholders, never building a tensor: the subset torch.save
     /// writes for a state dict (protocols 2–4). Any global a state dict does not use is refused, so the file can
-    /// run no code and build no other object.
+    /// run no code and build no other object. What it finds is the state dict's description: each tensor's name,
+    /// storage, offset, shape and stride, for a reader to fill tensors from the archive one at a time.
     /// </summary>
     /// <param name="storageEntries">per storage key, the bytes its archive entry can really hold</param>
     private sealed class PickleScan(byte[] pickle, Dictionary<string, long> storageEntries)
     {
         private sealed record Global(string Module, string Name);
-        private sealed record Storage(string Key, long Elements, int ElementBytes);
+        private sealed record Storage(string Key, long Elements, int ElementBytes, string TypeName);
+        private sealed record TensorView(Storage Storage, long Offset, long[] Shape, long[] Stride);
         private sealed class Opaque;
+
+        /// <summary>A dict or OrderedDict: its items in the order the pickle sets them.</summary>
+        private sealed class Dict
+        {
+            public readonly List<(object? Key, object? Value)> Items = [];
+        }
 
         private static readonly object Mark = new();
         private readonly List<object?> _stack = [];
@@ -26,7 +34,8 @@ internal static partial class PyTorchFormat
         private int _at;
         private int _tensors;
 
-        public void Run()
+        /// <summary>The state dict's tensors in the pickle's order; throws <see cref="InvalidWeightsException"/> when the pickle is not one.</summary>
+        public List<StoredTensor> Run()
         {
             while (true)
             {
@@ -36,7 +45,7 @@ internal static partial class PyTorchFormat
                 {
                     case 0x80: Take(1); break; // PROTO
                     case 0x95: Take(8); break; // FRAME
-                    case (byte)'.': Finish(); return; // STOP
+                    case (byte)'.': return Finish(); // STOP
                     case (byte)'(': _stack.Add(Mark); break;
                     case (byte)')': _stack.Add(Array.Empty<object?>()); break;
                     case 0x85: Push(PopN(1)); break;
@@ -44,11 +53,11 @@ internal static partial class PyTorchFormat
                     case 0x87: Push(PopN(3)); break;
                     case (byte)'t': Push(PopToMark()); break;
                     case (byte)']': Push(new List<object?>()); break;
-                    case (byte)'}': Push(new Opaque()); break;
+                    case (byte)'}': Push(new Dict()); break;
                     case (byte)'a': Pop(); break; // APPEND
                     case (byte)'e': PopToMark(); break; // APPENDS
-                    case (byte)'s': Pop(); Pop(); break; // SETITEM
-                    case (byte)'u': PopToMark(); break; // SETITEMS
+                    case (byte)'s': { var value = Pop(); var key = Pop(); SetItems(Peek(), [key, value]); break; } // SETITEM
+                    case (byte)'u': { var items = PopToMark(); SetItems(Peek(), items); break; } // SETITEMS
                     case (byte)'N': Push(null); break;
                     case 0x88: Push(true); break;
                     case 0x89: Push(false); break;
@@ -82,11 +91,51 @@ internal static partial class PyTorchFormat
             }
         }
 
-        private void Finish()
+        private List<StoredTensor> Finish()
         {
             long total = _storages.Values.Sum(s => s.Elements * s.ElementBytes);
             if (total > MaxTotalBytes)
                 throw Invalid($"PyTorch archive: its storages claim {total} bytes, over the {MaxTotalBytes}-byte limit");
+            if (Pop() is not Dict stateDict)
+                throw Invalid("PyTorch archive: data.pkl holds something other than a dict: only a state dict of tensors can be imported");
+            var tensors = new List<StoredTensor>(stateDict.Items.Count);
+            var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var (key, value) in stateDict.Items)
+            {
+                if (key is not string name || value is not TensorView view)
+                    throw Invalid($"PyTorch archive: the dict holds a {Kind(value)} under a {Kind(key)} key: only a state dict of tensors can be imported");
+                var tensor = new StoredTensor(name, ScalarTypes[view.Storage.TypeName], view.Shape, view.Offset)
+                {
+                    Storage = view.Storage.Key,
+                    StorageElements = view.Storage.Elements,
+                    Stride = view.Stride,
+                };
+                // A key set again replaces its value, as in Python.
+                if (seen.TryGetValue(name, out int at)) tensors[at] = tensor;
+                else
+                {
+                    seen[name] = tensors.Count;
+                    tensors.Add(tensor);
+                }
+            }
+            return tensors;
+        }
+
+        private static string Kind(object? value) => value switch
+        {
+            null => "None",
+            string => "string",
+            TensorView => "tensor",
+            Dict => "dict",
+            long => "int",
+            _ => "value of another kind",
+        };
+
+        private static void SetItems(object? target, object?[] items)
+        {
+            if (items.Length % 2 != 0) throw Invalid("PyTorch archive: data.pkl sets a dict item without a value");
+            if (target is not Dict dict) return;
+            for (int i = 0; i < items.Length; i += 2) dict.Items.Add((items[i], items[i + 1]));
         }
 
         private static Global Allowed(string module, string name) => (module, name) switch
@@ -106,14 +155,14 @@ internal static partial class PyTorchFormat
                 throw Invalid("PyTorch archive: data.pkl names a storage that is not in the archive");
             if (elements > entryLength / elementBytes)
                 throw Invalid($"PyTorch archive: a storage claims {elements} elements of {elementBytes} bytes, the archive holds {entryLength} bytes for it");
-            return _storages[key] = new Storage(key, elements, elementBytes);
+            return _storages[key] = new Storage(key, elements, elementBytes, type.Name);
         }
 
-        private Opaque Call(object? callable, object? args)
+        private object Call(object? callable, object? args)
         {
             if (callable is not Global global || args is not object?[] arguments)
                 throw Invalid("PyTorch archive: data.pkl calls something that is not an allowed function");
-            if (global.Module == "collections") return new Opaque();
+            if (global.Module == "collections") return new Dict();
             if (global.Module != "torch._utils")
                 throw Invalid($"PyTorch archive: data.pkl calls {global.Module}.{global.Name} with arguments");
             if (++_tensors > MaxTensors) throw Invalid($"PyTorch archive: more than {MaxTensors} tensors");
@@ -130,7 +179,7 @@ internal static partial class PyTorchFormat
             }
             if (offset < 0 || elements > storage.Elements || (elements > 0 && extent >= storage.Elements))
                 throw Invalid($"PyTorch archive: a tensor reaches past its storage's {storage.Elements} elements");
-            return new Opaque();
+            return new TensorView(storage, offset, shape.Select(d => (long)d!).ToArray(), stride.Select(d => (long)d!).ToArray());
         }
 
         private int Length(int bytes)

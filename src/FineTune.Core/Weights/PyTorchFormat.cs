@@ -16,6 +16,23 @@ internal static partial class PyTorchFormat
     /// <summary>Deflate expands a byte to at most 1032: an entry claiming more than that is lying.</summary>
     private const long MaxDeflateRatio = 1032;
 
+    /// <summary>What each storage type holds, for a reader to build its tensors (every key of <see cref="StorageElementBytes"/>).</summary>
+    private static readonly Dictionary<string, TorchSharp.torch.ScalarType> ScalarTypes = new(StringComparer.Ordinal)
+    {
+        ["DoubleStorage"] = TorchSharp.torch.ScalarType.Float64,
+        ["FloatStorage"] = TorchSharp.torch.ScalarType.Float32,
+        ["HalfStorage"] = TorchSharp.torch.ScalarType.Float16,
+        ["BFloat16Storage"] = TorchSharp.torch.ScalarType.BFloat16,
+        ["LongStorage"] = TorchSharp.torch.ScalarType.Int64,
+        ["IntStorage"] = TorchSharp.torch.ScalarType.Int32,
+        ["ShortStorage"] = TorchSharp.torch.ScalarType.Int16,
+        ["CharStorage"] = TorchSharp.torch.ScalarType.Int8,
+        ["ByteStorage"] = TorchSharp.torch.ScalarType.Byte,
+        ["BoolStorage"] = TorchSharp.torch.ScalarType.Bool,
+        ["ComplexDoubleStorage"] = TorchSharp.torch.ScalarType.ComplexFloat64,
+        ["ComplexFloatStorage"] = TorchSharp.torch.ScalarType.ComplexFloat32,
+    };
+
     private static readonly Dictionary<string, int> StorageElementBytes = new(StringComparer.Ordinal)
     {
         ["DoubleStorage"] = 8,
@@ -34,9 +51,10 @@ internal static partial class PyTorchFormat
 
     /// <summary>
     /// Throws <see cref="InvalidWeightsException"/> unless the torch.save archive's pickle is a plain state dict
-    /// whose storages are in the archive and whose tensors fit their storages. Leaves the stream at 0.
+    /// whose storages are in the archive and whose tensors fit their storages; returns its tensors, each naming its
+    /// storage by the archive entry that holds it. Leaves the stream at 0.
     /// </summary>
-    public static void Validate(Stream stream)
+    public static List<StoredTensor> Validate(Stream stream)
     {
         stream.Position = 0;
         try
@@ -59,7 +77,7 @@ internal static partial class PyTorchFormat
                 if (buffer.Length > MaxPickleBytes) throw Invalid($"PyTorch archive: data.pkl is over {MaxPickleBytes} bytes");
                 bytes = buffer.ToArray();
             }
-            new PickleScan(bytes, storages).Run();
+            return new PickleScan(bytes, storages).Run().Select(t => t with { Storage = folder + "data/" + t.Storage }).ToList();
         }
         catch (InvalidDataException e)
         {

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Text.Json;
 using static FineTune.Core.Weights.StateDictValidation;
+using static TorchSharp.torch;
 
 namespace FineTune.Core.Weights;
 
@@ -33,8 +34,30 @@ internal static class SafetensorsFormat
         ["F8_E5M2"] = 1,
     };
 
-    /// <summary>Throws <see cref="InvalidWeightsException"/> naming the entry when the header does not describe the file. Leaves the stream at 0.</summary>
-    public static void Validate(Stream stream)
+    /// <summary>The dtypes a TorchSharp tensor can hold (the rest of <see cref="Dtypes"/> is refused when read).</summary>
+    private static readonly Dictionary<string, ScalarType> ScalarTypes = new(StringComparer.Ordinal)
+    {
+        ["F64"] = ScalarType.Float64,
+        ["F32"] = ScalarType.Float32,
+        ["F16"] = ScalarType.Float16,
+        ["BF16"] = ScalarType.BFloat16,
+        ["I64"] = ScalarType.Int64,
+        ["I32"] = ScalarType.Int32,
+        ["I16"] = ScalarType.Int16,
+        ["I8"] = ScalarType.Int8,
+        ["U8"] = ScalarType.Byte,
+        ["BOOL"] = ScalarType.Bool,
+    };
+
+    /// <summary>The safetensors name of a dtype TorchSharp writes.</summary>
+    public static string DtypeOf(ScalarType dtype) =>
+        ScalarTypes.FirstOrDefault(kv => kv.Value == dtype).Key ?? throw new NotSupportedException($"safetensors has no dtype for {dtype}");
+
+    /// <summary>
+    /// Throws <see cref="InvalidWeightsException"/> naming the entry when the header does not describe the file;
+    /// returns the tensors in the header's order, each at its data's offset in the file. Leaves the stream at 0.
+    /// </summary>
+    public static List<StoredTensor> Validate(Stream stream)
     {
         long length = stream.Length;
         Span<byte> prefix = stackalloc byte[8];
@@ -63,18 +86,29 @@ internal static class SafetensorsFormat
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 throw Invalid("safetensors: the header is not a JSON object");
             var spans = new List<(long Begin, long End, int Entry)>();
+            var tensors = new List<StoredTensor>();
+            var names = new HashSet<string>(StringComparer.Ordinal);
             int index = 0;
             foreach (var entry in document.RootElement.EnumerateObject())
             {
                 if (entry.Name == "__metadata__") continue;
                 if (spans.Count == MaxTensors)
                     throw Invalid($"safetensors: more than {MaxTensors} tensors");
-                spans.Add(Entry(entry.Value, index++, dataLength));
+                if (!names.Add(entry.Name))
+                    throw Invalid($"safetensors: tensor {index} has the name of an earlier one");
+                var span = Entry(entry.Value, index++, dataLength);
+                spans.Add(span);
+                string dtype = entry.Value.GetProperty("dtype").GetString()!;
+                if (!ScalarTypes.TryGetValue(dtype, out var scalarType))
+                    throw Invalid($"safetensors: tensor {span.Entry} is {dtype}, which TorchSharp has no dtype for");
+                var shape = entry.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+                tensors.Add(new StoredTensor(entry.Name, scalarType, shape, 8 + (long)headerLength + span.Begin));
             }
             spans.Sort((a, b) => a.Begin.CompareTo(b.Begin));
             for (int i = 1; i < spans.Count; i++)
                 if (spans[i].Begin < spans[i - 1].End)
                     throw Invalid($"safetensors: tensor {spans[i].Entry} overlaps tensor {spans[i - 1].Entry} in the data (counting the header's tensors from 0)");
+            return tensors;
         }
     }
 

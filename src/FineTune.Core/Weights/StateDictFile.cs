@@ -1,4 +1,3 @@
-using System.Collections;
 using System.Text;
 using TorchSharp;
 using TorchSharp.PyBridge;
@@ -38,48 +37,22 @@ public static class StateDictFile
     /// <summary>Reads a whole state dict from a seekable stream. The caller owns the returned tensors.</summary>
     public static Dictionary<string, Tensor> Read(Stream stream)
     {
-        Span<byte> head = stackalloc byte[16];
-        int read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        stream.Position = 0;
+        using var reader = StateDictReader.Open(stream, leaveOpen: true);
+        var result = new Dictionary<string, Tensor>(reader.Tensors.Count, StringComparer.Ordinal);
         try
         {
-            return Detect(head[..read]) switch
-            {
-                StateDictFormat.PyTorch => FromPickle(Validated(stream, PyTorchFormat.Validate, s => PyTorchUnpickler.UnpickleStateDict(s, leaveOpen: true))),
-                StateDictFormat.Safetensors => Validated(stream, SafetensorsFormat.Validate, s => Safetensors.LoadStateDict(s, leaveOpen: true)),
-                _ => Validated(stream, ValidateAsLastResort, ReadTorchSharp),
-            };
+            foreach (var tensor in reader.Tensors) result[tensor.Name] = reader.Read(tensor);
+            return result;
         }
-        catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException)
+        catch
         {
-            // The reader's own message may quote the file (a name, a type it met): only its kind is said.
-            // Not chained either: a failure's innermost message is what a run reports.
-            throw new InvalidWeightsException($"{NotACheckpoint} (its reader failed: {e.GetType().Name})");
+            foreach (var tensor in result.Values) tensor.Dispose();
+            throw;
         }
     }
 
     /// <summary>What a file that is no state dict is called; nothing of its content is ever added.</summary>
     public const string NotACheckpoint = "not a PyTorch, safetensors or TorchSharp checkpoint";
-
-    /// <summary>TorchSharp's format has no signature: a file that is not one is any file not recognised, and said so.</summary>
-    private static void ValidateAsLastResort(Stream stream)
-    {
-        try
-        {
-            TorchSharpFormat.Validate(stream);
-        }
-        catch (InvalidWeightsException e)
-        {
-            throw new InvalidWeightsException($"{NotACheckpoint} ({e.Message})");
-        }
-    }
-
-    /// <summary>The header is checked against the file before the reader allocates anything it describes.</summary>
-    private static T Validated<T>(Stream stream, Action<Stream> validate, Func<Stream, T> read)
-    {
-        validate(stream);
-        return read(stream);
-    }
 
     public static void Write(IReadOnlyDictionary<string, Tensor> stateDict, string path, StateDictFormat format)
     {
@@ -135,58 +108,54 @@ public static class StateDictFile
     /// </summary>
     public static readonly IReadOnlyDictionary<string, string> SafetensorsMetadata = new Dictionary<string, string> { ["format"] = "pt" };
 
-    /// <summary>PyBridge's writer with <see cref="SafetensorsMetadata"/> added: data offsets count from the end of the header, so only the header changes.</summary>
+    /// <summary>
+    /// The safetensors layout with <see cref="SafetensorsMetadata"/>, written tensor by tensor from their memory: no
+    /// buffer of the whole file (a 2.5 GB model would not fit one array).
+    /// </summary>
     private static void WriteSafetensors(Dictionary<string, Tensor> stateDict, Stream stream)
     {
-        using var plain = new MemoryStream(SizeHint(stateDict));
-        Safetensors.SaveStateDict(plain, stateDict, leaveOpen: true);
-        var bytes = plain.GetBuffer().AsSpan(0, (int)plain.Length);
-        int length = checked((int)BitConverter.ToUInt64(bytes[..8]));
-        var header = System.Text.Json.Nodes.JsonNode.Parse(bytes.Slice(8, length))!.AsObject();
-        header.Remove("__metadata__");
-        var metadata = new System.Text.Json.Nodes.JsonObject();
-        foreach (var (key, value) in SafetensorsMetadata) metadata[key] = value;
-        var withMetadata = new System.Text.Json.Nodes.JsonObject { ["__metadata__"] = metadata };
-        foreach (var (key, value) in header.ToList())
+        using var header = new MemoryStream();
+        using (var json = new System.Text.Json.Utf8JsonWriter(header))
         {
-            header.Remove(key);
-            withMetadata[key] = value;
+            json.WriteStartObject();
+            json.WriteStartObject("__metadata__");
+            foreach (var (key, value) in SafetensorsMetadata) json.WriteString(key, value);
+            json.WriteEndObject();
+            long offset = 0;
+            foreach (var (name, tensor) in stateDict)
+            {
+                long length = tensor.NumberOfElements * tensor.ElementSize;
+                json.WriteStartObject(name);
+                json.WriteString("dtype", SafetensorsFormat.DtypeOf(tensor.dtype));
+                json.WriteStartArray("shape");
+                foreach (long extent in tensor.shape) json.WriteNumberValue(extent);
+                json.WriteEndArray();
+                json.WriteStartArray("data_offsets");
+                json.WriteNumberValue(offset);
+                json.WriteNumberValue(offset + length);
+                json.WriteEndArray();
+                json.WriteEndObject();
+                offset += length;
+            }
+            json.WriteEndObject();
         }
         // The format pads the header with spaces so the data starts 8-byte aligned.
-        byte[] json = Encoding.UTF8.GetBytes(withMetadata.ToJsonString());
-        int padded = (json.Length + 7) / 8 * 8;
+        int padded = (int)(header.Length + 7) / 8 * 8;
         Span<byte> prefix = stackalloc byte[8];
         BitConverter.TryWriteBytes(prefix, (ulong)padded);
         stream.Write(prefix);
-        stream.Write(json);
-        for (int i = json.Length; i < padded; i++) stream.WriteByte((byte)' ');
-        stream.Write(bytes[(8 + length)..]);
+        stream.Write(header.GetBuffer().AsSpan(0, (int)header.Length));
+        for (long i = header.Length; i < padded; i++) stream.WriteByte((byte)' ');
+        foreach (var tensor in stateDict.Values) WriteBytes(tensor, stream);
     }
 
-    private static Dictionary<string, Tensor> FromPickle(Hashtable table)
+    /// <summary>A contiguous CPU tensor's bytes, from its memory.</summary>
+    private static void WriteBytes(Tensor tensor, Stream stream)
     {
-        var result = new Dictionary<string, Tensor>();
-        foreach (DictionaryEntry entry in table)
-        {
-            if (entry.Key is not string key || entry.Value is not Tensor tensor)
-                throw new InvalidWeightsException($"the pickle holds a {entry.Value?.GetType().Name ?? "null"} under a {entry.Key?.GetType().Name ?? "null"} key: only a state dict of tensors can be imported");
-            result[key] = tensor;
-        }
-        return result;
-    }
-
-    /// <summary>After <see cref="TorchSharpFormat.Validate"/>, which bounds the count and every tensor.</summary>
-    private static Dictionary<string, Tensor> ReadTorchSharp(Stream stream)
-    {
-        using var reader = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
-        long count = TorchSharpFormat.ReadVarint(reader);
-        var result = new Dictionary<string, Tensor>((int)count);
-        for (long i = 0; i < count; i++)
-        {
-            string key = reader.ReadString();
-            result[key] = Tensor.Load(reader);
-        }
-        return result;
+        long bytes = tensor.NumberOfElements * tensor.ElementSize;
+        if (bytes == 0) return;
+        if (bytes <= Array.MaxLength) stream.Write(tensor.bytes);
+        else tensor.WriteBytesToStream(stream, 1 << 20);
     }
 }
 

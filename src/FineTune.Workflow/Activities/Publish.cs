@@ -45,12 +45,28 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var job = request.Job;
         var (dataset, recipe, _) = await files.LoadAsync(request.Weights, prepared: null, token);
         var state = await files.StateAtAsync(request.Sequence, token);
-        var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors, StateDictFormat.TorchSharp]);
-        var (safetensors, torchSharp) = (exported[StateDictFormat.Safetensors], exported[StateDictFormat.TorchSharp]);
-        // The hashes are computed while both files are written and synced to disk: together they were most of this step.
-        var hashes = Task.Run(() => (Safetensors: Sha256(safetensors), TorchSharp: Sha256(torchSharp), Dataset: DatasetHash(dataset)), token);
-        await Task.WhenAll(WriteOnceAsync(files, published.SafetensorsName, safetensors, token), WriteOnceAsync(files, published.TorchSharpName, torchSharp, token));
-        var sha256 = await hashes;
+        (string Safetensors, string TorchSharp, string Dataset) sha256;
+        // Written to files, not memory: the largest builders' weights (2.5 GB) fit no array, and would be a second copy.
+        string safetensors = files.NewPublishFile(".safetensors"), torchSharp = files.NewPublishFile(".bin");
+        try
+        {
+            await using (var safetensorsFile = File.Create(safetensors))
+            await using (var torchSharpFile = File.Create(torchSharp))
+                engine.Export(recipe, dataset, state, new Dictionary<StateDictFormat, Stream>
+                {
+                    [StateDictFormat.Safetensors] = safetensorsFile,
+                    [StateDictFormat.TorchSharp] = torchSharpFile,
+                });
+            // The hashes are computed while both files are stored: together they were most of this step.
+            var hashes = Task.Run(async () => (Safetensors: await Sha256Async(safetensors, token), TorchSharp: await Sha256Async(torchSharp, token), Dataset: DatasetHash(dataset)), token);
+            await Task.WhenAll(WriteOnceAsync(files, published.SafetensorsName, safetensors, token), WriteOnceAsync(files, published.TorchSharpName, torchSharp, token));
+            sha256 = await hashes;
+        }
+        finally
+        {
+            File.Delete(safetensors);
+            File.Delete(torchSharp);
+        }
         bool onnx = job.Spec.Publish?.Onnx == true;
         if (onnx)
             await WriteOnceAsync(files, files.Layout.Onnx, engine.ExportOnnx(recipe, dataset, state), token);
@@ -92,8 +108,28 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         catch (ArtifactExistsException)
         {
             // Left by an earlier attempt that stopped before the card: fine when it holds the same bytes.
-            if (Sha256(await files.ReadAllAsync(name, token)) != Sha256(data)) throw;
+            if (await files.Sha256Async(name, token) != Sha256(data)) throw;
         }
+    }
+
+    /// <summary><see cref="WriteOnceAsync(RunFiles, string, byte[], CancellationToken)"/> of a local file's bytes.</summary>
+    private static async Task WriteOnceAsync(RunFiles files, string name, string path, CancellationToken token)
+    {
+        try
+        {
+            await using var data = File.OpenRead(path);
+            await files.WriteAsync(name, data, WriteMode.CreateNew, token);
+        }
+        catch (ArtifactExistsException)
+        {
+            if (await files.Sha256Async(name, token) != await Sha256Async(path, token)) throw;
+        }
+    }
+
+    private static async Task<string> Sha256Async(string path, CancellationToken token)
+    {
+        await using var data = File.OpenRead(path);
+        return Convert.ToHexStringLower(await SHA256.HashDataAsync(data, token));
     }
 
     /// <summary>SHA-256 over every image's class, name and bytes, in dataset order.</summary>

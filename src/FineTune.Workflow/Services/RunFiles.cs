@@ -64,18 +64,28 @@ public sealed class RunFiles
         return ToState(checkpoint) ?? throw new InvalidOperationException($"checkpoint {sequence} of run {_job.JobId} is not usable: {problem}");
     }
 
-    public async Task<byte[]> ReadAllAsync(string name, CancellationToken cancellationToken)
-    {
-        await using var stream = await _store.OpenReadAsync(name, cancellationToken);
-        using var buffer = new MemoryStream();
-        await stream.CopyToAsync(buffer, cancellationToken);
-        return buffer.ToArray();
-    }
-
     public async Task WriteAsync(string name, byte[] data, WriteMode mode, CancellationToken cancellationToken)
     {
         using var stream = new MemoryStream(data, writable: false);
         await _store.WriteAsync(name, stream, mode, cancellationToken);
+    }
+
+    public Task WriteAsync(string name, Stream data, WriteMode mode, CancellationToken cancellationToken) =>
+        _store.WriteAsync(name, data, mode, cancellationToken);
+
+    /// <summary>The SHA-256 of a stored artifact, read as a stream.</summary>
+    public async Task<string> Sha256Async(string name, CancellationToken cancellationToken)
+    {
+        await using var stream = await _store.OpenReadAsync(name, cancellationToken);
+        return Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(stream, cancellationToken));
+    }
+
+    /// <summary>A new file in this worker's scratch for something the run publishes; the caller deletes it.</summary>
+    public string NewPublishFile(string extension)
+    {
+        string folder = _worker.PublishFolder(_job);
+        Directory.CreateDirectory(folder);
+        return Path.Combine(folder, $"{Guid.NewGuid():N}{extension}");
     }
 
     private async Task<CachedFeatures> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)

@@ -27,6 +27,9 @@ public sealed class RunScratch(IOptions<WorkflowOptions> options)
 
     internal string FeaturesFolder(string runId) => Path.Combine(Folder(runId), "features");
 
+    /// <summary>Where the publish step writes a model's files before storing them: too large for memory at 2.5 GB.</summary>
+    internal string PublishFolder(string runId) => Path.Combine(Folder(runId), "publish");
+
     /// <summary>The run's dataset, scanned by <paramref name="scan"/> once per run on this worker, unless the scan fails.</summary>
     internal ImageDataset Scanned(string runId, string location, Func<ImageDataset> scan)
     {

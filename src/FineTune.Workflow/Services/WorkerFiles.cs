@@ -50,6 +50,9 @@ public sealed class WorkerFiles
     internal Task<string> FeatureShardAsync(FineTuneJob job, FeatureShardRef shard, CancellationToken cancellationToken) =>
         _features.PathAsync(_scratch.FeaturesFolder(job.DataRunId), shard, cancellationToken);
 
+    /// <summary>This worker's folder for the files the run publishes (<see cref="RunScratch.PublishFolder"/>).</summary>
+    internal string PublishFolder(FineTuneJob job) => _scratch.PublishFolder(job.DataRunId);
+
     /// <summary>The images the run keeps across epochs on this worker when it trains on images (<see cref="RunScratch.KeptImages"/>).</summary>
     internal FittedImages? KeptImages(FineTuneJob job, Core.Models.Preprocessing preprocessing) => _scratch.KeptImages(job.DataRunId, preprocessing);
 

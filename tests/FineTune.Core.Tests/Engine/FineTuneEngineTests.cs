@@ -38,11 +38,12 @@ public sealed class FineTuneEngineTests : IDisposable
         Assert.Equal(featureCache, prepared.FeatureCache);
         Assert.Equal(featureCache, cached is not null);
         var state = engine.Train(recipe, dataset, null, cached, maxSteps: 100, default).State;
-        var exported = engine.Export(recipe, dataset, state, [StateDictFormat.Safetensors])[StateDictFormat.Safetensors];
+        using var exported = new MemoryStream();
+        engine.Export(recipe, dataset, state, new Dictionary<StateDictFormat, Stream> { [StateDictFormat.Safetensors] = exported });
         var evaluation = engine.Evaluate(recipe, dataset, state, cached, default);
 
         using var scope = NewDisposeScope();
-        var published = StateDictFile.Read(new MemoryStream(exported));
+        var published = StateDictFile.Read(exported);
         using var reference = FineTuneModel.Create(family, dataset.ClassCount, seed: 0);
         var expected = StateDictFile.Read(weights);
         expected.Remove("fc.weight");

@@ -1,6 +1,7 @@
 using System.Text;
 using FineTune.Core.Models;
 using FineTune.Core.Weights;
+using FineTune.Testing;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -99,6 +100,68 @@ public sealed class StateDictFileTests : IDisposable
         string[] formatKeys = ["dtype", "shape", "data_offsets"];
         var words = Encoding.UTF8.GetString(bytes).Split([':', '/', '\n', ' ', ',', '=', '"', '{', '}', '[', ']'], StringSplitOptions.RemoveEmptyEntries);
         Assert.DoesNotContain(words.Where(w => w.Length >= 5 && w.All(char.IsAsciiLetterOrDigit)).Except(formatKeys), w => error.Message.Contains(w, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// torch.save keeps views as they are: a transposed tensor, a slice past its storage's start, two tensors sharing
+    /// one storage, a half-precision one, a 0-d one, an empty one. Each is read as PyTorch has it, whole or into a
+    /// tensor of the model's own (another dtype too), and a model loads from the file tensor by tensor.
+    /// </summary>
+    [Fact]
+    public void PyTorchsViewsAreReadAsPyTorchHasThem()
+    {
+        string path = Path.Combine(_dir, "views.pth");
+        var python = ProcessRunner.Run("/usr/bin/python3", ["-c", """
+            import json, sys, torch
+            base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7
+            d = {"transposed": base.t(), "slice": base[1:3, 2:5], "rows": base[2:], "half": (base[0] * 3).half(),
+                 "scalar": torch.tensor(41, dtype=torch.int64), "empty": torch.zeros(0, 3)}
+            torch.save(d, sys.argv[1])
+            print(json.dumps({k: {"shape": list(v.shape), "values": v.double().flatten().tolist()} for k, v in d.items()}))
+            """, path]);
+        Assert.True(python.ExitCode == 0, python.Error);
+        var expected = System.Text.Json.JsonDocument.Parse(python.Output).RootElement;
+
+        using var scope = NewDisposeScope();
+        var read = StateDictFile.Read(path);
+        using var reader = StateDictReader.Open(path);
+        Assert.Equal(expected.EnumerateObject().Select(p => p.Name), reader.Tensors.Select(t => t.Name));
+        foreach (var tensor in reader.Tensors)
+        {
+            var want = expected.GetProperty(tensor.Name);
+            long[] shape = want.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            double[] values = want.GetProperty("values").EnumerateArray().Select(v => v.GetDouble()).ToArray();
+            Assert.Equal(shape, tensor.Shape);
+            Assert.Equal(values, read[tensor.Name].to_type(float64).flatten().data<double>().ToArray());
+            var intoDouble = zeros(shape, float64);
+            reader.ReadInto(tensor, intoDouble);
+            Assert.Equal(values, intoDouble.flatten().data<double>().ToArray());
+        }
+        Assert.Equal(ScalarType.Float16, read["half"].dtype);
+        Assert.Equal(ScalarType.Int64, read["scalar"].dtype);
+    }
+
+    [Theory]
+    [InlineData(StateDictFormat.PyTorch)]
+    [InlineData(StateDictFormat.Safetensors)]
+    [InlineData(StateDictFormat.TorchSharp)]
+    public void AModelLoadsFromAFileTensorByTensor(StateDictFormat format)
+    {
+        using var scope = NewDisposeScope();
+        var family = ModelRegistry.Get("mobilenet_v3_small");
+        using var source = FineTuneModel.Create(family, 3, seed: 4);
+        string path = Path.Combine(_dir, "model.bin");
+        StateDictFile.Write(source.Module.state_dict(), path, format);
+        using var target = FineTuneModel.Create(family, 3, seed: 5);
+        var parameters = target.Module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.Handle);
+
+        PretrainedWeights.LoadAll(target, path);
+
+        foreach (var (key, value) in source.Module.state_dict())
+        {
+            Assert.True(value.SameAs(target.Module.state_dict()[key]), key);
+            Assert.Equal(parameters[key], target.Module.state_dict()[key].Handle);
+        }
     }
 
     [Fact]
