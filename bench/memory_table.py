@@ -1,18 +1,49 @@
-# Per family: torchvision's parameter count and the activation elements one image produces in a training forward
-# (every leaf module's output, at the family's input size): what the memory estimate scales by the batch size.
-# Usage: /usr/bin/python3 bench/memory_table.py resnet18 resnet50 ... prints the rows of PeakMemory's table (FineTune.Core/Engine/MemoryEstimate.cs).
+# Per family: torchvision's parameter count, the activation elements one image produces in a training forward (every
+# leaf module's output, and each attention's weights, which nn.MultiheadAttention computes inside), the largest of
+# those (what an inference forward holds at once, with its input and a residual), and the input size they were
+# counted at: the largest crop of the builder's weights (299 for inception_v3), so scaling down by pixels never
+# undercounts. What the memory estimate scales by the batch size.
+# Usage: /usr/bin/python3 bench/memory_table.py [builder ...] (every classification builder when none is named) prints
+# the rows of PeakMemory's table (FineTune.Core/Engine/MemoryEstimate.cs). With Debian's reference BLAS the transformers
+# take minutes; LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread (apt libopenblas0-pthread) takes seconds.
 import sys, torch, torchvision.models as m
 torch.set_grad_enabled(False)
-families = sys.argv[1:]
+
+
+def crop(name):
+    sizes = [w.transforms().crop_size[0] for w in m.get_model_weights(name)]
+    return max(sizes) if sizes else 224
+
+
+families = sys.argv[1:] or [n for n in m.list_models(module=m) if m.get_model_builder(n)]
 for name in families:
-    size = 299 if name == "inception_v3" else 224
+    size = crop(name)
     kw = {"aux_logits": False, "init_weights": False} if name in ("inception_v3", "googlenet") else {}
-    model = getattr(m, name)(**kw).eval()
+    if name.startswith("vit_"):
+        kw["image_size"] = size
+    model = m.get_model(name, **kw).eval()
     params = sum(p.numel() for p in model.parameters())
-    total = [0]
+    total, largest = [0], [0]
+
+    def count(elements):
+        total[0] += elements
+        largest[0] = max(largest[0], elements)
+
     def hook(mod, inp, out):
-        if isinstance(out, torch.Tensor): total[0] += out.numel()
+        if isinstance(out, torch.Tensor):
+            count(out.numel())
+
+    def attention(mod, inp, out):
+        # Self-attention (torchvision's ViT passes query, key and value by name, batch first): the output is
+        # [batch, tokens, width] and the weights [batch, heads, tokens, tokens].
+        batch, tokens = out[0].shape[0], out[0].shape[1]
+        count(batch * mod.num_heads * tokens * tokens)
+        count(out[0].numel())
+
     for mod in model.modules():
-        if len(list(mod.children())) == 0: mod.register_forward_hook(hook)
+        if isinstance(mod, torch.nn.MultiheadAttention):
+            mod.register_forward_hook(attention)
+        elif len(list(mod.children())) == 0:
+            mod.register_forward_hook(hook)
     model(torch.zeros(1, 3, size, size))
-    print(f'["{name}"] = ({params}, {total[0]}),', flush=True)
+    print(f'["{name}"] = ({params}, {total[0]}, {largest[0]}, {size}),', flush=True)

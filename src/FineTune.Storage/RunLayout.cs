@@ -24,6 +24,11 @@ public sealed record RunLayout
     public const string SweepPlotFile = "sweep.png";
     /// <summary>The model as an ONNX graph: published when the job asks for it, or written by <c>finetune export</c>.</summary>
     public const string OnnxFile = "model.onnx";
+    /// <summary>
+    /// Beside <see cref="OnnxFile"/> when the graph's weights pass protobuf's 2 GB limit (ONNX external data, which ONNX
+    /// Runtime and <c>onnx.load</c> read from the graph's folder).
+    /// </summary>
+    public const string OnnxDataFile = OnnxFile + ".data";
     /// <summary>One JSON line per finished epoch, rewritten as training goes (the dashboard's curves).</summary>
     public const string MetricsFile = "metrics.jsonl";
 

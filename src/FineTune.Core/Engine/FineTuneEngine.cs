@@ -283,12 +283,12 @@ public sealed class FineTuneEngine : IDisposable
         });
     }
 
-    /// <summary>"Publish" when asked: the fine-tuned model as an ONNX graph (<see cref="OnnxExporter"/>).</summary>
-    public byte[] ExportOnnx(Recipe recipe, ImageDataset dataset, TrainingState state)
+    /// <summary>"Publish" when asked: the fine-tuned model as an ONNX graph at <paramref name="path"/> (<see cref="OnnxExporter.Save"/>: its weights beside it when they pass 1.75 GiB); returns the files written.</summary>
+    public IReadOnlyList<string> ExportOnnx(Recipe recipe, ImageDataset dataset, TrainingState state, string path)
     {
         using var scope = NewDisposeScope();
         using var model = Restore(recipe, dataset, state);
-        return OnnxExporter.ToBytes(OnnxExporter.Export(model, dataset.Classes, recipe.Preprocessing));
+        return OnnxExporter.Save(OnnxExporter.Export(model, dataset.Classes, recipe.Preprocessing), path);
     }
 
     private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Data;
@@ -97,23 +98,61 @@ public static class OnnxExporter
         return onnx;
     }
 
-    public static void Save(ModelProto model, string path)
+    /// <summary>
+    /// Protobuf's limit on one message is 2 GiB: a graph whose weights pass 1.75 GiB keeps them in a file beside it
+    /// (ONNX's external data), as torch.onnx.export does.
+    /// </summary>
+    public const long MaxInlineWeightBytes = 7L << 28;
+
+    /// <summary>ONNX's rule of thumb for external data: tensors under this stay in the graph.</summary>
+    private const int ExternalTensorMinBytes = 1024;
+
+    /// <summary>
+    /// Writes <paramref name="model"/> to <paramref name="path"/>; when its weights pass <paramref name="externalAbove"/>
+    /// bytes they move out of the model into <c>path + ".data"</c> (page-aligned, named relative to the graph, as ONNX
+    /// Runtime and <c>onnx.load</c> read it). Each file is written beside and moved into place, so a failed write leaves
+    /// an earlier file whole. Returns the files written.
+    /// </summary>
+    public static IReadOnlyList<string> Save(ModelProto model, string path, long externalAbove = MaxInlineWeightBytes)
     {
-        // Written beside and moved into place: a failed write leaves an earlier file whole.
-        string temporary = path + ".partial";
+        string data = path + ".data";
+        string temporary = path + ".partial", dataTemporary = data + ".partial";
         try
         {
+            bool external = model.Graph.Initializer.Sum(t => (long)t.RawData.Length) > externalAbove;
+            if (external)
+            {
+                using var stream = File.Create(dataTemporary);
+                foreach (var tensor in model.Graph.Initializer.Where(t => t.RawData.Length >= ExternalTensorMinBytes))
+                {
+                    long offset = (stream.Position + 4095) / 4096 * 4096;
+                    stream.SetLength(offset);
+                    stream.Position = offset;
+                    stream.Write(tensor.RawData.Span);
+                    tensor.DataLocation = TensorProto.Types.DataLocation.External;
+                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = Path.GetFileName(data) });
+                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(CultureInfo.InvariantCulture) });
+                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = tensor.RawData.Length.ToString(CultureInfo.InvariantCulture) });
+                    tensor.RawData = ByteString.Empty;
+                }
+            }
             using (var stream = File.Create(temporary))
                 model.WriteTo(stream);
-            File.Move(temporary, path, overwrite: true);
+            if (!external) return [Move(temporary, path)];
+            return [Move(dataTemporary, data), Move(temporary, path)];
         }
         finally
         {
             File.Delete(temporary);
+            File.Delete(dataTemporary);
+        }
+
+        static string Move(string from, string to)
+        {
+            File.Move(from, to, overwrite: true);
+            return to;
         }
     }
-
-    public static byte[] ToBytes(ModelProto model) => model.ToByteArray();
 
     private static void AddMetadata(ModelProto model, string key, string value) =>
         model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });

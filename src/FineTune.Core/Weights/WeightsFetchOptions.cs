@@ -40,8 +40,11 @@ public sealed class WeightsFetchOptions
     /// <summary>Plain http for the allowed hosts, e.g. a mirror on the local network. Off: https only.</summary>
     public bool AllowHttp { get; set; }
 
-    /// <summary>A download larger than this is stopped and discarded.</summary>
-    public long MaxBytes { get; set; } = 2L * 1024 * 1024 * 1024;
+    /// <summary>
+    /// A weights file larger than this is stopped and discarded: torchvision's largest (vit_h_14's, regnet_y_128gf's) are
+    /// 2.5–2.6 GB; a torch.save archive may describe at most 4 GiB (<see cref="PyTorchFormat.MaxTotalBytes"/>).
+    /// </summary>
+    public long MaxBytes { get; set; } = PyTorchFormat.MaxTotalBytes;
 
     /// <summary>A download that sends no byte for this long is abandoned (a stalled server must not hold the worker).</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromSeconds(60);

@@ -47,9 +47,11 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var state = await files.StateAtAsync(request.Sequence, token);
         (string Safetensors, string TorchSharp, string Dataset) sha256;
         // Written to files, not memory: the largest builders' weights (2.5 GB) fit no array, and would be a second copy.
-        string safetensors = files.NewPublishFile(".safetensors"), torchSharp = files.NewPublishFile(".bin");
+        string folder = files.NewPublishFolder();
+        bool onnx = job.Spec.Publish?.Onnx == true;
         try
         {
+            string safetensors = Path.Combine(folder, RunLayout.SafetensorsFile), torchSharp = Path.Combine(folder, RunLayout.TorchSharpFile);
             await using (var safetensorsFile = File.Create(safetensors))
             await using (var torchSharpFile = File.Create(torchSharp))
                 engine.Export(recipe, dataset, state, new Dictionary<StateDictFormat, Stream>
@@ -61,15 +63,17 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
             var hashes = Task.Run(async () => (Safetensors: await Sha256Async(safetensors, token), TorchSharp: await Sha256Async(torchSharp, token), Dataset: DatasetHash(dataset)), token);
             await Task.WhenAll(WriteOnceAsync(files, published.SafetensorsName, safetensors, token), WriteOnceAsync(files, published.TorchSharpName, torchSharp, token));
             sha256 = await hashes;
+            if (onnx)
+            {
+                // The graph last: a reader that finds it finds its weights file too.
+                foreach (string file in engine.ExportOnnx(recipe, dataset, state, Path.Combine(folder, RunLayout.OnnxFile)))
+                    await WriteOnceAsync(files, files.Layout.Published + Path.GetFileName(file), file, token);
+            }
         }
         finally
         {
-            File.Delete(safetensors);
-            File.Delete(torchSharp);
+            Directory.Delete(folder, recursive: true);
         }
-        bool onnx = job.Spec.Publish?.Onnx == true;
-        if (onnx)
-            await WriteOnceAsync(files, files.Layout.Onnx, engine.ExportOnnx(recipe, dataset, state), token);
 
         var prepared = request.Prepared;
         var card = new ModelCard

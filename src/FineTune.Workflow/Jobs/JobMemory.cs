@@ -12,8 +12,10 @@ public static class JobMemory
         var t = spec.Training;
         // The recipe decides whether a cache applies; under last:N the trainable stages' activations are counted as if they
         // ran on images (the frozen ones keep none for the backward pass): an upper bound.
-        bool featureCache = spec.ToRecipe(weightsPath: "").MayCacheFeatures && spec.Freeze == FreezeMode.Head;
-        return PeakMemory.Estimate(ModelRegistry.Get(spec.Model), spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
+        var recipe = spec.ToRecipe(weightsPath: "");
+        bool featureCache = recipe.MayCacheFeatures && spec.Freeze == FreezeMode.Head;
+        // At the input size of the weights it starts from (vit_h_14's DEFAULT: 518 px).
+        return PeakMemory.Estimate(recipe.ModelFamily, spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
     }
 
     /// <summary>

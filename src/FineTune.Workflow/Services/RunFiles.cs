@@ -80,13 +80,9 @@ public sealed class RunFiles
         return Convert.ToHexStringLower(await System.Security.Cryptography.SHA256.HashDataAsync(stream, cancellationToken));
     }
 
-    /// <summary>A new file in this worker's scratch for something the run publishes; the caller deletes it.</summary>
-    public string NewPublishFile(string extension)
-    {
-        string folder = _worker.PublishFolder(_job);
-        Directory.CreateDirectory(folder);
-        return Path.Combine(folder, $"{Guid.NewGuid():N}{extension}");
-    }
+    /// <summary>A new folder in this worker's scratch for the files one publish attempt writes; the caller deletes it.</summary>
+    public string NewPublishFolder() =>
+        Directory.CreateDirectory(Path.Combine(_worker.PublishFolder(_job), Guid.NewGuid().ToString("N"))).FullName;
 
     private async Task<CachedFeatures> FeaturesAsync(PreparedSummary prepared, CancellationToken cancellationToken)
     {
