@@ -181,8 +181,9 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         var filter = new OrchestrationQuery
         {
             Statuses = statuses.Count > 0 ? statuses : null,
+            // The backend dates an instance by its latest generation (continuing as new resets it), never before the run's
+            // creation: it can narrow from below only; both bounds are checked on the runs' own dates below.
             CreatedFrom = from,
-            CreatedTo = to,
             InstanceIdPrefix = string.IsNullOrEmpty(prefix) ? null : prefix,
             FetchInputsAndOutputs = true,
             PageSize = top,
@@ -192,9 +193,10 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
         try
         {
             var page = await FirstPageAsync(client, filter, token, request.HttpContext.RequestAborted);
-            var runs = page?.Values.Where(i => RunStarter.IsRun(i.Name))
-                .OrderByDescending(i => i.CreatedAt).Select(i => RunView.Of(BaseUrl(request), i, withResult: false)).ToList() ?? [];
-            if (token is null) runs.AddRange(await StoredOnlyAsync(request, client, filter, runs, request.HttpContext.RequestAborted));
+            var runs = page?.Values.Where(i => RunStarter.IsRun(i.Name)).Select(i => RunView.Of(BaseUrl(request), i, withResult: false))
+                .Where(r => r.CreatedAt >= (from ?? DateTimeOffset.MinValue) && r.CreatedAt <= (to ?? DateTimeOffset.MaxValue))
+                .OrderByDescending(r => r.CreatedAt).ToList() ?? [];
+            if (token is null) runs.AddRange(await StoredOnlyAsync(request, client, filter, to, runs, request.HttpContext.RequestAborted));
             return Results.Json(new RunPage(runs, string.IsNullOrEmpty(page?.ContinuationToken) ? null : page.ContinuationToken), Json);
         }
         catch (Exception e) when (token is not null && e is not OperationCanceledException)
@@ -210,8 +212,8 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
     /// The runs on the store that the durable backend does not hold (trained by another process: <c>finetune train</c>,
     /// another <c>serve</c>), filtered like the backend's page and listed after it on the first page only, up to its size.
     /// </summary>
-    private async Task<List<RunView>> StoredOnlyAsync(HttpRequest request, DurableTaskClient client, OrchestrationQuery filter, List<RunView> listed,
-        CancellationToken cancellationToken)
+    private async Task<List<RunView>> StoredOnlyAsync(HttpRequest request, DurableTaskClient client, OrchestrationQuery filter, DateTimeOffset? createdTo,
+        List<RunView> listed, CancellationToken cancellationToken)
     {
         var found = new List<RunView>();
         var shown = listed.Select(r => r.Id).ToHashSet(StringComparer.Ordinal);
@@ -224,7 +226,7 @@ public sealed class FineTuneApi(IArtifactStore store, UserUploads uploads, RunCo
             // Trials only on a run's own view: a list reads no trial's metrics.
             view = view with { Trials = null };
             bool statusMatches = filter.Statuses is null || filter.Statuses.Any(s => s.ToString() == view.Status);
-            if (statusMatches && view.CreatedAt >= (filter.CreatedFrom ?? DateTimeOffset.MinValue) && view.CreatedAt <= (filter.CreatedTo ?? DateTimeOffset.MaxValue))
+            if (statusMatches && view.CreatedAt >= (filter.CreatedFrom ?? DateTimeOffset.MinValue) && view.CreatedAt <= (createdTo ?? DateTimeOffset.MaxValue))
                 found.Add(view);
         }
         return [.. found.OrderByDescending(r => r.CreatedAt)];

@@ -51,7 +51,9 @@ public sealed record RunView(
             ? instance.ReadOutputAs<FineTuneResult>() : null;
         string id = instance.InstanceId;
         var links = LinksOf(baseUrl, id);
-        return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, instance.CreatedAt, instance.LastUpdatedAt, progress,
+        // Continuing as new resets the instance's CreatedAt to its latest generation's: the status carries the first's.
+        var createdAt = progress?.CreatedAt is { } first ? new DateTimeOffset(DateTime.SpecifyKind(first, DateTimeKind.Utc)) : instance.CreatedAt;
+        return new RunView(id, instance.RuntimeStatus.ToString(), instance.IsCompleted, createdAt, instance.LastUpdatedAt, progress,
             withResult ? result : null, result is null ? null : Downloads(links), Innermost(instance.FailureDetails), links, ErrorKinds.Of(instance));
     }
 

@@ -117,10 +117,14 @@ public sealed class FineTuneOrchestratorTests
         Assert.Equal(6, carried.GlobalStep);
         Assert.Equal([0], carried.History.Select(e => e.Epoch));
         Assert.Contains(carried.Times, t => t.Stage == Stages.Training);
-        Assert.Equal(job with { Carried = null }, next with { Carried = null });
+        // Dated by its first generation, which the statuses show (continuing as new resets the durable instance's own date).
+        Assert.Equal(first.Now, next.CreatedAt);
+        Assert.Equal(job with { CreatedAt = first.Now }, next with { Carried = null });
+        Assert.All(first.Statuses, s => Assert.Equal(first.Now, s.CreatedAt));
 
-        var second = new Script(losses: [0.5, 0.3, 0.4]);
+        var second = new Script(losses: [0.5, 0.3, 0.4]) { Now = first.Now.AddHours(1) };
         var result = await second.RunAsync(next);
+        Assert.All(second.Statuses, s => Assert.Equal(first.Now, s.CreatedAt));
 
         // The next generation neither fetches nor prepares again; it trains on from step 6 and ends the run.
         Assert.NotNull(result);
@@ -214,8 +218,9 @@ public sealed class FineTuneOrchestratorTests
         Assert.All(script.Calls, c => Assert.Equal(ActivityNames.AdmitRun, c));
         Assert.Equal(Enumerable.Repeat(TimeSpan.FromSeconds(5), 99), script.Timers);
         Assert.All(script.Statuses, s => Assert.Equal((RunStage.Queued, (int?)3), (s.Stage, s.QueuePosition)));
-        // The same job, still waiting: it holds no slot to leave, and its files stay for when it runs.
-        Assert.Same(job, Assert.Single(script.ContinuedAs));
+        // The same job, still waiting, dated by its first generation: it holds no slot to leave, and its files stay for when it runs.
+        Assert.Equal(job with { CreatedAt = script.Now }, Assert.Single(script.ContinuedAs));
+        Assert.All(script.Statuses, s => Assert.Equal(script.Now, s.CreatedAt));
     }
 
     [Fact]
@@ -247,7 +252,7 @@ public sealed class FineTuneOrchestratorTests
     private sealed class Script
     {
         private readonly Mock<TaskOrchestrationContext> _context = new(MockBehavior.Strict);
-        private readonly DateTime _now = new(2026, 12, 6, 0, 0, 0, DateTimeKind.Utc);
+        public DateTime Now { get; init; } = new(2026, 12, 6, 0, 0, 0, DateTimeKind.Utc);
         private readonly IReadOnlyList<double> _losses;
 
         public List<string> Calls { get; } = [];
@@ -291,7 +296,7 @@ public sealed class FineTuneOrchestratorTests
             });
             Answer<string, bool>(ActivityNames.LeaveRun, _ => true);
             Answer<string[], int>(ActivityNames.ReleaseRunFiles, _ => 1);
-            _context.SetupGet(c => c.CurrentUtcDateTime).Returns(() => _now);
+            _context.SetupGet(c => c.CurrentUtcDateTime).Returns(() => Now);
             _context.Setup(c => c.SetCustomStatus(It.IsAny<object?>())).Callback((object? status) => Statuses.Add(Assert.IsType<RunStatus>(status)));
             _context.Setup(c => c.CreateTimer(It.IsAny<TimeSpan>(), It.IsAny<CancellationToken>()))
                 .Returns((TimeSpan delay, CancellationToken _) =>

@@ -44,10 +44,21 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// The run once admitted (<see cref="AdmitAsync"/>), its scratch and its slot released on every worker path that ends it
     /// here: completed or failed (not continued as new).
     /// </summary>
-    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
-        ReleasingAsync(context, job.DataRun is null ? [job.JobId] : [], () => AdmittedAsync(context, job,
+    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    {
+        job = Dated(context, job);
+        return ReleasingAsync(context, job, job.DataRun is null ? [job.JobId] : [], () => AdmittedAsync(context, job,
             position => Status(RunStage.Queued, job.Spec.Training.Epochs) with { QueuePosition = position }, () => RunStepsAsync(context, job),
             result => result is not null, AsksPerGeneration), result => result is not null);
+    }
+
+    /// <summary>The job with <see cref="FineTuneJob.CreatedAt"/>: this generation's start when it is the first.</summary>
+    internal static FineTuneJob Dated(TaskOrchestrationContext context, FineTuneJob job) =>
+        job.CreatedAt is null ? job with { CreatedAt = context.CurrentUtcDateTime } : job;
+
+    /// <summary>The run's status as the API shows it, dated by the run's first generation (<see cref="FineTuneJob.CreatedAt"/>).</summary>
+    internal static void SetStatus(TaskOrchestrationContext context, FineTuneJob job, RunStatus status) =>
+        context.SetCustomStatus(status with { CreatedAt = job.CreatedAt });
 
     /// <summary>
     /// Waits for a slot for <paramref name="job"/> on its worker (<see cref="RunSlots"/>) — its status <paramref name="queued"/>
@@ -65,7 +76,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
                 context.ContinueAsNew(job);
                 return default;
             }
-            context.SetCustomStatus(queued(wait.Position));
+            SetStatus(context, job, queued(wait.Position));
             await context.CreateTimer(wait.RetryAfter, CancellationToken.None);
         }
         T result;
@@ -88,7 +99,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// without running this; the runner (<c>finetune</c>), restart and purge release it then. The run's end is counted
     /// (<see cref="WorkflowMetrics"/>) once, by the execution past replaying: no activity sees it.
     /// </summary>
-    internal static async Task<T> ReleasingAsync<T>(TaskOrchestrationContext context, string[] runIds, Func<Task<T>> body, Func<T, bool> ended)
+    internal static async Task<T> ReleasingAsync<T>(TaskOrchestrationContext context, FineTuneJob job, string[] runIds, Func<Task<T>> body, Func<T, bool> ended)
     {
         string kind = WorkflowMetrics.KindOf(context.Name);
         T result;
@@ -98,7 +109,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         }
         catch (Exception e)
         {
-            context.SetCustomStatus(ErrorKinds.Failed(e));
+            SetStatus(context, job, ErrorKinds.Failed(e));
             if (runIds.Length > 0) await context.CallActivityAsync<int>(ActivityNames.ReleaseRunFiles, runIds);
             if (!context.IsReplaying) WorkflowMetrics.RunFailed(kind);
             throw;
@@ -152,13 +163,13 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
         var carried = job.Carried;
         if (carried is null)
         {
-            context.SetCustomStatus(Status(RunStage.FetchingWeights, epochs));
+            SetStatus(context, job, Status(RunStage.FetchingWeights, epochs));
             var fetchStarted = context.CurrentUtcDateTime;
             var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, job, Retry);
             var fetchTime = new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds);
-            context.SetCustomStatus(Status(RunStage.PreparingModel, epochs));
+            SetStatus(context, job, Status(RunStage.PreparingModel, epochs));
             var prepared = await PrepareAsync(context, new PrepareRequest(job, weights),
-                pass => context.SetCustomStatus(Status(RunStage.PreparingModel, epochs) with { FeaturePass = pass }));
+                pass => SetStatus(context, job, Status(RunStage.PreparingModel, epochs) with { FeaturePass = pass }));
             carried = new CarriedState(weights, prepared, 0, [], context.CurrentUtcDateTime, 0, [fetchTime, .. prepared.Times]);
         }
         var times = new List<StageTime>(carried.Times);
@@ -186,7 +197,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
             history = [.. history.Where(e => e.Epoch < fromEpoch), .. result.History];
             step = result.GlobalStep;
             times.AddRange(result.Times);
-            context.SetCustomStatus(Training(context, carried, result, history, epochs, totalSteps, metric));
+            SetStatus(context, job, Training(context, carried, result, history, epochs, totalSteps, metric));
             if (result.EpochCompleted && TrainingHistory.ShouldStop(history, metric, spec.Training.EarlyStopping?.Patience))
             {
                 stoppedEarly = true;
@@ -196,13 +207,13 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
 
         var best = TrainingHistory.Best(history, metric) ?? throw new InvalidOperationException("training finished without a completed epoch");
         long bestSequence = (best.Epoch + 1L) * carried.Prepared.StepsPerEpoch;
-        context.SetCustomStatus(Status(RunStage.Evaluating, epochs, history, best));
+        SetStatus(context, job, Status(RunStage.Evaluating, epochs, history, best));
         var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
             new ModelRequest(job, carried.Weights, carried.Prepared, bestSequence), Retry);
-        context.SetCustomStatus(Status(RunStage.Publishing, epochs, history, best));
+        SetStatus(context, job, Status(RunStage.Publishing, epochs, history, best));
         var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
             new PublishRequest(job, carried.Weights, bestSequence, carried.Prepared, evaluation, best.Epoch, history), Retry);
-        context.SetCustomStatus(Status(RunStage.Completed, epochs, history, best));
+        SetStatus(context, job, Status(RunStage.Completed, epochs, history, best));
         times.AddRange(evaluation.Times);
         times.AddRange(published.Times);
         return new FineTuneResult(job.JobId, published, evaluation, history.Count, best.Epoch, stoppedEarly, Stages.Total(times))

@@ -11,10 +11,12 @@ namespace FineTune.Workflow.Orchestration;
 /// <see cref="Carried"/> (a run's) or <see cref="CarriedSweep"/> (a sweep's) is what such a new generation already has.
 /// <see cref="DataRun"/>: the run whose copy of the dataset and cached features this one reads (a sweep's trials
 /// share their feature run's); its own when null. <see cref="ControlRun"/>: the run whose cancel request stops this
-/// one's calls (a sweep's, for its trials, stacks and feature passes); its own when null.
+/// one's calls (a sweep's, for its trials, stacks and feature passes); its own when null. <see cref="CreatedAt"/>: when the
+/// run's first generation started (UTC), set by it and carried by the others: continuing as new resets the durable
+/// instance's own CreatedAt to its latest generation's.
 /// </summary>
 public sealed record FineTuneJob(string JobId, JobSpec Spec, int ChunksPerGeneration = 50, CarriedState? Carried = null, string? DataRun = null,
-    string? ControlRun = null, SweepCarried? CarriedSweep = null)
+    string? ControlRun = null, SweepCarried? CarriedSweep = null, DateTime? CreatedAt = null)
 {
     public string DataRunId => DataRun ?? JobId;
     public string ControlRunId => ControlRun ?? JobId;
@@ -120,7 +122,8 @@ public sealed record RunStatus(
     SweepProgress? Sweep = null,
     int? QueuePosition = null,
     string? ErrorKind = null,
-    FeaturePassProgress? FeaturePass = null);
+    FeaturePassProgress? FeaturePass = null,
+    DateTime? CreatedAt = null);
 
 /// <summary>A fanned-out feature pass under way (<see cref="PreparedSummary.PassShards"/>): its shards computed so far, of all.</summary>
 public sealed record FeaturePassProgress(int ShardsDone, int Shards);

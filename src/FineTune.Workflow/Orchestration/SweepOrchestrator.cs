@@ -20,8 +20,11 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     public const string Name = "FineTuneSweep";
 
     /// <summary>The sweep, its feature runs' scratch released when it completes or fails (not when it continues as new).</summary>
-    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job) =>
-        FineTuneOrchestrator.ReleasingAsync(context, FeatureRuns(job), () => RunTrialsAsync(context, job), result => result is not null);
+    public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
+    {
+        job = FineTuneOrchestrator.Dated(context, job);
+        return FineTuneOrchestrator.ReleasingAsync(context, job, FeatureRuns(job), () => RunTrialsAsync(context, job), result => result is not null);
+    }
 
     /// <summary>The runs whose dataset copy and cached features the sweep's trials share, one per feature group.</summary>
     public static string[] FeatureRuns(FineTuneJob job) =>
@@ -84,16 +87,16 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
                     // Controlled by the sweep: a cancel of the sweep stops its feature pass, whose running calls are the sweep's.
                     var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun }, ControlRun: job.JobId);
-                    context.SetCustomStatus(Status(RunStage.FetchingWeights, maxEpochs, null));
+                    FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.FetchingWeights, maxEpochs, null));
                     var fetchStarted = context.CurrentUtcDateTime;
                     var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
                     times.Add(new StageTime(Stages.Weights, (context.CurrentUtcDateTime - fetchStarted).TotalSeconds));
                     // The feature pass holds a slot of its own, freed before the trials ask for theirs.
                     var featurePass = await FineTuneOrchestrator.AdmittedAsync(context, featureJob, position => Queued(maxEpochs, null, position), () =>
                     {
-                        context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null));
+                        FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.PreparingModel, maxEpochs, null));
                         return FineTuneOrchestrator.PrepareAsync(context, new PrepareRequest(featureJob, weights),
-                            pass => context.SetCustomStatus(Status(RunStage.PreparingModel, maxEpochs, null) with { FeaturePass = pass }));
+                            pass => FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.PreparingModel, maxEpochs, null) with { FeaturePass = pass }));
                     }, _ => true) ?? throw new InvalidOperationException("a feature pass does not continue as new");
                     times.AddRange(featurePass.Times);
                     groups[first.FeatureGroup] = (featureJob.JobId, weights, featurePass with { Times = [] });
@@ -134,7 +137,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                         ? TrainStackAsync(context, StackJob(job.JobId, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
                         : TrainTrialAsync(context, job.JobId, unit.Trials[0], unitGroup, outcomes[unit.Trials[0].Index], rung, untilEpoch);
                     running.Add(task, unit);
-                    context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
+                    FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
                 }
                 while (running.Count > 0) Collect(await Task.WhenAny(running.Keys));
 
@@ -149,7 +152,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                         times.AddRange(outcome.Times);
                         latest = Summary(trial, outcomes[trial.Index], terminated: false, metric);
                     }
-                    context.SetCustomStatus(Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
+                    FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
                 }
 
                 if (sweep.EarlyTermination is { } termination && rung < rungs.Count - 1)
@@ -175,7 +178,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         var bestUnit = units.Single(u => u.Trials.Contains(best));
         var (evaluation, published) = await FineTuneOrchestrator.AdmittedAsync(context, job, position => Queued(maxEpochs, progress, position), async () =>
         {
-            context.SetCustomStatus(Status(RunStage.Evaluating, maxEpochs, progress));
+            FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Evaluating, maxEpochs, progress));
             if (bestUnit.StackId is { } stackId)
             {
                 // A stacked trial's best epoch becomes a checkpoint of its own run, which evaluate and publish read.
@@ -184,14 +187,14 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             }
             var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
                 new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
-            context.SetCustomStatus(Status(RunStage.Publishing, maxEpochs, progress));
+            FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Publishing, maxEpochs, progress));
             var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
                 new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
             return (evaluation, published);
         }, _ => true);
         var report = await context.CallActivityAsync<SweepSummary>(ActivityNames.WriteSweepReport,
             new SweepReportRequest(job.JobId, metric, summaries), FineTuneOrchestrator.Retry);
-        context.SetCustomStatus(Status(RunStage.Completed, maxEpochs, progress));
+        FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Completed, maxEpochs, progress));
         times.AddRange(evaluation.Times);
         times.AddRange(published.Times);
         return new FineTuneResult(job.JobId, published, evaluation, bestOutcome.History.Count, bestEpoch.Epoch, bestOutcome.StoppedEarly, Stages.Total(times),
