@@ -25,7 +25,7 @@ public sealed record RunLayout
     /// <summary>The model as an ONNX graph: published when the job asks for it, or written by <c>finetune export</c>.</summary>
     public const string OnnxFile = "model.onnx";
     /// <summary>
-    /// Beside <see cref="OnnxFile"/> when the graph's weights pass protobuf's 2 GB limit (ONNX external data, which ONNX
+    /// Beside <see cref="OnnxFile"/> when the graph's weights pass 1.75 GiB (protobuf's limit is 2 GiB) (ONNX external data, which ONNX
     /// Runtime and <c>onnx.load</c> read from the graph's folder).
     /// </summary>
     public const string OnnxDataFile = OnnxFile + ".data";

@@ -44,7 +44,8 @@ public sealed class SweepOrchestratorTests
         FineTuneResult? continued = null;
         while (job is not null)
         {
-            var generation = new Script();
+            // Each generation an hour after the last: the sweep stays dated by its first.
+            var generation = new Script { Now = Script.Start.AddHours(generations.Count) };
             generations.Add(generation);
             continued = await generation.RunAsync(job);
             // As the backend hands it over: through JSON.
@@ -53,6 +54,7 @@ public sealed class SweepOrchestratorTests
         }
 
         Assert.Equal(trainings, generations.Select(g => g.Trials.Count));
+        Assert.All(generations.SelectMany(g => g.Statuses), s => Assert.Equal(Script.Start, s.CreatedAt));
         // Every generation but the first starts from what it carries: no feature pass again.
         Assert.All(generations.Skip(1), g => Assert.DoesNotContain(ActivityNames.PrepareModel, g.Calls));
         Assert.Equal(one.Trials, generations.SelectMany(g => g.Trials));
@@ -92,7 +94,10 @@ public sealed class SweepOrchestratorTests
     private sealed class Script
     {
         private readonly Mock<TaskOrchestrationContext> _context = new(MockBehavior.Strict);
-        private readonly DateTime _now = new(2026, 12, 6, 0, 0, 0, DateTimeKind.Utc);
+        public static readonly DateTime Start = new(2026, 12, 6, 0, 0, 0, DateTimeKind.Utc);
+
+        public DateTime Now { get; init; } = Start;
+        public List<RunStatus> Statuses { get; } = [];
 
         public List<string> Calls { get; } = [];
         /// <summary>The trials' sub-orchestrations by instance id, as started.</summary>
@@ -107,7 +112,7 @@ public sealed class SweepOrchestratorTests
             var prepared = new PreparedSummary(["animals", "plants"], 16, 4, 0, 0, 1026, 11_000_000, StepsPerEpoch, [], [new StageTime(Stages.FeaturePass, 1)]);
             _context.SetupGet(c => c.Name).Returns(new TaskName(SweepOrchestrator.Name));
             _context.SetupGet(c => c.IsReplaying).Returns(false);
-            _context.SetupGet(c => c.CurrentUtcDateTime).Returns(() => _now);
+            _context.SetupGet(c => c.CurrentUtcDateTime).Returns(() => Now);
             Answer<FineTuneJob, Admission>(ActivityNames.AdmitRun, _ => new Admission(true, 0, TimeSpan.Zero));
             Answer<FineTuneJob, WeightsRef>(ActivityNames.FetchPretrainedWeights, _ => weights);
             Answer<PrepareRequest, PreparedSummary>(ActivityNames.PrepareModel, _ => prepared);
@@ -132,7 +137,7 @@ public sealed class SweepOrchestratorTests
                     Trials.Add(Assert.IsType<SubOrchestrationOptions>(options).InstanceId!);
                     return Task.FromResult(Train(Assert.IsType<TrialRequest>(input)));
                 });
-            _context.Setup(c => c.SetCustomStatus(It.IsAny<object?>())).Callback((object? status) => Assert.IsType<RunStatus>(status));
+            _context.Setup(c => c.SetCustomStatus(It.IsAny<object?>())).Callback((object? status) => Statuses.Add(Assert.IsType<RunStatus>(status)));
             _context.Setup(c => c.ContinueAsNew(It.IsAny<object?>(), It.IsAny<bool>())).Callback((object? input, bool _) => ContinuedAs.Add(input));
         }
 

@@ -138,7 +138,12 @@ public static class OnnxExporter
             }
             using (var stream = File.Create(temporary))
                 model.WriteTo(stream);
-            if (!external) return [Move(temporary, path)];
+            if (!external)
+            {
+                // An earlier export of a larger model to this path left its weights beside it: they are not this graph's.
+                File.Delete(data);
+                return [Move(temporary, path)];
+            }
             return [Move(dataTemporary, data), Move(temporary, path)];
         }
         finally

@@ -18,7 +18,8 @@ internal static partial class PyTorchFormat
     {
         private sealed record Global(string Module, string Name);
         private sealed record Storage(string Key, long Elements, int ElementBytes, string TypeName);
-        private sealed record TensorView(Storage Storage, long Offset, long[] Shape, long[] Stride);
+        /// <param name="BytesRead">what reading it takes from its storage: its own bytes when contiguous, else the whole storage</param>
+        private sealed record TensorView(Storage Storage, long Offset, long[] Shape, long[] Stride, long BytesRead);
         private sealed class Opaque;
 
         /// <summary>A dict or OrderedDict: its items in the order the pickle sets them.</summary>
@@ -93,17 +94,24 @@ internal static partial class PyTorchFormat
 
         private List<StoredTensor> Finish()
         {
-            long total = _storages.Values.Sum(s => s.Elements * s.ElementBytes);
+            // Each storage is at most MaxTotalBytes (checked where it is named), so the sum fits a BigInteger, never wraps.
+            var total = _storages.Values.Aggregate(BigInteger.Zero, (sum, s) => sum + (BigInteger)s.Elements * s.ElementBytes);
             if (total > MaxTotalBytes)
                 throw Invalid($"PyTorch archive: its storages claim {total} bytes, over the {MaxTotalBytes}-byte limit");
             if (Pop() is not Dict stateDict)
                 throw Invalid("PyTorch archive: data.pkl holds something other than a dict: only a state dict of tensors can be imported");
             var tensors = new List<StoredTensor>(stateDict.Items.Count);
             var seen = new Dictionary<string, int>(StringComparer.Ordinal);
+            BigInteger read = 0;
             foreach (var (key, value) in stateDict.Items)
             {
                 if (key is not string name || value is not TensorView view)
                     throw Invalid($"PyTorch archive: the dict holds a {Kind(value)} under a {Kind(key)} key: only a state dict of tensors can be imported");
+                // A reader reads each tensor on its own (a view through its whole storage), however many keys share one:
+                // what all of them read is bounded like the storages.
+                read += view.BytesRead;
+                if (read > MaxTotalBytes)
+                    throw Invalid($"PyTorch archive: its tensors read over {MaxTotalBytes} bytes from their storages (a storage named under many keys?)");
                 var tensor = new StoredTensor(name, ScalarTypes[view.Storage.TypeName], view.Shape, view.Offset)
                 {
                     Storage = view.Storage.Key,
@@ -155,6 +163,8 @@ internal static partial class PyTorchFormat
                 throw Invalid("PyTorch archive: data.pkl names a storage that is not in the archive");
             if (elements > entryLength / elementBytes)
                 throw Invalid($"PyTorch archive: a storage claims {elements} elements of {elementBytes} bytes, the archive holds {entryLength} bytes for it");
+            if (elements > MaxTotalBytes / elementBytes)
+                throw Invalid($"PyTorch archive: a storage claims {elements} elements of {elementBytes} bytes, over the {MaxTotalBytes}-byte limit");
             return _storages[key] = new Storage(key, elements, elementBytes, type.Name);
         }
 
@@ -169,17 +179,23 @@ internal static partial class PyTorchFormat
             if (arguments.Length < 4 || arguments[0] is not Storage storage || arguments[1] is not long offset
                 || arguments[2] is not object?[] shape || arguments[3] is not object?[] stride || shape.Length != stride.Length || shape.Length > MaxDimensions)
                 throw Invalid("PyTorch archive: data.pkl rebuilds a tensor from arguments that are not (storage, offset, shape, stride, ...)");
-            long elements = 1, extent = offset;
-            for (int i = 0; i < shape.Length; i++)
+            // In BigIntegers: sizes and strides are the file's, and long arithmetic on them could wrap past the checks.
+            BigInteger elements = 1, extent = offset;
+            bool contiguous = true;
+            BigInteger expectedStride = 1;
+            for (int i = shape.Length - 1; i >= 0; i--)
             {
                 if (shape[i] is not long size || stride[i] is not long step || size < 0 || step < 0)
                     throw Invalid("PyTorch archive: a tensor has a shape or stride that is not sizes");
-                elements = size == 0 || elements == 0 ? 0 : elements <= storage.Elements / size ? elements * size : long.MaxValue;
-                if (size > 0) extent += (size - 1) * Math.Min(step, storage.Elements);
+                elements *= size;
+                if (size > 0) extent += (BigInteger)(size - 1) * step;
+                if (size != 1 && step != expectedStride) contiguous = false;
+                expectedStride *= size;
             }
-            if (offset < 0 || elements > storage.Elements || (elements > 0 && extent >= storage.Elements))
+            if (offset < 0 || offset > storage.Elements || elements > storage.Elements || (elements > 0 && extent >= storage.Elements))
                 throw Invalid($"PyTorch archive: a tensor reaches past its storage's {storage.Elements} elements");
-            return new TensorView(storage, offset, shape.Select(d => (long)d!).ToArray(), stride.Select(d => (long)d!).ToArray());
+            long bytesRead = contiguous ? (long)elements * storage.ElementBytes : storage.Elements * storage.ElementBytes;
+            return new TensorView(storage, offset, shape.Select(d => (long)d!).ToArray(), stride.Select(d => (long)d!).ToArray(), bytesRead);
         }
 
         private int Length(int bytes)

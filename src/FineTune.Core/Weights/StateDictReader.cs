@@ -127,8 +127,10 @@ public sealed class StateDictReader : IDisposable
     }
 
     /// <summary>Fills a contiguous CPU tensor of the stored tensor's dtype and shape.</summary>
+    /// <exception cref="InvalidWeightsException">the file's bytes are not what its description says (truncated, corrupt)</exception>
     private void Fill(StoredTensor tensor, Tensor destination)
     {
+        if (destination.NumberOfElements == 0) return;
         try
         {
             if (_archive is null)
@@ -155,6 +157,11 @@ public sealed class StateDictReader : IDisposable
         catch (EndOfStreamException)
         {
             throw new InvalidWeightsException("the file ends inside a tensor's data");
+        }
+        catch (Exception e) when (e is not InvalidWeightsException and not OutOfMemoryException and not OperationCanceledException)
+        {
+            // A corrupt zip entry or deflate stream, or libtorch refusing a view: the file's fault, said by its kind only.
+            throw new InvalidWeightsException($"{StateDictFile.NotACheckpoint} (its reader failed: {e.GetType().Name})");
         }
     }
 

@@ -72,7 +72,14 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         }
         finally
         {
-            Directory.Delete(folder, recursive: true);
+            try
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+            catch (IOException)
+            {
+                // Left to the run's release (RunScratch.Release): a failure to tidy up must not hide the step's own.
+            }
         }
 
         var prepared = request.Prepared;

@@ -86,7 +86,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                 {
                     string featureRun = SweepPlanner.FeatureRunId(job.JobId, first.FeatureGroup);
                     // Controlled by the sweep: a cancel of the sweep stops its feature pass, whose running calls are the sweep's.
-                    var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun }, ControlRun: job.JobId);
+                    var featureJob = new FineTuneJob(featureRun, first.Spec with { JobId = featureRun }, ControlRun: job.JobId, CreatedAt: job.CreatedAt);
                     FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.FetchingWeights, maxEpochs, null));
                     var fetchStarted = context.CurrentUtcDateTime;
                     var weights = await context.CallActivityAsync<WeightsRef>(ActivityNames.FetchPretrainedWeights, featureJob, FineTuneOrchestrator.Retry);
@@ -134,7 +134,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     trainings++;
                     var unitGroup = groups[unit.Trials[0].FeatureGroup];
                     var task = unit.StackId is { } stackId
-                        ? TrainStackAsync(context, StackJob(job.JobId, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
+                        ? TrainStackAsync(context, StackJob(job, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
                         : TrainTrialAsync(context, job.JobId, unit.Trials[0], unitGroup, outcomes[unit.Trials[0].Index], rung, untilEpoch);
                     running.Add(task, unit);
                     FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
@@ -183,7 +183,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             {
                 // A stacked trial's best epoch becomes a checkpoint of its own run, which evaluate and publish read.
                 await context.CallActivityAsync<long>(ActivityNames.SaveTrialCheckpoint, new TrialCheckpointRequest(
-                    StackJob(job.JobId, stackId, bestUnit.Trials[0], group, startedAt), best, bestUnit.Trials.ToList().IndexOf(best), bestSequence), FineTuneOrchestrator.Retry);
+                    StackJob(job, stackId, bestUnit.Trials[0], group, startedAt), best, bestUnit.Trials.ToList().IndexOf(best), bestSequence), FineTuneOrchestrator.Retry);
             }
             var evaluation = await context.CallActivityAsync<EvaluationSummary>(ActivityNames.Evaluate,
                 new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
@@ -252,11 +252,14 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
             new SubOrchestrationOptions { InstanceId = $"{trial.JobId}:r{rung + 1}" })];
     }
 
-    /// <summary>A stack as a run: its group's weights, prepared model and feature run, stopped by a cancel of the sweep.</summary>
-    private static FineTuneJob StackJob(string sweepId, string stackId, SweepTrial first, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group,
+    /// <summary>
+    /// A stack as a run: its group's weights, prepared model and feature run, stopped by a cancel of the sweep, dated by it
+    /// (the sweep's status, which waiting for the stack's slot writes, keeps the sweep's date).
+    /// </summary>
+    private static FineTuneJob StackJob(FineTuneJob sweep, string stackId, SweepTrial first, (string RunId, WeightsRef Weights, PreparedSummary Prepared) group,
         DateTime startedAt) =>
         new(stackId, first.Spec with { JobId = stackId }, Carried: new CarriedState(group.Weights, group.Prepared, 0, [], startedAt, 0, []),
-            DataRun: group.RunId, ControlRun: sweepId);
+            DataRun: group.RunId, ControlRun: sweep.JobId, CreatedAt: sweep.CreatedAt);
 
     /// <summary>The epochs after which early termination compares trials: grace, 2·grace, 4·grace, …, then the last epoch.</summary>
     public static IReadOnlyList<int> Rungs(EarlyTerminationSpec? termination, int epochs)

@@ -106,7 +106,7 @@ public static class HubFiles
             int size = card.Preprocessing.CropSize;
             text.AppendLine("## Use it with ONNX Runtime");
             text.AppendLine();
-            text.AppendLine(CultureInfo.InvariantCulture, $"`{RunLayout.OnnxFile}` is the same model as an ONNX graph (opset {OnnxExporter.Opset}): input `{OnnxExporter.InputName}`, float32 [batch, 3, {size}, {size}]; output `{OnnxExporter.OutputName}`, [batch, {card.Classes.Count}]. Its metadata holds the class names and the preprocessing. When its weights pass protobuf's 2 GB limit they are in `{RunLayout.OnnxDataFile}` beside it (ONNX external data: keep the two files together).");
+            text.AppendLine(CultureInfo.InvariantCulture, $"`{RunLayout.OnnxFile}` is the same model as an ONNX graph (opset {OnnxExporter.Opset}): input `{OnnxExporter.InputName}`, float32 [batch, 3, {size}, {size}]; output `{OnnxExporter.OutputName}`, [batch, {card.Classes.Count}]. Its metadata holds the class names and the preprocessing. When its weights pass 1.75 GiB (protobuf stops at 2 GiB) they are in `{RunLayout.OnnxDataFile}` beside it (ONNX external data: keep the two files together).");
             text.AppendLine(CultureInfo.InvariantCulture, $"Needs onnxruntime, numpy and Pillow, no PyTorch. Save this as `predict_onnx.py` in this folder and run `python predict_onnx.py photo.jpg`: it prints what `predict.py` prints.");
             if (card.Preprocessing.SubtractsMeanImage)
                 text.AppendLine("The graph subtracts the mean image itself: the script feeds it plain BGR pixels.");

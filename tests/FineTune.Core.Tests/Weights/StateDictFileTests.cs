@@ -141,6 +141,25 @@ public sealed class StateDictFileTests : IDisposable
         Assert.Equal(ScalarType.Int64, read["scalar"].dtype);
     }
 
+    /// <summary>
+    /// One 8 MB storage named under 600 keys through a strided view (torch.save keeps it once): each key is read on its own,
+    /// through the whole storage, so the file would make the reader go through 4.8 GB. Refused before anything is read.
+    /// </summary>
+    [Fact]
+    public void AStorageNamedUnderManyKeysIsRefusedUnread()
+    {
+        string path = Path.Combine(_dir, "aliased.pth");
+        var python = ProcessRunner.Run("/usr/bin/python3", ["-c", """
+            import sys, torch
+            view = torch.zeros(1 << 21)[::2]
+            torch.save({f"k{i}": view for i in range(600)}, sys.argv[1])
+            """, path]);
+        Assert.True(python.ExitCode == 0, python.Error);
+
+        var error = Assert.Throws<InvalidWeightsException>(() => StateDictReader.Open(path).Dispose());
+        Assert.Contains("a storage named under many keys", error.Message);
+    }
+
     [Theory]
     [InlineData(StateDictFormat.PyTorch)]
     [InlineData(StateDictFormat.Safetensors)]
