@@ -18,8 +18,12 @@ internal static partial class PyTorchFormat
     {
         private sealed record Global(string Module, string Name);
         private sealed record Storage(string Key, long Elements, int ElementBytes, string TypeName);
-        /// <param name="BytesRead">what reading it takes from its storage: its own bytes when contiguous, else the whole storage</param>
-        private sealed record TensorView(Storage Storage, long Offset, long[] Shape, long[] Stride, long BytesRead);
+        /// <param name="Contiguous">whether its elements lie in row-major order in the storage, so a reader takes its bytes alone</param>
+        private sealed record TensorView(Storage Storage, long Offset, long[] Shape, long[] Stride, bool Contiguous, long Elements)
+        {
+            /// <summary>What reading it takes from its storage: its own bytes when contiguous, else the whole storage.</summary>
+            public long BytesRead => (Contiguous ? Elements : Storage.Elements) * Storage.ElementBytes;
+        }
         private sealed class Opaque;
 
         /// <summary>A dict or OrderedDict: its items in the order the pickle sets them.</summary>
@@ -117,6 +121,7 @@ internal static partial class PyTorchFormat
                     Storage = view.Storage.Key,
                     StorageElements = view.Storage.Elements,
                     Stride = view.Stride,
+                    Contiguous = view.Contiguous,
                 };
                 // A key set again replaces its value, as in Python.
                 if (seen.TryGetValue(name, out int at)) tensors[at] = tensor;
@@ -149,7 +154,7 @@ internal static partial class PyTorchFormat
         private static Global Allowed(string module, string name) => (module, name) switch
         {
             ("collections", "OrderedDict") or ("torch._utils", "_rebuild_tensor_v2") or ("torch._utils", "_rebuild_tensor") => new Global(module, name),
-            ("torch", _) when StorageElementBytes.ContainsKey(name) => new Global(module, name),
+            ("torch", _) when ScalarTypes.ContainsKey(name) => new Global(module, name),
             _ => throw Invalid("PyTorch archive: data.pkl calls a function other than torch's tensor and storage rebuilders and collections.OrderedDict, which a state dict of tensors never does"),
         };
 
@@ -158,7 +163,7 @@ internal static partial class PyTorchFormat
             if (id is not object?[] { Length: 5 } parts || parts[0] is not "storage" || parts[1] is not Global { Module: "torch" } type
                 || parts[2] is not string key || parts[4] is not long elements || elements < 0)
                 throw Invalid("PyTorch archive: data.pkl names a storage that is not ('storage', type, key, location, size)");
-            int elementBytes = StorageElementBytes[type.Name];
+            int elementBytes = ElementBytes(ScalarTypes[type.Name])!.Value;
             if (!storageEntries.TryGetValue(key, out long entryLength))
                 throw Invalid("PyTorch archive: data.pkl names a storage that is not in the archive");
             if (elements > entryLength / elementBytes)
@@ -194,8 +199,7 @@ internal static partial class PyTorchFormat
             }
             if (offset < 0 || offset > storage.Elements || elements > storage.Elements || (elements > 0 && extent >= storage.Elements))
                 throw Invalid($"PyTorch archive: a tensor reaches past its storage's {storage.Elements} elements");
-            long bytesRead = contiguous ? (long)elements * storage.ElementBytes : storage.Elements * storage.ElementBytes;
-            return new TensorView(storage, offset, shape.Select(d => (long)d!).ToArray(), stride.Select(d => (long)d!).ToArray(), bytesRead);
+            return new TensorView(storage, offset, shape.Select(d => (long)d!).ToArray(), stride.Select(d => (long)d!).ToArray(), contiguous, (long)elements);
         }
 
         private int Length(int bytes)

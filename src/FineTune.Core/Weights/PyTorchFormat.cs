@@ -16,7 +16,7 @@ internal static partial class PyTorchFormat
     /// <summary>Deflate expands a byte to at most 1032: an entry claiming more than that is lying.</summary>
     private const long MaxDeflateRatio = 1032;
 
-    /// <summary>What each storage type holds, for a reader to build its tensors (every key of <see cref="StorageElementBytes"/>).</summary>
+    /// <summary>The storage types a state dict may use, and what each holds (its element size: <see cref="ElementBytes"/>).</summary>
     private static readonly Dictionary<string, TorchSharp.torch.ScalarType> ScalarTypes = new(StringComparer.Ordinal)
     {
         ["DoubleStorage"] = TorchSharp.torch.ScalarType.Float64,
@@ -31,22 +31,6 @@ internal static partial class PyTorchFormat
         ["BoolStorage"] = TorchSharp.torch.ScalarType.Bool,
         ["ComplexDoubleStorage"] = TorchSharp.torch.ScalarType.ComplexFloat64,
         ["ComplexFloatStorage"] = TorchSharp.torch.ScalarType.ComplexFloat32,
-    };
-
-    private static readonly Dictionary<string, int> StorageElementBytes = new(StringComparer.Ordinal)
-    {
-        ["DoubleStorage"] = 8,
-        ["FloatStorage"] = 4,
-        ["HalfStorage"] = 2,
-        ["BFloat16Storage"] = 2,
-        ["LongStorage"] = 8,
-        ["IntStorage"] = 4,
-        ["ShortStorage"] = 2,
-        ["CharStorage"] = 1,
-        ["ByteStorage"] = 1,
-        ["BoolStorage"] = 1,
-        ["ComplexDoubleStorage"] = 16,
-        ["ComplexFloatStorage"] = 8,
     };
 
     /// <summary>

@@ -13,6 +13,8 @@ public sealed record StoredTensor(string Name, ScalarType DType, long[] Shape, l
     internal string? Storage { get; init; }
     internal long StorageElements { get; init; }
     internal long[]? Stride { get; init; }
+    /// <summary>Whether the elements lie in row-major order from <see cref="Offset"/>, as the validator found (every tensor of the other formats).</summary>
+    internal bool Contiguous { get; init; } = true;
 }
 
 /// <summary>
@@ -141,7 +143,7 @@ public sealed class StateDictReader : IDisposable
             }
             var entry = _archive.GetEntry(tensor.Storage!) ?? throw new InvalidWeightsException("PyTorch archive: a storage's entry went missing");
             using var storage = entry.Open();
-            if (IsContiguous(tensor.Shape, tensor.Stride!))
+            if (tensor.Contiguous)
             {
                 Skip(storage, tensor.Offset * destination.ElementSize);
                 ReadBytes(storage, destination);
@@ -163,17 +165,6 @@ public sealed class StateDictReader : IDisposable
             // A corrupt zip entry or deflate stream, or libtorch refusing a view: the file's fault, said by its kind only.
             throw new InvalidWeightsException($"{StateDictFile.NotACheckpoint} (its reader failed: {e.GetType().Name})");
         }
-    }
-
-    private static bool IsContiguous(long[] shape, long[] stride)
-    {
-        long expected = 1;
-        for (int i = shape.Length - 1; i >= 0; i--)
-        {
-            if (shape[i] != 1 && stride[i] != expected) return false;
-            expected *= shape[i];
-        }
-        return true;
     }
 
     private static void ReadBytes(Stream source, Tensor destination)

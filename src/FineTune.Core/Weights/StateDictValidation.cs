@@ -13,4 +13,15 @@ internal static class StateDictValidation
     public const int MaxDimensions = 16;
 
     public static InvalidWeightsException Invalid(string reason) => new(reason);
+
+    /// <summary>Bytes per element of a dtype a weights file may hold; null for any other.</summary>
+    public static int? ElementBytes(TorchSharp.torch.ScalarType dtype) => dtype switch
+    {
+        TorchSharp.torch.ScalarType.Byte or TorchSharp.torch.ScalarType.Int8 or TorchSharp.torch.ScalarType.Bool => 1,
+        TorchSharp.torch.ScalarType.Int16 or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.BFloat16 => 2,
+        TorchSharp.torch.ScalarType.Int32 or TorchSharp.torch.ScalarType.Float32 => 4,
+        TorchSharp.torch.ScalarType.Int64 or TorchSharp.torch.ScalarType.Float64 or TorchSharp.torch.ScalarType.ComplexFloat32 => 8,
+        TorchSharp.torch.ScalarType.ComplexFloat64 => 16,
+        _ => null,
+    };
 }

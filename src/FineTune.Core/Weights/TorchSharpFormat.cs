@@ -63,16 +63,6 @@ internal static class TorchSharpFormat
         }
     }
 
-    private static int? ElementBytes(TorchSharp.torch.ScalarType dtype) => dtype switch
-    {
-        TorchSharp.torch.ScalarType.Byte or TorchSharp.torch.ScalarType.Int8 or TorchSharp.torch.ScalarType.Bool => 1,
-        TorchSharp.torch.ScalarType.Int16 or TorchSharp.torch.ScalarType.Float16 or TorchSharp.torch.ScalarType.BFloat16 => 2,
-        TorchSharp.torch.ScalarType.Int32 or TorchSharp.torch.ScalarType.Float32 => 4,
-        TorchSharp.torch.ScalarType.Int64 or TorchSharp.torch.ScalarType.Float64 or TorchSharp.torch.ScalarType.ComplexFloat32 => 8,
-        TorchSharp.torch.ScalarType.ComplexFloat64 => 16,
-        _ => null,
-    };
-
     /// <summary>TorchSharp writes counts, dtypes and sizes as LEB128 varints (BinaryWriter's 7-bit encoding): its reader and this validator read them here.</summary>
     public static long ReadVarint(BinaryReader reader)
     {

@@ -60,7 +60,7 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
                     [StateDictFormat.TorchSharp] = torchSharpFile,
                 });
             // The hashes are computed while both files are stored: together they were most of this step.
-            var hashes = Task.Run(async () => (Safetensors: await Sha256Async(safetensors, token), TorchSharp: await Sha256Async(torchSharp, token), Dataset: DatasetHash(dataset)), token);
+            var hashes = Task.Run(async () => (Safetensors: await Sha256Async(() => File.OpenRead(safetensors), token), TorchSharp: await Sha256Async(() => File.OpenRead(torchSharp), token), Dataset: DatasetHash(dataset)), token);
             await Task.WhenAll(WriteOnceAsync(files, published.SafetensorsName, safetensors, token), WriteOnceAsync(files, published.TorchSharpName, torchSharp, token));
             sha256 = await hashes;
             if (onnx)
@@ -110,36 +110,30 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         await WriteOnceAsync(files, published.ModelCardName, card.ToJson(), token);
     }
 
-    private static async Task WriteOnceAsync(RunFiles files, string name, byte[] data, CancellationToken token)
+    private static Task WriteOnceAsync(RunFiles files, string name, byte[] data, CancellationToken token) =>
+        WriteOnceAsync(files, name, () => new MemoryStream(data, writable: false), token);
+
+    private static Task WriteOnceAsync(RunFiles files, string name, string path, CancellationToken token) =>
+        WriteOnceAsync(files, name, () => File.OpenRead(path), token);
+
+    /// <summary>Stores the bytes <paramref name="open"/> reads as <paramref name="name"/>, unless that artifact already holds them.</summary>
+    private static async Task WriteOnceAsync(RunFiles files, string name, Func<Stream> open, CancellationToken token)
     {
         try
         {
+            await using var data = open();
             await files.WriteAsync(name, data, WriteMode.CreateNew, token);
         }
         catch (ArtifactExistsException)
         {
             // Left by an earlier attempt that stopped before the card: fine when it holds the same bytes.
-            if (await files.Sha256Async(name, token) != Sha256(data)) throw;
+            if (await files.Sha256Async(name, token) != await Sha256Async(open, token)) throw;
         }
     }
 
-    /// <summary><see cref="WriteOnceAsync(RunFiles, string, byte[], CancellationToken)"/> of a local file's bytes.</summary>
-    private static async Task WriteOnceAsync(RunFiles files, string name, string path, CancellationToken token)
+    private static async Task<string> Sha256Async(Func<Stream> open, CancellationToken token)
     {
-        try
-        {
-            await using var data = File.OpenRead(path);
-            await files.WriteAsync(name, data, WriteMode.CreateNew, token);
-        }
-        catch (ArtifactExistsException)
-        {
-            if (await files.Sha256Async(name, token) != await Sha256Async(path, token)) throw;
-        }
-    }
-
-    private static async Task<string> Sha256Async(string path, CancellationToken token)
-    {
-        await using var data = File.OpenRead(path);
+        await using var data = open();
         return Convert.ToHexStringLower(await SHA256.HashDataAsync(data, token));
     }
 
@@ -154,6 +148,4 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         }
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
-
-    private static string Sha256(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
 }
