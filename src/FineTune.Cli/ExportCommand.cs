@@ -55,7 +55,7 @@ internal static class ExportCommand
             var family = ModelRegistry.Get(modelCard.Model).For(preprocessing);
             IReadOnlyList<string> written;
             using (var model = FineTuneModel.Load(family, modelCard.Classes.Count, weights))
-                written = OnnxExporter.Save(OnnxExporter.Export(model, modelCard.Classes, preprocessing), path);
+                written = OnnxExporter.Save(model, modelCard.Classes, preprocessing, path);
             string besides = written.Count > 1 ? $" (its weights in {string.Join(", ", written.Where(f => f != path))}: keep them together)" : "";
             output.WriteLine($"{path}: {modelCard.Model}, {modelCard.Classes.Count} classes, input [batch, 3, {preprocessing.CropSize}, {preprocessing.CropSize}], {written.Sum(f => new FileInfo(f).Length) / 1e6:F1} MB{besides}");
             return ExitCodes.Succeeded;

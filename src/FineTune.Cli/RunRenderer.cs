@@ -165,7 +165,9 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
             + (s.LastLoss is { } loss ? $"  loss {loss:F4}" : "")
             + (s.ValidationAccuracy is { } accuracy ? $"  val_loss {s.ValidationLoss:F4}  val_acc {accuracy:P1}" : "")
             + (s.EtaSeconds is { } eta ? $"  eta {TimeSpan.FromSeconds(Math.Round(eta)):g}" : ""),
-        RunStage.Queued => $"  queued: position {s.QueuePosition} for a slot on this worker (Workflow:MaxConcurrentRuns)",
+        RunStage.Queued => s.QueuePosition is { } position
+            ? $"  queued: position {position} for a slot on this worker (Workflow:MaxConcurrentRuns)"
+            : "  queued for a slot on this worker (Workflow:MaxConcurrentRuns)",
         RunStage.PreparingModel when s.FeaturePass is { } pass => $"  {s.Stage.Display()}: feature pass {pass.ShardsDone}/{pass.Shards} shards",
         var stage => $"  {stage.Display()}",
     };

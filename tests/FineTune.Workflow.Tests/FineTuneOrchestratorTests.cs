@@ -125,6 +125,11 @@ public sealed class FineTuneOrchestratorTests
         var second = new Script(losses: [0.5, 0.3, 0.4]) { Now = first.Now.AddHours(1) };
         var result = await second.RunAsync(next);
         Assert.All(second.Statuses, s => Assert.Equal(first.Now, s.CreatedAt));
+        // Continuing as new clears the instance's status: the next generation sets where it stands before its first call.
+        Assert.Equal(1, second.StatusesAtFirstCall);
+        var resumed = second.Statuses[0];
+        Assert.Equal((RunStage.Training, 1, 2, StepsPerEpoch, 3, (int?)0, (double?)0.5),
+            (resumed.Stage, resumed.Epoch, resumed.Step, resumed.StepsPerEpoch, resumed.Epochs, resumed.BestEpoch, resumed.ValidationLoss));
 
         // The next generation neither fetches nor prepares again; it trains on from step 6 and ends the run.
         Assert.NotNull(result);
@@ -219,8 +224,16 @@ public sealed class FineTuneOrchestratorTests
         Assert.Equal(Enumerable.Repeat(TimeSpan.FromSeconds(5), 99), script.Timers);
         Assert.All(script.Statuses, s => Assert.Equal((RunStage.Queued, (int?)3), (s.Stage, s.QueuePosition)));
         // The same job, still waiting, dated by its first generation: it holds no slot to leave, and its files stay for when it runs.
-        Assert.Equal(job with { CreatedAt = script.Now }, Assert.Single(script.ContinuedAs));
+        var continued = Assert.IsType<FineTuneJob>(Assert.Single(script.ContinuedAs));
+        Assert.Equal(job with { CreatedAt = script.Now }, continued);
         Assert.All(script.Statuses, s => Assert.Equal(script.Now, s.CreatedAt));
+
+        // Its next generation shows it queued before asking again (its place comes with the answer).
+        var next = new Script(losses: [0.5]) { Admit = () => new Admission(false, 2, TimeSpan.FromSeconds(5)), Now = script.Now.AddHours(1) };
+        Assert.Null(await next.RunAsync(continued));
+        Assert.Equal(1, next.StatusesAtFirstCall);
+        Assert.Equal((RunStage.Queued, (int?)null, (DateTime?)script.Now), (next.Statuses[0].Stage, next.Statuses[0].QueuePosition, next.Statuses[0].CreatedAt));
+        Assert.Equal((RunStage.Queued, (int?)2), (next.Statuses[1].Stage, next.Statuses[1].QueuePosition));
     }
 
     [Fact]
@@ -259,6 +272,9 @@ public sealed class FineTuneOrchestratorTests
         public List<TaskOptions?> Options { get; } = [];
         public List<TrainRequest> Chunks { get; } = [];
         public List<RunStatus> Statuses { get; } = [];
+
+        /// <summary>How many statuses were set before the first activity call.</summary>
+        public int? StatusesAtFirstCall { get; private set; }
         public List<TimeSpan> Timers { get; } = [];
         public List<object?> ContinuedAs { get; } = [];
         public ModelRequest? Evaluated { get; private set; }
@@ -326,6 +342,7 @@ public sealed class FineTuneOrchestratorTests
             _context.Setup(c => c.CallActivityAsync<TResult>(It.Is<TaskName>(n => n.Name == name), It.IsAny<object?>(), It.IsAny<TaskOptions?>()))
                 .Returns((TaskName _, object? input, TaskOptions? options) =>
                 {
+                    StatusesAtFirstCall ??= Statuses.Count;
                     Calls.Add(name);
                     Options.Add(options);
                     return Task.FromResult(answer(Assert.IsType<TInput>(input)));

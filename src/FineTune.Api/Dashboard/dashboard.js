@@ -138,7 +138,7 @@ async function refreshRun() {
   $('purge').disabled = !run.done;
   // A cancelled run's progress is where it stopped.
   $('stage').textContent = run.status === 'Terminated' ? `cancelled at ${p?.stage ?? 'start'}`
-    : p?.stage === 'queued' ? `queued (position ${p.queuePosition})`
+    : p?.stage === 'queued' ? (p.queuePosition == null ? 'queued' : `queued (position ${p.queuePosition})`)
     : p?.featurePass ? `${p.stage}: feature pass ${p.featurePass.shardsDone}/${p.featurePass.shards} shards` : p?.stage ?? 'pending';
   // An action's message stands until the state it changed changes.
   if (run.status !== actedOn) $('action-message').textContent = '';

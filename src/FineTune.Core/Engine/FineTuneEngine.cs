@@ -279,16 +279,15 @@ public sealed class FineTuneEngine : IDisposable
             {
                 ExceptionDispatchInfo.Throw(e.InnerExceptions[0]);
             }
-            return true;
         });
     }
 
-    /// <summary>"Publish" when asked: the fine-tuned model as an ONNX graph at <paramref name="path"/> (<see cref="OnnxExporter.Save"/>: its weights beside it when they pass 1.75 GiB); returns the files written.</summary>
+    /// <summary>"Publish" when asked: the fine-tuned model as an ONNX graph at <paramref name="path"/> (<see cref="OnnxExporter.Save"/>: its weights beside it, never held twice, when they pass 1.75 GiB); returns the files written.</summary>
     public IReadOnlyList<string> ExportOnnx(Recipe recipe, ImageDataset dataset, TrainingState state, string path)
     {
         using var scope = NewDisposeScope();
         using var model = Restore(recipe, dataset, state);
-        return OnnxExporter.Save(OnnxExporter.Export(model, dataset.Classes, recipe.Preprocessing), path);
+        return OnnxExporter.Save(model, dataset.Classes, recipe.Preprocessing, path);
     }
 
     private static FineTuneModel Restore(Recipe recipe, ImageDataset dataset, TrainingState state)
@@ -338,11 +337,18 @@ public sealed class FineTuneEngine : IDisposable
     /// <summary>Runs <paramref name="work"/> on a model from <paramref name="pool"/>, returned to it unless the work fails.</summary>
     private static T WithPooledModel<T>(ModelPool pool, Recipe recipe, int classes, Func<FineTuneModel, T> work)
     {
+        T result = default!;
+        WithPooledModel(pool, recipe, classes, model => { result = work(model); });
+        return result;
+    }
+
+    /// <inheritdoc cref="WithPooledModel{T}"/>
+    private static void WithPooledModel(ModelPool pool, Recipe recipe, int classes, Action<FineTuneModel> work)
+    {
         var model = pool.Rent(recipe, classes);
-        T result;
         try
         {
-            result = work(model);
+            work(model);
         }
         catch
         {
@@ -350,7 +356,6 @@ public sealed class FineTuneEngine : IDisposable
             throw;
         }
         pool.Return(recipe, classes, model);
-        return result;
     }
 
     /// <summary>

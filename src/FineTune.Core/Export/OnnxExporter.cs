@@ -40,8 +40,9 @@ public static class OnnxExporter
         Export(model, classes, preprocessing, inputSize, ModelRegistry.ArchitectureOf(model.Family).OnnxForwards);
 
     /// <param name="forwards">the family forwards the writer knows (a family not yet in the registry brings its own)</param>
+    /// <param name="externalData">where the weights go as they are met (ONNX's external data), instead of into the graph</param>
     internal static ModelProto Export(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, int? inputSize,
-        IReadOnlyDictionary<string, OnnxForward> forwards)
+        IReadOnlyDictionary<string, OnnxForward> forwards, OnnxExternalData? externalData = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (classes.Count != model.NumClasses)
@@ -58,7 +59,7 @@ public static class OnnxExporter
         // Smooth and varied, so that every ReLU, pool and max sees both signs and the check means something.
         var trace = arange(3 * size * size, dtype: float32, device: device).mul(0.001f).sin().mul(2f).view(1, 3, size, size);
 
-        var builder = new OnnxGraphBuilder();
+        var builder = new OnnxGraphBuilder(externalData);
         var writer = new OnnxModuleWriter(builder, forwards);
         var input = new OnnxValue(InputName, trace);
         if (meanImage is not null)
@@ -104,40 +105,37 @@ public static class OnnxExporter
     /// </summary>
     public const long MaxInlineWeightBytes = 7L << 28;
 
-    /// <summary>ONNX's rule of thumb for external data: tensors under this stay in the graph.</summary>
-    private const int ExternalTensorMinBytes = 1024;
-
     /// <summary>
-    /// Writes <paramref name="model"/> to <paramref name="path"/>; when its weights pass <paramref name="externalAbove"/>
-    /// bytes they move out of the model into <c>path + ".data"</c> (page-aligned, named relative to the graph, as ONNX
-    /// Runtime and <c>onnx.load</c> read it). Each file is written beside and moved into place, so a failed write leaves
-    /// an earlier file whole. Returns the files written.
+    /// Writes <paramref name="model"/> as an ONNX graph (<see cref="Export(FineTuneModel, IReadOnlyList{string}, Preprocessing, int?)"/>) to
+    /// <paramref name="path"/>. When its weights pass <paramref name="externalAbove"/> bytes, each goes from the model's own
+    /// memory into <c>path + ".data"</c> as the graph is built (page-aligned, named relative to the graph, as ONNX Runtime
+    /// and <c>onnx.load</c> read it), so the largest builders' weights are never held twice. Each file is written beside and
+    /// moved into place, so a failed export leaves an earlier file whole. Returns the files written.
     /// </summary>
-    public static IReadOnlyList<string> Save(ModelProto model, string path, long externalAbove = MaxInlineWeightBytes)
+    public static IReadOnlyList<string> Save(FineTuneModel model, IReadOnlyList<string> classes, Preprocessing preprocessing, string path,
+        int? inputSize = null, long externalAbove = MaxInlineWeightBytes)
     {
+        ArgumentNullException.ThrowIfNull(model);
+        var forwards = ModelRegistry.ArchitectureOf(model.Family).OnnxForwards;
+        // The graph's initializers are the model's parameters and statistics, in float32.
+        long weightBytes = model.Module.state_dict().Values.Sum(t => t.NumberOfElements * sizeof(float));
         string data = path + ".data";
         string temporary = path + ".partial", dataTemporary = data + ".partial";
         try
         {
-            bool external = model.Graph.Initializer.Sum(t => (long)t.RawData.Length) > externalAbove;
+            bool external = weightBytes > externalAbove;
+            ModelProto graph;
             if (external)
             {
                 using var stream = File.Create(dataTemporary);
-                foreach (var tensor in model.Graph.Initializer.Where(t => t.RawData.Length >= ExternalTensorMinBytes))
-                {
-                    long offset = (stream.Position + 4095) / 4096 * 4096;
-                    stream.SetLength(offset);
-                    stream.Position = offset;
-                    stream.Write(tensor.RawData.Span);
-                    tensor.DataLocation = TensorProto.Types.DataLocation.External;
-                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = Path.GetFileName(data) });
-                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(CultureInfo.InvariantCulture) });
-                    tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = tensor.RawData.Length.ToString(CultureInfo.InvariantCulture) });
-                    tensor.RawData = ByteString.Empty;
-                }
+                graph = Export(model, classes, preprocessing, inputSize, forwards, new OnnxExternalData(stream, Path.GetFileName(data)));
+            }
+            else
+            {
+                graph = Export(model, classes, preprocessing, inputSize, forwards);
             }
             using (var stream = File.Create(temporary))
-                model.WriteTo(stream);
+                graph.WriteTo(stream);
             if (!external)
             {
                 // An earlier export of a larger model to this path left its weights beside it: they are not this graph's.

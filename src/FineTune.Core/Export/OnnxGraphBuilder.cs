@@ -1,3 +1,4 @@
+using System.Globalization;
 using Google.Protobuf;
 using Onnx;
 using static TorchSharp.torch;
@@ -15,7 +16,8 @@ internal sealed record OnnxValue(string Name, Tensor Trace);
 /// Builds an ONNX graph one operator at a time, computing each operator's result on the trace alongside with
 /// the TorchSharp op of the same meaning.
 /// </summary>
-internal sealed class OnnxGraphBuilder
+/// <param name="externalData">where initializers go instead of the graph, when the weights are too large for one message</param>
+internal sealed class OnnxGraphBuilder(OnnxExternalData? externalData = null)
 {
     private readonly GraphProto _graph = new() { Name = "finetune" };
     private readonly HashSet<string> _initializers = [];
@@ -28,7 +30,10 @@ internal sealed class OnnxGraphBuilder
         using var values = value.detach().cpu().to(float32).contiguous();
         var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
         proto.Dims.AddRange(values.shape);
-        proto.RawData = ByteString.CopyFrom(values.bytes);
+        if (externalData is not null && values.NumberOfElements * sizeof(float) >= OnnxExternalData.MinTensorBytes)
+            externalData.Add(proto, values.bytes);
+        else
+            proto.RawData = ByteString.CopyFrom(values.bytes);
         if (!_initializers.Add(name)) throw new InvalidOperationException($"initializer '{name}' written twice");
         _graph.Initializer.Add(proto);
         return name;
@@ -111,5 +116,29 @@ internal sealed class OnnxGraphBuilder
             Name = name,
             Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)TensorProto.Types.DataType.Float, Shape = shape } },
         };
+    }
+}
+
+/// <summary>
+/// ONNX's external data: initializers written into one file beside the graph, each page-aligned, the graph naming the
+/// file (relative to itself), offset and length.
+/// </summary>
+internal sealed class OnnxExternalData(Stream stream, string location)
+{
+    /// <summary>ONNX's rule of thumb for external data: tensors under this stay in the graph.</summary>
+    public const int MinTensorBytes = 1024;
+
+    private const int Page = 4096;
+
+    public void Add(TensorProto tensor, ReadOnlySpan<byte> bytes)
+    {
+        long offset = (stream.Position + Page - 1) / Page * Page;
+        stream.SetLength(offset);
+        stream.Position = offset;
+        stream.Write(bytes);
+        tensor.DataLocation = TensorProto.Types.DataLocation.External;
+        tensor.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
+        tensor.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(CultureInfo.InvariantCulture) });
+        tensor.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = bytes.Length.ToString(CultureInfo.InvariantCulture) });
     }
 }

@@ -46,7 +46,12 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     /// </summary>
     public override Task<FineTuneResult?> RunAsync(TaskOrchestrationContext context, FineTuneJob job)
     {
+        bool continued = job.CreatedAt is not null;
         job = Dated(context, job);
+        // Continuing as new clears the instance's status, and asking for a slot is an activity call away: a continued
+        // generation shows where the run stands from the start.
+        if (continued)
+            SetStatus(context, job, job.Carried is { } carried ? Resumed(carried, job.Spec) : Status(RunStage.Queued, job.Spec.Training.Epochs));
         return ReleasingAsync(context, job, job.DataRun is null ? [job.JobId] : [], () => AdmittedAsync(context, job,
             position => Status(RunStage.Queued, job.Spec.Training.Epochs) with { QueuePosition = position }, () => RunStepsAsync(context, job),
             result => result is not null, AsksPerGeneration), result => result is not null);
@@ -226,6 +231,15 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
     {
         var last = history is { Count: > 0 } ? history[^1] : null;
         return new RunStatus(stage, history?.Count ?? 0, epochs, 0, 0, null, last?.ValidationLoss, last?.ValidationAccuracy, best?.Epoch, null);
+    }
+
+    /// <summary>Where a continued generation starts: the step and epochs it carries (the last loss and the time left come with its first chunk).</summary>
+    private static RunStatus Resumed(CarriedState carried, JobSpec spec)
+    {
+        int stepsPerEpoch = carried.Prepared.StepsPerEpoch;
+        var last = carried.History.Count > 0 ? carried.History[^1] : null;
+        return new RunStatus(RunStage.Training, (int)(carried.GlobalStep / stepsPerEpoch), spec.Training.Epochs, (int)(carried.GlobalStep % stepsPerEpoch),
+            stepsPerEpoch, null, last?.ValidationLoss, last?.ValidationAccuracy, TrainingHistory.Best(carried.History, spec.StoppingMetric())?.Epoch, null);
     }
 
     private static RunStatus Training(TaskOrchestrationContext context, CarriedState carried, TrainResult result, IReadOnlyList<EpochMetrics> history,

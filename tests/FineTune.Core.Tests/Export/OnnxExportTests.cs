@@ -165,7 +165,7 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
         try
         {
             string path = Path.Combine(folder, "model.onnx");
-            var written = OnnxExporter.Save(OnnxExporter.Export(model, Classes, preprocessing, size), path, externalAbove: 0);
+            var written = OnnxExporter.Save(model, Classes, preprocessing, path, size, externalAbove: 0);
 
             Assert.Equal([path + ".data", path], written);
             Assert.True(new FileInfo(path).Length < 1_000_000, $"the graph kept {new FileInfo(path).Length} bytes");
