@@ -35,7 +35,7 @@ public sealed class AdmissionTests(ITestOutputHelper log)
         var error = Assert.Single(JobMemory.Check(big, options));
         log.WriteLine(error.ToString());
         Assert.Equal("training.batchSize", error.Field);
-        Assert.Contains($"~{JobMemory.Estimate(big).TotalMegabytes} MB", error.Reason);
+        Assert.Contains($"~{JobMemory.Estimate(big, options).TotalMegabytes} MB", error.Reason);
         Assert.Contains("4000 MB", error.Reason);
 
         // Each trial fits: however many at once the sweep asks for, its trials queue for slots instead (RunSlots).
@@ -52,6 +52,20 @@ public sealed class AdmissionTests(ITestOutputHelper log)
         log.WriteLine(trial.ToString());
         Assert.Contains("the sweep's largest trial", trial.Reason);
         Assert.Contains("batch size 256", trial.Reason);
+    }
+
+    [Fact]
+    public void DecodedImagesARunMayKeepAreCountedUnlessItAugments()
+    {
+        var options = new WorkflowOptions { DecodedImagesBytes = 300L << 20 };
+        var plain = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "freeze": "last:1" }""", localPaths: false);
+        var augmented = JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" }, "freeze": "last:1", "training": { "augmentation": {} } }""", localPaths: false);
+
+        var kept = JobMemory.Estimate(plain, options);
+        Assert.Equal(300L << 20, kept.DecodedImages);
+        Assert.Contains("decoded images 300 MB", kept.ToString());
+        Assert.Equal(kept.TotalBytes - (300L << 20), JobMemory.Estimate(plain, new WorkflowOptions { DecodedImagesBytes = 0 }).TotalBytes);
+        Assert.Equal(0, JobMemory.Estimate(augmented, options).DecodedImages);
     }
 
     [Fact]

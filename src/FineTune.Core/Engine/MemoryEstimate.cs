@@ -11,12 +11,15 @@ namespace FineTune.Core.Engine;
 /// <param name="Activations">what one batch keeps for the backward pass (or passes through, when nothing before the head trains)</param>
 public sealed record MemoryEstimate(long Runtime, long Weights, long TrainingState, long Activations)
 {
-    public long TotalBytes => Runtime + Weights + TrainingState + Activations;
+    /// <summary>Decoded images the run may keep at the input size (for its feature pass, or across its epochs on images).</summary>
+    public long DecodedImages { get; init; }
+
+    public long TotalBytes => Runtime + Weights + TrainingState + Activations + DecodedImages;
 
     public long TotalMegabytes => (TotalBytes + (1L << 20) - 1) >> 20;
 
     public override string ToString() =>
-        $"~{TotalMegabytes} MB (weights {Weights >> 20} MB, gradients and optimizer state {TrainingState >> 20} MB, activations {Activations >> 20} MB, runtime {Runtime >> 20} MB)";
+        $"~{TotalMegabytes} MB (weights {Weights >> 20} MB, gradients and optimizer state {TrainingState >> 20} MB, activations {Activations >> 20} MB, {(DecodedImages > 0 ? $"decoded images {DecodedImages >> 20} MB, " : "")}runtime {Runtime >> 20} MB)";
 }
 
 /// <summary>

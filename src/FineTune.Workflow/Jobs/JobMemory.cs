@@ -7,7 +7,7 @@ namespace FineTune.Workflow.Jobs;
 /// <summary>A job's estimated peak memory (<see cref="PeakMemory"/>), and the check that refuses at submit a job this worker cannot hold.</summary>
 public static class JobMemory
 {
-    public static MemoryEstimate Estimate(JobSpec spec)
+    public static MemoryEstimate Estimate(JobSpec spec, WorkflowOptions options)
     {
         var t = spec.Training;
         // The recipe decides whether a cache applies; under last:N the trainable stages' activations are counted as if they
@@ -15,7 +15,10 @@ public static class JobMemory
         var recipe = spec.ToRecipe(weightsPath: "");
         bool featureCache = recipe.MayCacheFeatures && spec.Freeze == FreezeMode.Head;
         // At the input size of the weights it starts from (vit_h_14's DEFAULT: 518 px).
-        return PeakMemory.Estimate(recipe.ModelFamily, spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
+        var estimate = PeakMemory.Estimate(recipe.ModelFamily, spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
+        // Without augmentation the scan keeps decoded images for the feature pass, or the run keeps them across its epochs
+        // on images: up to the worker's budget for them, which concurrent runs each hold.
+        return recipe.Training.Augmentation is null ? estimate with { DecodedImages = Math.Max(0, options.DecodedImagesBytes) } : estimate;
     }
 
     /// <summary>
@@ -28,11 +31,11 @@ public static class JobMemory
         string budgetText = $"this worker's memory budget of {budget >> 20} MB (Workflow:MemoryBudgetMB)";
         if (spec.Sweep is null)
         {
-            var estimate = Estimate(spec);
+            var estimate = Estimate(spec, options);
             return estimate.TotalBytes <= budget ? [] :
                 [new FieldError("training.batchSize", $"{spec.Model} with freeze {spec.Freeze} and batch size {spec.Training.BatchSize} needs an estimated {estimate}, over {budgetText}: use a smaller batch, freeze more or a smaller model")];
         }
-        var largest = SweepPlanner.Plan(spec).Select(t => (t.Spec, Estimate: Estimate(t.Spec))).MaxBy(t => t.Estimate.TotalBytes);
+        var largest = SweepPlanner.Plan(spec).Select(t => (t.Spec, Estimate: Estimate(t.Spec, options))).MaxBy(t => t.Estimate.TotalBytes);
         return largest.Estimate.TotalBytes <= budget ? [] :
             [new FieldError("training.batchSize", $"the sweep's largest trial ({largest.Spec.Model}, freeze {largest.Spec.Freeze}, batch size {largest.Spec.Training.BatchSize}) needs an estimated {largest.Estimate}, over {budgetText}")];
     }
