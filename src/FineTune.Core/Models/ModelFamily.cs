@@ -97,9 +97,13 @@ public sealed record ModelFamily(
     public string PyTorchConstructor(int classes) =>
         Constructor?.Invoke(classes) ?? $"torchvision.models.{Name}(num_classes={classes})";
 
-    /// <summary>The preprocessing for a weights source: the named tag's own, else <see cref="Preprocessing"/>.</summary>
+    /// <summary>
+    /// The preprocessing for a weights source: the named tag's own, or that of the tag whose torchvision file it names
+    /// (<see cref="TorchvisionWeights.ByFileName"/>), else <see cref="Preprocessing"/>.
+    /// </summary>
     public Preprocessing PreprocessingFor(string? weightsSource) =>
-        weightsSource is null ? Preprocessing : TorchvisionWeights.Resolve(this, weightsSource)?.Preprocessing ?? Preprocessing;
+        weightsSource is null ? Preprocessing
+            : (TorchvisionWeights.Resolve(this, weightsSource) ?? TorchvisionWeights.ByFileName(this, weightsSource))?.Preprocessing ?? Preprocessing;
 
     /// <summary>A preprocessing read back from JSON, with the mean image it stated attached again.</summary>
     public Preprocessing Restore(Preprocessing stored) => stored with { MeanImage = Preprocessing.MeanImage };

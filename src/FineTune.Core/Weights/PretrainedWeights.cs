@@ -69,6 +69,9 @@ public static class PretrainedWeights
             // Named by count only: the checkpoint's own names are its content.
             if (unexpected.Count > 0) problems.Add($"{unexpected.Count} {(unexpected.Count == 1 ? "tensor" : "tensors")} the model does not have");
             if (wrongShape.Count > 0) problems.Add($"wrong shape {Describe(wrongShape)}");
+            // A ViT's position embedding has one entry per patch of the crop it was built for.
+            if (wrongShape.Count > 0 && family.LayoutForSize is not null)
+                problems.Add($"{family.Name} is built for the crop of its weights ({family.Preprocessing.CropSize} px here): keep torchvision's file name, or name the weights by tag ({string.Join(", ", family.Weights.Select(w => $"{w.Tag}: {w.FileName}, {w.Preprocessing.CropSize} px"))})");
             throw new InvalidWeightsException($"checkpoint does not fit {family.Name}: {string.Join("; ", problems)}");
         }
 

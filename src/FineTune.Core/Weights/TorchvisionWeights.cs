@@ -53,6 +53,17 @@ public static class TorchvisionWeights
             ? family.Weights.FirstOrDefault(w => w.Tag == family.DefaultWeights)
             : family.Weights.FirstOrDefault(w => w.Tag == name);
 
+    /// <summary>
+    /// The tag whose torchvision file a weights source names: a local copy, a mirror's URL or an uploaded blob that keeps
+    /// torchvision's file name (<c>vit_h_14_swag-80465313.pth</c>) holds that tag's weights, trained with its preprocessing.
+    /// </summary>
+    public static WeightsTag? ByFileName(ModelFamily family, string source)
+    {
+        string path = source.Split('?', '#')[0];
+        string name = path[(path.LastIndexOfAny(['/', '\\', ':']) + 1)..];
+        return family.Weights.FirstOrDefault(w => w.FileName == name);
+    }
+
     /// <inheritdoc cref="Resolve(ModelFamily, string)"/>
     public static WeightsTag? Resolve(string family, string name) =>
         ModelRegistry.Families.FirstOrDefault(f => f.Name == family) is { } builder ? Resolve(builder, name) : null;

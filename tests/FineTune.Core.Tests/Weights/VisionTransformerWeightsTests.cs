@@ -1,5 +1,8 @@
+using FineTune.Core.Data;
+using FineTune.Core.Engine;
 using FineTune.Core.Models;
 using FineTune.Core.Tests.Reference;
+using FineTune.Core.Training;
 using FineTune.Core.Weights;
 using FineTune.Testing;
 
@@ -63,5 +66,39 @@ public sealed class VisionTransformerWeightsTests
         string constructor = sized.PyTorchConstructor(tag.Categories);
         Assert.Contains($"image_size={tag.Preprocessing.CropSize}", constructor);
         Assert.Equal(PythonReference.Run("shapes", constructor).Split('\n').Select(line => line.Trim()), ours);
+    }
+
+    /// <summary>
+    /// Weights fetched by hand (an offline machine, a mirror, an upload) keep torchvision's file name: the run takes that
+    /// tag's preprocessing and the layout for its crop, as naming the tag would; any other name gets the builder's.
+    /// </summary>
+    [Theory]
+    [InlineData("/data/weights/vit_b_16_swag-9ac1b537.pth")]
+    [InlineData("https://mirror.example/models/vit_b_16_swag-9ac1b537.pth?sv=2024&sig=x")]
+    [InlineData("blob:weights/vit_b_16_swag-9ac1b537.pth")]
+    [InlineData("vit_b_16_swag-9ac1b537.pth")]
+    public void AWeightsFileWithTorchvisionsNameGetsItsTagsPreprocessing(string source)
+    {
+        var family = ModelRegistry.Get("vit_b_16");
+        var tag = TorchvisionWeights.Resolve(family, "IMAGENET1K_SWAG_E2E_V1")!;
+        var recipe = new Recipe("vit_b_16", "/cache/a797a71f.pth", FreezeMode.Head, 0, ResizeMode.CenterCrop, new TrainingOptions(), Weights: source);
+
+        Assert.Equal(tag, TorchvisionWeights.ByFileName(family, source));
+        Assert.Equal(tag.Preprocessing, recipe.Preprocessing);
+        Assert.Contains("image_size=384", recipe.ModelFamily.PyTorchConstructor(2));
+        Assert.Equal(family.Preprocessing, family.PreprocessingFor("/data/weights/my-vit_b_16_swag-9ac1b537.pth"));
+    }
+
+    /// <summary>A file trained at another crop than the layout built says how to get the right one.</summary>
+    [Fact]
+    public void APositionEmbeddingOfAnotherCropIsRefusedSayingHowToNameTheWeights()
+    {
+        using var at384 = FineTuneModel.Create(ModelRegistry.Get("vit_b_32").For(Preprocessing.ImageNet(384, 384, Interpolation.Bicubic)), numClasses: 3, seed: 1);
+        using var at224 = FineTuneModel.Create(ModelRegistry.Get("vit_b_32"), numClasses: 3, seed: 1);
+
+        var error = Assert.Throws<InvalidWeightsException>(() => PretrainedWeights.LoadBackbone(at224, at384.Module.state_dict()));
+
+        Assert.Contains("wrong shape encoder.pos_embedding (checkpoint [1, 145, 768], model [1, 50, 768])", error.Message);
+        Assert.Contains("keep torchvision's file name, or name the weights by tag (IMAGENET1K_V1: vit_b_32-d86f8d99.pth, 224 px)", error.Message);
     }
 }
