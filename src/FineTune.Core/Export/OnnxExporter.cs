@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Data;
@@ -138,9 +137,10 @@ public static class OnnxExporter
                 graph.WriteTo(stream);
             if (!external)
             {
+                string written = Move(temporary, path);
                 // An earlier export of a larger model to this path left its weights beside it: they are not this graph's.
                 File.Delete(data);
-                return [Move(temporary, path)];
+                return [written];
             }
             return [Move(dataTemporary, data), Move(temporary, path)];
         }

@@ -27,6 +27,7 @@ internal sealed class OnnxGraphBuilder(OnnxExternalData? externalData = null)
 
     public string Initializer(string name, Tensor value)
     {
+        if (!_initializers.Add(name)) throw new InvalidOperationException($"initializer '{name}' written twice");
         using var values = value.detach().cpu().to(float32).contiguous();
         var proto = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
         proto.Dims.AddRange(values.shape);
@@ -34,7 +35,6 @@ internal sealed class OnnxGraphBuilder(OnnxExternalData? externalData = null)
             externalData.Add(proto, values.bytes);
         else
             proto.RawData = ByteString.CopyFrom(values.bytes);
-        if (!_initializers.Add(name)) throw new InvalidOperationException($"initializer '{name}' written twice");
         _graph.Initializer.Add(proto);
         return name;
     }

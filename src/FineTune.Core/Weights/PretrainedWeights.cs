@@ -59,8 +59,9 @@ public static class PretrainedWeights
         // Checkpoints from before PyTorch 0.4.1 lack BatchNorm's step counter; it does not affect the output.
         var missing = target.Keys.Where(k => !source.ContainsKey(k) && !k.EndsWith(".num_batches_tracked", StringComparison.Ordinal)).ToList();
         var unexpected = source.Keys.Where(k => !target.ContainsKey(k)).ToList();
-        var wrongShape = source.Where(kv => target.TryGetValue(kv.Key, out var t) && !t.shape.SequenceEqual(kv.Value.Shape))
-            .Select(kv => $"{kv.Key} (checkpoint [{string.Join(", ", kv.Value.Shape)}], model [{string.Join(", ", target[kv.Key].shape)}])")
+        var wrongKeys = source.Keys.Where(k => target.TryGetValue(k, out var t) && !t.shape.SequenceEqual(source[k].Shape)).ToList();
+        var wrongShape = wrongKeys
+            .Select(k => $"{k} (checkpoint [{string.Join(", ", source[k].Shape)}], model [{string.Join(", ", target[k].shape)}])")
             .ToList();
         if (missing.Count + unexpected.Count + wrongShape.Count > 0)
         {
@@ -70,7 +71,7 @@ public static class PretrainedWeights
             if (unexpected.Count > 0) problems.Add($"{unexpected.Count} {(unexpected.Count == 1 ? "tensor" : "tensors")} the model does not have");
             if (wrongShape.Count > 0) problems.Add($"wrong shape {Describe(wrongShape)}");
             // A ViT's position embedding has one entry per patch of the crop it was built for.
-            if (wrongShape.Count > 0 && family.LayoutForSize is not null)
+            if (family.LayoutForSize is not null && wrongKeys.Any(k => !family.IsClassifierKey(k)))
                 problems.Add($"{family.Name} is built for the crop of its weights ({family.Preprocessing.CropSize} px here): keep torchvision's file name, or name the weights by tag ({string.Join(", ", family.Weights.Select(w => $"{w.Tag}: {w.FileName}, {w.Preprocessing.CropSize} px"))})");
             throw new InvalidWeightsException($"checkpoint does not fit {family.Name}: {string.Join("; ", problems)}");
         }

@@ -59,8 +59,7 @@ public static class TorchvisionWeights
     /// </summary>
     public static WeightsTag? ByFileName(ModelFamily family, string source)
     {
-        string path = source.Split('?', '#')[0];
-        string name = path[(path.LastIndexOfAny(['/', '\\', ':']) + 1)..];
+        string name = WeightsFetcher.FileName(source);
         return family.Weights.FirstOrDefault(w => w.FileName == name);
     }
 

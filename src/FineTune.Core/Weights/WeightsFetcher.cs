@@ -47,6 +47,14 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     public static bool IsLocalFile(string source) =>
         source.Length > 0 && source != Bundled && !TorchvisionWeights.IsName(source) && !BlobReference.IsBlob(source) && !IsUrl(source, out _);
 
+    /// <summary>The file name a file, URL or blob source ends in (a URL's path unescaped, without its query).</summary>
+    public static string FileName(string source)
+    {
+        string path = IsUrl(source, out var uri) ? Uri.UnescapeDataString(uri.AbsolutePath)
+            : BlobReference.IsBlob(source) ? BlobReference.Name(source) : source;
+        return path[(path.LastIndexOfAny(['/', '\\']) + 1)..];
+    }
+
     private static bool IsUrl(string source, [NotNullWhen(true)] out Uri? uri) =>
         Uri.TryCreate(source, UriKind.Absolute, out uri) && uri.Scheme is "http" or "https";
 

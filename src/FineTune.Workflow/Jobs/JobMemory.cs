@@ -16,9 +16,9 @@ public static class JobMemory
         bool featureCache = recipe.MayCacheFeatures && spec.Freeze == FreezeMode.Head;
         // At the input size of the weights it starts from (vit_h_14's DEFAULT: 518 px).
         var estimate = PeakMemory.Estimate(recipe.ModelFamily, spec.Freeze, t.BatchSize, t.Optimizer, t.Momentum, featureCache);
-        // Without augmentation the scan keeps decoded images for the feature pass, or the run keeps them across its epochs
-        // on images: up to the worker's budget for them, which concurrent runs each hold.
-        return recipe.Training.Augmentation is null ? estimate with { DecodedImages = Math.Max(0, options.DecodedImagesBytes) } : estimate;
+        // The scan keeps decoded images for a feature pass, and a run on images keeps those it scores (its training images
+        // too without augmentation): up to the worker's budget for them, which concurrent runs each hold.
+        return estimate with { DecodedImages = Math.Max(0, options.DecodedImagesBytes) };
     }
 
     /// <summary>

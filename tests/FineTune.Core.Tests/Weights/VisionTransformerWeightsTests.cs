@@ -77,6 +77,9 @@ public sealed class VisionTransformerWeightsTests
     [InlineData("https://mirror.example/models/vit_b_16_swag-9ac1b537.pth?sv=2024&sig=x")]
     [InlineData("blob:weights/vit_b_16_swag-9ac1b537.pth")]
     [InlineData("vit_b_16_swag-9ac1b537.pth")]
+    [InlineData("/data/run#2/vit_b_16_swag-9ac1b537.pth")]
+    [InlineData("C:\\weights\\vit_b_16_swag-9ac1b537.pth")]
+    [InlineData("https://mirror.example/models%20v2/vit_b_16_swag%2D9ac1b537.pth#frag")]
     public void AWeightsFileWithTorchvisionsNameGetsItsTagsPreprocessing(string source)
     {
         var family = ModelRegistry.Get("vit_b_16");
@@ -87,6 +90,7 @@ public sealed class VisionTransformerWeightsTests
         Assert.Equal(tag.Preprocessing, recipe.Preprocessing);
         Assert.Contains("image_size=384", recipe.ModelFamily.PyTorchConstructor(2));
         Assert.Equal(family.Preprocessing, family.PreprocessingFor("/data/weights/my-vit_b_16_swag-9ac1b537.pth"));
+        Assert.Equal(family.Preprocessing, family.PreprocessingFor("/data/vit_b_16_swag-9ac1b537.pth/"));
     }
 
     /// <summary>A file trained at another crop than the layout built says how to get the right one.</summary>

@@ -1,0 +1,11 @@
+using System.Diagnostics;
+using FineTune.Core.Models;
+using FineTune.Core.Export;
+using FineTune.Core.Runtime;
+GlibcMalloc.LimitRetainedMemory();
+var family = ModelRegistry.Get(args[0]);
+var sw = Stopwatch.StartNew();
+using var model = FineTuneModel.Create(family, 5, 0);
+Console.WriteLine($"built {sw.Elapsed.TotalSeconds:F1} s, crop {family.Preprocessing.CropSize}");
+var written = OnnxExporter.Save(model, ["a","b","c","d","e"], family.Preprocessing, args[1]);
+Console.WriteLine($"saved {sw.Elapsed.TotalSeconds:F1} s: {string.Join(", ", written.Select(f => $"{f} {new FileInfo(f).Length/1e6:F1} MB"))}");
