@@ -6,6 +6,7 @@ using FineTune.Core.Tests.Models;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using TorchSharp;
 using TorchSharp.Modules;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -100,30 +101,55 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
 
         using var scope = NewDisposeScope();
         var batch = stack(photos.Select(p => ImageLoader.Load(p, preprocessing)).ToList());
-        Randomise(model, stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 6).Skip(2))
+        Randomise(model, stack(TuxPaintStamps.Categories.SelectMany(c => TuxPaintStamps.Images(c, 6).Skip(2)).Concat(photos)
             .Select(p => ImageLoader.Load(p, preprocessing)).ToList()), batch);
         using var noGrad = no_grad();
         var expected = model.Forward(batch).data<float>().ToArray();
         // The graph subtracts a mean image itself: it takes the pixels before that step.
         var pixels = stack(photos.Select(p => ImageLoader.Load(p, preprocessing with { MeanImage = null })).ToList());
 
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var bytes = OnnxExporter.Export(model, Classes, preprocessing, size).ToByteArray();
-        var exported = clock.Elapsed;
-        using var session = new InferenceSession(bytes);
-        var input = new DenseTensor<float>(pixels.data<float>().ToArray(), [photos.Length, 3, size, size]);
-        using var results = session.Run([NamedOnnxValue.CreateFromTensor(OnnxExporter.InputName, input)]);
-        var actual = results.Single(r => r.Name == OnnxExporter.OutputName).AsTensor<float>().ToArray();
+        // As `finetune export` writes it: the largest builders' weights (vit_h_14: 2.5 GB) go beside the graph.
+        string folder = Directory.CreateTempSubdirectory("onnx-parity-").FullName;
+        try
+        {
+            string path = Path.Combine(folder, "model.onnx");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            long written = OnnxExporter.Save(model, Classes, preprocessing, path, size).Sum(file => new FileInfo(file).Length);
+            var exported = clock.Elapsed;
+            float[] actual;
+            using (var session = new InferenceSession(path))
+            {
+                var input = new DenseTensor<float>(pixels.data<float>().ToArray(), [photos.Length, 3, size, size]);
+                using var results = session.Run([NamedOnnxValue.CreateFromTensor(OnnxExporter.InputName, input)]);
+                actual = results.Single(r => r.Name == OnnxExporter.OutputName).AsTensor<float>().ToArray();
+            }
+            var ran = clock.Elapsed;
+            CheckWithOnnx(path, $"logits batch {Classes.Length}");
+            Compare(name, model, batch, expected, actual, $"{written / 1e6:F1} MB written in {exported.TotalSeconds:F1} s, run in {(ran - exported).TotalSeconds:F1} s");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private void Compare(string name, FineTuneModel model, TorchSharp.torch.Tensor batch, float[] expected, float[] actual, string cost)
+    {
+        // The network's own float32 rounding, against its float64 forward: random weights make some deep families
+        // (EfficientNet-B5, V2-L) amplify it to whole units, which no graph can undo; the difference allowed grows by four times it.
+        model.Module.to(ScalarType.Float64);
+        var exact = model.Forward(batch.to(ScalarType.Float64)).data<double>().ToArray();
+        model.Module.to(ScalarType.Float32);
+        double own = expected.Zip(exact, (e, x) => Math.Abs(e - x)).Max();
 
         Assert.Equal(expected.Length, actual.Length);
         double largest = expected.Max(Math.Abs), worst = expected.Zip(actual, (e, a) => Math.Abs(e - a)).Max();
-        output.WriteLine($"{name} at {size}px: max |ONNX Runtime − TorchSharp| {worst:E2}, largest |logit| {largest:F3}, " +
-            $"{bytes.Length / 1e6:F1} MB written in {exported.TotalSeconds:F1} s, run in {(clock.Elapsed - exported).TotalSeconds:F1} s");
-        Assert.True(worst <= Tolerance, $"{name}: max difference {worst:E2} (largest logit {largest:F3})");
-        CheckWithOnnx(bytes, $"logits batch {Classes.Length}");
+        output.WriteLine($"{name} at {batch.shape[^1]}px: max |ONNX Runtime − TorchSharp| {worst:E2}, largest |logit| {largest:F3}, TorchSharp's own |float32 − float64| {own:E2}, {cost}");
+        Assert.True(worst <= Tolerance + 4 * own, $"{name}: max difference {worst:E2} (largest logit {largest:F3}, own rounding {own:E2})");
         // Logits that hardly vary between photos would agree whatever the graph did to the input.
-        double spread = Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Max()
-            - Enumerable.Range(0, photos.Length).Select(i => expected[i * Classes.Length]).Min();
+        int images = (int)batch.shape[0];
+        double spread = Enumerable.Range(0, images).Select(i => expected[i * Classes.Length]).Max()
+            - Enumerable.Range(0, images).Select(i => expected[i * Classes.Length]).Min();
         Assert.True(spread > 100 * worst, $"{name}: the first logit varies by only {spread:E2} over the photos");
     }
 

@@ -50,11 +50,16 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
 
     private void Compare(string name, int size)
     {
-        Compare(name, size, ScalarType.Float64, ExactTolerance);
-        Compare(name, size, ScalarType.Float32, RoundingTolerance);
+        using var exact = Compare(name, size, ScalarType.Float64, ExactTolerance, reference: null);
+        Compare(name, size, ScalarType.Float32, RoundingTolerance, exact).Dispose();
     }
 
-    private void Compare(string name, int size, ScalarType type, double tolerance)
+    /// <summary>
+    /// The original's features; in float32, the difference allowed grows by four times the original's own distance from
+    /// <paramref name="reference"/> (float64): random weights make some deep families (EfficientNet-B5, V2-L) amplify
+    /// float32 rounding to whole units, in any implementation, where a fold can only move rounding around.
+    /// </summary>
+    private Tensor Compare(string name, int size, ScalarType type, double tolerance, Tensor? reference)
     {
         var family = ModelRegistry.Get(name);
         var preprocessing = SmallModels.PreprocessingAt(family, size);
@@ -72,10 +77,13 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
         var actual = model.Features(photos);
 
         double largest = expected.abs().max().to_type(ScalarType.Float64).item<double>(), worst = (actual - expected).abs().max().to_type(ScalarType.Float64).item<double>();
-        output.WriteLine($"{name} in {type}: {folded} of {norms} batch norms folded, max |fused − original| {worst:E2}, largest |feature| {largest:F3}");
-        Assert.True(worst <= tolerance * Math.Max(1, largest), $"{name} in {type}: max difference {worst:E2} (largest feature {largest:F3})");
+        double own = reference is null ? 0 : (expected.to_type(ScalarType.Float64) - reference).abs().max().item<double>();
+        output.WriteLine($"{name} in {type}: {folded} of {norms} batch norms folded, max |fused − original| {worst:E2}, largest |feature| {largest:F3}"
+            + (reference is null ? "" : $", the original's own |float32 − float64| {own:E2}"));
+        Assert.True(worst <= tolerance * Math.Max(1, largest) + 4 * own, $"{name} in {type}: max difference {worst:E2} (largest feature {largest:F3}, own rounding {own:E2})");
         Assert.Equal(norms - folded, model.Module.modules().OfType<BatchNorm2d>().Count());
         if (norms > 0) Assert.True(folded > 0, $"{name}: none of its {norms} batch norms was folded");
+        return expected.to_type(ScalarType.Float64).MoveToOuterDisposeScope();
     }
 
     /// <summary>Scales and running statistics that are not the identity, as pretrained ones are not: from one batch of photos.</summary>
