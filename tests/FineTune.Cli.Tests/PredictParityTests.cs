@@ -65,6 +65,9 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
         if (!name.StartsWith(CntkResNet18.FamilyName, StringComparison.Ordinal))
         {
             weights = Path.Combine(_dir, "seeded.pth");
+            // Calibrated on the training photos only: the others' features come out larger, which gives the predictions their
+            // spread after one epoch. For efficientnet_b5 too large: on the town photo its features reach 6.6e6 and PyTorch's
+            // own float32 is 42% from its float64, so that case (FINETUNE_ALL_FAMILIES=1) fails by the fixture, not the model.
             pytorch.Export(name, weights, resize, crop, Directory.GetFiles(dataset, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal));
         }
         var exported = clock.Elapsed;
