@@ -91,6 +91,7 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
     {
         using var noGrad = no_grad();
         SmallModels.RandomiseBatchNorms(model, new Generator(3));
+        SmallModels.DampResidualBranches(model);
         model.Module.train();
         using (NewDisposeScope()) model.Forward(photos);
         model.EvalMode();
