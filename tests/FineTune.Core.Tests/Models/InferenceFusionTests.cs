@@ -77,13 +77,14 @@ public sealed class InferenceFusionTests(ITestOutputHelper output)
         var actual = model.Features(photos);
 
         double largest = expected.abs().max().to_type(ScalarType.Float64).item<double>(), worst = (actual - expected).abs().max().to_type(ScalarType.Float64).item<double>();
-        double own = reference is null ? 0 : (expected.to_type(ScalarType.Float64) - reference).abs().max().item<double>();
+        var expectedFloat64 = expected.to_type(ScalarType.Float64);
+        double own = reference is null ? 0 : (expectedFloat64 - reference).abs().max().item<double>();
         output.WriteLine($"{name} in {type}: {folded} of {norms} batch norms folded, max |fused − original| {worst:E2}, largest |feature| {largest:F3}"
             + (reference is null ? "" : $", the original's own |float32 − float64| {own:E2}"));
         Assert.True(worst <= tolerance * Math.Max(1, largest) + 4 * own, $"{name} in {type}: max difference {worst:E2} (largest feature {largest:F3}, own rounding {own:E2})");
         Assert.Equal(norms - folded, model.Module.modules().OfType<BatchNorm2d>().Count());
         if (norms > 0) Assert.True(folded > 0, $"{name}: none of its {norms} batch norms was folded");
-        return expected.to_type(ScalarType.Float64).MoveToOuterDisposeScope();
+        return expectedFloat64.MoveToOuterDisposeScope();
     }
 
     /// <summary>Scales and running statistics that are not the identity, as pretrained ones are not: from one batch of photos.</summary>
