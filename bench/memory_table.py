@@ -1,5 +1,6 @@
 # Per family: torchvision's parameter count, the activation elements one image produces in a training forward (every
-# leaf module's output, and each attention's weights, which nn.MultiheadAttention computes inside), the largest of
+# leaf module's output, and each attention's weights, which nn.MultiheadAttention, Swin's shifted windows and MaxViT's
+# block and grid attention compute inside without a module of their own), the largest of
 # those (what an inference forward holds at once, with its input and a residual), and the input size they were
 # counted at: the largest crop of the builder's weights (299 for inception_v3), so scaling down by pixels never
 # undercounts. What the memory estimate scales by the batch size.
@@ -7,6 +8,7 @@
 # the rows of PeakMemory's table (FineTune.Core/Engine/MemoryEstimate.cs). With Debian's reference BLAS the transformers
 # take minutes; LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-pthread (apt libopenblas0-pthread) takes seconds.
 import sys, torch, torchvision.models as m
+from torchvision.models import maxvit, swin_transformer as swin
 torch.set_grad_enabled(False)
 
 
@@ -40,9 +42,26 @@ for name in families:
         count(batch * mod.num_heads * tokens * tokens)
         count(out[0].numel())
 
+    def window_attention(mod, inp, out):
+        # Swin (v1 and v2): [batch, height, width, channels] in, padded to whole windows, one [tokens, tokens] map per
+        # window and head.
+        batch, height, width = inp[0].shape[:3]
+        rows, cols = mod.window_size
+        windows = -(-height // rows) * -(-width // cols)
+        count(batch * windows * mod.num_heads * (rows * cols) ** 2)
+
+    def partition_attention(mod, inp, out):
+        # MaxViT: [batch, groups, tokens, width] in, one [tokens, tokens] map per group and head.
+        batch, groups, tokens = inp[0].shape[:3]
+        count(batch * groups * mod.n_heads * tokens * tokens)
+
     for mod in model.modules():
         if isinstance(mod, torch.nn.MultiheadAttention):
             mod.register_forward_hook(attention)
+        elif isinstance(mod, swin.ShiftedWindowAttention):
+            mod.register_forward_hook(window_attention)
+        elif isinstance(mod, maxvit.RelativePositionalMultiHeadAttention):
+            mod.register_forward_hook(partition_attention)
         elif len(list(mod.children())) == 0:
             mod.register_forward_hook(hook)
     model(torch.zeros(1, 3, size, size))

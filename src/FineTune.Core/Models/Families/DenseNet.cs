@@ -32,11 +32,7 @@ public sealed class DenseNet : Module<Tensor, Tensor>
             layers.Add(($"denseblock{i + 1}", new DenseBlock(blockConfig[i], channels, bottleneckSize, growthRate, dropRate)));
             channels += blockConfig[i] * growthRate;
             if (i == blockConfig.Count - 1) continue;
-            layers.Add(($"transition{i + 1}", Sequential(
-                ("norm", BatchNorm2d(channels)),
-                ("relu", ReLU(inplace: true)),
-                ("conv", Conv2d(channels, channels / 2, kernel_size: 1, stride: 1, bias: false)),
-                ("pool", AvgPool2d(kernel_size: 2, stride: 2)))));
+            layers.Add(($"transition{i + 1}", new Transition(channels)));
             channels /= 2;
         }
         layers.Add(("norm5", BatchNorm2d(channels)));
@@ -90,6 +86,33 @@ public sealed class DenseNet : Module<Tensor, Tensor>
             foreach (var layer in _layers)
                 collected.Add(layer.call(cat(collected, 1)));
             return cat(collected, 1).MoveToOuterDisposeScope();
+        }
+    }
+
+    /// <summary>
+    /// torchvision's _Transition (norm, relu, conv, pool) pooling before its 1×1 convolution: the two are linear and
+    /// commute, and the convolution then runs on a quarter of the pixels.
+    /// </summary>
+    internal sealed class Transition : Module<Tensor, Tensor>
+    {
+        private readonly Module<Tensor, Tensor> norm;
+        private readonly Module<Tensor, Tensor> relu;
+        private readonly Conv2d conv;
+        private readonly Module<Tensor, Tensor> pool;
+
+        public Transition(int inputChannels) : base(nameof(Transition))
+        {
+            norm = BatchNorm2d(inputChannels);
+            relu = ReLU(inplace: true);
+            conv = Conv2d(inputChannels, inputChannels / 2, kernel_size: 1, stride: 1, bias: false);
+            pool = AvgPool2d(kernel_size: 2, stride: 2);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor input)
+        {
+            using var scope = NewDisposeScope();
+            return conv.call(pool.call(relu.call(norm.call(input)))).MoveToOuterDisposeScope();
         }
     }
 
@@ -184,6 +207,7 @@ internal static class DenseNetFamily
                 return w.Concat(path, collected);
             },
             [nameof(DenseNet.DenseLayer)] = (w, m, path, x) => w.Children(m, path, x, "norm1", "relu1", "conv1", "norm2", "relu2", "conv2"),
+            [nameof(DenseNet.Transition)] = (w, m, path, x) => w.Children(m, path, x, "norm", "relu", "pool", "conv"),
         },
         FusionPairs = new Dictionary<string, (string Conv, string Norm)[]>
         {
