@@ -65,17 +65,16 @@ public sealed class PredictParityTests(PyTorchParity pytorch, ITestOutputHelper 
         if (!name.StartsWith(CntkResNet18.FamilyName, StringComparison.Ordinal))
         {
             weights = Path.Combine(_dir, "seeded.pth");
-            // Batch norms calibrated on every photo the case shows the model: a random network meets a photo unlike its
-            // calibration set with features that grow layer by layer (efficientnet_b5's reached 6.6e6 on the town photo,
-            // where PyTorch's own float32 was 42% from its float64).
-            var calibration = Directory.GetFiles(dataset, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal).Concat(images);
-            pytorch.Export(name, weights, resize, crop, calibration);
+            // Calibrated on the training photos only: the others' features come out larger, which gives the predictions their
+            // spread after one epoch (EfficientNet's residual branches damped so that they do not grow without bound: see
+            // predict_parity.py).
+            pytorch.Export(name, weights, resize, crop, Directory.GetFiles(dataset, "*.png", SearchOption.AllDirectories).Order(StringComparer.Ordinal));
         }
         var exported = clock.Elapsed;
 
         string job = name.Replace('_', '-');
         var train = FinetuneProcess.Run(_dir, "train", "--dataset", dataset, "--model", name, "--weights", weights,
-            "--epochs", "10", "--lr", "0.1", "--batch-size", "4", "--job-id", job);
+            "--epochs", "1", "--batch-size", "4", "--job-id", job);
         Assert.True(train.ExitCode == 0, $"train {name}: exit {train.ExitCode}: {train.Error}\n{train.Output}");
         var trained = clock.Elapsed;
 

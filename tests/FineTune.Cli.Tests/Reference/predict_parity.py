@@ -59,8 +59,21 @@ def build(family, num_classes):
     return getattr(models, family)(num_classes=num_classes)
 
 
+def damp_residual_branches(model):
+    """EfficientNet's residual blocks (16 to 55 of them) with their last batch norm's scale quartered, so that each adds a
+    correction to its input rather than doubling it (torchvision's own init for those weights is not random): at full
+    scale random efficientnet_b5's features on a photo unlike its calibration set reach 6.6e6, where PyTorch's own float32
+    is 42% from its float64, and no implementation could agree with it."""
+    from torchvision.models.efficientnet import FusedMBConv, MBConv
+    with torch.no_grad():
+        for block in model.modules():
+            if isinstance(block, (MBConv, FusedMBConv)) and block.use_res_connect:
+                [m for m in block.block.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1].weight.mul_(0.25)
+
+
 def export(request):
     model = seeded(request["export"])
+    damp_residual_branches(model)
     batch = inputs(request)
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if norms:
