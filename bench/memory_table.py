@@ -1,6 +1,6 @@
 # Per family: torchvision's parameter count, the activation elements one image produces in a training forward (every
-# leaf module's output, and each attention's weights, which nn.MultiheadAttention, Swin's shifted windows and MaxViT's
-# block and grid attention compute inside without a module of their own), the largest of
+# leaf module's output, and what attention computes without a module of its own: nn.MultiheadAttention's and Swin's
+# query, key and value projections and weights, MaxViT's block and grid attention weights), the largest of
 # those (what an inference forward holds at once, with its input and a residual), and the input size they were
 # counted at: the largest crop of the builder's weights (299 for inception_v3), so scaling down by pixels never
 # undercounts. What the memory estimate scales by the batch size.
@@ -37,18 +37,23 @@ for name in families:
 
     def attention(mod, inp, out):
         # Self-attention (torchvision's ViT passes query, key and value by name, batch first): the output is
-        # [batch, tokens, width] and the weights [batch, heads, tokens, tokens].
+        # [batch, tokens, width], the weights [batch, heads, tokens, tokens], and the query, key and value projections
+        # (three of the output's size) are computed inside too.
         batch, tokens = out[0].shape[0], out[0].shape[1]
+        count(3 * out[0].numel())
         count(batch * mod.num_heads * tokens * tokens)
         count(out[0].numel())
 
     def window_attention(mod, inp, out):
         # Swin (v1 and v2): [batch, height, width, channels] in, padded to whole windows, one [tokens, tokens] map per
-        # window and head.
-        batch, height, width = inp[0].shape[:3]
+        # window and head; its qkv and proj layers run as functions on the padded windows, so their hooks never fire.
+        batch, height, width, channels = inp[0].shape
         rows, cols = mod.window_size
         windows = -(-height // rows) * -(-width // cols)
+        tokens = batch * windows * rows * cols
+        count(3 * tokens * channels)
         count(batch * windows * mod.num_heads * (rows * cols) ** 2)
+        count(tokens * channels)
 
     def partition_attention(mod, inp, out):
         # MaxViT: [batch, groups, tokens, width] in, one [tokens, tokens] map per group and head.

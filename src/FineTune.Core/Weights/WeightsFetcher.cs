@@ -48,12 +48,12 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
         source.Length > 0 && source != Bundled && !TorchvisionWeights.IsName(source) && !BlobReference.IsBlob(source) && !IsUrl(source, out _);
 
     /// <summary>The file name a file, URL or blob source ends in (a URL's path unescaped, without its query).</summary>
-    public static string FileName(string source) =>
-        IsUrl(source, out var uri) ? FileName(uri) : LastSegment(BlobReference.IsBlob(source) ? BlobReference.Name(source) : source);
-
-    private static string FileName(Uri url) => LastSegment(Uri.UnescapeDataString(url.AbsolutePath));
-
-    private static string LastSegment(string path) => path[(path.LastIndexOfAny(['/', '\\']) + 1)..];
+    public static string FileName(string source)
+    {
+        string path = IsUrl(source, out var uri) ? Uri.UnescapeDataString(uri.AbsolutePath)
+            : BlobReference.IsBlob(source) ? BlobReference.Name(source) : source;
+        return path[(path.LastIndexOfAny(['/', '\\']) + 1)..];
+    }
 
     private static bool IsUrl(string source, [NotNullWhen(true)] out Uri? uri) =>
         Uri.TryCreate(source, UriKind.Absolute, out uri) && uri.Scheme is "http" or "https";
@@ -180,7 +180,9 @@ public sealed partial class WeightsFetcher(HttpClient http, WeightsFetchOptions 
     private async Task<FetchedWeights> DownloadAsync(Uri uri, string? expected, CancellationToken cancellationToken)
     {
         RequireAllowed(uri, uri);
-        string fileName = FileName(uri);
+        // Escaped as Uri keeps it: Uri has decoded the unreserved characters, all that a torchvision name has (so this is the
+        // name FileName gives), and a decoded control character never reaches the cached file's extension.
+        string fileName = Path.GetFileName(uri.AbsolutePath);
         string? namePrefix = TorchvisionHashPrefix(fileName);
         bool nameVerifies = options.EffectiveNameHashHosts.Any(h => string.Equals(h, uri.Host, StringComparison.OrdinalIgnoreCase));
         if (expected is null && !nameVerifies)

@@ -75,18 +75,6 @@ public sealed class WeightsFetcherTests : IAsyncLifetime, IDisposable
         Assert.Equal(1, _requests);
     }
 
-    /// <summary>The name whose hash is checked is the one a tag is recognised by: the URL's path unescaped.</summary>
-    [Fact]
-    public async Task AnEscapedFileNameIsVerifiedByTheNameItStandsFor()
-    {
-        string url = $"{_base}/models/resnet18%2D{PayloadSha[..8]}.pth";
-
-        var fetched = await NewFetcher().FetchAsync(Resnet18, url, null, default);
-
-        Assert.Equal($"resnet18-{PayloadSha[..8]}.pth", WeightsFetcher.FileName(url));
-        Assert.Equal(PayloadSha, fetched.Sha256);
-    }
-
     [Fact]
     public async Task DownloadWithTheJobsSha256NeedsNoNameConvention()
     {
