@@ -39,6 +39,7 @@ public static class PeakMemory
     //   freeze full, batch 64:                  1819 measured,  2194 estimated
     //   freeze last:1, batch 64:                1131 measured,  2194 estimated (counted as full: an upper bound)
     //   freeze full, batch 256 (issue 23):     ~6600 measured,  6576 estimated
+    //   swin_t, freeze full, batch 16:          3174 measured,  2718 estimated (48 photos, 224 px)
     // The runs at 16 and 256 give the runtime (~600 MiB) and the slope: 22.7 MiB per image, 0.8 × 4 bytes × resnet18's
     // 7.48 M counted elements (in-place ReLUs are counted twice; libtorch frees some outputs once used). Smaller batches
     // take less per image (14 MiB from 16 to 64): the estimate errs on the side of refusing.
