@@ -256,7 +256,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning).AddFineTuneLogFilters();
         AddWorkflow(builder.Services, workDirectory, storage);
         // In memory, a control command's backend is its own, empty: it runs nothing others wait for.
         if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());

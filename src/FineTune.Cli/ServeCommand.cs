@@ -124,7 +124,7 @@ internal static class ServeCommand
             var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
             builder.Logging.ClearProviders();
             builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
-                .AddFilter("FineTune", LogLevel.Information);
+                .AddFilter("FineTune", LogLevel.Information).AddFineTuneLogFilters();
             var api = new ApiOptions();
             builder.WebHost.ConfigureKestrel(kestrel =>
             {

@@ -16,6 +16,7 @@ GlibcMalloc.LimitRetainedMemory();
 var builder = FunctionsApplication.CreateBuilder(args);
 builder.ConfigureFunctionsWebApplication();
 builder.Services.AddFineTuneWorkflow();
+builder.Logging.AddFineTuneLogFilters();
 builder.Services.AddOptions<ArtifactStoreOptions>().BindConfiguration(ArtifactStoreOptions.SectionName);
 builder.Services.AddOptions<WorkflowOptions>().BindConfiguration(WorkflowOptions.SectionName);
 builder.Services.AddOptions<WeightsFetchOptions>().BindConfiguration(WeightsFetchOptions.SectionName);

@@ -67,7 +67,11 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
         int slash = prefix.LastIndexOf('/');
         string start = slash < 0 ? _root : Path.Combine(_root, prefix[..slash]);
         if (!Directory.Exists(start)) yield break;
-        var names = Directory.EnumerateFiles(start, "*", SearchOption.AllDirectories)
+        // Only the entries the prefix's last, partial segment names are walked: "runs/sweep-t" does not walk every run.
+        string partial = prefix[(slash + 1)..];
+        var names = Directory.EnumerateFileSystemEntries(start)
+            .Where(entry => Path.GetFileName(entry).StartsWith(partial, StringComparison.Ordinal))
+            .SelectMany(entry => Directory.Exists(entry) ? Directory.EnumerateFiles(entry, "*", SearchOption.AllDirectories) : [entry])
             .Where(f => !Path.GetFileName(f).StartsWith(TempPrefix, StringComparison.Ordinal))
             .Select(f => Path.GetRelativePath(_root, f).Replace(Path.DirectorySeparatorChar, '/'))
             .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))

@@ -13,6 +13,7 @@ using Microsoft.DurableTask;
 using Microsoft.Extensions.Azure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace FineTune.Workflow;
@@ -20,6 +21,13 @@ namespace FineTune.Workflow;
 /// <summary>Registration of the workflow's services and durable tasks, shared by the Functions app, the command line and the tests.</summary>
 public static class WorkflowServices
 {
+    /// <summary>
+    /// What the workflow's hosts log: the Azure SDK logs every response that is not a success as a warning, and the
+    /// workflow's existence checks (a checkpoint, a cancel request, a trial's metrics before its first epoch) are 404s by
+    /// design, hundreds a minute in a sweep; the SDK's real failures reach the caller as exceptions.
+    /// </summary>
+    public static ILoggingBuilder AddFineTuneLogFilters(this ILoggingBuilder logging) => logging.AddFilter("Azure.Core", LogLevel.Error);
+
     /// <summary>The services the activities take by constructor injection. Options come from the caller's configuration.</summary>
     public static IServiceCollection AddFineTuneWorkflow(this IServiceCollection services)
     {

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text;
 using System.Text.Json;
 using Azure.Storage.Blobs;
 using FineTune.Workflow.Orchestration;
@@ -26,15 +27,24 @@ public sealed class SweepCommandTests : IDisposable
         // Epochs enough that a stack keeps a process's activity slots busy a few seconds, so the other process takes the next.
         WriteJob(id, trials: 8 * SweepOrchestrator.MaxTrialsPerStack, epochs: 300, parallelism: 4);
         string[] shared = ["--storage", Azurite.ConnectionString, "--task-hub", hub];
-        using var worker = Start(["worker", "--work", "worker", .. shared]);
+        var started = Start(["worker", "--work", "worker", .. shared]);
+        using var worker = started.Process;
+        var workerLog = started.Log;
         try
         {
-            Assert.Contains("serving task hub " + hub, worker.StandardOutput.ReadLine(), StringComparison.Ordinal);
+            var deadline = DateTime.UtcNow.AddMinutes(1);
+            while (!Written(workerLog).Contains("serving task hub " + hub, StringComparison.Ordinal))
+            {
+                Assert.True(DateTime.UtcNow < deadline && !worker.HasExited, "the worker did not start: " + Written(workerLog));
+                Thread.Sleep(50);
+            }
 
             var sweep = FinetuneProcess.Run(_dir, ["sweep", "job.json", "--work", "main", .. shared]);
 
-            Assert.True(sweep.ExitCode == ExitCodes.Succeeded, sweep.Output + sweep.Error);
+            Assert.True(sweep.ExitCode == ExitCodes.Succeeded, sweep.Output + sweep.Error + "\nthe worker wrote:\n" + Written(workerLog));
             Assert.Contains($"sweep: {8 * SweepOrchestrator.MaxTrialsPerStack} trials on 2 worker(s), 1 backbone pass(es)", sweep.Output, StringComparison.Ordinal);
+            // The blobs a sweep looks for before they exist (its trials' metrics, a cancel request) are no news to its user.
+            Assert.DoesNotContain("warn:", sweep.Output + sweep.Error, StringComparison.Ordinal);
             var report = JsonDocument.Parse(Artifacts.GetBlobClient($"runs/{id}/reports/sweep.json").DownloadContent().Value.Content.ToString()).RootElement;
             var workers = report.GetProperty("trials").EnumerateArray().SelectMany(t => t.GetProperty("workers").EnumerateArray().Select(w => w.GetString())).ToHashSet();
             Assert.Contains(workers, w => w!.EndsWith("/" + worker.Id.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
@@ -56,7 +66,7 @@ public sealed class SweepCommandTests : IDisposable
         var straight = FinetuneProcess.Run(_dir, "sweep", "job.json", "--work", "straight");
         Assert.True(straight.ExitCode == ExitCodes.Succeeded, straight.Output + straight.Error);
 
-        using (var victim = Start(["sweep", "job.json", "--work", "killed"]))
+        using (var victim = Start(["sweep", "job.json", "--work", "killed"]).Process)
         {
             var deadline = DateTime.UtcNow.AddMinutes(3);
             string runs = Path.Combine(_dir, "killed", "artifacts", "runs");
@@ -125,10 +135,30 @@ public sealed class SweepCommandTests : IDisposable
         }));
     }
 
-    private Process Start(string[] arguments)
+    /// <summary>
+    /// A <c>finetune</c> process left running, both outputs read into one log as it writes them: unread, a full pipe would
+    /// stop it at its next line, whatever it holds (a worker's trials, then the sweep waiting on them).
+    /// </summary>
+    private (Process Process, StringBuilder Log) Start(string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = _dir, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var argument in (string[])[Path.Combine(AppContext.BaseDirectory, "finetune.dll"), .. arguments]) start.ArgumentList.Add(argument);
-        return Process.Start(start)!;
+        var log = new StringBuilder();
+        var process = new Process { StartInfo = start };
+        DataReceivedEventHandler append = (_, line) =>
+        {
+            if (line.Data is not null) lock (log) log.AppendLine(line.Data);
+        };
+        process.OutputDataReceived += append;
+        process.ErrorDataReceived += append;
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return (process, log);
+    }
+
+    private static string Written(StringBuilder log)
+    {
+        lock (log) return log.ToString();
     }
 }

@@ -98,6 +98,17 @@ public abstract class ArtifactStoreContractTests : IAsyncLifetime
         Assert.Equal([name], (await List("datasets/pets/")).Select(i => i.Name));
     }
 
+    /// <summary>As blob prefixes are: "runs/sw-t" lists every file of runs sw-t1, sw-t2 …, a file named so too, nothing else.</summary>
+    [Fact]
+    public async Task APrefixMayEndInTheMiddleOfAName()
+    {
+        string[] names = ["runs/sw-t1/reports/metrics.jsonl", "runs/sw-t2/published/model.safetensors", "runs/sw-t3", "runs/sw-s1/checkpoints/a", "runs/sw/spec.json", "other/sw-t1"];
+        foreach (var name in names) await Write(name, name);
+        Assert.Equal(["runs/sw-t1/reports/metrics.jsonl", "runs/sw-t2/published/model.safetensors", "runs/sw-t3"], (await List("runs/sw-t")).Select(i => i.Name));
+        Assert.Equal(["runs/sw-t2/published/model.safetensors"], (await List("runs/sw-t2/pub")).Select(i => i.Name));
+        Assert.Empty(await List("runs/sw-x"));
+    }
+
     [Theory]
     [InlineData("../escape")]
     [InlineData("runs/../../etc/passwd")]

@@ -32,7 +32,10 @@ public static class SweepPlanner
     private static readonly string[] Reserved = ["version", "jobId", "sweep"];
 
     public static string TrialId(string sweepId, int index, int trials) =>
-        $"{sweepId}-t{index.ToString(new string('0', trials.ToString(CultureInfo.InvariantCulture).Length), CultureInfo.InvariantCulture)}";
+        $"{TrialPrefix(sweepId)}{index.ToString(new string('0', trials.ToString(CultureInfo.InvariantCulture).Length), CultureInfo.InvariantCulture)}";
+
+    /// <summary>What every trial id of the sweep <paramref name="sweepId"/> starts with.</summary>
+    public static string TrialPrefix(string sweepId) => sweepId + "-t";
 
     /// <summary>A stack of trials trained together (numbered from 1 across the sweep): its checkpoints and its slot.</summary>
     public static string StackId(string sweepId, int stack) => $"{sweepId}-s{stack.ToString(CultureInfo.InvariantCulture)}";

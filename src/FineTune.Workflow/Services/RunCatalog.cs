@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text.Json;
 using FineTune.Core.Training;
 using FineTune.Storage;
@@ -38,6 +39,13 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
     public const string Published = "published";
     public const string Training = "training";
     public const string Prepared = "prepared";
+
+    /// <summary>Two of the largest sweeps' trials: what followers polling them (the CLI, the dashboard) read again each poll.</summary>
+    private const int MaxEpochFilesRemembered = 2 * SweepPlanner.MaxTrialsLimit;
+
+    /// <summary>Trials' metrics.jsonl as last read, by their size and time: a poll reads only the files that changed.</summary>
+    private readonly ConcurrentDictionary<string, (long Length, DateTimeOffset LastModified, IReadOnlyList<EpochLine> Lines)> _epochsRead =
+        new(StringComparer.Ordinal);
 
     /// <summary>
     /// The runs with a bound spec (<see cref="RunLayout.Spec"/>): those users started, and a sweep's feature passes (whose
@@ -104,6 +112,11 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
         spec = spec with { JobId = sweepId };
         var planned = SweepPlanner.Plan(spec);
         var reported = report?.Trials.ToDictionary(t => t.Index);
+        // One listing says which trials have recorded epochs and which of those changed, rather than a read per trial per
+        // poll (a 1,000-trial sweep's pending trials would be a thousand reads of nothing, every poll).
+        var written = new Dictionary<string, ArtifactInfo>(StringComparer.Ordinal);
+        await foreach (var file in store.ListAsync(RunLayout.RunsPrefix + SweepPlanner.TrialPrefix(sweepId), cancellationToken))
+            written[file.Name] = file;
         var trials = new List<TrialProgress>(planned.Count);
         foreach (var plan in reported is null ? planned : planned.Where(t => reported.ContainsKey(t.Index)))
         {
@@ -111,7 +124,9 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
             // A bayesian sweep's values past its first proposals depend on the results: its plan's are not the ones that run.
             var parameters = summary?.Parameters ?? (spec.Sweep!.Method == SweepMethod.Bayesian ? null : plan.Parameters);
             var trialSpec = parameters is null ? plan.Spec : SweepPlanner.Apply(spec, parameters, plan.JobId);
-            var lines = await RunMetrics.ReadAsync(store, plan.JobId, cancellationToken);
+            var lines = written.TryGetValue(new RunLayout(plan.JobId).Metrics, out var metrics)
+                ? await RecordedEpochsAsync(plan.JobId, metrics, cancellationToken)
+                : [];
             var history = lines.Select(l => new EpochMetrics(l.Epoch - 1, l.TrainLoss, l.TrainAccuracy, l.ValidationLoss, l.ValidationAccuracy, l.LearningRate, l.Seconds))
                 .ToList();
             int epochs = lines is [.., var lastLine] ? lastLine.Epochs : trialSpec.Training.Epochs;
@@ -125,6 +140,18 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
                 history is [.., var lastEpoch] ? lastEpoch.ValidationAccuracy : null));
         }
         return trials;
+    }
+
+    /// <summary>The run's recorded epochs, read again only when its metrics file has changed since the last read.</summary>
+    private async Task<IReadOnlyList<EpochLine>> RecordedEpochsAsync(string runId, ArtifactInfo metrics, CancellationToken cancellationToken)
+    {
+        if (_epochsRead.TryGetValue(metrics.Name, out var read) && read.Length == metrics.Length && read.LastModified == metrics.LastModified)
+            return read.Lines;
+        var lines = await RunMetrics.ReadAsync(store, runId, cancellationToken);
+        // Bounded: past the limit it starts again, as if nothing had been read.
+        if (_epochsRead.Count >= MaxEpochFilesRemembered) _epochsRead.Clear();
+        _epochsRead[metrics.Name] = (metrics.Length, metrics.LastModified, lines);
+        return lines;
     }
 
     private async Task<SweepReport?> SweepReportAsync(string sweepId, CancellationToken cancellationToken)
