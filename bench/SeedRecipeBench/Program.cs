@@ -5,9 +5,9 @@
 // usage: SeedRecipeBench [--epochs 10] [--batch 32] [--set species|topics] [--skip-python]
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 using System.Text.Json;
 using FineTune.Core.Models;
+using FineTune.Bench;
 using FineTune.Core.Weights;
 
 const string Stamps = "/usr/share/tuxpaint/stamps";
@@ -44,8 +44,7 @@ string root = Directory.CreateTempSubdirectory("seed-recipe-").FullName;
 try
 {
     // README's install command, into this run's folder (not timed).
-    string published = Path.Combine(root, "finetune");
-    Run("dotnet", ["publish", Path.Combine(RepositoryRoot(), "src", "FineTune.Cli"), "-r", "linux-x64", "-o", published, "--nologo", "-v", "quiet"]);
+    string published = InstalledCommand.Publish(Path.Combine(root, "finetune"));
 
     // Per class: sorted photos, a seeded shuffle, 60 % train / 40 % val, as symlinks in an ImageFolder.
     string data = Path.Combine(root, "data");
@@ -86,7 +85,7 @@ try
                 $"best {result.GetProperty("best").GetDouble():P1}; epochs {result.GetProperty("seconds").GetDouble():F1} s; val by epoch {curve}"));
         }
     }
-    var clis = new[] { (Path.Combine(published, "finetune.dll"), "published"), (built, "built") };
+    var clis = new[] { (published, "published"), (built, "built") };
     // A build converts the weights it ships once, into the user's weights cache (as torch.hub downloads once): done here
     // untimed, as the PyTorch side is handed its .pth.
     foreach (var (cli, how) in clis)
@@ -121,8 +120,6 @@ finally
 }
 
 static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
-
-static string RepositoryRoot([CallerFilePath] string program = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(program)!, "..", ".."));
 
 // Runs a process to its exit, stderr passed through; fails the bench when it fails.
 static (double Seconds, string Stdout) Run(string file, string[] arguments)

@@ -1,8 +1,10 @@
 """Fine-tuning past the head in PyTorch, as a user writes it: resnet18 (the CNTK layout and ImageNet weights we ship),
 the last N stages and the head trainable (the frozen stages in eval mode, so their BatchNorm statistics stay, as ours
-do), SGD lr 0.001 momentum 0.9, no augmentation. Prints one JSON object: per-epoch and last val accuracy, seconds.
+do), or every stage, SGD lr 0.001 momentum 0.9, with or without augmentation (RandomResizedCrop(224) and a horizontal
+flip, torchvision's recipe). Prints one JSON object: per-epoch and last val accuracy, seconds.
 
-usage: unfreeze_loop.py FOLDER WEIGHTS.pth EPOCHS BATCH STAGES   (STAGES: 1 = layer4, 2 = layer3 and layer4)
+usage: unfreeze_loop.py FOLDER WEIGHTS.pth EPOCHS BATCH STAGES AUGMENT
+  (STAGES: 1 = layer4, 2 = layer3 and layer4, …, full = every stage; AUGMENT: 0 or 1)
 """
 import json
 import os
@@ -15,13 +17,14 @@ import torchvision
 from torchvision import datasets, transforms
 
 warnings.filterwarnings("ignore", category=UserWarning)
-folder, weights, epochs, batch, stages = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+folder, weights, epochs, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+stages, augment = sys.argv[5], sys.argv[6] == "1"
 torch.set_num_threads(os.cpu_count())
 
-transform = transforms.Compose([
-    transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
-    transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-images = {split: datasets.ImageFolder(os.path.join(folder, split), transform) for split in ("train", "val")}
+normalize = [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+evaluation = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)] + normalize)
+training = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip()] + normalize) if augment else evaluation
+images = {split: datasets.ImageFolder(os.path.join(folder, split), training if split == "train" else evaluation) for split in ("train", "val")}
 loaders = {split: torch.utils.data.DataLoader(images[split], batch_size=batch, shuffle=(split == "train"), num_workers=0)
            for split in ("train", "val")}
 
@@ -30,7 +33,7 @@ missing, unexpected = model.load_state_dict(torch.load(weights), strict=False)
 assert sorted(missing) == ["fc.bias", "fc.weight"] and not unexpected, (missing, unexpected)
 torch.manual_seed(0)
 model.fc = torch.nn.Linear(512, len(images["train"].classes))
-trainable = [model.layer1, model.layer2, model.layer3, model.layer4][4 - stages:] + [model.fc]
+trainable = [model] if stages == "full" else [model.layer1, model.layer2, model.layer3, model.layer4][4 - int(stages):] + [model.fc]
 for p in model.parameters():
     p.requires_grad = False
 for module in trainable:
