@@ -6,8 +6,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
-using FineTune.Core.Models;
 using FineTune.Bench;
+using FineTune.Core.Models;
 using FineTune.Core.Weights;
 
 const string Stamps = "/usr/share/tuxpaint/stamps";
