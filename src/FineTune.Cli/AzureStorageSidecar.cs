@@ -1,34 +1,19 @@
-using System.Net;
-using System.Net.Sockets;
 using DurableTask.AzureStorage;
-using DurableTask.Core;
 using FineTune.Workflow.Services;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
-using Microsoft.DurableTask.Testing.Sidecar.Grpc;
-using Microsoft.DurableTask.Worker;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace FineTune.Cli;
 
 /// <summary>
 /// Every <c>--storage</c> command's durable backend: the Durable Task Framework's Azure Storage provider (Durable Functions'
-/// own; its state in the storage account, so a killed process's run is picked up by the next), put behind the Durable Task
-/// SDK's gRPC client and worker by the sidecar the in-process test host uses for its in-memory backend, so every command
-/// gets the same <see cref="DurableTaskClient"/> either way.
-/// The sidecar listens on a loopback port of its own.
+/// own; its state in the storage account, so a killed process's run is picked up by the next), behind this process's
+/// <see cref="DurableSidecar"/>, so every command gets the same <see cref="DurableTaskClient"/> as in memory.
 /// </summary>
-/// <param name="dispatches">whether the sidecar hands the hub's work to a worker of this process; without one it neither
-/// starts the provider's partition management nor stops it (stopping a provider never started throws)</param>
-internal sealed class AzureStorageSidecar(string address, string connectionString, string taskHub, bool dispatches, ILoggerFactory logging) : IHostedService, IAsyncDisposable
+internal static class AzureStorageSidecar
 {
-    private WebApplication? _sidecar;
-
     /// <summary>The task hub local runs and workers share unless told otherwise (<c>--task-hub</c>).</summary>
     public const string DefaultTaskHub = "FineTuneCli";
 
@@ -59,59 +44,11 @@ internal sealed class AzureStorageSidecar(string address, string connectionStrin
     /// <param name="tasks">the orchestrators and activities this process runs for the task hub; null: none, a client only (the
     /// sidecar dispatches no work until a worker connects, so it takes no partition from the hub's workers)</param>
     public static IServiceCollection AddAzureStorageDurableTask(IServiceCollection services, string connectionString, string taskHub,
-        Action<DurableTaskRegistry>? tasks)
-    {
-        string address = $"http://127.0.0.1:{FreePort()}";
-        // Registered before the worker, so the sidecar is up when the worker connects.
-        services.AddHostedService(sp => new AzureStorageSidecar(address, connectionString, taskHub, dispatches: tasks is not null, sp.GetRequiredService<ILoggerFactory>()));
-        if (tasks is not null)
+        Action<DurableTaskRegistry>? tasks) =>
+        DurableSidecar.Add(services, tasks, async logging =>
         {
-            services.AddDurableTaskWorker(worker =>
-            {
-                worker.UseGrpc(address);
-                worker.AddTasks(tasks);
-            });
-        }
-        services.AddDurableTaskClient(client =>
-        {
-            client.UseGrpc(address);
-            client.RegisterDirectly();
+            var service = new AzureStorageOrchestrationService(Settings(connectionString, taskHub, logging));
+            await service.CreateIfNotExistsAsync();
+            return service;
         });
-        return services;
-    }
-
-    public async Task StartAsync(CancellationToken cancellationToken)
-    {
-        var service = new AzureStorageOrchestrationService(Settings(connectionString, taskHub, logging));
-        await service.CreateIfNotExistsAsync();
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(logging);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, new Uri(address).Port, listen => listen.Protocols = HttpProtocols.Http2));
-        builder.Services.AddGrpc();
-        builder.Services.AddSingleton<IOrchestrationService>(service);
-        builder.Services.AddSingleton<IOrchestrationServiceClient>(service);
-        builder.Services.AddSingleton<TaskHubGrpcServer>();
-        builder.Services.Configure<TaskHubGrpcServerOptions>(o => o.Mode = dispatches ? TaskHubGrpcServerMode.ApiServerAndDispatcher : TaskHubGrpcServerMode.ApiServerOnly);
-        _sidecar = builder.Build();
-        _sidecar.MapGrpcService<TaskHubGrpcServer>();
-        await _sidecar.StartAsync(cancellationToken);
-    }
-
-    public async Task StopAsync(CancellationToken cancellationToken)
-    {
-        if (_sidecar is not null) await _sidecar.StopAsync(cancellationToken);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_sidecar is not null) await _sidecar.DisposeAsync();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

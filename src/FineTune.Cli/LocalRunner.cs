@@ -259,7 +259,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning).AddFineTuneLogFilters();
         AddWorkflow(builder.Services, workDirectory, storage);
         // In memory, a control command's backend is its own, empty: it runs nothing others wait for.
-        if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+        if (storage is null) DurableSidecar.AddInMemory(builder.Services, registry => registry.AddFineTuneTasks());
         else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub, runsTasks ? registry => registry.AddFineTuneTasks() : null);
         return builder.Build();
     }

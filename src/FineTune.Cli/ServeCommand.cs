@@ -144,7 +144,7 @@ internal static class ServeCommand
             LocalRunner.AddWorkflow(builder.Services, work, storage);
             if (maxRuns is not null) builder.Services.Configure<WorkflowOptions>(o => o.MaxConcurrentRuns = maxRuns);
             // As `finetune train`: the in-memory backend, or with a storage account the Azure Storage provider (runs survive a restart).
-            if (storage is null) builder.Services.AddInMemoryDurableTask(registry => registry.AddFineTuneTasks());
+            if (storage is null) DurableSidecar.AddInMemory(builder.Services, registry => registry.AddFineTuneTasks());
             else AzureStorageSidecar.AddAzureStorageDurableTask(builder.Services, storage, taskHub, registry => registry.AddFineTuneTasks());
             builder.Services.AddFineTuneApi();
             builder.Services.AddOptions<ApiOptions>().Configure<IServer>((o, server) =>

@@ -71,7 +71,7 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
         string partial = prefix[(slash + 1)..];
         var names = Directory.EnumerateFileSystemEntries(start)
             .Where(entry => Path.GetFileName(entry).StartsWith(partial, StringComparison.Ordinal))
-            .SelectMany(entry => Directory.Exists(entry) ? Directory.EnumerateFiles(entry, "*", SearchOption.AllDirectories) : [entry])
+            .SelectMany(entry => File.Exists(entry) ? [entry] : FilesUnder(entry))
             .Where(f => !Path.GetFileName(f).StartsWith(TempPrefix, StringComparison.Ordinal))
             .Select(f => Path.GetRelativePath(_root, f).Replace(Path.DirectorySeparatorChar, '/'))
             .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
@@ -83,6 +83,19 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
             if (info.Exists) yield return new ArtifactInfo(name, info.Length, info.LastWriteTimeUtc);
         }
         await Task.CompletedTask;
+    }
+
+    /// <summary>A folder's files at any depth; none when it was deleted meanwhile (a pruned checkpoint, a purged run).</summary>
+    private static List<string> FilesUnder(string folder)
+    {
+        try
+        {
+            return [.. Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories)];
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return [];
+        }
     }
 
     public Task<bool> DeleteAsync(string name, CancellationToken cancellationToken)

@@ -24,7 +24,9 @@ public static class WorkflowServices
     /// <summary>
     /// What the workflow's hosts log: the Azure SDK logs every response that is not a success as a warning, and the
     /// workflow's existence checks (a checkpoint, a cancel request, a trial's metrics before its first epoch) are 404s by
-    /// design, hundreds a minute in a sweep; the SDK's real failures reach the caller as exceptions.
+    /// design, hundreds a minute in a sweep. So its <c>Azure.Core</c> category is silenced (it logs nothing above a
+    /// warning): responses retried into a success and slow responses go unlogged with the 404s; a failure that retrying
+    /// does not mend reaches the caller as an exception.
     /// </summary>
     public static ILoggingBuilder AddFineTuneLogFilters(this ILoggingBuilder logging) => logging.AddFilter("Azure.Core", LogLevel.Error);
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using FineTune.Workflow;
 using Microsoft.Extensions.Logging;
 
 namespace FineTune.Testing;
@@ -17,8 +18,7 @@ public sealed class HostLog : ILoggerProvider
     public ILoggerFactory Factory() => LoggerFactory.Create(logging => logging
         .SetMinimumLevel(LogLevel.Warning)
         .AddFilter(Activities, LogLevel.Information)
-        // A blob not found is how the stores ask whether one exists: the storage client warns of each.
-        .AddFilter("Azure.Core", LogLevel.Error)
+        .AddFineTuneLogFilters()
         .AddProvider(this));
 
     public override string ToString() => _entries.IsEmpty ? "(nothing)" : string.Join(Environment.NewLine, _entries);

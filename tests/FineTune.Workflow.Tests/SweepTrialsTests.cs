@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Storage.Checkpoints;
@@ -42,5 +43,61 @@ public sealed class SweepTrialsTests : IDisposable
         Assert.Equal(0.1, trials[2].Parameters!["training.learningRate"].GetDouble());
         // Early termination is the orchestrator's decision, not in the trial's epochs.
         Assert.Equal(TrialStates.Terminated, (await catalog.TrialsAsync("sw", spec, [3], CancellationToken.None))[2].State);
+    }
+
+    /// <summary>
+    /// A follower polls a sweep every few hundred milliseconds: each poll reads the metrics of the trials whose metrics
+    /// changed, and never those of a trial with none yet (on Azure Storage each such read is a request answered 404).
+    /// </summary>
+    [Fact]
+    public async Task EachPollReadsOnlyTheTrialsWhoseMetricsChanged()
+    {
+        var spec = JobSpecReader.Read("""
+            { "jobId": "sw", "dataset": { "location": "blob:datasets/pets/" }, "training": { "epochs": 4 },
+              "sweep": { "parameters": { "training.learningRate": [0.001, 0.01, 0.1] } } }
+            """, localPaths: false);
+        var reads = new ReadCountingStore(new ArtifactStoreOptions { LocalRoot = _dir }.Create());
+        var metrics = new RunMetrics(reads, NullLogger<RunMetrics>.Instance);
+        static EpochMetrics Epoch(int epoch) => new(epoch, 1, 0.5, 0.9, 0.5, 0.01, 1);
+        await metrics.RecordAsync("sw-t1", "sw", 4, [Epoch(0)], 0, CancellationToken.None);
+        await metrics.RecordAsync("sw-t2", "sw", 4, [Epoch(0)], 0, CancellationToken.None);
+        var catalog = new RunCatalog(reads, new CheckpointStore(reads, NullLogger<CheckpointStore>.Instance));
+
+        // Each trial's epochs done, in trial order.
+        async Task<string> Poll() => string.Join(' ', (await catalog.TrialsAsync("sw", spec, null, CancellationToken.None)).Select(t => t.EpochsDone));
+
+        Assert.Equal("1 1 0", await Poll());
+        Assert.Equal(["runs/sw-t1/reports/metrics.jsonl", "runs/sw-t2/reports/metrics.jsonl"], reads.Metrics());
+        reads.Names.Clear();
+        Assert.Equal("1 1 0", await Poll());
+        Assert.Empty(reads.Metrics());
+
+        await metrics.RecordAsync("sw-t2", "sw", 4, [Epoch(0), Epoch(1)], 1, CancellationToken.None);
+        Assert.Equal("1 2 0", await Poll());
+        Assert.Equal(["runs/sw-t2/reports/metrics.jsonl"], reads.Metrics());
+    }
+
+    /// <summary>A store that notes the name of every artifact opened for reading.</summary>
+    private sealed class ReadCountingStore(IArtifactStore inner) : IArtifactStore
+    {
+        public ConcurrentQueue<string> Names { get; } = new();
+
+        public string Location => inner.Location;
+
+        public string[] Metrics() => [.. Names.Where(n => n.EndsWith("/" + RunLayout.MetricsFile, StringComparison.Ordinal)).Order(StringComparer.Ordinal)];
+
+        public Task WriteAsync(string name, Stream content, WriteMode mode, CancellationToken cancellationToken) => inner.WriteAsync(name, content, mode, cancellationToken);
+
+        public Task<Stream> OpenReadAsync(string name, CancellationToken cancellationToken)
+        {
+            Names.Enqueue(name);
+            return inner.OpenReadAsync(name, cancellationToken);
+        }
+
+        public Task<bool> ExistsAsync(string name, CancellationToken cancellationToken) => inner.ExistsAsync(name, cancellationToken);
+
+        public IAsyncEnumerable<ArtifactInfo> ListAsync(string prefix, CancellationToken cancellationToken) => inner.ListAsync(prefix, cancellationToken);
+
+        public Task<bool> DeleteAsync(string name, CancellationToken cancellationToken) => inner.DeleteAsync(name, cancellationToken);
     }
 }

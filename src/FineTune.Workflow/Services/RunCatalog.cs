@@ -40,12 +40,20 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
     public const string Training = "training";
     public const string Prepared = "prepared";
 
-    /// <summary>Two of the largest sweeps' trials: what followers polling them (the CLI, the dashboard) read again each poll.</summary>
-    private const int MaxEpochFilesRemembered = 2 * SweepPlanner.MaxTrialsLimit;
+    /// <summary>
+    /// The metrics files remembered, by their stored size: a 1,000-trial sweep of 100 epochs is ~16 MB of them. The catalog
+    /// lives as long as the process (the API's, the Functions app's), so sweeps long finished must not stay in memory.
+    /// </summary>
+    private const long MaxEpochBytesRemembered = 32L << 20;
 
-    /// <summary>Trials' metrics.jsonl as last read, by their size and time: a poll reads only the files that changed.</summary>
+    /// <summary>
+    /// Trials' metrics.jsonl as last read, by their size and time: a poll reads only the files that changed. Size and time
+    /// are enough: each rewrite adds an epoch's line, so a changed file is longer.
+    /// </summary>
     private readonly ConcurrentDictionary<string, (long Length, DateTimeOffset LastModified, IReadOnlyList<EpochLine> Lines)> _epochsRead =
         new(StringComparer.Ordinal);
+
+    private long _epochBytesRemembered;
 
     /// <summary>
     /// The runs with a bound spec (<see cref="RunLayout.Spec"/>): those users started, and a sweep's feature passes (whose
@@ -149,7 +157,12 @@ public sealed class RunCatalog(IArtifactStore store, CheckpointStore checkpoints
             return read.Lines;
         var lines = await RunMetrics.ReadAsync(store, runId, cancellationToken);
         // Bounded: past the limit it starts again, as if nothing had been read.
-        if (_epochsRead.Count >= MaxEpochFilesRemembered) _epochsRead.Clear();
+        long replaced = _epochsRead.TryGetValue(metrics.Name, out var before) ? before.Length : 0;
+        if (Interlocked.Add(ref _epochBytesRemembered, metrics.Length - replaced) > MaxEpochBytesRemembered)
+        {
+            _epochsRead.Clear();
+            Interlocked.Exchange(ref _epochBytesRemembered, metrics.Length);
+        }
         _epochsRead[metrics.Name] = (metrics.Length, metrics.LastModified, lines);
         return lines;
     }
