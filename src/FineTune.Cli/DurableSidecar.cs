@@ -18,9 +18,11 @@ namespace FineTune.Cli;
 /// <summary>
 /// A command's durable backend in this process: an orchestration service (in memory, or Azure Storage's provider) behind
 /// the Durable Task SDK's gRPC sidecar, so every command talks to it through the same <see cref="DurableTaskClient"/> and
-/// worker. The sidecar listens on a loopback port of its own and takes messages of any size, as its worker and client do
-/// (<see cref="SidecarChannels"/>): the in-process test host's own sidecar keeps gRPC's 4 MB cap on what a worker sends
-/// (a sweep's next generation's input, a stack's results grow with its trials' epochs).
+/// worker. The sidecar listens on a loopback port of its own, and neither gRPC's 4 MB cap on a received message nor
+/// Kestrel's 30 MB cap on a request's body applies there, as none does on its worker's and client's channels
+/// (<see cref="SidecarChannels"/>): the in-process test host's own sidecar keeps the caps, and a stack's results grow with
+/// its trials' epochs. What the SDK's worker checks itself stays: one orchestrator action (a continue-as-new's input) of at
+/// most ~3.9 MB.
 /// </summary>
 /// <param name="dispatches">whether the sidecar hands the hub's work to a worker of this process; without one it neither
 /// starts the provider's partition management nor stops it (stopping a provider never started throws)</param>
@@ -62,7 +64,12 @@ internal sealed class DurableSidecar(string address, Func<ILoggerFactory, Task<I
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Services.AddSingleton(logging);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, new Uri(address).Port, listen => listen.Protocols = HttpProtocols.Http2));
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(IPAddress.Loopback, new Uri(address).Port, listen => listen.Protocols = HttpProtocols.Http2);
+            // gRPC lifts it for streaming calls only; an activity's result comes in a unary one.
+            kestrel.Limits.MaxRequestBodySize = null;
+        });
         builder.Services.AddGrpc(grpc => grpc.MaxReceiveMessageSize = null);
         builder.Services.AddSingleton(service);
         builder.Services.AddSingleton((IOrchestrationServiceClient)service);

@@ -5,7 +5,6 @@ using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
 using FineTune.Workflow.Services;
 using Microsoft.DurableTask.Client;
-using Microsoft.DurableTask.Testing;
 using Microsoft.DurableTask.Worker.Grpc;
 using Microsoft.DurableTask.Worker.Grpc.Internal;
 using Microsoft.Extensions.Configuration;
@@ -227,7 +226,7 @@ internal sealed class LocalRunner(string workDirectory, string? storage, string 
     }
 
     /// <summary>
-    /// The host, started. The in-memory backend's sidecar takes a free loopback port found just before it binds it, so
+    /// The host, started. The durable backend's sidecar takes a free loopback port found just before it binds it, so
     /// two processes starting at the same moment can pick the same one: the loser builds its host again.
     /// </summary>
     private async Task<IHost> StartHostAsync(bool runsTasks, CancellationToken cancellationToken)

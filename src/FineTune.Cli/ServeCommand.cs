@@ -6,7 +6,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.DurableTask.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -85,11 +84,11 @@ internal static class ServeCommand
             {
                 await starting.DisposeAsync();
                 if (e is not IOException) throw;
-                // The in-memory backend's sidecar binds a loopback port found free just before: another process may take it
+                // The durable backend's sidecar binds a loopback port found free just before: another process may take it
                 // first. Built again then; only the port asked for being taken (or not allowed) is the caller's to fix.
                 bool callersPort = e.InnerException is not Microsoft.AspNetCore.Connections.AddressInUseException || IsTaken(port);
                 if (!callersPort && attempt < 5) continue;
-                error.WriteLine(callersPort ? $"port: {e.Message}" : $"the in-memory backend found no free loopback port: {e.Message}");
+                error.WriteLine(callersPort ? $"port: {e.Message}" : $"the durable backend found no free loopback port: {e.Message}");
                 return callersPort ? ExitCodes.BadInput : ExitCodes.Failed;
             }
         }

@@ -9,10 +9,9 @@ namespace FineTune.Cli;
 
 /// <summary>
 /// The loopback gRPC channels between this process's durable worker and client and its sidecar (in-memory or Azure
-/// Storage), without gRPC's 4 MB cap on a received message. An orchestration's work item carries its history, and a
-/// sweep's holds its stacks' results (each trial's epochs): at 256 trials of 300 epochs it passed 4 MB, the capped worker
-/// abandoned it again and again ("Received message exceeds the maximum configured message size") and the sweep hung.
-/// Continue-as-new bounds a history; the channel should not bound it lower.
+/// Storage), without gRPC's 4 MB cap on a received message. A sweep's orchestration work item brings the results of the
+/// stacks that finished since its last turn (each trial's epochs): at 256 trials of 300 epochs it passed 4 MB, the capped
+/// worker abandoned it again and again ("Received message exceeds the maximum configured message size") and the sweep hung.
 /// </summary>
 internal sealed class SidecarChannels : IDisposable
 {

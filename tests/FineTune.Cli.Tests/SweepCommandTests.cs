@@ -43,8 +43,10 @@ public sealed class SweepCommandTests : IDisposable
 
             Assert.True(sweep.ExitCode == ExitCodes.Succeeded, sweep.Output + sweep.Error + "\nthe worker wrote:\n" + Written(workerLog));
             Assert.Contains($"sweep: {8 * SweepOrchestrator.MaxTrialsPerStack} trials on 2 worker(s), 1 backbone pass(es)", sweep.Output, StringComparison.Ordinal);
-            // The blobs a sweep looks for before they exist (its trials' metrics, a cancel request) are no news to its user.
+            // The blobs a sweep looks for before they exist (its trials' metrics, a cancel request) are no news to its user,
+            // and nothing failed on the way (a work item too large for the worker's channel was logged as a failure, then redelivered).
             Assert.DoesNotContain("Azure.Core", sweep.Output + sweep.Error, StringComparison.Ordinal);
+            Assert.DoesNotContain("fail:", sweep.Output + sweep.Error + Written(workerLog), StringComparison.Ordinal);
             var report = JsonDocument.Parse(Artifacts.GetBlobClient($"runs/{id}/reports/sweep.json").DownloadContent().Value.Content.ToString()).RootElement;
             var workers = report.GetProperty("trials").EnumerateArray().SelectMany(t => t.GetProperty("workers").EnumerateArray().Select(w => w.GetString())).ToHashSet();
             Assert.Contains(workers, w => w!.EndsWith("/" + worker.Id.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
