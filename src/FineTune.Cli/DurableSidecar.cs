@@ -20,9 +20,10 @@ namespace FineTune.Cli;
 /// the Durable Task SDK's gRPC sidecar, so every command talks to it through the same <see cref="DurableTaskClient"/> and
 /// worker. The sidecar listens on a loopback port of its own, and neither gRPC's 4 MB cap on a received message nor
 /// Kestrel's 30 MB cap on a request's body applies there, as none does on its worker's and client's channels
-/// (<see cref="SidecarChannels"/>): the in-process test host's own sidecar keeps the caps, and a stack's results grow with
-/// its trials' epochs. What the SDK's worker checks itself stays: one orchestrator action (a continue-as-new's input) of at
-/// most ~3.9 MB.
+/// (<see cref="SidecarChannels"/>): the in-process test host's own sidecar keeps the caps, and a sweep's work item brings
+/// every stack's result since its last turn (32 trials' epochs of a rung each). What the SDK's worker checks itself stays:
+/// one orchestrator action (a continue-as-new's input) of at most ~3.9 MB, which a sweep keeps to a few epochs a trial
+/// (<see cref="Workflow.Orchestration.SweepCarried"/>). Its dispatcher renews no activity's lock: <see cref="RenewedActivityLocks"/> does.
 /// </summary>
 /// <param name="dispatches">whether the sidecar hands the hub's work to a worker of this process; without one it neither
 /// starts the provider's partition management nor stops it (stopping a provider never started throws)</param>
@@ -71,7 +72,7 @@ internal sealed class DurableSidecar(string address, Func<ILoggerFactory, Task<I
             kestrel.Limits.MaxRequestBodySize = null;
         });
         builder.Services.AddGrpc(grpc => grpc.MaxReceiveMessageSize = null);
-        builder.Services.AddSingleton(service);
+        builder.Services.AddSingleton<IOrchestrationService>(new RenewedActivityLocks(service, logging.CreateLogger<RenewedActivityLocks>()));
         builder.Services.AddSingleton((IOrchestrationServiceClient)service);
         builder.Services.AddSingleton<TaskHubGrpcServer>();
         builder.Services.Configure<TaskHubGrpcServerOptions>(o => o.Mode = dispatches ? TaskHubGrpcServerMode.ApiServerAndDispatcher : TaskHubGrpcServerMode.ApiServerOnly);

@@ -46,7 +46,8 @@ public sealed class SweepCommandTests : IDisposable
             // The blobs a sweep looks for before they exist (its trials' metrics, a cancel request) are no news to its user,
             // and nothing failed on the way (a work item too large for the worker's channel was logged as a failure, then redelivered).
             Assert.DoesNotContain("Azure.Core", sweep.Output + sweep.Error, StringComparison.Ordinal);
-            Assert.DoesNotContain("fail:", sweep.Output + sweep.Error + Written(workerLog), StringComparison.Ordinal);
+            string failures = Failures(sweep.Output + sweep.Error + Written(workerLog));
+            Assert.True(failures.Length == 0, failures);
             var report = JsonDocument.Parse(Artifacts.GetBlobClient($"runs/{id}/reports/sweep.json").DownloadContent().Value.Content.ToString()).RootElement;
             var workers = report.GetProperty("trials").EnumerateArray().SelectMany(t => t.GetProperty("workers").EnumerateArray().Select(w => w.GetString())).ToHashSet();
             Assert.Contains(workers, w => w!.EndsWith("/" + worker.Id.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
@@ -157,6 +158,14 @@ public sealed class SweepCommandTests : IDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return (process, log);
+    }
+
+    /// <summary>Each logged failure with the lines that follow it (its message and exception), for the assertion's message.</summary>
+    private static string Failures(string log)
+    {
+        string[] lines = log.Split('\n');
+        return string.Join("\n", lines.Select((line, at) => (line, at)).Where(l => l.line.StartsWith("fail:", StringComparison.Ordinal))
+            .Select(l => string.Join("\n", lines.Skip(l.at).Take(6))));
     }
 
     private static string Written(StringBuilder log)

@@ -46,7 +46,7 @@ public sealed class FineTuneOrchestratorTests
         // The best epoch's checkpoint is the one at its end.
         Assert.Equal(2 * StepsPerEpoch, script.Evaluated!.Sequence);
         Assert.Equal((2L * StepsPerEpoch, 1), (script.Published!.Sequence, script.Published.BestEpoch));
-        Assert.Equal([0, 1, 2], script.Published.History.Select(e => e.Epoch));
+        Assert.Equal([0, 1, 2], script.Published.History!.Select(e => e.Epoch));
         Assert.Equal((3, 1, false), (result.EpochsRun, result.BestEpoch, result.StoppedEarly));
         Assert.Equal(RunStage.Completed, script.Statuses[^1].Stage);
         Assert.Contains(script.Statuses, s => s is { Stage: RunStage.Training, Epoch: 2, Step: 1 });
@@ -136,7 +136,7 @@ public sealed class FineTuneOrchestratorTests
         Assert.Equal([ActivityNames.AdmitRun, ActivityNames.TrainChunk, ActivityNames.TrainChunk, ActivityNames.Evaluate, ActivityNames.Publish,
             ActivityNames.LeaveRun, ActivityNames.ReleaseRunFiles], second.Calls);
         Assert.Equal([6L, 9], second.Chunks.Select(c => c.FromStep));
-        Assert.Equal([0, 1, 2], second.Published!.History.Select(e => e.Epoch));
+        Assert.Equal([0, 1, 2], second.Published!.History!.Select(e => e.Epoch));
         Assert.Equal((3, 1), (result.EpochsRun, result.BestEpoch));
         Assert.Empty(second.ContinuedAs);
     }

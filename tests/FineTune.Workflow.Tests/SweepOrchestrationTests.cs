@@ -89,6 +89,10 @@ public sealed class SweepOrchestrationTests
         Assert.True(await host.Store.ExistsAsync(result.Published.SafetensorsName, default));
         var card = JsonDocument.Parse(await ReadAsync(host.Store, result.Published.ModelCardName)).RootElement;
         Assert.Equal(sweep.BestTrial, card.GetProperty("jobId").GetString());
+        // Its card has every epoch it ran, as its metrics recorded them (the sweep holds only those it decides on).
+        var history = card.GetProperty("history").EnumerateArray().ToList();
+        Assert.Equal(Enumerable.Range(0, sweep.Trials[0].EpochsRun), history.Select(e => e.GetProperty("epoch").GetInt32()));
+        Assert.Equal(sweep.Trials[0].ValidationLoss, history[sweep.Trials[0].BestEpoch!.Value].GetProperty("validationLoss").GetDouble());
         var report = JsonDocument.Parse(await ReadAsync(host.Store, new RunLayout("swept").SweepReport)).RootElement;
         Assert.Equal(("val_loss", sweep.BestTrial), (report.GetProperty("metric").GetString(), report.GetProperty("best").GetString()));
         Assert.Equal(4, report.GetProperty("trials").GetArrayLength());

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using FineTune.Core.Engine;
+using FineTune.Core.Training;
 using FineTune.Core.Weights;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
@@ -30,17 +31,19 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         if (await store.ExistsAsync(published.ModelCardName, token)) return published;
 
         var clock = new StageClock();
+        var history = request.History ?? await RunMetrics.HistoryAsync(store, request.Job.JobId, token);
         await clock.TimeAsync(Stages.Plots, async () =>
         {
-            await files.WriteAsync(layout.LossPlot, ReportPlots.Loss(request.History), WriteMode.Overwrite, token);
-            await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(request.History), WriteMode.Overwrite, token);
+            await files.WriteAsync(layout.LossPlot, ReportPlots.Loss(history), WriteMode.Overwrite, token);
+            await files.WriteAsync(layout.AccuracyPlot, ReportPlots.Accuracy(history), WriteMode.Overwrite, token);
         });
-        await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, files, published, token));
+        await clock.TimeAsync(Stages.Publish, () => ExportAsync(context, request, history, files, published, token));
         WorkflowMetrics.StagesTimed(clock.Times);
         return published with { Times = clock.Times };
     }
 
-    private async Task ExportAsync(TaskActivityContext context, PublishRequest request, RunFiles files, PublishedModel published, CancellationToken token)
+    private async Task ExportAsync(TaskActivityContext context, PublishRequest request, IReadOnlyList<EpochMetrics> history, RunFiles files, PublishedModel published,
+        CancellationToken token)
     {
         var job = request.Job;
         var (dataset, recipe, _) = await files.LoadAsync(request.Weights, prepared: null, token);
@@ -92,7 +95,7 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
             Preprocessing = recipe.Preprocessing,
             Metrics = request.Evaluation with { Times = [] },
             BestEpoch = request.BestEpoch + 1,
-            History = request.History,
+            History = history,
             HyperParameters = job.Spec,
             Dataset = new DatasetCard(job.Spec.Dataset.Location, sha256.Dataset, prepared.TrainImages, prepared.ValidationImages, prepared.TestImages, prepared.SkippedFiles),
             Weights = new WeightsCard(request.Weights, sha256.Safetensors, sha256.TorchSharp),

@@ -41,7 +41,10 @@ public sealed class TrainChunk(WorkerFiles worker, FineTuneEngine engine, Checkp
         int stepsPerEpoch = request.Prepared.StepsPerEpoch;
         var state = await files.LatestStateAsync(token);
         if (state is not null && GlobalStep(state.Progress.Position, stepsPerEpoch) > request.FromStep)
+        {
+            await metrics.WriteAsync(job.JobId, job.Spec.Training.Epochs, state.Progress.History, token);
             return Result(state.Progress, request, lastLoss: null, []);
+        }
 
         // Counted in the store before any work: a worker killed for memory throws nothing, it just never finishes.
         int attempts = await runs.CountAttemptAsync(job.JobId, request.FromStep, token);

@@ -60,7 +60,12 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
         var job = request.Stack;
         var carried = job.Carried ?? throw new ArgumentException("a stack starts from its sweep's weights and prepared model", nameof(request));
         var latest = await LatestAsync(checkpoints, job.JobId, token);
-        if (latest is { } done && done.Sequence >= request.UntilEpoch) return Result(request, done.State, []);
+        if (latest is { } done && done.Sequence >= request.UntilEpoch)
+        {
+            for (int member = 0; member < request.Trials.Count; member++)
+                await metrics.WriteAsync(request.Trials[member].JobId, request.Trials[member].Spec.Training.Epochs, done.State.Members[member].History, token);
+            return Result(request, done.State, []);
+        }
 
         // Counted in the store before any work: a worker killed for memory throws nothing, it just never finishes.
         int attempts = await runs.CountAttemptAsync(job.JobId, request.UntilEpoch, token);
@@ -145,7 +150,7 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
             var training = trial.Spec.Training;
             int perEpoch = Trainer.StepsPerEpochFor(request.Stack.Carried!.Prepared.TrainImages, training.BatchSize);
             bool finished = progress.StoppedEarly || progress.Epoch >= training.Epochs;
-            return new TrialOutcome(trial.JobId, (long)progress.Epoch * perEpoch, progress.History, finished, progress.StoppedEarly,
+            return new TrialOutcome(trial.JobId, (long)progress.Epoch * perEpoch, [.. progress.History.Where(e => e.Epoch >= request.FromEpoch)], finished, progress.StoppedEarly,
                 WorkerIdentity.Current is { } current ? [current] : [], []);
         }).ToList();
         return new StackResult(outcomes, times);

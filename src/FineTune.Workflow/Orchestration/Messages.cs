@@ -87,7 +87,13 @@ public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedS
 public sealed record EvaluationSummary(string Split, double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName,
     IReadOnlyList<StageTime> Times);
 
-public sealed record PublishRequest(FineTuneJob Job, WeightsRef Weights, long Sequence, PreparedSummary Prepared, EvaluationSummary Evaluation, int BestEpoch, IReadOnlyList<EpochMetrics> History);
+/// <summary>
+/// Publish checkpoint <see cref="Sequence"/>, the end of epoch <see cref="BestEpoch"/>. <see cref="History"/>: the run's every
+/// epoch, for its curves and model card; null for a sweep's trial, whose sweep holds only some of its epochs: then the
+/// run's recorded ones (<see cref="Services.RunMetrics"/>).
+/// </summary>
+public sealed record PublishRequest(FineTuneJob Job, WeightsRef Weights, long Sequence, PreparedSummary Prepared, EvaluationSummary Evaluation, int BestEpoch,
+    IReadOnlyList<EpochMetrics>? History);
 
 public sealed record PublishedModel(string Folder, string SafetensorsName, string TorchSharpName, string ModelCardName, IReadOnlyList<StageTime> Times);
 

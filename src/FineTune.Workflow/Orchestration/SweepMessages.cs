@@ -15,7 +15,8 @@ public sealed record TrialRequest(FineTuneJob Trial, long FromStep, int UntilEpo
 
 /// <summary>
 /// Where a trial stands: <see cref="Finished"/> when it trained all its epochs or stopped early by its patience;
-/// <see cref="Workers"/>: the processes that trained its chunks.
+/// <see cref="Workers"/>: the processes that trained its chunks. <see cref="History"/>: its epochs in order, from a training's
+/// first on (the sweep holds the earlier ones); in the sweep, only those it decides on (the best, the last, the rungs' ends).
 /// </summary>
 public sealed record TrialOutcome(string JobId, long GlobalStep, IReadOnlyList<EpochMetrics> History, bool Finished, bool StoppedEarly,
     IReadOnlyList<string> Workers, IReadOnlyList<StageTime> Times);
@@ -74,9 +75,11 @@ public sealed record SweepReportRequest(string SweepId, StoppingMetric Metric, I
 /// Train a stack of a sweep's trials (<see cref="Activities.TrainStackedTrials"/>) to the end of epoch <see cref="UntilEpoch"/>:
 /// <see cref="Stack"/> is the stack as a run (its id names its checkpoints; <see cref="FineTuneJob.Carried"/> holds the
 /// group's weights and prepared model, <see cref="FineTuneJob.DataRun"/> its feature run, <see cref="FineTuneJob.ControlRun"/>
-/// the sweep); <see cref="Excluded"/>: trials (by index) terminated at an earlier rung, which train no more.
+/// the sweep); <see cref="Excluded"/>: trials (by index) terminated at an earlier rung, which train no more. The outcomes
+/// hold the epochs from <see cref="FromEpoch"/> on (the rung's first): the sweep holds those before, so a result stays the
+/// size of a rung however long the trials run.
 /// </summary>
-public sealed record StackRequest(FineTuneJob Stack, IReadOnlyList<SweepTrial> Trials, int UntilEpoch, IReadOnlyList<int> Excluded);
+public sealed record StackRequest(FineTuneJob Stack, IReadOnlyList<SweepTrial> Trials, int UntilEpoch, IReadOnlyList<int> Excluded, int FromEpoch = 0);
 
 /// <summary>Where each trial of a stack stands (in the request's order), and the stages' times of the call.</summary>
 public sealed record StackResult(IReadOnlyList<TrialOutcome> Trials, IReadOnlyList<StageTime> Times);
@@ -95,7 +98,8 @@ public sealed record SweepUnit(string? StackId, IReadOnlyList<SweepTrial> Trials
 /// recomputed (the plan, the trials' specs and the units are, deterministically). <see cref="Rounds"/>: the trials each round
 /// proposed, in order; the last round trains on from rung <see cref="Rung"/>. <see cref="Values"/>: a bayesian sweep's trials'
 /// values by index (they came from the scores before them); null for grid and random, whose trials are the plan's.
-/// <see cref="Outcomes"/>: every trial's so far, by index, without stage times (they are summed in <see cref="Times"/>).
+/// <see cref="Outcomes"/>: every trial's so far, by index, with the epochs the sweep decides on (a few a trial, however many
+/// it ran) and without stage times (they are summed in <see cref="Times"/>).
 /// </summary>
 public sealed record SweepCarried(IReadOnlyList<int> Rounds, int Rung, IReadOnlyList<IReadOnlyDictionary<string, JsonElement>>? Values,
     IReadOnlyList<TrialOutcome> Outcomes, IReadOnlyList<int> Terminated, IReadOnlyList<SweepGroup> Groups, DateTime StartedAt, IReadOnlyList<StageTime> Times);

@@ -111,9 +111,9 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                 int untilEpoch = rungs[rung], fromEpoch = rung == 0 ? 0 : rungs[rung - 1];
                 // The rung's trials: not terminated nor finished before it (one that finished in it, before the sweep continued
                 // as new, has epochs past the rung before). A unit trains while one of them runs short of the rung.
-                var live = round.Where(t => !terminated.Contains(t.Index) && (!outcomes[t.Index].Finished || outcomes[t.Index].History.Count > fromEpoch)).ToList();
+                var live = round.Where(t => !terminated.Contains(t.Index) && (!outcomes[t.Index].Finished || EpochsRun(outcomes[t.Index]) > fromEpoch)).ToList();
                 var due = roundUnits.Where(u => u.Trials.Any(t =>
-                    !terminated.Contains(t.Index) && !outcomes[t.Index].Finished && outcomes[t.Index].History.Count < untilEpoch)).ToList();
+                    !terminated.Contains(t.Index) && !outcomes[t.Index].Finished && EpochsRun(outcomes[t.Index]) < untilEpoch)).ToList();
                 var running = new Dictionary<Task<IReadOnlyList<TrialOutcome>>, SweepUnit>();
                 int Running() => running.Values.Sum(u => u.Trials.Count);
                 foreach (var unit in due)
@@ -134,7 +134,8 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     trainings++;
                     var unitGroup = groups[unit.Trials[0].FeatureGroup];
                     var task = unit.StackId is { } stackId
-                        ? TrainStackAsync(context, StackJob(job, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, untilEpoch, terminated, times)
+                        ? TrainStackAsync(context, StackJob(job, stackId, unit.Trials[0], unitGroup, context.CurrentUtcDateTime), unit.Trials, fromEpoch, untilEpoch,
+                            terminated, times)
                         : TrainTrialAsync(context, job.JobId, unit.Trials[0], unitGroup, outcomes[unit.Trials[0].Index], rung, untilEpoch);
                     running.Add(task, unit);
                     FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Training, maxEpochs, Progress(planned.Count, trials, outcomes, terminated, Running(), metric, latest)));
@@ -147,8 +148,14 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                     running.Remove(done);
                     foreach (var (trial, outcome) in unit.Trials.Zip(done.Result))
                     {
-                        // A trial's workers over all its rungs; its times are the sweep's.
-                        outcomes[trial.Index] = outcome with { Workers = [.. outcomes[trial.Index].Workers.Union(outcome.Workers)], Times = [] };
+                        // A trial's workers over all its rungs; its times are the sweep's; of its epochs, those the sweep decides on.
+                        var before = outcomes[trial.Index];
+                        outcomes[trial.Index] = outcome with
+                        {
+                            History = Decisive(Merged(before.History, outcome.History), trial.Spec.StoppingMetric(), sweep.EarlyTermination),
+                            Workers = [.. before.Workers.Union(outcome.Workers)],
+                            Times = [],
+                        };
                         times.AddRange(outcome.Times);
                         latest = Summary(trial, outcomes[trial.Index], terminated: false, metric);
                     }
@@ -189,7 +196,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                 new ModelRequest(bestJob, group.Weights, prepared, bestSequence), FineTuneOrchestrator.Retry);
             FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Publishing, maxEpochs, progress));
             var published = await context.CallActivityAsync<PublishedModel>(ActivityNames.Publish,
-                new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, bestOutcome.History), FineTuneOrchestrator.Retry);
+                new PublishRequest(bestJob, group.Weights, bestSequence, prepared, evaluation, bestEpoch.Epoch, History: null), FineTuneOrchestrator.Retry);
             return (evaluation, published);
         }, _ => true);
         var report = await context.CallActivityAsync<SweepSummary>(ActivityNames.WriteSweepReport,
@@ -197,7 +204,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         FineTuneOrchestrator.SetStatus(context, job, Status(RunStage.Completed, maxEpochs, progress));
         times.AddRange(evaluation.Times);
         times.AddRange(published.Times);
-        return new FineTuneResult(job.JobId, published, evaluation, bestOutcome.History.Count, bestEpoch.Epoch, bestOutcome.StoppedEarly, Stages.Total(times),
+        return new FineTuneResult(job.JobId, published, evaluation, EpochsRun(bestOutcome), bestEpoch.Epoch, bestOutcome.StoppedEarly, Stages.Total(times),
             report with { FeaturePasses = groups.Count });
     }
 
@@ -232,9 +239,9 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
 
     /// <summary>A stack's trials to the end of <paramref name="untilEpoch"/>, once the stack holds a slot (it counts as one run).</summary>
     private static async Task<IReadOnlyList<TrialOutcome>> TrainStackAsync(TaskOrchestrationContext context, FineTuneJob stack, IReadOnlyList<SweepTrial> trials,
-        int untilEpoch, IReadOnlySet<int> terminated, List<StageTime> times)
+        int fromEpoch, int untilEpoch, IReadOnlySet<int> terminated, List<StageTime> times)
     {
-        var request = new StackRequest(stack, trials, untilEpoch, [.. trials.Select(t => t.Index).Where(terminated.Contains)]);
+        var request = new StackRequest(stack, trials, untilEpoch, [.. trials.Select(t => t.Index).Where(terminated.Contains)], fromEpoch);
         var result = await FineTuneOrchestrator.AdmittedAsync(context, stack,
             position => new RunStatus(RunStage.Queued, 0, untilEpoch, 0, 0, null, null, null, null, null, QueuePosition: position),
             () => context.CallActivityAsync<StackResult>(ActivityNames.TrainStackedTrials, request, FineTuneOrchestrator.Retry), _ => true)
@@ -271,6 +278,30 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         return rungs;
     }
 
+    /// <summary>The epochs a trial has run: its last one's number, as its outcome keeps only some (<see cref="Decisive"/>).</summary>
+    private static int EpochsRun(TrialOutcome outcome) => outcome.History is [.., var last] ? last.Epoch + 1 : 0;
+
+    /// <summary>A trial's epochs before <paramref name="later"/> (a training's, from the epoch it started at) and those.</summary>
+    private static IReadOnlyList<EpochMetrics> Merged(IReadOnlyList<EpochMetrics> earlier, IReadOnlyList<EpochMetrics> later) =>
+        later is [var first, ..] ? [.. earlier.Where(e => e.Epoch < first.Epoch), .. later] : earlier;
+
+    /// <summary>
+    /// Of a trial's epochs, those the sweep decides on, in order: its best (by its own stopping metric), its last, and each
+    /// that ends a rung of early termination. What the sweep holds and carries to its next generation is so bounded by the
+    /// trials, not by their epochs; the best stays the best of the whole history (the earliest on ties, and none before it is
+    /// as good), the last tells how many it ran. Its whole history is its metrics' (<see cref="PublishRequest.History"/>).
+    /// </summary>
+    private static IReadOnlyList<EpochMetrics> Decisive(IReadOnlyList<EpochMetrics> history, StoppingMetric metric, EarlyTerminationSpec? termination)
+    {
+        if (history.Count == 0) return history;
+        int best = TrainingHistory.Best(history, metric)!.Epoch, last = history[^1].Epoch;
+        return [.. history.Where(e => e.Epoch == best || e.Epoch == last || EndsRung(termination, e.Epoch + 1))];
+    }
+
+    /// <summary>Whether a rung (<see cref="Rungs"/>) ends after <paramref name="epochs"/> epochs, in a sweep of any length.</summary>
+    private static bool EndsRung(EarlyTerminationSpec? termination, int epochs) =>
+        termination is { GraceEpochs: var grace } && epochs >= grace && epochs % grace == 0 && int.IsPow2(epochs / grace);
+
     /// <summary>
     /// The trials to stop at a rung, among those still running: below the median of every trial's metric at that epoch
     /// (median), or outside the better half (halving). Decided here, from recorded results, so replays agree.
@@ -278,7 +309,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     private static IEnumerable<int> Terminate(TerminationPolicy policy, IReadOnlyList<SweepTrial> live, Dictionary<int, TrialOutcome> outcomes, int epoch,
         StoppingMetric metric)
     {
-        double? At(SweepTrial t) => outcomes[t.Index].History.Count >= epoch ? TrainingHistory.Score(outcomes[t.Index].History[epoch - 1], metric) : null;
+        double? At(SweepTrial t) => outcomes[t.Index].History.FirstOrDefault(e => e.Epoch == epoch - 1) is { } reached ? TrainingHistory.Score(reached, metric) : null;
         var scored = live.Where(t => At(t) is not null).Select(t => (Trial: t, Score: At(t)!.Value)).ToList();
         var running = scored.Where(s => !outcomes[s.Trial.Index].Finished).ToList();
         if (scored.Count < 2 || running.Count == 0) return [];
@@ -309,7 +340,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
     {
         var best = TrainingHistory.Best(outcome.History, trial.Spec.StoppingMetric());
         string state = terminated ? TrialStates.Terminated : outcome.StoppedEarly ? TrialStates.StoppedEarly : outcome.Finished ? TrialStates.Completed : TrialStates.NotRun;
-        return new TrialSummary(trial.Index, trial.JobId, trial.Parameters, state, outcome.History.Count, best?.Epoch,
+        return new TrialSummary(trial.Index, trial.JobId, trial.Parameters, state, EpochsRun(outcome), best?.Epoch,
             best is null ? null : TrainingHistory.Score(best, metric), best?.ValidationLoss, best?.ValidationAccuracy, outcome.Workers);
     }
 

@@ -29,6 +29,16 @@ public sealed partial class RunMetrics(IArtifactStore store, ILogger<RunMetrics>
             EpochFinished(runId, epoch.Epoch + 1, epochs, epoch.TrainLoss, epoch.TrainAccuracy, epoch.ValidationLoss, epoch.ValidationAccuracy, epoch.Seconds);
             WorkflowMetrics.EpochFinished(runId, sweepId, epoch);
         }
+        await WriteAsync(runId, epochs, history, cancellationToken);
+    }
+
+    /// <summary>
+    /// The run's metrics.jsonl written from <paramref name="history"/> with nothing logged: what a retried call writes again from
+    /// the checkpoint it finds, as the call that saved it may have been killed before its record.
+    /// </summary>
+    public async Task WriteAsync(string runId, int epochs, IReadOnlyList<EpochMetrics> history, CancellationToken cancellationToken)
+    {
+        if (history.Count == 0) return;
         var lines = new StringBuilder();
         foreach (var epoch in history)
             lines.Append(JsonSerializer.Serialize(new EpochLine(runId, epoch.Epoch + 1, epochs, epoch.TrainLoss, epoch.TrainAccuracy,
@@ -52,6 +62,11 @@ public sealed partial class RunMetrics(IArtifactStore store, ILogger<RunMetrics>
         }
         return [.. text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonSerializer.Deserialize<EpochLine>(line, Json)!)];
     }
+
+    /// <summary>The run's finished epochs as its metrics.jsonl holds them, as training recorded them.</summary>
+    public static async Task<IReadOnlyList<EpochMetrics>> HistoryAsync(IArtifactStore store, string runId, CancellationToken cancellationToken) =>
+        [.. (await ReadAsync(store, runId, cancellationToken)).Select(line => new EpochMetrics(line.Epoch - 1, line.TrainLoss, line.TrainAccuracy,
+            line.ValidationLoss, line.ValidationAccuracy, line.LearningRate, line.Seconds))];
 
     [LoggerMessage(Level = LogLevel.Information,
         Message = "Run {RunId} epoch {Epoch}/{Epochs}: train loss {TrainLoss:F4}, train accuracy {TrainAccuracy:F4}, val loss {ValidationLoss:F4}, val accuracy {ValidationAccuracy:F4}, {Seconds:F1} s")]
