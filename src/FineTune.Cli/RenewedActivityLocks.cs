@@ -17,11 +17,17 @@ internal sealed partial class RenewedActivityLocks(IOrchestrationService inner, 
 {
     private readonly ConcurrentDictionary<string, (CancellationTokenSource Stop, Task Renewing)> _renewals = new(StringComparer.Ordinal);
 
+    /// <summary>The longest wait between renewals: the first lock's expiry is the storage server's clock, not this machine's.</summary>
+    private static readonly TimeSpan MaxRenewalInterval = TimeSpan.FromSeconds(5);
+
+    /// <summary>The shortest: a renewal that failed is tried again before the lock runs out, not in a busy loop.</summary>
+    private static readonly TimeSpan MinRenewalInterval = TimeSpan.FromMilliseconds(50);
+
     public async Task<TaskActivityWorkItem> LockNextTaskActivityWorkItem(TimeSpan receiveTimeout, CancellationToken cancellationToken)
     {
         var workItem = await inner.LockNextTaskActivityWorkItem(receiveTimeout, cancellationToken);
         // A lock that never expires (the in-memory service's) needs no renewal.
-        if (workItem is not null && workItem.LockedUntilUtc - DateTime.UtcNow is { } lease && lease > TimeSpan.Zero && lease < TimeSpan.FromDays(1))
+        if (workItem is not null && workItem.LockedUntilUtc - DateTime.UtcNow < TimeSpan.FromDays(1))
         {
             var stop = new CancellationTokenSource();
             _renewals[workItem.Id] = (stop, Task.Run(() => RenewAsync(workItem, stop.Token), CancellationToken.None));
@@ -33,20 +39,26 @@ internal sealed partial class RenewedActivityLocks(IOrchestrationService inner, 
     {
         try
         {
-            for (var lease = workItem.LockedUntilUtc - DateTime.UtcNow; lease > TimeSpan.Zero; lease = workItem.LockedUntilUtc - DateTime.UtcNow)
+            do
             {
-                await Task.Delay(lease / 2, stop);
-                // The provider expires a work item it no longer holds (LockedUntilUtc now), which ends the loop.
-                workItem = await inner.RenewTaskActivityWorkItemLockAsync(workItem);
+                var lease = workItem.LockedUntilUtc - DateTime.UtcNow;
+                await Task.Delay(lease <= TimeSpan.Zero ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Clamp(lease.Ticks / 2, MinRenewalInterval.Ticks, MaxRenewalInterval.Ticks)), stop);
+                try
+                {
+                    workItem = await inner.RenewTaskActivityWorkItemLockAsync(workItem);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Tried again while the lock lasts (a storage hiccup); past it, at worst the activity runs twice, as it
+                    // would without renewal (its work is idempotent).
+                    RenewalFailed(workItem.Id, e);
+                }
             }
+            // The provider expires a work item it no longer holds (LockedUntilUtc now), which ends the renewals.
+            while (workItem.LockedUntilUtc > DateTime.UtcNow);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
-        }
-        catch (Exception e)
-        {
-            // The lock runs out: at worst the activity runs twice, as it would without renewal; its work is idempotent.
-            RenewalFailed(workItem.Id, e);
         }
     }
 

@@ -254,6 +254,59 @@ public sealed class SweepOrchestrationTests
             counts.Generations, counts.Trainings);
     }
 
+    /// <summary>
+    /// A stack's worker killed after its checkpoint, before its trials' metrics were written (here: the call deletes them and
+    /// fails): the retry finds the checkpoint and writes them whole, so the best trial's card, which reads them, has every epoch.
+    /// </summary>
+    [Fact]
+    public async Task AStackKilledBetweenItsCheckpointAndItsTrialsMetricsLeavesThemWhole()
+    {
+        var killed = new HashSet<(string, int)>();
+        await using var host = await WorkflowHost.StartAsync(registry =>
+        {
+            foreach (var (name, type) in WorkflowServices.Orchestrators) registry.AddOrchestrator(name, type);
+            foreach (var (name, type) in WorkflowServices.Activities)
+            {
+                if (name == ActivityNames.TrainStackedTrials)
+                    registry.AddActivity(name, sp => new KilledAfterCheckpoint(ActivatorUtilities.CreateInstance<TrainStackedTrials>(sp), sp.GetRequiredService<IArtifactStore>(), killed));
+                else registry.AddActivity(name, type);
+            }
+        });
+        var spec = JobSpecReader.Read(JsonSerializer.Serialize(new
+        {
+            jobId = "unrecorded",
+            dataset = new { location = await host.UploadDatasetAsync("tux", perClass: 4), resize = "pad" },
+            training = new { epochs = 3, batchSize = 4, earlyStopping = new { patience = 1 } },
+            seed = 7,
+            sweep = new { parameters = new Dictionary<string, object> { ["training.learningRate"] = LearningRates }, parallelism = 2, metric = "val_loss" },
+        }, WireJson.Options), localPaths: false);
+        await host.Host.Client.ScheduleNewOrchestrationInstanceAsync(SweepOrchestrator.Name, new FineTuneJob("unrecorded", spec), new StartOrchestrationOptions("unrecorded"));
+        var status = await host.WaitForEndAsync("unrecorded", TimeSpan.FromMinutes(3));
+        Assert.True(status.RuntimeStatus == OrchestrationRuntimeStatus.Completed, $"{status.RuntimeStatus}: {status.FailureDetails}");
+        var sweep = status.ReadOutputAs<FineTuneResult>()!.Sweep!;
+
+        Assert.NotEmpty(killed);
+        foreach (var trial in sweep.Trials)
+            Assert.Equal(trial.EpochsRun, (await RunMetrics.ReadAsync(host.Store, trial.JobId, default)).Count);
+        var card = JsonDocument.Parse(await ReadAsync(host.Store, new RunLayout(sweep.BestTrial).ModelCard)).RootElement;
+        Assert.Equal(sweep.Trials[0].EpochsRun, card.GetProperty("history").GetArrayLength());
+    }
+
+    /// <summary>Each stack's first call of a rung trains and checkpoints, then loses its trials' metrics and fails.</summary>
+    private sealed class KilledAfterCheckpoint(TrainStackedTrials stack, IArtifactStore store, HashSet<(string, int)> killed) : TaskActivity<StackRequest, StackResult>
+    {
+        public override async Task<StackResult> RunAsync(TaskActivityContext context, StackRequest request)
+        {
+            var result = await stack.RunAsync(context, request);
+            lock (killed)
+            {
+                if (!killed.Add((request.Stack.JobId, request.UntilEpoch))) return result;
+            }
+            foreach (var trial in request.Trials) await store.DeleteAsync(new RunLayout(trial.JobId).Metrics, default);
+            throw new IOException($"stack {request.Stack.JobId} killed after its checkpoint at epoch {request.UntilEpoch}");
+        }
+    }
+
     private sealed class Counts
     {
         public int Generations, Trainings;

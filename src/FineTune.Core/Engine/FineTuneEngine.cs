@@ -53,12 +53,15 @@ public sealed class FineTuneEngine : IDisposable
         using var model = Build(recipe, dataset.ClassCount, out var freeze);
         var train = TrainSource(recipe, dataset);
         int stepsPerEpoch = Trainer.StepsPerEpochFor(train.Count, recipe.Training.BatchSize);
-        long images = dataset.Train.Count + dataset.Validation.Count + dataset.Test.Count;
-        long rowBytes = 0;
-        bool cache = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train)
-            && (rowBytes = FeatureCache.BytesPerImage(model, recipe.Preprocessing.CropSize)) * images <= maxCacheBytes;
-        (string Split, IReadOnlyList<ImageSample> Samples)[] splits =
-            [(DatasetSplits.Train, dataset.Train), (DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
+        // Every split when training can run on the cache; else, with augmentation, the scored splits alone (each epoch's
+        // validation and the final evaluation then run only what trains).
+        bool cacheTrain = recipe.MayCacheFeatures && FeatureCache.IsExact(model, train);
+        bool cacheScored = cacheTrain || (recipe.MayCacheEvaluationFeatures && FeatureCache.IsExact(model, EvaluationSource(recipe, dataset.Validation)));
+        List<(string Split, IReadOnlyList<ImageSample> Samples)> splits = [(DatasetSplits.Validation, dataset.Validation), (DatasetSplits.Test, dataset.Test)];
+        if (cacheTrain) splits.Insert(0, (DatasetSplits.Train, dataset.Train));
+        long images = splits.Sum(s => (long)s.Samples.Count), rowBytes = 0;
+        bool cache = cacheScored && images > 0 && (rowBytes = FeatureCache.BytesPerImage(model, recipe.Preprocessing.CropSize)) * images <= maxCacheBytes;
+        cacheTrain &= cache;
         CachedFeatures? features = null;
         IReadOnlyList<FeatureShardRange> passShards = [];
         if (cache && images > maxPassImages)
@@ -75,9 +78,9 @@ public sealed class FineTuneEngine : IDisposable
             var all = FeatureCache.Compute(model, EvaluationSource(recipe, [.. splits.SelectMany(s => s.Samples)], fitted), batch, cancellationToken);
             features = CachedFeatures.FromTensor(all, [.. splits.Where(s => s.Samples.Count > 0).Select(s => (s.Split, s.Samples.Count))], maxShardBytes);
         }
-        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cache)
+        return (new PreparedModel(dataset.Classes, freeze, stepsPerEpoch, cacheTrain)
         {
-            StacksTrials = cache && model.BoundaryIsHead && model.Head is TorchSharp.Modules.Linear,
+            StacksTrials = cacheTrain && model.BoundaryIsHead && model.Head is TorchSharp.Modules.Linear,
             PassShards = passShards,
         }, features);
     }
@@ -129,7 +132,7 @@ public sealed class FineTuneEngine : IDisposable
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, CachedFeatures? features,
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null, FittedImages? keptImages = null)
     {
-        if (features is not null && TrainsHeadOnly(recipe))
+        if (features is not null && features.Holds(DatasetSplits.Train) && TrainsHeadOnly(recipe))
             return WithPooledModel(_headModels, recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, keptImages, cancellationToken));
         // A run's later chunks restore every module that trains from its checkpoint, and the frozen ones are the pretrained
         // weights whichever run's chunk last used the model: built once per kind, not each chunk (~0.6 s for resnet18).
@@ -152,7 +155,7 @@ public sealed class FineTuneEngine : IDisposable
     {
         using var scope = NewDisposeScope();
         var train = TrainSource(recipe, dataset, keptImages);
-        var trainFeatures = features?.Split(DatasetSplits.Train);
+        var trainFeatures = CachedFeatures.Of(features, DatasetSplits.Train);
         using var trainer = new Trainer(model, train, recipe.Training, trainFeatures);
         var progress = state?.Progress ?? TrainingProgress.Start;
         if (state is not null) TrainingSnapshot.Restore(model, trainer, state.Parts, progress.Position);
@@ -235,7 +238,7 @@ public sealed class FineTuneEngine : IDisposable
         CancellationToken cancellationToken, FittedImages? keptImages = null)
     {
         using var scope = NewDisposeScope();
-        bool headOnCachedFeatures = features is not null && TrainsHeadOnly(recipe);
+        bool headOnCachedFeatures = features is not null && features.Holds(dataset.EvaluationSplit) && TrainsHeadOnly(recipe);
         // Otherwise the model training used, already built: its frozen part is pretrained (and fused), the checkpoint sets the rest.
         return WithPooledModel(headOnCachedFeatures ? _headModels : _pretrainedModels, recipe, dataset.ClassCount, model =>
         {
@@ -303,7 +306,7 @@ public sealed class FineTuneEngine : IDisposable
     {
         bool test = split == DatasetSplits.Test;
         var samples = test ? dataset.Test : dataset.Validation;
-        var cached = features?.Split(split);
+        var cached = CachedFeatures.Of(features, split);
         var logits = Evaluator.Logits(model, EvaluationSource(recipe, samples, keptImages), InferenceBatch, cancellationToken, cached);
         return Evaluator.Report(split, logits, samples.Select(s => s.Label).ToList(), dataset.Classes, samples.Select(s => s.Name).ToList());
     }

@@ -28,7 +28,13 @@ public sealed record Recipe(
     /// (the head alone or the last stages train). <see cref="FeatureCache.IsExact"/> checks the built network too (dropout
     /// before the boundary, a forward that can start there).
     /// </summary>
-    public bool MayCacheFeatures => Training is { UseFeatureCache: true, Augmentation: null } && Freeze != FreezeMode.Full;
+    public bool MayCacheFeatures => MayCacheEvaluationFeatures && Training.Augmentation is null;
+
+    /// <summary>
+    /// Whether the validation and test splits' features may be cached: augmentation changes the training images only, so
+    /// with it the frozen part still gives each scored image the same output every epoch.
+    /// </summary>
+    public bool MayCacheEvaluationFeatures => Training.UseFeatureCache && Freeze != FreezeMode.Full;
 }
 
 /// <summary>What "prepare model" found: the head, what trains, and whether the feature cache applies.</summary>

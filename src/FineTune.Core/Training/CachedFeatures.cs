@@ -56,6 +56,12 @@ public abstract class CachedFeatures : IDisposable
     /// <summary>A split's rows, its shards joined in order.</summary>
     public abstract FeatureRows Split(string split);
 
+    /// <summary>Whether some of <paramref name="split"/>'s rows are here: the evaluation splits may be cached alone.</summary>
+    public bool Holds(string split) => Shards.Any(shard => FeatureCache.IsShardOf(shard, split));
+
+    /// <summary><paramref name="split"/>'s rows when <paramref name="features"/> holds them, else null: work on that split runs on images.</summary>
+    public static FeatureRows? Of(CachedFeatures? features, string split) => features is not null && features.Holds(split) ? features.Split(split) : null;
+
     /// <summary>Shard <paramref name="shard"/> as a safetensors file.</summary>
     public abstract void WriteShard(string shard, Stream destination);
 

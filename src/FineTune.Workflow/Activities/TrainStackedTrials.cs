@@ -60,11 +60,13 @@ public sealed class TrainStackedTrials(WorkerFiles worker, FineTuneEngine engine
         var job = request.Stack;
         var carried = job.Carried ?? throw new ArgumentException("a stack starts from its sweep's weights and prepared model", nameof(request));
         var latest = await LatestAsync(checkpoints, job.JobId, token);
-        if (latest is { } done && done.Sequence >= request.UntilEpoch)
+        if (latest is { } resumed)
         {
+            // A call killed between a checkpoint and its trials' records left them short, and a trial that trains no more
+            // from here (stopped, finished, terminated) is never recorded again: each is written whole from the checkpoint.
             for (int member = 0; member < request.Trials.Count; member++)
-                await metrics.WriteAsync(request.Trials[member].JobId, request.Trials[member].Spec.Training.Epochs, done.State.Members[member].History, token);
-            return Result(request, done.State, []);
+                await metrics.WriteAsync(request.Trials[member].JobId, request.Trials[member].Spec.Training.Epochs, resumed.State.Members[member].History, token);
+            if (resumed.Sequence >= request.UntilEpoch) return Result(request, resumed.State, []);
         }
 
         // Counted in the store before any work: a worker killed for memory throws nothing, it just never finishes.

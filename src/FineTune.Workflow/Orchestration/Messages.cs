@@ -43,8 +43,11 @@ public sealed record PreparedSummary(
     IReadOnlyList<FeatureShardRef> FeatureShards,
     IReadOnlyList<StageTime> Times)
 {
-    /// <summary>Whether training runs on cached backbone features (the shards), not on images.</summary>
-    public bool UsesFeatureCache => FeatureShards.Count > 0;
+    /// <summary>
+    /// Whether training runs on cached backbone features (the training split's shards), not on images. With augmentation
+    /// the shards hold the scored splits alone (<see cref="Core.Engine.Recipe.MayCacheEvaluationFeatures"/>).
+    /// </summary>
+    public bool UsesFeatureCache => FeatureShards.Any(s => Core.Training.FeatureCache.IsShardOf(s.Shard, Core.Data.DatasetSplits.Train));
 
     /// <summary>Whether a sweep's trials of this model train together as one stack (<see cref="Core.Engine.PreparedModel.StacksTrials"/>).</summary>
     public bool StacksTrials { get; init; }

@@ -40,7 +40,8 @@ public sealed class RunFiles
 
     /// <summary>
     /// The dataset (its scan timed on <paramref name="clock"/> when given), the recipe with the weights as a local
-    /// file, and the cached features when <paramref name="prepared"/> says there are some (null before they exist).
+    /// file, and the cached features when <paramref name="prepared"/> says there are some (null before they exist; the
+    /// scored splits' alone when training runs on images).
     /// With <paramref name="forFeaturePass"/>, when the recipe can train on cached features, the images the scan decodes
     /// are kept fitted to the recipe's input (<see cref="ActivityInputs.Fitted"/>) for the feature pass that follows.
     /// </summary>
@@ -50,7 +51,7 @@ public sealed class RunFiles
         var recipe = _job.Spec.ToRecipe(await _worker.WeightsPathAsync(weights, cancellationToken));
         var fitted = forFeaturePass && recipe.MayCacheFeatures && _worker.DecodedImagesBytes > 0 ? new FittedImages(recipe.Preprocessing, _worker.DecodedImagesBytes) : null;
         var dataset = await (clock ?? new StageClock()).TimeAsync(Stages.DatasetScan, () => _worker.DatasetAsync(_job, cancellationToken, fitted));
-        var features = prepared is { UsesFeatureCache: true } ? await FeaturesAsync(prepared, cancellationToken) : null;
+        var features = prepared is { FeatureShards.Count: > 0 } ? await FeaturesAsync(prepared, cancellationToken) : null;
         var kept = prepared is { UsesFeatureCache: false } ? _worker.KeptImages(_job, recipe.Preprocessing) : null;
         return new ActivityInputs(dataset, recipe, features) { Fitted = fitted, KeptImages = kept };
     }

@@ -75,6 +75,47 @@ public sealed class BoundaryCacheTests(ITestOutputHelper output) : IDisposable
         output.WriteLine($"{name} last:{trainableStages}: {expected.Count} trained tensors, max relative difference {worstRelative:E2}");
     }
 
+    /// <summary>
+    /// With augmentation training runs on images, but the scored splits see the frozen stages' same output every epoch:
+    /// they alone are cached, training ends with the very weights it reaches without them, and every epoch's validation
+    /// and the final evaluation score as on images (to float rounding: the pass folds batch norms).
+    /// </summary>
+    [Theory]
+    [InlineData("last:1")]
+    [InlineData("head")]
+    public void WithAugmentationTheScoredSplitsAloneAreCachedAndScoreAsOnImages(string freeze)
+    {
+        var family = ModelRegistry.Get("resnet18-cntk");
+        string weights = WeightsFile(family);
+        var dataset = DatasetLoader.Load(TuxPaintStamps.CreateImageFolder(Path.Combine(_root, "data"), perClass: 5, ["animals", "food"]),
+            new DatasetOptions { ValidationFraction = 0.4 });
+        Recipe RecipeWith(bool cache) => new(family.Name, weights, FreezeMode.Parse(freeze), HeadDropout: 0, ResizeMode.Pad,
+            new TrainingOptions { Epochs = 2, BatchSize = 4, Seed = 11, UseFeatureCache = cache, Augmentation = new Augmentation() });
+        using var engine = new FineTuneEngine();
+
+        var (prepared, features) = engine.Prepare(RecipeWith(cache: true), dataset, default);
+        using var _ = features;
+        Assert.False(prepared.FeatureCache);
+        Assert.False(prepared.StacksTrials);
+        Assert.False(features!.Holds(DatasetSplits.Train));
+        Assert.Equal(dataset.Validation.Count, features.Split(DatasetSplits.Validation).Count);
+
+        TrainingState? cached = null, onImages = null;
+        for (int epoch = 0; epoch < 2; epoch++)
+        {
+            cached = engine.Train(RecipeWith(cache: true), dataset, cached, features, maxSteps: 100, default).State;
+            onImages = engine.Train(RecipeWith(cache: false), dataset, onImages, null, maxSteps: 100, default).State;
+        }
+
+        Assert.Equal(onImages!.Parts[TrainingSnapshot.ModelPart], cached!.Parts[TrainingSnapshot.ModelPart]);
+        Assert.Equal(onImages.Progress.History.Select(e => e.ValidationAccuracy), cached.Progress.History.Select(e => e.ValidationAccuracy));
+        Assert.All(onImages.Progress.History.Zip(cached.Progress.History), e => Assert.Equal(e.First.ValidationLoss, e.Second.ValidationLoss, 1e-4));
+        var (expected, actual) = (engine.Evaluate(RecipeWith(cache: false), dataset, onImages, null, default),
+            engine.Evaluate(RecipeWith(cache: true), dataset, cached, features, default));
+        Assert.Equal(expected.Top1Accuracy, actual.Top1Accuracy);
+        Assert.Equal(expected.Loss, actual.Loss, 1e-4);
+    }
+
     /// <summary>Past the cache's budget a run trains on images: what a stage boundary receives grows with the data (resnet18's layer4 input: 200 kB an image).</summary>
     [Fact]
     public void ACacheOverItsBudgetIsNotKeptAndTheRunTrainsOnImages()
