@@ -87,8 +87,8 @@ public sealed class BoundaryCacheTests(ITestOutputHelper output) : IDisposable
     {
         var family = ModelRegistry.Get("resnet18-cntk");
         string weights = WeightsFile(family);
-        var dataset = DatasetLoader.Load(TuxPaintStamps.CreateImageFolder(Path.Combine(_root, "data"), perClass: 5, ["animals", "food"]),
-            new DatasetOptions { ValidationFraction = 0.4 });
+        var dataset = DatasetLoader.Load(TuxPaintStamps.CreateImageFolder(Path.Combine(_root, "data"), perClass: 6, ["animals", "food"]),
+            new DatasetOptions { ValidationFraction = 0.34, TestFraction = 0.34 });
         Recipe RecipeWith(bool cache) => new(family.Name, weights, FreezeMode.Parse(freeze), HeadDropout: 0, ResizeMode.Pad,
             new TrainingOptions { Epochs = 2, BatchSize = 4, Seed = 11, UseFeatureCache = cache, Augmentation = new Augmentation() });
         using var engine = new FineTuneEngine();
@@ -99,6 +99,7 @@ public sealed class BoundaryCacheTests(ITestOutputHelper output) : IDisposable
         Assert.False(prepared.StacksTrials);
         Assert.False(features!.Holds(DatasetSplits.Train));
         Assert.Equal(dataset.Validation.Count, features.Split(DatasetSplits.Validation).Count);
+        Assert.Equal(dataset.Test.Count, features.Split(DatasetSplits.Test).Count);
 
         TrainingState? cached = null, onImages = null;
         for (int epoch = 0; epoch < 2; epoch++)
@@ -112,8 +113,19 @@ public sealed class BoundaryCacheTests(ITestOutputHelper output) : IDisposable
         Assert.All(onImages.Progress.History.Zip(cached.Progress.History), e => Assert.Equal(e.First.ValidationLoss, e.Second.ValidationLoss, 1e-4));
         var (expected, actual) = (engine.Evaluate(RecipeWith(cache: false), dataset, onImages, null, default),
             engine.Evaluate(RecipeWith(cache: true), dataset, cached, features, default));
+        Assert.Equal(DatasetSplits.Test, actual.Split);
         Assert.Equal(expected.Top1Accuracy, actual.Top1Accuracy);
         Assert.Equal(expected.Loss, actual.Loss, 1e-4);
+
+        // The scores do come from the cache: blank rows in its place score otherwise.
+        using var scope = NewDisposeScope();
+        var row = features.Split(DatasetSplits.Validation).All().shape[1..];
+        using var blank = CachedFeatures.FromTensor(zeros([dataset.Validation.Count + dataset.Test.Count, .. row]),
+            [(DatasetSplits.Validation, dataset.Validation.Count), (DatasetSplits.Test, dataset.Test.Count)], long.MaxValue);
+        double blankTest = engine.Evaluate(RecipeWith(cache: true), dataset, cached, blank, default).Loss;
+        double blankValidation = engine.Train(RecipeWith(cache: true), dataset, null, blank, maxSteps: 100, default).State.Progress.History[0].ValidationLoss;
+        Assert.True(Math.Abs(blankTest - actual.Loss) > 1e-3, $"blank test rows scored {blankTest}, the cache's {actual.Loss}");
+        Assert.True(Math.Abs(blankValidation - onImages.Progress.History[0].ValidationLoss) > 1e-3, $"blank validation rows scored {blankValidation}");
     }
 
     /// <summary>Past the cache's budget a run trains on images: what a stage boundary receives grows with the data (resnet18's layer4 input: 200 kB an image).</summary>
