@@ -298,9 +298,12 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
         return [.. history.Where(e => e.Epoch == best || e.Epoch == last || EndsRung(termination, e.Epoch + 1))];
     }
 
-    /// <summary>Whether a rung (<see cref="Rungs"/>) ends after <paramref name="epochs"/> epochs, in a sweep of any length.</summary>
+    /// <summary>
+    /// Whether a rung of early termination ends after <paramref name="epochs"/> epochs, in a sweep of any length: one of the
+    /// <see cref="Rungs"/> before the last (which is every trial's own last epoch) of a longer sweep.
+    /// </summary>
     private static bool EndsRung(EarlyTerminationSpec? termination, int epochs) =>
-        termination is { GraceEpochs: var grace } && epochs >= grace && epochs % grace == 0 && int.IsPow2(epochs / grace);
+        termination is not null && Rungs(termination, epochs + 1).Contains(epochs);
 
     /// <summary>
     /// The trials to stop at a rung, among those still running: below the median of every trial's metric at that epoch
