@@ -1,9 +1,10 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace FineTune.Storage;
 
 /// <summary>Artifacts as files under a folder: the store of the <c>finetune</c> command when no Azure is used.</summary>
-public sealed class LocalFolderArtifactStore : IArtifactStore
+public sealed partial class LocalFolderArtifactStore : IArtifactStore
 {
     private const string TempPrefix = ".incoming-";
     private readonly string _root;
@@ -31,14 +32,8 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
                 await file.FlushAsync(cancellationToken);
                 file.Flush(flushToDisk: true);
             }
-            try
-            {
-                File.Move(temp, path, overwrite: mode == WriteMode.Overwrite);
-            }
-            catch (IOException) when (mode == WriteMode.CreateNew && File.Exists(path))
-            {
-                throw new ArtifactExistsException(name, Location);
-            }
+            if (mode == WriteMode.Overwrite) File.Move(temp, path, overwrite: true);
+            else if (!TryMoveToNewName(temp, path)) throw new ArtifactExistsException(name, Location);
         }
         finally
         {
@@ -111,6 +106,33 @@ public sealed class LocalFolderArtifactStore : IArtifactStore
         }
         return Task.FromResult(true);
     }
+
+    /// <summary>
+    /// Gives <paramref name="temp"/> the name <paramref name="path"/> unless that name exists, as one step: on Unix,
+    /// <see cref="File.Move(string, string, bool)"/> checks the name and then renames, so of two concurrent writers
+    /// both could win and the first one's file be silently replaced. A hard link fails atomically when the name exists.
+    /// </summary>
+    private static bool TryMoveToNewName(string temp, string path)
+    {
+        if (!OperatingSystem.IsWindows())
+        {
+            if (link(temp, path) == 0) return true;
+            if (File.Exists(path)) return false;
+            // A file system without hard links (FAT, some network mounts): only the checked rename is left.
+        }
+        try
+        {
+            File.Move(temp, path, overwrite: false);
+            return true;
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            return false;
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "link", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int link(string existing, string created);
 
     private string PathOf(string name) => Path.Combine(_root, ArtifactNames.Require(name));
 }
