@@ -132,7 +132,7 @@ public sealed class FineTuneEngine : IDisposable
     public ChunkOutcome Train(Recipe recipe, ImageDataset dataset, TrainingState? state, CachedFeatures? features,
         int maxSteps, CancellationToken cancellationToken, Action<StepReport>? onStep = null, Func<bool>? stopRequested = null, FittedImages? keptImages = null)
     {
-        if (features is not null && features.Holds(DatasetSplits.Train) && TrainsHeadOnly(recipe))
+        if (features?.Holds(DatasetSplits.Train) is true && TrainsHeadOnly(recipe))
             return WithPooledModel(_headModels, recipe, dataset.ClassCount, model => TrainOn(model, recipe, dataset, state, features, maxSteps, onStep, stopRequested, keptImages, cancellationToken));
         // A run's later chunks restore every module that trains from its checkpoint, and the frozen ones are the pretrained
         // weights whichever run's chunk last used the model: built once per kind, not each chunk (~0.6 s for resnet18).
@@ -238,7 +238,7 @@ public sealed class FineTuneEngine : IDisposable
         CancellationToken cancellationToken, FittedImages? keptImages = null)
     {
         using var scope = NewDisposeScope();
-        bool headOnCachedFeatures = features is not null && features.Holds(dataset.EvaluationSplit) && TrainsHeadOnly(recipe);
+        bool headOnCachedFeatures = features?.Holds(dataset.EvaluationSplit) is true && TrainsHeadOnly(recipe);
         // Otherwise the model training used, already built: its frozen part is pretrained (and fused), the checkpoint sets the rest.
         return WithPooledModel(headOnCachedFeatures ? _headModels : _pretrainedModels, recipe, dataset.ClassCount, model =>
         {

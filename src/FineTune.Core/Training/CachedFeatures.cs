@@ -60,7 +60,7 @@ public abstract class CachedFeatures : IDisposable
     public bool Holds(string split) => Shards.Any(shard => FeatureCache.IsShardOf(shard, split));
 
     /// <summary><paramref name="split"/>'s rows when <paramref name="features"/> holds them, else null: work on that split runs on images.</summary>
-    public static FeatureRows? Of(CachedFeatures? features, string split) => features is not null && features.Holds(split) ? features.Split(split) : null;
+    public static FeatureRows? Of(CachedFeatures? features, string split) => features?.Holds(split) is true ? features.Split(split) : null;
 
     /// <summary>Shard <paramref name="shard"/> as a safetensors file.</summary>
     public abstract void WriteShard(string shard, Stream destination);

@@ -38,6 +38,13 @@ public static class TrainingHistory
     public static EpochMetrics? Best(IReadOnlyList<EpochMetrics> history, StoppingMetric metric) =>
         history.Count == 0 ? null : history.MaxBy(m => (Score(m, metric), -m.Epoch));
 
+    /// <summary>
+    /// A run's epochs before <paramref name="later"/> (what a training chunk returns: the epochs from the one it started in
+    /// on, none when it completed none) and then those: a resumed or repeated chunk replaces what it trained again.
+    /// </summary>
+    public static IReadOnlyList<EpochMetrics> Merged(IReadOnlyList<EpochMetrics> earlier, IReadOnlyList<EpochMetrics> later) =>
+        later is [var first, ..] ? [.. earlier.Where(e => e.Epoch < first.Epoch), .. later] : earlier;
+
     /// <summary>True once <paramref name="patience"/> epochs have passed since the best one.</summary>
     public static bool ShouldStop(IReadOnlyList<EpochMetrics> history, StoppingMetric metric, int? patience) =>
         patience is { } p && Best(history, metric) is { } best && history[^1].Epoch - best.Epoch >= p;

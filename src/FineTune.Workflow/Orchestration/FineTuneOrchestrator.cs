@@ -197,9 +197,7 @@ public sealed class FineTuneOrchestrator : TaskOrchestrator<FineTuneJob, FineTun
                 new TrainRequest(job, carried.Weights, carried.Prepared, step, spec.Training.MaxStepsPerChunk), Retry);
 #pragma warning restore DURABLE2003
             if (result.GlobalStep <= step) throw new ChunkDidNotAdvanceException(job.JobId, step, result.GlobalStep);
-            // The result carries the epochs from the chunk's first epoch on; earlier ones are already here.
-            long fromEpoch = step / carried.Prepared.StepsPerEpoch;
-            history = [.. history.Where(e => e.Epoch < fromEpoch), .. result.History];
+            history = TrainingHistory.Merged(history, result.History);
             step = result.GlobalStep;
             times.AddRange(result.Times);
             SetStatus(context, job, Training(context, carried, result, history, epochs, totalSteps, metric));

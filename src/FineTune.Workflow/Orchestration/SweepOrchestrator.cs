@@ -152,7 +152,7 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
                         var before = outcomes[trial.Index];
                         outcomes[trial.Index] = outcome with
                         {
-                            History = Decisive(Merged(before.History, outcome.History), trial.Spec.StoppingMetric(), sweep.EarlyTermination),
+                            History = Decisive(TrainingHistory.Merged(before.History, outcome.History), trial.Spec.StoppingMetric(), sweep.EarlyTermination),
                             Workers = [.. before.Workers.Union(outcome.Workers)],
                             Times = [],
                         };
@@ -280,10 +280,6 @@ public sealed class SweepOrchestrator : TaskOrchestrator<FineTuneJob, FineTuneRe
 
     /// <summary>The epochs a trial has run: its last one's number, as its outcome keeps only some (<see cref="Decisive"/>).</summary>
     private static int EpochsRun(TrialOutcome outcome) => outcome.History is [.., var last] ? last.Epoch + 1 : 0;
-
-    /// <summary>A trial's epochs before <paramref name="later"/> (a training's, from the epoch it started at) and those.</summary>
-    private static IReadOnlyList<EpochMetrics> Merged(IReadOnlyList<EpochMetrics> earlier, IReadOnlyList<EpochMetrics> later) =>
-        later is [var first, ..] ? [.. earlier.Where(e => e.Epoch < first.Epoch), .. later] : earlier;
 
     /// <summary>
     /// Of a trial's epochs, those the sweep decides on, in order: its best (by its own stopping metric), its last, and each

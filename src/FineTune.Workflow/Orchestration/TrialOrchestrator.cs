@@ -43,9 +43,7 @@ public sealed class TrialOrchestrator : TaskOrchestrator<TrialRequest, TrialOutc
 #pragma warning restore DURABLE2003
             if (result.GlobalStep <= step)
                 throw new InvalidOperationException($"trial {job.JobId}: a training chunk from step {step} did not advance (its checkpoint is at {result.GlobalStep})");
-            // The result carries the epochs from the chunk's first epoch on; earlier ones are already here.
-            long fromEpoch = step / perEpoch;
-            history = [.. history.Where(e => e.Epoch < fromEpoch), .. result.History];
+            history = TrainingHistory.Merged(history, result.History);
             step = result.GlobalStep;
             times.AddRange(result.Times);
             if (result.Worker is { } worker && !workers.Contains(worker)) workers.Add(worker);
