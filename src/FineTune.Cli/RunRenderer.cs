@@ -188,6 +188,7 @@ internal sealed class RunRenderer(TextWriter output, TextWriter error, string ar
         table.AddRow("top-1 accuracy", e.Top1Accuracy.ToString("P1", CultureInfo.InvariantCulture));
         if (e.Top5Accuracy is { } top5) table.AddRow("top-5 accuracy", top5.ToString("P1", CultureInfo.InvariantCulture));
         table.AddRow("best epoch", $"{result.BestEpoch + 1} of {result.EpochsRun}{(result.StoppedEarly ? " (stopped early)" : "")}");
+        if (e.ConvexHead is { } convex) table.AddRow("head", convex.Describe());
         AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(output) }).Write(table);
         string where = artifactPrefix;
         if (result.Sweep is { } sweep) ReportSweep(sweep, where);

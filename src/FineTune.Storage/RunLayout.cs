@@ -72,6 +72,8 @@ public sealed record RunLayout
     public string Attempts => Root + "attempts/";
     public string AttemptsOf(long fromStep) => Attempts + fromStep.ToString("D12", System.Globalization.CultureInfo.InvariantCulture);
     public string Checkpoints => Root + "checkpoints/";
+    /// <summary>The head's convex optimum when it replaced the best epoch's head: evaluation writes it, publishing reads it.</summary>
+    public string ConvexHead => Root + "convex-head/trainable.safetensors";
     public string Features => Root + "features/";
     public string Reports => Root + "reports/";
     public string Published => Root + "published/";

@@ -73,7 +73,7 @@ public sealed class InterruptedRunTests : IDisposable
         {
             var output = victim.StandardOutput.ReadToEndAsync();
             var error = victim.StandardError.ReadToEndAsync();
-            await WaitForCheckpointAsync(jobId, onAzurite, after: 0, victim);
+            await WaitForCheckpointAsync(jobId, onAzurite, after: 0, victim, error);
             long scratchBytes = Directory.EnumerateFiles(scratch, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
             Assert.True(scratchBytes > 100_000, $"{scratchBytes} bytes of scratch");
             var cancel = FinetuneProcess.Run(_dir, ["cancel", jobId, "--work", "work", .. hub]);
@@ -118,14 +118,19 @@ public sealed class InterruptedRunTests : IDisposable
         return Process.Start(start)!;
     }
 
-    /// <summary>Waits, while <paramref name="run"/> lives, for a checkpoint past step <paramref name="after"/>; returns the newest one's step.</summary>
-    private async Task<long> WaitForCheckpointAsync(string jobId, bool onAzurite, long after, Process run)
+    /// <summary>
+    /// Waits, while <paramref name="run"/> lives, for a checkpoint past step <paramref name="after"/>; returns the newest one's
+    /// step. A run that ended first fails the test with its exit code and, when given, what it wrote to <paramref name="error"/>.
+    /// </summary>
+    private async Task<long> WaitForCheckpointAsync(string jobId, bool onAzurite, long after, Process run, Task<string>? error = null)
     {
         var deadline = DateTime.UtcNow.AddMinutes(3);
         long newest;
         while ((newest = NewestCheckpoint(jobId, onAzurite)) <= after)
         {
-            Assert.True(DateTime.UtcNow < deadline && !run.HasExited, $"the run never checkpointed past step {after}");
+            if (run.HasExited)
+                Assert.Fail($"the run ended (exit {run.ExitCode}) before it checkpointed past step {after}: {(error is null ? "" : await error)}");
+            Assert.True(DateTime.UtcNow < deadline, $"the run never checkpointed past step {after}");
             await Task.Delay(50);
         }
         return newest;

@@ -126,6 +126,59 @@ public sealed class FineTuneOrchestrationTests
         Assert.Empty(await checkpoints.ListAsync("one-class", default));
     }
 
+    /// <summary>
+    /// Three epochs of SGD at the seed's learning rate stop far short of the head's optimum: the convex optimum validates
+    /// better, is evaluated and published in the best epoch's place, and the card says so. Without it (convexHead false),
+    /// the best epoch's head is published.
+    /// </summary>
+    [Fact]
+    public async Task TheHeadsConvexOptimumIsPublishedWhenItValidatesBetterThanTheBestEpoch()
+    {
+        await using var host = await WorkflowHost.StartAsync();
+        string dataset = await host.UploadDatasetAsync("tux", perClass: 6);
+        var (_, solved) = await RunAsync(host, Spec("convex", dataset));
+        var epochOnlySpec = Spec("epoch-only", dataset);
+        var (_, epochOnly) = await RunAsync(host, epochOnlySpec with { Training = epochOnlySpec.Training with { ConvexHead = false } });
+
+        var convex = solved.Evaluation.ConvexHead!;
+        Assert.True(convex.Chosen, convex.Describe());
+        Assert.True(convex.ValidationLoss < convex.EpochValidationLoss);
+        Assert.Contains(convex.WeightDecay, Core.Training.HeadSolver.WeightDecays);
+        Assert.Null(epochOnly.Evaluation.ConvexHead);
+        Assert.Equal(epochOnly.BestEpoch, solved.BestEpoch);
+
+        var stored = Head(await BytesAsync(host.Store, new RunLayout("convex").ConvexHead));
+        var published = Head(await BytesAsync(host.Store, solved.Published.SafetensorsName));
+        var fromEpoch = Head(await BytesAsync(host.Store, epochOnly.Published.SafetensorsName));
+        Assert.Equal(stored, published);
+        Assert.NotEqual(fromEpoch, published);
+        var card = JsonDocument.Parse(await ReadAsync(host.Store, solved.Published.ModelCardName)).RootElement;
+        Assert.True(card.GetProperty("metrics").GetProperty("convexHead").GetProperty("chosen").GetBoolean());
+        Assert.Contains("Head: the convex optimum", await ReadAsync(host.Store, new RunLayout("convex").Readme));
+    }
+
+    /// <summary>The head's weight and bias of a safetensors file (a checkpoint's part or a published model), as floats.</summary>
+    private static float[] Head(byte[] safetensors)
+    {
+        var state = Core.Weights.StateDictFile.Read(new MemoryStream(safetensors));
+        try
+        {
+            return [.. state["fc.weight"].data<float>().ToArray(), .. state["fc.bias"].data<float>().ToArray()];
+        }
+        finally
+        {
+            foreach (var tensor in state.Values) tensor.Dispose();
+        }
+    }
+
+    private static async Task<byte[]> BytesAsync(IArtifactStore store, string name)
+    {
+        await using var stream = await store.OpenReadAsync(name, default);
+        using var copy = new MemoryStream();
+        await stream.CopyToAsync(copy);
+        return copy.ToArray();
+    }
+
     private static async Task<(OrchestrationMetadata Status, FineTuneResult Result)> RunAsync(WorkflowHost host, JobSpec spec,
         bool expectResult = true, int chunksPerGeneration = 50)
     {

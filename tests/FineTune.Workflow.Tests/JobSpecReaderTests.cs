@@ -156,6 +156,30 @@ public class JobSpecReaderTests(ITestOutputHelper log)
         Assert.NotEqual(without.JobId, some.JobId);
     }
 
+    /// <summary>On unless false; left out of the JSON when not given, so earlier specs keep their job ids; asked for where it cannot apply, an error.</summary>
+    [Fact]
+    public void TheConvexHeadIsOnByDefaultKeepsDerivedJobIdsAndIsRefusedWhereItCannotApply()
+    {
+        static JobSpec Read(string training, string freeze = "head") =>
+            JobSpecReader.Read($$"""{ "dataset": { "location": "blob:d/" }, "freeze": "{{freeze}}", "training": { {{training}} } }""", false);
+
+        var without = Read("");
+        Assert.True(without.Training.SolvesConvexHead);
+        Assert.True(without.ToRecipe("w").Training.ConvexHead);
+        Assert.DoesNotContain("convexHead", JsonSerializer.Serialize(without, WireJson.Options));
+        Assert.Equal(without.JobId, JobSpecReader.Read("""{ "dataset": { "location": "blob:d/" } }""", false).JobId);
+        var off = Read("\"convexHead\": false");
+        Assert.False(off.ToRecipe("w").Training.ConvexHead);
+        Assert.NotEqual(without.JobId, off.JobId);
+        Assert.True(Read("\"convexHead\": true").ToRecipe("w").Training.ConvexHead);
+        foreach (var (training, freeze) in new[] { ("\"convexHead\": true", "last:1"), ("\"convexHead\": true, \"featureCache\": false", "head"),
+            ("\"convexHead\": true, \"augmentation\": { \"hflip\": 0.5 }", "head") })
+        {
+            var error = Assert.Single(Assert.Throws<InvalidJobSpecException>(() => Read(training, freeze)).Errors);
+            Assert.Equal("training.convexHead", error.Field);
+        }
+    }
+
     [Fact]
     public void ChoicesKeepTheirNamesAndTheDerivedJobIds()
     {

@@ -249,6 +249,44 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>
+    /// The head's convex optimum beside SGD's best epoch (<paramref name="best"/>): each of <see cref="HeadSolver.WeightDecays"/>
+    /// solved on the cached training features and scored on validation, the best by the run's stopping metric (the larger
+    /// weight decay on ties), kept when it scores better than the epoch (<see cref="HeadSolution.State"/>). Null where it does
+    /// not apply: <see cref="TrainingOptions.ConvexHead"/> off, stages training, the training or validation split not cached,
+    /// or a head that is not one linear layer.
+    /// </summary>
+    public HeadSolution? SolveHead(Recipe recipe, ImageDataset dataset, TrainingState best, CachedFeatures? features, CancellationToken cancellationToken)
+    {
+        if (!recipe.Training.ConvexHead || !TrainsHeadOnly(recipe) || features?.Holds(DatasetSplits.Train) is not true
+            || !features.Holds(DatasetSplits.Validation) || dataset.Validation.Count == 0)
+            return null;
+        using var scope = NewDisposeScope();
+        return WithPooledModel(_headModels, recipe, dataset.ClassCount, model =>
+        {
+            if (model.Head is not TorchSharp.Modules.Linear head) return null;
+            var metric = recipe.Training.StoppingMetric;
+            double Rank(EvaluationReport report) => TrainingHistory.Score(new EpochMetrics(0, 0, 0, report.Loss, report.Top1Accuracy, 0, 0), metric);
+            TrainingSnapshot.RestoreWeights(model, best.Parts);
+            var epoch = Score(model, recipe, dataset, DatasetSplits.Validation, features, null, cancellationToken);
+            var train = features.Split(DatasetSplits.Train);
+            int[] labels = [.. dataset.Train.Select(s => s.Label)];
+            double[]? solution = null;
+            (double Decay, EvaluationReport Report, double[] Solution)? chosen = null;
+            foreach (double decay in HeadSolver.WeightDecays)
+            {
+                solution = HeadSolver.Solve(train, labels, dataset.ClassCount, recipe.Training, decay, solution, cancellationToken);
+                HeadSolver.Load(head, solution);
+                var report = Score(model, recipe, dataset, DatasetSplits.Validation, features, null, cancellationToken);
+                if (chosen is null || Rank(report) > Rank(chosen.Value.Report)) chosen = (decay, report, solution);
+            }
+            var (weightDecay, optimum, weights) = chosen!.Value;
+            HeadSolver.Load(head, weights);
+            var state = Rank(optimum) > Rank(epoch) ? new TrainingState(TrainingSnapshot.CaptureWeights(model), best.Progress) : null;
+            return new HeadSolution(weightDecay, optimum.Loss, optimum.Top1Accuracy, epoch.Loss, epoch.Top1Accuracy, state);
+        });
+    }
+
+    /// <summary>
     /// Whether only the head trains, so work on cached features runs the head alone and any built model of the kind serves
     /// it (<see cref="ModelPool"/>); when stages train too, they start from the pretrained weights.
     /// </summary>

@@ -63,3 +63,11 @@ public sealed record TrainingState(IReadOnlyDictionary<string, byte[]> Parts, Tr
 
 /// <summary>What one training chunk left: the new state (a finished epoch joins its history) and the last step's loss, null when no step ran.</summary>
 public sealed record ChunkOutcome(TrainingState State, double? LastLoss);
+
+/// <summary>
+/// The head's convex optimum beside SGD's best epoch (<see cref="FineTuneEngine.SolveHead"/>): the weight decay chosen on
+/// validation, both scored there, and <see cref="State"/>, the best epoch's checkpoint with the optimum as its head, when
+/// the optimum scores better by the run's stopping metric (null: the best epoch stays).
+/// </summary>
+public sealed record HeadSolution(double WeightDecay, double ValidationLoss, double ValidationAccuracy, double EpochValidationLoss,
+    double EpochValidationAccuracy, TrainingState? State);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using FineTune.Core.Engine;
 using FineTune.Core.Evaluation;
+using FineTune.Core.Training;
 using FineTune.Storage;
 using FineTune.Workflow.Jobs;
 using FineTune.Workflow.Orchestration;
@@ -26,9 +27,18 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         var clock = Stopwatch.StartNew();
         var inputs = await files.LoadAsync(request.Weights, request.Prepared, token);
         var state = await files.StateAtAsync(request.Sequence, token);
+        var layout = files.Layout;
+        var solving = Stopwatch.StartNew();
+        var solution = engine.SolveHead(inputs.Recipe, inputs.Dataset, state, inputs.Features, token);
+        if (solution?.State is { } solved)
+        {
+            // Publishing reads it from here; a repeated call solves again to the same bytes.
+            await files.WriteAsync(layout.ConvexHead, solved.Parts[TrainingSnapshot.ModelPart], WriteMode.Overwrite, token);
+            state = solved;
+        }
+        double solveSeconds = solving.Elapsed.TotalSeconds;
         var report = engine.Evaluate(inputs.Recipe, inputs.Dataset, state, inputs.Features, token, inputs.KeptImages);
 
-        var layout = files.Layout;
         await files.WriteAsync(layout.EvaluationReport, Encoding.UTF8.GetBytes(report.ToJson()), WriteMode.Overwrite, token);
         var csv = new StringWriter();
         report.WritePredictionsCsv(csv);
@@ -39,8 +49,14 @@ public sealed class Evaluate(WorkerFiles worker, FineTuneEngine engine, WorkerSt
         foreach (var sample in inputs.Dataset.Validation.Concat(inputs.Dataset.Test)) paths.TryAdd(sample.Name, sample.Path);
         for (int i = 0; i < report.Misclassified.Count; i++)
             await files.WriteAsync(layout.MisclassifiedImage(i), Thumbnail.Png(paths[report.Misclassified[i].Path]), WriteMode.Overwrite, token);
-        StageTime[] times = [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)];
+        StageTime[] times = solution is null
+            ? [new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds)]
+            : [new StageTime(Stages.ConvexHead, solveSeconds), new StageTime(Stages.Evaluation, clock.Elapsed.TotalSeconds - solveSeconds)];
         WorkflowMetrics.StagesTimed(times);
-        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions, times);
+        return new EvaluationSummary(report.Split, report.Loss, report.Top1Accuracy, report.Top5Accuracy, report.Count, layout.EvaluationReport, layout.Predictions, times)
+        {
+            ConvexHead = solution is null ? null : new ConvexHeadSummary(solution.State is not null, solution.WeightDecay, solution.ValidationLoss,
+                solution.ValidationAccuracy, solution.EpochValidationLoss, solution.EpochValidationAccuracy),
+        };
     }
 }

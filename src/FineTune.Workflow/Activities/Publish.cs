@@ -48,6 +48,9 @@ public sealed class Publish(WorkerFiles worker, FineTuneEngine engine, IArtifact
         var job = request.Job;
         var (dataset, recipe, _) = await files.LoadAsync(request.Weights, prepared: null, token);
         var state = await files.StateAtAsync(request.Sequence, token);
+        // What evaluation scored: the best epoch's head, or the convex optimum it stored in its place.
+        if (request.Evaluation.ConvexHead is { Chosen: true })
+            state = state with { Parts = new Dictionary<string, byte[]>(state.Parts) { [TrainingSnapshot.ModelPart] = await files.ReadAsync(files.Layout.ConvexHead, token) } };
         (string Safetensors, string TorchSharp, string Dataset) sha256;
         // Written to files, not memory: the largest builders' weights (2.5 GB) fit no array, and would be a second copy.
         string folder = files.NewPublishFolder();

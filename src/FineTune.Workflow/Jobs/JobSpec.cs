@@ -105,6 +105,16 @@ public sealed record TrainingSpec
     public StoppingMetric? BestEpochMetric { get; init; }
     public AugmentationSpec? Augmentation { get; init; }
     public bool FeatureCache { get; init; } = Defaults.UseFeatureCache;
+    /// <summary>
+    /// Where the head alone trains on cached features, also solve it to its convex optimum (the weight decay chosen on
+    /// validation) and publish that instead of the best epoch when it scores better on validation: on unless false. Left
+    /// out of the JSON when not given, so specs without it keep their derived job ids.
+    /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public bool? ConvexHead { get; init; }
+    /// <summary><see cref="ConvexHead"/> as it applies: Core's default when not given.</summary>
+    [JsonIgnore]
+    public bool SolvesConvexHead => ConvexHead ?? Defaults.ConvexHead;
     /// <summary>Steps per durable activity call; an epoch longer than this is trained in several, each checkpointed.</summary>
     public int MaxStepsPerChunk { get; init; } = 500;
     public const int MaxStepsPerChunkLimit = 5000;

@@ -32,6 +32,7 @@ public static class JobSpecMapping
                 Seed = spec.Seed,
                 Augmentation = t.Augmentation?.ToAugmentation(),
                 UseFeatureCache = t.FeatureCache,
+                ConvexHead = t.SolvesConvexHead,
             },
             spec.Device,
             spec.Tf32,

@@ -131,6 +131,9 @@ public static class JobSpecReader
             Check(augmentation.MixupProb is >= 0 and <= 1, prefix + "mixupProb", "must be in [0, 1]");
             Check(augmentation.MixupSwitchProb is >= 0 and <= 1, prefix + "mixupSwitchProb", "must be in [0, 1]");
         }
+        // Asked for by name where it cannot apply, it would be silently left out.
+        Check(t.ConvexHead != true || spec.Freeze == FreezeMode.Head && t.FeatureCache && t.Augmentation is null, "training.convexHead",
+            "applies only where the head alone trains on cached features: freeze head, featureCache on, no augmentation");
         Check(t.EarlyStopping is null || t.BestEpochMetric is null || t.EarlyStopping.Metric == t.BestEpochMetric,
             "training.bestEpochMetric", "must be training.earlyStopping.metric when both are given: one metric picks the best epoch");
         errors.AddRange(SweepPlanner.Validate(spec, localPaths));

@@ -288,7 +288,11 @@ public static class SweepPlanner
         return errors.Count == 0 ? null : string.Join("; ", errors);
     }
 
-    /// <summary>The job with the trial's values set at their paths, its own id, no sweep, and the sweep's metric picking its best epoch.</summary>
+    /// <summary>
+    /// The job with the trial's values set at their paths, its own id, no sweep, and the sweep's metric picking its best
+    /// epoch. Trials compare the recipes they train: none solves its head to the convex optimum (which would be the same
+    /// for many) unless the job or the trial's values ask for it (<see cref="TrainingSpec.ConvexHead"/>).
+    /// </summary>
     internal static JobSpec Apply(JobSpec spec, IReadOnlyDictionary<string, JsonElement> values, string jobId)
     {
         var metric = spec.Sweep!.Metric;
@@ -302,7 +306,8 @@ public static class SweepPlanner
             node[names[^1]] = JsonNode.Parse(value.GetRawText());
         }
         var trial = root.Deserialize<JobSpec>(WireJson.Options) ?? throw new JsonException("empty trial spec");
-        return trial.Training.EarlyStopping is null ? trial with { Training = trial.Training with { BestEpochMetric = metric } } : trial;
+        var training = trial.Training with { ConvexHead = trial.Training.ConvexHead ?? false };
+        return trial with { Training = training.EarlyStopping is null ? training with { BestEpochMetric = metric } : training };
     }
 
     /// <summary>

@@ -88,7 +88,28 @@ public sealed record ModelRequest(FineTuneJob Job, WeightsRef Weights, PreparedS
 
 /// <summary>The final report's headline: <see cref="Split"/> is the set it was computed on, "test" when the dataset has one, else "validation".</summary>
 public sealed record EvaluationSummary(string Split, double Loss, double Top1Accuracy, double? Top5Accuracy, int Images, string ReportName, string PredictionsName,
-    IReadOnlyList<StageTime> Times);
+    IReadOnlyList<StageTime> Times)
+{
+    /// <summary>The head's convex optimum beside the best epoch, where it applies; when <see cref="ConvexHeadSummary.Chosen"/>, what was evaluated (and is published).</summary>
+    public ConvexHeadSummary? ConvexHead { get; init; }
+}
+
+/// <summary>
+/// The head's convex optimum at <see cref="WeightDecay"/> (chosen on validation) and the best epoch's head, both scored on
+/// validation; <see cref="Chosen"/>: the optimum scored better by the run's stopping metric and replaced the epoch's head.
+/// </summary>
+public sealed record ConvexHeadSummary(bool Chosen, double WeightDecay, double ValidationLoss, double ValidationAccuracy, double EpochValidationLoss,
+    double EpochValidationAccuracy)
+{
+    /// <summary>Which head the run kept and the two scores, as the CLI and the model card's README say it.</summary>
+    public string Describe()
+    {
+        var culture = System.Globalization.CultureInfo.InvariantCulture;
+        string optimum = string.Create(culture, $"the convex optimum (weight decay {WeightDecay:g}; validation loss {ValidationLoss:F4}, {ValidationAccuracy:P1})");
+        string epoch = string.Create(culture, $"the best epoch's (validation loss {EpochValidationLoss:F4}, {EpochValidationAccuracy:P1})");
+        return Chosen ? $"{optimum}, not {epoch}" : $"{epoch}, not {optimum}";
+    }
+}
 
 /// <summary>
 /// Publish checkpoint <see cref="Sequence"/>, the end of epoch <see cref="BestEpoch"/>. <see cref="History"/>: the run's every

@@ -13,11 +13,13 @@ public static class Stages
     public const string FeaturePass = "feature pass";
     public const string Training = "training";
     public const string Checkpoints = "checkpoints";
+    /// <summary>Solving the head to its convex optimum (<see cref="Core.Training.HeadSolver"/>) before evaluating.</summary>
+    public const string ConvexHead = "convex head";
     public const string Evaluation = "evaluation";
     public const string Publish = "publish";
     public const string Plots = "plots";
 
-    public static readonly IReadOnlyList<string> InOrder = [Weights, DatasetScan, FeaturePass, Training, Checkpoints, Evaluation, Publish, Plots];
+    public static readonly IReadOnlyList<string> InOrder = [Weights, DatasetScan, FeaturePass, Training, Checkpoints, ConvexHead, Evaluation, Publish, Plots];
 
     /// <summary>Times summed per stage (training runs in many chunks), in <see cref="InOrder"/>.</summary>
     public static IReadOnlyList<StageTime> Total(IEnumerable<StageTime> times)

@@ -89,6 +89,7 @@ public static class HubFiles
         text.AppendLine(CultureInfo.InvariantCulture, $"`{card.Model}` fine-tuned by FineTune Functions to tell {card.Classes.Count} classes apart: {string.Join(", ", card.Classes.Select(c => $"`{c}`"))}.");
         if (metrics is not null)
             text.AppendLine(CultureInfo.InvariantCulture, $"Top-1 accuracy {metrics.Top1Accuracy:P1} on {metrics.Images} {metrics.Split} images; best epoch {card.BestEpoch} of {card.History.Count}.");
+        if (metrics?.ConvexHead is { } convex) text.AppendLine(CultureInfo.InvariantCulture, $"Head: {convex.Describe()}.");
         if (card.Weights is { } weights) text.AppendLine(CultureInfo.InvariantCulture, $"Pretrained weights: {weights.Pretrained.Source} (SHA-256 {weights.Pretrained.Sha256}).");
         text.AppendLine();
         text.AppendLine("## Use it in PyTorch");

@@ -74,6 +74,15 @@ public sealed class RunFiles
     public Task WriteAsync(string name, Stream data, WriteMode mode, CancellationToken cancellationToken) =>
         _store.WriteAsync(name, data, mode, cancellationToken);
 
+    /// <summary>A stored artifact's bytes: for small ones (a head's weights).</summary>
+    public async Task<byte[]> ReadAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var stream = await _store.OpenReadAsync(name, cancellationToken);
+        using var copy = new MemoryStream();
+        await stream.CopyToAsync(copy, cancellationToken);
+        return copy.ToArray();
+    }
+
     /// <summary>The SHA-256 of a stored artifact, read as a stream.</summary>
     public async Task<string> Sha256Async(string name, CancellationToken cancellationToken)
     {
